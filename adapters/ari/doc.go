@@ -1,0 +1,2 @@
+// Package ari connects callpop to Asterisk over ARI.
+package ari

@@ -1,0 +1,113 @@
+// Package call holds callpop's core types and the seams between its parts:
+// the Decider an adapter asks for a routing decision, and the LegSink an
+// adapter reports agent-leg life to. It imports nothing of callpop.
+package call
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Call is what an adapter knows about a new inbound channel when it asks for a
+// decision. Values are raw, as the PBX gave them; nothing here is trusted.
+type Call struct {
+	ID       string    // the PBX's channel id (Asterisk channel id, FreeSWITCH Unique-ID)
+	PBX      string    // "asterisk", "freeswitch", "http", "agi", "cli"
+	CLI      string    // caller ID number (CLI)
+	CLIName  string    // caller ID name
+	ANI      string    // ANI, when the PBX has one
+	DNIS     string    // the dialled number (DNIS)
+	Privacy  bool      // the PBX says the number must not be shown (presentation restricted)
+	Profile  string    // a profile named by the dialplan (e.g. Stasis(callpop,vip-line)); empty = by DNIS
+	Received time.Time // when the event was read; the deadline budget counts from here
+}
+
+// LogValue masks personal data in logs.
+func (c Call) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("id", c.ID),
+		slog.String("pbx", c.PBX),
+		slog.String("cli", MaskNumber(c.CLI)),
+		slog.String("ani", MaskNumber(c.ANI)),
+		slog.String("dnis", c.DNIS),
+		slog.Bool("privacy", c.Privacy),
+	)
+}
+
+// Customer is a CRM record.
+type Customer struct {
+	ID       string         `json:"id"`
+	Name     string         `json:"name"`
+	Tier     string         `json:"tier,omitempty"`
+	Language string         `json:"language,omitempty"`
+	URL      string         `json:"url,omitempty"`
+	Phones   []string       `json:"phones,omitempty"` // E.164 numbers the customer owns, when the source says
+	Extra    map[string]any `json:"extra,omitempty"`  // further fields kept for pops and rules
+}
+
+// LogValue masks personal data in logs.
+func (c Customer) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", c.ID), slog.String("name", MaskName(c.Name)), slog.String("tier", c.Tier))
+}
+
+// Match says how the look-up ended; it is CALLPOP_MATCH.
+type Match string
+
+// The values of CALLPOP_MATCH.
+const (
+	MatchHit       Match = "hit"
+	MatchMiss      Match = "miss"
+	MatchAnonymous Match = "anonymous"
+	MatchInvalid   Match = "invalid"
+	MatchTimeout   Match = "timeout"
+	MatchError     Match = "error"
+)
+
+// Source says which number was used for the look-up; it is CALLPOP_SOURCE.
+type Source string
+
+// The values of CALLPOP_SOURCE.
+const (
+	SourceNone Source = ""
+	SourceCLI  Source = "cli"
+	SourceANI  Source = "ani"
+)
+
+// Decision is the outcome of one call's pipeline: who is calling and where the
+// call goes. It knows nothing of Asterisk or FreeSWITCH.
+type Decision struct {
+	CallID     string            `json:"call_id,omitempty"`
+	Match      Match             `json:"match"`
+	E164       string            `json:"e164"`
+	Source     Source            `json:"source"`
+	Privacy    bool              `json:"privacy,omitempty"` // the number must not be shown to agents
+	Customer   *Customer         `json:"customer,omitempty"`
+	Priority   int               `json:"priority"`      // CALLPOP_PRIORITY
+	QueuePrio  int               `json:"queue_prio"`    // Asterisk QUEUE_PRIO (scaled)
+	BaseScore  int               `json:"cc_base_score"` // FreeSWITCH cc_base_score (scaled)
+	Queue      string            `json:"queue,omitempty"`
+	Skill      string            `json:"skill,omitempty"`
+	Language   string            `json:"language,omitempty"`
+	Flags      []string          `json:"flags,omitempty"`
+	PopURL     string            `json:"pop_url,omitempty"`
+	CallerName string            `json:"caller_name,omitempty"` // softphone caller-name rewrite, empty = leave as is
+	Extra      map[string]string `json:"extra,omitempty"`       // extra variables set by rules, names without prefix
+	Profile    string            `json:"profile,omitempty"`
+	Rules      []string          `json:"rules,omitempty"` // names of the rules that matched, for debugging
+	Cached     bool              `json:"cached"`
+	Elapsed    time.Duration     `json:"-"`
+	Err        string            `json:"error,omitempty"` // why Match is error/invalid, for operators
+}
+
+// Decider turns a call into a decision. It must return by ctx's deadline; on
+// deadline it returns what it knows with Match = timeout. router satisfies it.
+type Decider interface {
+	Decide(ctx context.Context, c Call) Decision
+}
+
+// DeciderFunc adapts a function to Decider.
+type DeciderFunc func(ctx context.Context, c Call) Decision
+
+// Decide calls f.
+func (f DeciderFunc) Decide(ctx context.Context, c Call) Decision { return f(ctx, c) }

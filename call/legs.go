@@ -1,0 +1,55 @@
+package call
+
+import "time"
+
+// LegState is a step in the life of an agent leg of an enriched call.
+type LegState string
+
+// Agent-leg states an adapter reports.
+const (
+	LegRinging  LegState = "ringing"  // the agent's phone is being offered the call
+	LegAnswered LegState = "answered" // the agent answered
+	LegStopped  LegState = "stopped"  // the leg ended without the agent answering (cancel, no answer, lost race)
+	LegEnded    LegState = "ended"    // the agent's leg of an answered call hung up or was transferred away
+)
+
+// Enriched is reported once per call, when its decision has been applied to
+// the channel, before the call goes on.
+type Enriched struct {
+	CallID   string // callpop's call id (inherited by agent legs as CALLPOP_CALL_ID)
+	Call     Call
+	Decision Decision
+}
+
+// LegEvent is one step of an agent leg of an enriched call.
+type LegEvent struct {
+	CallID        string // callpop's call id; empty if the adapter only knows CallerChannel
+	CallerChannel string // the PBX id of the enriched (caller) channel
+	Leg           string // the PBX id of the agent leg, when known
+	Endpoint      string // PBX endpoint of the agent: "PJSIP/1002-00000005", "Local/1002@agents-000048d7;1", "sofia/agents/1002@127.0.0.1:5072", "user/1002", "1002@default"
+	State         LegState
+	Cause         string // PBX cause, for logs: "CANCEL", "NOANSWER", "LOSE_RACE", ...
+	At            time.Time
+}
+
+// CallEnd is reported when the caller's channel is gone.
+type CallEnd struct {
+	CallID        string
+	CallerChannel string
+	At            time.Time
+}
+
+// LegSink receives the life of enriched calls from the adapters. Its methods
+// must not block: a slow sink must never delay a call. popper satisfies it.
+type LegSink interface {
+	CallEnriched(e Enriched)
+	AgentLeg(e LegEvent)
+	CallEnded(e CallEnd)
+}
+
+// NopSink discards everything; for wiring without a popper.
+type NopSink struct{}
+
+func (NopSink) CallEnriched(Enriched) {}
+func (NopSink) AgentLeg(LegEvent)     {}
+func (NopSink) CallEnded(CallEnd)     {}

@@ -1,0 +1,2 @@
+// Package router makes the routing decision for a call (normalise → look up → rules) and serves the endpoints dialplans call.
+package router
