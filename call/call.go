@@ -92,6 +92,7 @@ type Decision struct {
 	Flags      []string          `json:"flags,omitempty"`
 	PopURL     string            `json:"pop_url,omitempty"`
 	CallerName string            `json:"caller_name,omitempty"` // softphone caller-name rewrite, empty = leave as is
+	InfoURL    string            `json:"info_url,omitempty"`    // softphone link (SIP Call-Info / X- header), empty = none
 	Extra      map[string]string `json:"extra,omitempty"`       // extra variables set by rules, names without prefix
 	Profile    string            `json:"profile,omitempty"`
 	Rules      []string          `json:"rules,omitempty"` // names of the rules that matched, for debugging
