@@ -1,0 +1,383 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/callpop/callpop/adapters/ari"
+	"github.com/callpop/callpop/adapters/esl"
+	"github.com/callpop/callpop/callerid"
+	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/popper"
+	"github.com/callpop/callpop/router"
+)
+
+// Config is the whole callpop.yaml: the process's own keys and each
+// package's section, in the order config.example.yaml lists them.
+type Config struct {
+	Listen  string          `mapstructure:"listen"`
+	Call    CallConfig      `mapstructure:"call"`
+	Numbers callerid.Config `mapstructure:"numbers"`
+	CRM     crm.Config      `mapstructure:"crm"`
+	Cache   crm.CacheConfig `mapstructure:"cache"`
+	Router  router.Config   `mapstructure:"router"`
+	PBX     PBXConfig       `mapstructure:"pbx"`
+	Popper  popper.Config   `mapstructure:"popper"`
+	Log     LogConfig       `mapstructure:"log"`
+}
+
+// CallConfig is the `call` section.
+type CallConfig struct {
+	// Budget is how long a call may wait on callpop, from the moment its event is read.
+	Budget time.Duration `mapstructure:"budget"`
+	// DrainTimeout bounds how long SIGTERM waits for work in flight.
+	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
+}
+
+// PBXConfig is the `pbx` section: which adapter runs, and each adapter's settings.
+type PBXConfig struct {
+	Kind       string     `mapstructure:"kind"` // none | asterisk | freeswitch
+	Asterisk   ari.Config `mapstructure:"asterisk"`
+	FreeSWITCH esl.Config `mapstructure:"freeswitch"`
+}
+
+// LogConfig is the `log` section.
+type LogConfig struct {
+	Level            string `mapstructure:"level"`  // debug | info | warn | error
+	Format           string `mapstructure:"format"` // json | text
+	MaskPersonalData bool   `mapstructure:"mask_personal_data"`
+}
+
+// The values of pbx.kind.
+const (
+	PBXNone       = "none"
+	PBXAsterisk   = "asterisk"
+	PBXFreeSWITCH = "freeswitch"
+)
+
+// Limits of call.budget: a call must not wait on callpop for long.
+const (
+	maxBudget       = 10 * time.Second
+	maxDrainTimeout = 5 * time.Minute
+)
+
+// defaultConfigPath is where --config points when it is not given.
+const defaultConfigPath = "./callpop.yaml"
+
+// DefaultConfig returns the embedded defaults: every section's DefaultConfig.
+func DefaultConfig() Config {
+	return Config{
+		Listen:  "127.0.0.1:8080",
+		Call:    CallConfig{Budget: 300 * time.Millisecond, DrainTimeout: 10 * time.Second},
+		Numbers: callerid.DefaultConfig(),
+		CRM:     crm.DefaultConfig(),
+		Cache:   crm.DefaultCacheConfig(),
+		Router:  router.DefaultConfig(),
+		PBX: PBXConfig{
+			Kind:       PBXNone,
+			Asterisk:   ari.DefaultConfig(),
+			FreeSWITCH: esl.DefaultConfig(),
+		},
+		Popper: popper.DefaultConfig(),
+		Log:    LogConfig{Level: "info", Format: "json", MaskPersonalData: true},
+	}
+}
+
+// loadedConfig is a Config and where it came from.
+type loadedConfig struct {
+	Config
+	Path string // the file read; "" when running on the embedded defaults
+}
+
+// configFromCmd loads the file named by --config (or $CALLPOP_CONFIG). A
+// missing default file means the embedded defaults; a missing file that was
+// asked for is an error. The result is validated.
+func configFromCmd(cmd *cobra.Command) (loadedConfig, error) {
+	path := defaultConfigPath
+	explicit := false
+	if f := cmd.Flags().Lookup("config"); f != nil {
+		path = f.Value.String()
+		explicit = f.Changed
+	}
+	if !explicit {
+		if p := os.Getenv("CALLPOP_CONFIG"); p != "" {
+			path, explicit = p, true
+		}
+	}
+	return loadConfig(path, explicit)
+}
+
+// loadConfig reads path over the defaults, applies CALLPOP_* environment
+// overrides and validates the result. Errors name the key.
+func loadConfig(path string, explicit bool) (loadedConfig, error) {
+	var data []byte
+	if path != "" {
+		b, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			data = b
+		case errors.Is(err, fs.ErrNotExist) && !explicit:
+			path = ""
+		default:
+			return loadedConfig{}, fmt.Errorf("config: %w", err)
+		}
+	}
+	cfg, err := decodeConfig(data, os.LookupEnv)
+	if err != nil {
+		return loadedConfig{Path: path}, withFile(path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return loadedConfig{Path: path}, withFile(path, err)
+	}
+	return loadedConfig{Config: cfg, Path: path}, nil
+}
+
+func withFile(path string, err error) error {
+	if path == "" {
+		return fmt.Errorf("config (embedded defaults): %w", err)
+	}
+	return fmt.Errorf("config %s: %w", path, err)
+}
+
+// decodeConfig decodes YAML data (may be empty) and environment overrides over
+// DefaultConfig. Unknown keys and values of the wrong type are errors naming
+// the key; it does not validate.
+func decodeConfig(data []byte, lookupEnv func(string) (string, bool)) (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if len(bytes.TrimSpace(data)) > 0 {
+		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+			return Config{}, fmt.Errorf("not valid YAML: %w", err)
+		}
+	}
+	// Bind every value key to its variable by name (not AutomaticEnv, which
+	// only sees keys the file or defaults already hold). Viper reads the
+	// variable at Get time, so take the value from lookupEnv instead, which
+	// keeps tests independent of the process environment.
+	for _, key := range envKeys(reflect.TypeFor[Config]()) {
+		if val, ok := lookupEnv(envName(key)); ok {
+			v.Set(key, val)
+		}
+	}
+	// Decode over the defaults so absent keys keep them; ZeroFields makes a
+	// given list or map replace the default rather than merge into it.
+	cfg := DefaultConfig()
+	err := v.UnmarshalExact(&cfg, viper.DecodeHook(decodeHooks()), func(dc *mapstructure.DecoderConfig) {
+		dc.ZeroFields = true
+	})
+	if err != nil {
+		return Config{}, decodeErrors(err)
+	}
+	return cfg, nil
+}
+
+// decodeHooks turn YAML and environment strings into durations, lists and
+// maps: "300ms"; "a,b" or a YAML/JSON list; a JSON object or list for a map
+// or a list of sections given in one environment variable.
+func decodeHooks() mapstructure.DecodeHookFunc {
+	return mapstructure.ComposeDecodeHookFunc(
+		durationHook,
+		jsonStringHook,
+		listHook,
+		mapstructure.TextUnmarshallerHookFunc(),
+	)
+}
+
+// durationHook parses "300ms" and rejects bare numbers, which would otherwise
+// silently mean nanoseconds.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != durationType {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.String:
+		s := strings.TrimSpace(data.(string))
+		if s == "" || s == "0" {
+			return time.Duration(0), nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a duration (use a unit: 300ms, 2s, 10m)", s)
+		}
+		return d, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		if from == durationType {
+			return data, nil
+		}
+		if reflect.ValueOf(data).IsZero() {
+			return time.Duration(0), nil
+		}
+		return nil, fmt.Errorf("%v is not a duration (use a unit: 300ms, 2s, 10m)", data)
+	}
+	return data, nil
+}
+
+// jsonStringHook lets one string (an environment variable) carry a map or a
+// list of sections as JSON: CALLPOP_CRM_SOURCES='[{"name":"main",...}]'.
+func jsonStringHook(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String {
+		return data, nil
+	}
+	s := strings.TrimSpace(data.(string))
+	switch {
+	case to.Kind() == reflect.Map && strings.HasPrefix(s, "{"):
+		var m map[string]any
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			return nil, fmt.Errorf("not a JSON object: %w", err)
+		}
+		return m, nil
+	case to.Kind() == reflect.Slice && strings.HasPrefix(s, "["):
+		var l []any
+		if err := json.Unmarshal([]byte(s), &l); err != nil {
+			return nil, fmt.Errorf("not a JSON list: %w", err)
+		}
+		return l, nil
+	case to.Kind() == reflect.Map && s == "":
+		return map[string]any{}, nil
+	}
+	return data, nil
+}
+
+// listHook splits "a, b" into a list of values (sections need JSON).
+func listHook(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String || to.Kind() != reflect.Slice {
+		return data, nil
+	}
+	if isSection(to.Elem()) {
+		return nil, errors.New("a list of sections: give it in YAML, or as a JSON list in the environment")
+	}
+	s := strings.TrimSpace(data.(string))
+	if s == "" {
+		return []string{}, nil
+	}
+	parts := strings.Split(s, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts, nil
+}
+
+// decodeErrors rewrites mapstructure's errors as "key: why", one per line,
+// unknown keys spelled out in full.
+func decodeErrors(err error) error {
+	var msgs []string
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		de, ok := err.(*mapstructure.DecodeError)
+		if !ok {
+			if inner := errors.Unwrap(err); inner != nil {
+				walk(inner)
+				return
+			}
+			msgs = append(msgs, err.Error())
+			return
+		}
+		inner := de.Unwrap()
+		if j, ok := inner.(interface{ Unwrap() []error }); ok {
+			walk(errors.Join(j.Unwrap()...))
+			return
+		}
+		name := de.Name()
+		msg := inner.Error()
+		if keys, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+			for _, k := range strings.Split(keys, ", ") {
+				if name != "" {
+					k = name + "." + k
+				}
+				msgs = append(msgs, k+": unknown key")
+			}
+			return
+		}
+		if name == "" {
+			msgs = append(msgs, msg)
+			return
+		}
+		msgs = append(msgs, name+": "+msg)
+	}
+	walk(err)
+	sort.Strings(msgs)
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// Validate checks the whole configuration: the process's own keys, every
+// section, and how they fit together. All problems are reported, one a line.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(validateListen("listen", c.Listen))
+	switch {
+	case c.Call.Budget <= 0:
+		add(fmt.Errorf("call.budget: must be above 0 (default 300ms), got %s", c.Call.Budget))
+	case c.Call.Budget > maxBudget:
+		add(fmt.Errorf("call.budget: must be at most %s: a call must not wait on callpop longer, got %s", maxBudget, c.Call.Budget))
+	}
+	if c.Call.DrainTimeout < 0 || c.Call.DrainTimeout > maxDrainTimeout {
+		add(fmt.Errorf("call.drain_timeout: must be between 0 and %s, got %s", maxDrainTimeout, c.Call.DrainTimeout))
+	}
+	add(c.Numbers.Validate())
+	add(c.CRM.Validate())
+	add(c.Cache.Validate())
+	add(c.Router.Validate())
+	switch c.PBX.Kind {
+	case "", PBXNone:
+	case PBXAsterisk:
+		add(c.PBX.Asterisk.Validate())
+	case PBXFreeSWITCH:
+		add(c.PBX.FreeSWITCH.Validate())
+	default:
+		add(fmt.Errorf("pbx.kind: must be none, asterisk or freeswitch, got %q", c.PBX.Kind))
+	}
+	add(c.Popper.Validate())
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		add(fmt.Errorf("log.level: must be debug, info, warn or error, got %q", c.Log.Level))
+	}
+	switch strings.ToLower(c.Log.Format) {
+	case "json", "text":
+	default:
+		add(fmt.Errorf("log.format: must be json or text, got %q", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// validateListen checks a host:port listen address.
+func validateListen(key, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: must be host:port, got %q", key, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%s: port must be a number 0-65535, got %q", key, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /\\") {
+		return fmt.Errorf("%s: bad host %q", key, host)
+	}
+	return nil
+}
