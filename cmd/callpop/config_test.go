@@ -1,0 +1,348 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaultConfigValidates(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.Call.Budget != 300*time.Millisecond || !cfg.Log.MaskPersonalData {
+		t.Fatalf("documented defaults changed: %+v %+v %+v", cfg.Listen, cfg.Call, cfg.Log)
+	}
+}
+
+// Every file in testdata/config is one bad configuration; each must be
+// rejected with a message that names the key.
+func TestBadConfigs(t *testing.T) {
+	tests := []struct {
+		file string
+		want string // fragment of the error
+	}{
+		{"bad-unknown-top.yaml", "listne: unknown key"},
+		{"bad-unknown-nested.yaml", "call.budgte: unknown key"},
+		{"bad-budget-zero.yaml", "call.budget: must be above 0"},
+		{"bad-budget-negative.yaml", "call.budget: must be above 0"},
+		{"bad-budget-too-long.yaml", "call.budget: must be at most 10s"},
+		{"bad-budget-no-unit.yaml", "call.budget: 300 is not a duration"},
+		{"bad-budget-garbage.yaml", `call.budget: "soon" is not a duration`},
+		{"bad-drain-negative.yaml", "call.drain_timeout: must be between 0 and 5m0s"},
+		{"bad-listen-no-port.yaml", "listen: must be host:port"},
+		{"bad-listen-port.yaml", "listen: port must be a number"},
+		{"bad-listen-type.yaml", "listen: "},
+		{"bad-pbx-kind.yaml", `pbx.kind: must be none, asterisk or freeswitch, got "3cx"`},
+		{"bad-log-level.yaml", `log.level: must be debug, info, warn or error, got "verbose"`},
+		{"bad-log-format.yaml", `log.format: must be json or text, got "xml"`},
+		{"bad-log-mask-type.yaml", "log.mask_personal_data: "},
+		{"bad-cache-ttl.yaml", `cache.ttl: "forever" is not a duration`},
+		{"bad-cache-unknown.yaml", "cache.redis.adresses: unknown key"},
+		{"bad-crm-sources-scalar.yaml", "crm.sources: a list of sections"},
+		{"bad-crm-source-unknown-key.yaml", "crm.sources[0].timout: unknown key"},
+		{"bad-crm-source-timeout.yaml", "crm.sources[0].timeout: 200 is not a duration"},
+		{"bad-numbers-region.yaml", "numbers.default_region"},
+		{"bad-not-yaml.yaml", "not valid YAML"},
+		{"bad-section-scalar.yaml", "call: "},
+	}
+	files, err := filepath.Glob("testdata/config/bad-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !slices.ContainsFunc(tests, func(tc struct{ file, want string }) bool { return tc.file == filepath.Base(f) }) {
+			t.Errorf("%s has no expected message in the table", f)
+		}
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			path := filepath.Join("testdata", "config", tc.file)
+			_, err := loadConfig(path, true)
+			if err == nil {
+				t.Fatalf("%s loaded without error", tc.file)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Fatalf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+// Several problems in one file are all reported, one a line.
+func TestAllProblemsReported(t *testing.T) {
+	data := "listen: nope\ncall:\n  budget: 5\n  bogus: 1\ncache:\n  ttl: abc\nlog:\n  level: loud\n"
+	cfg, err := decodeConfig([]byte(data), noEnv)
+	if err == nil {
+		t.Fatal("decoded without error")
+	}
+	for _, want := range []string{"call.budget: 5 is not a duration", "call.bogus: unknown key", `cache.ttl: "abc" is not a duration`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	cfg = DefaultConfig()
+	cfg.Listen = "nope"
+	cfg.Log.Level = "loud"
+	err = cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "listen:") || !strings.Contains(err.Error(), "log.level:") {
+		t.Fatalf("want both listen and log.level named, got %v", err)
+	}
+}
+
+func TestConfigFiles(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("missing default file runs on defaults", func(t *testing.T) {
+		lc, err := loadConfig(filepath.Join(dir, "callpop.yaml"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lc.Path != "" || !reflect.DeepEqual(lc.Config, DefaultConfig()) {
+			t.Fatalf("want embedded defaults, got path %q %+v", lc.Path, lc.Config)
+		}
+	})
+	t.Run("missing explicit file is an error", func(t *testing.T) {
+		_, err := loadConfig(filepath.Join(dir, "nope.yaml"), true)
+		if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+			t.Fatalf("want an error naming the file, got %v", err)
+		}
+	})
+	t.Run("empty file is the defaults", func(t *testing.T) {
+		p := filepath.Join(dir, "empty.yaml")
+		if err := os.WriteFile(p, []byte("# nothing\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		lc, err := loadConfig(p, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lc.Path != p || !reflect.DeepEqual(lc.Config, DefaultConfig()) {
+			t.Fatalf("want defaults from %s, got %+v", p, lc.Config)
+		}
+	})
+	t.Run("empty sections keep their defaults", func(t *testing.T) {
+		cfg, err := decodeConfig([]byte("call:\npbx:\nlog:\n  level: debug\n"), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := DefaultConfig()
+		want.Log.Level = "debug"
+		if !reflect.DeepEqual(cfg, want) {
+			t.Fatalf("got %+v, want %+v", cfg, want)
+		}
+	})
+}
+
+func TestFileValues(t *testing.T) {
+	data := `
+listen: 0.0.0.0:9090
+call: {budget: 250ms, drain_timeout: 3s}
+numbers:
+  default_region: nl
+  anonymous: [anonymous, verborgen]
+cache:
+  redis: {addrs: ["127.0.0.1:6379", "127.0.0.1:6380"]}
+  ttl: 10m
+  miss_ttl: 1m
+crm:
+  sources:
+    - {name: main, kind: http, url: "https://crm.example/api/customers?phone={e164}", timeout: 2s}
+    - {name: sheet, kind: csv, path: /srv/customers.csv}
+log: {level: warn, format: text, mask_personal_data: false}
+`
+	cfg, err := decodeConfig([]byte(data), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "0.0.0.0:9090" || cfg.Call.Budget != 250*time.Millisecond || cfg.Call.DrainTimeout != 3*time.Second {
+		t.Errorf("listen/call: %q %+v", cfg.Listen, cfg.Call)
+	}
+	// A list given in the file replaces the default list, it does not merge.
+	if !reflect.DeepEqual(cfg.Numbers.Anonymous, []string{"anonymous", "verborgen"}) {
+		t.Errorf("numbers.anonymous = %q", cfg.Numbers.Anonymous)
+	}
+	if !reflect.DeepEqual(cfg.Cache.Redis.Addrs, []string{"127.0.0.1:6379", "127.0.0.1:6380"}) || cfg.Cache.TTL != 10*time.Minute || cfg.Cache.MissTTL != time.Minute {
+		t.Errorf("cache: %+v", cfg.Cache)
+	}
+	if len(cfg.CRM.Sources) != 2 || cfg.CRM.Sources[0].Name != "main" || cfg.CRM.Sources[0].Timeout != 2*time.Second ||
+		cfg.CRM.Sources[1].Kind != "csv" || cfg.CRM.Sources[1].Path != "/srv/customers.csv" {
+		t.Errorf("crm.sources: %+v", cfg.CRM.Sources)
+	}
+	if cfg.Log != (LogConfig{Level: "warn", Format: "text", MaskPersonalData: false}) {
+		t.Errorf("log: %+v", cfg.Log)
+	}
+	// Keys not in the file keep their defaults.
+	def := DefaultConfig()
+	if cfg.Cache.StaleFor != def.Cache.StaleFor || cfg.Numbers.CacheSize != def.Numbers.CacheSize || cfg.PBX.Kind != PBXNone {
+		t.Errorf("defaults lost: stale_for %s cache_size %d pbx.kind %q", cfg.Cache.StaleFor, cfg.Numbers.CacheSize, cfg.PBX.Kind)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	file := "call: {budget: 200ms}\ncache: {ttl: 1m}\n"
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(Config) bool
+	}{
+		{"duration over file", map[string]string{"CALLPOP_CALL_BUDGET": "250ms"},
+			func(c Config) bool { return c.Call.Budget == 250*time.Millisecond }},
+		{"key with underscore", map[string]string{"CALLPOP_CACHE_MISS_TTL": "30s"},
+			func(c Config) bool { return c.Cache.MissTTL == 30*time.Second && c.Cache.TTL == time.Minute }},
+		{"nested key", map[string]string{"CALLPOP_CACHE_TTL": "5m"},
+			func(c Config) bool { return c.Cache.TTL == 5*time.Minute }},
+		{"top-level key", map[string]string{"CALLPOP_LISTEN": "0.0.0.0:8080"},
+			func(c Config) bool { return c.Listen == "0.0.0.0:8080" }},
+		{"list of values, comma-separated", map[string]string{"CALLPOP_CACHE_REDIS_ADDRS": "10.0.0.1:6379, 10.0.0.2:6379"},
+			func(c Config) bool {
+				return reflect.DeepEqual(c.Cache.Redis.Addrs, []string{"10.0.0.1:6379", "10.0.0.2:6379"})
+			}},
+		{"list of values, JSON", map[string]string{"CALLPOP_NUMBERS_ANONYMOUS": `["anonymous","n/a"]`},
+			func(c Config) bool { return reflect.DeepEqual(c.Numbers.Anonymous, []string{"anonymous", "n/a"}) }},
+		{"list of sections, JSON", map[string]string{"CALLPOP_CRM_SOURCES": `[{"name":"main","kind":"http","url":"https://crm.example/c?p={e164}","timeout":"1s"}]`},
+			func(c Config) bool {
+				return len(c.CRM.Sources) == 1 && c.CRM.Sources[0].URL == "https://crm.example/c?p={e164}" && c.CRM.Sources[0].Timeout == time.Second
+			}},
+		{"boolean", map[string]string{"CALLPOP_LOG_MASK_PERSONAL_DATA": "false"},
+			func(c Config) bool { return !c.Log.MaskPersonalData }},
+		{"secret", map[string]string{"CALLPOP_CACHE_REDIS_PASSWORD": "s3cret"},
+			func(c Config) bool { return c.Cache.Redis.Password == "s3cret" }},
+		{"no variables: the file", nil,
+			func(c Config) bool { return c.Call.Budget == 200*time.Millisecond && c.Cache.TTL == time.Minute }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := decodeConfig([]byte(file), envMap(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(cfg) {
+				t.Fatalf("override not applied: %+v", cfg)
+			}
+		})
+	}
+	t.Run("bad value names the key", func(t *testing.T) {
+		_, err := decodeConfig(nil, envMap(map[string]string{"CALLPOP_CALL_BUDGET": "fast"}))
+		if err == nil || !strings.Contains(err.Error(), "call.budget:") {
+			t.Fatalf("want call.budget named, got %v", err)
+		}
+		_, err = decodeConfig(nil, envMap(map[string]string{"CALLPOP_CRM_SOURCES": `[{"name":"x","bogus":1}]`}))
+		if err == nil || !strings.Contains(err.Error(), "crm.sources[0].bogus: unknown key") {
+			t.Fatalf("want crm.sources[0].bogus named, got %v", err)
+		}
+	})
+	t.Run("process environment", func(t *testing.T) {
+		t.Setenv("CALLPOP_CALL_BUDGET", "123ms")
+		lc, err := loadConfig(filepath.Join(t.TempDir(), "absent.yaml"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lc.Call.Budget != 123*time.Millisecond {
+			t.Fatalf("budget %s", lc.Call.Budget)
+		}
+	})
+}
+
+// Every variable name maps back to exactly one key.
+func TestEnvNamesUnique(t *testing.T) {
+	seen := map[string]string{}
+	for _, k := range envKeys(reflect.TypeFor[Config]()) {
+		n := envName(k)
+		if prev, ok := seen[n]; ok {
+			t.Errorf("%s overrides both %s and %s", n, prev, k)
+		}
+		seen[n] = k
+	}
+	if seen["CALLPOP_CALL_BUDGET"] != "call.budget" || seen["CALLPOP_CACHE_REDIS_ADDRS"] != "cache.redis.addrs" {
+		t.Fatalf("unexpected names: %v", seen)
+	}
+}
+
+const examplePath = "../../config.example.yaml"
+
+func TestExampleConfigLoads(t *testing.T) {
+	lc, err := loadConfig(examplePath, true)
+	if err != nil {
+		t.Fatalf("config.example.yaml: %v", err)
+	}
+	if lc.Call.Budget != 300*time.Millisecond || lc.Listen != "127.0.0.1:8080" {
+		t.Fatalf("example differs from the documented defaults: %q %s", lc.Listen, lc.Call.Budget)
+	}
+}
+
+// Every key of the composed configuration is documented in
+// config.example.yaml: values and sections as YAML keys; keys of list
+// entries (crm.sources[], ...) at least as "key:" in an entry or a comment.
+func TestExampleHasEveryKey(t *testing.T) {
+	raw, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range configKeys(reflect.TypeFor[Config]()) {
+		if i := strings.Index(k.Path, "[]"); i >= 0 {
+			name := k.Path[strings.LastIndex(k.Path, ".")+1:]
+			if !regexp.MustCompile(`(?m)^[\s#-]*` + regexp.QuoteMeta(name) + `:`).Match(raw) {
+				t.Errorf("config.example.yaml: %s is not documented (no %q in an entry or comment)", k.Path, name+":")
+			}
+			continue
+		}
+		if !hasKey(doc, strings.Split(k.Path, ".")) {
+			t.Errorf("config.example.yaml: %s is missing (add it with its default and a comment)", k.Path)
+		}
+	}
+}
+
+func hasKey(m map[string]any, path []string) bool {
+	for i, p := range path {
+		v, ok := m[p]
+		if !ok {
+			return false
+		}
+		if i == len(path)-1 {
+			return true
+		}
+		next, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		m = next
+	}
+	return false
+}
+
+func TestConfigKeys(t *testing.T) {
+	keys := map[string]bool{}
+	for _, k := range configKeys(reflect.TypeFor[Config]()) {
+		keys[k.Path] = k.Leaf
+	}
+	for path, leaf := range map[string]bool{
+		"listen": true, "call": false, "call.budget": true, "pbx.kind": true, "log.mask_personal_data": true,
+		"cache.redis": false, "cache.redis.addrs": true, "crm.sources": true, "crm.sources[].url": true,
+	} {
+		got, ok := keys[path]
+		if !ok || got != leaf {
+			t.Errorf("%s: present %v leaf %v, want leaf %v", path, ok, got, leaf)
+		}
+	}
+}
