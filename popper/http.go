@@ -1,0 +1,232 @@
+package popper
+
+import (
+	"embed"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+//go:embed web
+var webFiles embed.FS
+
+// writeTimeout bounds one write to a stream, so a stuck client cannot hold
+// its goroutine.
+const writeTimeout = 10 * time.Second
+
+// Handler serves the agent panel (GET /agent, assets under /agent/) and the
+// agents' pop streams (GET /v1/agents/{agent}/pops, Server-Sent Events).
+func (p *Popper) Handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(webFiles, "web")
+	files := http.StripPrefix("/agent/", http.FileServerFS(static))
+	mux.HandleFunc("GET /agent", p.servePage)
+	mux.Handle("GET /agent/", securityHeaders(files))
+	mux.HandleFunc("GET /v1/agents/{agent}/pops", p.serveStream)
+	mux.HandleFunc("OPTIONS /v1/agents/{agent}/pops", p.servePreflight)
+	return mux
+}
+
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setSecurityHeaders(w.Header())
+		h.ServeHTTP(w, r)
+	})
+}
+
+func setSecurityHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+}
+
+// servePage serves the panel; a token in the URL must be valid (the page
+// itself holds no data: it reads the agent's stream with the token).
+func (p *Popper) servePage(w http.ResponseWriter, r *http.Request) {
+	if !p.originAllowed(r) {
+		authFailuresTotal.WithLabelValues("origin").Inc()
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	if t := r.URL.Query().Get("token"); t != "" {
+		if _, _, err := VerifyToken(p.secret, t, time.Now()); err != nil {
+			authFailuresTotal.WithLabelValues("token").Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			http.Error(w, "invalid or expired token", http.StatusUnauthorized)
+			return
+		}
+	}
+	b, err := webFiles.ReadFile("web/index.html")
+	if err != nil {
+		http.Error(w, "panel missing", http.StatusInternalServerError)
+		return
+	}
+	setSecurityHeaders(w.Header())
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(b)
+}
+
+// originAllowed accepts no Origin (not a browser), the server's own origin
+// and the configured popper.allowed_origins.
+func (p *Popper) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	o = strings.TrimRight(strings.ToLower(o), "/")
+	for _, a := range p.cfg.AllowedOrigins {
+		if strings.TrimRight(strings.ToLower(a), "/") == o {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Popper) setCORS(w http.ResponseWriter, r *http.Request) {
+	if o := r.Header.Get("Origin"); o != "" {
+		w.Header().Set("Access-Control-Allow-Origin", o)
+		w.Header().Add("Vary", "Origin")
+	}
+}
+
+func (p *Popper) servePreflight(w http.ResponseWriter, r *http.Request) {
+	if !p.originAllowed(r) {
+		authFailuresTotal.WithLabelValues("origin").Inc()
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	p.setCORS(w, r)
+	w.Header().Set("Access-Control-Allow-Methods", "GET")
+	w.Header().Set("Access-Control-Allow-Headers", "Authorization, Last-Event-ID, Cache-Control")
+	w.Header().Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// authAgent returns the agent of the request's token, or writes the error.
+func (p *Popper) authAgent(w http.ResponseWriter, r *http.Request) (string, time.Time, bool) {
+	if !p.originAllowed(r) {
+		authFailuresTotal.WithLabelValues("origin").Inc()
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return "", time.Time{}, false
+	}
+	if len(p.secret) == 0 {
+		http.Error(w, "agent streams are disabled: popper.token_secret is not set", http.StatusServiceUnavailable)
+		return "", time.Time{}, false
+	}
+	tok := ""
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, v, ok := strings.Cut(h, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			tok = strings.TrimSpace(v)
+		}
+	} else {
+		tok = r.URL.Query().Get("token")
+	}
+	agent, exp, err := VerifyToken(p.secret, tok, time.Now())
+	if err != nil {
+		authFailuresTotal.WithLabelValues("token").Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		msg := "invalid token"
+		if errors.Is(err, ErrTokenExpired) {
+			msg = "token expired"
+		}
+		http.Error(w, msg, http.StatusUnauthorized)
+		return "", time.Time{}, false
+	}
+	if r.PathValue("agent") != agent {
+		authFailuresTotal.WithLabelValues("agent").Inc()
+		http.Error(w, "this token is for another agent", http.StatusForbidden)
+		return "", time.Time{}, false
+	}
+	return agent, exp, true
+}
+
+// serveStream is the agent's Server-Sent Events stream of pops.
+func (p *Popper) serveStream(w http.ResponseWriter, r *http.Request) {
+	agent, exp, ok := p.authAgent(w, r)
+	if !ok {
+		return
+	}
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	p.setCORS(w, r)
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	lastID := r.Header.Get("Last-Event-ID")
+	if lastID == "" {
+		lastID = r.URL.Query().Get("last_event_id")
+	}
+	sub, replay := p.hub.Subscribe(agent, lastID, time.Now())
+	defer p.hub.Unsubscribe(agent, sub)
+	streamsGauge.Inc()
+	defer streamsGauge.Dec()
+
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !write([]byte("retry: 2000\n: callpop pops for agent " + agent + "\n\n")) {
+		return
+	}
+	for _, pop := range replay {
+		if !write(sseEvent(pop)) {
+			return
+		}
+	}
+	beat := time.NewTicker(p.cfg.Heartbeat)
+	defer beat.Stop()
+	expire := time.NewTimer(time.Until(exp))
+	defer expire.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-sub.gone:
+			return // too slow: the client reconnects with Last-Event-ID
+		case <-expire.C:
+			return // the reconnect gets 401 and the panel asks for a new token
+		case <-beat.C:
+			if !write([]byte(": ping\n\n")) {
+				return
+			}
+		case pop := <-sub.ch:
+			if !write(sseEvent(pop)) {
+				return
+			}
+		}
+	}
+}
+
+// sseEvent formats one pop; JSON has no raw newlines, so one data line.
+func sseEvent(pop Pop) []byte {
+	body, err := json.Marshal(pop)
+	if err != nil {
+		body = []byte("{}")
+	}
+	b := make([]byte, 0, len(body)+64)
+	b = append(b, "id: "...)
+	b = append(b, pop.ID...)
+	b = append(b, "\nevent: pop\ndata: "...)
+	b = append(b, body...)
+	b = append(b, "\n\n"...)
+	return b
+}

@@ -1,0 +1,119 @@
+package popper
+
+import (
+	"strconv"
+	"sync"
+	"time"
+)
+
+// subBuffer is how many pops a slow stream may fall behind before it is
+// closed (the browser reconnects and replays from Last-Event-ID).
+const subBuffer = 64
+
+// hub fans pops out to the agents' streams connected to this instance and
+// keeps each agent's recent pops for the panel list and reconnect replay.
+type hub struct {
+	mu     sync.Mutex
+	agents map[string]*agentHub
+	recent int
+}
+
+type agentHub struct {
+	subs    map[*subscriber]struct{}
+	backlog []Pop // oldest first, at most recent
+	last    time.Time
+}
+
+type subscriber struct {
+	ch   chan Pop
+	gone chan struct{} // closed when the hub drops a slow subscriber
+	once sync.Once
+}
+
+func (s *subscriber) drop() { s.once.Do(func() { close(s.gone) }) }
+
+func newHub(recent int) *hub {
+	return &hub{agents: make(map[string]*agentHub), recent: recent}
+}
+
+func (h *hub) agent(a string) *agentHub {
+	ah := h.agents[a]
+	if ah == nil {
+		ah = &agentHub{subs: make(map[*subscriber]struct{})}
+		h.agents[a] = ah
+	}
+	return ah
+}
+
+// Deliver hands p to the agent's streams; it never blocks.
+func (h *hub) Deliver(p Pop) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ah := h.agent(p.Agent)
+	ah.last = time.Now()
+	if n := len(ah.backlog); n > 0 && ah.backlog[n-1].ID == p.ID {
+		return // same pop twice (local fallback raced a late Redis delivery)
+	}
+	if len(ah.backlog) >= h.recent {
+		copy(ah.backlog, ah.backlog[1:])
+		ah.backlog = ah.backlog[:len(ah.backlog)-1]
+	}
+	ah.backlog = append(ah.backlog, p)
+	for s := range ah.subs {
+		select {
+		case s.ch <- p:
+		default:
+			delete(ah.subs, s)
+			s.drop()
+			streamDropsTotal.Inc()
+		}
+	}
+}
+
+// Subscribe registers a stream for agent and returns the pops to replay
+// first: those after lastID when the client resumes, else today's.
+func (h *hub) Subscribe(agent, lastID string, now time.Time) (*subscriber, []Pop) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ah := h.agent(agent)
+	ah.last = now
+	s := &subscriber{ch: make(chan Pop, subBuffer), gone: make(chan struct{})}
+	ah.subs[s] = struct{}{}
+	var replay []Pop
+	if last, err := strconv.ParseInt(lastID, 10, 64); err == nil && lastID != "" {
+		for _, p := range ah.backlog {
+			if id, _ := strconv.ParseInt(p.ID, 10, 64); id > last {
+				replay = append(replay, p)
+			}
+		}
+	} else {
+		y, m, d := now.Date()
+		today := time.Date(y, m, d, 0, 0, 0, 0, now.Location())
+		for _, p := range ah.backlog {
+			if !p.At.Before(today) {
+				replay = append(replay, p)
+			}
+		}
+	}
+	return s, replay
+}
+
+// Unsubscribe removes a stream.
+func (h *hub) Unsubscribe(agent string, s *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ah := h.agents[agent]; ah != nil {
+		delete(ah.subs, s)
+	}
+}
+
+// Sweep forgets agents with no stream and no pop for a day.
+func (h *hub) Sweep(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for a, ah := range h.agents {
+		if len(ah.subs) == 0 && now.Sub(ah.last) > 24*time.Hour {
+			delete(h.agents, a)
+		}
+	}
+}

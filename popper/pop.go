@@ -1,0 +1,291 @@
+package popper
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/callpop/callpop/call"
+)
+
+// Pop is one step of one call as one agent sees it: the JSON body of an SSE
+// event and of a webhook POST.
+type Pop struct {
+	ID       string     `json:"id"` // event id, also the SSE id
+	CallID   string     `json:"call_id"`
+	Agent    string     `json:"agent"`
+	State    string     `json:"state"` // ringing, answered, retracted, ended
+	Match    call.Match `json:"match"`
+	Customer *Customer  `json:"customer,omitempty"`
+	Number   string     `json:"number,omitempty"` // E.164; omitted when the caller asked for privacy
+	Privacy  bool       `json:"privacy,omitempty"`
+	Priority int        `json:"priority"`
+	Queue    string     `json:"queue,omitempty"`
+	Flags    []string   `json:"flags"`
+	Links    []Link     `json:"links"`
+	Cause    string     `json:"cause,omitempty"` // why the pop was retracted or ended
+	At       time.Time  `json:"at"`
+}
+
+// LogValue keeps personal data out of logs.
+func (p Pop) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", p.ID), slog.String("call_id", p.CallID), slog.String("agent", p.Agent),
+		slog.String("state", p.State), slog.String("match", string(p.Match)), slog.String("number", call.MaskNumber(p.Number)))
+}
+
+// Customer is the customer part of a pop: the fixed fields plus the CRM's
+// extra fields (open tickets, recent interactions, ...) at the same level.
+type Customer struct {
+	ID       string
+	Name     string
+	Tier     string
+	Language string
+	URL      string
+	Extra    map[string]any
+}
+
+// MarshalJSON flattens Extra next to the fixed fields; fixed fields win.
+func (c Customer) MarshalJSON() ([]byte, error) {
+	m := make(map[string]any, len(c.Extra)+5)
+	for k, v := range c.Extra {
+		m[k] = v
+	}
+	m["id"] = c.ID
+	m["name"] = c.Name
+	m["tier"] = c.Tier
+	m["language"] = c.Language
+	if c.URL != "" {
+		m["url"] = c.URL
+	} else {
+		delete(m, "url")
+	}
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON is the reverse of MarshalJSON (pops cross Redis as JSON).
+func (c *Customer) UnmarshalJSON(b []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	str := func(k string) string {
+		s, _ := m[k].(string)
+		delete(m, k)
+		return s
+	}
+	c.ID, c.Name, c.Tier, c.Language, c.URL = str("id"), str("name"), str("tier"), str("language"), str("url")
+	if len(m) > 0 {
+		c.Extra = m
+	}
+	return nil
+}
+
+// Link is a link or action on the pop card; URL is always http(s).
+type Link struct {
+	Name  string `json:"name"`
+	Label string `json:"label"`
+	URL   string `json:"url"`
+}
+
+// popBase is what a call's pops share; built once when the call is enriched.
+type popBase struct {
+	callID   string
+	match    call.Match
+	customer *Customer
+	number   string
+	digits   string
+	privacy  bool
+	priority int
+	queue    string
+	flags    []string
+}
+
+func newPopBase(e call.Enriched) popBase {
+	d := e.Decision
+	b := popBase{
+		callID:   e.CallID,
+		match:    d.Match,
+		privacy:  d.Privacy || e.Call.Privacy,
+		priority: d.Priority,
+		queue:    d.Queue,
+		flags:    append([]string(nil), d.Flags...),
+	}
+	if b.callID == "" {
+		b.callID = d.CallID
+	}
+	if b.callID == "" {
+		b.callID = e.Call.ID
+	}
+	if b.match == "" {
+		b.match = call.MatchError
+	}
+	if !b.privacy {
+		b.number = d.E164
+	}
+	b.digits = strings.TrimPrefix(d.E164, "+")
+	if c := d.Customer; c != nil {
+		lang := c.Language
+		if lang == "" {
+			lang = d.Language
+		}
+		b.customer = &Customer{ID: c.ID, Name: c.Name, Tier: c.Tier, Language: lang, URL: safeURL(c.URL), Extra: c.Extra}
+		if b.privacy && b.customer.Extra != nil {
+			// Extra fields may carry the number; drop the obvious ones.
+			x := make(map[string]any, len(c.Extra))
+			for k, v := range c.Extra {
+				if s, ok := v.(string); ok && d.E164 != "" && strings.Contains(strings.ReplaceAll(s, " ", ""), b.digits) {
+					continue
+				}
+				x[k] = v
+			}
+			b.customer.Extra = x
+		}
+	}
+	if b.flags == nil {
+		b.flags = []string{}
+	}
+	return b
+}
+
+// linkVars are the values a link template may use.
+func (b popBase) linkVars(agent string) map[string]string {
+	v := map[string]string{
+		"call_id": b.callID,
+		"agent":   agent,
+		"queue":   b.queue,
+	}
+	if !b.privacy {
+		v["e164"] = b.number
+		v["digits"] = b.digits
+	}
+	if b.customer != nil {
+		v["customer_id"] = b.customer.ID
+		v["name"] = b.customer.Name
+		v["topics"] = topics(b.customer.Extra)
+	}
+	return v
+}
+
+// topics joins the subjects of the customer's open tickets for a KB search.
+func topics(extra map[string]any) string {
+	var out []string
+	for _, key := range []string{"topics", "open_tickets"} {
+		switch v := extra[key].(type) {
+		case []any:
+			for _, t := range v {
+				switch t := t.(type) {
+				case string:
+					out = append(out, t)
+				case map[string]any:
+					for _, k := range []string{"topic", "subject", "title"} {
+						if s, ok := t[k].(string); ok && s != "" {
+							out = append(out, s)
+							break
+						}
+					}
+				}
+			}
+		case string:
+			out = append(out, v)
+		}
+		if len(out) > 0 {
+			break
+		}
+	}
+	if len(out) > 5 {
+		out = out[:5]
+	}
+	return strings.Join(out, " ")
+}
+
+// links renders the configured link templates for one agent's pop.
+func (b popBase) links(cfg []LinkConfig, agent string) []Link {
+	out := []Link{}
+	vars := b.linkVars(agent)
+	hit := b.customer != nil
+	for _, l := range cfg {
+		switch l.When {
+		case "hit":
+			if !hit {
+				continue
+			}
+		case "miss":
+			if hit || b.match != call.MatchMiss {
+				continue
+			}
+		}
+		u := expand(l.URL, vars, url.QueryEscape)
+		if u = safeURL(u); u == "" {
+			continue
+		}
+		label := l.Label
+		if label == "" {
+			label = l.Name
+		}
+		out = append(out, Link{Name: call.CleanToken(l.Name), Label: call.CleanValue(label), URL: u})
+	}
+	if hit && b.customer.URL != "" && !hasLink(out, "crm") {
+		out = append(out, Link{Name: "crm", Label: "CRM record", URL: b.customer.URL})
+	}
+	return out
+}
+
+func hasLink(ls []Link, name string) bool {
+	for _, l := range ls {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// expand replaces {name} placeholders with esc(value); unknown names become "".
+func expand(tmpl string, vars map[string]string, esc func(string) string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(tmpl, '{')
+		if i < 0 {
+			b.WriteString(tmpl)
+			break
+		}
+		j := strings.IndexByte(tmpl[i:], '}')
+		if j < 0 {
+			b.WriteString(tmpl)
+			break
+		}
+		b.WriteString(tmpl[:i])
+		name := tmpl[i+1 : i+j]
+		if esc != nil {
+			b.WriteString(esc(vars[name]))
+		} else {
+			b.WriteString(vars[name])
+		}
+		tmpl = tmpl[i+j+1:]
+	}
+	return b.String()
+}
+
+// safeURL returns u cleaned when it is an absolute http(s) URL, else "".
+func safeURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	p, err := url.Parse(strings.TrimSpace(u))
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return ""
+	}
+	return call.CleanURL(p.String())
+}
+
+// sortedAgents returns the keys of m in order, for deterministic output.
+func sortedAgents[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

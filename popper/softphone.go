@@ -1,0 +1,102 @@
+package popper
+
+import (
+	"context"
+	"net/url"
+	"strings"
+
+	"github.com/callpop/callpop/call"
+)
+
+// Decorate wraps d so each decision carries the softphone fields:
+// CallerName (popper.softphone.caller_name, e.g. "VIP {name}") and InfoURL
+// (popper.softphone.info_url). main wraps the router with it.
+func (p *Popper) Decorate(d call.Decider) call.Decider {
+	return Softphone(p.cfg.Softphone, d)
+}
+
+// Softphone is Decorate without a Popper, for wiring and tests.
+func Softphone(cfg SoftphoneConfig, d call.Decider) call.Decider {
+	if cfg.CallerName == "" && cfg.InfoURL == "" {
+		return d
+	}
+	if cfg.CallerNameMax <= 0 {
+		cfg.CallerNameMax = DefaultConfig().Softphone.CallerNameMax
+	}
+	return call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		dec := d.Decide(ctx, c)
+		if cfg.CallerName != "" {
+			dec.CallerName = CallerName(cfg.CallerName, cfg.CallerNameMax, dec, c.Privacy)
+		}
+		if cfg.InfoURL != "" {
+			dec.InfoURL = InfoURL(cfg.InfoURL, dec, c.Privacy)
+		}
+		return dec
+	})
+}
+
+// CallerName renders the caller-name template for a decision with a
+// customer: {name}, {tier}, {id}, {language}, {queue}, {flags}; "" (leave
+// the name alone) on a miss. The result is sanitised, at most max runes, and
+// never holds the number when the caller asked for privacy.
+func CallerName(tmpl string, max int, d call.Decision, privacy bool) string {
+	if d.Customer == nil || d.Customer.Name == "" {
+		return ""
+	}
+	c := d.Customer
+	tier := c.Tier
+	vars := map[string]string{
+		"name":     c.Name,
+		"tier":     strings.ToUpper(tier),
+		"id":       c.ID,
+		"language": c.Language,
+		"queue":    d.Queue,
+		"flags":    strings.Join(d.Flags, " "),
+	}
+	for k, v := range vars {
+		vars[k] = call.CleanValue(v)
+	}
+	s := expand(tmpl, vars, nil)
+	if privacy || d.Privacy {
+		s = stripNumber(s, d.E164)
+	}
+	return call.CleanValueN(strings.TrimSpace(s), max)
+}
+
+// stripNumber removes the number (in E.164 or as its last 9 digits) from s.
+func stripNumber(s, e164 string) string {
+	digits := strings.TrimPrefix(e164, "+")
+	if digits == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, e164, "")
+	s = strings.ReplaceAll(s, digits, "")
+	if len(digits) > 9 {
+		s = strings.ReplaceAll(s, digits[len(digits)-9:], "")
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// InfoURL renders the softphone link template: {e164} and {digits} (empty
+// when the caller asked for privacy), {customer_id}, {call_id}, {match};
+// values are query-escaped and the result must be http(s).
+func InfoURL(tmpl string, d call.Decision, privacy bool) string {
+	vars := map[string]string{
+		"call_id": d.CallID,
+		"match":   string(d.Match),
+		"pop_url": d.PopURL,
+	}
+	if !privacy && !d.Privacy {
+		vars["e164"] = d.E164
+		vars["digits"] = strings.TrimPrefix(d.E164, "+")
+	}
+	if d.Customer != nil {
+		vars["customer_id"] = d.Customer.ID
+	}
+	prefix := ""
+	if rest, ok := strings.CutPrefix(tmpl, "{pop_url}"); ok {
+		// the CRM link itself: taken as it is, the rest of the template escaped
+		prefix, tmpl = d.PopURL, rest
+	}
+	return safeURL(prefix + expand(tmpl, vars, url.QueryEscape))
+}
