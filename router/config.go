@@ -1,11 +1,231 @@
 package router
 
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
 // Config is the `router` section of callpop.yaml. mapstructure tags are the YAML
 // keys; unknown keys are rejected at load.
-type Config struct{}
+type Config struct {
+	// Timezone is the IANA zone rules see as local time (hour, weekday); "Local" is the host's zone.
+	Timezone string `mapstructure:"timezone"`
+	// NewCustomerURL is the pop URL on a miss; "{e164}" is replaced by the URL-escaped number.
+	NewCustomerURL string `mapstructure:"new_customer_url"`
+	// TierPriority is the base priority per customer tier, before the rules run (issue 2's minimal mapping).
+	TierPriority map[string]int `mapstructure:"tier_priority"`
+	// Priority bounds and scales the priority output.
+	Priority PriorityConfig `mapstructure:"priority"`
+	// Flags configures the built-in flags (vip, fraud_suspect, region_mismatch, ani_verified).
+	Flags FlagsConfig `mapstructure:"flags"`
+	// Rules is the default rule set, evaluated in order.
+	Rules []Rule `mapstructure:"rules"`
+	// RuleSets are further named rule sets a profile can select.
+	RuleSets map[string][]Rule `mapstructure:"rule_sets"`
+	// Profiles select region, CRM sources and rule set per dialled line.
+	Profiles []Profile `mapstructure:"profiles"`
+	// FastAGI is the Asterisk FastAGI server.
+	FastAGI FastAGIConfig `mapstructure:"fastagi"`
+}
+
+// PriorityConfig bounds the priority output; all integers.
+type PriorityConfig struct {
+	Default          int `mapstructure:"default"`             // priority when no tier mapping or rule sets one
+	Min              int `mapstructure:"min"`                 // lower clamp
+	Max              int `mapstructure:"max"`                 // upper clamp
+	QueuePrioScale   int `mapstructure:"queue_prio_scale"`    // QUEUE_PRIO = priority × scale
+	CCBaseScoreScale int `mapstructure:"cc_base_score_scale"` // cc_base_score = priority × scale
+}
+
+// FlagsConfig configures the built-in flags.
+type FlagsConfig struct {
+	// BlockListFile holds one number per line (any format; "#" comments; a trailing "*" makes a prefix).
+	BlockListFile string `mapstructure:"block_list_file"`
+	// BlockListReload is how often the file's modification time is checked.
+	BlockListReload time.Duration `mapstructure:"block_list_reload"`
+	// BlockListRedisKey is a Redis set of E.164 numbers shared by all instances; "" = none.
+	BlockListRedisKey string `mapstructure:"block_list_redis_key"`
+	// RegionField is the customer field holding the customer's usual region ("NL") or country code ("31").
+	RegionField string `mapstructure:"region_field"`
+	// VIPTiers are the tiers that get the vip flag (case-insensitive).
+	VIPTiers []string `mapstructure:"vip_tiers"`
+}
+
+// Rule is one routing rule: when its expression holds, its outputs apply.
+type Rule struct {
+	Name string `mapstructure:"name"`
+	When string `mapstructure:"when"` // expr-lang expression returning a bool; "" = always
+	Then Then   `mapstructure:"then"`
+	Stop bool   `mapstructure:"stop"` // end evaluation after this rule matched (same as then.stop)
+}
+
+// Then holds a rule's outputs. A string value starting with "=" is an
+// expression evaluated against the same environment as `when`.
+type Then struct {
+	Priority any               `mapstructure:"priority"` // integer, or "=expression"
+	Queue    string            `mapstructure:"queue"`
+	Skill    string            `mapstructure:"skill"`
+	Language string            `mapstructure:"language"`
+	Flags    []string          `mapstructure:"flags"` // flags to add
+	Vars     map[string]string `mapstructure:"vars"`  // extra CALLPOP_<NAME> variables
+	Stop     bool              `mapstructure:"stop"`
+}
+
+// Profile is a dialled line (or tenant) with its own settings.
+type Profile struct {
+	Name           string   `mapstructure:"name"`
+	DNIS           []string `mapstructure:"dnis"`             // dialled numbers; digits compared, a trailing "*" is a prefix
+	Region         string   `mapstructure:"region"`           // default region for parsing; "" = numbers section's
+	Sources        []string `mapstructure:"sources"`          // CRM sources, in order; empty = all
+	RuleSet        string   `mapstructure:"rule_set"`         // name in rule_sets; "" = rules
+	NewCustomerURL string   `mapstructure:"new_customer_url"` // overrides router.new_customer_url
+}
+
+// FastAGIConfig configures the FastAGI server.
+type FastAGIConfig struct {
+	Listen      string        `mapstructure:"listen"`       // "" disables the server
+	ReadTimeout time.Duration `mapstructure:"read_timeout"` // deadline for every read from Asterisk
+	MaxSessions int           `mapstructure:"max_sessions"` // concurrent sessions; further connections are closed
+}
 
 // DefaultConfig returns the defaults documented in config.example.yaml.
-func DefaultConfig() Config { return Config{} }
+func DefaultConfig() Config {
+	return Config{
+		Timezone: "Local",
+		Priority: PriorityConfig{Default: 0, Min: 0, Max: 100, QueuePrioScale: 1, CCBaseScoreScale: 60},
+		Flags: FlagsConfig{
+			BlockListReload: 10 * time.Second,
+			RegionField:     "region",
+			VIPTiers:        []string{"vip"},
+		},
+		FastAGI: FastAGIConfig{Listen: "127.0.0.1:4573", ReadTimeout: 5 * time.Second, MaxSessions: 256},
+	}
+}
 
-// Validate checks the section as a whole; errors name the key ("router.x: why").
-func (c *Config) Validate() error { return nil }
+// Validate checks the section as a whole, rules included (they are
+// compiled); errors name the key ("router.x: why").
+func (c *Config) Validate() error {
+	var errs []error
+	if _, err := loadLocation(c.Timezone); err != nil {
+		errs = append(errs, fmt.Errorf("router.timezone: %w", err))
+	}
+	if err := checkURLTemplate(c.NewCustomerURL); err != nil {
+		errs = append(errs, fmt.Errorf("router.new_customer_url: %w", err))
+	}
+	p := c.Priority
+	if p.Min > p.Max {
+		errs = append(errs, fmt.Errorf("router.priority.min: %d is above router.priority.max %d", p.Min, p.Max))
+	}
+	if p.Default < p.Min || p.Default > p.Max {
+		errs = append(errs, fmt.Errorf("router.priority.default: %d is outside min..max (%d..%d)", p.Default, p.Min, p.Max))
+	}
+	if p.QueuePrioScale < 0 {
+		errs = append(errs, errors.New("router.priority.queue_prio_scale: must not be negative"))
+	}
+	if p.CCBaseScoreScale < 0 {
+		errs = append(errs, errors.New("router.priority.cc_base_score_scale: must not be negative"))
+	}
+	if c.Flags.BlockListFile != "" && c.Flags.BlockListReload < 0 {
+		errs = append(errs, errors.New("router.flags.block_list_reload: must not be negative"))
+	}
+	for i, t := range c.Flags.VIPTiers {
+		if strings.TrimSpace(t) == "" {
+			errs = append(errs, fmt.Errorf("router.flags.vip_tiers[%d]: empty", i))
+		}
+	}
+	for i, r := range c.Profiles {
+		key := fmt.Sprintf("router.profiles[%d]", i)
+		if r.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: required", key))
+		}
+		for j := range i {
+			if c.Profiles[j].Name == r.Name && r.Name != "" {
+				errs = append(errs, fmt.Errorf("%s.name: %q is used twice", key, r.Name))
+			}
+		}
+		for j, d := range r.DNIS {
+			if dnisDigits(strings.TrimSuffix(d, "*")) == "" {
+				errs = append(errs, fmt.Errorf("%s.dnis[%d]: %q has no digits", key, j, d))
+			}
+		}
+		if r.Region != "" && !isRegion(r.Region) {
+			errs = append(errs, fmt.Errorf("%s.region: %q is not a two-letter region code", key, r.Region))
+		}
+		if r.RuleSet != "" {
+			if _, ok := c.RuleSets[r.RuleSet]; !ok {
+				errs = append(errs, fmt.Errorf("%s.rule_set: %q is not in router.rule_sets", key, r.RuleSet))
+			}
+		}
+		if err := checkURLTemplate(r.NewCustomerURL); err != nil {
+			errs = append(errs, fmt.Errorf("%s.new_customer_url: %w", key, err))
+		}
+	}
+	if a := c.FastAGI; a.Listen != "" {
+		if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("router.fastagi.listen: %w", err))
+		}
+		if a.ReadTimeout <= 0 {
+			errs = append(errs, errors.New("router.fastagi.read_timeout: must be positive"))
+		}
+		if a.MaxSessions <= 0 {
+			errs = append(errs, errors.New("router.fastagi.max_sessions: must be positive"))
+		}
+	}
+	for _, st := range CompileReport(*c) {
+		if st.Err != "" {
+			errs = append(errs, errors.New(st.Key+" "+quoteName(st.Name)+": "+st.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func quoteName(n string) string {
+	if n == "" {
+		return "(unnamed)"
+	}
+	return fmt.Sprintf("%q", n)
+}
+
+func loadLocation(tz string) (*time.Location, error) {
+	if tz == "" || tz == "Local" {
+		return time.Local, nil
+	}
+	return time.LoadLocation(tz)
+}
+
+func checkURLTemplate(u string) error {
+	if u == "" {
+		return nil
+	}
+	if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		return errors.New("must be https or http")
+	}
+	return nil
+}
+
+func isRegion(s string) bool {
+	if len(s) != 2 {
+		return false
+	}
+	for i := range 2 {
+		c := s[i] | 0x20
+		if c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// dnisDigits keeps the ASCII digits of a dialled number.
+func dnisDigits(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}

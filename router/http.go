@@ -1,0 +1,274 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/callpop/callpop/call"
+)
+
+// maxParamLen bounds every query parameter of the dialplan endpoints.
+const maxParamLen = 256
+
+// Handler serves GET /v1/lookup, GET /v1/route and DELETE /v1/cache/{number}.
+// Bad input is a 400 with a message; it never answers 500.
+func (r *Router) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/lookup", r.guard("lookup", r.handleLookup))
+	mux.HandleFunc("GET /v1/route", r.guard("route", r.handleRoute))
+	mux.HandleFunc("DELETE /v1/cache/{number}", r.guard("cache", r.handleForget))
+	return mux
+}
+
+// statusWriter remembers the status for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// guard counts requests and turns a panic into a 503 instead of a dropped connection.
+func (r *Router) guard(endpoint string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				r.log.Error("http handler panicked", "endpoint", endpoint, "panic", fmt.Sprint(p))
+				if sw.code == 0 {
+					httpError(sw, http.StatusServiceUnavailable, "internal error")
+				}
+			}
+			httpRequests.WithLabelValues(endpoint, strconv.Itoa(sw.code)).Inc()
+		}()
+		h(sw, req)
+	}
+}
+
+// routeFields maps `field=` names to a decision's variables. Extra variables
+// set by rules are reachable by their name too (field=segment → CALLPOP_SEGMENT).
+var routeFields = map[string]string{
+	"match": "CALLPOP_MATCH", "e164": "CALLPOP_E164", "source": "CALLPOP_SOURCE",
+	"customer_id": "CALLPOP_CUSTOMER_ID", "id": "CALLPOP_CUSTOMER_ID", "name": "CALLPOP_NAME",
+	"tier": "CALLPOP_TIER", "lang": "CALLPOP_LANG", "language": "CALLPOP_LANG",
+	"priority": "CALLPOP_PRIORITY", "queue": "CALLPOP_QUEUE", "skill": "CALLPOP_SKILL",
+	"flags": "CALLPOP_FLAGS", "pop_url": "CALLPOP_POP_URL",
+	"queue_prio": "QUEUE_PRIO", "cc_base_score": "cc_base_score", "profile": "profile", "cached": "cached",
+}
+
+// params reads the query, rejecting unknown, repeated and oversized parameters.
+func params(q url.Values, allowed ...string) (map[string]string, error) {
+	out := make(map[string]string, len(q))
+	for k, vs := range q {
+		if !slices.Contains(allowed, k) {
+			return nil, fmt.Errorf("unknown parameter %q (allowed: %s)", call.CleanValueN(k, 32), strings.Join(allowed, ", "))
+		}
+		if len(vs) > 1 {
+			return nil, fmt.Errorf("%s: given %d times", k, len(vs))
+		}
+		if len(vs[0]) > maxParamLen {
+			return nil, fmt.Errorf("%s: longer than %d bytes", k, maxParamLen)
+		}
+		if !utf8.ValidString(vs[0]) {
+			return nil, fmt.Errorf("%s: not valid UTF-8", k)
+		}
+		out[k] = vs[0]
+	}
+	return out, nil
+}
+
+// parsePrivacy reads a presentation indication: Asterisk's CALLERID(num-pres)
+// names, FreeSWITCH's true/false, or 0/1.
+func parsePrivacy(s string) (bool, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	switch {
+	case s == "" || s == "0" || s == "false" || s == "no" || strings.HasPrefix(s, "allowed"):
+		return false, nil
+	case s == "1" || s == "true" || s == "yes" || strings.HasPrefix(s, "prohib") || s == "restricted" || s == "unavailable":
+		return true, nil
+	}
+	return false, fmt.Errorf("privacy: %q is not one of 0, 1, true, false, allowed…, prohib…", call.CleanValueN(s, 32))
+}
+
+// callFromQuery builds a Call from a dialplan request.
+func (r *Router) callFromQuery(req *http.Request, p map[string]string) (call.Call, error) {
+	_, hasNumber := p["number"]
+	_, hasANI := p["ani"]
+	if !hasNumber && !hasANI {
+		return call.Call{}, fmt.Errorf("number: missing (send number= even when the caller ID is empty)")
+	}
+	priv, err := parsePrivacy(p["privacy"])
+	if err != nil {
+		return call.Call{}, err
+	}
+	if prof := p["profile"]; prof != "" && !r.state.Load().hasProfile(prof) {
+		return call.Call{}, fmt.Errorf("profile: %q is not a configured profile", call.CleanValueN(prof, 64))
+	}
+	return call.Call{
+		ID: p["call_id"], PBX: "http", CLI: p["number"], CLIName: p["name"], ANI: p["ani"], DNIS: p["dnis"],
+		Privacy: priv, Profile: p["profile"], Received: time.Now(),
+	}, nil
+}
+
+// handleLookup: GET /v1/lookup?number=&dnis=[&ani=][&explain=1] → the decision as JSON.
+func (r *Router) handleLookup(w http.ResponseWriter, req *http.Request) {
+	p, err := params(req.URL.Query(), "number", "ani", "dnis", "name", "privacy", "profile", "call_id", "explain")
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c, err := r.callFromQuery(req, p)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if ex := p["explain"]; ex != "" && ex != "0" && ex != "false" {
+		writeJSON(w, r.Explain(req.Context(), c))
+		return
+	}
+	writeJSON(w, DecisionJSON(r.Decide(req.Context(), c)))
+}
+
+// handleRoute: GET /v1/route?number=&ani=&dnis=[&field=x] → JSON, or one value as text/plain.
+func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
+	p, err := params(req.URL.Query(), "number", "ani", "dnis", "name", "privacy", "profile", "call_id", "field")
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	field, hasField := p["field"]
+	var varName string
+	if hasField {
+		if varName, err = r.fieldVar(field); err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	c, err := r.callFromQuery(req, p)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	d := r.Decide(req.Context(), c)
+	if !hasField {
+		writeJSON(w, DecisionJSON(d))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Callpop-Match", string(d.Match))
+	_, _ = w.Write([]byte(fieldValue(d, varName)))
+}
+
+// fieldVar resolves a `field=` value; unknown names are an error.
+func (r *Router) fieldVar(field string) (string, error) {
+	f := strings.ToLower(strings.TrimSpace(field))
+	f = strings.TrimPrefix(f, "callpop_")
+	if v, ok := routeFields[f]; ok {
+		return v, nil
+	}
+	if n := call.VarName(f); n != "" && r.state.Load().extraVars[n] {
+		return "CALLPOP_" + n, nil
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for k := range routeFields {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	return "", fmt.Errorf("field: %q is not one of %s or a variable the rules set", call.CleanValueN(field, 32), strings.Join(names, ", "))
+}
+
+// fieldValue is one value of d, sanitised like the channel variables.
+func fieldValue(d call.Decision, name string) string {
+	switch name {
+	case "QUEUE_PRIO":
+		return strconv.Itoa(d.QueuePrio)
+	case "cc_base_score":
+		return strconv.Itoa(d.BaseScore)
+	case "profile":
+		return call.CleanValue(d.Profile)
+	case "cached":
+		return strconv.FormatBool(d.Cached)
+	}
+	for _, v := range d.Vars() {
+		if v.Name == name {
+			return v.Value
+		}
+	}
+	return ""
+}
+
+// handleForget: DELETE /v1/cache/{number}[?dnis=] → normalise, then forget in every cache tier.
+func (r *Router) handleForget(w http.ResponseWriter, req *http.Request) {
+	p, err := params(req.URL.Query(), "dnis")
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	raw := req.PathValue("number")
+	if len(raw) > maxParamLen || !utf8.ValidString(raw) {
+		httpError(w, http.StatusBadRequest, "number: not a phone number")
+		return
+	}
+	if r.deps.Numbers.Anonymous(raw) {
+		httpError(w, http.StatusBadRequest, "number: empty or withheld")
+		return
+	}
+	n, err := r.deps.Numbers.Parse(raw, r.deps.Numbers.RegionFor(p["dnis"]))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "number: not a phone number")
+		return
+	}
+	ctx := req.Context()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel func()
+		ctx, cancel = context.WithTimeout(ctx, max(r.deps.Budget, time.Second))
+		defer cancel()
+	}
+	if err := r.deps.CRM.Forget(ctx, n.E164); err != nil {
+		r.log.Warn("cache forget failed", "e164", call.MaskNumber(n.E164), "err", err)
+		httpError(w, http.StatusServiceUnavailable, "cache: forget failed: "+call.CleanValue(err.Error()))
+		return
+	}
+	r.log.Info("cache entry forgotten", "e164", call.MaskNumber(n.E164))
+	writeJSON(w, map[string]any{"e164": n.E164, "forgotten": true})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, "encoding failed")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = fmt.Fprintf(w, "callpop: %s\n", msg)
+}

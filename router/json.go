@@ -1,0 +1,88 @@
+package router
+
+import (
+	"context"
+	"time"
+
+	"github.com/callpop/callpop/call"
+)
+
+// decisionJSON is the shape of `callpop lookup`, /v1/lookup and /v1/route.
+type decisionJSON struct {
+	CallID    string            `json:"call_id,omitempty"`
+	Match     call.Match        `json:"match"`
+	E164      string            `json:"e164"`
+	Source    call.Source       `json:"source"`
+	Privacy   bool              `json:"privacy"`
+	Customer  *customerJSON     `json:"customer"`
+	Priority  int               `json:"priority"`
+	QueuePrio int               `json:"queue_prio"`
+	BaseScore int               `json:"cc_base_score"`
+	Queue     string            `json:"queue"`
+	Skill     string            `json:"skill"`
+	Language  string            `json:"language"`
+	Flags     []string          `json:"flags"`
+	PopURL    string            `json:"pop_url"`
+	Profile   string            `json:"profile"`
+	Rules     []string          `json:"rules"`
+	Vars      map[string]string `json:"vars"`
+	Cached    bool              `json:"cached"`
+	ElapsedMS float64           `json:"elapsed_ms"`
+	Error     string            `json:"error,omitempty"`
+	Explain   []RuleTrace       `json:"explain,omitempty"`
+}
+
+type customerJSON struct {
+	ID       string         `json:"id"`
+	Name     string         `json:"name"`
+	Tier     string         `json:"tier"`
+	Language string         `json:"language"`
+	URL      string         `json:"url"`
+	Extra    map[string]any `json:"extra,omitempty"`
+}
+
+// DecisionJSON is the JSON shape of `callpop lookup` and /v1/lookup: match,
+// e164, source, customer{id,name,tier,language,url}, vars{...}, cached,
+// elapsed_ms, plus the routing outputs and the rules that matched.
+func DecisionJSON(d call.Decision) any {
+	return decisionToJSON(d, nil)
+}
+
+func decisionToJSON(d call.Decision, trace []RuleTrace) *decisionJSON {
+	out := &decisionJSON{
+		CallID: call.CleanValue(d.CallID), Match: d.Match, E164: call.CleanToken(d.E164), Source: d.Source,
+		Privacy: d.Privacy, Priority: d.Priority, QueuePrio: d.QueuePrio, BaseScore: d.BaseScore,
+		Queue: call.CleanValue(d.Queue), Skill: call.CleanValue(d.Skill), Language: call.CleanValue(d.Language),
+		Flags: d.Flags, PopURL: call.CleanURL(d.PopURL), Profile: d.Profile, Rules: d.Rules,
+		Vars: map[string]string{}, Cached: d.Cached, ElapsedMS: float64(d.Elapsed.Microseconds()) / 1000,
+		Error: call.CleanValue(d.Err), Explain: trace,
+	}
+	if out.Flags == nil {
+		out.Flags = []string{}
+	}
+	if out.Rules == nil {
+		out.Rules = []string{}
+	}
+	if c := d.Customer; c != nil {
+		out.Customer = &customerJSON{ID: call.CleanValue(c.ID), Name: call.CleanValue(c.Name), Tier: call.CleanValue(c.Tier),
+			Language: call.CleanValue(c.Language), URL: call.CleanURL(c.URL), Extra: c.Extra}
+	}
+	for _, v := range d.Vars() {
+		out.Vars[v.Name] = v.Value
+	}
+	return out
+}
+
+// Explain decides for c and returns the decision's JSON with, under
+// "explain", every rule evaluated: its condition, whether it matched, what it
+// set. For `callpop lookup`.
+func (r *Router) Explain(ctx context.Context, c call.Call) any {
+	if c.Received.IsZero() {
+		c.Received = time.Now()
+	}
+	d, trace := r.decide(ctx, c, true)
+	if trace == nil {
+		trace = []RuleTrace{}
+	}
+	return decisionToJSON(d, trace)
+}

@@ -1,0 +1,46 @@
+package router
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	decisions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_router_decisions_total",
+		Help: "Routing decisions, by match (hit, miss, anonymous, invalid, timeout, error).",
+	}, []string{"match"})
+	decideSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "callpop_router_decide_seconds",
+		Help:    "Time from a call's arrival to its decision.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .2, .3, .5, 1},
+	})
+	ruleMatches = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_router_rule_matches_total",
+		Help: "Rules that matched, by rule name.",
+	}, []string{"rule"})
+	ruleErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "callpop_router_rule_errors_total",
+		Help: "Rule expressions that failed at run time (the rule or output was skipped).",
+	})
+	reloads = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_router_reloads_total",
+		Help: "Rule reloads, by result (ok, error).",
+	}, []string{"result"})
+	blockListNumbers = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "callpop_router_block_list_numbers",
+		Help: "Entries in the block-list file currently loaded.",
+	})
+	blockListErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_router_block_list_errors_total",
+		Help: "Block-list failures, by source (file, redis).",
+	}, []string{"source"})
+	agiSessions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_router_fastagi_sessions_total",
+		Help: "FastAGI sessions, by result (ok, hangup, closed, error, refused).",
+	}, []string{"result"})
+	httpRequests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_router_http_requests_total",
+		Help: "Dialplan HTTP requests, by endpoint and status code.",
+	}, []string{"endpoint", "code"})
+)

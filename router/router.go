@@ -1,0 +1,466 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/url"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+	_ "time/tzdata" // router.timezone must work in minimal containers without zoneinfo
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/callerid"
+	"github.com/callpop/callpop/crm"
+)
+
+// Deps is what main hands the router.
+type Deps struct {
+	Numbers *callerid.Normalizer
+	CRM     *crm.CRM
+	Redis   redis.UniversalClient // may be nil (no shared block-list set)
+	Budget  time.Duration         // call.budget, used when a request's ctx has no deadline (HTTP, AGI, CLI)
+	Logger  *slog.Logger
+}
+
+// Router makes routing decisions and serves the dialplan endpoints. It is
+// safe for concurrent use; Reload swaps its rules atomically.
+type Router struct {
+	deps  Deps
+	log   *slog.Logger
+	state atomic.Pointer[state]
+	block *blockList
+	now   func() time.Time
+}
+
+// state is one compiled configuration; never mutated after it is stored.
+type state struct {
+	cfg       Config
+	loc       *time.Location
+	rules     []*compiledRule
+	sets      map[string][]*compiledRule
+	profiles  []*profile
+	def       *profile // no profile matched
+	vipTiers  map[string]bool
+	extraVars map[string]bool // names rules may set as CALLPOP_<NAME>
+}
+
+type profile struct {
+	Profile
+	exact    map[string]bool // digits
+	prefixes []string        // digits
+	rules    []*compiledRule
+}
+
+// New builds a Router from a config section and its dependencies.
+func New(cfg Config, deps Deps) (*Router, error) {
+	if deps.Numbers == nil {
+		return nil, errors.New("router: Deps.Numbers is required")
+	}
+	if deps.CRM == nil {
+		return nil, errors.New("router: Deps.CRM is required")
+	}
+	if deps.Budget <= 0 {
+		deps.Budget = 300 * time.Millisecond
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	r := &Router{deps: deps, log: deps.Logger.With("component", "router"), now: time.Now}
+	st, err := compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.block = newBlockList(r.log, deps.Numbers)
+	if err := r.block.configure(cfg.Flags.BlockListFile, cfg.Flags.BlockListReload); err != nil {
+		return nil, err
+	}
+	if cfg.Flags.BlockListRedisKey != "" && deps.Redis == nil {
+		r.log.Warn("router.flags.block_list_redis_key is set but no Redis is configured; the shared block list is not used")
+	}
+	r.state.Store(st)
+	return r, nil
+}
+
+// Reload validates and compiles cfg and swaps it in atomically, only if valid.
+// On error the old rules keep serving.
+func (r *Router) Reload(cfg Config) error {
+	st, err := compile(cfg)
+	if err == nil {
+		err = r.block.configure(cfg.Flags.BlockListFile, cfg.Flags.BlockListReload)
+	}
+	if err != nil {
+		reloads.WithLabelValues("error").Inc()
+		r.log.Error("rules reload rejected; keeping the previous rules", "err", err)
+		return err
+	}
+	r.state.Store(st)
+	reloads.WithLabelValues("ok").Inc()
+	r.log.Info("rules reloaded", "rules", len(st.rules), "rule_sets", len(st.sets), "profiles", len(st.profiles))
+	return nil
+}
+
+func compile(cfg Config) (*state, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	loc, _ := loadLocation(cfg.Timezone)
+	st := &state{cfg: cfg, loc: loc, sets: map[string][]*compiledRule{}, vipTiers: map[string]bool{}}
+	var err error
+	if st.rules, err = compileRules("router.rules", cfg.Rules, cfg.Timezone); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	for name, rules := range cfg.RuleSets {
+		if st.sets[name], err = compileRules("router.rule_sets."+name, rules, cfg.Timezone); err != nil {
+			return nil, fmt.Errorf("router: %w", err)
+		}
+	}
+	st.extraVars = map[string]bool{}
+	for _, rs := range append([][]*compiledRule{st.rules}, slices.Collect(maps.Values(st.sets))...) {
+		for _, cr := range rs {
+			for _, nv := range cr.vars {
+				st.extraVars[nv.name] = true
+			}
+		}
+	}
+	st.def = &profile{Profile: Profile{Name: "default"}, rules: st.rules}
+	for _, t := range cfg.Flags.VIPTiers {
+		st.vipTiers[strings.ToLower(strings.TrimSpace(t))] = true
+	}
+	for _, p := range cfg.Profiles {
+		cp := &profile{Profile: p, exact: map[string]bool{}, rules: st.rules}
+		if p.RuleSet != "" {
+			cp.rules = st.sets[p.RuleSet]
+		}
+		for _, d := range p.DNIS {
+			if pre, ok := strings.CutSuffix(d, "*"); ok {
+				cp.prefixes = append(cp.prefixes, dnisDigits(pre))
+			} else {
+				cp.exact[dnisDigits(d)] = true
+			}
+		}
+		st.profiles = append(st.profiles, cp)
+	}
+	return st, nil
+}
+
+// profileFor picks the profile named by the call, else the one whose DNIS
+// matches, else the default.
+func (st *state) profileFor(c call.Call) *profile {
+	if c.Profile != "" {
+		for _, p := range st.profiles {
+			if p.Name == c.Profile {
+				return p
+			}
+		}
+	}
+	if d := dnisDigits(c.DNIS); d != "" {
+		for _, p := range st.profiles {
+			if p.exact[d] {
+				return p
+			}
+		}
+		for _, p := range st.profiles {
+			for _, pre := range p.prefixes {
+				if strings.HasPrefix(d, pre) {
+					return p
+				}
+			}
+		}
+	}
+	return st.def
+}
+
+// hasProfile reports whether name is a configured profile.
+func (st *state) hasProfile(name string) bool {
+	for _, p := range st.profiles {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Decide runs the pipeline for one call: normalise → look up → rules. It
+// returns by ctx's deadline (Deps.Budget from c.Received when ctx has none)
+// and never panics.
+func (r *Router) Decide(ctx context.Context, c call.Call) call.Decision {
+	d, _ := r.decide(ctx, c, false)
+	return d
+}
+
+// decide is Decide with an optional rule trace.
+func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.Decision, trace []RuleTrace) {
+	start := c.Received
+	if start.IsZero() {
+		start = r.now()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("decide panicked", "call", c, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			d = call.Decision{CallID: c.ID, Match: call.MatchError, Err: "internal error"}
+			st := r.state.Load()
+			r.applyPriority(st, &d, st.cfg.Priority.Default)
+		}
+		d.Elapsed = time.Since(start)
+		decisions.WithLabelValues(string(d.Match)).Inc()
+		decideSeconds.Observe(d.Elapsed.Seconds())
+	}()
+
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = start.Add(r.deps.Budget)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	st := r.state.Load()
+	prof := st.profileFor(c)
+	region := prof.Region
+	if region == "" {
+		region = r.deps.Numbers.RegionFor(c.DNIS)
+	}
+	pick := r.deps.Numbers.Pick(c.CLI, c.ANI, c.Privacy, region)
+	d = call.Decision{CallID: c.ID, Profile: prof.Name, Privacy: pick.Privacy || c.Privacy}
+
+	var cust *call.Customer
+	blocked := false
+	switch pick.Status {
+	case call.MatchAnonymous:
+		d.Match = call.MatchAnonymous
+	case call.MatchInvalid:
+		d.Match = call.MatchInvalid
+		if pick.Err != nil {
+			d.Err = call.CleanValue(pick.Err.Error())
+		}
+	default:
+		d.E164, d.Source = pick.Number.E164, pick.Source
+		blocked = r.block.contains(d.E164)
+		// Leave the rules a sliver of the budget: they run after the look-up.
+		reserve := min(2*time.Millisecond, time.Until(deadline)/10)
+		lctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
+		redisBlocked := r.redisBlocked(lctx, st.cfg.Flags.BlockListRedisKey, d.E164)
+		res, err := r.deps.CRM.Lookup(lctx, crm.Query{
+			E164: pick.Number.E164, National: pick.Number.National, NationalFormat: pick.Number.NationalFormat,
+			Digits: pick.Number.Digits, Sources: prof.Sources,
+		})
+		switch {
+		case err == nil && res.Customer != nil:
+			d.Match, d.Cached, cust = call.MatchHit, res.Cached, res.Customer
+		case err == nil:
+			d.Match, d.Cached = call.MatchMiss, res.Cached
+		case lctx.Err() != nil && errors.Is(lctx.Err(), context.DeadlineExceeded):
+			d.Match = call.MatchTimeout
+		default:
+			d.Match = call.MatchError
+			d.Err = call.CleanValue(err.Error())
+			r.log.Warn("crm look-up failed", "call", c, "err", err)
+		}
+		if b, ok := redisBlocked(); ok && b {
+			blocked = true
+		}
+		cancel()
+	}
+	if cust != nil {
+		d.Customer = sanitizeCustomer(cust)
+	}
+
+	// Built-in flags, then the rules (which see them).
+	var flags []string
+	addFlag := func(f string) {
+		if !contains(flags, f) {
+			flags = append(flags, f)
+		}
+	}
+	if cust != nil && st.vipTiers[strings.ToLower(cust.Tier)] {
+		addFlag("vip")
+	}
+	if blocked {
+		addFlag("fraud_suspect")
+	}
+	if cust != nil && regionMismatch(cust, st.cfg.Flags.RegionField, pick.Number) {
+		addFlag("region_mismatch")
+	}
+	if cust != nil && !blocked && r.aniVerified(c, d, cust, region) {
+		addFlag("ani_verified")
+	}
+
+	env := &Env{
+		Match: string(d.Match), E164: d.E164, Source: string(d.Source),
+		DNIS: c.DNIS, Profile: prof.Name, Flags: flags, ANI: c.ANI, CLI: c.CLI, CLIName: c.CLIName,
+		Privacy: d.Privacy, Cached: d.Cached,
+	}
+	if d.E164 != "" {
+		n := pick.Number
+		env.CountryCode, env.Region, env.NumberType, env.Geo = n.CountryCode, n.Region, n.Type, n.Geo
+	}
+	env.Customer, env.Record = customerEnv(cust)
+	env.setTime(r.now().In(st.loc))
+
+	base := st.cfg.Priority.Default
+	if cust != nil {
+		if p, ok := st.cfg.TierPriority[strings.ToLower(cust.Tier)]; ok {
+			base = p
+		} else if p, ok := st.cfg.TierPriority[cust.Tier]; ok {
+			base = p
+		}
+	}
+	o := evalRules(prof.rules, env, explain)
+	if o.prioritySet {
+		base = o.priority
+	}
+	r.applyPriority(st, &d, base)
+	d.Queue, d.Skill = call.CleanValue(o.queue), call.CleanValue(o.skill)
+	d.Language = call.CleanValue(o.language)
+	if d.Language == "" && d.Customer != nil {
+		d.Language = d.Customer.Language
+	}
+	d.Flags = env.Flags
+	d.Rules = o.matched
+	if len(o.vars) > 0 {
+		d.Extra = make(map[string]string, len(o.vars))
+		for k, v := range o.vars {
+			d.Extra[k] = call.CleanValue(v)
+		}
+	}
+	switch {
+	case d.Customer != nil:
+		d.PopURL = d.Customer.URL
+	case d.Match == call.MatchMiss && !d.Privacy:
+		tpl := prof.NewCustomerURL
+		if tpl == "" {
+			tpl = st.cfg.NewCustomerURL
+		}
+		if tpl != "" {
+			d.PopURL = call.CleanURL(strings.ReplaceAll(tpl, "{e164}", url.QueryEscape(d.E164)))
+		}
+	}
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("decided", "call", c, "match", d.Match, "priority", d.Priority, "queue", d.Queue, "rules", d.Rules)
+	}
+	return d, o.trace
+}
+
+// applyPriority clamps p and fills the scaled priority fields.
+func (r *Router) applyPriority(st *state, d *call.Decision, p int) {
+	pc := st.cfg.Priority
+	p = max(pc.Min, min(pc.Max, p))
+	d.Priority = p
+	d.QueuePrio = p * pc.QueuePrioScale
+	d.BaseScore = p * pc.CCBaseScoreScale
+}
+
+// redisBlocked starts the shared block-list check; the returned function
+// waits for it until ctx ends (ok=false when it did not answer in time).
+func (r *Router) redisBlocked(ctx context.Context, key, e164 string) func() (bool, bool) {
+	if key == "" || r.deps.Redis == nil {
+		return func() (bool, bool) { return false, false }
+	}
+	ch := make(chan bool, 1)
+	go func() { // ends when the Redis call returns; go-redis honours ctx
+		ok, err := r.deps.Redis.SIsMember(ctx, key, e164).Result()
+		if err != nil {
+			blockListErrors.WithLabelValues("redis").Inc()
+			r.log.Warn("block-list check in Redis failed", "err", err)
+			ok = false
+		}
+		ch <- ok
+	}()
+	return func() (bool, bool) {
+		select {
+		case b := <-ch:
+			return b, true
+		case <-ctx.Done():
+			return false, false
+		}
+	}
+}
+
+// sanitizeCustomer copies a CRM record with every text field cleaned, so the
+// decision (and everything built from it: JSON, AGI, text/plain) is safe.
+func sanitizeCustomer(c *call.Customer) *call.Customer {
+	out := &call.Customer{
+		ID: call.CleanValue(c.ID), Name: call.CleanValue(c.Name), Tier: call.CleanValue(c.Tier),
+		Language: call.CleanValue(c.Language), URL: call.CleanURL(c.URL),
+	}
+	for _, p := range c.Phones {
+		out.Phones = append(out.Phones, call.CleanToken(p))
+	}
+	if len(c.Extra) > 0 {
+		out.Extra = make(map[string]any, len(c.Extra))
+		for k, v := range c.Extra {
+			if s, ok := v.(string); ok {
+				v = call.CleanValue(s)
+			}
+			out.Extra[call.CleanToken(k)] = v
+		}
+	}
+	return out
+}
+
+// regionMismatch reports whether the number's country differs from the
+// customer's usual one (field holding "NL" or a country code "31"/"+31").
+func regionMismatch(c *call.Customer, field string, n callerid.Number) bool {
+	if field == "" || n.E164 == "" {
+		return false
+	}
+	v, ok := c.Extra[field]
+	if !ok || v == nil {
+		return false
+	}
+	usual := strings.TrimSpace(fmt.Sprint(v))
+	if usual == "" {
+		return false
+	}
+	if isRegion(usual) {
+		return n.Region != "" && !strings.EqualFold(usual, n.Region)
+	}
+	cc := strings.TrimPrefix(usual, "+")
+	if cc != "" && dnisDigits(cc) == cc && n.CountryCode != 0 {
+		return cc != fmt.Sprint(n.CountryCode)
+	}
+	return false
+}
+
+// aniVerified: see docs/dialplan-routing.md "ani_verified". The ANI parses to
+// a valid number registered to the matched customer (one of its phones, or
+// the number the CRM matched it by when the source lists none), the call is
+// not presentation-restricted, and the CLI is empty or the same number. It is
+// one factor of verification, never proof of identity.
+func (r *Router) aniVerified(c call.Call, d call.Decision, cust *call.Customer, region string) bool {
+	if d.Match != call.MatchHit || d.Privacy || strings.TrimSpace(c.ANI) == "" {
+		return false
+	}
+	if r.deps.Numbers.Anonymous(c.ANI) {
+		return false
+	}
+	ani, err := r.deps.Numbers.Parse(c.ANI, region)
+	if err != nil {
+		return false
+	}
+	if strings.TrimSpace(c.CLI) != "" {
+		cli, err := r.deps.Numbers.Parse(c.CLI, region)
+		if err != nil || cli.E164 != ani.E164 {
+			return false
+		}
+	}
+	if len(cust.Phones) == 0 {
+		return ani.E164 == d.E164
+	}
+	for _, p := range cust.Phones {
+		if p == ani.E164 {
+			return true
+		}
+		if n, err := r.deps.Numbers.Parse(p, region); err == nil && n.E164 == ani.E164 {
+			return true
+		}
+	}
+	return false
+}
