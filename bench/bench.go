@@ -1,0 +1,593 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/call"
+)
+
+// dnis is the dialled number of every generated call.
+const dnis = "+18005550100"
+
+// collector gathers one phase's calls.
+type collector struct {
+	budget                           time.Duration
+	warm, cold, nolookup, all        series
+	offered, completed, misses, lost atomic.Int64
+	mu                               sync.Mutex
+	matches                          map[string]int
+	first, last                      time.Time
+}
+
+func newCollector(budget time.Duration) *collector {
+	return &collector{budget: budget, matches: map[string]int{}}
+}
+
+// offer offers one call through t and files its outcome.
+func (col *collector) offer(ctx context.Context, t Target, rec *recorder, c Caller) {
+	col.offered.Add(1)
+	cctx, cancel := context.WithTimeout(ctx, col.budget+5*time.Second)
+	o, err := t.Offer(cctx, c, dnis)
+	cancel()
+	if err != nil || o.Released.IsZero() {
+		col.lost.Add(1)
+		col.misses.Add(1)
+		return
+	}
+	col.completed.Add(1)
+	lat := o.Released.Sub(o.Sent)
+	if lat > col.budget {
+		col.misses.Add(1)
+	}
+	col.all.add(lat)
+	match := "bare"
+	if rec != nil {
+		v, ok := rec.take(o.CallID)
+		match = string(v.match)
+		switch {
+		case !ok:
+			match = "undecided"
+			col.nolookup.add(lat)
+		case v.match == call.MatchAnonymous || v.match == call.MatchInvalid:
+			col.nolookup.add(lat)
+		case v.cached:
+			col.warm.add(lat)
+		default:
+			col.cold.add(lat)
+		}
+	}
+	col.mu.Lock()
+	col.matches[match]++
+	if col.first.IsZero() || o.Sent.Before(col.first) {
+		col.first = o.Sent
+	}
+	if o.Released.After(col.last) {
+		col.last = o.Released
+	}
+	col.mu.Unlock()
+}
+
+// merge adds other's samples and counts to col.
+func (col *collector) merge(o *collector) {
+	for _, p := range [][2]*series{{&col.warm, &o.warm}, {&col.cold, &o.cold}, {&col.nolookup, &o.nolookup}, {&col.all, &o.all}} {
+		for _, d := range p[1].sorted() {
+			p[0].add(d)
+		}
+		p[0].mu.Lock()
+		p[0].n += p[1].n - len(p[1].vals)
+		p[0].mu.Unlock()
+	}
+	col.offered.Add(o.offered.Load())
+	col.completed.Add(o.completed.Load())
+	col.misses.Add(o.misses.Load())
+	col.lost.Add(o.lost.Load())
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	for k, v := range o.matches {
+		col.matches[k] += v
+	}
+}
+
+// drive offers calls from callers at rate for d, keeping at most maxInFlight
+// open, and waits for every offered call to end.
+func drive(ctx context.Context, t Target, rec *recorder, callers *Callers, rate int, d time.Duration, maxInFlight int, col *collector) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxInFlight)
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	end := start.Add(d)
+	for i := 0; ctx.Err() == nil; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if !at.Before(end) {
+			break
+		}
+		if w := time.Until(at); w > 0 {
+			time.Sleep(w)
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		c := callers.Next()
+		wg.Add(1)
+		go func() { // owned by drive: it waits for wg
+			defer wg.Done()
+			defer func() { <-sem }()
+			col.offer(ctx, t, rec, c)
+		}()
+	}
+	wg.Wait()
+}
+
+// Step is one rate of a ramp.
+type Step struct {
+	Rate     int     `json:"rate"`          // offered calls/s
+	Achieved float64 `json:"achieved"`      // completed calls/s
+	Misses   int64   `json:"budget_misses"` // released after the budget, or never
+	P99      float64 `json:"p99_ms"`        // all calls
+	Clean    bool    `json:"clean"`         // 0 misses and ≥ 95% of the rate achieved
+}
+
+// BurstReport is the singleflight phase.
+type BurstReport struct {
+	Numbers        int     `json:"numbers"`           // distinct uncached numbers
+	CallsPerNumber int     `json:"calls_per_number"`  // simultaneous calls from each
+	CRMLatencyMs   float64 `json:"crm_latency_ms"`    // the stub's answer time during the burst
+	RequestsMean   float64 `json:"crm_requests_mean"` // CRM requests per number
+	RequestsMax    int     `json:"crm_requests_max"`  // most CRM requests for one number
+	Misses         int64   `json:"budget_misses"`
+	P99            float64 `json:"p99_ms"`
+}
+
+// InFlightReport is the memory phase.
+type InFlightReport struct {
+	Calls          int     `json:"calls"`           // calls held inside callpop at once
+	Reached        int     `json:"reached"`         // how many were inside the pipeline when sampled
+	Goroutines     int     `json:"goroutines"`      // whole process, at the sample
+	GoroutinesIdle int     `json:"goroutines_idle"` // whole process, before the phase
+	RSSMiB         float64 `json:"rss_mib"`         // VmRSS at the sample
+	RSSIdleMiB     float64 `json:"rss_idle_mib"`    // VmRSS before the phase
+	HeapMiB        float64 `json:"heap_mib"`        // Go heap in use at the sample
+	Process        string  `json:"process"`         // what the figures cover
+}
+
+// Machine is where the figures were taken.
+type Machine struct {
+	NProc     int    `json:"nproc"`
+	CPU       string `json:"cpu"`
+	GoVersion string `json:"go"`
+	OS        string `json:"os"`
+}
+
+// Report is the outcome of a bench run; --json writes it.
+type Report struct {
+	PBX            string         `json:"pbx"`
+	Machine        Machine        `json:"machine"`
+	Rate           int            `json:"rate"` // requested; 0 = ramp
+	DurationS      float64        `json:"duration_s"`
+	BudgetMs       float64        `json:"budget_ms"`
+	Population     int            `json:"population"`
+	CRMLatencyMs   float64        `json:"crm_latency_ms"`
+	CallsOffered   int64          `json:"calls_offered"`
+	CallsCompleted int64          `json:"calls_completed"`
+	CallsPerSecond float64        `json:"calls_per_second"`            // sustained with 0 budget misses
+	AchievedCPS    float64        `json:"achieved_calls_per_second"`   // completed calls/s of the reported phase
+	SaturationCPS  float64        `json:"saturation_calls_per_second"` // the most calls/s completed in any step
+	BudgetMisses   int64          `json:"budget_misses"`
+	Lost           int64          `json:"lost"`
+	Matches        map[string]int `json:"matches"`
+
+	Warm     Latency `json:"warm"`
+	Cold     Latency `json:"cold"`
+	NoLookup Latency `json:"no_lookup"` // anonymous and invalid callers
+	All      Latency `json:"all"`
+	Bare     Latency `json:"bare"`
+
+	OverheadRatio     float64 `json:"overhead_ratio"`      // all calls p50 / bare client p50
+	OverheadRatioP99  float64 `json:"overhead_ratio_p99"`  // all calls p99 / bare client p99
+	OverheadRatioWarm float64 `json:"overhead_ratio_warm"` // warm p50 / bare p50
+	BareRate          int     `json:"bare_rate"`           // calls/s of the bare phase
+
+	CRMRequests               int64       `json:"crm_requests"`
+	CRMRequestsPerBurstNumber float64     `json:"crm_requests_per_burst_number"`
+	Burst                     BurstReport `json:"burst"`
+
+	PeakRSSMiB float64        `json:"peak_rss_mib"`
+	InFlight   InFlightReport `json:"inflight"`
+	ReadyMs    float64        `json:"ready_ms"`
+	Steps      []Step         `json:"steps,omitempty"`
+	Notes      []string       `json:"notes,omitempty"`
+
+	dists map[string][]time.Duration // for the plot
+}
+
+// Run runs the whole bench: ready, load (fixed or ramp), bare client, burst, in-flight.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	note := func(format string, a ...any) { fmt.Fprintf(progress, "bench: "+format+"\n", a...) }
+	rep := &Report{
+		PBX: o.PBX, Machine: machine(), Rate: o.Rate, DurationS: o.Duration.Seconds(), BudgetMs: ms(o.Budget),
+		Population: o.Population, CRMLatencyMs: ms(o.CRMLatency), dists: map[string][]time.Duration{},
+	}
+
+	redisAddr := o.Redis
+	if redisAddr == "" {
+		rs, err := StartRedis()
+		if err != nil {
+			return nil, err
+		}
+		defer rs.Close()
+		redisAddr = rs.Addr
+		note("redis-server on %s", redisAddr)
+	}
+	stub, err := StartCRMStub(o.Population, o.CRMLatency, o.CRMJitter)
+	if err != nil {
+		return nil, err
+	}
+	defer stub.Close()
+	note("CRM stub on %s: %d customers, latency %s + up to %s", stub.URL, o.Population, o.CRMLatency, o.CRMJitter)
+
+	// Start → ready.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	t0 := time.Now()
+	p, err := NewPipeline(PipelineConfig{CRMURL: stub.SourceURL(), RedisAddr: redisAddr, Budget: o.Budget, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	rec := &recorder{dec: p.Router}
+	tgt, err := newTarget(o.PBX, false, log)
+	if err != nil {
+		return nil, err
+	}
+	defer tgt.Close()
+	if err := tgt.Start(runCtx, adapters.Deps{Decider: rec, Logger: log, Budget: o.Budget}); err != nil {
+		return nil, err
+	}
+	if err := waitReady(runCtx, tgt, 10*time.Second); err != nil {
+		return nil, err
+	}
+	rep.ReadyMs = ms(time.Since(t0))
+	note("%s ready in %.1f ms", o.PBX, rep.ReadyMs)
+
+	// Load.
+	callers := NewCallers(o.Population, o.Zipf, o.Mix, o.Seed)
+	final := newCollector(o.Budget)
+	loadStart := time.Now()
+	if o.Rate > 0 {
+		note("load: %d calls/s for %s", o.Rate, o.Duration)
+		drive(runCtx, tgt, rec, callers, o.Rate, o.Duration, o.MaxInFlight, final)
+		rep.AchievedCPS = rate(final.completed.Load()-final.misses.Load()+final.lost.Load(), time.Since(loadStart))
+		if final.misses.Load() == 0 {
+			rep.CallsPerSecond = rep.AchievedCPS
+		}
+		rep.SaturationCPS = rep.AchievedCPS
+		rep.BareRate = o.Rate
+	} else {
+		rep.Steps, final = ramp(runCtx, tgt, rec, callers, o, note)
+		for _, s := range rep.Steps {
+			if s.Clean && float64(s.Rate) > rep.CallsPerSecond {
+				rep.CallsPerSecond = float64(s.Rate)
+				rep.AchievedCPS = s.Achieved
+				rep.BareRate = s.Rate
+			}
+			rep.SaturationCPS = max(rep.SaturationCPS, s.Achieved)
+		}
+		if rep.BareRate == 0 && len(rep.Steps) > 0 {
+			rep.BareRate = rep.Steps[0].Rate
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rep.CallsOffered, rep.CallsCompleted = final.offered.Load(), final.completed.Load()
+	rep.BudgetMisses, rep.Lost = final.misses.Load(), final.lost.Load()
+	final.mu.Lock()
+	rep.Matches = final.matches
+	final.mu.Unlock()
+	for name, s := range map[string]*series{"warm": &final.warm, "cold": &final.cold, "no_lookup": &final.nolookup, "all": &final.all} {
+		sorted := s.sorted()
+		rep.dists[name] = sorted
+		l := summarize(sorted, s.n)
+		switch name {
+		case "warm":
+			rep.Warm = l
+		case "cold":
+			rep.Cold = l
+		case "no_lookup":
+			rep.NoLookup = l
+		case "all":
+			rep.All = l
+		}
+	}
+
+	// Bare client: the same round trips, no look-up, at the same rate.
+	if o.BareDuration > 0 && ctx.Err() == nil {
+		note("bare client: %d calls/s for %s", rep.BareRate, o.BareDuration)
+		bare, err := bareRun(runCtx, o, callers, rep.BareRate, log)
+		if err != nil {
+			rep.Notes = append(rep.Notes, "bare client: "+err.Error())
+		} else {
+			sorted := bare.all.sorted()
+			rep.dists["bare"] = sorted
+			rep.Bare = summarize(sorted, bare.all.n)
+			if rep.Bare.P50 > 0 {
+				rep.OverheadRatio = round2(rep.All.P50 / rep.Bare.P50)
+				rep.OverheadRatioWarm = round2(rep.Warm.P50 / rep.Bare.P50)
+			}
+			if rep.Bare.P99 > 0 {
+				rep.OverheadRatioP99 = round2(rep.All.P99 / rep.Bare.P99)
+			}
+		}
+	}
+
+	// Singleflight burst.
+	if o.BurstNumbers > 0 && o.BurstCalls > 0 && ctx.Err() == nil {
+		note("burst: %d simultaneous calls from each of %d uncached numbers", o.BurstCalls, o.BurstNumbers)
+		rep.Burst = burst(runCtx, tgt, rec, stub, o)
+		rep.CRMRequestsPerBurstNumber = rep.Burst.RequestsMean
+		stub.SetLatency(o.CRMLatency, o.CRMJitter)
+	}
+	rep.CRMRequests = stub.Total()
+	// The main sidecar is done; the in-flight phase builds its own.
+	_ = tgt.Close()
+	p.Close()
+
+	if o.InFlight > 0 && ctx.Err() == nil {
+		note("in flight: holding %d calls", o.InFlight)
+		rep.InFlight, rep.PeakRSSMiB, err = holdInFlight(runCtx, o, stub, redisAddr, log)
+		if err != nil {
+			rep.Notes = append(rep.Notes, "in flight: "+err.Error())
+		}
+	}
+	if rep.PeakRSSMiB == 0 {
+		rep.PeakRSSMiB = mib(procStatusKiB("VmHWM"))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func waitReady(ctx context.Context, t Target, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for !t.Ready() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: not ready after %s", limit)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return nil
+}
+
+// ramp raises the rate ×1.4 per one-second step from 250 calls/s until a step
+// is not clean or the duration is used up.
+func ramp(ctx context.Context, t Target, rec *recorder, callers *Callers, o Options, note func(string, ...any)) ([]Step, *collector) {
+	var steps []Step
+	clean := newCollector(o.Budget)
+	all := newCollector(o.Budget)
+	step := min(time.Second, o.Duration)
+	r := 250.0
+	for used := time.Duration(0); used+step <= o.Duration && ctx.Err() == nil; used += step {
+		col := newCollector(o.Budget)
+		start := time.Now()
+		drive(ctx, t, rec, callers, int(r), step, o.MaxInFlight, col)
+		elapsed := time.Since(start)
+		s := Step{Rate: int(r), Achieved: rate(col.completed.Load(), elapsed), Misses: col.misses.Load(),
+			P99: ms(quantile(col.all.sorted(), 0.99))}
+		s.Clean = s.Misses == 0 && s.Achieved >= 0.95*r
+		note("  step %5d calls/s: achieved %.0f, misses %d, p99 %.2f ms", s.Rate, s.Achieved, s.Misses, s.P99)
+		steps = append(steps, s)
+		all.merge(col)
+		if !s.Clean {
+			break
+		}
+		clean.merge(col)
+		r *= 1.4
+	}
+	if clean.offered.Load() == 0 {
+		return steps, all
+	}
+	// Report latency of the clean steps, but count every miss.
+	clean.misses.Store(all.misses.Load())
+	clean.lost.Store(all.lost.Load())
+	clean.offered.Store(all.offered.Load())
+	clean.completed.Store(all.completed.Load())
+	return steps, clean
+}
+
+func bareRun(ctx context.Context, o Options, callers *Callers, r int, log *slog.Logger) (*collector, error) {
+	t, err := newTarget(o.PBX, true, log)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := t.Start(bctx, adapters.Deps{Logger: log, Budget: o.Budget}); err != nil {
+		return nil, err
+	}
+	if err := waitReady(bctx, t, 10*time.Second); err != nil {
+		return nil, err
+	}
+	col := newCollector(o.Budget)
+	drive(bctx, t, nil, callers, max(r, 1), o.BareDuration, o.MaxInFlight, col)
+	if col.completed.Load() == 0 {
+		return nil, errors.New("no bare call completed")
+	}
+	return col, nil
+}
+
+// burst offers BurstCalls simultaneous calls from each of BurstNumbers
+// customers never looked up, with the stub slow enough that they overlap.
+func burst(ctx context.Context, t Target, rec *recorder, stub *CRMStub, o Options) BurstReport {
+	lat := min(max(o.CRMLatency, 100*time.Millisecond), o.Budget/2)
+	stub.SetLatency(lat, 0)
+	br := BurstReport{Numbers: o.BurstNumbers, CallsPerNumber: o.BurstCalls, CRMLatencyMs: ms(lat)}
+	var numbers []string
+	for i := o.Population - 1; i >= 0 && len(numbers) < o.BurstNumbers; i-- {
+		if e := CustomerNumber(i); stub.Requests(e) == 0 {
+			numbers = append(numbers, e)
+		}
+	}
+	col := newCollector(o.Budget)
+	gate := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, e := range numbers {
+		for range o.BurstCalls {
+			wg.Add(1)
+			go func() { // owned by burst: it waits for wg
+				defer wg.Done()
+				<-gate
+				col.offer(ctx, t, rec, Caller{Kind: KindKnown, CLI: e, E164: e})
+			}()
+		}
+	}
+	close(gate)
+	wg.Wait()
+	for _, e := range numbers {
+		br.RequestsMax = max(br.RequestsMax, stub.Requests(e))
+	}
+	br.Misses = col.misses.Load()
+	br.P99 = ms(quantile(col.all.sorted(), 0.99))
+	br.Numbers = len(numbers)
+	n := 0
+	for _, e := range numbers {
+		n += stub.Requests(e)
+	}
+	if len(numbers) > 0 {
+		br.RequestsMean = round2(float64(n) / float64(len(numbers)))
+	}
+	return br
+}
+
+// entryCounter counts calls that reached the Decider and have not left it.
+type entryCounter struct {
+	dec call.Decider
+	in  atomic.Int64
+}
+
+func (e *entryCounter) Decide(ctx context.Context, c call.Call) call.Decision {
+	e.in.Add(1)
+	defer e.in.Add(-1)
+	return e.dec.Decide(ctx, c)
+}
+
+// holdInFlight builds a fresh sidecar with a long budget, holds o.InFlight
+// calls from distinct uncached numbers inside it (the stub does not answer),
+// samples goroutines and memory, then lets them all go.
+func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger) (InFlightReport, float64, error) {
+	const hold = time.Minute
+	r := InFlightReport{Calls: o.InFlight, Process: "whole bench process: sidecar + simulator + CRM stub + load generator (an upper bound for the sidecar)"}
+	runtime.GC()
+	r.GoroutinesIdle = runtime.NumGoroutine()
+	r.RSSIdleMiB = mib(procStatusKiB("VmRSS"))
+	peakReset := resetPeakRSS()
+
+	p, err := NewPipeline(PipelineConfig{CRMURL: stub.SourceURL(), RedisAddr: redisAddr, Budget: hold, CRMTimeout: hold, Logger: log})
+	if err != nil {
+		return r, 0, err
+	}
+	defer p.Close()
+	ec := &entryCounter{dec: p.Router}
+	t, err := newTarget(o.PBX, false, log)
+	if err != nil {
+		return r, 0, err
+	}
+	defer t.Close()
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := t.Start(hctx, adapters.Deps{Decider: ec, Logger: log, Budget: hold}); err != nil {
+		return r, 0, err
+	}
+	if err := waitReady(hctx, t, 10*time.Second); err != nil {
+		return r, 0, err
+	}
+	stub.Hold()
+	defer stub.Release()
+	col := newCollector(hold)
+	var wg sync.WaitGroup
+	for i := range o.InFlight {
+		e := unknownNumber(5_000_000 + i)
+		wg.Add(1)
+		go func() { // owned by holdInFlight: it waits for wg
+			defer wg.Done()
+			col.offer(hctx, t, nil, Caller{Kind: KindUnknown, CLI: e, E164: e})
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for int(ec.in.Load()) < o.InFlight && time.Now().Before(deadline) && hctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // let connections and buffers settle
+	r.Reached = int(ec.in.Load())
+	r.Goroutines = runtime.NumGoroutine()
+	r.RSSMiB = mib(procStatusKiB("VmRSS"))
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	r.HeapMiB = float64(ms.HeapInuse*10/(1<<20)) / 10
+	peak := mib(procStatusKiB("VmHWM"))
+	if !peakReset {
+		peak = r.RSSMiB
+	}
+	// Let them go: the stub answers, the calls end.
+	stub.Release()
+	wg.Wait()
+	cancel()
+	if r.Reached < o.InFlight {
+		return r, peak, fmt.Errorf("only %d of %d calls reached the pipeline in 30s", r.Reached, o.InFlight)
+	}
+	return r, peak, nil
+}
+
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(int64(float64(n)/d.Seconds()*10)) / 10
+}
+
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+func machine() Machine {
+	m := Machine{NProc: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return m
+}

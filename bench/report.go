@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Targets are issue 7's goals on a 2-core machine.
+var Targets = struct {
+	CallsPerSecond, WarmP99Ms, OverheadRatio, BurstRequests, RSSMiB, ReadyMs float64
+}{3000, 2, 1.3, 1, 64, 1000}
+
+// WriteJSON writes the report as one JSON object.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("bench: json: %w", err)
+	}
+	return nil
+}
+
+// WriteTable writes the human-readable report.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format+"\n", a...) }
+	mode := fmt.Sprintf("fixed %d calls/s", r.Rate)
+	if r.Rate == 0 {
+		mode = "ramp to saturation"
+	}
+	p("callpop bench\t--pbx %s, %s, %.0fs, budget %.0f ms, %d customers, CRM %.0f ms", r.PBX, mode, r.DurationS, r.BudgetMs, r.Population, r.CRMLatencyMs)
+	p("machine\t%d × %s, %s %s", r.Machine.NProc, r.Machine.CPU, r.Machine.GoVersion, r.Machine.OS)
+	p("")
+	p("figure\tvalue\ttarget")
+	p("calls/s sustained, 0 budget misses\t%.0f\t≥ %.0f %s", r.CallsPerSecond, Targets.CallsPerSecond, verdictMark(r.CallsPerSecond >= Targets.CallsPerSecond))
+	p("saturation (most calls/s completed)\t%.0f\t", r.SaturationCPS)
+	p("calls offered / completed / budget misses / lost\t%d / %d / %d / %d\t", r.CallsOffered, r.CallsCompleted, r.BudgetMisses, r.Lost)
+	p("warm p99 (cache hit)\t%.3f ms\t≤ %.0f ms %s", r.Warm.P99, Targets.WarmP99Ms, verdictMark(r.Warm.Count > 0 && r.Warm.P99 <= Targets.WarmP99Ms))
+	p("overhead ratio (all calls p50 / bare p50)\t%.2f\t≤ %.1f %s", r.OverheadRatio, Targets.OverheadRatio, verdictMark(r.OverheadRatio > 0 && r.OverheadRatio <= Targets.OverheadRatio))
+	p("overhead ratio p99 (all p99 / bare p99)\t%.2f\t", r.OverheadRatioP99)
+	p("CRM requests per burst number\t%.2f (max %d; %d × %d calls)\t= %.0f %s", r.CRMRequestsPerBurstNumber, r.Burst.RequestsMax, r.Burst.Numbers, r.Burst.CallsPerNumber, Targets.BurstRequests, verdictMark(r.Burst.Numbers > 0 && r.Burst.RequestsMax <= 1))
+	p("peak RSS, %d calls in flight\t%.1f MiB\t≤ %.0f MiB %s", r.InFlight.Calls, r.PeakRSSMiB, Targets.RSSMiB, verdictMark(r.PeakRSSMiB > 0 && r.PeakRSSMiB <= Targets.RSSMiB))
+	p("goroutines, %d calls in flight (idle)\t%d (%d)\t", r.InFlight.Calls, r.InFlight.Goroutines, r.InFlight.GoroutinesIdle)
+	p("ready after start\t%.1f ms\t≤ %.0f ms %s", r.ReadyMs, Targets.ReadyMs, verdictMark(r.ReadyMs <= Targets.ReadyMs))
+	p("")
+	p("latency event → released (ms)\tcount\tp50\tp90\tp99\tp99.9\tmax")
+	for _, row := range []struct {
+		name string
+		l    Latency
+	}{{"warm (cache hit)", r.Warm}, {"cold (CRM)", r.Cold}, {"no look-up (anonymous, invalid)", r.NoLookup}, {"all calls", r.All}, {fmt.Sprintf("bare client, %d calls/s", r.BareRate), r.Bare}} {
+		p("%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f", row.name, row.l.Count, row.l.P50, row.l.P90, row.l.P99, row.l.P999, row.l.Max)
+	}
+	if len(r.Steps) > 0 {
+		p("")
+		p("ramp step (calls/s)\tachieved\tmisses\tp99 ms\tclean")
+		for _, s := range r.Steps {
+			p("%d\t%.0f\t%d\t%.3f\t%v", s.Rate, s.Achieved, s.Misses, s.P99, s.Clean)
+		}
+	}
+	if len(r.Matches) > 0 {
+		var parts []string
+		for _, k := range []string{"hit", "miss", "anonymous", "invalid", "timeout", "error", "undecided"} {
+			if n := r.Matches[k]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", k, n))
+			}
+		}
+		p("")
+		p("matches\t%s", strings.Join(parts, ", "))
+	}
+	p("CRM requests\t%d", r.CRMRequests)
+	p("memory figures cover\t%s", r.InFlight.Process)
+	for _, n := range r.Notes {
+		p("note\t%s", n)
+	}
+	return tw.Flush()
+}
+
+func verdictMark(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}

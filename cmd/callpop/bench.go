@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/callpop/callpop/bench"
+)
+
+func init() { register(newBenchCmd) }
+
+// newBenchCmd is `callpop bench`: the load generator of package bench.
+func newBenchCmd() *cobra.Command {
+	o := bench.DefaultOptions()
+	var jsonOut, plotOut, cpuProfile, memProfile, logLevel string
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure what callpop adds to a call: PBX simulator, CRM stub and redis-server on loopback",
+		Long: `bench starts the project's PBX simulator, a CRM stub (--population customers, Zipf-distributed
+callers, --crm-latency) and a throwaway redis-server (unless --redis is given), drives calls through
+the real sidecar pipeline at --rate calls/s (0 = ramp to saturation) for --duration, then runs a bare
+protocol client at the same rate, a singleflight burst and a many-calls-in-flight memory phase, and
+prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distribution).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})).With("component", "bench")
+			o.Progress = cmd.ErrOrStderr()
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
+			if memProfile != "" {
+				runtime.MemProfileRate = 64 * 1024
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, err := bench.Run(ctx, o)
+			if err != nil {
+				return err
+			}
+			if memProfile != "" {
+				if err := benchWriteProfile(memProfile, "allocs"); err != nil {
+					return err
+				}
+			}
+			out := cmd.OutOrStdout()
+			if jsonOut == "-" {
+				return rep.WriteJSON(out)
+			}
+			if err := rep.WriteTable(out); err != nil {
+				return err
+			}
+			if jsonOut != "" {
+				if err := benchWriteFile(jsonOut, rep.WriteJSON); err != nil {
+					return fmt.Errorf("--json: %w", err)
+				}
+			}
+			if plotOut != "" {
+				if err := benchWriteFile(plotOut, rep.WritePlot); err != nil {
+					return fmt.Errorf("--plot: %w", err)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.PBX, "pbx", o.PBX, "PBX simulator: "+strings.Join(bench.PBXNames(), "|"))
+	f.DurationVar(&o.Duration, "duration", o.Duration, "length of the load phase (the ramp included)")
+	f.IntVar(&o.Rate, "rate", o.Rate, "calls per second; 0 = ramp to saturation")
+	f.IntVar(&o.MaxInFlight, "max-inflight", o.MaxInFlight, "calls the load generator keeps open at most")
+	f.DurationVar(&o.Budget, "budget", o.Budget, "call.budget of the sidecar")
+	f.StringVar(&o.Redis, "redis", o.Redis, "use a running Redis at ADDR instead of starting redis-server")
+	f.IntVar(&o.Population, "population", o.Population, "customers in the CRM stub")
+	f.Float64Var(&o.Zipf, "zipf", o.Zipf, "Zipf exponent of caller popularity (> 1; larger = more repeat callers)")
+	f.Float64Var(&o.Mix.Unknown, "unknown", o.Mix.Unknown, "share of callers no customer owns")
+	f.Float64Var(&o.Mix.Anonymous, "anonymous", o.Mix.Anonymous, "share of withheld callers")
+	f.Float64Var(&o.Mix.Junk, "junk", o.Mix.Junk, "share of junk caller IDs")
+	f.DurationVar(&o.CRMLatency, "crm-latency", o.CRMLatency, "CRM stub answer time, fixed part")
+	f.DurationVar(&o.CRMJitter, "crm-jitter", o.CRMJitter, "CRM stub answer time, uniform extra")
+	f.IntVar(&o.BurstNumbers, "burst-numbers", o.BurstNumbers, "uncached numbers in the singleflight burst (0 = skip)")
+	f.IntVar(&o.BurstCalls, "burst", o.BurstCalls, "simultaneous calls from each burst number")
+	f.IntVar(&o.InFlight, "inflight", o.InFlight, "calls held in flight for the memory and goroutine figures (0 = skip)")
+	f.DurationVar(&o.BareDuration, "bare-duration", o.BareDuration, "length of the bare-client phase (0 = skip)")
+	f.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the caller generator")
+	f.StringVar(&jsonOut, "json", "", "write the report as JSON to FILE (- = stdout instead of the table)")
+	f.Lookup("json").NoOptDefVal = "-"
+	f.StringVar(&plotOut, "plot", "", "write the latency distribution to FILE.svg")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to FILE")
+	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to FILE")
+	f.StringVar(&logLevel, "log-level", "error", "sidecar log level (debug, info, warn, error)")
+	return cmd
+}
+
+func benchWriteFile(name string, write func(io.Writer) error) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func benchWriteProfile(name, profile string) error {
+	return benchWriteFile(name, func(w io.Writer) error { return pprof.Lookup(profile).WriteTo(w, 0) })
+}
