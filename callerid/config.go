@@ -15,9 +15,6 @@ type Config struct {
 	DefaultRegion string `mapstructure:"default_region"`
 	// Anonymous lists caller-ID values (case-insensitive) that mean "withheld".
 	Anonymous []string `mapstructure:"anonymous"`
-	// Strict requires phonenumbers' IsValidNumber; otherwise a possible number
-	// of a known country is accepted too (metadata lags real allocations).
-	Strict bool `mapstructure:"strict"`
 	// CacheSize bounds the memo of parsed numbers.
 	CacheSize int `mapstructure:"cache_size"`
 	// Profiles choose a region by the dialled number (DNIS).

@@ -1,0 +1,41 @@
+package callerid
+
+import (
+	"strconv"
+	"testing"
+)
+
+// BenchmarkParseCold parses a different number every time (memo misses).
+func BenchmarkParseCold(b *testing.B) {
+	n := newTest(b, func(c *Config) { c.CacheSize = 1 })
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := n.Parse("+1415555"+strconv.Itoa(1000+i%9000), "US"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseMemo parses a repeat caller (memo hit).
+func BenchmarkParseMemo(b *testing.B) {
+	n := newTest(b, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := n.Parse("0201234567", "NL"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPick is a whole CLI/ANI pick for a repeat caller.
+func BenchmarkPick(b *testing.B) {
+	n := newTest(b, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := n.Pick("+14155550123", "", false, "US"); r.Status != "" {
+			b.Fatal(r.Err)
+		}
+	}
+}
