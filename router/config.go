@@ -101,7 +101,23 @@ func DefaultConfig() Config {
 			RegionField:     "region",
 			VIPTiers:        []string{"vip"},
 		},
+		Rules:   DefaultRules(),
 		FastAGI: FastAGIConfig{Listen: "127.0.0.1:4573", ReadTimeout: 5 * time.Second, MaxSessions: 256},
+	}
+}
+
+// DefaultRules is the default rule set (also in config.example.yaml): fraud
+// suspects to the fraud desk at the lowest priority, VIPs first to senior
+// agents, known customers to their language's queue, unknown callers to a
+// general queue.
+func DefaultRules() []Rule {
+	return []Rule{
+		{Name: "fraud-desk", When: `"fraud_suspect" in flags`, Then: Then{Priority: 0, Queue: "fraud-desk"}, Stop: true},
+		{Name: "vip-first", When: `"vip" in flags`, Then: Then{Priority: 10, Queue: "vip", Skill: "senior"}, Stop: true},
+		{Name: "language-queue", When: `match == "hit" && lower(customer.language) in ["nl", "de", "fr", "es"]`,
+			Then: Then{Priority: 5, Queue: `="support-" + lower(customer.language)`}, Stop: true},
+		{Name: "known-customer", When: `match == "hit"`, Then: Then{Priority: 5, Queue: "support"}, Stop: true},
+		{Name: "unknown-caller", When: `match != "hit"`, Then: Then{Priority: 1, Queue: "general"}},
 	}
 }
 
@@ -155,7 +171,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.region: %q is not a two-letter region code", key, r.Region))
 		}
 		if r.RuleSet != "" {
-			if _, ok := c.RuleSets[r.RuleSet]; !ok {
+			if _, ok := c.ruleSet(r.RuleSet); !ok {
 				errs = append(errs, fmt.Errorf("%s.rule_set: %q is not in router.rule_sets", key, r.RuleSet))
 			}
 		}
@@ -180,6 +196,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ruleSet finds a rule set by name, case-insensitively (viper lower-cases map keys).
+func (c *Config) ruleSet(name string) ([]Rule, bool) {
+	for k, rs := range c.RuleSets {
+		if strings.EqualFold(k, name) {
+			return rs, true
+		}
+	}
+	return nil, false
 }
 
 func quoteName(n string) string {

@@ -118,7 +118,7 @@ func compile(cfg Config) (*state, error) {
 		return nil, fmt.Errorf("router: %w", err)
 	}
 	for name, rules := range cfg.RuleSets {
-		if st.sets[name], err = compileRules("router.rule_sets."+name, rules, cfg.Timezone); err != nil {
+		if st.sets[strings.ToLower(name)], err = compileRules("router.rule_sets."+name, rules, cfg.Timezone); err != nil {
 			return nil, fmt.Errorf("router: %w", err)
 		}
 	}
@@ -137,7 +137,7 @@ func compile(cfg Config) (*state, error) {
 	for _, p := range cfg.Profiles {
 		cp := &profile{Profile: p, exact: map[string]bool{}, rules: st.rules}
 		if p.RuleSet != "" {
-			cp.rules = st.sets[p.RuleSet]
+			cp.rules = st.sets[strings.ToLower(p.RuleSet)]
 		}
 		for _, d := range p.DNIS {
 			if pre, ok := strings.CutSuffix(d, "*"); ok {

@@ -153,8 +153,8 @@ func compileRules(key string, rules []Rule, tz string) ([]*compiledRule, error) 
 
 func exprOptions(tz string) []expr.Option {
 	opts := []expr.Option{expr.Env(Env{}), expr.MaxNodes(2000)}
-	if tz != "" && tz != "Local" {
-		opts = append(opts, expr.Timezone(tz))
+	if _, err := loadLocation(tz); err == nil && tz != "" && tz != "Local" {
+		opts = append(opts, expr.Timezone(tz)) // for now() and date(); panics on an unknown zone
 	}
 	return opts
 }
