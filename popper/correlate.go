@@ -2,6 +2,7 @@ package popper
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/callpop/callpop/call"
@@ -14,6 +15,9 @@ const (
 	pendingMax   = 64               // per call, events waiting for its enrichment
 	pendingCalls = 4096             // calls with waiting events
 )
+
+// endpointKey marks a leg known only by its endpoint (no PBX leg id).
+const endpointKey = "endpoint:"
 
 // correlator turns the adapters' reports into pops. It is not safe for
 // concurrent use: Popper.Run feeds it from one goroutine.
@@ -32,12 +36,13 @@ type correlator struct {
 }
 
 type callState struct {
-	base    popBase
-	channel string
-	agents  map[string]*agentState
-	legs    []string
-	ended   bool
-	last    time.Time
+	base     popBase
+	channel  string
+	agents   map[string]*agentState
+	legAgent map[string]string // leg id → agent
+	legs     []string
+	ended    bool
+	last     time.Time
 }
 
 type agentState struct {
@@ -89,7 +94,7 @@ func (c *correlator) Enriched(e call.Enriched, now time.Time) {
 		return // reported twice: keep the first
 	}
 	c.evict()
-	cs := &callState{base: base, channel: e.Call.ID, agents: make(map[string]*agentState), last: now}
+	cs := &callState{base: base, channel: e.Call.ID, agents: make(map[string]*agentState), legAgent: make(map[string]string), last: now}
 	c.calls[id] = cs
 	c.order = append(c.order, id)
 	if cs.channel != "" {
@@ -162,12 +167,18 @@ func (c *correlator) Leg(e call.LegEvent, now time.Time) {
 		return
 	}
 	agent := c.agents.Agent(e.Endpoint)
+	if agent == "" && e.Leg != "" {
+		agent = cs.legAgent[e.Leg] // a later event of a leg may lack the endpoint
+	}
 	if agent == "" {
 		return
 	}
+	if e.Leg != "" && cs.legAgent[e.Leg] == "" {
+		cs.legAgent[e.Leg] = agent
+	}
 	legKey := e.Leg
 	if legKey == "" {
-		legKey = StripChannelSuffix(e.Endpoint) + "|" + e.Endpoint
+		legKey = endpointKey + e.Endpoint
 	}
 	if e.Leg != "" {
 		if _, ok := c.byLeg[e.Leg]; !ok {
@@ -230,6 +241,15 @@ func (c *correlator) Leg(e call.LegEvent, now time.Time) {
 			final = call.LegEnded
 		}
 		as.legs[legKey] = final
+		if e.Leg != "" {
+			// A leg reported earlier by endpoint only (mod_callcenter's
+			// agent-offering) is this one: it stops with it.
+			for k, st := range as.legs {
+				if strings.HasPrefix(k, endpointKey) && (st == call.LegRinging || st == call.LegAnswered) {
+					as.legs[k] = final
+				}
+			}
+		}
 		if as.live() {
 			return // another leg of this agent still rings or talks
 		}
