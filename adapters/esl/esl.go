@@ -1,0 +1,609 @@
+package esl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/adapters/esl/eslwire"
+	"github.com/callpop/callpop/call"
+)
+
+// Adapter connects callpop to FreeSWITCH. It satisfies adapters.Adapter.
+type Adapter struct {
+	cfg      Config
+	deps     adapters.Deps
+	log      *slog.Logger
+	password string
+	legs     *legTracker
+	slots    chan struct{}
+
+	mu       sync.Mutex
+	cur      *conn         // the event connection, nil while down
+	curReady chan struct{} // closed when cur becomes non-nil
+	ln       net.Listener
+	lnReady  chan struct{}
+	inflight map[string]struct{} // inbound calls being handled
+	recent   map[string]time.Time // inbound calls released lately (reconcile must not redo them)
+
+	listening atomic.Bool
+	connected atomic.Bool
+}
+
+// New checks cfg and returns an adapter; Run starts it.
+func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	deps = deps.WithDefaults()
+	a := &Adapter{
+		cfg: cfg, deps: deps,
+		log:      deps.Logger.With("component", "adapters/esl", "mode", cfg.Mode),
+		slots:    make(chan struct{}, cfg.MaxCalls),
+		curReady: make(chan struct{}),
+		lnReady:  make(chan struct{}),
+		inflight: map[string]struct{}{},
+		recent:   map[string]time.Time{},
+	}
+	a.legs = newLegTracker(deps.Sink, a.log)
+	if cfg.needsSocket() {
+		pw, err := cfg.password()
+		if err != nil {
+			return nil, fmt.Errorf("adapters/esl: pbx.freeswitch.password_file: %w", err)
+		}
+		a.password = pw
+	}
+	return a, nil
+}
+
+// Run serves until ctx ends.
+func (a *Adapter) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	if a.cfg.Mode == "outbound" {
+		ln, err := net.Listen("tcp", a.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("adapters/esl: listen %s: %w", a.cfg.Listen, err)
+		}
+		a.mu.Lock()
+		a.ln = ln
+		close(a.lnReady)
+		a.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.serveOutbound(ctx, ln); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	if a.cfg.needsSocket() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.supervise(ctx)
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		wg.Wait()
+		return err
+	}
+	wg.Wait()
+	return nil
+}
+
+// Addr is the outbound listener's address once Run has started it ("" before).
+func (a *Adapter) Addr() string {
+	select {
+	case <-a.lnReady:
+		return a.ln.Addr().String()
+	default:
+		return ""
+	}
+}
+
+// Ready reports whether calls can be handled.
+func (a *Adapter) Ready() (bool, string) {
+	if a.cfg.Mode == "outbound" && !a.listening.Load() {
+		return false, "outbound listener not started"
+	}
+	if a.cfg.Mode == "inbound" && !a.connected.Load() {
+		return false, "event socket " + a.cfg.Address + " not connected"
+	}
+	return true, ""
+}
+
+// budgetDeadline is when the call must be released.
+func (a *Adapter) decide(ctx context.Context, c call.Call) call.Decision {
+	deadline := c.Received.Add(a.deps.Budget - a.cfg.ApplyReserve)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	res := make(chan call.Decision, 1)
+	go func() { res <- adapters.Decide(dctx, a.deps.Decider, c, a.log) }()
+	var d call.Decision
+	select {
+	case d = <-res:
+	case <-dctx.Done():
+		// watchdog: a decider that ignores its context does not hold the call
+		d = call.Decision{Match: call.MatchTimeout}
+	}
+	if d.CallID == "" {
+		d.CallID = c.ID
+	}
+	return d
+}
+
+// ---- outbound mode -------------------------------------------------------
+
+func (a *Adapter) serveOutbound(ctx context.Context, ln net.Listener) error {
+	a.listening.Store(true)
+	defer a.listening.Store(false)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	go func() {
+		<-ctx.Done()
+		_ = ln.Close()
+	}()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("adapters/esl: accept: %w", err)
+		}
+		select {
+		case a.slots <- struct{}{}:
+		default:
+			// overloaded: closing the socket lets the dialplan go on at once
+			callsTotal.WithLabelValues("outbound", "overload").Inc()
+			_ = nc.Close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-a.slots }()
+			defer a.recoverPanic()
+			a.outboundCall(ctx, nc)
+		}()
+	}
+}
+
+func (a *Adapter) recoverPanic() {
+	if r := recover(); r != nil {
+		panicsTotal.Inc()
+		a.log.Error("panic in call handler", "panic", fmt.Sprint(r))
+	}
+}
+
+// frameHeaders decodes header values of a connect reply.
+type frameHeaders struct{ eslwire.Headers }
+
+func (h frameHeaders) Get(name string) string { return eslwire.Decode(h.Headers.Get(name)) }
+
+// outboundCall runs one socket session: connect → decide → uuid_setvar_multi
+// (synchronous: +OK means stored) → exit. A watchdog closes the socket at the
+// budget's end whatever happens, which also lets the dialplan go on.
+func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn) {
+	cn := newConn(nc, a.log)
+	cn.start(nil)
+	defer cn.Close()
+	hard := time.AfterFunc(a.deps.Budget, cn.Close) // re-armed once the channel data is read
+	defer hard.Stop()
+	cctx, cancel := context.WithTimeout(ctx, a.deps.Budget)
+	f, err := cn.command(cctx, "connect", nil, nil)
+	cancel()
+	if err != nil {
+		callsTotal.WithLabelValues("outbound", "error").Inc()
+		a.log.Warn("connect failed", "err", err)
+		return
+	}
+	received := time.Now()
+	hard.Reset(a.deps.Budget)
+	c := callFrom(frameHeaders{f.Headers}, received)
+	if !validUUID(c.ID) {
+		callsTotal.WithLabelValues("outbound", "error").Inc()
+		a.log.Warn("connect reply without a usable Unique-ID")
+		xctx, cancel := context.WithTimeout(ctx, a.deps.Budget)
+		defer cancel()
+		_, _ = cn.command(xctx, "exit", nil, nil)
+		return
+	}
+	d := a.decide(ctx, c)
+	actx, cancel := context.WithDeadline(ctx, received.Add(a.deps.Budget))
+	defer cancel()
+	outcome := "released"
+	if err := a.apply(actx, cn.api, c, d, frameHeaders{f.Headers}.Get); err != nil {
+		outcome = classify(err)
+		a.log.Info("variables not set", "call", c, "err", err)
+	} else {
+		a.legs.enriched(c.ID, d.CallID)
+		a.deps.Sink.CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
+	}
+	if _, err := cn.command(actx, "exit", nil, nil); err != nil && outcome == "released" {
+		outcome = "late"
+	}
+	callsTotal.WithLabelValues("outbound", outcome).Inc()
+	callSeconds.WithLabelValues("outbound").Observe(time.Since(received).Seconds())
+}
+
+func classify(err error) string {
+	switch {
+	case errors.Is(err, errDead):
+		return "dead"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "late"
+	}
+	return "error"
+}
+
+var errDead = errors.New("adapters/esl: no such channel (caller hung up)")
+
+// apply sets the call's variables with run (api or bgapi).
+func (a *Adapter) apply(ctx context.Context, run func(context.Context, string) (string, error), c call.Call, d call.Decision, chanVar func(string) string) error {
+	vars := variables(c, d, func(n string) string { return chanVar("variable_" + n) })
+	out, err := run(ctx, setvarMulti(c.ID, vars))
+	if err != nil {
+		return fmt.Errorf("adapters/esl: uuid_setvar_multi: %w", err)
+	}
+	if err := replyErr(out); err != nil {
+		return err
+	}
+	if ci, ok := callInfo(d); ok {
+		out, err := run(ctx, "uuid_setvar "+c.ID+" "+ci.name+" "+ci.value)
+		if err != nil {
+			return fmt.Errorf("adapters/esl: uuid_setvar %s: %w", ci.name, err)
+		}
+		return replyErr(out)
+	}
+	return nil
+}
+
+func replyErr(out string) error {
+	if strings.HasPrefix(out, "+OK") {
+		return nil
+	}
+	if strings.Contains(out, "No such channel") {
+		return errDead
+	}
+	return fmt.Errorf("adapters/esl: %s", call.CleanValue(out))
+}
+
+func validUUID(s string) bool {
+	if len(s) < 8 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- event connection (inbound mode, agent legs) ------------------------
+
+// supervise keeps one event connection up: dial with backoff and jitter,
+// authenticate, subscribe, reconcile parked calls, then watch it.
+func (a *Adapter) supervise(ctx context.Context) {
+	backoff := a.cfg.ReconnectMin
+	for ctx.Err() == nil {
+		cn, err := a.dial(ctx)
+		if err != nil {
+			a.log.Warn("event socket unavailable", "address", a.cfg.Address, "err", err, "retry_in", backoff)
+			jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
+			t := time.NewTimer(backoff/2 + jitter)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(backoff*2, a.cfg.ReconnectMax)
+			continue
+		}
+		backoff = a.cfg.ReconnectMin
+		reconnectsTotal.Inc()
+		a.setConn(cn)
+		a.connected.Store(true)
+		a.log.Info("event socket connected", "address", a.cfg.Address)
+		var wg sync.WaitGroup
+		if a.cfg.Mode == "inbound" {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer a.recoverPanic()
+				a.reconcile(ctx, cn)
+			}()
+		}
+		a.watch(ctx, cn)
+		a.connected.Store(false)
+		a.setConn(nil)
+		cn.Close()
+		wg.Wait()
+		if ctx.Err() == nil {
+			a.log.Warn("event socket lost; reconnecting", "err", cn.Err())
+		}
+	}
+}
+
+// watch returns when cn ends, ctx ends, or a reply is overdue (the connection
+// is then replaced, so no later reply can be mismatched).
+func (a *Adapter) watch(ctx context.Context, cn *conn) {
+	tick := time.NewTicker(min(a.cfg.CommandTimeout/4, 250*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-cn.done:
+			return
+		case <-tick.C:
+			if cn.oldestPending() > a.cfg.CommandTimeout {
+				a.log.Warn("reply overdue; replacing the connection", "timeout", a.cfg.CommandTimeout)
+				return
+			}
+			a.pruneRecent()
+		}
+	}
+}
+
+func (a *Adapter) dial(ctx context.Context) (*conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, a.cfg.CommandTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(dctx, "tcp", a.cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("adapters/esl: dial: %w", err)
+	}
+	cn := newConn(nc, a.log)
+	cn.start(func(ev *eslwire.Event) { a.onEvent(ctx, ev) })
+	if err := cn.auth(dctx, a.password); err != nil {
+		cn.Close()
+		return nil, err
+	}
+	names := append([]string{}, legEvents...)
+	if a.cfg.Mode == "inbound" {
+		names = append(names, "CHANNEL_PARK")
+	}
+	names = append(names, "BACKGROUND_JOB")
+	f, err := cn.command(dctx, "event plain "+strings.Join(names, " "), nil, nil)
+	if err != nil {
+		cn.Close()
+		return nil, fmt.Errorf("adapters/esl: subscribe: %w", err)
+	}
+	if t := f.ReplyText(); !strings.HasPrefix(t, "+OK") {
+		cn.Close()
+		return nil, fmt.Errorf("adapters/esl: subscribe: %s", call.CleanValue(t))
+	}
+	return cn, nil
+}
+
+func (a *Adapter) setConn(cn *conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cur = cn
+	if cn != nil {
+		close(a.curReady)
+	} else {
+		a.curReady = make(chan struct{})
+	}
+}
+
+// current waits for a live event connection or ctx.
+func (a *Adapter) current(ctx context.Context) (*conn, error) {
+	for {
+		a.mu.Lock()
+		cn, ready := a.cur, a.curReady
+		a.mu.Unlock()
+		if cn != nil && cn.Err() == nil {
+			return cn, nil
+		}
+		if cn != nil {
+			// dead but not yet replaced; poll briefly
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ready:
+		}
+	}
+}
+
+// bgapi runs a command on the current event connection, as bgapi with our
+// Job-UUID: the result is matched by id, and a slow command does not hold
+// up the others.
+func (a *Adapter) bgapi(ctx context.Context, cmd string) (string, error) {
+	cn, err := a.current(ctx)
+	if err != nil {
+		return "", err
+	}
+	return cn.bgapi(ctx, cmd)
+}
+
+// onEvent runs on the read goroutine, in arrival order; it must not block.
+func (a *Adapter) onEvent(ctx context.Context, ev *eslwire.Event) {
+	defer a.recoverPanic()
+	received := time.Now()
+	a.legs.observe(ev)
+	if a.cfg.Mode != "inbound" || ev.Name() != "CHANNEL_PARK" {
+		return
+	}
+	if ev.Get("Call-Direction") != "inbound" || ev.Get("Caller-Context") != a.cfg.ParkContext {
+		return
+	}
+	a.startParked(ctx, callFrom(ev, received), ev.Get)
+}
+
+// startParked handles one parked call once (park event and reconcile may both see it).
+func (a *Adapter) startParked(ctx context.Context, c call.Call, chanVar func(string) string) {
+	if !validUUID(c.ID) {
+		return
+	}
+	a.mu.Lock()
+	_, busy := a.inflight[c.ID]
+	_, done := a.recent[c.ID]
+	if busy || done {
+		a.mu.Unlock()
+		return
+	}
+	a.inflight[c.ID] = struct{}{}
+	a.mu.Unlock()
+	go func() {
+		defer a.recoverPanic()
+		defer func() {
+			a.mu.Lock()
+			delete(a.inflight, c.ID)
+			a.mu.Unlock()
+		}()
+		select {
+		case a.slots <- struct{}{}:
+			defer func() { <-a.slots }()
+			a.inboundCall(ctx, c, chanVar)
+		default:
+			callsTotal.WithLabelValues("inbound", "overload").Inc()
+			a.transfer(ctx, c)
+		}
+	}()
+}
+
+// inboundCall: decide within budget → bgapi uuid_setvar_multi → bgapi
+// uuid_transfer. The transfer is sent whatever happened before it.
+func (a *Adapter) inboundCall(ctx context.Context, c call.Call, chanVar func(string) string) {
+	d := a.decide(ctx, c)
+	actx, cancel := context.WithDeadline(ctx, c.Received.Add(a.deps.Budget))
+	err := a.apply(actx, a.bgapi, c, d, chanVar)
+	cancel()
+	outcome := "released"
+	if err != nil {
+		outcome = classify(err)
+		a.log.Info("variables not set", "call", c, "err", err)
+	} else {
+		a.legs.enriched(c.ID, d.CallID)
+		a.deps.Sink.CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
+	}
+	if outcome != "dead" {
+		if terr := a.transfer(ctx, c); terr != nil {
+			outcome = classify(terr)
+		}
+	}
+	if outcome == "released" && time.Since(c.Received) > a.deps.Budget {
+		outcome = "late"
+	}
+	callsTotal.WithLabelValues("inbound", outcome).Inc()
+	callSeconds.WithLabelValues("inbound").Observe(time.Since(c.Received).Seconds())
+}
+
+// transfer releases a parked call to the configured destination. It is not
+// bound by the budget: a call must never stay parked; if the connection is
+// down, reconcile after the reconnect releases it.
+func (a *Adapter) transfer(ctx context.Context, c call.Call) error {
+	ext := a.cfg.TransferTo.Extension
+	if ext == "" {
+		ext = call.CleanToken(c.DNIS)
+	}
+	if ext == "" || !isToken(ext) {
+		ext = "callpop_unknown"
+	}
+	tctx, cancel := context.WithTimeout(ctx, a.cfg.CommandTimeout)
+	defer cancel()
+	out, err := a.bgapi(tctx, "uuid_transfer "+c.ID+" "+ext+" "+a.cfg.TransferTo.Dialplan+" "+a.cfg.TransferTo.Context)
+	if err == nil {
+		err = replyErr(out)
+	}
+	if err == nil || errors.Is(err, errDead) {
+		a.mu.Lock()
+		a.recent[c.ID] = time.Now()
+		a.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("adapters/esl: uuid_transfer: %w", err)
+	}
+	return nil
+}
+
+func (a *Adapter) pruneRecent() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, t := range a.recent {
+		if time.Since(t) > time.Minute {
+			delete(a.recent, id)
+		}
+	}
+}
+
+// reconcile finds calls parked in park_context (show channels as json) and
+// processes them: calls that arrived or were being handled while the
+// connection was down.
+func (a *Adapter) reconcile(ctx context.Context, cn *conn) {
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.CommandTimeout)
+	out, err := cn.api(rctx, "show channels as json")
+	cancel()
+	if err != nil {
+		a.log.Warn("reconcile: show channels failed", "err", err)
+		return
+	}
+	var list struct {
+		Rows []struct {
+			UUID        string `json:"uuid"`
+			Direction   string `json:"direction"`
+			Application string `json:"application"`
+			Context     string `json:"context"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &list); err != nil {
+		a.log.Warn("reconcile: bad show channels reply", "err", err)
+		return
+	}
+	for _, r := range list.Rows {
+		if ctx.Err() != nil || cn.Err() != nil {
+			return
+		}
+		if r.Direction != "inbound" || r.Application != "park" || r.Context != a.cfg.ParkContext || !validUUID(r.UUID) {
+			continue
+		}
+		a.mu.Lock()
+		_, busy := a.inflight[r.UUID]
+		_, done := a.recent[r.UUID]
+		a.mu.Unlock()
+		if busy || done {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, a.cfg.CommandTimeout)
+		dump, err := cn.api(dctx, "uuid_dump "+r.UUID)
+		cancel()
+		if err != nil {
+			return
+		}
+		if strings.HasPrefix(dump, "-ERR") {
+			continue // hung up meanwhile
+		}
+		hs, _, _ := eslwire.ParseHeaderBlock([]byte(dump))
+		h := frameHeaders{hs}
+		reconciledTotal.Inc()
+		a.startParked(ctx, callFrom(h, time.Now()), h.Get)
+	}
+}
