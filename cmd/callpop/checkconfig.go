@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/callpop/callpop/router"
 )
 
 func init() { register(newCheckConfigCmd) }
@@ -11,8 +13,11 @@ func init() { register(newCheckConfigCmd) }
 func newCheckConfigCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "check-config",
-		Short: "Load and validate the configuration; print OK or every problem, naming the key",
-		Args:  cobra.NoArgs,
+		Short: "Validate the configuration: print each rule's compile status, then OK or every problem",
+		Long: `Load the configuration (--config, default ./callpop.yaml, with CALLPOP_* environment
+overrides) and check it whole: unknown keys, bad values and rules that do not compile are
+reported one a line, naming the key. Exits non-zero on any problem.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			lc, err := configFromCmd(cmd)
@@ -21,6 +26,15 @@ func newCheckConfigCmd() *cobra.Command {
 				src = "embedded defaults (no " + defaultConfigPath + ")"
 			}
 			fmt.Fprintf(out, "config: %s\n", src)
+			if lc.Decoded {
+				for _, st := range router.CompileReport(lc.Router) {
+					status := "ok"
+					if st.Err != "" {
+						status = "error: " + st.Err
+					}
+					fmt.Fprintf(out, "rule %s %q: %s\n", st.Key, st.Name, status)
+				}
+			}
 			if err != nil {
 				return err
 			}

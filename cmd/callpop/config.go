@@ -100,7 +100,8 @@ func DefaultConfig() Config {
 // loadedConfig is a Config and where it came from.
 type loadedConfig struct {
 	Config
-	Path string // the file read; "" when running on the embedded defaults
+	Path    string // the file read; "" when running on the embedded defaults
+	Decoded bool   // Config holds the file's values (it may still be invalid)
 }
 
 // configFromCmd loads the file named by --config (or $CALLPOP_CONFIG). A
@@ -141,9 +142,10 @@ func loadConfig(path string, explicit bool) (loadedConfig, error) {
 		return loadedConfig{Path: path}, withFile(path, err)
 	}
 	if err := cfg.Validate(); err != nil {
-		return loadedConfig{Path: path}, withFile(path, err)
+		// The decoded config goes back too, for check-config's report.
+		return loadedConfig{Config: cfg, Path: path, Decoded: true}, withFile(path, err)
 	}
-	return loadedConfig{Config: cfg, Path: path}, nil
+	return loadedConfig{Config: cfg, Path: path, Decoded: true}, nil
 }
 
 func withFile(path string, err error) error {

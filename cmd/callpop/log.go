@@ -10,14 +10,23 @@ import (
 // to w at the configured level. Personal data is masked by the LogValue
 // methods of the types that carry it.
 func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: parseLevel(cfg.Level)}
+	log, _ := newLoggerVar(cfg, w)
+	return log
+}
+
+// newLoggerVar is newLogger with the level in a variable, so a config reload
+// can change it.
+func newLoggerVar(cfg LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
 	if strings.EqualFold(cfg.Format, "text") {
 		h = slog.NewTextHandler(w, opts)
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(h)
+	return slog.New(h), level
 }
 
 func parseLevel(s string) slog.Level {

@@ -44,6 +44,8 @@ func revision() string {
 	return rev
 }
 
+func goVersion() string { return runtime.Version() }
+
 func versionString() string {
 	s := "callpop " + version
 	if r := revision(); r != "" {

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/callerid"
+	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/popper"
+	"github.com/callpop/callpop/router"
+)
+
+// pipeline is callpop's decision path built from one Config, in the order a
+// call goes through it: normalise (callerid) → look up (crm + cache) →
+// decide (router) → pop (popper, which also decorates the decision).
+// run, lookup, cache forget, demo and bench all build it here.
+type pipeline struct {
+	cfg     Config
+	log     *slog.Logger
+	redis   redis.UniversalClient // nil without cache.redis.addrs
+	numbers *callerid.Normalizer
+	crm     *crm.CRM
+	router  *router.Router
+	popper  *popper.Popper
+	decider call.Decider // router, decorated by popper
+}
+
+// pipelineOptions say which optional parts to build.
+type pipelineOptions struct {
+	Popper bool // build the popper (run, demo); lookup and cache forget do without
+}
+
+// newPipeline builds the pipeline; Close releases what it opened.
+func newPipeline(cfg Config, log *slog.Logger, opts pipelineOptions) (_ *pipeline, err error) {
+	p := &pipeline{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if p.numbers, err = callerid.New(cfg.Numbers, log); err != nil {
+		return nil, fmt.Errorf("numbers: %w", err)
+	}
+	if p.redis, err = crm.OpenRedis(cfg.Cache.Redis, log); err != nil {
+		return nil, fmt.Errorf("cache.redis: %w", err)
+	}
+	if p.crm, err = crm.New(cfg.CRM, cfg.Cache, p.redis, log); err != nil {
+		return nil, fmt.Errorf("crm: %w", err)
+	}
+	p.router, err = router.New(cfg.Router, router.Deps{
+		Numbers: p.numbers,
+		CRM:     p.crm,
+		Redis:   p.redis,
+		Budget:  cfg.Call.Budget,
+		Logger:  log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	p.decider = p.router
+	if opts.Popper {
+		if p.popper, err = popper.New(cfg.Popper, popper.Deps{Redis: p.redis, Logger: log}); err != nil {
+			return nil, fmt.Errorf("popper: %w", err)
+		}
+		p.decider = p.popper.Decorate(p.router)
+	}
+	return p, nil
+}
+
+// adapterDeps is what an adapter gets: the decorated decider, the popper as
+// its sink, the logger and the budget.
+func (p *pipeline) adapterDeps() adapters.Deps {
+	return adapters.Deps{Decider: p.decider, Sink: p.sink(), Logger: p.log, Budget: p.cfg.Call.Budget}
+}
+
+// sink is where adapters report agent legs: the popper, or nowhere.
+func (p *pipeline) sink() call.LegSink {
+	if p.popper == nil {
+		return call.NopSink{}
+	}
+	return p.popper
+}
+
+// adapter builds the PBX adapter pbx.kind names; nil for none.
+func (p *pipeline) adapter() (adapters.Adapter, error) {
+	switch p.cfg.PBX.Kind {
+	case "", PBXNone:
+		return nil, nil
+	case PBXAsterisk, PBXFreeSWITCH:
+		return nil, fmt.Errorf("pbx.kind: the %s adapter is not wired in yet", p.cfg.PBX.Kind)
+	}
+	return nil, fmt.Errorf("pbx.kind: unknown %q", p.cfg.PBX.Kind)
+}
+
+// Close releases the CRM sources and the Redis client.
+func (p *pipeline) Close() error {
+	var errs []error
+	if p.crm != nil {
+		errs = append(errs, p.crm.Close())
+	}
+	if p.redis != nil {
+		errs = append(errs, p.redis.Close())
+	}
+	return errors.Join(errs...)
+}

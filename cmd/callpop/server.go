@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// HTTP server limits. Look-ups answer within call.budget; the agents' pop
+// streams (SSE) lift the write deadline for themselves.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+// readiness is what /readyz reports: every check must pass, and the process
+// must not be draining.
+type readiness struct {
+	draining atomic.Bool
+	mu       sync.Mutex
+	checks   []readyCheck
+}
+
+type readyCheck struct {
+	name  string
+	ready func() (bool, string)
+}
+
+// add registers a check; ready returns whether calls may come and why not.
+func (r *readiness) add(name string, ready func() (bool, string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks = append(r.checks, readyCheck{name, ready})
+}
+
+// checkJSON is one check in the /readyz body.
+type checkJSON struct {
+	Name   string `json:"name"`
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// readyJSON is the /readyz body.
+type readyJSON struct {
+	Ready   bool        `json:"ready"`
+	Reasons []string    `json:"reasons"`
+	Checks  []checkJSON `json:"checks"`
+}
+
+func (r *readiness) status() readyJSON {
+	r.mu.Lock()
+	checks := append([]readyCheck(nil), r.checks...)
+	r.mu.Unlock()
+	out := readyJSON{Ready: true, Reasons: []string{}, Checks: []checkJSON{}}
+	if r.draining.Load() {
+		out.Ready = false
+		out.Reasons = append(out.Reasons, "draining: shutting down")
+	}
+	for _, c := range checks {
+		ok, why := c.ready()
+		out.Checks = append(out.Checks, checkJSON{Name: c.name, Ready: ok, Reason: why})
+		if !ok {
+			out.Ready = false
+			if why == "" {
+				why = "not ready"
+			}
+			out.Reasons = append(out.Reasons, c.name+": "+why)
+		}
+	}
+	return out
+}
+
+// newHandler builds the one HTTP mux: the router's endpoints, the popper's
+// panel and streams (when built), probes and metrics. streams ends the pop
+// streams when it is cancelled, so a shutdown does not wait for them.
+func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handler {
+	mux := http.NewServeMux()
+	rh := p.router.Handler()
+	mux.Handle("/v1/lookup", rh)
+	mux.Handle("/v1/route", rh)
+	mux.Handle("/v1/cache/", rh)
+	if p.popper != nil {
+		ph := p.popper.Handler()
+		mux.Handle("/agent", ph)
+		mux.Handle("/agent/", ph)
+		mux.Handle("/v1/agents/", longLived(ph, streams))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write([]byte(`{"alive":true}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		st := rd.status()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if !st.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	return mux
+}
+
+// longLived serves streams: no server write deadline (the handler bounds
+// each write itself), and the request ends when done is cancelled.
+func longLived(h http.Handler, done context.Context) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(done, cancel)
+		defer stop()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// newHTTPServer wraps h with callpop's timeouts; the server's own errors go
+// to log.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+}
