@@ -1,0 +1,403 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader in different goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// execute runs the root command in-process with args and returns stdout,
+// stderr and the error.
+func execute(t *testing.T, ctx context.Context, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut syncBuffer
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err := root.ExecuteContext(ctx)
+	return out.String(), errOut.String(), err
+}
+
+// writeConfig writes a config file for a test and returns its path.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "callpop.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// testConfig keeps tests off the shared ports: the HTTP listener and FastAGI
+// on free loopback ports.
+const testConfig = `
+listen: 127.0.0.1:0
+router:
+  fastagi:
+    listen: 127.0.0.1:0
+log:
+  level: debug
+`
+
+func TestVersion(t *testing.T) {
+	out, _, err := execute(t, context.Background(), "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "callpop ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version output %q", out)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	t.Run("example", func(t *testing.T) {
+		out, _, err := execute(t, context.Background(), "check-config", "--config", examplePath)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if !strings.HasSuffix(out, "OK\n") || !strings.Contains(out, "config: "+examplePath) {
+			t.Fatalf("output %q", out)
+		}
+		if !regexp.MustCompile(`(?m)^rule router\.rules\[0\] ".*": ok$`).MatchString(out) {
+			t.Fatalf("no rule status in %q", out)
+		}
+	})
+	t.Run("bad file", func(t *testing.T) {
+		out, _, err := execute(t, context.Background(), "check-config", "--config", "testdata/config/bad-budget-zero.yaml")
+		if err == nil || !strings.Contains(err.Error(), "call.budget") || strings.Contains(out, "OK") {
+			t.Fatalf("want an error naming call.budget, got %v, output %q", err, out)
+		}
+	})
+	t.Run("bad rule", func(t *testing.T) {
+		p := writeConfig(t, "router:\n  rules:\n    - name: typo\n      when: custmer.tier == \"vip\"\n      then: {priority: 10}\n")
+		out, _, err := execute(t, context.Background(), "check-config", "--config", p)
+		if err == nil || !strings.Contains(err.Error(), "router.rules[0]") {
+			t.Fatalf("want an error naming router.rules[0], got %v", err)
+		}
+		if !strings.Contains(out, `rule router.rules[0] "typo": error: `) {
+			t.Fatalf("want the rule's error in the output, got %q", out)
+		}
+	})
+	t.Run("missing explicit file", func(t *testing.T) {
+		_, _, err := execute(t, context.Background(), "check-config", "--config", filepath.Join(t.TempDir(), "none.yaml"))
+		if err == nil {
+			t.Fatal("want an error")
+		}
+	})
+}
+
+// lookupJSON is the part of the decision JSON the tests read.
+type lookupJSON struct {
+	Match    string `json:"match"`
+	E164     string `json:"e164"`
+	Source   string `json:"source"`
+	Customer *struct {
+		ID, Name, Tier, Language, URL string
+	} `json:"customer"`
+	Vars      map[string]string `json:"vars"`
+	Cached    bool              `json:"cached"`
+	ElapsedMS *float64          `json:"elapsed_ms"`
+	Rules     []string          `json:"rules"`
+}
+
+// The embedded defaults: sample CSV CRM, in-process cache.
+func TestLookupEmbeddedSample(t *testing.T) {
+	cfg := writeConfig(t, testConfig)
+	tests := []struct {
+		name  string
+		args  []string
+		match string
+		e164  string
+		src   string
+	}{
+		{"known US caller", []string{"+14155550123"}, "hit", "+14155550123", "cli"},
+		{"known Dutch caller, international", []string{"+31201234567"}, "hit", "+31201234567", "cli"},
+		{"unknown caller", []string{"+14155550199"}, "miss", "+14155550199", "cli"},
+		{"withheld caller, ANI fallback", []string{"--ani", "+14155550123", "anonymous"}, "hit", "+14155550123", "ani"},
+		{"withheld, no ANI", []string{"anonymous"}, "anonymous", "", ""},
+		{"junk", []string{"call me maybe"}, "invalid", "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"lookup", "--config", cfg, "--timeout", "5s"}, tc.args...)
+			out, logs, err := execute(t, context.Background(), args...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, logs)
+			}
+			var got lookupJSON
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("not JSON: %v\n%s", err, out)
+			}
+			if got.Match != tc.match || got.E164 != tc.e164 || got.Source != tc.src {
+				t.Fatalf("match %q e164 %q source %q, want %q %q %q\n%s", got.Match, got.E164, got.Source, tc.match, tc.e164, tc.src, out)
+			}
+			if got.Vars["CALLPOP_MATCH"] != tc.match || got.Vars["CALLPOP_E164"] != tc.e164 || got.ElapsedMS == nil || got.Rules == nil {
+				t.Fatalf("vars/elapsed/rules missing: %s", out)
+			}
+			if tc.match == "hit" {
+				if got.Customer == nil || got.Customer.ID == "" || got.Customer.Name == "" || got.Vars["CALLPOP_NAME"] != got.Customer.Name {
+					t.Fatalf("hit without customer: %s", out)
+				}
+			}
+			// Logs never hold the number in clear.
+			if tc.e164 != "" && strings.Contains(logs, tc.e164) {
+				t.Fatalf("number %s in clear in the logs:\n%s", tc.e164, logs)
+			}
+		})
+	}
+	t.Run("dnis picks the region", func(t *testing.T) {
+		p := writeConfig(t, testConfig+"numbers:\n  profiles:\n    - {dnis: [\"+31208000000\"], region: NL}\n")
+		out, logs, err := execute(t, context.Background(), "lookup", "--config", p, "--timeout", "5s", "--dnis", "+31208000000", "020 123 4567")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, logs)
+		}
+		var got lookupJSON
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Match != "hit" || got.E164 != "+31201234567" {
+			t.Fatalf("want a hit on +31201234567, got %s", out)
+		}
+	})
+	t.Run("needs one number", func(t *testing.T) {
+		if _, _, err := execute(t, context.Background(), "lookup", "--config", cfg); err == nil {
+			t.Fatal("want an error without NUMBER")
+		}
+	})
+}
+
+func TestCacheForget(t *testing.T) {
+	cfg := writeConfig(t, testConfig)
+	out, logs, err := execute(t, context.Background(), "cache", "forget", "--config", cfg, "+1 (415) 555-0123")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs)
+	}
+	if out != "forgot +14155550123\n" {
+		t.Fatalf("output %q", out)
+	}
+	if _, _, err := execute(t, context.Background(), "cache", "forget", "--config", cfg, "not a number"); err == nil {
+		t.Fatal("want an error for junk")
+	}
+}
+
+// startRun starts `callpop run` in-process and returns its base URL, its
+// logs, and a stop function that cancels it and waits (bounded) for it.
+func startRun(t *testing.T, cfgPath string) (string, *syncBuffer, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, logs syncBuffer
+	root := newRootCmd()
+	root.SetArgs([]string{"run", "--config", cfgPath})
+	root.SetOut(&out)
+	root.SetErr(&logs)
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			return fmt.Errorf("run did not stop within 15s; logs:\n%s", logs.String())
+		}
+	}
+	addrRe := regexp.MustCompile(`"msg":"http listening".*"addr":"([^"]+)"`)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := addrRe.FindStringSubmatch(logs.String()); m != nil {
+			return "http://" + m[1], &logs, stop
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run ended early: %v\n%s", err, logs.String())
+		default:
+		}
+	}
+	_ = stop()
+	t.Fatalf("run did not listen within 10s:\n%s", logs.String())
+	return "", nil, nil
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRunServes(t *testing.T) {
+	base, logs, stop := startRun(t, writeConfig(t, testConfig))
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = stop()
+		}
+	}()
+
+	if code, body := get(t, base+"/healthz"); code != 200 || !strings.Contains(body, `"alive":true`) {
+		t.Fatalf("/healthz %d %s", code, body)
+	}
+	code, body := get(t, base+"/readyz")
+	var ready readyJSON
+	if err := json.Unmarshal([]byte(body), &ready); err != nil || code != 200 || !ready.Ready {
+		t.Fatalf("/readyz %d %s (%v)", code, body, err)
+	}
+
+	code, body = get(t, base+"/v1/lookup?number=%2B14155550123")
+	var got lookupJSON
+	if err := json.Unmarshal([]byte(body), &got); err != nil || code != 200 {
+		t.Fatalf("/v1/lookup %d %s (%v)", code, body, err)
+	}
+	if got.Match != "hit" || got.E164 != "+14155550123" || got.Customer == nil {
+		t.Fatalf("/v1/lookup: %s", body)
+	}
+	// The second look-up of the number is served from the cache.
+	_, body = get(t, base+"/v1/lookup?number=%2B14155550123")
+	if err := json.Unmarshal([]byte(body), &got); err != nil || !got.Cached {
+		t.Fatalf("second look-up not cached: %s", body)
+	}
+
+	code, body = get(t, base+"/v1/route?number=%2B14155550123&field=name")
+	if code != 200 || strings.TrimSpace(body) == "" {
+		t.Fatalf("/v1/route field=name: %d %q", code, body)
+	}
+
+	req, _ := http.NewRequest(http.MethodDelete, base+"/v1/cache/%2B14155550123", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("DELETE /v1/cache: %d", resp.StatusCode)
+	}
+
+	code, body = get(t, base+"/metrics")
+	for _, want := range []string{"callpop_build_info", "go_goroutines", "process_resident_memory_bytes"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Fatalf("/metrics lacks %s (%d)", want, code)
+		}
+	}
+	if code, _ := get(t, base+"/nope"); code != 404 {
+		t.Fatalf("unknown path: %d", code)
+	}
+
+	stopped = true
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
+		t.Fatalf("no stop line in logs:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "+14155550123") {
+		t.Fatalf("number in clear in the logs:\n%s", logs.String())
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("still serving after stop")
+	}
+}
+
+// A change to the config file reloads the rules; a broken file keeps the
+// running ones.
+func TestRunReloadsRules(t *testing.T) {
+	rules := func(queue, when string) string {
+		return "listen: 127.0.0.1:0\nrouter:\n  fastagi:\n    listen: 127.0.0.1:0\n  rules:\n    - name: everyone\n" +
+			when + "      then: {queue: " + queue + "}\n"
+	}
+	cfgPath := writeConfig(t, rules("first", ""))
+	base, logs, stop := startRun(t, cfgPath)
+	defer func() { _ = stop() }()
+
+	queue := func() string {
+		_, body := get(t, base+"/v1/route?number=%2B14155550199&field=queue")
+		return strings.TrimSpace(body)
+	}
+	if q := queue(); q != "first" {
+		t.Fatalf("queue %q, want first", q)
+	}
+	replace := func(body string) {
+		tmp := cfgPath + ".tmp"
+		if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, cfgPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLog := func(n int, msg string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if strings.Count(logs.String(), msg) >= n {
+				return
+			}
+		}
+		t.Fatalf("no %q (x%d) in logs:\n%s", msg, n, logs.String())
+	}
+	replace(rules("second", ""))
+	waitLog(1, `"msg":"config reloaded"`)
+	if q := queue(); q != "second" {
+		t.Fatalf("queue %q after reload, want second", q)
+	}
+	replace(rules("third", "      when: nosuchname == 1\n"))
+	waitLog(1, `"msg":"config reload rejected; keeping the running config"`)
+	if q := queue(); q != "second" {
+		t.Fatalf("queue %q after a bad reload, want second (kept)", q)
+	}
+}
+
+// The log lines are JSON objects with a component.
+func TestRunLogsJSON(t *testing.T) {
+	_, logs, stop := startRun(t, writeConfig(t, testConfig))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
+	n := 0
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not a JSON line: %q", sc.Text())
+		}
+		if _, ok := m["component"]; !ok && m["msg"] != nil {
+			t.Errorf("no component: %q", sc.Text())
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no log lines")
+	}
+}
