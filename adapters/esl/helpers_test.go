@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/adapters/esl/eslwire"
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/call"
 )
@@ -143,4 +144,16 @@ func readTestdata(t testing.TB, parts ...string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+type eslwireHeader struct{ n, v string }
+
+type headerList []eslwireHeader
+
+func (l headerList) h() []eslwire.Header {
+	out := make([]eslwire.Header, len(l))
+	for i, x := range l {
+		out[i] = eslwire.Header{Name: x.n, Value: x.v}
+	}
+	return out
 }

@@ -32,13 +32,14 @@ func eslValue(s string) string {
 
 func stripPrefixes(v string) string {
 	for {
+		v = strings.TrimSpace(v)
 		switch {
 		case strings.HasPrefix(v, "^"):
 			v = strings.TrimLeft(v, "^")
 		case strings.HasPrefix(strings.ToUpper(v), "ARRAY::"):
 			v = v[len("ARRAY::"):]
 		default:
-			return strings.TrimSpace(v)
+			return v
 		}
 	}
 }
