@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,6 +38,7 @@ func startInstance(t testing.TB, cfg Config, deps Deps) *instance {
 	in := &instance{p: p, srv: httptest.NewServer(p.Handler()), cancel: cancel, done: make(chan error, 1)}
 	go func() { in.done <- p.Run(ctx) }()
 	t.Cleanup(in.stop)
+	waitFor(t, func() bool { ok, _ := p.Ready(); return ok })
 	return in
 }
 

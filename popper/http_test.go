@@ -234,7 +234,7 @@ func TestNoPopToWrongAgent(t *testing.T) {
 		enrich(in.p, id, hitDecision())
 		ring(in.p, id, []string{"1001", "1002"}[i%2])
 		if i%50 == 49 {
-			// read each agent's 25 pops so the 64-pop stream buffer is not outrun
+			// read each agent's 25 pops so the stream buffer is not outrun
 			for _, c := range []struct {
 				s     *stream
 				agent string

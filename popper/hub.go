@@ -8,7 +8,7 @@ import (
 
 // subBuffer is how many pops a slow stream may fall behind before it is
 // closed (the browser reconnects and replays from Last-Event-ID).
-const subBuffer = 64
+const subBuffer = 256
 
 // hub fans pops out to the agents' streams connected to this instance and
 // keeps each agent's recent pops for the panel list and reconnect replay.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -36,6 +37,7 @@ type Popper struct {
 
 	runMu   sync.Mutex
 	running bool
+	ready   atomic.Bool
 }
 
 // report is one adapter report waiting for the correlator.
@@ -149,9 +151,19 @@ func (p *Popper) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
+	p.ready.Store(true)
+	defer p.ready.Store(false)
 	p.correlate(ctx)
 	wg.Wait()
 	return nil
+}
+
+// Ready reports whether Run is delivering pops (with Redis: subscribed).
+func (p *Popper) Ready() (bool, string) {
+	if !p.ready.Load() {
+		return false, "popper not running"
+	}
+	return true, ""
 }
 
 // correlate is the single goroutine that owns the correlator.

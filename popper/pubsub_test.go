@@ -1,0 +1,70 @@
+package popper
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpop/callpop/internal/testredis"
+)
+
+func newRedis(t *testing.T, addr string) redis.UniversalClient {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: []string{addr}, DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
+		WriteTimeout: 500 * time.Millisecond, ContextTimeoutEnabled: true, MaxRetries: -1,
+	})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// Two instances share a Redis: the call is seen by instance A (its adapter),
+// the agent's panel is connected to instance B, and the pop reaches it.
+func TestPopsAcrossInstances(t *testing.T) {
+	srv := testredis.Start(t)
+	a := startInstance(t, Config{}, Deps{Redis: newRedis(t, srv.Addr)})
+	b := startInstance(t, Config{}, Deps{Redis: newRedis(t, srv.Addr)})
+	onB := openStream(t, b.srv.URL, "1001", token(t, "1001"), nil)
+	onA := openStream(t, a.srv.URL, "1002", token(t, "1002"), nil)
+	for i := range 50 {
+		id := "x" + itoa(i)
+		enrich(a.p, id, hitDecision())
+		ring(a.p, id, "1001")
+		m := onB.next(t, 5*time.Second)
+		if !strings.Contains(m.Data, `"call_id":"`+id+`"`) || !strings.Contains(m.Data, `"agent":"1001"`) {
+			t.Fatalf("on B: %s", m.Data)
+		}
+	}
+	// Agent 1002 (on A) got nothing of 1001's calls.
+	select {
+	case m := <-onA.C:
+		if m.Event == "pop" {
+			t.Fatalf("1002 got %s", m.Data)
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+	// And the other way round.
+	enrich(b.p, "y1", hitDecision())
+	ring(b.p, "y1", "1002")
+	if m := onA.next(t, 5*time.Second); !strings.Contains(m.Data, `"call_id":"y1"`) {
+		t.Fatalf("on A: %s", m.Data)
+	}
+}
+
+// With Redis down, an instance still pops its own agents.
+func TestRedisDownDeliversLocally(t *testing.T) {
+	srv := testredis.Start(t)
+	a := startInstance(t, Config{}, Deps{Redis: newRedis(t, srv.Addr)})
+	s := openStream(t, a.srv.URL, "1001", token(t, "1001"), nil)
+	srv.Stop()
+	start := time.Now()
+	enrich(a.p, "c1", hitDecision())
+	ring(a.p, "c1", "1001")
+	if time.Since(start) > 100*time.Millisecond {
+		t.Fatal("reports blocked on a dead Redis")
+	}
+	if m := s.next(t, 10*time.Second); !strings.Contains(m.Data, `"call_id":"c1"`) {
+		t.Fatalf("got %s", m.Data)
+	}
+}
