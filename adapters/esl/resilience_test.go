@@ -1,0 +1,228 @@
+package esl
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/adapters/esl/eslwire"
+	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
+	"github.com/callpop/callpop/call"
+)
+
+// The server drops every connection in the middle of a burst of 200 parked
+// calls; calls parked meanwhile send no event to anybody. After the reconnect
+// the adapter resubscribes and reconciles: every call is transferred, once.
+func TestInboundReconnectMidBurst(t *testing.T) {
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dec := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		select { // a CRM taking 1-20 ms
+		case <-time.After(time.Duration(1+rand.IntN(20)) * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return call.Decision{Match: call.MatchMiss, E164: "+49201234567", Source: call.SourceCLI}
+	})
+	a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: dec, Budget: 300 * time.Millisecond})
+	waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	const n = 200
+	ids := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		if i == 80 {
+			sim.DropConnections()
+		}
+		ids = append(ids, sim.OfferCall(eslsim.Caller{Number: fmt.Sprintf("020%07d", i), Name: "Burst"}))
+		time.Sleep(500 * time.Microsecond)
+	}
+	waitFor(t, 15*time.Second, "no call left parked", func() bool { return len(sim.Parked()) == 0 })
+	for _, id := range ids {
+		ch, _ := sim.Channel(id)
+		if ch.ReleasedBy != "transfer" {
+			t.Errorf("%s released by %q", id, ch.ReleasedBy)
+		}
+	}
+	st := sim.Stats()
+	if st.Connections < 2 {
+		t.Errorf("connections = %d, want a reconnect", st.Connections)
+	}
+	if st.Transfers != n {
+		t.Errorf("transfers = %d, want %d (each call once)", st.Transfers, n)
+	}
+}
+
+// The CRM hangs (the decider ignores its context): every call is still
+// released within budget + 20 ms of its event.
+func TestCRMHangingReleasesWithinBudget(t *testing.T) {
+	const budget = 200 * time.Millisecond
+	hang := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		time.Sleep(5 * time.Second)
+		return call.Decision{Match: call.MatchHit}
+	})
+	t.Run("outbound", func(t *testing.T) {
+		a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: hang, Budget: budget})
+		sim := eslsim.NewOutbound(waitAddr(t, a), eslsim.Options{})
+		var wg sync.WaitGroup
+		errs := make(chan error, 30)
+		for i := 0; i < 30; i++ {
+			wg.Add(1)
+			time.Sleep(5 * time.Millisecond) // 200 calls/s, above what FreeSWITCH parks
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				res, err := sim.Call(ctx, eslsim.Caller{Number: "0201234567"})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if held := res.Released.Sub(res.Connected); held > budget+20*time.Millisecond {
+					errs <- fmt.Errorf("held %v", held)
+				}
+				if res.Vars["callpop_match"] != "timeout" {
+					errs <- fmt.Errorf("callpop_match = %q", res.Vars["callpop_match"])
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+	t.Run("inbound", func(t *testing.T) {
+		sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sim.Close()
+		a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: hang, Budget: budget})
+		waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
+		var ids []string
+		for i := 0; i < 30; i++ {
+			ids = append(ids, sim.OfferCall(eslsim.Caller{Number: "0201234567"}))
+			time.Sleep(5 * time.Millisecond)
+		}
+		for _, id := range ids {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			err := sim.WaitReleased(ctx, id)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch, _ := sim.Channel(id)
+			if held := ch.Released.Sub(ch.Created); held > budget+20*time.Millisecond {
+				t.Errorf("%s held %v", id, held)
+			}
+			if ch.Vars["callpop_match"] != "timeout" {
+				t.Errorf("callpop_match = %q", ch.Vars["callpop_match"])
+			}
+		}
+	})
+}
+
+// A reply that arrives after its command timed out on the client is consumed
+// by that command's slot: the next command gets its own reply (eslgo would
+// hand it the late one).
+func TestLateReplyDoesNotShift(t *testing.T) {
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword, APIDelay: func(cmd, args string) time.Duration {
+		if strings.HasSuffix(args, " slow") {
+			return 300 * time.Millisecond
+		}
+		return 0
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	id := sim.ParkWithoutEvent(eslsim.Caller{Number: "0201234567", Context: "other", Vars: map[string]string{"slow": "SLOW", "fast": "FAST", "next": "NEXT"}})
+	nc, err := net.Dial("tcp", sim.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := newConn(nc, quietLog())
+	cn.start(nil)
+	defer cn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := cn.auth(ctx, testPassword); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err = cn.api(short, "uuid_getvar "+id+" slow")
+	cancelShort()
+	if err == nil {
+		t.Fatal("the slow command did not time out")
+	}
+	for _, v := range []string{"fast", "next"} {
+		out, err := cn.api(ctx, "uuid_getvar "+id+" "+v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.ToUpper(v); out != want {
+			t.Fatalf("reply to %s = %q, want %q (replies shifted)", v, out, want)
+		}
+	}
+}
+
+// Unknown content types (log/data, text/rude-rejection, JSON events) are
+// skipped; the loop keeps reading and replies still arrive.
+func TestUnknownContentTypesKeepTheLoop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		r := eslwire.NewReader(nc)
+		_, _ = nc.Write([]byte("Content-Type: auth/request\n\n"))
+		if _, err := r.ReadFrame(); err != nil {
+			return
+		}
+		_, _ = nc.Write([]byte("Content-Type: log/data\nContent-Length: 6\n\nlog!\n\n" +
+			"Content-Type: text/rude-rejection\nContent-Length: 3\n\nno\n" +
+			"Content-Length: 9\nContent-Type: text/event-json\n\n{\"a\":\"b\"}\n\n" +
+			"Content-Type: command/reply\nReply-Text: +OK accepted\n\n"))
+		time.Sleep(time.Second)
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := newConn(nc, quietLog())
+	cn.start(nil)
+	defer cn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := cn.auth(ctx, "pw"); err != nil {
+		t.Fatalf("auth after unknown frames: %v", err)
+	}
+}
+
+// A wrong password ends with -ERR invalid and a disconnect notice; the
+// supervisor keeps retrying without a ready state.
+func TestAuthFailureNotReady(t *testing.T) {
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: "other-password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision { return call.Decision{} })})
+	waitFor(t, 5*time.Second, "two auth failures", func() bool { return sim.Stats().AuthFailures >= 2 })
+	if ok, why := a.Ready(); ok || why == "" {
+		t.Fatalf("Ready = %v %q", ok, why)
+	}
+}
