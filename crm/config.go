@@ -43,6 +43,7 @@ type SourceConfig struct {
 	Fields  map[string]string `mapstructure:"fields"`   // id|name|tier|language|url|phones → dotted path
 	Extra   map[string]string `mapstructure:"extra"`    // extra field name → dotted path
 	MaxBody int64             `mapstructure:"max_body"` // bytes; 0 = 1 MiB
+	CAFile  string            `mapstructure:"ca_file"`  // extra trusted CA (PEM) for a private CRM; verification stays on
 
 	// postgres
 	DSN     string `mapstructure:"dsn"`      // may hold ${ENV}; or dsn_file, or env CALLPOP_CRM_<NAME>_DSN

@@ -3,19 +3,36 @@ package crm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/callpop/callpop/call"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/singleflight"
 )
 
 // ErrNotFound is what a Source returns on a miss.
 var ErrNotFound = errors.New("crm: not found")
 
+// errClosed is returned by look-ups after Close.
+var errClosed = errors.New("crm: closed")
+
 // Query is one look-up: the number's variants and, optionally, which sources to ask.
 type Query struct {
 	E164, National, NationalFormat, Digits string
 	Sources                                []string // source names to use, in configured order; nil = all
+}
+
+// LogValue masks the number in logs.
+func (q Query) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("e164", call.MaskNumber(q.E164)), slog.Any("sources", q.Sources))
 }
 
 // Result is the outcome of a look-up.
@@ -32,26 +49,475 @@ type Source interface {
 	Lookup(ctx context.Context, q Query) (*call.Customer, error) // ErrNotFound on a miss
 }
 
-// CRM looks numbers up through the cache tiers and the configured sources.
-type CRM struct {
-	log *slog.Logger
+// source is a configured Source with its timeout and breaker.
+type source struct {
+	Source
+	timeout time.Duration
+	breaker *gobreaker.CircuitBreaker[*call.Customer]
 }
 
-// OpenRedis opens the shared Redis client; nil, nil when no addrs are configured.
-func OpenRedis(cfg RedisConfig, log *slog.Logger) (redis.UniversalClient, error) { return nil, nil }
+// CRM looks numbers up through the cache tiers (in-process LRU, Redis) and the
+// configured sources in order. Concurrent look-ups of one number share one
+// source request; the request runs detached from the caller so an answer that
+// arrives after the caller's deadline still fills the cache.
+type CRM struct {
+	sources []*source
+	byName  map[string]int
+	cache   *cache
+	sf      singleflight.Group
+	log     *slog.Logger
 
-// New builds the CRM. rdb may be nil (in-process cache only).
+	ctx       context.Context // ends on Close; parent of detached work
+	cancel    context.CancelFunc
+	mu        sync.Mutex // guards closed and wg.Add
+	closed    bool
+	wg        sync.WaitGroup
+	refreshes sync.Map // singleflight keys with a background refresh under way
+	closers   []func() error
+}
+
+// New builds the CRM from its config sections. rdb may be nil (in-process
+// cache only); it is shared and not closed by Close. With no sources
+// configured, the embedded sample CSV is the source.
 func New(cfg Config, cache CacheConfig, rdb redis.UniversalClient, log *slog.Logger) (*CRM, error) {
-	return &CRM{log: log}, nil
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "crm")
+	ctx, cancel := context.WithCancel(context.Background())
+	var srcs []Source
+	var closers []func() error
+	fail := func(err error) (*CRM, error) {
+		cancel()
+		for _, c := range closers {
+			_ = c()
+		}
+		return nil, err
+	}
+	if len(cfg.Sources) == 0 {
+		s, err := newSampleSource(cfg.Region, log)
+		if err != nil {
+			return fail(err)
+		}
+		log.Info("no crm.sources configured: using the embedded sample CSV CRM", "customers", s.Len())
+		srcs = append(srcs, s)
+	}
+	for i, sc := range cfg.Sources {
+		var (
+			s   Source
+			err error
+		)
+		switch sc.Kind {
+		case "http":
+			s, err = newHTTPSource(sc, log)
+		case "postgres":
+			var p *pgSource
+			p, err = newPGSource(ctx, sc, log)
+			if err == nil {
+				closers = append(closers, p.Close)
+				s = p
+			}
+		case "csv":
+			region := sc.Region
+			if region == "" {
+				region = cfg.Region
+			}
+			var cs *csvSource
+			cs, err = newCSVFileSource(ctx, sc.Name, sc.Path, region, log)
+			if err == nil {
+				closers = append(closers, cs.Close)
+				s = cs
+			}
+		}
+		if err != nil {
+			return fail(fmt.Errorf("crm: crm.sources[%d] (%s): %w", i, sc.Name, err))
+		}
+		srcs = append(srcs, s)
+	}
+	c, err := newCRM(ctx, cancel, cfg, cache, rdb, log, srcs)
+	if err != nil {
+		return fail(err)
+	}
+	c.closers = closers
+	return c, nil
+}
+
+// NewWithSources builds a CRM over sources given by the caller (tests, other
+// embedders), with crm defaults for timeouts and breakers.
+func NewWithSources(cache CacheConfig, rdb redis.UniversalClient, log *slog.Logger, sources ...Source) (*CRM, error) {
+	if len(sources) == 0 {
+		return nil, errors.New("crm: no sources")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := newCRM(ctx, cancel, DefaultConfig(), cache, rdb, log.With("component", "crm"), sources)
+	if err != nil {
+		cancel()
+	}
+	return c, err
+}
+
+func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc CacheConfig, rdb redis.UniversalClient, log *slog.Logger, srcs []Source) (*CRM, error) {
+	if err := cc.Validate(); err != nil {
+		return nil, err
+	}
+	secretKey, err := secret(cc.KeySecret, cc.KeySecretFile, "CALLPOP_CACHE_KEY_SECRET", "cache.key_secret_file")
+	if err != nil {
+		return nil, err
+	}
+	if secretKey == "" {
+		secretKey = builtinKey
+		if rdb != nil {
+			log.Warn("cache.key_secret not set: Redis keys use the built-in HMAC key; set cache.key_secret_file or CALLPOP_CACHE_KEY_SECRET")
+		}
+	}
+	size := cc.LocalSize
+	if size <= 0 {
+		size = 1
+	}
+	local, err := lru.New[string, localEntry](size)
+	if err != nil {
+		return nil, fmt.Errorf("crm: cache.local_size: %w", err)
+	}
+	if cc.KeyPrefix == "" {
+		cc.KeyPrefix = DefaultCacheConfig().KeyPrefix
+	}
+	c := &CRM{
+		byName: map[string]int{},
+		log:    log,
+		ctx:    ctx,
+		cancel: cancel,
+		cache: &cache{cfg: cc, key: []byte(secretKey), local: local, now: time.Now,
+			rdb: rdb, breaker: newBreaker[[]byte]("redis", cc.Redis.Breaker, func(err error) bool { return errors.Is(err, redis.Nil) }, log)},
+	}
+	if cc.LocalSize == 0 {
+		c.cache.local = nil
+	}
+	timeouts := map[string]time.Duration{}
+	for _, sc := range cfg.Sources {
+		timeouts[sc.Name] = sc.Timeout
+	}
+	for i, s := range srcs {
+		if _, dup := c.byName[s.Name()]; dup {
+			return nil, fmt.Errorf("crm: source %q twice", s.Name())
+		}
+		c.byName[s.Name()] = i
+		t := timeouts[s.Name()]
+		if t <= 0 {
+			t = cfg.Timeout
+		}
+		c.sources = append(c.sources, &source{Source: s, timeout: t,
+			breaker: newBreaker[*call.Customer](s.Name(), cfg.Breaker, func(err error) bool { return errors.Is(err, ErrNotFound) }, log)})
+	}
+	return c, nil
 }
 
 // Lookup finds the customer owning q.E164. Miss: Result{Customer: nil}, nil.
 // ctx deadline: ctx.Err() (a late CRM answer still fills the cache).
-// Sources failing: an error.
-func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) { return Result{}, nil }
+// Sources failing: an error. The returned Customer is shared with the cache:
+// treat it as read-only.
+func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) {
+	if q.E164 == "" {
+		return Result{}, errors.New("crm: query without e164")
+	}
+	srcs, field, err := c.pick(q.Sources)
+	if err != nil {
+		return Result{}, err
+	}
+	h := c.cache.hashKey(q.E164)
+	if r, ok := c.fromCache(ctx, h, field, q, srcs); ok {
+		lookupsTotal.WithLabelValues(resultOf(r)).Inc()
+		return r, nil
+	}
+	if err := ctx.Err(); err != nil {
+		lookupsTotal.WithLabelValues("timeout").Inc()
+		return Result{}, err
+	}
+	ch, ok := c.fetchChan(h, field, q, srcs)
+	if !ok {
+		return Result{}, errClosed
+	}
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			lookupsTotal.WithLabelValues("error").Inc()
+			return Result{}, r.Err
+		}
+		e := r.Val.(entry)
+		res := Result{Customer: e.Customer, Source: e.Source}
+		lookupsTotal.WithLabelValues(resultOf(res)).Inc()
+		return res, nil
+	case <-ctx.Done():
+		lookupsTotal.WithLabelValues("timeout").Inc()
+		return Result{}, ctx.Err()
+	}
+}
 
-// Forget deletes a number from every cache tier.
-func (c *CRM) Forget(ctx context.Context, e164 string) error { return nil }
+func resultOf(r Result) string {
+	if r.Customer == nil {
+		return "miss"
+	}
+	return "hit"
+}
 
-// Close stops background work and releases sources. It does not close the shared Redis client.
-func (c *CRM) Close() error { return nil }
+// pick resolves the query's source names to configured sources in configured
+// order, and the cache field naming that set ("*" = all).
+func (c *CRM) pick(names []string) ([]*source, string, error) {
+	if names == nil {
+		return c.sources, "*", nil
+	}
+	want := make([]bool, len(c.sources))
+	for _, n := range names {
+		i, ok := c.byName[n]
+		if !ok {
+			return nil, "", fmt.Errorf("crm: unknown source %q", n)
+		}
+		want[i] = true
+	}
+	var srcs []*source
+	var fieldNames []string
+	for i, s := range c.sources {
+		if want[i] {
+			srcs = append(srcs, s)
+			fieldNames = append(fieldNames, s.Name())
+		}
+	}
+	if len(srcs) == len(c.sources) {
+		return srcs, "*", nil
+	}
+	if len(srcs) == 0 {
+		return nil, "", errors.New("crm: empty source list")
+	}
+	return srcs, strings.Join(fieldNames, ","), nil
+}
+
+// fromCache answers from the in-process tier, then Redis. A stale entry is
+// served at once and refreshed in the background.
+func (c *CRM) fromCache(ctx context.Context, h, field string, q Query, srcs []*source) (Result, bool) {
+	now := c.cache.now()
+	if c.cache.local != nil {
+		if e, ok := c.cache.getLocal(h, field); ok {
+			switch c.cache.state(e, now) {
+			case fresh:
+				cacheTotal.WithLabelValues("local", "hit").Inc()
+				return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
+			case stale:
+				cacheTotal.WithLabelValues("local", "stale").Inc()
+				c.refresh(h, field, q, srcs)
+				return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
+			}
+		}
+		cacheTotal.WithLabelValues("local", "miss").Inc()
+	}
+	if c.cache.rdb == nil {
+		return Result{}, false
+	}
+	e, ok, err := c.cache.getRedis(ctx, h, field)
+	switch {
+	case errors.Is(err, errCorrupt):
+		cacheTotal.WithLabelValues("redis", "invalid").Inc()
+		return Result{}, false
+	case err != nil:
+		cacheTotal.WithLabelValues("redis", "error").Inc()
+		if !isOpen(err) && ctx.Err() == nil {
+			c.log.Warn("redis read failed; asking the sources", "err", err)
+		}
+		return Result{}, false
+	case !ok:
+		cacheTotal.WithLabelValues("redis", "miss").Inc()
+		return Result{}, false
+	}
+	switch c.cache.state(e, now) {
+	case fresh:
+		cacheTotal.WithLabelValues("redis", "hit").Inc()
+		c.putLocal(h, field, e)
+		return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
+	case stale:
+		cacheTotal.WithLabelValues("redis", "stale").Inc()
+		c.refresh(h, field, q, srcs)
+		return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
+	}
+	cacheTotal.WithLabelValues("redis", "miss").Inc()
+	return Result{}, false
+}
+
+func (c *CRM) putLocal(h, field string, e entry) {
+	if c.cache.local != nil {
+		c.cache.putLocal(h, field, e)
+	}
+}
+
+// track registers detached work; false after Close.
+func (c *CRM) track() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
+// fetchChan starts (or joins) the one source request for a number.
+func (c *CRM) fetchChan(h, field string, q Query, srcs []*source) (<-chan singleflight.Result, bool) {
+	if !c.track() {
+		return nil, false
+	}
+	q = Query{E164: q.E164, National: q.National, NationalFormat: q.NationalFormat, Digits: q.Digits}
+	ch := c.sf.DoChan(h+"|"+field, func() (any, error) { return c.fetch(h, field, q, srcs) })
+	c.wg.Done() // the fetch tracks itself; DoChan has started it
+	return ch, true
+}
+
+// refresh re-fetches a stale entry in the background, once per key at a time.
+func (c *CRM) refresh(h, field string, q Query, srcs []*source) {
+	k := h + "|" + field
+	if _, busy := c.refreshes.LoadOrStore(k, true); busy {
+		return
+	}
+	if !c.track() {
+		c.refreshes.Delete(k)
+		return
+	}
+	q = Query{E164: q.E164, National: q.National, NationalFormat: q.NationalFormat, Digits: q.Digits}
+	go func() {
+		defer c.wg.Done()
+		defer c.refreshes.Delete(k)
+		_, err, _ := c.sf.Do(k, func() (any, error) { return c.fetch(h, field, q, srcs) })
+		if err != nil {
+			refreshTotal.WithLabelValues("error").Inc()
+			return
+		}
+		refreshTotal.WithLabelValues("ok").Inc()
+	}()
+}
+
+// fetch asks the sources in order, detached from any caller: it ends with the
+// CRM or when the sources' timeouts have passed. A hit or an all-sources miss
+// is cached; a failure is not.
+func (c *CRM) fetch(h, field string, q Query, srcs []*source) (any, error) {
+	if !c.track() {
+		return nil, errClosed
+	}
+	defer c.wg.Done()
+	var errs []error
+	for _, s := range srcs {
+		if c.ctx.Err() != nil {
+			return nil, errClosed
+		}
+		cust, err := c.ask(s, q)
+		switch {
+		case err == nil && cust != nil:
+			e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Source: s.Name(), Customer: capCustomer(cust)}
+			c.store(h, field, e)
+			return e, nil
+		case err == nil || errors.Is(err, ErrNotFound):
+			continue
+		default:
+			errs = append(errs, fmt.Errorf("crm: source %s: %w", s.Name(), err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Miss: true}
+	if c.cache.cfg.MissTTL > 0 {
+		c.store(h, field, e)
+	}
+	return e, nil
+}
+
+// ask calls one source through its breaker with its timeout.
+func (c *CRM) ask(s *source, q Query) (*call.Customer, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, s.timeout)
+	defer cancel()
+	start := time.Now()
+	cust, err := run(s.breaker, func() (*call.Customer, error) {
+		cust, err := s.Lookup(ctx, q)
+		if err == nil && cust == nil {
+			err = ErrNotFound
+		}
+		return cust, err
+	})
+	result := "hit"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotFound):
+		result = "miss"
+	case isOpen(err):
+		result = "open"
+	default:
+		result = "error"
+		c.log.Warn("crm source failed", "source", s.Name(), "err", err, "elapsed", time.Since(start))
+	}
+	sourceSeconds.WithLabelValues(s.Name(), result).Observe(since(start))
+	return cust, err
+}
+
+// store writes both tiers; the Redis write is bounded by cache.redis.timeout.
+func (c *CRM) store(h, field string, e entry) {
+	c.putLocal(h, field, e)
+	if c.cache.rdb == nil {
+		return
+	}
+	if err := c.cache.putRedis(c.ctx, h, field, e); err != nil && !isOpen(err) && c.ctx.Err() == nil {
+		c.log.Warn("redis write failed", "err", err)
+	}
+}
+
+// Forget deletes a number (E.164) from every cache tier, for every source set.
+func (c *CRM) Forget(ctx context.Context, e164 string) error {
+	if e164 == "" {
+		return errors.New("crm: forget without e164")
+	}
+	h := c.cache.hashKey(e164)
+	if c.cache.local != nil {
+		c.cache.forgetLocal(h)
+	}
+	if c.cache.rdb != nil {
+		if err := c.cache.forgetRedis(ctx, h); err != nil {
+			return fmt.Errorf("crm: forget in redis: %w", err)
+		}
+	}
+	return nil
+}
+
+// Sources lists the configured source names in order.
+func (c *CRM) Sources() []string {
+	names := make([]string, len(c.sources))
+	for i, s := range c.sources {
+		names[i] = s.Name()
+	}
+	return names
+}
+
+// Close stops background work (in-flight fetches are cancelled) and releases
+// sources. It does not close the shared Redis client.
+func (c *CRM) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	var errs []error
+	for _, cl := range c.closers {
+		errs = append(errs, cl())
+	}
+	return errors.Join(errs...)
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${NAME} with the environment variable NAME (other $ stay).
+func expandEnv(s string) string {
+	return envRef.ReplaceAllStringFunc(s, func(m string) string { return os.Getenv(m[2 : len(m)-1]) })
+}

@@ -1,0 +1,168 @@
+package crm
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/callpop/callpop/call"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+)
+
+// builtinKey is the HMAC key used when no cache.key_secret is configured: keys
+// still hold no raw number, and every callpop shares entries.
+const builtinKey = "callpop-cache-key-v1 (set cache.key_secret)"
+
+// entryVersion is the version of the cached value format; any other is a miss.
+const entryVersion = 1
+
+// entry is one cached answer, stored as JSON in Redis and as is in-process.
+type entry struct {
+	V        int            `json:"v"`
+	At       int64          `json:"at"` // unix ms when the answer was fetched
+	Miss     bool           `json:"miss,omitempty"`
+	Source   string         `json:"src,omitempty"`
+	Customer *call.Customer `json:"c,omitempty"`
+}
+
+// freshness of an entry at a moment.
+type freshness int
+
+const (
+	expired freshness = iota
+	fresh
+	stale
+)
+
+// cache is the two tiers: an in-process LRU in front of Redis (optional).
+type cache struct {
+	cfg     CacheConfig
+	key     []byte
+	local   *lru.Cache[string, localEntry]
+	rdb     redis.UniversalClient
+	breaker *gobreaker.CircuitBreaker[[]byte]
+	now     func() time.Time
+}
+
+type localEntry struct {
+	e      entry
+	stored time.Time
+}
+
+// hashKey is the per-number part of every key: HMAC-SHA256 of the E.164.
+func (c *cache) hashKey(e164 string) string {
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte(e164))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (c *cache) redisKey(h string) string { return c.cfg.KeyPrefix + h }
+
+func (c *cache) state(e entry, now time.Time) freshness {
+	age := now.Sub(time.UnixMilli(e.At))
+	if e.Miss {
+		if age < c.cfg.MissTTL {
+			return fresh
+		}
+		return expired
+	}
+	switch {
+	case age < c.cfg.TTL:
+		return fresh
+	case age < c.cfg.TTL+c.cfg.StaleFor:
+		return stale
+	}
+	return expired
+}
+
+// getLocal reads the in-process tier. With Redis configured, local entries
+// live at most local_ttl so other instances' changes are seen soon.
+func (c *cache) getLocal(h, field string) (entry, bool) {
+	le, ok := c.local.Get(h + "|" + field)
+	if !ok {
+		return entry{}, false
+	}
+	if c.rdb != nil && c.cfg.LocalTTL > 0 && c.now().Sub(le.stored) >= c.cfg.LocalTTL {
+		c.local.Remove(h + "|" + field)
+		return entry{}, false
+	}
+	return le.e, true
+}
+
+func (c *cache) putLocal(h, field string, e entry) {
+	c.local.Add(h+"|"+field, localEntry{e: e, stored: c.now()})
+}
+
+func (c *cache) forgetLocal(h string) {
+	for _, k := range c.local.Keys() {
+		if strings.HasPrefix(k, h+"|") {
+			c.local.Remove(k)
+		}
+	}
+}
+
+// errCorrupt marks a Redis value that is not a readable entry of this version.
+var errCorrupt = errors.New("crm: unreadable cache value")
+
+// getRedis reads one field of a number's hash. found=false on a miss; errors
+// (Redis down, breaker open) are returned for logging and are a miss to the caller.
+func (c *cache) getRedis(ctx context.Context, h, field string) (entry, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Redis.Timeout)
+	defer cancel()
+	start := time.Now()
+	b, err := run(c.breaker, func() ([]byte, error) {
+		return c.rdb.HGet(ctx, c.redisKey(h), field).Bytes()
+	})
+	redisSeconds.WithLabelValues("get").Observe(since(start))
+	switch {
+	case errors.Is(err, redis.Nil):
+		return entry{}, false, nil
+	case err != nil:
+		return entry{}, false, err
+	}
+	var e entry
+	if err := json.Unmarshal(b, &e); err != nil || e.V != entryVersion || e.At <= 0 || (!e.Miss && e.Customer == nil) {
+		return entry{}, false, errCorrupt
+	}
+	return e, true, nil
+}
+
+// putRedis stores one field; the whole hash expires after the longest life
+// any field can have (freshness itself is judged from each entry's time).
+func (c *cache) putRedis(ctx context.Context, h, field string, e entry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	life := max(c.cfg.TTL+c.cfg.StaleFor, c.cfg.MissTTL)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Redis.Timeout)
+	defer cancel()
+	start := time.Now()
+	_, err = run(c.breaker, func() ([]byte, error) {
+		k := c.redisKey(h)
+		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, k, field, b)
+			p.PExpire(ctx, k, life)
+			return nil
+		})
+		return nil, err
+	})
+	redisSeconds.WithLabelValues("set").Observe(since(start))
+	return err
+}
+
+func (c *cache) forgetRedis(ctx context.Context, h string) error {
+	ctx, cancel := context.WithTimeout(ctx, max(c.cfg.Redis.Timeout, time.Second))
+	defer cancel()
+	start := time.Now()
+	err := c.rdb.Del(ctx, c.redisKey(h)).Err()
+	redisSeconds.WithLabelValues("del").Observe(since(start))
+	return err
+}
