@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,16 +59,19 @@ func find(name string) string {
 }
 
 // asUser runs a command as user postgres when we are root (postgres refuses
-// to run as root), else as ourselves.
+// to run as root), else as ourselves. The process is started directly under
+// that user's credentials, so signals reach postgres itself.
 func asUser(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
 	if os.Geteuid() == 0 {
-		if _, err := user.Lookup("postgres"); err == nil {
-			if rb, err := exec.LookPath("runuser"); err == nil {
-				return exec.Command(rb, append([]string{"-u", "postgres", "--", name}, args...)...)
-			}
+		if u, err := user.Lookup("postgres"); err == nil {
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(u.Gid)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+			cmd.Env = append(os.Environ(), "HOME="+u.HomeDir, "USER=postgres")
 		}
 	}
-	return exec.Command(name, args...)
+	return cmd
 }
 
 func startServer(t testing.TB, initdb, postgres string) *Server {
@@ -87,6 +91,7 @@ func startServer(t testing.TB, initdb, postgres string) *Server {
 		}
 	}
 	data := filepath.Join(dir, "data")
+	_ = os.Chmod(dir, 0o700)
 	if out, err := asUser(initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions").CombinedOutput(); err != nil {
 		t.Fatalf("testpg: initdb: %v\n%s", err, out)
 	}
