@@ -68,7 +68,7 @@ func DefaultConfig() Config {
 		Events:         true,
 		ParkContext:    "callpop",
 		TransferTo:     TransferConfig{Dialplan: "XML", Context: "default"},
-		ApplyReserve:   15 * time.Millisecond,
+		ApplyReserve:   20 * time.Millisecond,
 		CommandTimeout: 2 * time.Second,
 		ReconnectMin:   100 * time.Millisecond,
 		ReconnectMax:   5 * time.Second,

@@ -229,6 +229,7 @@ func NewOutbound(target string, opts Options) *Outbound {
 type Result struct {
 	Channel
 	Connected time.Time // TCP connection made (the socket app started)
+	Offered   time.Time // the connect reply (the channel data callpop reads) was written
 	Exit      bool      // callpop sent exit (false: it closed the socket)
 	// Resume is when the dialplan went on. In async mode FreeSWITCH notices the
 	// end of the socket session at its next 20 ms wake-up unless the handler
@@ -287,7 +288,11 @@ func (o *Outbound) run(ctx context.Context, ch *channel, recordedBody []byte) (R
 			ss.close()
 			return
 		}
-		ss.send(o.connectReply(ch, recordedBody))
+		reply := o.connectReply(ch, recordedBody)
+		o.mu.Lock()
+		ch.offered = time.Now()
+		o.mu.Unlock()
+		ss.send(reply)
 		ss.serve(r)
 	}()
 	select {
@@ -299,7 +304,10 @@ func (o *Outbound) run(ctx context.Context, ch *channel, recordedBody []byte) (R
 		return Result{Channel: c, Connected: start}, fmt.Errorf("eslsim: call %s stuck: %w", ch.UUID, ctx.Err())
 	}
 	c, _ := o.snapshot(ch.UUID)
-	res := Result{Channel: c, Connected: start, Exit: c.ReleasedBy == "exit"}
+	o.mu.Lock()
+	offered := ch.offered
+	o.mu.Unlock()
+	res := Result{Channel: c, Connected: start, Offered: offered, Exit: c.ReleasedBy == "exit"}
 	res.Resume = c.Released
 	if held := c.Released.Sub(start); held > 2*time.Millisecond {
 		// next 20 ms wake-up of the parked channel thread

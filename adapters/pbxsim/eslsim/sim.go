@@ -102,7 +102,8 @@ type channel struct {
 	Channel
 	headers  eslwire.Headers // non-variable headers of the channel, raw (encoded)
 	varOrder []string
-	parkBody []byte // the recorded CHANNEL_PARK, when offered from a recording
+	parkBody []byte    // the recorded CHANNEL_PARK, when offered from a recording
+	offered  time.Time // outbound: when the connect reply was written
 	done     chan struct{}
 }
 
