@@ -86,6 +86,8 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		r.log.Warn("router.flags.block_list_redis_key is set but no Redis is configured; the shared block list is not used")
 	}
 	r.state.Store(st)
+	// Load the phone-number metadata now rather than on the first call's budget.
+	_, _ = deps.Numbers.Parse("+14155550123", "US")
 	return r, nil
 }
 
@@ -269,7 +271,9 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 		cancel()
 	}
 	if cust != nil {
-		d.Customer = sanitizeCustomer(cust)
+		// Rules, flags and outputs all see the cleaned record.
+		cust = sanitizeCustomer(cust)
+		d.Customer = cust
 	}
 
 	// Built-in flags, then the rules (which see them).

@@ -1,0 +1,416 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callpop/callpop/call"
+)
+
+// asterisk plays Asterisk's side of a FastAGI session over a real TCP
+// connection: it sends the agi_* environment block, then answers each
+// command the way res_agi does, and records what it was asked.
+type asterisk struct {
+	env      map[string]string
+	ani      string // CALLERID(ani); "" answers 200 result=0
+	aniReply string // overrides the GET VARIABLE reply when set (e.g. a 520 usage block)
+	// hangupAfter sends HANGUP instead of the reply to the n-th SET VARIABLE
+	// (1-based) and answers 511 from then on; 0 = never.
+	hangupAfter int
+	closeAfter  int // closes the socket instead of replying to the n-th SET VARIABLE; 0 = never
+}
+
+// agiSession is what the fake Asterisk saw.
+type agiSession struct {
+	commands []string
+	vars     []call.Var // parsed SET VARIABLE arguments, in order
+	bad      []string   // commands that did not parse as SET VARIABLE/GET VARIABLE with the right arity
+	closedBy string     // "server" when the server closed the connection
+}
+
+func defaultAGIEnv(script, cli, name, dnid string) map[string]string {
+	return map[string]string{
+		"agi_network": "yes", "agi_network_script": script, "agi_request": "agi://127.0.0.1:4573/" + script,
+		"agi_channel": "PJSIP/trunk-00000001", "agi_language": "en", "agi_type": "PJSIP",
+		"agi_uniqueid": "1763780000.42", "agi_version": "22.10.1", "agi_callerid": cli, "agi_calleridname": name,
+		"agi_callingpres": "0", "agi_callingani2": "0", "agi_callington": "0", "agi_callingtns": "0",
+		"agi_dnid": dnid, "agi_rdnis": "unknown", "agi_context": "from-pstn", "agi_extension": "0800123456",
+		"agi_priority": "2", "agi_enhanced": "0.0", "agi_accountcode": "", "agi_threadid": "140234567890",
+	}
+}
+
+var agiEnvOrder = []string{"agi_network", "agi_network_script", "agi_request", "agi_channel", "agi_language",
+	"agi_type", "agi_uniqueid", "agi_version", "agi_callerid", "agi_calleridname", "agi_callingpres",
+	"agi_callingani2", "agi_callington", "agi_callingtns", "agi_dnid", "agi_rdnis", "agi_context",
+	"agi_extension", "agi_priority", "agi_enhanced", "agi_accountcode", "agi_threadid"}
+
+func (a *asterisk) run(t *testing.T, addr string) agiSession {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var b strings.Builder
+	for _, k := range agiEnvOrder {
+		if v, ok := a.env[k]; ok {
+			fmt.Fprintf(&b, "%s: %s\n", k, v)
+		}
+	}
+	for k, v := range a.env { // agi_arg_N and anything extra
+		if strings.HasPrefix(k, "agi_arg_") {
+			fmt.Fprintf(&b, "%s: %s\n", k, v)
+		}
+	}
+	b.WriteString("\n")
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		t.Fatalf("write env: %v", err)
+	}
+	var s agiSession
+	rd := bufio.NewReader(conn)
+	sets, hungUp := 0, false
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			s.closedBy = "server"
+			return s
+		}
+		line = strings.TrimSuffix(line, "\n")
+		s.commands = append(s.commands, line)
+		args := asteriskParseArgs(line)
+		reply := "200 result=1"
+		switch {
+		case hungUp:
+			reply = "511 Command Not Permitted on a dead channel or intercept routine"
+		case len(args) == 3 && args[0] == "GET" && args[1] == "VARIABLE":
+			switch {
+			case a.aniReply != "":
+				reply = a.aniReply
+			case a.ani == "":
+				reply = "200 result=0"
+			default:
+				reply = "200 result=1 (" + a.ani + ")"
+			}
+		case len(args) == 4 && args[0] == "SET" && args[1] == "VARIABLE":
+			sets++
+			s.vars = append(s.vars, call.Var{Name: args[2], Value: args[3]})
+			if a.closeAfter > 0 && sets == a.closeAfter {
+				return s
+			}
+			if a.hangupAfter > 0 && sets == a.hangupAfter {
+				reply, hungUp = "HANGUP", true
+			}
+		default:
+			s.bad = append(s.bad, line)
+			reply = "510 Invalid or unknown command"
+		}
+		if _, err := conn.Write([]byte(reply + "\n")); err != nil {
+			s.closedBy = "server"
+			return s
+		}
+	}
+}
+
+// asteriskParseArgs splits an AGI command line as res_agi.c's parse_args does:
+// white space separates arguments outside double quotes, a backslash escapes
+// the next character, quotes toggle quoting.
+func asteriskParseArgs(s string) []string {
+	var args []string
+	var cur []byte
+	inArg, quoted, escaped := false, false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' && !escaped:
+			quoted = !quoted
+			if quoted && !inArg {
+				inArg = true
+			}
+		case (c == ' ' || c == '\t') && !quoted && !escaped:
+			if inArg {
+				args = append(args, string(cur))
+				cur, inArg = nil, false
+			}
+		case c == '\\' && !escaped:
+			escaped = true
+			continue
+		default:
+			inArg = true
+			cur = append(cur, c)
+		}
+		escaped = false
+	}
+	if inArg {
+		args = append(args, string(cur))
+	}
+	return args
+}
+
+func TestAsteriskParseArgs(t *testing.T) {
+	got := asteriskParseArgs(`SET VARIABLE X "a \"b\" c\\d"`)
+	want := []string{"SET", "VARIABLE", "X", `a "b" c\d`}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%q", got)
+	}
+	for _, v := range []string{``, `plain`, `a"b`, `back\slash\`, `"quoted"`, `sp  ace`, `tab	x`, `$ {x} ; , '`} {
+		args := asteriskParseArgs("SET VARIABLE N " + agiQuote(v))
+		if len(args) != 4 || args[3] != v {
+			t.Errorf("agiQuote(%q) round trip: %q", v, args)
+		}
+	}
+}
+
+// startAGI serves FastAGI for r on a free loopback port until the test ends.
+func startAGI(t *testing.T, r *Router) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.ServeFastAGIListener(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("ServeFastAGIListener: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("FastAGI server did not stop within 5s of its context ending")
+		}
+	})
+	return ln.Addr().String()
+}
+
+// expectedVars is what a session must set for c: the decision's variables,
+// QUEUE_PRIO and the inherited call id.
+func expectedVars(t *testing.T, r *Router, c call.Call) []call.Var {
+	t.Helper()
+	d := r.Decide(context.Background(), c)
+	vars := append(d.Vars(), call.Var{Name: "QUEUE_PRIO", Value: fmt.Sprint(d.QueuePrio)})
+	return append(vars, call.Var{Name: "__CALLPOP_CALL_ID", Value: call.CleanToken(c.ID)})
+}
+
+func TestFastAGISession(t *testing.T) {
+	cfg := testConfig()
+	cfg.RuleSets = map[string][]Rule{"vipline": {{Name: "vip-line", Then: Then{Queue: "vip-line", Priority: 9}}}}
+	cfg.Profiles = []Profile{{Name: "vip-line", RuleSet: "vipline"}}
+	te := newTestEnv(t, cfg, nil, 300*time.Millisecond)
+	addr := startAGI(t, te.router)
+
+	hostileCLI := `+31 (0)20-123 4567 ext.12 ABC#*;x=1"q'%&<>`
+	tests := []struct {
+		name      string
+		ast       asterisk
+		call      call.Call // the call the session must decide
+		wantMatch string
+		wantQueue string
+	}{
+		{"national caller with ani", asterisk{env: defaultAGIEnv("route", "0201234567", "Jan de Vries", "0800123456"), ani: "0201234567"},
+			call.Call{ID: "1763780000.42", CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456"}, "hit", "vip"},
+		{"no ani", asterisk{env: defaultAGIEnv("route", "+14155550123", "ACME Corp", "0800123456")},
+			call.Call{ID: "1763780000.42", CLI: "+14155550123", DNIS: "0800123456"}, "hit", "support"},
+		{"unknown caller id uses ani", asterisk{env: defaultAGIEnv("route", "unknown", "unknown", "unknown"), ani: "0301112233"},
+			call.Call{ID: "1763780000.42", CLI: "unknown", ANI: "0301112233", DNIS: "0800123456"}, "hit", "support-de"},
+		{"hostile caller id", asterisk{env: defaultAGIEnv("route", hostileCLI, `Zoë "Ünïcode" \ ${SHELL(id)} O'Brien`, "0800123456"), ani: `0201234567" EXEC System "rm -rf /`},
+			call.Call{ID: "1763780000.42", CLI: hostileCLI, ANI: `0201234567" EXEC System "rm -rf /`, DNIS: "0800123456"}, "", ""},
+		{"hostile crm record", asterisk{env: defaultAGIEnv("route", "0209999999", "x", "0800123456"), ani: "0209999999"},
+			call.Call{ID: "1763780000.42", CLI: "0209999999", ANI: "0209999999", DNIS: "0800123456"}, "hit", "support-nl"},
+		{"profile in path", asterisk{env: defaultAGIEnv("route/vip-line", "0201234567", "x", "0800123456"), ani: "0201234567"},
+			call.Call{ID: "1763780000.42", CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456", Profile: "vip-line"}, "hit", "vip-line"},
+		{"profile in query", asterisk{env: defaultAGIEnv("route?profile=vip-line", "0201234567", "x", "0800123456"), ani: "0201234567"},
+			call.Call{ID: "1763780000.42", CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456", Profile: "vip-line"}, "hit", "vip-line"},
+		{"withheld by presentation", asterisk{env: func() map[string]string {
+			e := defaultAGIEnv("route", "", "", "0800123456")
+			e["agi_callingpres"] = "35" // prohib_passed_screen
+			return e
+		}(), ani: "0201234567"},
+			call.Call{ID: "1763780000.42", CLI: "", ANI: "0201234567", DNIS: "0800123456", Privacy: true}, "hit", "vip"},
+		{"get variable answered with usage", asterisk{env: defaultAGIEnv("route", "0201234567", "x", "0800123456"),
+			aniReply: "520-Invalid command syntax.  Proper usage follows:\nUsage: GET VARIABLE <variableName>\n520 End of proper usage."},
+			call.Call{ID: "1763780000.42", CLI: "0201234567", DNIS: "0800123456"}, "hit", "vip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := expectedVars(t, te.router, tt.call)
+			s := tt.ast.run(t, addr)
+			if s.closedBy != "server" {
+				t.Fatalf("server did not end the session")
+			}
+			if len(s.bad) > 0 {
+				t.Fatalf("commands Asterisk would not take: %q", s.bad)
+			}
+			if len(s.commands) != 1+len(want) || s.commands[0] != "GET VARIABLE CALLERID(ani)" {
+				t.Fatalf("got %d commands, want GET VARIABLE + %d SET VARIABLE: %q", len(s.commands), len(want), s.commands)
+			}
+			if fmt.Sprint(s.vars) != fmt.Sprint(want) {
+				t.Fatalf("variables differ\n got  %q\n want %q", s.vars, want)
+			}
+			got := map[string]string{}
+			for _, v := range s.vars {
+				if strings.ContainsAny(v.Value, "\r\n\x00\"\\$") && v.Name != "CALLPOP_POP_URL" {
+					t.Errorf("%s carries unsafe characters: %q", v.Name, v.Value)
+				}
+				got[v.Name] = v.Value
+			}
+			if tt.wantMatch != "" && got["CALLPOP_MATCH"] != tt.wantMatch {
+				t.Errorf("CALLPOP_MATCH = %q, want %q", got["CALLPOP_MATCH"], tt.wantMatch)
+			}
+			if tt.wantQueue != "" && got["CALLPOP_QUEUE"] != tt.wantQueue {
+				t.Errorf("CALLPOP_QUEUE = %q, want %q", got["CALLPOP_QUEUE"], tt.wantQueue)
+			}
+			if got["__CALLPOP_CALL_ID"] != "1763780000.42" {
+				t.Errorf("__CALLPOP_CALL_ID = %q", got["__CALLPOP_CALL_ID"])
+			}
+		})
+	}
+}
+
+func TestFastAGIHangup(t *testing.T) {
+	te := newTestEnv(t, testConfig(), nil, 300*time.Millisecond)
+	addr := startAGI(t, te.router)
+	env := defaultAGIEnv("route", "0201234567", "Jan", "0800123456")
+
+	t.Run("HANGUP mid-session", func(t *testing.T) {
+		s := (&asterisk{env: env, ani: "0201234567", hangupAfter: 3}).run(t, addr)
+		if s.closedBy != "server" || len(s.vars) != 3 {
+			t.Fatalf("after HANGUP: %d variables set, closed by %q; want 3 and the server to close", len(s.vars), s.closedBy)
+		}
+	})
+	t.Run("HANGUP before the ani reply", func(t *testing.T) {
+		s := (&asterisk{env: env, aniReply: "HANGUP"}).run(t, addr)
+		if s.closedBy != "server" || len(s.commands) != 1 {
+			t.Fatalf("commands %q closed by %q", s.commands, s.closedBy)
+		}
+	})
+	t.Run("dead channel 511", func(t *testing.T) {
+		s := (&asterisk{env: env, aniReply: "511 Command Not Permitted on a dead channel or intercept routine"}).run(t, addr)
+		if s.closedBy != "server" || len(s.commands) != 1 {
+			t.Fatalf("commands %q closed by %q", s.commands, s.closedBy)
+		}
+	})
+	t.Run("socket closed mid-session", func(t *testing.T) {
+		(&asterisk{env: env, ani: "0201234567", closeAfter: 2}).run(t, addr)
+		// The server must still serve the next session.
+		s := (&asterisk{env: env, ani: "0201234567"}).run(t, addr)
+		if len(s.vars) < 13 {
+			t.Fatalf("next session set %d variables", len(s.vars))
+		}
+	})
+	t.Run("unknown script", func(t *testing.T) {
+		s := (&asterisk{env: defaultAGIEnv("other", "0201234567", "Jan", "0800123456")}).run(t, addr)
+		if s.closedBy != "server" || len(s.commands) != 0 {
+			t.Fatalf("commands %q", s.commands)
+		}
+	})
+}
+
+func TestFastAGIReadDeadline(t *testing.T) {
+	cfg := testConfig()
+	cfg.FastAGI.ReadTimeout = 100 * time.Millisecond
+	te := newTestEnv(t, cfg, nil, 300*time.Millisecond)
+	addr := startAGI(t, te.router)
+	tests := []struct {
+		name string
+		send string
+	}{
+		{"silent client", ""},
+		{"half an environment block", "agi_network: yes\nagi_network_script: route\n"},
+		{"no reply to GET VARIABLE", "agi_network: yes\nagi_network_script: route\nagi_callerid: 0201234567\n\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write([]byte(tt.send)); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			rd := bufio.NewReader(conn)
+			for range 10 {
+				if _, err := rd.ReadString('\n'); err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						t.Fatal("server kept a silent session open for 5s")
+					}
+					return // server closed: good
+				}
+			}
+			t.Fatal("server kept talking to a silent client")
+		})
+	}
+}
+
+func TestFastAGIServeStopsWithContext(t *testing.T) {
+	cfg := testConfig()
+	cfg.FastAGI.Listen = "127.0.0.1:0"
+	te := newTestEnv(t, cfg, nil, 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- te.router.ServeFastAGI(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeFastAGI did not return after its context ended")
+	}
+	cfg.FastAGI.Listen = ""
+	te2 := newTestEnv(t, cfg, nil, 300*time.Millisecond)
+	if err := te2.router.ServeFastAGI(context.Background()); err != nil {
+		t.Fatalf("disabled FastAGI: %v", err)
+	}
+}
+
+func TestAGIScript(t *testing.T) {
+	tests := []struct {
+		script, profile string
+		ok              bool
+	}{
+		{"route", "", true}, {"/route", "", true}, {"route/", "", true}, {"route/vip-line", "vip-line", true},
+		{"route?profile=tenant-b", "tenant-b", true}, {"route?x=1&profile=a", "a", true},
+		{"route/a b\"c", "abc", true}, {"lookup", "", false}, {"", "", false}, {"router", "", false},
+	}
+	for _, tt := range tests {
+		p, ok := agiScript(tt.script)
+		if p != tt.profile || ok != tt.ok {
+			t.Errorf("agiScript(%q) = %q, %v; want %q, %v", tt.script, p, ok, tt.profile, tt.ok)
+		}
+	}
+}
+
+func TestParseAGIReply(t *testing.T) {
+	tests := []struct {
+		in     string
+		code   int
+		result string
+		data   string
+		err    bool
+	}{
+		{"200 result=1 (0201234567)", 200, "1", "0201234567", false},
+		{"200 result=1 (a (nested) value)", 200, "1", "a (nested) value", false},
+		{"200 result=0", 200, "0", "", false},
+		{"510 Invalid or unknown command", 510, "", "", false},
+		{"garbage", 0, "", "", true},
+		{"200 nothing", 0, "", "", true},
+	}
+	for _, tt := range tests {
+		r, err := parseAGIReply(tt.in)
+		if (err != nil) != tt.err || r.code != tt.code || r.result != tt.result || r.data != tt.data {
+			t.Errorf("parseAGIReply(%q) = %+v, %v", tt.in, r, err)
+		}
+	}
+}
