@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-		"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/crm"
 	"github.com/callpop/callpop/internal/testredis"
 )
@@ -207,11 +207,11 @@ func TestDecidePriority(t *testing.T) {
 		cli  string
 		want int
 	}{
-		{"0201234567", 50},   // vip: 500 clamped to max
-		{"+14155550123", 4},  // standard by tier_priority, no rule
-		{"0301112233", 7},    // gold by tier_priority
-		{"+31655554444", 2},  // miss: default
-		{"anonymous", 2},     // anonymous: default
+		{"0201234567", 50},  // vip: 500 clamped to max
+		{"+14155550123", 4}, // standard by tier_priority, no rule
+		{"0301112233", 7},   // gold by tier_priority
+		{"+31655554444", 2}, // miss: default
+		{"anonymous", 2},    // anonymous: default
 	}
 	for _, tt := range tests {
 		d := te.router.Decide(context.Background(), call.Call{CLI: tt.cli})
