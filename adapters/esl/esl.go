@@ -32,7 +32,7 @@ type Adapter struct {
 	curReady chan struct{} // closed when cur becomes non-nil
 	ln       net.Listener
 	lnReady  chan struct{}
-	inflight map[string]struct{} // inbound calls being handled
+	inflight map[string]struct{}  // inbound calls being handled
 	recent   map[string]time.Time // inbound calls released lately (reconcile must not redo them)
 
 	listening atomic.Bool

@@ -12,8 +12,8 @@ import (
 
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/adapters/esl/eslwire"
-	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/callerid"
 )
 
 const testPassword = "s3cret-test-pw"
@@ -59,9 +59,13 @@ type recSink struct {
 	ended    []call.CallEnd
 }
 
-func (s *recSink) CallEnriched(e call.Enriched) { s.mu.Lock(); s.enriched = append(s.enriched, e); s.mu.Unlock() }
-func (s *recSink) AgentLeg(e call.LegEvent)     { s.mu.Lock(); s.legs = append(s.legs, e); s.mu.Unlock() }
-func (s *recSink) CallEnded(e call.CallEnd)     { s.mu.Lock(); s.ended = append(s.ended, e); s.mu.Unlock() }
+func (s *recSink) CallEnriched(e call.Enriched) {
+	s.mu.Lock()
+	s.enriched = append(s.enriched, e)
+	s.mu.Unlock()
+}
+func (s *recSink) AgentLeg(e call.LegEvent) { s.mu.Lock(); s.legs = append(s.legs, e); s.mu.Unlock() }
+func (s *recSink) CallEnded(e call.CallEnd) { s.mu.Lock(); s.ended = append(s.ended, e); s.mu.Unlock() }
 
 func (s *recSink) calls() map[string]call.Enriched {
 	s.mu.Lock()
