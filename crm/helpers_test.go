@@ -136,11 +136,15 @@ func newFakeClock() *fakeClock {
 	c.ns.Store(time.Now().UnixNano())
 	return c
 }
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Add(d time.Duration)     { c.ns.Add(int64(d)) }
+func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 func customerName(c *call.Customer) string {
 	if c == nil {
 		return ""
 	}
 	return c.Name
+}
+
+func rdbFor(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 }
