@@ -174,23 +174,36 @@ func parseHeaderLine(line []byte) Header {
 // uuid_dump reply) and returns what follows it: the inner body, cut to its
 // Content-Length when there is one.
 func ParseHeaderBlock(b []byte) (Headers, []byte, error) {
-	var hs Headers
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		var line []byte
-		if i < 0 {
-			line, b = b, nil
+	// one string for the block: header names and values are slices of it
+	b = bytes.TrimLeft(b, "\r\n")
+	end := bytes.Index(b, []byte("\n\n"))
+	if end < 0 {
+		end = len(b)
+	}
+	s := string(b[:end])
+	if end+2 <= len(b) {
+		b = b[end+2:]
+	} else {
+		b = nil
+	}
+	hs := make(Headers, 0, strings.Count(s, "\n")+1)
+	for len(s) > 0 {
+		var line string
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			line, s = s[:i], s[i+1:]
 		} else {
-			line, b = b[:i], b[i+1:]
+			line, s = s, ""
 		}
-		line = bytes.TrimRight(line, "\r")
-		if len(line) == 0 {
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
 			if len(hs) == 0 {
 				continue
 			}
 			break
 		}
-		hs = append(hs, parseHeaderLine(line))
+		name, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		hs = append(hs, Header{Name: name, Value: value})
 	}
 	if cl, ok := hs.Lookup("Content-Length"); ok {
 		n, err := strconv.Atoi(strings.TrimSpace(cl))
