@@ -151,11 +151,18 @@
     return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
+  function fmtWhen(s) {
+    var d = new Date(s);
+    if (isNaN(d)) return "";
+    if (d.toDateString() === new Date().toDateString()) return fmtTime(s);
+    return d.toLocaleDateString([], { day: "numeric", month: "short" }) + " " + fmtTime(s);
+  }
+
   function listItem(x) {
     if (x === null || x === undefined) return null;
     if (typeof x !== "object") return el("li", "", x);
     var li = el("li");
-    var head = [x.id, x.channel, x.status, x.at ? fmtTime(x.at) : ""].filter(Boolean).join(" · ");
+    var head = [x.id, x.channel, x.status, x.at ? fmtWhen(x.at) : ""].filter(Boolean).join(" · ");
     if (head) li.appendChild(el("span", "meta", head));
     li.appendChild(el("span", "", x.subject || x.summary || x.title || x.topic || ""));
     return li;

@@ -1,0 +1,176 @@
+package popper
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/callpop/callpop/call"
+)
+
+// chromium finds Debian's chromium; without it the test skips, except
+// under CI=true (CI installs it), where it fails.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not installed (apt-get install -y chromium)")
+	}
+	t.Skip("chromium not installed; apt-get update && apt-get install -y chromium")
+	return ""
+}
+
+// artifactDir is where screenshots go: $CALLPOP_ARTIFACTS or a temp dir.
+func artifactDir(t *testing.T) string {
+	if d := os.Getenv("CALLPOP_ARTIFACTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err == nil {
+			return d
+		}
+	}
+	return t.TempDir()
+}
+
+// The panel in a real headless Chromium: a ring makes the card appear with
+// the right name and badges, an answer elsewhere retracts it, a miss shows
+// the new-customer link, and hostile CRM data stays text.
+func TestPanelInChromium(t *testing.T) {
+	bin := chromium(t)
+	in := startInstance(t, Config{Links: []LinkConfig{
+		{Name: "crm", Label: "Open in CRM", URL: "https://crm.example/customers/{customer_id}", When: "hit"},
+		{Name: "ticket", Label: "Create ticket", URL: "https://crm.example/tickets/new?customer={customer_id}&call={call_id}", When: "hit"},
+		{Name: "kb", Label: "Knowledge base", URL: "https://kb.example/search?q={topics}", When: "hit"},
+		{Name: "new_customer", Label: "New customer", URL: "https://crm.example/customers/new?phone={e164}", When: "miss"},
+	}}, Deps{})
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("no-default-browser-check", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1100, 1000))
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	// The first Run starts the browser; it must not carry the timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	step := func(name string, acts ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+		defer scancel()
+		if err := chromedp.Do(sctx, acts...); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	eval := func(js string) string {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		defer scancel()
+		s, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatalf("eval %s: %v", js, err)
+		}
+		return s
+	}
+	wait := func(name, js string) {
+		t.Helper()
+		step(name, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(20*time.Second)))
+	}
+	shot := func(name string) {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+		defer scancel()
+		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		p := filepath.Join(artifactDir(t), name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", p)
+	}
+
+	step("open panel", chromedp.Navigate(in.srv.URL+"/agent?token="+token(t, "1001")))
+	wait("connected", `document.getElementById("conn").dataset.state === "live"`)
+	if got := eval(`location.search`); got != "" {
+		t.Errorf("token left in the address bar: %q", got)
+	}
+
+	// Earlier call today, for the recent list.
+	earlier := hitDecision()
+	earlier.Customer = &call.Customer{ID: "CRM-1002", Name: "Priya Raman", Tier: "silver", Language: "en"}
+	enrich(in.p, "c0", earlier)
+	ring(in.p, "c0", "1001")
+	in.p.AgentLeg(call.LegEvent{CallID: "c0", Leg: "c0-1001", Endpoint: "PJSIP/1001-0000000a", State: call.LegAnswered})
+	in.p.CallEnded(call.CallEnd{CallID: "c0"})
+	wait("earlier call in the list", `document.querySelectorAll("#recent li").length === 1`)
+
+	// Ring: the card with name and badges.
+	d := hitDecision()
+	d.Flags = []string{"vip", "fraud_suspect", "ani_verified", "region_mismatch"}
+	d.Customer.Extra = map[string]any{
+		"account":      "ACC-99812",
+		"email":        "jan.devries@example.nl",
+		"loyalty":      "12 years",
+		"open_tickets": []any{map[string]any{"id": "T-5521", "subject": "Fibre modem drops at night", "status": "open"}, map[string]any{"id": "T-5490", "subject": "Invoice address change", "status": "waiting"}},
+		"recent_interactions": []any{
+			map[string]any{"channel": "email", "at": time.Now().Add(-26 * time.Hour).Format(time.RFC3339), "summary": "Asked about the outage credit"},
+			map[string]any{"channel": "chat", "at": time.Now().Add(-72 * time.Hour).Format(time.RFC3339), "summary": "Modem reset walkthrough"},
+		},
+	}
+	enrich(in.p, "c1", d)
+	ring(in.p, "c1", "1001")
+	ring(in.p, "c1", "1002")
+	wait("card", `!!document.querySelector('.card[data-call="c1"]')`)
+	if got := eval(`document.querySelector('.card[data-call="c1"] .pop-name').textContent`); got != "Jan de Vries" {
+		t.Errorf("name %q", got)
+	}
+	badges := eval(`[...document.querySelectorAll('.card[data-call="c1"] .badge')].map(b => b.dataset.badge).join(",")`)
+	if badges != "vip,language,fraud_suspect,ani_verified,region_mismatch" {
+		t.Errorf("badges %q", badges)
+	}
+	if got := eval(`[...document.querySelectorAll('.card[data-call="c1"] .links a')].map(a => a.dataset.link).join(",")`); got != "crm,ticket,kb" {
+		t.Errorf("links %q", got)
+	}
+	if got := eval(`document.querySelector('.card[data-call="c1"] .tickets li').textContent`); got != "T-5521 · openFibre modem drops at night" {
+		t.Errorf("ticket %q", got)
+	}
+	shot("panel-ringing.png")
+
+	// Answered by agent 1002: the card goes from 1001's panel.
+	in.p.AgentLeg(call.LegEvent{CallID: "c1", Leg: "c1-1002", Endpoint: "PJSIP/1002-0000000a", State: call.LegAnswered})
+	wait("retracted", `!document.querySelector('.card[data-call="c1"]') && document.querySelector('#recent li[data-call="c1"] .r-state').textContent === "Answered by a colleague"`)
+
+	// A miss: the new-customer link.
+	enrich(in.p, "c2", call.Decision{Match: call.MatchMiss, E164: "+31301234567", Priority: 1})
+	ring(in.p, "c2", "1001")
+	wait("miss card", `!!document.querySelector('.card[data-call="c2"] a[data-link="new_customer"]')`)
+	if got := eval(`document.querySelector('.card[data-call="c2"] a[data-link="new_customer"]').href`); got != "https://crm.example/customers/new?phone=%2B31301234567" {
+		t.Errorf("new customer link %q", got)
+	}
+	shot("panel-miss.png")
+
+	// Hostile CRM data is text, and a javascript: URL never becomes a link.
+	evil := call.Decision{Match: call.MatchHit, E164: "+31401234567", Customer: &call.Customer{
+		ID: "x", Name: `<img src=x onerror="document.title='pwned'">`, URL: "javascript:alert(1)",
+		Extra: map[string]any{"note": `<script>document.title='pwned'</script>`},
+	}}
+	enrich(in.p, "c3", evil)
+	ring(in.p, "c3", "1001")
+	wait("evil card", `!!document.querySelector('.card[data-call="c3"]')`)
+	if got := eval(`document.querySelector('.card[data-call="c3"] .pop-name').textContent`); got != evil.Customer.Name {
+		t.Errorf("name rendered as %q", got)
+	}
+	if n := eval(`String(document.querySelectorAll('.card img, .card script').length) + document.title + [...document.querySelectorAll('a')].filter(a => a.href.startsWith('javascript')).length`); n != "0callpop · agent0" {
+		t.Errorf("hostile data became markup: %s", n)
+	}
+}
