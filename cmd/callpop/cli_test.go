@@ -222,14 +222,18 @@ func startRun(t *testing.T, cfgPath string) (string, *syncBuffer, func() error) 
 	root.SetErr(&logs)
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
+	var once sync.Once
+	var stopErr error
 	stop := func() error {
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(15 * time.Second):
-			return fmt.Errorf("run did not stop within 15s; logs:\n%s", logs.String())
-		}
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(15 * time.Second):
+				stopErr = fmt.Errorf("run did not stop within 15s; logs:\n%s", logs.String())
+			}
+		})
+		return stopErr
 	}
 	addrRe := regexp.MustCompile(`"msg":"http listening".*"addr":"([^"]+)"`)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -261,12 +265,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestRunServes(t *testing.T) {
 	base, logs, stop := startRun(t, writeConfig(t, testConfig))
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = stop()
-		}
-	}()
+	defer func() { _ = stop() }()
 
 	if code, body := get(t, base+"/healthz"); code != 200 || !strings.Contains(body, `"alive":true`) {
 		t.Fatalf("/healthz %d %s", code, body)
@@ -316,7 +315,6 @@ func TestRunServes(t *testing.T) {
 		t.Fatalf("unknown path: %d", code)
 	}
 
-	stopped = true
 	if err := stop(); err != nil {
 		t.Fatalf("run returned %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/adapters/esl"
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
@@ -46,6 +47,8 @@ func newPipeline(cfg Config, log *slog.Logger, opts pipelineOptions) (_ *pipelin
 	if p.numbers, err = callerid.New(cfg.Numbers, log); err != nil {
 		return nil, fmt.Errorf("numbers: %w", err)
 	}
+	// Load the numbering metadata now rather than on the first call.
+	_, _ = p.numbers.Parse("+14155550123", "US")
 	if p.redis, err = crm.OpenRedis(cfg.Cache.Redis, log); err != nil {
 		return nil, fmt.Errorf("cache.redis: %w", err)
 	}
@@ -91,8 +94,14 @@ func (p *pipeline) adapter() (adapters.Adapter, error) {
 	switch p.cfg.PBX.Kind {
 	case "", PBXNone:
 		return nil, nil
-	case PBXAsterisk, PBXFreeSWITCH:
+	case PBXAsterisk:
 		return nil, fmt.Errorf("pbx.kind: the %s adapter is not wired in yet", p.cfg.PBX.Kind)
+	case PBXFreeSWITCH:
+		a, err := esl.New(p.cfg.PBX.FreeSWITCH, p.adapterDeps())
+		if err != nil {
+			return nil, fmt.Errorf("pbx.freeswitch: %w", err)
+		}
+		return a, nil
 	}
 	return nil, fmt.Errorf("pbx.kind: unknown %q", p.cfg.PBX.Kind)
 }

@@ -151,12 +151,19 @@ func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *s
 	deadline, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	go func() {
-		// A second signal while draining stops at once.
-		select {
-		case <-sigs:
-			mlog.Warn("second signal: stopping now")
-			cancel()
-		case <-deadline.Done():
+		// SIGINT while draining stops at once. (A second SIGTERM is common:
+		// timeout(1) and some supervisors signal the process and its group.)
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGINT {
+					mlog.Warn("SIGINT while draining: stopping now")
+					cancel()
+					return
+				}
+			case <-deadline.Done():
+				return
+			}
 		}
 	}()
 	endStreams()
@@ -167,7 +174,11 @@ func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *s
 	select {
 	case <-partsDone:
 	case <-deadline.Done():
-		mlog.Warn("stop timeout: leaving with work in flight", "timeout", timeout.String())
+		select {
+		case <-partsDone:
+		default:
+			mlog.Warn("stop timeout: leaving with work in flight", "timeout", timeout.String())
+		}
 	}
 	if shutdownErr != nil {
 		_ = srv.Close()
