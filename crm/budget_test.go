@@ -238,7 +238,7 @@ func TestSourceOrder(t *testing.T) {
 		{q("+31201234567"), "Only second", "second", false},
 		{Query{E164: "+14155550123", Sources: []string{"second"}}, "From second", "second", false},
 		{Query{E164: "+14155550123", Sources: []string{"second", "first"}}, "From first", "first", false}, // configured order
-		{q("+442079460000"), "", "", true},                                                               // broken + misses → error
+		{q("+442079460000"), "", "", true},                                                                // broken + misses → error
 		{Query{E164: "+442079460000", Sources: []string{"first", "second"}}, "", "", false},               // plain miss
 	}
 	for i, tt := range tests {
