@@ -1,3 +1,9 @@
 // Package arisim is a protocol-faithful Asterisk ARI simulator (HTTP REST +
-// WebSocket events) replaying the shapes recorded from a real Asterisk 22.
+// WebSocket events) replaying the shapes recorded from a real Asterisk 22
+// (testdata/ holds the recordings it is checked against). It serves the subset
+// callpop uses: /ari/events (one socket per app, ApplicationReplaced for the
+// older one), channel variables (204/400/404/409 with Asterisk's bodies),
+// continue (204, then StasisEnd asynchronously), application subscriptions,
+// GET /channels and /applications/{app}; it offers calls at a rate, plays
+// agent legs (Dial RINGING/ANSWER/CANCEL) and records what callpop did.
 package arisim

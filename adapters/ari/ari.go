@@ -1,0 +1,336 @@
+package ari
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/call"
+)
+
+// Adapter connects callpop to one Asterisk over ARI. It owns the event
+// WebSocket (with pings), a supervisor that reconnects with backoff and
+// jitter and then reconciles waiting channels, and one goroutine per call.
+type Adapter struct {
+	cfg    Config
+	deps   adapters.Deps
+	log    *slog.Logger
+	rest   *restClient
+	wsURL  string
+	auth   string
+	follow *followState
+
+	inflight sync.Map // channel id → struct{}: calls being handled
+
+	mu       sync.Mutex
+	ready    bool
+	reason   string
+	conn     *websocket.Conn
+	replaced atomic.Bool
+
+	calls   sync.WaitGroup // per-call goroutines
+	running atomic.Bool
+}
+
+var _ adapters.Adapter = (*Adapter)(nil)
+
+// New checks cfg and builds an adapter; Run connects it.
+func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("adapters/ari: %w", err)
+	}
+	if deps.Decider == nil {
+		return nil, errors.New("adapters/ari: no decider")
+	}
+	deps = deps.WithDefaults()
+	pass, err := cfg.password()
+	if err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	ws := *u
+	if ws.Scheme == "https" {
+		ws.Scheme = "wss"
+	} else {
+		ws.Scheme = "ws"
+	}
+	ws.Path += "/ari/events"
+	ws.RawQuery = url.Values{"app": {cfg.App}, "subscribeAll": {"false"}}.Encode()
+	log := deps.Logger.With("component", "adapters/ari", "app", cfg.App)
+	a := &Adapter{
+		cfg: cfg, deps: deps, log: log,
+		rest:   newRESTClient(cfg.URL, cfg.Username, pass, cfg.MaxConns),
+		wsURL:  ws.String(),
+		follow: newFollowState(cfg.MaxFollow, cfg.LegTTL, deps.Sink, log),
+		reason: "not connected yet",
+	}
+	if cfg.Username != "" || pass != "" {
+		a.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.Username+":"+pass))
+	}
+	return a, nil
+}
+
+// Ready reports whether the event socket is up and reconciled.
+func (a *Adapter) Ready() (bool, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ready, a.reason
+}
+
+func (a *Adapter) setReady(ok bool, reason string) {
+	a.mu.Lock()
+	a.ready, a.reason = ok, reason
+	a.mu.Unlock()
+	if ok {
+		metricConnected.Set(1)
+	} else {
+		metricConnected.Set(0)
+	}
+}
+
+// Run connects, reconnects and handles calls until ctx ends; then it waits
+// for calls in flight (each is continued within its budget).
+func (a *Adapter) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("adapters/ari: Run called twice")
+	}
+	defer a.rest.close()
+	var sweep sync.WaitGroup
+	sweep.Add(1)
+	go func() { defer sweep.Done(); a.follow.runSweeper(ctx) }()
+	defer sweep.Wait()
+	defer a.calls.Wait()
+
+	delay := a.cfg.ReconnectMin
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if a.replaced.Load() {
+			<-ctx.Done() // another connection owns the app: do not fight it
+			break
+		}
+		if attempt > 0 {
+			metricReconnects.Inc()
+		}
+		connected, err := a.session(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if a.replaced.Load() {
+			continue
+		}
+		if connected {
+			delay = a.cfg.ReconnectMin
+		}
+		a.setReady(false, fmt.Sprintf("ARI disconnected: %v", err))
+		a.log.Warn("ARI event socket lost; reconnecting", "err", err, "in", delay)
+		if !sleepCtx(ctx, jitter(delay)) {
+			break
+		}
+		delay = min(delay*2, a.cfg.ReconnectMax)
+	}
+	a.setReady(false, "stopped")
+	return nil
+}
+
+// jitter spreads d over [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// session runs one WebSocket connection: dial, reconcile, read until it
+// fails. connected says whether the dial succeeded.
+func (a *Adapter) session(ctx context.Context) (connected bool, err error) {
+	dctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	h := http.Header{}
+	if a.auth != "" {
+		h.Set("Authorization", a.auth)
+	}
+	c, resp, err := websocket.Dial(dctx, a.wsURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: a.rest.ctl})
+	cancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			err = fmt.Errorf("adapters/ari: connect: 401 (check pbx.asterisk.username/password): %w", err)
+		} else {
+			err = fmt.Errorf("adapters/ari: connect: %w", err)
+		}
+		a.setReady(false, err.Error())
+		return false, err
+	}
+	c.SetReadLimit(4 << 20)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer c.CloseNow()
+	a.mu.Lock()
+	a.conn = c
+	a.mu.Unlock()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- a.read(sctx, c) }()
+	go func() { defer wg.Done(); errc <- a.ping(sctx, c) }()
+
+	// The socket is up, so new StasisStarts arrive; now take over anything
+	// left waiting while we were away, then report ready.
+	if n, err := a.reconcile(sctx); err != nil {
+		a.log.Warn("reconcile failed", "err", err)
+	} else {
+		a.log.Info("ARI connected", "reconciled", n)
+	}
+	if !a.replaced.Load() {
+		a.setReady(true, "")
+	}
+	err = <-errc
+	stop()
+	c.CloseNow()
+	return true, err
+}
+
+func (a *Adapter) read(ctx context.Context, c *websocket.Conn) error {
+	for {
+		typ, raw, err := c.Read(ctx)
+		if err != nil {
+			return fmt.Errorf("adapters/ari: read: %w", err)
+		}
+		if typ != websocket.MessageText {
+			continue
+		}
+		a.dispatch(raw, time.Now())
+		if a.replaced.Load() {
+			c.Close(websocket.StatusNormalClosure, "application replaced")
+			return errors.New("adapters/ari: application replaced")
+		}
+	}
+}
+
+// ping notices a half-open socket: a pong later than ping_timeout drops it.
+func (a *Adapter) ping(ctx context.Context, c *websocket.Conn) error {
+	t := time.NewTicker(a.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, a.cfg.PingTimeout)
+		err := c.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.CloseNow()
+			return fmt.Errorf("adapters/ari: ping: %w", err)
+		}
+	}
+}
+
+// replacedBy handles ApplicationReplaced: another connection took the app
+// name (two instances share pbx.asterisk.app). This one stops receiving calls
+// and does not reconnect (that would steal the app back and forth).
+func (a *Adapter) replacedBy() {
+	if a.replaced.Swap(true) {
+		return
+	}
+	metricReplaced.Inc()
+	reason := fmt.Sprintf("ARI application %q replaced by another connection: each callpop instance needs its own pbx.asterisk.app", a.cfg.App)
+	a.setReady(false, reason)
+	a.log.Error("ARI APPLICATION REPLACED: this instance no longer receives calls", "reason", reason)
+}
+
+// reconcile continues every channel waiting in our app that no goroutine
+// handles: StasisStarts lost while disconnected, or left by a previous run.
+func (a *Adapter) reconcile(ctx context.Context) (int, error) {
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	list, err := a.rest.channels(rctx)
+	if err != nil {
+		return 0, err
+	}
+	byID := make(map[string]restChannel, len(list))
+	var waiting []restChannel
+	for _, ch := range list {
+		byID[ch.ID] = ch
+		if ch.Dialplan.AppName == "Stasis" && stasisApp(ch.Dialplan.AppData) == a.cfg.App {
+			waiting = append(waiting, ch)
+		}
+	}
+	// Channels the app holds that GET /channels did not show as ours
+	// (e.g. listed a moment before entering Stasis).
+	if ids, err := a.rest.appChannels(rctx, a.cfg.App); err == nil {
+		for _, id := range ids {
+			ch, ok := byID[id]
+			if a.follow.following(id) || (ok && ch.Dialplan.AppName != "Stasis") {
+				continue
+			}
+			if ok && stasisApp(ch.Dialplan.AppData) == a.cfg.App {
+				continue // already in waiting
+			}
+			if !ok {
+				ch = restChannel{ID: id}
+			}
+			waiting = append(waiting, ch)
+		}
+	}
+	n := 0
+	now := time.Now()
+	for _, ch := range waiting {
+		sc := stasisChannel{ID: ch.ID, Name: ch.Name, CLI: ch.Caller.Number, CLIName: ch.Caller.Name,
+			DNIS: ch.Dialplan.Exten, Args: stasisArgs(ch.Dialplan.AppData)}
+		if a.startCall(sc, now, true) {
+			n++
+		}
+	}
+	metricReconciled.Add(float64(n))
+	return n, nil
+}
+
+// stasisApp returns the app named in Stasis() app data "app,arg1,arg2".
+func stasisApp(appData string) string {
+	app, _, _ := strings.Cut(appData, ",")
+	return strings.TrimSpace(app)
+}
+
+func stasisArgs(appData string) []string {
+	parts := strings.Split(appData, ",")
+	if len(parts) <= 1 {
+		return nil
+	}
+	return parts[1:]
+}
+
+// Budget returns the call budget in use.
+func (a *Adapter) Budget() time.Duration { return a.deps.Budget }
+
+// Following reports how many enriched calls are being followed.
+func (a *Adapter) Following() int { return a.follow.size() }
+
+// sink returns the pop sink.
+func (a *Adapter) sink() call.LegSink { return a.deps.Sink }

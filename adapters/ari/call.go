@@ -1,0 +1,303 @@
+package ari
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/call"
+)
+
+// stasisChannel is what a StasisStart (or reconcile) tells about a channel.
+type stasisChannel struct {
+	ID, Name, CLI, CLIName, DNIS string
+	Args                         []string
+}
+
+// callRun is one channel's trip through callpop.
+type callRun struct {
+	a         *Adapter
+	ch        stasisChannel
+	received  time.Time
+	deadline  time.Time // received + budget: the channel must be continued by then
+	continued atomic.Bool
+	gone      atomic.Bool
+	by        atomic.Pointer[string] // who continued: "handler" or "watchdog" (set by the winner)
+}
+
+// startCall hands a channel to its own goroutine unless one handles it
+// already. It reports whether it started one.
+func (a *Adapter) startCall(ch stasisChannel, received time.Time, reconciled bool) bool {
+	if ch.ID == "" {
+		return false
+	}
+	if _, busy := a.inflight.LoadOrStore(ch.ID, struct{}{}); busy {
+		return false
+	}
+	r := &callRun{a: a, ch: ch, received: received, deadline: received.Add(a.deps.Budget)}
+	a.calls.Add(1)
+	go func() {
+		defer a.calls.Done()
+		defer a.inflight.Delete(ch.ID)
+		r.run(reconciled)
+	}()
+	return true
+}
+
+// watchdogLead is how long before the budget's end the watchdog continues
+// a channel that is still held, so the continue lands within the budget.
+const watchdogLead = 10 * time.Millisecond
+
+func (r *callRun) run(reconciled bool) {
+	a := r.a
+	// The hard guarantee: whatever happens below (a hang, a panic), the
+	// watchdog continues the channel at the end of its budget.
+	wdDone := make(chan struct{})
+	wd := time.AfterFunc(time.Until(r.deadline.Add(-watchdogLead)), func() {
+		defer close(wdDone)
+		r.continueOnce("watchdog")
+	})
+	defer func() {
+		if !wd.Stop() {
+			<-wdDone // the watchdog fired: wait for its continue to finish
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			metricPanics.Inc()
+			a.log.Error("panic handling call; continuing it", "chan", r.ch.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r.continueOnce("handler")
+		}
+	}()
+
+	c := call.Call{
+		ID: r.ch.ID, PBX: "asterisk", CLI: r.ch.CLI, CLIName: r.ch.CLIName, DNIS: r.ch.DNIS, Received: r.received,
+	}
+	if len(r.ch.Args) > 0 {
+		c.Profile = strings.TrimSpace(r.ch.Args[0])
+	}
+	d := r.decide(c)
+	if d.CallID == "" {
+		d.CallID = c.ID
+	}
+	c.ANI, c.Privacy = d.ani, d.privacy
+	dec := d.Decision
+	if !r.gone.Load() {
+		r.apply(c, dec)
+	}
+	if !r.gone.Load() {
+		r.continueOnce("handler")
+	}
+	outcome := "none"
+	if by := r.by.Load(); by != nil {
+		outcome = *by
+	}
+	if r.gone.Load() {
+		outcome = "gone"
+		metricGone.Inc()
+		a.log.Debug("caller hung up during the look-up", "chan", r.ch.ID)
+	}
+	if reconciled {
+		outcome += "_reconciled"
+	}
+	metricCalls.WithLabelValues(outcome).Inc()
+	a.log.Debug("call handled", "call", c, "match", dec.Match, "source", dec.Source, "priority", dec.Priority,
+		"queue", dec.Queue, "outcome", outcome, "gone", r.gone.Load(), "elapsed", time.Since(r.received))
+}
+
+type decided struct {
+	call.Decision
+	ani     string
+	privacy bool
+}
+
+// decide runs the pipeline. The look-up on the caller number starts at once;
+// CALLERID(ani) and CALLERID(num-pres) (not in the event JSON) are read
+// concurrently, bounded by caller_vars_timeout. When they show nothing the
+// first decision did not know (no ANI or the same number, not withheld) it
+// stands; otherwise the pipeline runs again with them: the router then picks
+// ANI when the CLI is withheld or invalid, and marks privacy. The second run
+// is cheap: the first one warmed the cache (concurrent look-ups of one number
+// share a request). A CLI that is plainly withheld skips the first run.
+func (r *callRun) decide(c call.Call) decided {
+	a := r.a
+	ctx, cancel := context.WithDeadline(context.Background(), r.deadline.Add(-a.cfg.ApplyReserve))
+	defer cancel()
+
+	var spec chan call.Decision
+	if usableCLI(c.CLI) {
+		spec = make(chan call.Decision, 1)
+		go func() { spec <- adapters.Decide(ctx, a.deps.Decider, c, a.log) }()
+		// (a decider that ignores its deadline is cut off in wait below)
+	}
+
+	vctx, vcancel := context.WithTimeout(ctx, a.cfg.CallerVarsTimeout)
+	var ani, pres string
+	var aniErr, presErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ani, aniErr = a.rest.getVar(vctx, c.ID, "CALLERID(ani)") }()
+	go func() { defer wg.Done(); pres, presErr = a.rest.getVar(vctx, c.ID, "CALLERID(num-pres)") }()
+	wg.Wait()
+	vcancel()
+	if errors.Is(aniErr, ErrGone) || errors.Is(presErr, ErrGone) {
+		r.gone.Store(true)
+	}
+	for _, err := range []error{aniErr, presErr} {
+		if err != nil && !errors.Is(err, ErrGone) {
+			metricRESTErrors.WithLabelValues("get_callerid").Inc()
+		}
+	}
+	full := c
+	full.ANI = strings.TrimSpace(ani)
+	full.Privacy = strings.HasPrefix(strings.ToLower(pres), "prohib")
+	if spec != nil && (full.ANI == "" || full.ANI == full.CLI) && !full.Privacy {
+		return decided{Decision: wait(ctx, spec), ani: full.ANI}
+	}
+	out := make(chan call.Decision, 1)
+	go func() { out <- adapters.Decide(ctx, a.deps.Decider, full, a.log) }()
+	return decided{Decision: wait(ctx, out), ani: full.ANI, privacy: full.Privacy}
+}
+
+// wait takes the decider's answer, or a timeout decision shortly after the
+// deadline when the decider does not honour its context.
+func wait(ctx context.Context, ch <-chan call.Decision) call.Decision {
+	select {
+	case d := <-ch:
+		return d
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(2 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case d := <-ch:
+		return d
+	case <-t.C:
+		return call.Decision{Match: call.MatchTimeout, Err: "decider did not return by its deadline"}
+	}
+}
+
+// usableCLI reports whether a caller number is worth looking up before
+// ANI and presentation are known: not empty, not "anonymous", has digits.
+func usableCLI(s string) bool {
+	if s == "" || strings.EqualFold(strings.TrimSpace(s), "anonymous") {
+		return false
+	}
+	return strings.ContainsAny(s, "0123456789")
+}
+
+// channelVars is the full list of variables set on an enriched channel.
+func channelVars(callID string, d call.Decision) []call.Var {
+	vars := d.Vars()
+	vars = append(vars,
+		call.Var{Name: "QUEUE_PRIO", Value: strconv.Itoa(max(d.QueuePrio, 0))},
+		call.Var{Name: "__CALLPOP_CALL_ID", Value: call.CleanToken(callID)},
+	)
+	if d.CallerName != "" {
+		if n := call.CleanValue(d.CallerName); n != "" {
+			vars = append(vars, call.Var{Name: "CALLERID(name)", Value: n})
+		}
+	}
+	if d.InfoURL != "" {
+		vars = append(vars, call.Var{Name: "CALLPOP_INFO_URL", Value: call.CleanURL(d.InfoURL)})
+	}
+	return vars
+}
+
+// apply sets the variables and the follow subscription concurrently on the
+// keep-alive pool, bounded by the budget (less the watchdog's lead). When the
+// watchdog has continued the channel already, the variables are too late, but
+// the call is still followed for its pops.
+func (r *callRun) apply(c call.Call, d call.Decision) {
+	a := r.a
+	late := r.continued.Load()
+	deadline := r.deadline.Add(-watchdogLead)
+	if late {
+		deadline = time.Now().Add(a.cfg.RequestTimeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var vars []call.Var
+	if !late {
+		vars = channelVars(d.CallID, d)
+	}
+	var wg sync.WaitGroup
+	for _, v := range vars {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.rest.setVar(ctx, c.ID, v.Name, v.Value); err != nil {
+				r.restErr("set_variable", err, cancel)
+			}
+		}()
+	}
+	follow := a.cfg.FollowLegs && a.follow.add(c.ID, d.CallID)
+	if follow {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.rest.subscribe(ctx, a.cfg.App, c.ID); err != nil {
+				r.restErr("subscribe", err, nil)
+			}
+		}()
+	}
+	wg.Wait()
+	if !r.gone.Load() {
+		a.sink().CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
+	}
+}
+
+// restErr classes an error: 404/409 means the caller hung up (or the
+// watchdog continued first), anything else is counted and logged.
+func (r *callRun) restErr(op string, err error, abort context.CancelFunc) {
+	if errors.Is(err, ErrGone) {
+		if !r.continued.Load() && !r.gone.Swap(true) && abort != nil {
+			abort()
+		}
+		return
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		metricRESTErrors.WithLabelValues(op + "_timeout").Inc()
+		return
+	}
+	metricRESTErrors.WithLabelValues(op).Inc()
+	r.a.log.Warn("ARI request failed", "op", op, "chan", r.ch.ID, "err", err)
+}
+
+// continueOnce sends the one continue this channel gets, on a context of its
+// own (not the call's, not Run's: a stopping callpop still lets calls go on).
+func (r *callRun) continueOnce(by string) {
+	if r.gone.Load() || !r.continued.CompareAndSwap(false, true) {
+		return
+	}
+	r.by.Store(&by)
+	a := r.a
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
+	defer cancel()
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = a.rest.continueChannel(ctx, r.ch.ID, a.cfg.Continue); err == nil || errors.Is(err, ErrGone) || ctx.Err() != nil {
+			break
+		}
+	}
+	now := time.Now()
+	switch {
+	case err == nil:
+		metricContinueSeconds.Observe(now.Sub(r.received).Seconds())
+		if now.After(r.deadline) {
+			metricBudgetMiss.Inc()
+		}
+	case errors.Is(err, ErrGone):
+		r.gone.Store(true)
+	default:
+		metricRESTErrors.WithLabelValues("continue").Inc()
+		a.log.Error("continue failed; the channel may stay in Stasis", "chan", r.ch.ID, "err", err)
+	}
+}

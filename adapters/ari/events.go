@@ -1,0 +1,138 @@
+package ari
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	ariv5 "github.com/CyCoreSystems/ari/v5"
+)
+
+// libKnown is every event type ari/v5 v5.3.1 can decode. Asterisk 22 sends
+// more (ApplicationRegistered, ChannelTransfer, ChannelToneDetected, ...);
+// those are skipped and counted instead of tearing the connection down.
+var libKnown = func() map[string]bool {
+	e := ariv5.Events
+	m := map[string]bool{}
+	for _, t := range []string{
+		e.ApplicationMoveFailed, e.ApplicationReplaced, e.BridgeAttendedTransfer, e.BridgeBlindTransfer,
+		e.BridgeCreated, e.BridgeDestroyed, e.BridgeMerged, e.BridgeVideoSourceChanged, e.ChannelCallerID,
+		e.ChannelConnectedLine, e.ChannelCreated, e.ChannelDestroyed, e.ChannelDialplan, e.ChannelDtmfReceived,
+		e.ChannelEnteredBridge, e.ChannelHangupRequest, e.ChannelHold, e.ChannelLeftBridge, e.ChannelStateChange,
+		e.ChannelTalkingFinished, e.ChannelTalkingStarted, e.ChannelUnhold, e.ChannelUserevent, e.ChannelVarset,
+		e.ContactStatusChange, e.DeviceStateChanged, e.Dial, e.EndpointStateChange, e.PeerStatusChange,
+		e.PlaybackContinuing, e.PlaybackFinished, e.PlaybackStarted, e.RecordingFailed, e.RecordingFinished,
+		e.RecordingStarted, e.StasisEnd, e.StasisStart, e.TextMessageReceived,
+	} {
+		m[t] = true
+	}
+	return m
+}()
+
+// decodeEvent decodes the event types callpop acts on into the library's
+// types. It returns (nil, nil) for a type that is skipped: known but of no
+// interest, or unknown to the library (unknown reports which).
+func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, false, fmt.Errorf("adapters/ari: event: %w", err)
+	}
+	if head.Type == "" {
+		return nil, false, fmt.Errorf("adapters/ari: event without type")
+	}
+	switch head.Type {
+	case "StasisStart":
+		ev = &ariv5.StasisStart{}
+	case "Dial":
+		ev = &ariv5.Dial{}
+	case "ChannelHangupRequest":
+		ev = &ariv5.ChannelHangupRequest{}
+	case "ChannelDestroyed":
+		ev = &ariv5.ChannelDestroyed{}
+	case "ChannelVarset":
+		ev = &ariv5.ChannelVarset{}
+	case "BridgeBlindTransfer":
+		ev = &ariv5.BridgeBlindTransfer{}
+	case "BridgeAttendedTransfer":
+		ev = &ariv5.BridgeAttendedTransfer{}
+	case "ApplicationReplaced":
+		ev = &ariv5.ApplicationReplaced{}
+	default:
+		return nil, !libKnown[head.Type], nil
+	}
+	if err := json.Unmarshal(raw, ev); err != nil {
+		return nil, false, fmt.Errorf("adapters/ari: %s: %w", head.Type, err)
+	}
+	return ev, false, nil
+}
+
+// dispatch handles one event read at read. It runs on the reader goroutine,
+// so it only does map work; calls get their own goroutine.
+func (a *Adapter) dispatch(raw []byte, read time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			metricPanics.Inc()
+			a.log.Error("panic handling ARI event", "panic", fmt.Sprint(r))
+		}
+	}()
+	metricEvents.Inc()
+	ev, unknown, err := decodeEvent(raw)
+	switch {
+	case err != nil:
+		metricBadEvents.Inc()
+		a.log.Debug("undecodable ARI event skipped", "err", err)
+		return
+	case unknown:
+		metricUnknownEvents.Inc()
+		return
+	case ev == nil:
+		return
+	}
+	switch e := ev.(type) {
+	case *ariv5.StasisStart:
+		if e.Application != "" && e.Application != a.cfg.App {
+			return
+		}
+		a.startCall(stasisChannel{
+			ID: e.Channel.ID, Name: e.Channel.Name, CLI: callerNumber(e.Channel.Caller),
+			CLIName: callerName(e.Channel.Caller), DNIS: dialplanExten(e.Channel.Dialplan), Args: e.Args,
+		}, read, false)
+	case *ariv5.ApplicationReplaced:
+		a.replacedBy()
+	case *ariv5.Dial:
+		a.follow.dial(e)
+	case *ariv5.ChannelHangupRequest:
+		a.follow.callerGone(e.Channel.ID, time.Time(e.Timestamp), false)
+	case *ariv5.ChannelDestroyed:
+		a.follow.callerGone(e.Channel.ID, time.Time(e.Timestamp), true)
+	case *ariv5.ChannelVarset:
+		a.follow.varset(e)
+	case *ariv5.BridgeBlindTransfer:
+		a.follow.blindTransfer(e)
+	case *ariv5.BridgeAttendedTransfer:
+		a.follow.attendedTransfer(e)
+	}
+}
+
+func callerNumber(c *ariv5.CallerID) string {
+	if c == nil {
+		return ""
+	}
+	return c.Number
+}
+
+func callerName(c *ariv5.CallerID) string {
+	if c == nil {
+		return ""
+	}
+	return c.Name
+}
+
+func dialplanExten(d *ariv5.DialplanCEP) string {
+	if d == nil {
+		return ""
+	}
+	return d.Exten
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package ari
+
+const raceEnabled = true

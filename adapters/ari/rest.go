@@ -1,0 +1,198 @@
+package ari
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// The per-call REST calls go straight over HTTP rather than through the
+// ari/v5 client: that client takes no context (so a call's deadline could not
+// bound it), drops an empty value (`SetVariable(k, "")` unsets) and cannot
+// continue to a label. Direct requests share one keep-alive pool.
+
+// ErrGone means the channel is gone or no longer in Stasis (404/409): the
+// caller hung up or the channel was continued already. It is normal.
+var ErrGone = errors.New("adapters/ari: channel gone")
+
+// StatusError is an ARI answer other than 2xx.
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("adapters/ari: ARI answered %d %q", e.Code, e.Message)
+}
+
+type restClient struct {
+	base       string // http://host:port/ari
+	user, pass string
+	hc         *http.Client // per-call reads and sets: at most max_conns connections
+	ctl        *http.Client // continue, reconcile, the WebSocket: never queued behind a burst of sets
+}
+
+func newTransport(maxConns int) *http.Transport {
+	return &http.Transport{
+		Proxy:               nil, // ARI is local; never through a proxy
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        maxConns,
+		MaxIdleConnsPerHost: maxConns,
+		MaxConnsPerHost:     maxConns, // no connection storm when many calls reach their deadline at once
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   false,
+	}
+}
+
+func newRESTClient(base, user, pass string, maxConns int) *restClient {
+	return &restClient{base: strings.TrimRight(base, "/") + "/ari", user: user, pass: pass,
+		hc:  &http.Client{Transport: newTransport(maxConns)},
+		ctl: &http.Client{Transport: newTransport(maxConns)},
+	}
+}
+
+func (r *restClient) close() {
+	r.hc.CloseIdleConnections()
+	r.ctl.CloseIdleConnections()
+}
+
+// do sends one request; the query is encoded as given (an empty value stays
+// "value=", which Asterisk reads as "set to empty", not "unset").
+func (r *restClient) do(ctx context.Context, method, path string, q url.Values) ([]byte, error) {
+	return r.doWith(r.hc, ctx, method, path, q)
+}
+
+func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path string, q url.Values) ([]byte, error) {
+	u := r.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err)
+	}
+	if r.user != "" || r.pass != "" {
+		req.SetBasicAuth(r.user, r.pass)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("adapters/ari: %s %s: read: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var m struct {
+			Message string `json:"message"`
+		}
+		json.Unmarshal(body, &m)
+		se := &StatusError{Code: resp.StatusCode, Message: m.Message}
+		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusConflict {
+			return nil, fmt.Errorf("%w: %s %s: %w", ErrGone, method, path, se)
+		}
+		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, se)
+	}
+	return body, nil
+}
+
+func (r *restClient) getVar(ctx context.Context, chanID, name string) (string, error) {
+	body, err := r.do(ctx, http.MethodGet, "/channels/"+url.PathEscape(chanID)+"/variable", url.Values{"variable": {name}})
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		Value string `json:"value"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return "", fmt.Errorf("adapters/ari: variable %s: %w", name, err)
+	}
+	return v.Value, nil
+}
+
+func (r *restClient) setVar(ctx context.Context, chanID, name, value string) error {
+	_, err := r.do(ctx, http.MethodPost, "/channels/"+url.PathEscape(chanID)+"/variable",
+		url.Values{"variable": {name}, "value": {value}})
+	return err
+}
+
+func (r *restClient) continueChannel(ctx context.Context, chanID string, to ContinueConfig) error {
+	q := url.Values{}
+	if to.Context != "" {
+		q.Set("context", to.Context)
+	}
+	if to.Extension != "" {
+		q.Set("extension", to.Extension)
+	}
+	if to.Priority > 0 {
+		q.Set("priority", fmt.Sprint(to.Priority))
+	}
+	if to.Label != "" {
+		q.Set("label", to.Label)
+	}
+	_, err := r.doWith(r.ctl, ctx, http.MethodPost, "/channels/"+url.PathEscape(chanID)+"/continue", q)
+	return err
+}
+
+func (r *restClient) subscribe(ctx context.Context, app, chanID string) error {
+	_, err := r.do(ctx, http.MethodPost, "/applications/"+url.PathEscape(app)+"/subscription",
+		url.Values{"eventSource": {"channel:" + chanID}})
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusUnprocessableEntity {
+		// 422 "Event source does not exist": the channel is gone.
+		return fmt.Errorf("%w: %w", ErrGone, err)
+	}
+	return err
+}
+
+// restChannel is a channel as GET /channels returns it. ari/v5's ChannelData
+// lacks dialplan.app_name/app_data, which reconcile needs.
+type restChannel struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Caller struct {
+		Name   string `json:"name"`
+		Number string `json:"number"`
+	} `json:"caller"`
+	Dialplan struct {
+		Context  string `json:"context"`
+		Exten    string `json:"exten"`
+		Priority int    `json:"priority"`
+		AppName  string `json:"app_name"`
+		AppData  string `json:"app_data"`
+	} `json:"dialplan"`
+}
+
+func (r *restClient) channels(ctx context.Context) ([]restChannel, error) {
+	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/channels", nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []restChannel
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("adapters/ari: GET /channels: %w", err)
+	}
+	return out, nil
+}
+
+func (r *restClient) appChannels(ctx context.Context, app string) ([]string, error) {
+	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/applications/"+url.PathEscape(app), nil)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		ChannelIDs []string `json:"channel_ids"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("adapters/ari: GET /applications/%s: %w", app, err)
+	}
+	return out.ChannelIDs, nil
+}

@@ -1,0 +1,365 @@
+package arisim
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a simulator.
+type Options struct {
+	Username string // ARI user; empty with Password empty = no authentication
+	Password string
+	App      string        // default Stasis application for offered calls ("callpop")
+	Labels   []string      // dialplan labels continue accepts; nil = any label
+	Logger   *slog.Logger  // nil = discard
+	Addr     string        // listen address; default 127.0.0.1:0
+	EventBuf int           // per-socket event queue; a socket that falls this far behind is dropped
+	EndDelay time.Duration // delay between a continue's 204 and StasisEnd (async, like Asterisk)
+}
+
+// Server is a running ARI simulator: real HTTP and WebSocket on a loopback port.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	ln   net.Listener
+	srv  *http.Server
+	base string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	seq   atomic.Int64
+	epoch int64
+
+	mu       sync.Mutex
+	channels map[string]*channel
+	apps     map[string]*app
+	conns    map[*wsConn]struct{}
+	records  map[string]*Record
+	order    []string // offered channel ids, in order
+
+	stats struct {
+		offered, failed, continued, hungUp, sets, gets, requests, connections, replaced, dropped atomic.Int64
+	}
+}
+
+// Record is what callpop did to one offered channel.
+type Record struct {
+	ID        string
+	Spec      CallSpec
+	Offered   time.Time         // StasisStart written to the socket queue
+	Failed    bool              // no app was connected: Stasis() failed and the dialplan went on
+	Continued time.Time         // zero until continued
+	Target    ContinueTarget    // where it was continued to
+	Vars      map[string]string // every variable set over ARI, by the name used (prefixes kept)
+	HungUp    bool              // the caller hung up while in Stasis
+	SetErrors int               // variable sets answered 404/409
+}
+
+// ContinueTarget is the parameters a continue carried.
+type ContinueTarget struct {
+	Context, Extension, Label string
+	Priority                  int
+}
+
+// Stats counts what the simulator saw.
+type Stats struct {
+	Offered, Failed, Continued, HungUp, VarSets, VarGets, Requests, Connections, Replaced, Dropped int64
+	Waiting                                                                                        int // in Stasis, not continued, now
+}
+
+// New starts a simulator on a loopback port.
+func New(opts Options) (*Server, error) {
+	if opts.App == "" {
+		opts.App = "callpop"
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.EventBuf <= 0 {
+		opts.EventBuf = 1 << 16
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("arisim: listen: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		opts: opts, log: log.With("component", "arisim"), ln: ln,
+		base:     "http://" + ln.Addr().String(),
+		ctx:      ctx,
+		cancel:   cancel,
+		epoch:    time.Now().Unix(),
+		channels: map[string]*channel{}, apps: map[string]*app{},
+		conns: map[*wsConn]struct{}{}, records: map[string]*Record{},
+	}
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serve", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// URL is the HTTP base of the simulator (what pbx.asterisk.url takes).
+func (s *Server) URL() string { return s.base }
+
+// App is the default application name offered calls go to.
+func (s *Server) App() string { return s.opts.App }
+
+// Close stops the server, its sockets and its timers.
+func (s *Server) Close() error {
+	s.cancel()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	s.srv.Close()
+	s.wg.Wait()
+	return err
+}
+
+// ServeHTTP routes the ARI subset callpop uses.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.stats.requests.Add(1)
+	if !strings.HasPrefix(r.URL.Path, "/ari/") {
+		writeMsg(w, http.StatusNotFound, "Resource not found")
+		return
+	}
+	if !s.authorised(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="Asterisk REST Interface"`)
+		writeMsg(w, http.StatusUnauthorized, "Authentication required")
+		return
+	}
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/ari/"), "/")
+	q := r.URL.Query()
+	switch {
+	case len(parts) == 1 && parts[0] == "events":
+		s.serveEvents(w, r)
+	case len(parts) == 2 && parts[0] == "asterisk" && parts[1] == "info" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, map[string]any{"system": map[string]string{"version": "22.10.1", "entity_id": asteriskID}})
+	case len(parts) == 2 && parts[0] == "asterisk" && parts[1] == "ping" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, map[string]string{"asterisk_id": asteriskID, "ping": "pong", "timestamp": stamp(time.Now())})
+	case len(parts) == 1 && parts[0] == "channels" && r.Method == http.MethodGet:
+		s.listChannels(w)
+	case len(parts) == 2 && parts[0] == "channels" && r.Method == http.MethodGet:
+		s.getChannel(w, parts[1])
+	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "variable":
+		switch r.Method {
+		case http.MethodGet:
+			s.getVar(w, parts[1], q)
+		case http.MethodPost:
+			s.setVar(w, r, parts[1], q)
+		default:
+			writeMsg(w, http.StatusMethodNotAllowed, "Invalid method")
+		}
+	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "continue":
+		if r.Method != http.MethodPost {
+			writeMsg(w, http.StatusMethodNotAllowed, "Invalid method")
+			return
+		}
+		s.continueChannel(w, r, parts[1], q)
+	case len(parts) == 2 && parts[0] == "applications" && r.Method == http.MethodGet:
+		s.getApp(w, parts[1])
+	case len(parts) == 3 && parts[0] == "applications" && parts[2] == "subscription":
+		switch r.Method {
+		case http.MethodPost, http.MethodDelete:
+			s.subscription(w, parts[1], q.Get("eventSource"), r.Method == http.MethodPost)
+		default:
+			writeMsg(w, http.StatusMethodNotAllowed, "Invalid method")
+		}
+	default:
+		writeMsg(w, http.StatusNotFound, "Resource not found")
+	}
+}
+
+func (s *Server) authorised(r *http.Request) bool {
+	if s.opts.Username == "" && s.opts.Password == "" {
+		return true
+	}
+	want := s.opts.Username + ":" + s.opts.Password
+	if k := r.URL.Query().Get("api_key"); k != "" {
+		return subtle.ConstantTimeCompare([]byte(k), []byte(want)) == 1
+	}
+	u, p, ok := r.BasicAuth()
+	return ok && subtle.ConstantTimeCompare([]byte(u+":"+p), []byte(want)) == 1
+}
+
+// writeMsg answers like Asterisk: JSON {"message": ...} with its headers.
+func writeMsg(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, messageJSON{Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	h := w.Header()
+	h.Set("Server", "Asterisk/22.10.1")
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("Content-Type", "application/json")
+	b := mustJSON(v)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	w.Write(b)
+}
+
+func writeNoContent(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Server", "Asterisk/22.10.1")
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// params merges the query with a JSON or form body, as Asterisk does.
+func params(r *http.Request, q url.Values) url.Values {
+	if r.Body == nil {
+		return q
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	if len(body) == 0 {
+		return q
+	}
+	out := url.Values{}
+	for k, v := range q {
+		out[k] = v
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		var m map[string]any
+		if json.Unmarshal(body, &m) == nil {
+			for k, v := range m {
+				switch v := v.(type) {
+				case string:
+					out.Set(k, v)
+				case float64:
+					out.Set(k, strconv.FormatFloat(v, 'f', -1, 64))
+				}
+			}
+		}
+		return out
+	}
+	if f, err := url.ParseQuery(string(body)); err == nil {
+		for k, v := range f {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Stats returns the counters and the number of channels waiting in Stasis.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Offered: s.stats.offered.Load(), Failed: s.stats.failed.Load(), Continued: s.stats.continued.Load(),
+		HungUp: s.stats.hungUp.Load(), VarSets: s.stats.sets.Load(), VarGets: s.stats.gets.Load(),
+		Requests: s.stats.requests.Load(), Connections: s.stats.connections.Load(),
+		Replaced: s.stats.replaced.Load(), Dropped: s.stats.dropped.Load(),
+	}
+	st.Waiting = len(s.Waiting())
+	return st
+}
+
+// Waiting lists channels that sit in Stasis and were never continued.
+func (s *Server) Waiting() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for _, id := range s.order {
+		if ch := s.channels[id]; ch != nil && ch.stasisApp != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Record returns a copy of what was done to channel id.
+func (s *Server) Record(id string) (Record, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[id]
+	if !ok {
+		return Record{}, false
+	}
+	c := *r
+	c.Vars = make(map[string]string, len(r.Vars))
+	for k, v := range r.Vars {
+		c.Vars[k] = v
+	}
+	return c, true
+}
+
+// Vars returns the variables callpop set on channel id, by the name it used.
+func (s *Server) Vars(id string) map[string]string {
+	r, _ := s.Record(id)
+	return r.Vars
+}
+
+// Continued reports when channel id was continued.
+func (s *Server) Continued(id string) (time.Time, bool) {
+	r, ok := s.Record(id)
+	return r.Continued, ok && !r.Continued.IsZero()
+}
+
+// Records returns every offered call's record, in offer order.
+func (s *Server) Records() []Record {
+	s.mu.Lock()
+	ids := append([]string(nil), s.order...)
+	s.mu.Unlock()
+	out := make([]Record, 0, len(ids))
+	for _, id := range ids {
+		if r, ok := s.Record(id); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Connected reports whether app has a live (not replaced) WebSocket.
+func (s *Server) Connected(app string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[app]
+	return a != nil && a.conn != nil
+}
+
+// after runs f after d on the server's lifetime; it is dropped on Close.
+func (s *Server) after(d time.Duration, f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if d > 0 {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		if s.ctx.Err() == nil {
+			f()
+		}
+	}()
+}

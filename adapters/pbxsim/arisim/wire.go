@@ -1,0 +1,136 @@
+package arisim
+
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+)
+
+// The JSON shapes below mirror, field by field and in order, what Asterisk
+// 22.10.1 sent in testdata/*.jsonl (compact ARI output).
+
+const (
+	asteriskID = "02:fc:00:00:00:01"
+	timeFormat = "2006-01-02T15:04:05.000-0700"
+)
+
+type callerJSON struct {
+	Name   string `json:"name"`
+	Number string `json:"number"`
+}
+
+type dialplanJSON struct {
+	Context  string `json:"context"`
+	Exten    string `json:"exten"`
+	Priority int    `json:"priority"`
+	AppName  string `json:"app_name"`
+	AppData  string `json:"app_data"`
+}
+
+type channelJSON struct {
+	ID           string            `json:"id"`
+	Name         string            `json:"name"`
+	State        string            `json:"state"`
+	ProtocolID   string            `json:"protocol_id"`
+	Caller       callerJSON        `json:"caller"`
+	Connected    callerJSON        `json:"connected"`
+	Accountcode  string            `json:"accountcode"`
+	Dialplan     dialplanJSON      `json:"dialplan"`
+	CreationTime string            `json:"creationtime"`
+	Language     string            `json:"language"`
+	CallerRDNIS  string            `json:"caller_rdnis,omitempty"`
+	ChannelVars  map[string]string `json:"channelvars,omitempty"`
+}
+
+type applicationJSON struct {
+	Name             string   `json:"name"`
+	ChannelIDs       []string `json:"channel_ids"`
+	BridgeIDs        []string `json:"bridge_ids"`
+	EndpointIDs      []string `json:"endpoint_ids"`
+	DeviceNames      []string `json:"device_names"`
+	EventsAllowed    []string `json:"events_allowed"`
+	EventsDisallowed []string `json:"events_disallowed"`
+}
+
+type stasisStartJSON struct {
+	Type        string      `json:"type"`
+	Timestamp   string      `json:"timestamp"`
+	Args        []string    `json:"args"`
+	Channel     channelJSON `json:"channel"`
+	AsteriskID  string      `json:"asterisk_id"`
+	Application string      `json:"application"`
+}
+
+type channelEventJSON struct {
+	Type        string      `json:"type"`
+	Timestamp   string      `json:"timestamp"`
+	Channel     channelJSON `json:"channel"`
+	AsteriskID  string      `json:"asterisk_id"`
+	Application string      `json:"application"`
+}
+
+type varsetJSON struct {
+	Variable    string      `json:"variable"`
+	Value       string      `json:"value"`
+	Type        string      `json:"type"`
+	Timestamp   string      `json:"timestamp"`
+	Channel     channelJSON `json:"channel"`
+	AsteriskID  string      `json:"asterisk_id"`
+	Application string      `json:"application"`
+}
+
+type hangupRequestJSON struct {
+	Cause       int         `json:"cause"`
+	Soft        bool        `json:"soft,omitempty"`
+	Type        string      `json:"type"`
+	Timestamp   string      `json:"timestamp"`
+	Channel     channelJSON `json:"channel"`
+	AsteriskID  string      `json:"asterisk_id"`
+	Application string      `json:"application"`
+}
+
+type destroyedJSON struct {
+	Type        string      `json:"type"`
+	Timestamp   string      `json:"timestamp"`
+	Cause       int         `json:"cause"`
+	CauseTxt    string      `json:"cause_txt"`
+	Channel     channelJSON `json:"channel"`
+	AsteriskID  string      `json:"asterisk_id"`
+	Application string      `json:"application"`
+}
+
+type dialJSON struct {
+	Type        string      `json:"type"`
+	Timestamp   string      `json:"timestamp"`
+	Dialstatus  string      `json:"dialstatus"`
+	Forward     string      `json:"forward"`
+	Dialstring  string      `json:"dialstring"`
+	Caller      channelJSON `json:"caller"`
+	Peer        channelJSON `json:"peer"`
+	AsteriskID  string      `json:"asterisk_id"`
+	Application string      `json:"application"`
+}
+
+type appReplacedJSON struct {
+	Type        string `json:"type"`
+	Timestamp   string `json:"timestamp"`
+	Application string `json:"application"`
+	AsteriskID  string `json:"asterisk_id"`
+}
+
+type messageJSON struct {
+	Message string `json:"message"`
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+// mustJSON encodes like Asterisk's jansson: no HTML escaping, no newline.
+func mustJSON(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic("arisim: " + err.Error()) // only our own fixed shapes are marshalled
+	}
+	return bytes.TrimRight(b.Bytes(), "\n")
+}
