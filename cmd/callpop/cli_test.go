@@ -142,7 +142,7 @@ func TestLookupEmbeddedSample(t *testing.T) {
 	}{
 		{"known US caller", []string{"+14155550123"}, "hit", "+14155550123", "cli"},
 		{"known Dutch caller, international", []string{"+31201234567"}, "hit", "+31201234567", "cli"},
-		{"unknown caller", []string{"+14155550199"}, "miss", "+14155550199", "cli"},
+		{"unknown caller", []string{"+14155550111"}, "miss", "+14155550111", "cli"},
 		{"withheld caller, ANI fallback", []string{"--ani", "+14155550123", "anonymous"}, "hit", "+14155550123", "ani"},
 		{"withheld, no ANI", []string{"anonymous"}, "anonymous", "", ""},
 		{"junk", []string{"call me maybe"}, "invalid", "", ""},
