@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -329,7 +330,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	// Bare client: the same round trips, no look-up, at the same rate.
-	if o.BareDuration > 0 && ctx.Err() == nil {
+	if o.PBX == PBXDirect {
+		rep.Notes = append(rep.Notes, "--pbx direct has no protocol round trips: no bare client, no overhead ratio")
+	} else if o.BareDuration > 0 && ctx.Err() == nil {
 		note("bare client: %d calls/s for %s", rep.BareRate, o.BareDuration)
 		bare, err := bareRun(runCtx, o, callers, rep.BareRate, log)
 		if err != nil {
@@ -509,7 +512,7 @@ func (e *entryCounter) Decide(ctx context.Context, c call.Call) call.Decision {
 func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger) (InFlightReport, float64, error) {
 	const hold = time.Minute
 	r := InFlightReport{Calls: o.InFlight, Process: "whole bench process: sidecar + simulator + CRM stub + load generator (an upper bound for the sidecar)"}
-	runtime.GC()
+	debug.FreeOSMemory() // return the load phases' heap, so the peak is this phase's
 	r.GoroutinesIdle = runtime.NumGoroutine()
 	r.RSSIdleMiB = mib(procStatusKiB("VmRSS"))
 	peakReset := resetPeakRSS()
@@ -546,7 +549,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 		}()
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for int(ec.in.Load()) < o.InFlight && time.Now().Before(deadline) && hctx.Err() == nil {
+	for int(ec.in.Load()) < o.InFlight && time.Now().Before(deadline) && hctx.Err() == nil && col.completed.Load() == 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond) // let connections and buffers settle
@@ -565,7 +568,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 	wg.Wait()
 	cancel()
 	if r.Reached < o.InFlight {
-		return r, peak, fmt.Errorf("only %d of %d calls reached the pipeline in 30s", r.Reached, o.InFlight)
+		return r, peak, fmt.Errorf("only %d of %d calls were held in the pipeline (%d ended early)", r.Reached, o.InFlight, col.completed.Load())
 	}
 	return r, peak, nil
 }

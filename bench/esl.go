@@ -1,0 +1,262 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/adapters/esl"
+	"github.com/callpop/callpop/adapters/esl/eslwire"
+	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
+)
+
+func init() {
+	targetFactories[PBXFreeSWITCHOutbound] = func(bare bool, log *slog.Logger) Target {
+		return &eslTarget{outbound: true, bare: bare, log: log}
+	}
+	targetFactories[PBXFreeSWITCHInbound] = func(bare bool, log *slog.Logger) Target {
+		return &eslTarget{bare: bare, log: log}
+	}
+}
+
+const benchESLPassword = "bench-not-ClueCon"
+
+// eslTarget is the ESL simulator (outbound: it dials callpop's socket
+// listener per call; inbound: callpop connects to it and takes parked calls)
+// with callpop's ESL adapter, or with a bare client doing the adapter's round
+// trips (outbound: connect, api uuid_setvar_multi, exit; inbound: bgapi
+// uuid_setvar_multi, bgapi uuid_transfer) with no look-up.
+type eslTarget struct {
+	outbound, bare bool
+	log            *slog.Logger
+	in             *eslsim.Inbound
+	out            *eslsim.Outbound
+	ad             *esl.Adapter
+	bareLn         net.Listener
+	bareIn         net.Conn
+	wg             sync.WaitGroup
+	addr           chan string
+}
+
+func (t *eslTarget) Start(ctx context.Context, deps adapters.Deps) error {
+	cfg := esl.DefaultConfig()
+	cfg.Events = false // agent-leg events need the inbound socket; not measured here
+	cfg.MaxCalls = 1 << 20
+	cfg.Password = benchESLPassword
+	if t.outbound {
+		cfg.Mode = "outbound"
+		cfg.Listen = "127.0.0.1:0"
+		if t.bare {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+			t.bareLn = ln
+			t.out = eslsim.NewOutbound(ln.Addr().String(), eslsim.Options{Password: benchESLPassword})
+			t.wg.Add(1)
+			go func() { // ends when the listener closes
+				defer t.wg.Done()
+				t.serveBareOutbound(ln)
+			}()
+			return nil
+		}
+	} else {
+		in, err := eslsim.NewInbound(eslsim.Options{Password: benchESLPassword})
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		t.in = in
+		cfg.Mode = "inbound"
+		cfg.Address = in.Addr()
+		if t.bare {
+			return t.startBareInbound(ctx)
+		}
+	}
+	a, err := esl.New(cfg, deps)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	t.ad = a
+	go func() { // ends with ctx
+		if err := a.Run(ctx); err != nil {
+			t.log.Error("esl adapter stopped", "component", "bench", "err", err)
+		}
+	}()
+	return nil
+}
+
+func (t *eslTarget) Ready() bool {
+	switch {
+	case t.bare && t.outbound:
+		return true
+	case t.bare:
+		return t.in.Clients() > 0
+	}
+	ok, _ := t.ad.Ready()
+	if ok && t.outbound && t.out == nil {
+		if addr := t.ad.Addr(); addr != "" {
+			t.out = eslsim.NewOutbound(addr, eslsim.Options{Password: benchESLPassword})
+		} else {
+			return false
+		}
+	}
+	return ok
+}
+
+func (t *eslTarget) Offer(ctx context.Context, c Caller, dnis string) (Outcome, error) {
+	ec := eslsim.Caller{Number: c.CLI, Name: "Bench Caller", DNIS: dnis, HideNumber: c.Kind == KindAnonymous}
+	if t.outbound {
+		r, err := t.out.Call(ctx, ec)
+		if err != nil {
+			return Outcome{CallID: r.UUID}, err
+		}
+		o := Outcome{CallID: r.UUID, Sent: r.Connected, Released: r.Released}
+		if n := len(r.Sets); n > 0 {
+			o.LastVar = r.Sets[n-1].At
+		}
+		return o, nil
+	}
+	id := t.in.OfferCall(ec)
+	if err := t.in.WaitReleased(ctx, id); err != nil {
+		t.in.Hangup(id)
+		return Outcome{CallID: id}, err
+	}
+	ch, _ := t.in.Channel(id)
+	t.in.Hangup(id)
+	o := Outcome{CallID: id, Sent: ch.Created, Released: ch.Released}
+	if n := len(ch.Sets); n > 0 {
+		o.LastVar = ch.Sets[n-1].At
+	}
+	return o, nil
+}
+
+func (t *eslTarget) Close() error {
+	if t.bareLn != nil {
+		t.bareLn.Close()
+	}
+	if t.bareIn != nil {
+		t.bareIn.Close()
+	}
+	if t.in != nil {
+		t.in.Close()
+	}
+	t.wg.Wait()
+	return nil
+}
+
+// bareSetvar is the uuid_setvar_multi argument list the adapter sends for a typical known caller.
+func bareSetvar(uuid string) string {
+	var b strings.Builder
+	b.WriteString("uuid_setvar_multi " + uuid + " ")
+	for i, v := range bareVars() {
+		if v.Name == "QUEUE_PRIO" || strings.HasPrefix(v.Name, "__") {
+			continue
+		}
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		b.WriteString(strings.ToLower(v.Name) + "=" + strings.ReplaceAll(v.Value, ";", " "))
+	}
+	b.WriteString(";cc_base_score=5;callpop_call_id=" + uuid + ";export_vars=callpop_call_id;cc_export_vars=callpop_call_id")
+	return b.String()
+}
+
+// serveBareOutbound answers each socket-app connection: connect, api uuid_setvar_multi, exit.
+func (t *eslTarget) serveBareOutbound(ln net.Listener) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() { // ends with its connection
+			defer wg.Done()
+			defer nc.Close()
+			_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+			r := eslwire.NewReader(nc)
+			w := bufio.NewWriter(nc)
+			cmd := func(line string) (*eslwire.Frame, error) {
+				w.WriteString(line + "\n\n")
+				if err := w.Flush(); err != nil {
+					return nil, err
+				}
+				for {
+					f, err := r.ReadFrame()
+					if err != nil {
+						return nil, err
+					}
+					if ct := f.ContentType(); ct == eslwire.TypeReply || ct == eslwire.TypeAPIResponse {
+						return f, nil
+					}
+				}
+			}
+			f, err := cmd("connect")
+			if err != nil {
+				return
+			}
+			uuid := eslwire.Decode(f.Headers.Get("Unique-ID"))
+			if _, err := cmd("api " + bareSetvar(uuid)); err != nil {
+				return
+			}
+			_, _ = cmd("exit")
+		}()
+	}
+}
+
+// startBareInbound connects a bare client to the inbound simulator: auth,
+// subscribe to CHANNEL_PARK, and per parked call bgapi uuid_setvar_multi then
+// bgapi uuid_transfer.
+func (t *eslTarget) startBareInbound(ctx context.Context) error {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", t.in.Addr())
+	if err != nil {
+		return fmt.Errorf("bench: bare ESL: %w", err)
+	}
+	t.bareIn = nc
+	r := eslwire.NewReader(nc)
+	var wmu sync.Mutex
+	w := bufio.NewWriter(nc)
+	send := func(line string) {
+		wmu.Lock()
+		w.WriteString(line + "\n\n")
+		_ = w.Flush()
+		wmu.Unlock()
+	}
+	if _, err := r.ReadFrame(); err != nil { // auth/request
+		return fmt.Errorf("bench: bare ESL: %w", err)
+	}
+	send("auth " + benchESLPassword)
+	send("event plain CHANNEL_PARK")
+	t.wg.Add(1)
+	go func() { // ends when the connection closes
+		defer t.wg.Done()
+		job := 0
+		for {
+			f, err := r.ReadFrame()
+			if err != nil {
+				return
+			}
+			if f.ContentType() != eslwire.TypeEventPlain {
+				continue
+			}
+			ev, err := eslwire.ParseEvent(f.Body)
+			if err != nil || ev.Headers.Get("Event-Name") != "CHANNEL_PARK" {
+				continue
+			}
+			uuid := eslwire.Decode(ev.Headers.Get("Unique-ID"))
+			job++
+			send(fmt.Sprintf("bgapi %s\nJob-UUID: bench-%d", bareSetvar(uuid), job))
+			job++
+			send(fmt.Sprintf("bgapi uuid_transfer %s 8005550100 XML default\nJob-UUID: bench-%d", uuid, job))
+		}
+	}()
+	return nil
+}
