@@ -22,7 +22,8 @@ const (
 type Config struct {
 	// PopOn says when an agent gets the pop: "ring" (default) or "answer".
 	PopOn string `mapstructure:"pop_on"`
-	// TokenSecret signs agent tokens; prefer TokenSecretFile or the env CALLPOP_POPPER_TOKEN_SECRET.
+	// TokenSecret signs agent tokens. Precedence: env CALLPOP_POPPER_TOKEN_SECRET,
+	// then TokenSecretFile, then TokenSecret (keep secrets out of the YAML).
 	TokenSecret     string `mapstructure:"token_secret"`
 	TokenSecretFile string `mapstructure:"token_secret_file"`
 	// AllowedOrigins lists browser origins (scheme://host[:port]) other than callpop's own that may open the panel stream.
@@ -197,9 +198,6 @@ func (c *Config) Validate() error {
 	default:
 		bad("unmapped", "must be default or ignore, not %q", c.Unmapped)
 	}
-	if c.TokenSecret != "" && c.TokenSecretFile != "" {
-		bad("token_secret", "token_secret and token_secret_file can not both be set")
-	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < minSecret {
 		bad("token_secret", "must be at least %d bytes", minSecret)
 	}
@@ -249,9 +247,6 @@ func (c *Config) Validate() error {
 		u, err := url.Parse(w.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad(key+".url", "must be an http or https URL")
-		}
-		if w.Secret != "" && w.SecretFile != "" {
-			bad(key+".secret", "secret and secret_file can not both be set")
 		}
 		for j, e := range w.Events {
 			switch e {

@@ -14,7 +14,6 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", DefaultConfig(), ""},
 		{"empty section", Config{}, ""},
 		{"pop_on", Config{PopOn: "later"}, "popper.pop_on: must be ring or answer"},
-		{"both secrets", Config{TokenSecret: "0123456789abcdef", TokenSecretFile: "/x"}, "popper.token_secret: token_secret and token_secret_file can not both be set"},
 		{"short secret", Config{TokenSecret: "abc"}, "popper.token_secret: must be at least 16 bytes"},
 		{"origin with path", Config{AllowedOrigins: []string{"https://x.example/panel"}}, "popper.allowed_origins[0]"},
 		{"agent id", Config{Agents: []AgentConfig{{Agent: "a b", Endpoints: []string{"PJSIP/x"}}}}, "popper.agents[0].agent"},
