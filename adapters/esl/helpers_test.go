@@ -161,3 +161,7 @@ func (l headerList) h() []eslwire.Header {
 	}
 	return out
 }
+
+func callFromCaller() call.Call {
+	return call.Call{ID: "38b14921-459d-4e90-91da-545ca21dba88", PBX: "freeswitch", CLI: "0201234567", Received: time.Now()}
+}
