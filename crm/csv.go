@@ -67,11 +67,11 @@ func newSampleSource(region string, log *slog.Logger) (*csvSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx, _, err := s.parse(bytes.NewReader(sampleCSV))
+	idx, n, _, err := s.parse(bytes.NewReader(sampleCSV))
 	if err != nil {
 		return nil, fmt.Errorf("crm/csv: embedded sample: %w", err)
 	}
-	s.swap(idx)
+	s.swap(idx, n)
 	return s, nil
 }
 
@@ -113,13 +113,9 @@ func (s *csvSource) Close() error {
 	return nil
 }
 
-func (s *csvSource) swap(idx map[string]*call.Customer) {
-	seen := map[*call.Customer]bool{}
-	for _, c := range idx {
-		seen[c] = true
-	}
+func (s *csvSource) swap(idx map[string]*call.Customer, customers int) {
 	s.index.Store(&idx)
-	s.count.Store(int64(len(seen)))
+	s.count.Store(int64(customers))
 }
 
 func (s *csvSource) reload() error {
@@ -133,11 +129,11 @@ func (s *csvSource) reload() error {
 	if st, err := f.Stat(); err == nil {
 		s.lastMod, s.lastSize = st.ModTime(), st.Size()
 	}
-	idx, warnings, err := s.parse(f)
+	idx, n, warnings, err := s.parse(f)
 	if err != nil {
 		return fmt.Errorf("crm/csv: %s: %w", s.path, err)
 	}
-	s.swap(idx)
+	s.swap(idx, n)
 	s.log.Info("crm csv loaded", "path", s.path, "customers", s.Len(), "numbers", len(idx), "skipped", warnings)
 	return nil
 }
@@ -172,6 +168,7 @@ func (s *csvSource) watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ev, ok := <-events:
+			s.log.Debug("crm csv: file event", "event", ev.String())
 			if !ok {
 				events = nil
 				continue
@@ -199,14 +196,14 @@ func (s *csvSource) watch(ctx context.Context) {
 // parse reads the CSV: a header row naming id,name,tier,language,url,phones
 // (any order, case-insensitive); other columns become Extra. Numbers that do
 // not parse are skipped and counted.
-func (s *csvSource) parse(r io.Reader) (map[string]*call.Customer, int, error) {
+func (s *csvSource) parse(r io.Reader) (idx map[string]*call.Customer, customers, skipped int, err error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
 	cr.ReuseRecord = false
 	header, err := cr.Read()
 	if err != nil {
-		return nil, 0, fmt.Errorf("header: %w", err)
+		return nil, 0, 0, fmt.Errorf("header: %w", err)
 	}
 	col := map[string]int{}
 	for i, h := range header {
@@ -214,10 +211,10 @@ func (s *csvSource) parse(r io.Reader) (map[string]*call.Customer, int, error) {
 		col[h] = i
 	}
 	if _, ok := col["phones"]; !ok {
-		return nil, 0, errors.New("header has no phones column")
+		return nil, 0, 0, errors.New("header has no phones column")
 	}
 	if _, ok := col["id"]; !ok {
-		return nil, 0, errors.New("header has no id column")
+		return nil, 0, 0, errors.New("header has no id column")
 	}
 	get := func(rec []string, name string) string {
 		if i, ok := col[name]; ok && i < len(rec) {
@@ -225,15 +222,14 @@ func (s *csvSource) parse(r io.Reader) (map[string]*call.Customer, int, error) {
 		}
 		return ""
 	}
-	idx := map[string]*call.Customer{}
-	skipped := 0
+	idx = map[string]*call.Customer{}
 	for line := 2; ; line++ {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("line %d: %w", line, err)
+			return nil, 0, 0, fmt.Errorf("line %d: %w", line, err)
 		}
 		c := &call.Customer{ID: get(rec, "id"), Name: get(rec, "name"), Tier: get(rec, "tier"),
 			Language: get(rec, "language"), URL: get(rec, "url")}
@@ -257,6 +253,7 @@ func (s *csvSource) parse(r io.Reader) (map[string]*call.Customer, int, error) {
 		skipped += bad
 		c.Phones = nums
 		c = capCustomer(c)
+		customers++
 		for _, n := range c.Phones {
 			if prev, dup := idx[n]; dup && prev.ID != c.ID {
 				s.log.Warn("crm csv: number owned by two customers; the first wins", "line", line, "number", call.MaskNumber(n))
@@ -265,7 +262,7 @@ func (s *csvSource) parse(r io.Reader) (map[string]*call.Customer, int, error) {
 			idx[n] = c
 		}
 	}
-	return idx, skipped, nil
+	return idx, customers, skipped, nil
 }
 
 // phones splits a phones cell: numbers separated by ';', '|', ',' or white
