@@ -344,3 +344,23 @@ func TestCorrelateBounded(t *testing.T) {
 		t.Fatalf("pending not swept: %d", len(c.pending))
 	}
 }
+
+// With no popper.links, the router's CALLPOP_POP_URL becomes the card's link.
+func TestLinksFromPopURL(t *testing.T) {
+	d := hitDecision()
+	d.PopURL = "https://crm.example/c/CRM-4711"
+	_, pops := run(t, Config{}, []step{enriched("c1", d), leg("c1", "l1", "user/1001", call.LegRinging)})
+	if want := []Link{{Name: "crm", Label: "CRM record", URL: d.PopURL}}; !reflect.DeepEqual(pops[0].Links, want) {
+		t.Errorf("hit links %+v", pops[0].Links)
+	}
+	miss := call.Decision{Match: call.MatchMiss, E164: "+31201234567", PopURL: "https://crm.example/new?phone=%2B31201234567"}
+	_, pops = run(t, Config{}, []step{enriched("c2", miss), leg("c2", "l1", "user/1001", call.LegRinging)})
+	if want := []Link{{Name: "new_customer", Label: "New customer", URL: miss.PopURL}}; !reflect.DeepEqual(pops[0].Links, want) {
+		t.Errorf("miss links %+v", pops[0].Links)
+	}
+	miss.Privacy = true
+	_, pops = run(t, Config{}, []step{enriched("c3", miss), leg("c3", "l1", "user/1001", call.LegRinging)})
+	if len(pops[0].Links) != 0 {
+		t.Errorf("privacy: link with the number kept: %+v", pops[0].Links)
+	}
+}

@@ -101,6 +101,7 @@ type popBase struct {
 	priority int
 	queue    string
 	flags    []string
+	popURL   string // the router's CALLPOP_POP_URL: CRM record, or the new-customer form on a miss
 }
 
 func newPopBase(e call.Enriched) popBase {
@@ -112,6 +113,7 @@ func newPopBase(e call.Enriched) popBase {
 		priority: d.Priority,
 		queue:    d.Queue,
 		flags:    append([]string(nil), d.Flags...),
+		popURL:   safeURL(d.PopURL),
 	}
 	if b.callID == "" {
 		b.callID = d.CallID
@@ -126,6 +128,9 @@ func newPopBase(e call.Enriched) popBase {
 		b.number = d.E164
 	}
 	b.digits = strings.TrimPrefix(d.E164, "+")
+	if b.privacy && b.popURL != "" && holdsNumber(b.popURL, b.digits) {
+		b.popURL = "" // the link would show the number the caller withheld
+	}
 	if c := d.Customer; c != nil {
 		lang := c.Language
 		if lang == "" {
@@ -227,10 +232,33 @@ func (b popBase) links(cfg []LinkConfig, agent string) []Link {
 		}
 		out = append(out, Link{Name: call.CleanToken(l.Name), Label: call.CleanValue(label), URL: u})
 	}
-	if hit && b.customer.URL != "" && !hasLink(out, "crm") {
-		out = append(out, Link{Name: "crm", Label: "CRM record", URL: b.customer.URL})
+	// Without templates, the router's pop URL and the CRM's own link still show.
+	switch {
+	case hit && !hasLink(out, "crm"):
+		if u := firstNonEmpty(b.customer.URL, b.popURL); u != "" {
+			out = append(out, Link{Name: "crm", Label: "CRM record", URL: u})
+		}
+	case !hit && b.match == call.MatchMiss && b.popURL != "" && !hasLink(out, "new_customer"):
+		out = append(out, Link{Name: "new_customer", Label: "New customer", URL: b.popURL})
 	}
 	return out
+}
+
+// holdsNumber reports whether s contains the number (its last 9 digits).
+func holdsNumber(s, digits string) bool {
+	if len(digits) > 9 {
+		digits = digits[len(digits)-9:]
+	}
+	return digits != "" && strings.Contains(s, digits)
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
 }
 
 func hasLink(ls []Link, name string) bool {
