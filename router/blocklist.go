@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -155,7 +156,7 @@ func (b *blockList) loadLocked(path string) error {
 // parseBlockList reads one number per line: any format the normaliser takes
 // (national numbers in its default region), "#" comments, blank lines, and
 // E.164 prefixes ending in "*". It returns the line numbers it skipped.
-func parseBlockList(f *os.File, n *callerid.Normalizer) (*blockSet, []int, error) {
+func parseBlockList(f io.Reader, n *callerid.Normalizer) (*blockSet, []int, error) {
 	set := &blockSet{exact: map[string]struct{}{}}
 	var bad []int
 	sc := bufio.NewScanner(f)

@@ -32,7 +32,7 @@ type fakeCRM struct {
 	requests atomic.Int64
 }
 
-func newFakeCRM(t *testing.T) *fakeCRM {
+func newFakeCRM(t testing.TB) *fakeCRM {
 	t.Helper()
 	f := &fakeCRM{records: map[string]map[string]any{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +92,7 @@ type testEnv struct {
 	log     *slog.Logger
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -101,7 +101,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // newTestEnv builds a router over a real HTTP CRM with the standard records,
 // numbers read in NL by default, and an in-process cache (rdb may be nil).
-func newTestEnv(t *testing.T, cfg Config, rdb redis.UniversalClient, budget time.Duration) *testEnv {
+func newTestEnv(t testing.TB, cfg Config, rdb redis.UniversalClient, budget time.Duration) *testEnv {
 	t.Helper()
 	log := testLogger(t)
 	ncfg := callerid.DefaultConfig()

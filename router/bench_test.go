@@ -1,0 +1,108 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/callpop/callpop/call"
+)
+
+// benchEnv is a known English customer on a weekday: with the default rules
+// it passes fraud-desk, vip-first and language-queue before known-customer
+// matches, the longest path through them.
+func benchEnv() *Env {
+	return envFor(call.MatchHit, bobEN, monday10)
+}
+
+func benchRules(b *testing.B, rules []*compiledRule) {
+	b.ReportAllocs()
+	env := benchEnv()
+	flags := env.Flags
+	for b.Loop() {
+		env.Flags = flags
+		o := evalRules(rules, env, false)
+		if len(o.matched) == 0 {
+			b.Fatal("no rule matched")
+		}
+	}
+}
+
+func BenchmarkRulesDefault(b *testing.B) {
+	rules, err := compileRules("router.rules", DefaultRules(), "UTC")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchRules(b, rules)
+}
+
+// hundredRules is a realistic large strategy: 100 rules of DNIS, tier, time,
+// language and country conditions; a few match, none stops.
+func hundredRules() []Rule {
+	rules := make([]Rule, 0, 100)
+	for i := range 100 {
+		var when string
+		switch i % 5 {
+		case 0:
+			when = fmt.Sprintf(`dnis == "0800%06d" && hour >= 8 && hour < 18`, i)
+		case 1:
+			when = fmt.Sprintf(`match == "hit" && customer.tier == "tier-%d"`, i)
+		case 2:
+			when = fmt.Sprintf(`country_code == %d && !("vip" in flags)`, 100+i)
+		case 3:
+			when = fmt.Sprintf(`lower(customer.language) in ["x%d", "y%d"] || customer.extra.segment == "s%d"`, i, i, i)
+		case 4:
+			when = fmt.Sprintf(`weekday == "mon" && hhmm >= %d && number_type == "fixed_line"`, 800+i)
+		}
+		rules = append(rules, Rule{Name: fmt.Sprintf("rule-%03d", i), When: when,
+			Then: Then{Queue: fmt.Sprintf("q%d", i), Priority: i % 10}})
+	}
+	return rules
+}
+
+func BenchmarkRules100(b *testing.B) {
+	rules, err := compileRules("router.rules", hundredRules(), "UTC")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchRules(b, rules)
+}
+
+func BenchmarkCompileDefault(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := compileRules("router.rules", DefaultRules(), "UTC"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecideWarm is one full pipeline pass for a repeat caller: parse
+// (memoised), in-process cache hit, flags, default rules, outputs.
+func BenchmarkDecideWarm(b *testing.B) {
+	te := newTestEnv(b, testConfig(), nil, 300*time.Millisecond)
+	c := call.Call{ID: "bench", CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456"}
+	if d := te.router.Decide(context.Background(), c); d.Match != call.MatchHit {
+		b.Fatalf("warm-up: %q %s", d.Match, d.Err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := te.router.Decide(context.Background(), c); !d.Cached {
+			b.Fatal("not served from the cache")
+		}
+	}
+}
+
+// BenchmarkDecideWarmVars adds building the sanitised variables, as an adapter does.
+func BenchmarkDecideWarmVars(b *testing.B) {
+	te := newTestEnv(b, testConfig(), nil, 300*time.Millisecond)
+	c := call.Call{ID: "bench", CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456"}
+	te.router.Decide(context.Background(), c)
+	b.ReportAllocs()
+	for b.Loop() {
+		if vars := te.router.Decide(context.Background(), c).Vars(); len(vars) < 12 {
+			b.Fatal("vars")
+		}
+	}
+}
