@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -330,9 +331,30 @@ func (o *Outbound) connectReply(ch *channel, recordedBody []byte) []byte {
 		hs[0].Value = "CHANNEL_DATA"
 		body = renderBlock(hs, nil)
 	} else {
-		body = o.eventBody(ch, "CHANNEL_DATA")
+		body = o.connectData(ch)
 	}
 	body = body[:len(body)-1] // drop the blank line; the reply headers follow
 	body = append(body, "Content-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n"...)
 	return body
+}
+
+// connectData renders a generated channel on the recorded connect reply's
+// header set (the Channel-* copies of the caller profile included).
+func (o *Outbound) connectData(ch *channel) []byte {
+	templates()
+	hs := eslwire.Headers{}
+	for _, h := range tplConnect {
+		if v, ok := ch.headers.Lookup(h.Name); ok {
+			h.Value = v
+		} else if rest, ok := strings.CutPrefix(h.Name, "Channel-"); ok {
+			if v, ok := ch.headers.Lookup("Caller-" + rest); ok {
+				h.Value = v
+			}
+		}
+		hs = append(hs, h)
+	}
+	for _, n := range ch.varOrder {
+		hs = append(hs, eslwire.Header{Name: "variable_" + n, Value: eslwire.Encode(ch.Vars[n])})
+	}
+	return renderBlock(hs, nil)
 }

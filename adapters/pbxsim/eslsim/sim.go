@@ -147,6 +147,7 @@ var (
 	templateOnce sync.Once
 	tplPark      eslwire.Headers // CHANNEL_PARK of an inbound loopback leg
 	tplVars      eslwire.Headers
+	tplConnect   eslwire.Headers // connect reply (CHANNEL_DATA), without variables and reply headers
 )
 
 func templates() {
@@ -158,6 +159,13 @@ func templates() {
 			} else {
 				tplPark = append(tplPark, h)
 			}
+		}
+		cs, _, _ := eslwire.ParseHeaderBlock(mustRecorded("connect_reply.txt"))
+		for _, h := range cs {
+			if strings.HasPrefix(h.Name, "variable_") || h.Name == "Content-Type" {
+				break
+			}
+			tplConnect = append(tplConnect, h)
 		}
 	})
 }
