@@ -139,10 +139,11 @@ func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *s
 		mlog.Error("stopping: a part failed", "err", runErr)
 	}
 
-	// Stop taking new work: /readyz turns 503, pop streams end (agents'
-	// panels reconnect to another instance), the listener closes and the
-	// parts' contexts end. Calls and requests in flight finish within the
-	// drain timeout; the adapters let their calls go on before Run returns.
+	// Stop taking new work: /readyz turns 503 and pop streams end (agents'
+	// panels reconnect to another instance). The parts' contexts end: the
+	// adapter stops taking calls and lets those in flight go on before its
+	// Run returns. The HTTP listener keeps answering meanwhile (probes,
+	// dialplan look-ups), then closes and waits for requests in flight.
 	rd.draining.Store(true)
 	timeout := stopTimeout
 	if drain {
@@ -168,17 +169,17 @@ func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *s
 	}()
 	endStreams()
 	stopParts()
-	shutdownErr := srv.Shutdown(deadline)
 	partsDone := make(chan struct{})
 	go func() { wg.Wait(); close(partsDone) }()
 	select {
 	case <-partsDone:
 	case <-deadline.Done():
-		select {
-		case <-partsDone:
-		default:
-			mlog.Warn("stop timeout: leaving with work in flight", "timeout", timeout.String())
-		}
+	}
+	shutdownErr := srv.Shutdown(deadline)
+	select {
+	case <-partsDone:
+	default:
+		mlog.Warn("stop timeout: leaving with work in flight", "timeout", timeout.String())
 	}
 	if shutdownErr != nil {
 		_ = srv.Close()
