@@ -127,6 +127,13 @@ func ariSteps(t *testing.T, file string, dec call.Decision) []step {
 // eslEvents reads the plain events of an ESL recording (gzip of the s2c bytes).
 func eslEvents(t *testing.T, file string) []map[string]string {
 	t.Helper()
+	evs, _ := eslFrames(t, file)
+	return evs
+}
+
+// eslFrames returns the plain events parsed and their raw bodies.
+func eslFrames(t *testing.T, file string) ([]map[string]string, [][]byte) {
+	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +148,7 @@ func eslEvents(t *testing.T, file string) []map[string]string {
 		t.Fatal(err)
 	}
 	var out []map[string]string
+	var bodies [][]byte
 	r := bufio.NewReader(bytes.NewReader(raw))
 	for {
 		hdr, err := readHeaders(r, false)
@@ -163,8 +171,9 @@ func eslEvents(t *testing.T, file string) []map[string]string {
 			t.Fatalf("%s: %v", file, err)
 		}
 		out = append(out, ev)
+		bodies = append(bodies, body)
 	}
-	return out
+	return out, bodies
 }
 
 // readHeaders reads "Name: value" lines up to an empty line.
