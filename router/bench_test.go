@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/callpop/callpop/call"
 )
@@ -81,7 +80,7 @@ func BenchmarkCompileDefault(b *testing.B) {
 // BenchmarkDecideWarm is one full pipeline pass for a repeat caller: parse
 // (memoised), in-process cache hit, flags, default rules, outputs.
 func BenchmarkDecideWarm(b *testing.B) {
-	te := newTestEnv(b, testConfig(), nil, 300*time.Millisecond)
+	te := newTestEnv(b, testConfig(), nil, testBudget)
 	c := call.Call{ID: "bench", CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456"}
 	if d := te.router.Decide(context.Background(), c); d.Match != call.MatchHit {
 		b.Fatalf("warm-up: %q %s", d.Match, d.Err)
@@ -96,7 +95,7 @@ func BenchmarkDecideWarm(b *testing.B) {
 
 // BenchmarkDecideWarmVars adds building the sanitised variables, as an adapter does.
 func BenchmarkDecideWarmVars(b *testing.B) {
-	te := newTestEnv(b, testConfig(), nil, 300*time.Millisecond)
+	te := newTestEnv(b, testConfig(), nil, testBudget)
 	c := call.Call{ID: "bench", CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456"}
 	te.router.Decide(context.Background(), c)
 	b.ReportAllocs()

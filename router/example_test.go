@@ -2,9 +2,13 @@ package router
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/callpop/callpop/call"
 
 	"github.com/spf13/viper"
 )
@@ -53,5 +57,69 @@ func TestExampleSectionIsDefault(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cfg, def) {
 		t.Fatalf("config.example.yaml router section differs from DefaultConfig()\n example %+v\n default %+v", cfg, def)
+	}
+}
+
+// Hot reload from a file as cmd/callpop does it: decode, Reload; a file with
+// a broken rule is rejected and the old rules keep serving.
+func TestReloadFromFile(t *testing.T) {
+	te := newTestEnv(t, testConfig(), nil, testBudget)
+	c := call.Call{CLI: "0201234567"}
+	if q := te.router.Decide(context.Background(), c).Queue; q != "vip" {
+		t.Fatalf("queue %q", q)
+	}
+	load := func(yaml string) error {
+		cfg, err := decodeRouterYAML(t, []byte(yaml))
+		if err != nil {
+			return err
+		}
+		cfg.FastAGI.Listen = ""
+		return te.router.Reload(cfg)
+	}
+	good := `
+router:
+  timezone: UTC
+  rules:
+    - name: everyone-to-sales
+      when: 'match == "hit"'
+      then: {queue: sales, priority: 7, vars: {campaign: winter}}
+`
+	if err := load(good); err != nil {
+		t.Fatal(err)
+	}
+	d := te.router.Decide(context.Background(), c)
+	if d.Queue != "sales" || d.Priority != 7 || d.Extra["CAMPAIGN"] != "winter" {
+		t.Fatalf("after reload: %q %d %v", d.Queue, d.Priority, d.Extra)
+	}
+	for _, bad := range []struct{ name, yaml, want string }{
+		{"typo in a field", `
+router:
+  rules:
+    - name: vip-first
+      when: 'custmer.tier == "vip"'
+      then: {queue: vip}
+`, `router.rules[0] "vip-first": when: unknown name custmer`},
+		{"priority not an integer", `
+router:
+  rules:
+    - name: prio
+      then: {priority: high}
+`, `router.rules[0] "prio": then.priority: "high" is not an integer`},
+		{"unknown output", `
+router:
+  rules:
+    - name: x
+      then: {queueue: vip}
+`, `queueue`},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			err := load(bad.yaml)
+			if err == nil || !strings.Contains(err.Error(), bad.want) {
+				t.Fatalf("load = %v, want %q", err, bad.want)
+			}
+			if q := te.router.Decide(context.Background(), c).Queue; q != "sales" {
+				t.Fatalf("after a bad file: queue %q, want the previous rules", q)
+			}
+		})
 	}
 }

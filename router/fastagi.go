@@ -263,7 +263,8 @@ func agiPrivacy(pres string) bool {
 	return n&0x60 == 0x20
 }
 
-// agiUnknown maps Asterisk's placeholder for an absent value to "".
+// agiUnknown maps Asterisk's placeholder for an absent value to "". A
+// withheld number is told by agi_callingpres, not by this placeholder.
 func agiUnknown(v string) string {
 	if v == "unknown" {
 		return ""
@@ -312,7 +313,7 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 		}
 	}
 	c := call.Call{
-		ID: env["agi_uniqueid"], PBX: "agi", CLI: env["agi_callerid"], CLIName: agiUnknown(env["agi_calleridname"]),
+		ID: env["agi_uniqueid"], PBX: "agi", CLI: agiUnknown(env["agi_callerid"]), CLIName: agiUnknown(env["agi_calleridname"]),
 		DNIS: dnis, Privacy: agiPrivacy(env["agi_callingpres"]), Profile: profile, Received: received,
 	}
 	if profile != "" && !r.state.Load().hasProfile(profile) {

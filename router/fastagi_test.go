@@ -203,7 +203,7 @@ func TestFastAGISession(t *testing.T) {
 	cfg := testConfig()
 	cfg.RuleSets = map[string][]Rule{"vipline": {{Name: "vip-line", Then: Then{Queue: "vip-line", Priority: 9}}}}
 	cfg.Profiles = []Profile{{Name: "vip-line", RuleSet: "vipline"}}
-	te := newTestEnv(t, cfg, nil, 300*time.Millisecond)
+	te := newTestEnv(t, cfg, nil, testBudget)
 	addr := startAGI(t, te.router)
 
 	hostileCLI := `+31 (0)20-123 4567 ext.12 ABC#*;x=1"q'%&<>`
@@ -219,7 +219,7 @@ func TestFastAGISession(t *testing.T) {
 		{"no ani", asterisk{env: defaultAGIEnv("route", "+14155550123", "ACME Corp", "0800123456")},
 			call.Call{ID: "1763780000.42", CLI: "+14155550123", DNIS: "0800123456"}, "hit", "support"},
 		{"unknown caller id uses ani", asterisk{env: defaultAGIEnv("route", "unknown", "unknown", "unknown"), ani: "0301112233"},
-			call.Call{ID: "1763780000.42", CLI: "unknown", ANI: "0301112233", DNIS: "0800123456"}, "hit", "support-de"},
+			call.Call{ID: "1763780000.42", CLI: "", ANI: "0301112233", DNIS: "0800123456"}, "hit", "support-de"},
 		{"hostile caller id", asterisk{env: defaultAGIEnv("route", hostileCLI, `Zoë "Ünïcode" \ ${SHELL(id)} O'Brien`, "0800123456"), ani: `0201234567" EXEC System "rm -rf /`},
 			call.Call{ID: "1763780000.42", CLI: hostileCLI, ANI: `0201234567" EXEC System "rm -rf /`, DNIS: "0800123456"}, "", ""},
 		{"hostile crm record", asterisk{env: defaultAGIEnv("route", "0209999999", "x", "0800123456"), ani: "0209999999"},
@@ -275,7 +275,7 @@ func TestFastAGISession(t *testing.T) {
 }
 
 func TestFastAGIHangup(t *testing.T) {
-	te := newTestEnv(t, testConfig(), nil, 300*time.Millisecond)
+	te := newTestEnv(t, testConfig(), nil, testBudget)
 	addr := startAGI(t, te.router)
 	env := defaultAGIEnv("route", "0201234567", "Jan", "0800123456")
 
@@ -316,7 +316,7 @@ func TestFastAGIHangup(t *testing.T) {
 func TestFastAGIReadDeadline(t *testing.T) {
 	cfg := testConfig()
 	cfg.FastAGI.ReadTimeout = 100 * time.Millisecond
-	te := newTestEnv(t, cfg, nil, 300*time.Millisecond)
+	te := newTestEnv(t, cfg, nil, testBudget)
 	addr := startAGI(t, te.router)
 	tests := []struct {
 		name string
@@ -354,7 +354,7 @@ func TestFastAGIReadDeadline(t *testing.T) {
 func TestFastAGIServeStopsWithContext(t *testing.T) {
 	cfg := testConfig()
 	cfg.FastAGI.Listen = "127.0.0.1:0"
-	te := newTestEnv(t, cfg, nil, 300*time.Millisecond)
+	te := newTestEnv(t, cfg, nil, testBudget)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- te.router.ServeFastAGI(ctx) }()
@@ -369,7 +369,7 @@ func TestFastAGIServeStopsWithContext(t *testing.T) {
 		t.Fatal("ServeFastAGI did not return after its context ended")
 	}
 	cfg.FastAGI.Listen = ""
-	te2 := newTestEnv(t, cfg, nil, 300*time.Millisecond)
+	te2 := newTestEnv(t, cfg, nil, testBudget)
 	if err := te2.router.ServeFastAGI(context.Background()); err != nil {
 		t.Fatalf("disabled FastAGI: %v", err)
 	}

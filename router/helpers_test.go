@@ -164,3 +164,7 @@ func readAll(t *testing.T, r io.Reader) string {
 func numberFacts(region string, cc int) callerid.Number {
 	return callerid.Number{E164: "+" + fmt.Sprint(cc) + "201234567", Region: region, CountryCode: cc}
 }
+
+// testBudget is the call budget of tests that are not about timing: generous,
+// so a loaded machine under -race does not turn hits into timeouts.
+const testBudget = 2 * time.Second

@@ -125,9 +125,19 @@ func (r *Router) callFromQuery(req *http.Request, p map[string]string) (call.Cal
 		return call.Call{}, fmt.Errorf("profile: %q is not a configured profile", call.CleanValueN(prof, 64))
 	}
 	return call.Call{
-		ID: p["call_id"], PBX: "http", CLI: p["number"], CLIName: p["name"], ANI: p["ani"], DNIS: p["dnis"],
+		ID: p["call_id"], PBX: "http", CLI: plusFix(p["number"]), CLIName: p["name"], ANI: plusFix(p["ani"]), DNIS: plusFix(p["dnis"]),
 		Privacy: priv, Profile: p["profile"], Received: time.Now(),
 	}, nil
+}
+
+// plusFix restores the "+" of an E.164 number a dialplan forgot to
+// URI-encode: in a query string "+31…" arrives as " 31…", and a leading space
+// means nothing in a phone number.
+func plusFix(s string) string {
+	if len(s) > 1 && s[0] == ' ' && s[1] >= '0' && s[1] <= '9' {
+		return "+" + s[1:]
+	}
+	return s
 }
 
 // handleLookup: GET /v1/lookup?number=&dnis=[&ani=][&explain=1] → the decision as JSON.

@@ -37,7 +37,7 @@ func do(t *testing.T, srv *httptest.Server, method, path string) (int, string, h
 }
 
 func TestRouteEndpoint(t *testing.T) {
-	te := newTestEnv(t, testConfig(), nil, 300*time.Millisecond)
+	te := newTestEnv(t, testConfig(), nil, testBudget)
 	srv := startHTTP(t, te.router)
 
 	t.Run("json", func(t *testing.T) {
@@ -82,6 +82,8 @@ func TestRouteEndpoint(t *testing.T) {
 		{"number=0201234567&field=customer_id", "C-1001"},
 		{"number=0201234567&field=pop_url", "https://crm.example/c/1001"},
 		{"number=&field=match", "anonymous"},
+		{"number=+31201234567&field=e164", "+31201234567"}, // "+" not URI-encoded by the dialplan
+		{"number=%2B31201234567&field=e164", "+31201234567"},
 		{"number=&ani=0301112233&field=queue", "support-de"},
 		{"number=anonymous&field=queue", "general"},
 		{"number=" + url.QueryEscape("+31 6 1111 2222") + "&field=pop_url", "https://crm.example/new?phone=%2B31611112222"},
@@ -151,7 +153,7 @@ func TestRouteNeverServerError(t *testing.T) {
 }
 
 func TestLookupEndpoint(t *testing.T) {
-	te := newTestEnv(t, testConfig(), nil, 300*time.Millisecond)
+	te := newTestEnv(t, testConfig(), nil, testBudget)
 	srv := startHTTP(t, te.router)
 	code, body, _ := get(t, srv, "/v1/lookup?number=0201234567&dnis=0800123456")
 	if code != 200 {
@@ -199,7 +201,7 @@ func TestLookupEndpoint(t *testing.T) {
 }
 
 func TestForgetEndpoint(t *testing.T) {
-	te := newTestEnv(t, testConfig(), nil, 300*time.Millisecond)
+	te := newTestEnv(t, testConfig(), nil, testBudget)
 	srv := startHTTP(t, te.router)
 	lookup := func() bool {
 		_, body, _ := get(t, srv, "/v1/lookup?number=0201234567")

@@ -316,7 +316,7 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 			base = p
 		}
 	}
-	o := evalRules(prof.rules, env, explain)
+	o := evalRules(prof.rules, env, explain, r.logRuleError)
 	if o.prioritySet {
 		base = o.priority
 	}
@@ -350,6 +350,13 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 		r.log.Debug("decided", "call", c, "match", d.Match, "priority", d.Priority, "queue", d.Queue, "rules", d.Rules)
 	}
 	return d, o.trace
+}
+
+// logRuleError logs a rule's first run-time error (per load); the rest are
+// counted in callpop_router_rule_errors_total.
+func (r *Router) logRuleError(rule, key string, err error) {
+	r.log.Warn("rule failed at run time; skipped (further errors of this rule are only counted)",
+		"rule", rule, "key", key, "err", firstLine(err.Error()))
 }
 
 // applyPriority clamps p and fills the scaled priority fields.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -96,6 +97,7 @@ type compiledRule struct {
 	flags    []string
 	vars     []namedValue
 	stop     bool
+	warned   atomic.Bool // the first run-time error of this rule was logged
 }
 
 type namedValue struct {
@@ -300,8 +302,11 @@ type RuleTrace struct {
 
 var vmPool = sync.Pool{New: func() any { return &vm.VM{} }}
 
+// ruleErrLog receives the first run-time error of each compiled rule.
+type ruleErrLog func(rule, key string, err error)
+
 // evalRules runs rules in order over env. env.Flags grows as rules add flags.
-func evalRules(rules []*compiledRule, env *Env, explain bool) outcome {
+func evalRules(rules []*compiledRule, env *Env, explain bool, logErr ...ruleErrLog) outcome {
 	var o outcome
 	m := vmPool.Get().(*vm.VM)
 	defer vmPool.Put(m)
@@ -316,6 +321,9 @@ func evalRules(rules []*compiledRule, env *Env, explain bool) outcome {
 			if err != nil {
 				o.errors++
 				ruleErrors.Inc()
+				if len(logErr) > 0 && r.warned.CompareAndSwap(false, true) {
+					logErr[0](r.name, "when", err)
+				}
 				if tr != nil {
 					tr.Error = "when: " + firstLine(err.Error())
 				}
@@ -334,6 +342,9 @@ func evalRules(rules []*compiledRule, env *Env, explain bool) outcome {
 		errorf := func(key string, err error) {
 			o.errors++
 			ruleErrors.Inc()
+			if len(logErr) > 0 && r.warned.CompareAndSwap(false, true) {
+				logErr[0](r.name, key, err)
+			}
 			if tr != nil {
 				tr.Error += key + ": " + firstLine(err.Error()) + "; "
 			}

@@ -1,0 +1,57 @@
+package router
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/callpop/callpop/call"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// The JSON of `callpop lookup` and /v1/lookup is a contract for scripts:
+// compared with testdata golden files.
+func TestDecisionJSONGolden(t *testing.T) {
+	tests := []struct {
+		name string
+		d    call.Decision
+	}{
+		{"hit", call.Decision{CallID: "1763780000.42", Match: call.MatchHit, E164: "+31201234567", Source: call.SourceCLI,
+			Customer: &call.Customer{ID: "C-1001", Name: "Jan de Vries", Tier: "vip", Language: "nl", URL: "https://crm.example/c/1001",
+				Extra: map[string]any{"region": "NL"}},
+			Priority: 10, QueuePrio: 10, BaseScore: 600, Queue: "vip", Skill: "senior", Language: "nl",
+			Flags: []string{"vip", "ani_verified"}, PopURL: "https://crm.example/c/1001", Profile: "default",
+			Rules: []string{"vip-first"}, Extra: map[string]string{"SEGMENT": "enterprise"}, Elapsed: 1500 * time.Microsecond}},
+		{"anonymous", call.Decision{Match: call.MatchAnonymous, Privacy: true, Priority: 1, QueuePrio: 1, BaseScore: 60,
+			Queue: "general", Profile: "default", Rules: []string{"unknown-caller"}, Elapsed: 20 * time.Microsecond}},
+		{"hostile", call.Decision{Match: call.MatchHit, E164: "+31209999999\n", Source: call.SourceCLI,
+			Customer: &call.Customer{ID: "C-6666\r\nX", Name: "Evil\" ${SHELL(id)}\nHANGUP\\", URL: "https://x.example/\"><script>"},
+			Queue: "q;${x}", PopURL: "https://x.example/a b\"c", Err: "bad\nline"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.MarshalIndent(DecisionJSON(tt.d), "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			path := filepath.Join("testdata", "decision-"+tt.name+".golden.json")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if string(got) != string(want) {
+				t.Fatalf("DecisionJSON differs from %s\n got:\n%s", path, got)
+			}
+		})
+	}
+}
