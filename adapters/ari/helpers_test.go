@@ -227,3 +227,5 @@ func overloaded() bool {
 	}
 	return load > 2*float64(runtime.NumCPU())
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
