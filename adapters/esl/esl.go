@@ -300,6 +300,10 @@ func validUUID(s string) bool {
 
 // ---- event connection (inbound mode, agent legs) ------------------------
 
+// sweepInterval is how often inbound mode looks for calls still parked in
+// park_context (besides after every connect).
+var sweepInterval = 15 * time.Second
+
 // supervise keeps one event connection up: dial with backoff and jitter,
 // authenticate, subscribe, reconcile parked calls, then watch it.
 func (a *Adapter) supervise(ctx context.Context) {
@@ -349,12 +353,28 @@ func (a *Adapter) supervise(ctx context.Context) {
 func (a *Adapter) watch(ctx context.Context, cn *conn) {
 	tick := time.NewTicker(min(a.cfg.CommandTimeout/4, 250*time.Millisecond))
 	defer tick.Stop()
+	sweep := time.NewTicker(sweepInterval)
+	defer sweep.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var sweeping atomic.Bool
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-cn.done:
 			return
+		case <-sweep.C:
+			// a call whose transfer failed on a live connection is retried here
+			if a.cfg.Mode == "inbound" && sweeping.CompareAndSwap(false, true) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer sweeping.Store(false)
+					defer a.recoverPanic()
+					a.reconcile(ctx, cn)
+				}()
+			}
 		case <-tick.C:
 			if cn.oldestPending() > a.cfg.CommandTimeout {
 				a.log.Warn("reply overdue; replacing the connection", "timeout", a.cfg.CommandTimeout)

@@ -280,3 +280,37 @@ func (m *stallMeter) max() time.Duration {
 	defer m.mu.Unlock()
 	return m.worst
 }
+
+// A transfer that fails on a live connection (FreeSWITCH answered -ERR) is
+// retried by the periodic sweep: the call does not stay parked.
+func TestSweepRetriesFailedTransfer(t *testing.T) {
+	old := sweepInterval
+	sweepInterval = 100 * time.Millisecond
+	defer func() { sweepInterval = old }()
+	var failed atomic.Bool
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword, APIDelay: func(cmd, args string) time.Duration {
+		if cmd == "uuid_transfer" && failed.CompareAndSwap(false, true) {
+			return 3 * time.Second // longer than command_timeout: the adapter gives up on this one
+		}
+		return 0
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	cfg := inboundConfig(sim.Addr())
+	cfg.CommandTimeout = 500 * time.Millisecond
+	a := startAdapter(t, cfg, adapters.Deps{Decider: call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		return call.Decision{Match: call.MatchMiss}
+	})})
+	waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	id := sim.OfferCall(eslsim.Caller{Number: "0201234567"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sim.WaitReleased(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if !failed.Load() {
+		t.Fatal("the first transfer was not delayed")
+	}
+}
