@@ -30,7 +30,7 @@ func TestDecisionJSONGolden(t *testing.T) {
 			Queue: "general", Profile: "default", Rules: []string{"unknown-caller"}, Elapsed: 20 * time.Microsecond}},
 		{"hostile", call.Decision{Match: call.MatchHit, E164: "+31209999999\n", Source: call.SourceCLI,
 			Customer: &call.Customer{ID: "C-6666\r\nX", Name: "Evil\" ${SHELL(id)}\nHANGUP\\", URL: "https://x.example/\"><script>"},
-			Queue: "q;${x}", PopURL: "https://x.example/a b\"c", Err: "bad\nline"}},
+			Queue:    "q;${x}", PopURL: "https://x.example/a b\"c", Err: "bad\nline"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
