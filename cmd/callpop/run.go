@@ -53,6 +53,11 @@ type sidecarPart struct {
 // runSidecar runs until ctx ends (a drain, like SIGTERM), a signal arrives,
 // or a part fails.
 func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *slog.LevelVar) error {
+	// Signals first: one that arrives during start-up still drains or stops.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
 	cfg := lc.Config
 	mlog := log.With("component", "main")
 	if lc.Path == "" {
@@ -117,10 +122,6 @@ func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *s
 			failed <- fmt.Errorf("http: %w", err)
 		}
 	}()
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 
 	var runErr error
 	drain := true
