@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ type instance struct {
 	srv    *httptest.Server
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func startInstance(t testing.TB, cfg Config, deps Deps) *instance {
@@ -42,7 +44,9 @@ func startInstance(t testing.TB, cfg Config, deps Deps) *instance {
 	return in
 }
 
-func (in *instance) stop() {
+func (in *instance) stop() { in.once.Do(in.stopOnce) }
+
+func (in *instance) stopOnce() {
 	in.srv.CloseClientConnections()
 	in.srv.Close()
 	in.cancel()

@@ -1,6 +1,9 @@
 package popper
 
 import (
+	"context"
+	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -67,4 +70,34 @@ func TestRedisDownDeliversLocally(t *testing.T) {
 	if m := s.next(t, 10*time.Second); !strings.Contains(m.Data, `"call_id":"c1"`) {
 		t.Fatalf("got %s", m.Data)
 	}
+}
+
+// Every goroutine Run starts (correlator, webhook workers, Redis publisher
+// and subscriber) and every stream goroutine ends with Run and its clients.
+func TestRunNoGoroutineLeak(t *testing.T) {
+	srv := testredis.Start(t)
+	rdb := newRedis(t, srv.Addr)
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	hook := newReceiver(t, 500, 500, 500)
+	fastBackoff(t)
+	base := runtime.NumGoroutine()
+	in := startInstance(t, Config{Webhooks: []WebhookConfig{{URL: hook.srv.URL, MaxAttempts: 20}}}, Deps{Redis: rdb})
+	s := openStream(t, in.srv.URL, "1001", token(t, "1001"), nil)
+	enrich(in.p, "c1", hitDecision())
+	ring(in.p, "c1", "1001")
+	s.next(t, 5*time.Second)
+	s.Close()
+	in.stop()
+	hook.srv.CloseClientConnections()
+	http.DefaultClient.CloseIdleConnections()
+	var n int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if n = runtime.NumGoroutine(); n <= base {
+			return
+		}
+	}
+	buf := make([]byte, 1<<16)
+	t.Fatalf("goroutines %d after Run, %d before\n%s", n, base, buf[:runtime.Stack(buf, true)])
 }
