@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/callpop/callpop/adapters/ari"
+	"github.com/callpop/callpop/adapters/pbxsim/arisim"
+	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/popper"
+)
+
+func init() { register(newDemoCmd) }
+
+// demoOptions are the flags of `callpop demo`.
+type demoOptions struct {
+	PBX      string
+	Duration time.Duration
+	Rate     float64
+	Listen   string
+	Agents   bool
+}
+
+func newDemoCmd() *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run callpop against a simulated PBX with the sample CRM and watch calls being enriched",
+		Long: `Run callpop in one process against a simulated PBX (the ARI simulator for Asterisk),
+with the embedded defaults: the sample CSV CRM, the in-process cache and the default rules.
+A few calls a second arrive (known, unknown, anonymous, ANI-only, junk caller IDs); each
+prints one line: match, priority, queue and the time from the PBX event to the decision.
+The agent panel and the HTTP API are served on --listen. Ctrl-C stops it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDemo(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&o.PBX, "pbx", PBXAsterisk, "simulated PBX: asterisk")
+	cmd.Flags().DurationVar(&o.Duration, "duration", 0, "stop after this long (0 = until Ctrl-C)")
+	cmd.Flags().Float64Var(&o.Rate, "rate", 3, "calls per second")
+	cmd.Flags().StringVar(&o.Listen, "listen", "127.0.0.1:8080", "HTTP listener for the API and the agent panel (\"\" = none)")
+	cmd.Flags().BoolVar(&o.Agents, "agents", true, "simulate agents ringing and answering after each call, for the panel")
+	return cmd
+}
+
+// demoKnown are sample CRM customers' numbers (crm/sample/customers.csv).
+var demoKnown = []string{"+31201234567", "+14155550123", "+442079460018", "+33142685300", "+4930901820"}
+
+// runDemo runs the simulator, the pipeline and the adapter until ctx ends
+// or the duration passes, printing a line per call to out.
+func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
+	if o.PBX != PBXAsterisk {
+		return fmt.Errorf("demo: --pbx %q is not supported (asterisk)", o.PBX)
+	}
+	if o.Rate <= 0 || math.IsInf(o.Rate, 0) || math.IsNaN(o.Rate) {
+		return errors.New("demo: --rate must be positive")
+	}
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+	log := newLogger(LogConfig{Level: "warn", Format: "text", MaskPersonalData: true}, errOut)
+
+	cfg := DefaultConfig()
+	secret := randomHex(16)
+	cfg.Popper.TokenSecret = secret
+	for _, ag := range []string{"1001", "1002", "1003"} {
+		cfg.Popper.Agents = append(cfg.Popper.Agents, popper.AgentConfig{Agent: ag, Endpoints: []string{"PJSIP/" + ag + "-*"}})
+	}
+	p, err := newPipeline(cfg, log, pipelineOptions{Popper: true})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer p.Close()
+
+	simPass := randomHex(12)
+	sim, err := arisim.New(arisim.Options{Username: "callpop", Password: simPass, App: "callpop", Logger: log})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer sim.Close()
+
+	acfg := cfg.PBX.Asterisk
+	acfg.URL, acfg.Username, acfg.Password, acfg.App = sim.URL(), "callpop", simPass, "callpop"
+	lines := make(chan string, 256)
+	deps := p.adapterDeps()
+	deps.Sink = &demoSink{next: deps.Sink, lines: lines}
+	adapter, err := ari.New(acfg, deps)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	partsCtx, stopParts := context.WithCancel(context.Background())
+	defer stopParts()
+	wg.Go(func() { _ = p.popper.Run(partsCtx) })
+	wg.Go(func() { _ = adapter.Run(partsCtx) })
+
+	var srv *http.Server
+	if o.Listen != "" {
+		ln, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			return fmt.Errorf("demo: --listen: %w", err)
+		}
+		rd := &readiness{}
+		rd.add("pbx", adapter.Ready)
+		srv = newHTTPServer(newHandler(p, rd, partsCtx), log)
+		wg.Go(func() { _ = srv.Serve(ln) })
+		base := "http://" + ln.Addr().String()
+		tok, err := popper.IssueToken([]byte(secret), "1002", 8*time.Hour, time.Now())
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s, API at %s\n", sim.URL(), base)
+		fmt.Fprintf(out, "  agent 1002's panel: %s/agent?token=%s\n", base, tok)
+		fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
+	} else {
+		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s\n", sim.URL())
+	}
+
+	// Wait for the adapter to connect before offering calls.
+	for ok := false; !ok; {
+		if ok, _ = adapter.Ready(); ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return shutdownDemo(srv, stopParts, nil)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(out, "%-8s  %-9s  %-9s  %-5s  %-4s  %-10s  %-14s  %s\n", "time", "caller", "match", "src", "prio", "queue", "number", "elapsed")
+
+	mix := arisim.Mix(demoKnown, "+14155550100")
+	if o.Agents {
+		for i := range mix {
+			mix[i].Agents = []string{"PJSIP/1001", "PJSIP/1002", "PJSIP/1003"}
+			mix[i].Answer = i % 3
+			mix[i].RingFor = 1500 * time.Millisecond
+			mix[i].TalkFor = 3 * time.Second
+		}
+	}
+	genDone := make(chan struct{})
+	go func() {
+		defer close(genDone)
+		sim.Generate(ctx, o.Rate, 0, mix)
+	}()
+	var printed int
+	for {
+		select {
+		case l := <-lines:
+			fmt.Fprintln(out, l)
+			printed++
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	<-genDone
+	// Let calls in flight finish (each within its budget), then report.
+	time.Sleep(cfg.Call.Budget + 50*time.Millisecond)
+	for drained := false; !drained; {
+		select {
+		case l := <-lines:
+			fmt.Fprintln(out, l)
+			printed++
+		default:
+			drained = true
+		}
+	}
+	return shutdownDemo(srv, stopParts, func() { printDemoSummary(out, sim, cfg.Call.Budget) })
+}
+
+func shutdownDemo(srv *http.Server, stopParts context.CancelFunc, summary func()) error {
+	stopParts()
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	if summary != nil {
+		summary()
+	}
+	return nil
+}
+
+// printDemoSummary reports the simulator's view: calls, continues, and the
+// time from StasisStart to continue.
+func printDemoSummary(out io.Writer, sim *arisim.Server, budget time.Duration) {
+	var held []time.Duration
+	var failed, hungUp, waiting, late int
+	for _, r := range sim.Records() {
+		switch {
+		case r.Failed:
+			failed++
+		case r.HungUp:
+			hungUp++
+		case r.Continued.IsZero():
+			waiting++
+		default:
+			d := r.Continued.Sub(r.Offered)
+			held = append(held, d)
+			if d > budget {
+				late++
+			}
+		}
+	}
+	slices.Sort(held)
+	pct := func(p float64) time.Duration {
+		if len(held) == 0 {
+			return 0
+		}
+		return held[min(len(held)-1, int(p*float64(len(held))))]
+	}
+	fmt.Fprintf(out, "summary: %d calls continued (p50 %v, p99 %v StasisStart→continue; %d over the %v budget), %d failed over, %d hung up, %d still waiting\n",
+		len(held), pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), late, budget, failed, hungUp, waiting)
+}
+
+// demoSink prints a line per enriched call and forwards everything.
+type demoSink struct {
+	next  call.LegSink
+	lines chan string
+}
+
+func (s *demoSink) CallEnriched(e call.Enriched) {
+	d := e.Decision
+	number := call.MaskNumber(d.E164)
+	if number == "" {
+		number = "-"
+	}
+	queue := d.Queue
+	if queue == "" {
+		queue = "-"
+	}
+	src := string(d.Source)
+	if src == "" {
+		src = "-"
+	}
+	line := fmt.Sprintf("%-8s  %-9s  %-9s  %-5s  %-4d  %-10s  %-14s  %v",
+		time.Now().Format("15:04:05"), demoKind(e.Call), d.Match, src, d.Priority, call.CleanValueN(queue, 10),
+		number, time.Since(e.Call.Received).Round(10*time.Microsecond))
+	select {
+	case s.lines <- line:
+	default: // never block a call on the terminal
+	}
+	s.next.CallEnriched(e)
+}
+
+func (s *demoSink) AgentLeg(e call.LegEvent) { s.next.AgentLeg(e) }
+func (s *demoSink) CallEnded(e call.CallEnd) { s.next.CallEnded(e) }
+
+// demoKind names the kind of caller ID the simulator offered.
+func demoKind(c call.Call) string {
+	switch {
+	case c.CLI == "" && c.ANI != "":
+		return "ani-only"
+	case c.CLI == "anonymous" || (c.CLI == "" && c.ANI == ""):
+		return "anonymous"
+	case slices.Contains(demoKnown, c.CLI):
+		return "known"
+	case len(c.CLI) > 16:
+		return "junk"
+	}
+	return "unknown"
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
