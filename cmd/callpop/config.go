@@ -350,8 +350,10 @@ func (c *Config) Validate() error {
 	case "", PBXNone:
 	case PBXAsterisk:
 		add(c.PBX.Asterisk.Validate())
+		add(checkReserve("pbx.asterisk.apply_reserve", c.PBX.Asterisk.ApplyReserve, c.Call.Budget))
 	case PBXFreeSWITCH:
 		add(c.PBX.FreeSWITCH.Validate())
+		add(checkReserve("pbx.freeswitch.apply_reserve", c.PBX.FreeSWITCH.ApplyReserve, c.Call.Budget))
 	default:
 		add(fmt.Errorf("pbx.kind: must be none, asterisk or freeswitch, got %q", c.PBX.Kind))
 	}
@@ -367,6 +369,15 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf("log.format: must be json or text, got %q", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// checkReserve: the time an adapter keeps back for applying the decision
+// must leave most of the budget to the decision itself.
+func checkReserve(key string, reserve, budget time.Duration) error {
+	if budget > 0 && reserve*2 > budget {
+		return fmt.Errorf("%s: must be at most half of call.budget (%s), got %s", key, budget, reserve)
+	}
+	return nil
 }
 
 // validateListen checks a host:port listen address.

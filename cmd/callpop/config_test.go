@@ -57,6 +57,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad-crm-source-unknown-key.yaml", "crm.sources[0].timout: unknown key"},
 		{"bad-crm-source-timeout.yaml", "crm.sources[0].timeout: 200 is not a duration"},
 		{"bad-numbers-region.yaml", "numbers.default_region"},
+		{"bad-reserve-over-budget.yaml", "pbx.freeswitch.apply_reserve: must be at most half of call.budget (100ms)"},
 		{"bad-not-yaml.yaml", "not valid YAML"},
 		{"bad-section-scalar.yaml", "call: "},
 	}

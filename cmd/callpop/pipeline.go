@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/adapters/ari"
 	"github.com/callpop/callpop/adapters/esl"
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/callerid"
@@ -95,7 +96,11 @@ func (p *pipeline) adapter() (adapters.Adapter, error) {
 	case "", PBXNone:
 		return nil, nil
 	case PBXAsterisk:
-		return nil, fmt.Errorf("pbx.kind: the %s adapter is not wired in yet", p.cfg.PBX.Kind)
+		a, err := ari.New(p.cfg.PBX.Asterisk, p.adapterDeps())
+		if err != nil {
+			return nil, fmt.Errorf("pbx.asterisk: %w", err)
+		}
+		return a, nil
 	case PBXFreeSWITCH:
 		a, err := esl.New(p.cfg.PBX.FreeSWITCH, p.adapterDeps())
 		if err != nil {
