@@ -209,7 +209,10 @@ func topics(extra map[string]any) string {
 // links renders the configured link templates for one agent's pop.
 func (b popBase) links(cfg []LinkConfig, agent string) []Link {
 	out := []Link{}
-	vars := b.linkVars(agent)
+	var vars map[string]string
+	if len(cfg) > 0 {
+		vars = b.linkVars(agent)
+	}
 	hit := b.customer != nil
 	for _, l := range cfg {
 		switch l.When {
