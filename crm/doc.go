@@ -1,2 +1,26 @@
 // Package crm looks callers up in CRM sources (HTTP, PostgreSQL, CSV) through a cache (in-process LRU, Redis).
+//
+// A look-up (CRM.Lookup) goes: in-process LRU → Redis → the sources in
+// configured order (first hit wins). Concurrent look-ups of one number share
+// one source request (singleflight), which runs detached from the caller: the
+// caller stops waiting at its context's deadline, the request runs on (bounded
+// by the sources' timeouts) and its answer fills both tiers for the next call.
+// Hits live cache.ttl, then are served stale for cache.stale_for while one
+// background request refreshes them; misses live cache.miss_ttl; errors are not
+// cached. Each source and Redis sit behind a circuit breaker (sony/gobreaker).
+//
+// Redis keys are cache.key_prefix + hex HMAC-SHA256(cache.key_secret, E.164):
+// no key holds a number. Each key is a hash whose fields are the source sets
+// asked ("*" = all sources, else the names joined by ","), so Forget deletes
+// every variant of a number with one DEL. Values are versioned JSON
+// ({"v":1,...}); an unreadable value or another version is a miss.
+//
+// Metrics (default registry):
+//
+//	callpop_crm_lookups_total{result}            hit, miss, error, timeout
+//	callpop_crm_source_seconds{source,result}    one source request: hit, miss, error, open
+//	callpop_crm_breaker_state{breaker}           0 closed, 1 half-open, 2 open (sources and "redis")
+//	callpop_cache_requests_total{tier,result}    local|redis × hit, miss, stale, invalid, error
+//	callpop_cache_redis_seconds{op}              get, set, del
+//	callpop_cache_refreshes_total{result}        background refreshes: ok, error
 package crm
