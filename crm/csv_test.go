@@ -115,7 +115,7 @@ func TestSampleCSV(t *testing.T) {
 	for _, tt := range []struct{ e164, name, tier string }{
 		{"+31201234567", "Anna de Vries", "vip"},
 		{"+14155550123", "Jane Doe", "gold"},
-		{"+31800123456", "Fleur van Dijk", "standard"},
+		{"+31701234567", "Fleur van Dijk", "standard"},
 	} {
 		r, err := c.Lookup(context.Background(), q(tt.e164))
 		if err != nil || customerName(r.Customer) != tt.name || r.Customer.Tier != tt.tier || r.Source != "sample" {
