@@ -4,11 +4,13 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/callpop/callpop/call"
 )
 
 // newLogger builds the process logger from the log section: JSON (or text)
 // to w at the configured level. Personal data is masked by the LogValue
-// methods of the types that carry it.
+// methods of the types that carry it, unless log.mask_personal_data is off.
 func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	log, _ := newLoggerVar(cfg, w)
 	return log
@@ -17,6 +19,7 @@ func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 // newLoggerVar is newLogger with the level in a variable, so a config reload
 // can change it.
 func newLoggerVar(cfg LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	call.SetMasking(cfg.MaskPersonalData)
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Level))
 	opts := &slog.HandlerOptions{Level: level}
