@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/callpop/callpop/call"
@@ -49,6 +51,7 @@ type cache struct {
 	rdb     redis.UniversalClient
 	breaker *gobreaker.CircuitBreaker[[]byte]
 	now     func() time.Time
+	macs    sync.Pool // of hash.Hash: HMACs keyed with key
 }
 
 type localEntry struct {
@@ -58,9 +61,17 @@ type localEntry struct {
 
 // hashKey is the per-number part of every key: HMAC-SHA256 of the E.164.
 func (c *cache) hashKey(e164 string) string {
-	m := hmac.New(sha256.New, c.key)
+	m, _ := c.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, c.key)
+	}
+	m.Reset()
 	m.Write([]byte(e164))
-	return hex.EncodeToString(m.Sum(nil))
+	var sum [sha256.Size]byte
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], m.Sum(sum[:0]))
+	c.macs.Put(m)
+	return string(out[:])
 }
 
 func (c *cache) redisKey(h string) string { return c.cfg.KeyPrefix + h }
@@ -114,6 +125,9 @@ var errCorrupt = errors.New("crm: unreadable cache value")
 // getRedis reads one field of a number's hash. found=false on a miss; errors
 // (Redis down, breaker open) are returned for logging and are a miss to the caller.
 func (c *cache) getRedis(ctx context.Context, h, field string) (entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return entry{}, false, err // the caller ran out before asking: no fault of Redis
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Redis.Timeout)
 	defer cancel()
 	start := time.Now()
