@@ -1,6 +1,7 @@
 package router
 
 import (
+	"github.com/callpop/callpop/call"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -44,3 +45,20 @@ var (
 		Help: "Dialplan HTTP requests, by endpoint and status code.",
 	}, []string{"endpoint", "code"})
 )
+
+// decisionCounters are the decisions counter's children, resolved once.
+var decisionCounters = func() map[call.Match]prometheus.Counter {
+	m := map[call.Match]prometheus.Counter{}
+	for _, k := range []call.Match{call.MatchHit, call.MatchMiss, call.MatchAnonymous, call.MatchInvalid, call.MatchTimeout, call.MatchError} {
+		m[k] = decisions.WithLabelValues(string(k))
+	}
+	return m
+}()
+
+func countDecision(m call.Match) {
+	if c, ok := decisionCounters[m]; ok {
+		c.Inc()
+		return
+	}
+	decisions.WithLabelValues(string(m)).Inc()
+}

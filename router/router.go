@@ -212,16 +212,13 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 			r.applyPriority(st, &d, st.cfg.Priority.Default)
 		}
 		d.Elapsed = time.Since(start)
-		decisions.WithLabelValues(string(d.Match)).Inc()
+		countDecision(d.Match)
 		decideSeconds.Observe(d.Elapsed.Seconds())
 	}()
 
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = start.Add(r.deps.Budget)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
 	}
 	st := r.state.Load()
 	prof := st.profileFor(c)

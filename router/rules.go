@@ -16,6 +16,7 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callpop/callpop/call"
 )
@@ -98,6 +99,7 @@ type compiledRule struct {
 	vars     []namedValue
 	stop     bool
 	warned   atomic.Bool // the first run-time error of this rule was logged
+	matches  prometheus.Counter
 }
 
 type namedValue struct {
@@ -165,7 +167,7 @@ func compileRule(r Rule, tz string) (*compiledRule, error) {
 	if strings.TrimSpace(r.Name) == "" {
 		return nil, errors.New("name: required")
 	}
-	cr := &compiledRule{name: r.Name, when: r.When, stop: r.Stop || r.Then.Stop, flags: nil}
+	cr := &compiledRule{name: r.Name, when: r.When, stop: r.Stop || r.Then.Stop, matches: ruleMatches.WithLabelValues(r.Name)}
 	if strings.TrimSpace(r.When) != "" {
 		p, err := expr.Compile(r.When, append(exprOptions(tz), expr.AsBool())...)
 		if err != nil {
@@ -334,7 +336,7 @@ func evalRules(rules []*compiledRule, env *Env, explain bool, logErr ...ruleErrL
 			}
 		}
 		o.matched = append(o.matched, r.name)
-		ruleMatches.WithLabelValues(r.name).Inc()
+		r.matches.Inc()
 		if tr != nil {
 			tr.Matched = true
 			tr.Set = map[string]any{}
