@@ -155,11 +155,11 @@ func (c *correlator) park(key string, now time.Time, leg *call.LegEvent, end *ca
 func (c *correlator) Leg(e call.LegEvent, now time.Time) {
 	id, cs := c.find(e.CallID, e.CallerChannel, e.Leg)
 	if cs == nil {
-		key := e.CallID
-		if key == "" {
-			key = e.CallerChannel
+		// Keep it under both names: the enrichment may know either.
+		c.park(e.CallID, now, &e, nil)
+		if e.CallerChannel != e.CallID {
+			c.park(e.CallerChannel, now, &e, nil)
 		}
-		c.park(key, now, &e, nil)
 		return
 	}
 	cs.last = now
@@ -286,11 +286,10 @@ func (c *correlator) close(cs *callState, agent string, as *agentState, state, c
 func (c *correlator) End(e call.CallEnd, now time.Time) {
 	_, cs := c.find(e.CallID, e.CallerChannel, "")
 	if cs == nil {
-		key := e.CallID
-		if key == "" {
-			key = e.CallerChannel
+		c.park(e.CallID, now, nil, &e)
+		if e.CallerChannel != e.CallID {
+			c.park(e.CallerChannel, now, nil, &e)
 		}
-		c.park(key, now, nil, &e)
 		return
 	}
 	cs.last = now

@@ -221,6 +221,12 @@ func TestCorrelateEdgeCases(t *testing.T) {
 			leg("c1", "l1", "PJSIP/1001-00000001", call.LegRinging), leg("c1", "l2", "PJSIP/1002-00000002", call.LegRinging), enriched("c1", d),
 			leg("c1", "l2", "PJSIP/1002-00000002", call.LegAnswered), end("c1"),
 		}, "1001=ringing,retracted 1002=ringing,answered,ended"},
+		{"legs known by caller channel only, before an enrichment with another call id", Config{}, []step{
+			{leg: &call.LegEvent{CallerChannel: "chan-1", Leg: "l1", Endpoint: "user/1001", State: call.LegRinging}},
+			{leg: &call.LegEvent{CallID: "c1", CallerChannel: "chan-1", Leg: "l2", Endpoint: "user/1002", State: call.LegRinging}},
+			{enriched: &call.Enriched{CallID: "c1", Call: call.Call{ID: "chan-1"}, Decision: d}},
+			{leg: &call.LegEvent{CallerChannel: "chan-1", Leg: "l2", Endpoint: "user/1002", State: call.LegAnswered}},
+		}, "1001=ringing,retracted 1002=ringing,answered"},
 		{"end before the enrichment", Config{}, []step{
 			end("c1"), enriched("c1", d), leg("c1", "l1", "PJSIP/1001-00000001", call.LegRinging),
 		}, ""},
