@@ -106,7 +106,11 @@ func (c *Config) Validate() error {
 		case err != nil:
 			bad("password_file", "%v", err)
 		case pw == "":
-			bad("password", "required (set password_file or %s)", PasswordEnv)
+			if c.Mode == "outbound" {
+				bad("password", "required for the event connection (set password_file or %s), or set pbx.freeswitch.events: false (no agent-leg pops)", PasswordEnv)
+			} else {
+				bad("password", "required (set password_file or %s)", PasswordEnv)
+			}
 		case pw == DefaultPassword && !c.AllowDefaultPassword:
 			bad("password", "is FreeSWITCH's default %q; change it in event_socket.conf.xml or set allow_default_password: true", DefaultPassword)
 		case strings.ContainsAny(pw, "\r\n\x00"):

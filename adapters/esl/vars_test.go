@@ -1,0 +1,101 @@
+package esl
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callpop/callpop/adapters/esl/eslwire"
+	"github.com/callpop/callpop/call"
+)
+
+func TestESLValue(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Erika Mustermann", "Erika Mustermann"},
+		{"it's Bob's", "its Bobs"},
+		{"O'Brien", "OBrien"},
+		{"${system(touch /tmp/x)}", "system(touch /tmp/x)"},
+		{"$${domain}", "domain"},
+		{`back\slash \s`, "backslash s"},
+		{"   padded   ", "padded"},
+		{"a=b;c=d", "a=b c=d"},
+		{"^^:a=b:c", ":a=b:c"},
+		{"ARRAY::x|:y", "x|:y"},
+		{"^ ARRAY::z", "z"},
+		{"line1\n\napi uuid_kill all", "line1 api uuid_kill all"},
+		{"Jürgen Groß 東京", "Jürgen Groß 東京"},
+		{strings.Repeat("x", 300), strings.Repeat("x", call.MaxValueLen)},
+	}
+	for _, tt := range tests {
+		if got := eslValue(tt.in); got != tt.want {
+			t.Errorf("eslValue(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestAppendList(t *testing.T) {
+	tests := []struct{ list, want string }{
+		{"", "callpop_call_id"},
+		{"a,b", "a,b,callpop_call_id"},
+		{"callpop_call_id,a", "a,callpop_call_id"},
+		{"a, b ,${x},c;d", "a,b,callpop_call_id"},
+	}
+	for _, tt := range tests {
+		if got := appendList(tt.list, "callpop_call_id"); got != tt.want {
+			t.Errorf("appendList(%q) = %q, want %q", tt.list, got, tt.want)
+		}
+	}
+}
+
+func TestVariablesPrivacyAndCallInfo(t *testing.T) {
+	c := callFromCaller()
+	d := call.Decision{Match: call.MatchHit, CallerName: "VIP Erika", BaseScore: 1000, InfoURL: "https://crm.example/c/1?a=b;c"}
+	names := map[string]string{}
+	for _, a := range variables(c, d, func(string) string { return "" }) {
+		names[a.name] = a.value
+	}
+	if names["effective_caller_id_name"] != "VIP Erika" || names["cc_base_score"] != "1000" || names["callpop_call_id"] != c.ID {
+		t.Fatalf("%v", names)
+	}
+	d.Privacy = true
+	for _, a := range variables(c, d, func(string) string { return "" }) {
+		if a.name == "effective_caller_id_name" {
+			t.Fatal("caller name rewritten for a withheld number")
+		}
+	}
+	ci, ok := callInfo(d)
+	if !ok || ci.value != "<https://crm.example/c/1?a=b%3Bc>;purpose=info" {
+		t.Fatalf("call info %q", ci.value)
+	}
+}
+
+func TestCallFrom(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers eslwire.Headers
+		want    call.Call
+	}{
+		{"plain", eslwire.Headers{{Name: "Unique-ID", Value: "u1"}, {Name: "Caller-Caller-ID-Number", Value: "%2B14155550123"}, {Name: "Caller-Caller-ID-Name", Value: "John%20Doe"}, {Name: "Caller-ANI", Value: "%2B14155550123"}, {Name: "Caller-Destination-Number", Value: "1000"}},
+			call.Call{ID: "u1", CLI: "+14155550123", CLIName: "John Doe", ANI: "+14155550123", DNIS: "1000"}},
+		{"hide number", eslwire.Headers{{Name: "Unique-ID", Value: "u2"}, {Name: "Caller-Privacy-Hide-Number", Value: "true"}},
+			call.Call{ID: "u2", Privacy: true}},
+		{"SIP Privacy: id", eslwire.Headers{{Name: "Unique-ID", Value: "u3"}, {Name: "variable_sip_Privacy", Value: "id"}},
+			call.Call{ID: "u3", Privacy: true}},
+		{"SIP Privacy: none", eslwire.Headers{{Name: "Unique-ID", Value: "u4"}, {Name: "variable_sip_Privacy", Value: "none"}},
+			call.Call{ID: "u4"}},
+		{"PAI fills a missing ANI", eslwire.Headers{{Name: "Unique-ID", Value: "u5"}, {Name: "Caller-Caller-ID-Number", Value: "anonymous"}, {Name: "variable_sip_P-Asserted-Identity", Value: "%3Csip%3A%2B31201234567%40carrier%3E"}},
+			call.Call{ID: "u5", CLI: "anonymous", ANI: "+31201234567"}},
+		{"profile", eslwire.Headers{{Name: "Unique-ID", Value: "u6"}, {Name: "variable_callpop_profile", Value: "vip-line"}},
+			call.Call{ID: "u6", Profile: "vip-line"}},
+	}
+	now := time.Now()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := callFrom(frameHeaders{tt.headers}, now)
+			tt.want.PBX, tt.want.Received = "freeswitch", now
+			if got != tt.want {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
