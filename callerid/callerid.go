@@ -212,8 +212,9 @@ func (n *Normalizer) RegionFor(dnis string) string {
 }
 
 // Pick chooses the number to look up: CLI when present and valid, else ANI.
-// A withheld CLI with a valid ANI looks up the ANI with Privacy set; neither
-// usable and at least one withheld (or the privacy flag) → anonymous; else invalid.
+// A withheld CLI with a valid ANI looks up the ANI with Privacy set. With no
+// usable number: a withheld CLI or the privacy flag → anonymous, else invalid
+// (Err says why).
 func (n *Normalizer) Pick(cli, ani string, privacy bool, region string) Result {
 	cliAnon, aniAnon := n.Anonymous(cli), n.Anonymous(ani)
 	var cliErr, aniErr error
@@ -232,12 +233,12 @@ func (n *Normalizer) Pick(cli, ani string, privacy bool, region string) Result {
 		aniErr = err
 	}
 	switch {
-	case cliErr != nil:
-		return Result{Status: call.MatchInvalid, Privacy: privacy, Err: fmt.Errorf("cli: %w", cliErr)}
-	case privacy || (cliAnon && aniAnon):
+	case cliAnon || privacy:
 		return Result{Status: call.MatchAnonymous, Privacy: true}
+	case cliErr != nil:
+		return Result{Status: call.MatchInvalid, Err: fmt.Errorf("cli: %w", cliErr)}
 	default:
-		return Result{Status: call.MatchInvalid, Privacy: privacy, Err: fmt.Errorf("ani: %w", aniErr)}
+		return Result{Status: call.MatchInvalid, Err: fmt.Errorf("ani: %w", aniErr)}
 	}
 }
 

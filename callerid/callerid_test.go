@@ -162,6 +162,8 @@ func TestPick(t *testing.T) {
 		{"junk", "+31 (0)20-123 4567 ext.12 ABC#*;x=1\"q'%&<>", "", false, "NL", call.MatchInvalid, "", "", false},
 		{"junk both", "1003", "CALLME", false, "US", call.MatchInvalid, "", "", false},
 		{"junk CLI, anonymous ANI", "12", "anonymous", false, "US", call.MatchInvalid, "", "", false},
+		{"anonymous CLI, junk ANI", "anonymous", "12", false, "US", call.MatchAnonymous, "", "", true},
+		{"junk CLI, privacy", "ABC", "", true, "US", call.MatchAnonymous, "", "", true},
 		{"default region", "4155550123", "", false, "", "", call.SourceCLI, "+14155550123", false},
 	}
 	for _, tt := range tests {
