@@ -198,6 +198,28 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// CheckSources reports profiles naming CRM sources that are not among names
+// (the crm.sources names); for the whole-config check in cmd/callpop.
+func (c *Config) CheckSources(names []string) error {
+	var errs []error
+	for i, p := range c.Profiles {
+		for j, s := range p.Sources {
+			found := false
+			for _, n := range names {
+				if strings.EqualFold(n, s) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				errs = append(errs, fmt.Errorf("router.profiles[%d].sources[%d]: %q is not a crm.sources name (have %s)",
+					i, j, s, strings.Join(names, ", ")))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // ruleSet finds a rule set by name, case-insensitively (viper lower-cases map keys).
 func (c *Config) ruleSet(name string) ([]Rule, bool) {
 	for k, rs := range c.RuleSets {

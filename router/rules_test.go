@@ -246,3 +246,16 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("valid config rejected: %v", err)
 	}
 }
+
+func TestCheckSources(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Profiles = []Profile{{Name: "a", Sources: []string{"main", "Backup"}}, {Name: "b", Sources: []string{"nope"}}}
+	err := cfg.CheckSources([]string{"main", "backup"})
+	if err == nil || !strings.Contains(err.Error(), `router.profiles[1].sources[0]: "nope" is not a crm.sources name`) || strings.Contains(err.Error(), "profiles[0]") {
+		t.Fatalf("CheckSources = %v", err)
+	}
+	def := DefaultConfig()
+	if err := def.CheckSources(nil); err != nil {
+		t.Fatal(err)
+	}
+}
