@@ -13,9 +13,9 @@ import (
 	"github.com/callpop/callpop/internal/testredis"
 )
 
-func newRedis(t *testing.T, addr string) redis.UniversalClient {
+func newRedis(t *testing.T, addrs ...string) redis.UniversalClient {
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: []string{addr}, DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
+		Addrs: addrs, DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
 		WriteTimeout: 500 * time.Millisecond, ContextTimeoutEnabled: true, MaxRetries: -1,
 	})
 	t.Cleanup(func() { rdb.Close() })
@@ -52,6 +52,22 @@ func TestPopsAcrossInstances(t *testing.T) {
 	ring(b.p, "y1", "1002")
 	if m := onA.next(t, 5*time.Second); !strings.Contains(m.Data, `"call_id":"y1"`) {
 		t.Fatalf("on A: %s", m.Data)
+	}
+}
+
+// The same over a Redis Cluster: instances connected to different masters.
+func TestPopsAcrossInstancesCluster(t *testing.T) {
+	cl := testredis.StartCluster(t, 3)
+	a := startInstance(t, Config{}, Deps{Redis: newRedis(t, cl.Addrs...)})
+	b := startInstance(t, Config{}, Deps{Redis: newRedis(t, cl.Addrs[2], cl.Addrs[1], cl.Addrs[0])})
+	onB := openStream(t, b.srv.URL, "1001", token(t, "1001"), nil)
+	for i := range 20 {
+		id := "k" + itoa(i)
+		enrich(a.p, id, hitDecision())
+		ring(a.p, id, "1001")
+		if m := onB.next(t, 10*time.Second); !strings.Contains(m.Data, `"call_id":"`+id+`"`) {
+			t.Fatalf("on B: %s", m.Data)
+		}
 	}
 }
 
