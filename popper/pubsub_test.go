@@ -117,3 +117,28 @@ func TestRunNoGoroutineLeak(t *testing.T) {
 	buf := make([]byte, 1<<16)
 	t.Fatalf("goroutines %d after Run, %d before\n%s", n, base, buf[:runtime.Stack(buf, true)])
 }
+
+// After a Redis restart the subscription comes back by itself: pops from
+// the other instance reach the agent again.
+func TestPubSubSurvivesRedisRestart(t *testing.T) {
+	srv := testredis.Start(t)
+	a := startInstance(t, Config{}, Deps{Redis: newRedis(t, srv.Addr)})
+	b := startInstance(t, Config{}, Deps{Redis: newRedis(t, srv.Addr)})
+	onB := openStream(t, b.srv.URL, "1001", token(t, "1001"), nil)
+	srv.Restart()
+	for i := 0; ; i++ {
+		if i == 100 {
+			t.Fatal("no pop crossed instances within 100 tries after the restart")
+		}
+		id := "r" + itoa(i)
+		enrich(a.p, id, hitDecision())
+		ring(a.p, id, "1001")
+		select {
+		case m := <-onB.C:
+			if m.Event == "pop" {
+				return
+			}
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
