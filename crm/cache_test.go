@@ -300,3 +300,24 @@ func TestUnknownSourceInQuery(t *testing.T) {
 }
 
 var _ = redis.Nil
+
+// TestForgetDuringFetch: an answer fetched before a Forget does not re-fill the cache.
+func TestForgetDuringFetch(t *testing.T) {
+	_, rdb := startRedis(t)
+	srv := newCRMServer(t, testCustomers)
+	srv.delay.Store(int64(300 * time.Millisecond))
+	cfg := DefaultConfig()
+	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
+	c := newTestCRM(t, cfg, DefaultCacheConfig(), rdb)
+	_, _, _ = lookupWithin(t, c, q("+14155550123"), 50*time.Millisecond) // starts the fetch, gives up
+	if err := c.Forget(context.Background(), "+14155550123"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the fetch to end", func() bool { return srv.calls.Load() == 1 })
+	time.Sleep(400 * time.Millisecond)
+	srv.delay.Store(0)
+	r, err := c.Lookup(context.Background(), q("+14155550123"))
+	if err != nil || r.Cached {
+		t.Fatalf("after forget: %+v, %v; the pre-forget answer was cached", r, err)
+	}
+}

@@ -73,7 +73,9 @@ type CRM struct {
 	closed    bool
 	wg        sync.WaitGroup
 	refreshes sync.Map // singleflight keys with a background refresh under way
+	forgotten sync.Map // hash key → time.Time of its last Forget: older fetches must not re-fill it
 	closers   []func() error
+	maxFetch  time.Duration // the longest a fetch can run: the sum of the source timeouts
 }
 
 // New builds the CRM from its config sections. rdb may be nil (in-process
@@ -211,6 +213,7 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 		if t <= 0 {
 			t = cfg.Timeout
 		}
+		c.maxFetch += t
 		c.sources = append(c.sources, &source{Source: s, timeout: t,
 			breaker: newBreaker[*call.Customer](s.Name(), cfg.Breaker, func(err error) bool { return errors.Is(err, ErrNotFound) }, log)})
 	}
@@ -405,6 +408,7 @@ func (c *CRM) fetch(h, field string, q Query, srcs []*source) (any, error) {
 		return nil, errClosed
 	}
 	defer c.wg.Done()
+	started := time.Now()
 	var errs []error
 	for _, s := range srcs {
 		if c.ctx.Err() != nil {
@@ -414,7 +418,7 @@ func (c *CRM) fetch(h, field string, q Query, srcs []*source) (any, error) {
 		switch {
 		case err == nil && cust != nil:
 			e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Source: s.Name(), Customer: capCustomer(cust)}
-			c.store(h, field, e)
+			c.store(h, field, e, started)
 			return e, nil
 		case err == nil || errors.Is(err, ErrNotFound):
 			continue
@@ -427,7 +431,7 @@ func (c *CRM) fetch(h, field string, q Query, srcs []*source) (any, error) {
 	}
 	e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Miss: true}
 	if c.cache.cfg.MissTTL > 0 {
-		c.store(h, field, e)
+		c.store(h, field, e, started)
 	}
 	return e, nil
 }
@@ -460,7 +464,12 @@ func (c *CRM) ask(s *source, q Query) (*call.Customer, error) {
 }
 
 // store writes both tiers; the Redis write is bounded by cache.redis.timeout.
-func (c *CRM) store(h, field string, e entry) {
+// A fetch that started before a Forget of the number stores nothing: its
+// answer may be what the Forget meant to drop.
+func (c *CRM) store(h, field string, e entry, started time.Time) {
+	if t, ok := c.forgotten.Load(h); ok && !started.After(t.(time.Time)) {
+		return
+	}
 	c.putLocal(h, field, e)
 	if c.cache.rdb == nil {
 		return
@@ -476,6 +485,14 @@ func (c *CRM) Forget(ctx context.Context, e164 string) error {
 		return errors.New("crm: forget without e164")
 	}
 	h := c.cache.hashKey(e164)
+	now := time.Now()
+	c.forgotten.Store(h, now)
+	c.forgotten.Range(func(k, v any) bool { // keep only what a fetch in flight could still need
+		if now.Sub(v.(time.Time)) > c.maxFetch {
+			c.forgotten.Delete(k)
+		}
+		return true
+	})
 	if c.cache.local != nil {
 		c.cache.forgetLocal(h)
 	}
