@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -170,9 +171,16 @@ func decodeConfig(data []byte, lookupEnv func(string) (string, bool)) (Config, e
 	// only sees keys the file or defaults already hold). Viper reads the
 	// variable at Get time, so take the value from lookupEnv instead, which
 	// keeps tests independent of the process environment.
-	for _, key := range envKeys(reflect.TypeFor[Config]()) {
+	keys := envKeys(reflect.TypeFor[Config]())
+	known := make(map[string]bool, len(keys))
+	for _, key := range keys {
+		known[key] = true
+	}
+	var fromEnv []string
+	for _, key := range keys {
 		if val, ok := lookupEnv(envName(key)); ok {
 			v.Set(key, val)
+			fromEnv = append(fromEnv, key)
 		}
 	}
 	// Decode over the defaults so absent keys keep them; ZeroFields makes a
@@ -184,7 +192,41 @@ func decodeConfig(data []byte, lookupEnv func(string) (string, bool)) (Config, e
 	if err != nil {
 		return Config{}, decodeErrors(err)
 	}
+	// A secret from the environment wins over its sibling in the file:
+	// CALLPOP_CACHE_REDIS_PASSWORD set clears cache.redis.password_file,
+	// and a *_FILE variable clears the inline value.
+	for _, key := range fromEnv {
+		sibling, ok := strings.CutSuffix(key, "_file")
+		if !ok {
+			sibling = key + "_file"
+		}
+		if known[sibling] && !slices.Contains(fromEnv, sibling) {
+			clearKey(reflect.ValueOf(&cfg).Elem(), strings.Split(sibling, "."))
+		}
+	}
 	return cfg, nil
+}
+
+// clearKey zeroes the field at path (YAML key names) under v.
+func clearKey(v reflect.Value, path []string) {
+	for len(path) > 0 {
+		t := v.Type()
+		found := false
+		for i := range t.NumField() {
+			name, squash := keyName(t.Field(i))
+			if squash {
+				continue
+			}
+			if name == path[0] {
+				v, path, found = v.Field(i), path[1:], true
+				break
+			}
+		}
+		if !found || (len(path) > 0 && v.Kind() != reflect.Struct) {
+			return
+		}
+	}
+	v.Set(reflect.Zero(v.Type()))
 }
 
 // decodeHooks turn YAML and environment strings into durations, lists and

@@ -197,7 +197,7 @@ log: {level: warn, format: text, mask_personal_data: false}
 }
 
 func TestEnvOverrides(t *testing.T) {
-	file := "call: {budget: 200ms}\ncache: {ttl: 1m}\n"
+	file := "call: {budget: 200ms}\ncache: {ttl: 1m, key_secret: inline-secret, redis: {password_file: /run/secrets/redis}}\n"
 	tests := []struct {
 		name  string
 		env   map[string]string
@@ -225,6 +225,10 @@ func TestEnvOverrides(t *testing.T) {
 			func(c Config) bool { return !c.Log.MaskPersonalData }},
 		{"secret", map[string]string{"CALLPOP_CACHE_REDIS_PASSWORD": "s3cret"},
 			func(c Config) bool { return c.Cache.Redis.Password == "s3cret" }},
+		{"secret from the environment wins over the file's *_file", map[string]string{"CALLPOP_CACHE_REDIS_PASSWORD": "s3cret"},
+			func(c Config) bool { return c.Cache.Redis.Password == "s3cret" && c.Cache.Redis.PasswordFile == "" }},
+		{"*_file from the environment wins over an inline secret", map[string]string{"CALLPOP_CACHE_KEY_SECRET_FILE": "/run/secrets/k"},
+			func(c Config) bool { return c.Cache.KeySecretFile == "/run/secrets/k" && c.Cache.KeySecret == "" }},
 		{"no variables: the file", nil,
 			func(c Config) bool { return c.Call.Budget == 200*time.Millisecond && c.Cache.TTL == time.Minute }},
 	}
