@@ -172,6 +172,7 @@ func TestDecideProfiles(t *testing.T) {
 		{"by dnis prefix", call.Call{CLI: "(415) 555-0123", DNIS: "0900-1234"}, "tenant-b", "tenant-b", "+14155550123"},
 		{"by name", call.Call{CLI: "+14155550123", Profile: "tenant-b"}, "tenant-b", "tenant-b", "+14155550123"},
 		{"default: NL region", call.Call{CLI: "0201234567", DNIS: "0800123456"}, "default", "vip", "+31201234567"},
+		{"default by name beats the dnis", call.Call{CLI: "0201234567", DNIS: "0900", Profile: "default"}, "default", "vip", "+31201234567"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -162,6 +162,9 @@ func (st *state) profileFor(c call.Call) *profile {
 				return p
 			}
 		}
+		if c.Profile == st.def.Name {
+			return st.def
+		}
 	}
 	if d := dnisDigits(c.DNIS); d != "" {
 		for _, p := range st.profiles {
@@ -180,8 +183,11 @@ func (st *state) profileFor(c call.Call) *profile {
 	return st.def
 }
 
-// hasProfile reports whether name is a configured profile.
+// hasProfile reports whether name is a configured profile (or "default").
 func (st *state) hasProfile(name string) bool {
+	if name == st.def.Name {
+		return true
+	}
 	for _, p := range st.profiles {
 		if p.Name == name {
 			return true
