@@ -175,3 +175,43 @@ func TestAgentLegsOverEventSocket(t *testing.T) {
 	waitFor(t, 5*time.Second, "call end", func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return len(sink.ended) > 0 })
 	checkLegs(t, name, sink)
 }
+
+// The simulator's generated agent legs (used by the demo and the bench) give
+// the same life as the recordings: ringing for every agent, answered and ended
+// for the winner, stopped (LOSE_RACE) for the others, then the call's end.
+func TestAgentLegsFromSimulator(t *testing.T) {
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	cfg := outboundConfig()
+	cfg.Events, cfg.Address, cfg.Password = true, sim.Addr(), testPassword
+	sink := &recSink{}
+	a := startAdapter(t, cfg, adapters.Deps{Decider: call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision { return call.Decision{} }), Sink: sink})
+	waitFor(t, 5*time.Second, "event connection", func() bool { return a.connected.Load() })
+	caller := eslsim.NewUUID()
+	a.legs.enriched(caller, caller)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sim.RingAgents(ctx, caller, eslsim.Ring{Agents: []string{"1001", "1002", "1003"}, Answer: 1, RingFor: 20 * time.Millisecond, TalkFor: 20 * time.Millisecond})
+	waitFor(t, 5*time.Second, "call end", func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return len(sink.ended) == 1 })
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	count := map[string]int{}
+	for _, e := range sink.legs {
+		count[e.Endpoint+" "+string(e.State)]++
+		if e.CallerChannel != caller {
+			t.Errorf("caller %s", e.CallerChannel)
+		}
+	}
+	want := map[string]int{
+		"user/1001 ringing": 1, "user/1002 ringing": 1, "user/1003 ringing": 1,
+		"user/1002 answered": 1, "user/1002 ended": 1, "user/1001 stopped": 1, "user/1003 stopped": 1,
+	}
+	for k, n := range want {
+		if count[k] != n {
+			t.Errorf("%s: %d, want %d (all: %v)", k, count[k], n, count)
+		}
+	}
+}
