@@ -131,8 +131,13 @@ func (a *agiConn) readEnv() (map[string]string, error) {
 		if line == "" {
 			return env, nil
 		}
+		// The first occurrence of a key wins: a caller-supplied value that
+		// smuggled a line break cannot override what Asterisk sent before it.
 		if k, v, ok := strings.Cut(line, ":"); ok {
-			env[strings.TrimSpace(k)] = strings.TrimPrefix(v, " ")
+			k = strings.TrimSpace(k)
+			if _, dup := env[k]; !dup {
+				env[k] = strings.TrimPrefix(v, " ")
+			}
 		}
 	}
 	return nil, fmt.Errorf("router/fastagi: environment block longer than %d lines", agiMaxEnvVars)
