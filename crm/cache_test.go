@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callpop/callpop/internal/testredis"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -319,5 +320,34 @@ func TestForgetDuringFetch(t *testing.T) {
 	r, err := c.Lookup(context.Background(), q("+14155550123"))
 	if err != nil || r.Cached {
 		t.Fatalf("after forget: %+v, %v; the pre-forget answer was cached", r, err)
+	}
+}
+
+// TestRedisSentinel: master_name makes addrs the sentinels; the cache lands on the master.
+func TestRedisSentinel(t *testing.T) {
+	sen := testredis.StartSentinel(t)
+	rc := DefaultCacheConfig().Redis
+	rc.Addrs, rc.MasterName = sen.Addrs, sen.MasterName
+	rdb, err := OpenRedis(rc, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	srv := newCRMServer(t, testCustomers)
+	cfg := DefaultConfig()
+	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
+	cc := DefaultCacheConfig()
+	cc.LocalSize = 0
+	c := newTestCRM(t, cfg, cc, rdb)
+	for i := 0; i < 2; i++ {
+		r, err := c.Lookup(context.Background(), q("+14155550123"))
+		if err != nil || customerName(r.Customer) != "Jane Doe" || r.Cached != (i == 1) {
+			t.Fatalf("lookup %d: %+v, %v", i, r, err)
+		}
+	}
+	master := rdbFor(sen.Master.Addr)
+	defer master.Close()
+	if n, err := master.DBSize(context.Background()).Result(); err != nil || n != 1 {
+		t.Fatalf("master holds %d keys, %v", n, err)
 	}
 }

@@ -41,6 +41,12 @@ func Start(t testing.TB) *Server {
 }
 
 func start(t testing.TB, bin, dir string, extra []string) *Server {
+	return startWith(t, bin, dir, nil, extra)
+}
+
+// startWith starts redis-server; conf, when set, writes a config file (given
+// the chosen port) that is passed first, as sentinel mode requires.
+func startWith(t testing.TB, bin, dir string, conf func(port int) string, extra []string) *Server {
 	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -50,10 +56,17 @@ func start(t testing.TB, bin, dir string, extra []string) *Server {
 		}
 		s := &Server{t: t, dir: dir, port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 			logFile: filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))}
-		s.args = append([]string{
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--dir", dir, "--logfile", s.logFile, "--protected-mode", "no", "--daemonize", "no",
-		}, extra...)
+		var pre []string
+		if conf != nil {
+			f := filepath.Join(dir, fmt.Sprintf("redis-%d.conf", port))
+			if err := os.WriteFile(f, []byte(conf(port)), 0o644); err != nil {
+				t.Fatalf("testredis: %v", err)
+			}
+			pre = []string{f}
+		}
+		s.args = append(pre, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", dir, "--logfile", s.logFile, "--protected-mode", "no", "--daemonize", "no")
+		s.args = append(s.args, extra...)
 		if lastErr = s.launch(bin); lastErr == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -173,6 +186,40 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		}
 	}
 	return c
+}
+
+// Sentinel is a master watched by one sentinel, owned by a test.
+type Sentinel struct {
+	Master     *Server
+	Sentinel   *Server
+	MasterName string   // the name clients ask the sentinel for
+	Addrs      []string // the sentinels' addresses (what cache.redis.addrs lists)
+}
+
+// StartSentinel starts a master and one sentinel monitoring it as "callpop".
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	bin := need(t, "redis-server")
+	m := start(t, bin, t.TempDir(), nil)
+	_, mport, _ := net.SplitHostPort(m.Addr)
+	sdir := t.TempDir()
+	sen := startWith(t, bin, sdir, func(port int) string {
+		return fmt.Sprintf("sentinel monitor callpop 127.0.0.1 %s 1\n"+
+			"sentinel down-after-milliseconds callpop 1000\n"+
+			"sentinel failover-timeout callpop 5000\n", mport)
+	}, []string{"--sentinel"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := command(sen.Addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "callpop")
+		if err == nil && strings.Contains(r, mport) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testredis: sentinel does not know the master: %q %v", r, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return &Sentinel{Master: m, Sentinel: sen, MasterName: "callpop", Addrs: []string{sen.Addr}}
 }
 
 // need finds a binary, skipping the test without it unless CI=true.

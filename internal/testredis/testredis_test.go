@@ -50,3 +50,18 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("masters: %d, %v", n.Load(), err)
 	}
 }
+
+func TestSentinel(t *testing.T) {
+	s := StartSentinel(t)
+	ctx := context.Background()
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.Addrs})
+	defer rdb.Close()
+	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("set through sentinel: %v", err)
+	}
+	direct := redis.NewClient(&redis.Options{Addr: s.Master.Addr})
+	defer direct.Close()
+	if v, err := direct.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("master holds %q, %v", v, err)
+	}
+}
