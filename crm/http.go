@@ -90,7 +90,7 @@ func newHTTPSource(sc SourceConfig, log *slog.Logger) (*httpSource, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
 	tr.MaxIdleConnsPerHost = 32
-	tr.Proxy = nil // CRMs are reached directly; a proxy from the environment would see every caller's number
+	// tr.Proxy stays http.ProxyFromEnvironment: HTTPS_PROXY/NO_PROXY are honoured.
 	s.client = &http.Client{
 		Transport: tr,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
