@@ -133,6 +133,7 @@ func (n *Normalizer) Parse(raw, region string) (Number, error) {
 	if region == "" {
 		region = n.region
 	}
+	region = strings.ToUpper(region)
 	if len(raw) > maxRawLen {
 		parsesTotal.WithLabelValues("invalid", "false").Inc()
 		return Number{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalid, maxRawLen)

@@ -45,6 +45,7 @@ func TestParse(t *testing.T) {
 		{"NL (0) after country code", "+31 (0)20-123 4567", "US", "+31201234567"},
 		{"GB from US", "+44 20 7946 0000", "US", "+442079460000"},
 		{"default region", "4155550123", "", "+14155550123"},
+		{"lower-case region", "0201234567", "nl", "+31201234567"},
 		{"tel URI", "tel:+1-415-555-0123;phone-context=example.com", "US", "+14155550123"},
 		{"sip URI", "sip:+14155550123@host;user=phone", "NL", "+14155550123"},
 		{"sips URI national", "sips:0201234567@pbx.example", "NL", "+31201234567"},
