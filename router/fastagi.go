@@ -163,7 +163,7 @@ func (a *agiConn) command(line string) (agiReply, error) {
 	if _, err := io.WriteString(a.conn, line+"\n"); err != nil {
 		return agiReply{}, fmt.Errorf("router/fastagi: write: %w", err)
 	}
-	for {
+	for range 100 { // blank lines before a reply are skipped, but not forever
 		resp, err := a.readLine()
 		if err != nil {
 			return agiReply{}, fmt.Errorf("router/fastagi: read: %w", err)
@@ -190,6 +190,7 @@ func (a *agiConn) command(line string) (agiReply, error) {
 		}
 		return parseAGIReply(resp)
 	}
+	return agiReply{}, errors.New("router/fastagi: no reply, only blank lines")
 }
 
 // parseAGIReply parses "200 result=1 (value)" and friends.

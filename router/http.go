@@ -76,8 +76,12 @@ var routeFields = map[string]string{
 	"queue_prio": "QUEUE_PRIO", "cc_base_score": "cc_base_score", "profile": "profile", "cached": "cached",
 }
 
-// params reads the query, rejecting unknown, repeated and oversized parameters.
-func params(q url.Values, allowed ...string) (map[string]string, error) {
+// params reads the query, rejecting malformed, unknown, repeated and oversized parameters.
+func params(rawQuery string, allowed ...string) (map[string]string, error) {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("malformed query: %s", call.CleanValueN(err.Error(), 96))
+	}
 	out := make(map[string]string, len(q))
 	for k, vs := range q {
 		if !slices.Contains(allowed, k) {
@@ -142,7 +146,7 @@ func plusFix(s string) string {
 
 // handleLookup: GET /v1/lookup?number=&dnis=[&ani=][&explain=1] → the decision as JSON.
 func (r *Router) handleLookup(w http.ResponseWriter, req *http.Request) {
-	p, err := params(req.URL.Query(), "number", "ani", "dnis", "name", "privacy", "profile", "call_id", "explain")
+	p, err := params(req.URL.RawQuery, "number", "ani", "dnis", "name", "privacy", "profile", "call_id", "explain")
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
@@ -161,7 +165,7 @@ func (r *Router) handleLookup(w http.ResponseWriter, req *http.Request) {
 
 // handleRoute: GET /v1/route?number=&ani=&dnis=[&field=x] → JSON, or one value as text/plain.
 func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
-	p, err := params(req.URL.Query(), "number", "ani", "dnis", "name", "privacy", "profile", "call_id", "field")
+	p, err := params(req.URL.RawQuery, "number", "ani", "dnis", "name", "privacy", "profile", "call_id", "field")
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
@@ -231,7 +235,7 @@ func fieldValue(d call.Decision, name string) string {
 
 // handleForget: DELETE /v1/cache/{number}[?dnis=] → normalise, then forget in every cache tier.
 func (r *Router) handleForget(w http.ResponseWriter, req *http.Request) {
-	p, err := params(req.URL.Query(), "dnis")
+	p, err := params(req.URL.RawQuery, "dnis")
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return

@@ -113,6 +113,8 @@ func TestRouteEndpoint(t *testing.T) {
 		{"number=1&number=2", "number: given 2 times"},
 		{"number=" + strings.Repeat("1", 300), "number: longer than 256 bytes"},
 		{"number=%ff%fe", "number: not valid UTF-8"},
+		{"number=%zz", "malformed query"},
+		{"number=1;dnis=2", "malformed query"},
 		{"number=1&privacy=maybe", "privacy:"},
 		{"number=1&profile=nope", `profile: "nope" is not a configured profile`},
 	}
