@@ -209,7 +209,7 @@ func (p *Popper) serveStream(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case pop := <-sub.ch:
-			if !write(sseEvent(pop)) {
+			if !write(sseEvent(*pop)) {
 				return
 			}
 		}

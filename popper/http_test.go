@@ -279,8 +279,10 @@ func TestMemoryPerAgent(t *testing.T) {
 	waitFor(t, func() bool { return in.p.hub.subscribers() == n })
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
-	t.Logf("memory per connected agent: ~%d bytes heap (+%d goroutines for %d agents)", per, runtime.NumGoroutine()-g0, n)
+	heap := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	stack := (int64(after.StackInuse) - int64(before.StackInuse)) / n
+	t.Logf("memory per connected agent: ~%d bytes (heap %d + goroutine stacks %d; %d goroutines for %d agents)",
+		heap+stack, heap, stack, runtime.NumGoroutine()-g0, n)
 	for _, c := range conns {
 		c.Close()
 	}

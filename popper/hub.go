@@ -25,7 +25,7 @@ type agentHub struct {
 }
 
 type subscriber struct {
-	ch   chan Pop
+	ch   chan *Pop // shared, read-only
 	gone chan struct{} // closed when the hub drops a slow subscriber
 	once sync.Once
 }
@@ -59,9 +59,10 @@ func (h *hub) Deliver(p Pop) {
 		ah.backlog = ah.backlog[:len(ah.backlog)-1]
 	}
 	ah.backlog = append(ah.backlog, p)
+	shared := &p
 	for s := range ah.subs {
 		select {
-		case s.ch <- p:
+		case s.ch <- shared:
 		default:
 			delete(ah.subs, s)
 			s.drop()
@@ -77,7 +78,7 @@ func (h *hub) Subscribe(agent, lastID string, now time.Time) (*subscriber, []Pop
 	defer h.mu.Unlock()
 	ah := h.agent(agent)
 	ah.last = now
-	s := &subscriber{ch: make(chan Pop, subBuffer), gone: make(chan struct{})}
+	s := &subscriber{ch: make(chan *Pop, subBuffer), gone: make(chan struct{})}
 	ah.subs[s] = struct{}{}
 	var replay []Pop
 	if last, err := strconv.ParseInt(lastID, 10, 64); err == nil && lastID != "" {
