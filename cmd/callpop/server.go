@@ -17,10 +17,12 @@ import (
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 15 * time.Second
-	writeTimeout      = 30 * time.Second
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 64 << 10
 )
+
+// writeTimeout bounds writing a response (a variable for tests).
+var writeTimeout = 30 * time.Second
 
 // readiness is what /readyz reports: every check must pass, and the process
 // must not be draining.
