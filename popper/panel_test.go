@@ -159,6 +159,16 @@ func TestPanelInChromium(t *testing.T) {
 	}
 	shot("panel-miss.png")
 
+	// The connection drops (proxy, restart): the page reconnects by itself,
+	// resumes from its last event and shows the next pop.
+	in.srv.CloseClientConnections()
+	enrich(in.p, "c4", hitDecision())
+	ring(in.p, "c4", "1001")
+	wait("reconnected with the missed pop", `!!document.querySelector('.card[data-call="c4"]') && document.getElementById("conn").dataset.state === "live"`)
+	if got := eval(`String(document.querySelectorAll('#recent li[data-call="c1"]').length)`); got != "1" {
+		t.Errorf("replay duplicated the list: %s entries for c1", got)
+	}
+
 	// Hostile CRM data is text, and a javascript: URL never becomes a link.
 	evil := call.Decision{Match: call.MatchHit, E164: "+31401234567", Customer: &call.Customer{
 		ID: "x", Name: `<img src=x onerror="document.title='pwned'">`, URL: "javascript:alert(1)",
