@@ -25,7 +25,7 @@ type agentHub struct {
 }
 
 type subscriber struct {
-	ch   chan *Pop // shared, read-only
+	ch   chan *Pop     // shared, read-only
 	gone chan struct{} // closed when the hub drops a slow subscriber
 	once sync.Once
 }
