@@ -240,6 +240,7 @@ func TestSourceOrder(t *testing.T) {
 		{Query{E164: "+14155550123", Sources: []string{"second", "first"}}, "From first", "first", false}, // configured order
 		{q("+442079460000"), "", "", true},                                                                // broken + misses → error
 		{Query{E164: "+442079460000", Sources: []string{"first", "second"}}, "", "", false},               // plain miss
+		{Query{E164: "+14155550123", Sources: []string{}}, "From first", "cache", false},                  // empty = all
 	}
 	for i, tt := range tests {
 		r, err := c.Lookup(context.Background(), tt.query)

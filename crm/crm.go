@@ -27,7 +27,7 @@ var errClosed = errors.New("crm: closed")
 // Query is one look-up: the number's variants and, optionally, which sources to ask.
 type Query struct {
 	E164, National, NationalFormat, Digits string
-	Sources                                []string // source names to use, in configured order; nil = all
+	Sources                                []string // source names to use, in configured order; nil or empty = all
 }
 
 // LogValue masks the number in logs.
@@ -271,7 +271,7 @@ func resultOf(r Result) string {
 // pick resolves the query's source names to configured sources in configured
 // order, and the cache field naming that set ("*" = all).
 func (c *CRM) pick(names []string) ([]*source, string, error) {
-	if names == nil {
+	if len(names) == 0 {
 		return c.sources, "*", nil
 	}
 	want := make([]bool, len(c.sources))
@@ -292,9 +292,6 @@ func (c *CRM) pick(names []string) ([]*source, string, error) {
 	}
 	if len(srcs) == len(c.sources) {
 		return srcs, "*", nil
-	}
-	if len(srcs) == 0 {
-		return nil, "", errors.New("crm: empty source list")
 	}
 	return srcs, strings.Join(fieldNames, ","), nil
 }
