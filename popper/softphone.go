@@ -3,6 +3,7 @@ package popper
 import (
 	"context"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/callpop/callpop/call"
@@ -63,17 +64,27 @@ func CallerName(tmpl string, max int, d call.Decision, privacy bool) string {
 	return call.CleanValueN(strings.TrimSpace(s), max)
 }
 
-// stripNumber removes the number (in E.164 or as its last 9 digits) from s.
+// phoneLike matches runs that look like a phone number: 6 or more digits,
+// possibly with separators.
+var phoneLike = regexp.MustCompile(`\+?\d[\d\s\-./()]{4,}\d`)
+
+// stripNumber removes the number, and anything that looks like one, from s.
 func stripNumber(s, e164 string) string {
-	digits := strings.TrimPrefix(e164, "+")
-	if digits == "" {
-		return s
+	if e164 != "" {
+		s = strings.ReplaceAll(s, e164, "")
 	}
-	s = strings.ReplaceAll(s, e164, "")
-	s = strings.ReplaceAll(s, digits, "")
-	if len(digits) > 9 {
-		s = strings.ReplaceAll(s, digits[len(digits)-9:], "")
-	}
+	s = phoneLike.ReplaceAllStringFunc(s, func(m string) string {
+		n := 0
+		for _, r := range m {
+			if r >= '0' && r <= '9' {
+				n++
+			}
+		}
+		if n >= 6 {
+			return ""
+		}
+		return m
+	})
 	return strings.Join(strings.Fields(s), " ")
 }
 

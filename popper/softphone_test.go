@@ -23,7 +23,8 @@ func TestCallerName(t *testing.T) {
 		{"length limited", "{name}", 10, &call.Customer{Name: "Bartholomew Fitzgerald-Smythe"}, false, "Bartholome"},
 		{"hostile CRM data", "VIP {name}", 40, &call.Customer{Name: "Eve\r\n${SHELL(rm -rf /)};\"x`"}, false, "VIP Eve SHELL(rm -rf /) x"},
 		{"number in the name, privacy", "{name}", 40, &call.Customer{Name: "+31201234567"}, true, ""},
-		{"number in the name, privacy, national", "{name} ({id})", 40, &call.Customer{Name: "Caller 0201234567", ID: "C1"}, true, "Caller 0 (C1)"},
+		{"number in the name, privacy, national", "{name} ({id})", 40, &call.Customer{Name: "Caller 020-123 4567", ID: "C1"}, true, "Caller (C1)"},
+		{"short numbers stay", "{name}", 40, &call.Customer{Name: "Suite 12 Floor 3"}, true, "Suite 12 Floor 3"},
 		{"unknown placeholder", "{nope}{name}", 40, &call.Customer{Name: "Jo"}, false, "Jo"},
 	}
 	for _, tt := range tests {
