@@ -53,7 +53,7 @@ The agent panel and the HTTP API are served on --listen. Ctrl-C stops it.`,
 			return runDemo(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().StringVar(&o.PBX, "pbx", PBXAsterisk, "simulated PBX: asterisk")
+	cmd.Flags().StringVar(&o.PBX, "pbx", PBXAsterisk, "simulated PBX: asterisk or freeswitch")
 	cmd.Flags().DurationVar(&o.Duration, "duration", 0, "stop after this long (0 = until Ctrl-C)")
 	cmd.Flags().Float64Var(&o.Rate, "rate", 3, "calls per second")
 	cmd.Flags().StringVar(&o.Listen, "listen", "127.0.0.1:8080", "HTTP listener for the API and the agent panel (\"\" = none)")
@@ -67,11 +67,14 @@ var demoKnown = []string{"+31201234567", "+14155550123", "+442079460018", "+3314
 // runDemo runs the simulator, the pipeline and the adapter until ctx ends
 // or the duration passes, printing a line per call to out.
 func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
-	if o.PBX != PBXAsterisk {
-		return fmt.Errorf("demo: --pbx %q is not supported (asterisk)", o.PBX)
+	if o.PBX != PBXAsterisk && o.PBX != PBXFreeSWITCH {
+		return fmt.Errorf("demo: --pbx %q is not supported (asterisk, freeswitch)", o.PBX)
 	}
 	if o.Rate <= 0 || math.IsInf(o.Rate, 0) || math.IsNaN(o.Rate) {
 		return errors.New("demo: --rate must be positive")
+	}
+	if o.PBX == PBXFreeSWITCH {
+		return runDemoFreeSWITCH(ctx, o, out, errOut)
 	}
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
