@@ -190,9 +190,12 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("router.fastagi.max_sessions: must be positive"))
 		}
 	}
-	for _, st := range CompileReport(*c) {
-		if st.Err != "" {
-			errs = append(errs, errors.New(st.Key+" "+quoteName(st.Name)+": "+st.Err))
+	if _, err := compileRules("router.rules", c.Rules, c.Timezone); err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range sortedKeys(c.RuleSets) {
+		if _, err := compileRules("router.rule_sets."+name, c.RuleSets[name], c.Timezone); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

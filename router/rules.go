@@ -130,6 +130,11 @@ func CompileReport(cfg Config) []RuleStatus {
 			if _, err := compileRule(r, cfg.Timezone); err != nil {
 				st.Err = err.Error()
 			}
+			for j := range i {
+				if rules[j].Name == r.Name && r.Name != "" && st.Err == "" {
+					st.Err = fmt.Sprintf("name: also used by %s[%d]", key, j)
+				}
+			}
 			out = append(out, st)
 		}
 	}
@@ -145,6 +150,11 @@ func compileRules(key string, rules []Rule, tz string) ([]*compiledRule, error) 
 	out := make([]*compiledRule, 0, len(rules))
 	var errs []error
 	for i, r := range rules {
+		for j := range i {
+			if rules[j].Name == r.Name && r.Name != "" {
+				errs = append(errs, fmt.Errorf("%s[%d] %s: name: also used by %s[%d]", key, i, quoteName(r.Name), key, j))
+			}
+		}
 		cr, err := compileRule(r, tz)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s[%d] %s: %w", key, i, quoteName(r.Name), err))
@@ -222,6 +232,9 @@ func compileString(src, tz string) (*value, error) {
 			return nil, errors.New(exprErr(err))
 		}
 		return &value{prog: p}, nil
+	}
+	if c := call.CleanValue(src); c != src {
+		return nil, fmt.Errorf("%q has characters a channel variable cannot carry (it would become %q)", src, c)
 	}
 	return &value{lit: src}, nil
 }

@@ -187,6 +187,9 @@ func TestInvalidRulesRejected(t *testing.T) {
 		{"bad var expression", Rule{Name: "ve", Then: Then{Vars: map[string]string{"x": "=nope"}}}, `router.rules[1] "ve": then.vars.x: unknown name nope`},
 		{"bad flag", Rule{Name: "fl", Then: Then{Flags: []string{"two words"}}}, `router.rules[1] "fl": then.flags[0]: "two words" must be`},
 		{"no name", Rule{When: "true"}, `router.rules[1] (unnamed): name: required`},
+		{"duplicate name", Rule{Name: "ok", When: "true"}, `router.rules[1] "ok": name: also used by router.rules[0]`},
+		{"queue with a comma", Rule{Name: "qc", Then: Then{Queue: "sales,vip"}}, `router.rules[1] "qc": then.queue: "sales,vip" has characters a channel variable cannot carry`},
+		{"var with a dollar", Rule{Name: "vd", Then: Then{Vars: map[string]string{"x": "${EXEC}"}}}, `router.rules[1] "vd": then.vars.x:`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
