@@ -26,6 +26,9 @@ reported one a line, naming the key. Exits non-zero on any problem.`,
 				src = "embedded defaults (no " + defaultConfigPath + ")"
 			}
 			fmt.Fprintf(out, "config: %s\n", src)
+			for _, w := range lc.Warnings {
+				fmt.Fprintf(out, "warning: %s\n", w)
+			}
 			if lc.Decoded {
 				for _, st := range router.CompileReport(lc.Router) {
 					status := "ok"

@@ -101,8 +101,9 @@ func DefaultConfig() Config {
 // loadedConfig is a Config and where it came from.
 type loadedConfig struct {
 	Config
-	Path    string // the file read; "" when running on the embedded defaults
-	Decoded bool   // Config holds the file's values (it may still be invalid)
+	Path     string   // the file read; "" when running on the embedded defaults
+	Decoded  bool     // Config holds the file's values (it may still be invalid)
+	Warnings []string // things worth a log line that do not stop start-up
 }
 
 // configFromCmd loads the file named by --config (or $CALLPOP_CONFIG). A
@@ -138,15 +139,41 @@ func loadConfig(path string, explicit bool) (loadedConfig, error) {
 			return loadedConfig{}, fmt.Errorf("config: %w", err)
 		}
 	}
+	warnings := unknownEnv(os.Environ(), data)
 	cfg, err := decodeConfig(data, os.LookupEnv)
 	if err != nil {
-		return loadedConfig{Path: path}, withFile(path, err)
+		return loadedConfig{Path: path, Warnings: warnings}, withFile(path, err)
 	}
+	lc := loadedConfig{Config: cfg, Path: path, Decoded: true, Warnings: warnings}
 	if err := cfg.Validate(); err != nil {
 		// The decoded config goes back too, for check-config's report.
-		return loadedConfig{Config: cfg, Path: path, Decoded: true}, withFile(path, err)
+		return lc, withFile(path, err)
 	}
-	return loadedConfig{Config: cfg, Path: path, Decoded: true}, nil
+	return lc, nil
+}
+
+// unknownEnv names CALLPOP_* variables that override no key: most likely a
+// typo (CALLPOP_CALL_BUGDET). Variables the packages read themselves, test
+// variables, and variables the file refers to (${NAME} in a header) are fine.
+func unknownEnv(environ []string, file []byte) []string {
+	known := map[string]bool{"CALLPOP_CONFIG": true, "CALLPOP_ARTIFACTS": true}
+	for _, k := range envKeys(reflect.TypeFor[Config]()) {
+		known[envName(k)] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "CALLPOP_") || known[name] ||
+			strings.HasPrefix(name, "CALLPOP_TEST_") ||
+			strings.HasPrefix(name, "CALLPOP_CRM_") && strings.HasSuffix(name, "_DSN") || // crm: a source's DSN
+			strings.HasPrefix(name, "CALLPOP_POPPER_WEBHOOKS_") || // popper: a webhook's secret
+			bytes.Contains(file, []byte(name)) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("environment variable %s overrides no configuration key (a typo?)", name))
+	}
+	sort.Strings(out)
+	return out
 }
 
 func withFile(path string, err error) error {

@@ -356,3 +356,19 @@ func TestConfigKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownEnv(t *testing.T) {
+	env := []string{
+		"PATH=/usr/bin",
+		"CALLPOP_CALL_BUDGET=250ms",        // a key
+		"CALLPOP_CALL_BUGDET=250ms",        // a typo
+		"CALLPOP_CONFIG=/etc/callpop.yaml", // the file
+		"CALLPOP_CRM_MAIN_DSN=postgres://", // read by crm
+		"CALLPOP_TEST_PG_DSN=postgres://",  // tests
+		"CALLPOP_CRM_TOKEN=abc",            // referred to by the file
+	}
+	got := unknownEnv(env, []byte("crm:\n  sources:\n    - headers: {Authorization: \"Bearer ${CALLPOP_CRM_TOKEN}\"}\n"))
+	if len(got) != 1 || !strings.Contains(got[0], "CALLPOP_CALL_BUGDET") {
+		t.Fatalf("got %q", got)
+	}
+}

@@ -63,6 +63,9 @@ func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *s
 	if lc.Path == "" {
 		mlog.Info("no config file; running on the embedded defaults", "looked_for", defaultConfigPath)
 	}
+	for _, w := range lc.Warnings {
+		mlog.Warn(w)
+	}
 	mlog.Info("starting", "version", versionString(), "config", lc.Path, "pbx", cfg.PBX.Kind, "budget", cfg.Call.Budget.String())
 	buildInfo.WithLabelValues(version, revision(), goVersion()).Set(1)
 
