@@ -36,13 +36,14 @@ type correlator struct {
 }
 
 type callState struct {
-	base     popBase
-	channel  string
-	agents   map[string]*agentState
-	legAgent map[string]string // leg id → agent
-	legs     []string
-	ended    bool
-	last     time.Time
+	base       popBase
+	channel    string
+	agents     map[string]*agentState
+	legAgent   map[string]string // leg id → agent
+	legs       []string
+	answeredAt time.Time // when an agent last answered (PBX time)
+	ended      bool
+	last       time.Time
 }
 
 type agentState struct {
@@ -202,6 +203,9 @@ func (c *correlator) Leg(e call.LegEvent, now time.Time) {
 			return // repeated, or late after the leg was answered or stopped
 		}
 		as.legs[legKey] = call.LegRinging
+		if !e.At.IsZero() && e.At.Before(cs.answeredAt) {
+			return // rang before someone answered, reported late: already over
+		}
 		switch as.state {
 		case "", StateRetracted, StateEnded:
 			as.state = StateRinging
@@ -215,6 +219,9 @@ func (c *correlator) Leg(e call.LegEvent, now time.Time) {
 			return
 		}
 		as.legs[legKey] = call.LegAnswered
+		if at.After(cs.answeredAt) {
+			cs.answeredAt = at
+		}
 		if as.state != StateAnswered {
 			as.state = StateAnswered
 			as.delivered = true

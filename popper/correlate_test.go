@@ -208,6 +208,7 @@ func end(id string) step { return step{end: &call.CallEnd{CallID: id}} }
 
 func TestCorrelateEdgeCases(t *testing.T) {
 	d := hitDecision()
+	t0 := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name  string
 		cfg   Config
@@ -227,6 +228,14 @@ func TestCorrelateEdgeCases(t *testing.T) {
 			{enriched: &call.Enriched{CallID: "c1", Call: call.Call{ID: "chan-1"}, Decision: d}},
 			{leg: &call.LegEvent{CallerChannel: "chan-1", Leg: "l2", Endpoint: "user/1002", State: call.LegAnswered}},
 		}, "1001=ringing,retracted 1002=ringing,answered"},
+		{"a ring from before the answer, reported late, does not pop", Config{}, []step{
+			enriched("c1", d),
+			{leg: &call.LegEvent{CallID: "c1", Leg: "l1", Endpoint: "user/1001", State: call.LegRinging, At: t0}},
+			{leg: &call.LegEvent{CallID: "c1", Leg: "l1", Endpoint: "user/1001", State: call.LegAnswered, At: t0.Add(2 * time.Second)}},
+			{leg: &call.LegEvent{CallID: "c1", Leg: "l2", Endpoint: "user/1002", State: call.LegRinging, At: t0.Add(time.Millisecond)}},
+			{leg: &call.LegEvent{CallID: "c1", Leg: "l2", Endpoint: "user/1002", State: call.LegStopped, At: t0.Add(2 * time.Second)}},
+			{leg: &call.LegEvent{CallID: "c1", Leg: "l3", Endpoint: "user/1003", State: call.LegRinging, At: t0.Add(5 * time.Second)}},
+		}, "1001=ringing,answered 1003=ringing"},
 		{"end before the enrichment", Config{}, []step{
 			end("c1"), enriched("c1", d), leg("c1", "l1", "PJSIP/1001-00000001", call.LegRinging),
 		}, ""},
