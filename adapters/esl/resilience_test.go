@@ -15,6 +15,7 @@ import (
 	"github.com/callpop/callpop/adapters/esl/eslwire"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 	"github.com/callpop/callpop/call"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // The server drops every connection in the middle of a burst of 200 parked
@@ -313,4 +314,81 @@ func TestSweepRetriesFailedTransfer(t *testing.T) {
 	if !failed.Load() {
 		t.Fatal("the first transfer was not delayed")
 	}
+}
+
+// The caller hangs up while callpop decides: uuid_setvar_multi answers
+// -ERR No such channel!, which is counted as dead, not retried, not transferred.
+func TestInboundCallerHangsUpDuringDecision(t *testing.T) {
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	hung := make(chan string, 1)
+	dec := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		sim.Hangup(c.ID)
+		hung <- c.ID
+		return call.Decision{Match: call.MatchMiss}
+	})
+	before := counterValue(t, "inbound", "dead")
+	a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: dec})
+	waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	id := sim.OfferCall(eslsim.Caller{Number: "0201234567"})
+	if got := <-hung; got != id {
+		t.Fatalf("decided %s, offered %s", got, id)
+	}
+	waitFor(t, 5*time.Second, "dead call counted", func() bool {
+		return counterValue(t, "inbound", "dead") == before+1
+	})
+	if st := sim.Stats(); st.Transfers != 0 || st.DeadUUID != 1 {
+		t.Fatalf("transfers %d, dead-uuid replies %d", st.Transfers, st.DeadUUID)
+	}
+}
+
+// callpop down in outbound mode: the socket app fails at once and the
+// dialplan's next action runs (the documented fallback).
+func TestOutboundCallpopDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	sim := eslsim.NewOutbound(addr, eslsim.Options{})
+	res, err := sim.Call(context.Background(), eslsim.Caller{Number: "0201234567"})
+	if err == nil {
+		t.Fatal("no error from a socket app with nobody listening")
+	}
+	if res.ReleasedBy != "close" || res.Resume.Sub(res.Connected) > 100*time.Millisecond {
+		t.Fatalf("released by %q after %v", res.ReleasedBy, res.Resume.Sub(res.Connected))
+	}
+}
+
+// Parking at a rate through the simulator's helper: every call released.
+func TestInboundParkRate(t *testing.T) {
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: numbersDecider(t, customers)})
+	waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	ids := sim.ParkCalls(context.Background(), 100, 200, func(i int) eslsim.Caller {
+		return eslsim.Caller{Number: fmt.Sprintf("+4920112345%02d", i), Name: "Rate"}
+	})
+	waitFor(t, 10*time.Second, "all released", func() bool { return len(sim.Parked()) == 0 })
+	for _, id := range ids {
+		if v := sim.Vars(id)["callpop_match"]; v != "miss" {
+			t.Fatalf("%s: callpop_match %q", id, v)
+		}
+	}
+}
+
+func counterValue(t testing.TB, labels ...string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := callsTotal.WithLabelValues(labels...).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -358,3 +358,51 @@ func (o *Outbound) connectData(ch *channel) []byte {
 	}
 	return renderBlock(hs, nil)
 }
+
+// ParkCalls offers n calls at rate calls/s (caller i from gen) and returns
+// their UUIDs; it stops early when ctx ends.
+func (in *Inbound) ParkCalls(ctx context.Context, n int, rate float64, gen func(i int) Caller) []string {
+	ids := make([]string, 0, n)
+	if rate <= 0 {
+		rate = 1
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	for i := 0; i < n; i++ {
+		ids = append(ids, in.OfferCall(gen(i)))
+		select {
+		case <-ctx.Done():
+			return ids
+		case <-tick.C:
+		}
+	}
+	return ids
+}
+
+// Load runs n calls through the socket app at rate calls/s, each in its own
+// goroutine, and returns every result (in call order) once all are released.
+func (o *Outbound) Load(ctx context.Context, n int, rate float64, gen func(i int) Caller) ([]Result, []error) {
+	res := make([]Result, n)
+	errs := make([]error, n)
+	if rate <= 0 {
+		rate = 1
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			res[i], errs[i] = o.Call(ctx, gen(i))
+		}(i)
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return res[:i+1], errs[:i+1]
+		case <-tick.C:
+		}
+	}
+	wg.Wait()
+	return res, errs
+}

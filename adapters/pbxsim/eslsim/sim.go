@@ -389,14 +389,27 @@ func (s *sim) hangup(id, cause string) bool {
 	body := s.eventBody(ch, "CHANNEL_HANGUP_COMPLETE", eslwire.Header{Name: "Hangup-Cause", Value: cause})
 	s.broadcast("CHANNEL_HANGUP_COMPLETE", "", body, nil)
 	for ss := range s.sessions {
-		if ss.bound == ch {
+		if ss.bound != ch {
+			continue
+		}
+		if ss.linger {
+			// as recorded (outbound-2001): a linger notice, the socket stays for the remaining events
 			ss.send(eslwire.AppendFrame(nil, []eslwire.Header{
 				{Name: "Content-Type", Value: eslwire.TypeDisconnect},
 				{Name: "Controlled-Session-UUID", Value: ch.UUID},
-				{Name: "Content-Disposition", Value: "disconnect"},
-			}, []byte(goodbye)))
-			go ss.close()
+				{Name: "Content-Disposition", Value: "linger"},
+				{Name: "Channel-Name", Value: ch.headers.Get("Channel-Name")},
+				{Name: "Linger-Time", Value: "2"},
+				{Name: "Content-Length", Value: "0"},
+			}, nil))
+			continue
 		}
+		ss.send(eslwire.AppendFrame(nil, []eslwire.Header{
+			{Name: "Content-Type", Value: eslwire.TypeDisconnect},
+			{Name: "Controlled-Session-UUID", Value: ch.UUID},
+			{Name: "Content-Disposition", Value: "disconnect"},
+		}, []byte(goodbye)))
+		go ss.close()
 	}
 	return true
 }
