@@ -436,3 +436,36 @@ func TestFastAGISlowCRM(t *testing.T) {
 		t.Fatalf("session took %v with a 200ms budget", took)
 	}
 }
+
+// Beyond router.fastagi.max_sessions a connection is closed at once, so a
+// flood cannot exhaust the process; the held session still completes.
+func TestFastAGIMaxSessions(t *testing.T) {
+	cfg := testConfig()
+	cfg.FastAGI.MaxSessions = 1
+	cfg.FastAGI.ReadTimeout = 2 * time.Second
+	te := newTestEnv(t, cfg, nil, testBudget)
+	addr := startAGI(t, te.router)
+	held, err := net.Dial("tcp", addr) // a session that has not sent its environment yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	time.Sleep(50 * time.Millisecond) // let the server accept it
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = extra.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection beyond max_sessions was served")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("connection beyond max_sessions left open")
+	}
+	held.Close()
+	time.Sleep(50 * time.Millisecond)
+	s := (&asterisk{env: defaultAGIEnv("route", "0201234567", "Jan", "0800123456"), ani: "0201234567"}).run(t, addr)
+	if len(s.vars) < 13 {
+		t.Fatalf("after the slot was freed: %d variables", len(s.vars))
+	}
+}
