@@ -27,13 +27,14 @@ type Adapter struct {
 	legs     *legTracker
 	slots    chan struct{}
 
-	mu       sync.Mutex
-	cur      *conn         // the event connection, nil while down
-	curReady chan struct{} // closed when cur becomes non-nil
-	ln       net.Listener
-	lnReady  chan struct{}
-	inflight map[string]struct{}  // inbound calls being handled
-	recent   map[string]time.Time // inbound calls released lately (reconcile must not redo them)
+	mu        sync.Mutex
+	cur       *conn         // the event connection, nil while down
+	curReady  chan struct{} // closed when cur becomes non-nil
+	ln        net.Listener
+	lnReady   chan struct{}
+	inflight  map[string]struct{}  // inbound calls being handled
+	recent    map[string]time.Time // inbound calls released lately (reconcile must not redo them)
+	lastPrune time.Time
 
 	listening atomic.Bool
 	connected atomic.Bool
@@ -304,6 +305,9 @@ func validUUID(s string) bool {
 // park_context (besides after every connect).
 var sweepInterval = 15 * time.Second
 
+// legMaxAge bounds how long a caller or agent leg whose hang-up was never seen is tracked.
+const legMaxAge = 12 * time.Hour
+
 // supervise keeps one event connection up: dial with backoff and jitter,
 // authenticate, subscribe, reconcile parked calls, then watch it.
 func (a *Adapter) supervise(ctx context.Context) {
@@ -568,6 +572,10 @@ func (a *Adapter) transfer(ctx context.Context, c call.Call) error {
 func (a *Adapter) pruneRecent() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if time.Since(a.lastPrune) > time.Minute {
+		a.lastPrune = time.Now()
+		go a.legs.prune(legMaxAge)
+	}
 	for id, t := range a.recent {
 		if time.Since(t) > time.Minute {
 			delete(a.recent, id)

@@ -29,6 +29,7 @@ type legTracker struct {
 
 	mu      sync.Mutex
 	callers map[string]string // caller uuid → call id
+	seen    map[string]time.Time
 	legs    map[string]*agentLeg
 	orphans map[string]string // unlinked outbound leg → endpoint
 }
@@ -36,12 +37,36 @@ type legTracker struct {
 type agentLeg struct {
 	caller, callID, endpoint string
 	ringing, answered        bool
+	at                       time.Time
 }
 
 const maxTracked = 50000
 
 func newLegTracker(sink call.LegSink, log *slog.Logger) *legTracker {
-	return &legTracker{sink: sink, log: log, callers: map[string]string{}, legs: map[string]*agentLeg{}, orphans: map[string]string{}}
+	return &legTracker{sink: sink, log: log, callers: map[string]string{}, seen: map[string]time.Time{}, legs: map[string]*agentLeg{}, orphans: map[string]string{}}
+}
+
+// prune forgets callers and legs older than maxAge whose hang-up was never
+// seen (events lost while the event connection was down), and all orphans
+// when there are too many of them.
+func (t *legTracker) prune(maxAge time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cut := time.Now().Add(-maxAge)
+	for id, at := range t.seen {
+		if at.Before(cut) {
+			delete(t.callers, id)
+			delete(t.seen, id)
+		}
+	}
+	for id, l := range t.legs {
+		if l.at.Before(cut) {
+			delete(t.legs, id)
+		}
+	}
+	if len(t.orphans) > maxTracked/2 {
+		t.orphans = map[string]string{}
+	}
 }
 
 // enriched starts tracking a caller channel.
@@ -52,6 +77,7 @@ func (t *legTracker) enriched(caller, callID string) {
 		return
 	}
 	t.callers[caller] = callID
+	t.seen[caller] = time.Now()
 }
 
 func endpointOf(ev *eslwire.Event) string {
@@ -82,6 +108,7 @@ func (t *legTracker) observe(ev *eslwire.Event) {
 	case "CHANNEL_HANGUP_COMPLETE":
 		if callID, ok := t.callers[id]; ok {
 			delete(t.callers, id)
+			delete(t.seen, id)
 			ended = &call.CallEnd{CallID: callID, CallerChannel: id, At: now}
 		}
 		if l, ok := t.legs[id]; ok {
@@ -109,7 +136,7 @@ func (t *legTracker) observe(ev *eslwire.Event) {
 				break
 			}
 			delete(t.orphans, b)
-			l = &agentLeg{caller: id, callID: callID, endpoint: ep}
+			l = &agentLeg{caller: id, callID: callID, endpoint: ep, at: now}
 			t.legs[b] = l
 		}
 		if !l.answered {
@@ -134,7 +161,7 @@ func (t *legTracker) observe(ev *eslwire.Event) {
 			if len(t.legs) >= maxTracked {
 				break
 			}
-			l = &agentLeg{caller: caller, callID: callID, endpoint: endpointOf(ev)}
+			l = &agentLeg{caller: caller, callID: callID, endpoint: endpointOf(ev), at: now}
 			t.legs[id] = l
 		}
 		if l.endpoint == "" {
@@ -169,6 +196,7 @@ func (t *legTracker) link(ev *eslwire.Event) (caller, callID string) {
 		// exported by callpop (or cc_export_vars): the caller's uuid is the call id
 		if _, ok := t.callers[cid]; !ok && len(t.callers) < maxTracked {
 			t.callers[cid] = cid
+			t.seen[cid] = time.Now()
 		}
 		return cid, t.callers[cid]
 	}

@@ -215,3 +215,16 @@ func TestAgentLegsFromSimulator(t *testing.T) {
 		}
 	}
 }
+
+func TestLegTrackerPrune(t *testing.T) {
+	tr := newLegTracker(&recSink{}, quietLog())
+	tr.enriched("old-caller", "old-caller")
+	tr.prune(time.Hour)
+	if len(tr.callers) != 1 {
+		t.Fatal("a fresh caller was pruned")
+	}
+	tr.prune(-time.Second)
+	if len(tr.callers) != 0 || len(tr.seen) != 0 {
+		t.Fatalf("stale caller kept: %v", tr.callers)
+	}
+}
