@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,15 +30,18 @@ type configWatcher struct {
 }
 
 // run watches the file's directory (editors and Kubernetes replace files
-// rather than write them) until ctx ends.
+// rather than write them) until ctx ends. It never fails the process.
 func (w *configWatcher) run(ctx context.Context) error {
+	// Without a watch callpop runs on; changes then need a restart.
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("config watch: %w", err)
+		w.log.Warn("config watch unavailable; changes to the file need a restart", "err", err)
+		return nil
 	}
 	defer fw.Close()
 	if err := fw.Add(filepath.Dir(w.path)); err != nil {
-		return fmt.Errorf("config watch %s: %w", filepath.Dir(w.path), err)
+		w.log.Warn("config watch unavailable; changes to the file need a restart", "dir", filepath.Dir(w.path), "err", err)
+		return nil
 	}
 	w.last, _ = os.ReadFile(w.path)
 	var debounce <-chan time.Time
