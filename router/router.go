@@ -38,6 +38,25 @@ type Router struct {
 	state atomic.Pointer[state]
 	block *blockList
 	now   func() time.Time
+
+	crmWarn logLimiter // CRM failures are logged at most once a second
+}
+
+// logLimiter lets one log line a second through and counts the rest.
+type logLimiter struct {
+	last       atomic.Int64 // unix nanos of the last line let through
+	suppressed atomic.Int64
+}
+
+// allow reports whether to log now, and how many lines were held back since.
+func (l *logLimiter) allow(now time.Time) (int64, bool) {
+	n := now.UnixNano()
+	last := l.last.Load()
+	if n-last < int64(time.Second) || !l.last.CompareAndSwap(last, n) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }
 
 // state is one compiled configuration; never mutated after it is stored.
@@ -266,7 +285,9 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 		default:
 			d.Match = call.MatchError
 			d.Err = call.CleanValue(err.Error())
-			r.log.Warn("crm look-up failed", "call", c, "err", err)
+			if n, ok := r.crmWarn.allow(r.now()); ok {
+				r.log.Warn("crm look-up failed", "call", c, "err", err, "suppressed", n)
+			}
 		}
 		if b, ok := redisBlocked(); ok && b {
 			blocked = true
