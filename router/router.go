@@ -39,7 +39,8 @@ type Router struct {
 	block *blockList
 	now   func() time.Time
 
-	crmWarn logLimiter // CRM failures are logged at most once a second
+	crmWarn   logLimiter // CRM failures are logged at most once a second
+	redisWarn logLimiter // so are shared block-list failures
 }
 
 // logLimiter lets one log line a second through and counts the rest.
@@ -404,7 +405,9 @@ func (r *Router) redisBlocked(ctx context.Context, key, e164 string) func() (boo
 		if err != nil {
 			blockListErrors.WithLabelValues("redis").Inc()
 			if ctx.Err() == nil { // a deadline is the budget's doing, not Redis's: counted only
-				r.log.Warn("block-list check in Redis failed", "err", err)
+				if n, ok := r.redisWarn.allow(r.now()); ok {
+					r.log.Warn("block-list check in Redis failed", "err", err, "suppressed", n)
+				}
 			}
 			ok = false
 		}
