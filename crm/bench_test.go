@@ -23,6 +23,7 @@ func benchCRM(b *testing.B, redisTier bool) *CRM {
 	if _, err := c.Lookup(context.Background(), q("+14155550123")); err != nil {
 		b.Fatal(err)
 	}
+	settle(b, c)
 	return c
 }
 

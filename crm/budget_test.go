@@ -40,6 +40,7 @@ func TestBudgetSlowCRM(t *testing.T) {
 		t.Fatalf("CRM asked %d times, want 1 (the late answer was reused)", n)
 	}
 	// The same holds in Redis: another instance sees the late answer.
+	settle(t, c)
 	other := newTestCRM(t, cfg, DefaultCacheConfig(), rdb)
 	if r, err, _ := lookupWithin(t, other, q("+14155550123"), budget); err != nil || !r.Cached {
 		t.Fatalf("other instance: %+v, %v", r, err)
@@ -135,6 +136,7 @@ func TestRedisCluster(t *testing.T) {
 			t.Fatalf("%s: %+v, %v", n, r, err)
 		}
 	}
+	settle(t, c)
 	var perMaster []int64
 	for _, node := range cl.Nodes {
 		nc := rdbFor(node.Addr)

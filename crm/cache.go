@@ -32,6 +32,8 @@ type entry struct {
 	Miss     bool           `json:"miss,omitempty"`
 	Source   string         `json:"src,omitempty"`
 	Customer *call.Customer `json:"c,omitempty"`
+
+	cached bool // answered from the cache by a late flight (not stored)
 }
 
 // freshness of an entry at a moment.

@@ -41,6 +41,7 @@ func TestCacheHitRedisSharedBetweenInstances(t *testing.T) {
 	if r, err := a.Lookup(context.Background(), q("+31201234567")); err != nil || customerName(r.Customer) != "Anna de Vries" {
 		t.Fatalf("a: %+v, %v", r, err)
 	}
+	settle(t, a)
 	r, err := b.Lookup(context.Background(), q("+31201234567"))
 	if err != nil || !r.Cached || customerName(r.Customer) != "Anna de Vries" || r.Customer.Tier != "gold" {
 		t.Fatalf("b (from redis): %+v, %v", r, err)
@@ -94,6 +95,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	if r, err := c.Lookup(context.Background(), q("+14155550123")); err != nil || customerName(r.Customer) != "Old Name" {
 		t.Fatalf("first: %+v, %v", r, err)
 	}
+	settle(t, c)
 	srv.customers["+14155550123"] = map[string]any{"id": "C1", "name": "New Name"} // no request is in flight
 	srv.delay.Store(int64(200 * time.Millisecond))
 	clock.Add(2 * time.Minute) // past ttl, within stale_for
@@ -145,6 +147,7 @@ func TestCorruptedRedisValue(t *testing.T) {
 			t.Fatalf("value %q: CRM asked %d times", v, n)
 		}
 		// the fetch replaced the bad value with a good one
+		settle(t, c)
 		if r, err := c.Lookup(ctx, q("+14155550123")); err != nil || !r.Cached {
 			t.Fatalf("after repair: %+v, %v", r, err)
 		}
@@ -170,6 +173,7 @@ func TestRedisKeysAreHMAC(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		settle(t, c)
 		var keys []string
 		iter := rdb.Scan(ctx, 0, "*", 100).Iterator()
 		for iter.Next(ctx) {
@@ -263,6 +267,7 @@ func TestForget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	settle(t, c)
 	if n, _ := rdb.DBSize(ctx).Result(); n != 1 {
 		t.Fatalf("redis holds %d keys before forget, want 1", n)
 	}
@@ -344,6 +349,7 @@ func TestRedisSentinel(t *testing.T) {
 		if err != nil || customerName(r.Customer) != "Jane Doe" || r.Cached != (i == 1) {
 			t.Fatalf("lookup %d: %+v, %v", i, r, err)
 		}
+		settle(t, c)
 	}
 	master := rdbFor(sen.Master.Addr)
 	defer master.Close()

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/callpop/callpop/call"
@@ -76,6 +77,7 @@ type CRM struct {
 	forgotten sync.Map // hash key → time.Time of its last Forget: older fetches must not re-fill it
 	closers   []func() error
 	maxFetch  time.Duration // the longest a fetch can run: the sum of the source timeouts
+	writes    atomic.Int64  // Redis writes under way (tests wait for them)
 }
 
 // New builds the CRM from its config sections. rdb may be nil (in-process
@@ -253,6 +255,9 @@ func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) {
 		}
 		e := r.Val.(entry)
 		res := Result{Customer: e.Customer, Source: e.Source}
+		if e.cached {
+			res.Cached, res.Source = true, "cache"
+		}
 		lookupsTotal.WithLabelValues(resultOf(res)).Inc()
 		return res, nil
 	case <-ctx.Done():
@@ -405,6 +410,14 @@ func (c *CRM) fetch(h, field string, q Query, srcs []*source) (any, error) {
 		return nil, errClosed
 	}
 	defer c.wg.Done()
+	// A caller that missed the cache just before the previous flight for this
+	// key stored its answer starts a new flight: answer it from that entry.
+	if c.cache.local != nil {
+		if e, ok := c.cache.getLocal(h, field); ok && c.cache.state(e, c.cache.now()) == fresh {
+			e.cached = true
+			return e, nil
+		}
+	}
 	started := time.Now()
 	var errs []error
 	for _, s := range srcs {
@@ -460,7 +473,8 @@ func (c *CRM) ask(s *source, q Query) (*call.Customer, error) {
 	return cust, err
 }
 
-// store writes both tiers; the Redis write is bounded by cache.redis.timeout.
+// store writes both tiers; the Redis write runs in the background, bounded by
+// cache.redis.timeout.
 // A fetch that started before a Forget of the number stores nothing: its
 // answer may be what the Forget meant to drop.
 func (c *CRM) store(h, field string, e entry, started time.Time) {
@@ -468,12 +482,21 @@ func (c *CRM) store(h, field string, e entry, started time.Time) {
 		return
 	}
 	c.putLocal(h, field, e)
-	if c.cache.rdb == nil {
+	if c.cache.rdb == nil || !c.track() {
 		return
 	}
-	if err := c.cache.putRedis(c.ctx, h, field, e); err != nil && !isOpen(err) && c.ctx.Err() == nil {
-		c.log.Warn("redis write failed", "err", err)
-	}
+	// The Redis write never delays the answer: waiting callers have it already.
+	c.writes.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.writes.Add(-1)
+		if t, ok := c.forgotten.Load(h); ok && !started.After(t.(time.Time)) {
+			return
+		}
+		if err := c.cache.putRedis(c.ctx, h, field, e); err != nil && !isOpen(err) && c.ctx.Err() == nil {
+			c.log.Warn("redis write failed", "err", err)
+		}
+	}()
 }
 
 // Forget deletes a number (E.164) from every cache tier, for every source set.

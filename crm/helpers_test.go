@@ -148,3 +148,9 @@ func customerName(c *call.Customer) string {
 func rdbFor(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 }
+
+// settle waits for c's background Redis writes.
+func settle(t testing.TB, c *CRM) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "redis writes", func() bool { return c.writes.Load() == 0 })
+}
