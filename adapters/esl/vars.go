@@ -1,6 +1,7 @@
 package esl
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -73,10 +74,17 @@ func variables(c call.Call, d call.Decision, chanVars func(string) string) []ass
 	if d.CallID != "" {
 		id = call.CleanToken(d.CallID)
 	}
+	exports := []string{"callpop_call_id"}
+	if _, ok := callInfo(d); ok {
+		// the softphone link: also as a plain variable for dial strings, and
+		// exported so the agent legs' INVITEs carry the Call-Info header
+		out = append(out, assignment{"callpop_info_url", eslURL(d.InfoURL)})
+		exports = append(exports, "sip_h_Call-Info")
+	}
 	out = append(out,
 		assignment{"callpop_call_id", id},
-		assignment{"export_vars", appendList(chanVars("export_vars"), "callpop_call_id")},
-		assignment{"cc_export_vars", appendList(chanVars("cc_export_vars"), "callpop_call_id")},
+		assignment{"export_vars", appendList(chanVars("export_vars"), exports...)},
+		assignment{"cc_export_vars", appendList(chanVars("cc_export_vars"), exports...)},
 	)
 	if d.CallerName != "" && !d.Privacy {
 		out = append(out, assignment{"effective_caller_id_name", eslValue(d.CallerName)})
@@ -84,16 +92,16 @@ func variables(c call.Call, d call.Decision, chanVars func(string) string) []ass
 	return out
 }
 
-// appendList adds name to a comma list of variable names, keeping only names.
-func appendList(list, name string) string {
+// appendList adds add to a comma list of variable names, keeping only names.
+func appendList(list string, add ...string) string {
 	var names []string
 	for _, n := range strings.Split(list, ",") {
 		n = strings.TrimSpace(n)
-		if isVarName(n) && n != name {
+		if isVarName(n) && !slices.Contains(add, n) {
 			names = append(names, n)
 		}
 	}
-	return strings.Join(append(names, name), ",")
+	return strings.Join(append(names, add...), ",")
 }
 
 func isVarName(s string) bool {

@@ -57,6 +57,9 @@ func TestVariablesPrivacyAndCallInfo(t *testing.T) {
 	if names["effective_caller_id_name"] != "VIP Erika" || names["cc_base_score"] != "1000" || names["callpop_call_id"] != c.ID {
 		t.Fatalf("%v", names)
 	}
+	if names["callpop_info_url"] != "https://crm.example/c/1?a=b%3Bc" || names["export_vars"] != "callpop_call_id,sip_h_Call-Info" {
+		t.Fatalf("info url %q, export_vars %q", names["callpop_info_url"], names["export_vars"])
+	}
 	d.Privacy = true
 	for _, a := range variables(c, d, func(string) string { return "" }) {
 		if a.name == "effective_caller_id_name" {
