@@ -3,6 +3,7 @@ package ari
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -29,7 +30,7 @@ func TestCallEnrichedAndContinued(t *testing.T) {
 	want := map[string]string{
 		"CALLPOP_MATCH": "hit", "CALLPOP_E164": "+31201234567", "CALLPOP_SOURCE": "cli",
 		"CALLPOP_CUSTOMER_ID": "C-1", "CALLPOP_NAME": "Jan de Vries", "CALLPOP_TIER": "gold", "CALLPOP_LANG": "nl",
-		"CALLPOP_PRIORITY": "7", "CALLPOP_QUEUE": "vip", "CALLPOP_SKILL": "", "CALLPOP_FLAGS": "vip",
+		"CALLPOP_PRIORITY": "7", "CALLPOP_QUEUE": "vip", "CALLPOP_FLAGS": "vip",
 		"CALLPOP_POP_URL": "https://crm.example/c/C-1", "QUEUE_PRIO": "7", "__CALLPOP_CALL_ID": id,
 		"CALLERID(name)": "VIP Jan", "CALLPOP_INFO_URL": "https://crm.example/i/C-1",
 	}
@@ -40,7 +41,7 @@ func TestCallEnrichedAndContinued(t *testing.T) {
 		}
 	}
 	if len(r.Vars) != len(want) {
-		t.Errorf("vars set: %v", r.Vars)
+		t.Errorf("vars set: %v (empty ones need no request on a first pass)", r.Vars)
 	}
 	if r.Target != (arisim.ContinueTarget{}) {
 		t.Errorf("continue target %+v, want next priority", r.Target)
@@ -306,5 +307,38 @@ func TestReconcileOnStart(t *testing.T) {
 		if r, _ := sim.Record(id); r.Vars["CALLPOP_MATCH"] != "miss" {
 			t.Errorf("%s reconciled without enrichment: %v", id, r.Vars)
 		}
+	}
+}
+
+// A channel that enters Stasis a second time gets every variable again,
+// empty ones as "value=", so nothing from the first pass survives.
+func TestReentryClearsStaleValues(t *testing.T) {
+	sim := newSim(t, arisim.Options{Linger: -1})
+	var n atomic.Int32
+	dec := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		if n.Add(1) == 1 {
+			return call.Decision{Match: call.MatchHit, Customer: &call.Customer{ID: "C-1", Name: "Jan"}, Priority: 9, QueuePrio: 9}
+		}
+		return call.Decision{Match: call.MatchMiss}
+	})
+	h := start(t, sim, dec, testBudget, nil)
+	id := sim.OfferCall(arisim.CallSpec{CLI: "+31201234567"})
+	waitSettled(t, sim, []string{id}, 3*time.Second)
+	if r, _ := sim.Record(id); r.Vars["CALLPOP_NAME"] != "Jan" {
+		t.Fatalf("first pass %v", r.Vars)
+	}
+	waitFor(t, time.Second, "followed", func() bool { return h.a.follow.following(id) })
+	if !sim.Reenter(id) {
+		t.Fatal("could not re-enter")
+	}
+	waitSettled(t, sim, []string{id}, 3*time.Second)
+	r, _ := sim.Record(id)
+	for _, k := range []string{"CALLPOP_NAME", "CALLPOP_CUSTOMER_ID"} {
+		if v, ok := r.Vars[k]; !ok || v != "" {
+			t.Errorf("%s = %q (set %v), want set to empty", k, v, ok)
+		}
+	}
+	if r.Vars["CALLPOP_MATCH"] != "miss" || r.Vars["QUEUE_PRIO"] != "0" {
+		t.Errorf("second pass %v", r.Vars)
 	}
 }

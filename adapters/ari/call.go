@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -227,6 +228,14 @@ func (r *callRun) apply(c call.Call, d call.Decision) {
 	var vars []call.Var
 	if !late {
 		vars = channelVars(d.CallID, d)
+		// On a channel's first trip through callpop none of these variables
+		// exist (CALLPOP_* are not inherited), so an empty value needs no
+		// request: unset reads as empty. A channel seen before (re-entering
+		// Stasis) gets every variable, empty ones as "value=", so nothing
+		// stale survives. This halves the requests of a typical call.
+		if !a.follow.following(c.ID) {
+			vars = slices.DeleteFunc(vars, func(v call.Var) bool { return v.Value == "" })
+		}
 	}
 	var wg sync.WaitGroup
 	for _, v := range vars {
@@ -243,8 +252,11 @@ func (r *callRun) apply(c call.Call, d call.Decision) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Best effort, and never a sign the caller left: the app itself
+			// may be unregistered for a moment (404 while the socket is down).
 			if err := a.rest.subscribe(ctx, a.cfg.App, c.ID); err != nil {
-				r.restErr("subscribe", err, nil)
+				metricRESTErrors.WithLabelValues("subscribe").Inc()
+				a.log.Debug("subscribe failed; agent legs of this call are not followed", "chan", c.ID, "err", err)
 			}
 		}()
 	}

@@ -1,6 +1,7 @@
 package ari
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -33,16 +34,20 @@ var libKnown = func() map[string]bool {
 // types. It returns (nil, nil) for a type that is skipped: known but of no
 // interest, or unknown to the library (unknown reports which).
 func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
-	var head struct {
-		Type string `json:"type"`
+	typ, ok := scanType(raw)
+	if !ok {
+		var head struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(raw, &head); err != nil {
+			return nil, false, fmt.Errorf("adapters/ari: event: %w", err)
+		}
+		typ = head.Type
 	}
-	if err := json.Unmarshal(raw, &head); err != nil {
-		return nil, false, fmt.Errorf("adapters/ari: event: %w", err)
-	}
-	if head.Type == "" {
+	if typ == "" {
 		return nil, false, fmt.Errorf("adapters/ari: event without type")
 	}
-	switch head.Type {
+	switch typ {
 	case "StasisStart":
 		ev = &ariv5.StasisStart{}
 	case "Dial":
@@ -52,6 +57,11 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 	case "ChannelDestroyed":
 		ev = &ariv5.ChannelDestroyed{}
 	case "ChannelVarset":
+		// Most varsets (every variable set on a followed channel) are of no
+		// interest; only CALLPOP_CALL_ID correlates a leg.
+		if !bytes.Contains(raw, []byte(`CALLPOP_CALL_ID"`)) {
+			return nil, false, nil
+		}
 		ev = &ariv5.ChannelVarset{}
 	case "BridgeBlindTransfer":
 		ev = &ariv5.BridgeBlindTransfer{}
@@ -60,12 +70,40 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 	case "ApplicationReplaced":
 		ev = &ariv5.ApplicationReplaced{}
 	default:
-		return nil, !libKnown[head.Type], nil
+		return nil, !libKnown[typ], nil
 	}
 	if err := json.Unmarshal(raw, ev); err != nil {
-		return nil, false, fmt.Errorf("adapters/ari: %s: %w", head.Type, err)
+		return nil, false, fmt.Errorf("adapters/ari: %s: %w", typ, err)
 	}
 	return ev, false, nil
+}
+
+// scanType finds the top-level "type" of a compact ARI event without
+// parsing it: `"type":"X"` at a key position (after '{' or ','), X plain
+// letters. Events the decoder goes on to use are parsed fully anyway; for
+// the rest (most of a followed call's stream) this is the only work done.
+// ok is false when the fast path does not apply.
+func scanType(raw []byte) (string, bool) {
+	const key = `"type":"`
+	i := bytes.Index(raw, []byte(key))
+	if i <= 0 || (raw[i-1] != '{' && raw[i-1] != ',') || raw[0] != '{' {
+		return "", false
+	}
+	// a key at depth 1 only: no '{' between the start and the key
+	if bytes.IndexByte(raw[1:i], '{') >= 0 {
+		return "", false
+	}
+	rest := raw[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j <= 0 || j > 64 {
+		return "", false
+	}
+	for _, c := range rest[:j] {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return "", false
+		}
+	}
+	return string(rest[:j]), true
 }
 
 // dispatch handles one event read at read. It runs on the reader goroutine,

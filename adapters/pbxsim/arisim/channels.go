@@ -369,6 +369,8 @@ func (s *Server) continueChannel(w http.ResponseWriter, r *http.Request, id stri
 		s.mu.Unlock()
 		if len(ch.spec.Agents) > 0 {
 			s.runAgents(id)
+		} else if s.opts.Linger > 0 {
+			s.after(s.opts.Linger, func() { s.Hangup(id) })
 		}
 	})
 }
@@ -505,4 +507,37 @@ func (s *Server) subscription(w http.ResponseWriter, appName, source string, add
 	}
 	j, _ := s.appJSONLocked(appName)
 	writeJSON(w, http.StatusOK, j)
+}
+
+// Reenter sends channel id back into Stasis (the dialplan runs Stasis()
+// again, e.g. after a transfer back to the inbound route). It reports false
+// when the channel is gone, still in Stasis, or its app is not connected.
+func (s *Server) Reenter(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.channels[id]
+	if ch == nil || ch.stasisApp != "" || ch.hungUp {
+		return false
+	}
+	a := s.apps[ch.spec.App]
+	if a == nil || a.conn == nil {
+		return false
+	}
+	ch.stasisApp = ch.spec.App
+	ch.app, ch.appData = "Stasis", strings.Join(append([]string{ch.spec.App}, ch.spec.Args...), ",")
+	if r := s.records[id]; r != nil {
+		r.Continued = time.Time{}
+		r.Offered = time.Now()
+	}
+	args := ch.args
+	if args == nil {
+		args = []string{}
+	}
+	j := ch.json()
+	now := time.Now()
+	s.emitLocked(ch, func(app string) []byte {
+		return mustJSON(stasisStartJSON{Type: "StasisStart", Timestamp: stamp(now), Args: args,
+			Channel: j, AsteriskID: asteriskID, Application: app})
+	})
+	return true
 }

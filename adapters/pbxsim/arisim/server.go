@@ -28,6 +28,9 @@ type Options struct {
 	Addr     string        // listen address; default 127.0.0.1:0
 	EventBuf int           // per-socket event queue; a socket that falls this far behind is dropped
 	EndDelay time.Duration // delay between a continue's 204 and StasisEnd (async, like Asterisk)
+	// Linger is how long a continued call without agent legs stays up before
+	// the caller hangs up (default 1s; negative = never).
+	Linger time.Duration
 }
 
 // Server is a running ARI simulator: real HTTP and WebSocket on a loopback port.
@@ -89,6 +92,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.Linger == 0 {
+		opts.Linger = time.Second
 	}
 	if opts.EventBuf <= 0 {
 		opts.EventBuf = 1 << 16

@@ -1,0 +1,60 @@
+package ari_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/callpop/callpop/adapters/pbxsim/arisim"
+)
+
+// BenchmarkCallsThroughSimulator offers b.N calls at a fixed rate (open
+// loop, like a trunk) through the simulator, the ARI adapter and the real
+// pipeline (sample CSV CRM, warm in-process cache), and reports the rate
+// achieved, StasisStart → continue percentiles as the simulator saw them,
+// and budget misses (continues later than call.budget). The simulator runs
+// in the same process, so its CPU counts against the adapter's.
+func BenchmarkCallsThroughSimulator(b *testing.B) {
+	for _, rate := range []float64{50, 100, 200, 400, 800} {
+		b.Run(fmt.Sprintf("rate=%.0f", rate), func(b *testing.B) { benchRate(b, rate) })
+	}
+}
+
+func benchRate(b *testing.B, rate float64) {
+	const budget = 300 * time.Millisecond
+	sim, err := arisim.New(arisim.Options{Username: "ariuser", Password: "ariS3cret", EventBuf: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sim.Close()
+	run(b, sim, pipeline(b, budget), budget, &sink{})
+	mix := arisim.Mix([]string{"+31201234567", "+14155550123", "+442079460018"}, "+14155550100")
+	for _, m := range mix { // warm the cache
+		settle(b, sim, sim.OfferCall(m))
+	}
+	b.ResetTimer()
+	start := time.Now()
+	ids := sim.Generate(context.Background(), rate, b.N, mix)
+	offered := time.Since(start)
+	var held []time.Duration
+	misses := 0
+	for _, id := range ids {
+		r := settle(b, sim, id)
+		if r.Continued.IsZero() {
+			b.Fatalf("%s not continued", id)
+		}
+		d := r.Continued.Sub(r.Offered)
+		held = append(held, d)
+		if d > budget {
+			misses++
+		}
+	}
+	b.StopTimer()
+	slices.Sort(held)
+	b.ReportMetric(float64(len(ids))/offered.Seconds(), "calls/s")
+	b.ReportMetric(float64(held[len(held)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(held[min(len(held)-1, len(held)*99/100)].Microseconds())/1000, "p99_ms")
+	b.ReportMetric(float64(misses), "budget_misses")
+}
