@@ -105,3 +105,33 @@ func BenchmarkDecideWarmVars(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFastAGISession is one whole FastAGI session over loopback TCP for
+// a repeat caller: environment, GET VARIABLE, Decide, 14 SET VARIABLEs.
+func BenchmarkFastAGISession(b *testing.B) {
+	te := newTestEnv(b, testConfig(), nil, testBudget)
+	addr := startAGI(b, te.router)
+	ast := &asterisk{env: defaultAGIEnv("route", "0201234567", "Jan de Vries", "0800123456"), ani: "0201234567"}
+	ast.run(b, addr)
+	b.ReportAllocs()
+	for b.Loop() {
+		if s := ast.run(b, addr); len(s.vars) != 14 {
+			b.Fatalf("%d variables", len(s.vars))
+		}
+	}
+}
+
+// BenchmarkRouteHTTP is GET /v1/route?…&field=queue over loopback HTTP for a
+// repeat caller, as Asterisk's CURL() does it.
+func BenchmarkRouteHTTP(b *testing.B) {
+	te := newTestEnv(b, testConfig(), nil, testBudget)
+	srv := startHTTP(b, te.router)
+	path := "/v1/route?number=0201234567&ani=0201234567&dnis=0800123456&field=queue"
+	get(b, srv, path)
+	b.ReportAllocs()
+	for b.Loop() {
+		if code, body, _ := get(b, srv, path); code != 200 || body != "vip" {
+			b.Fatalf("%d %q", code, body)
+		}
+	}
+}

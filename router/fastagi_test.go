@@ -49,7 +49,7 @@ var agiEnvOrder = []string{"agi_network", "agi_network_script", "agi_request", "
 	"agi_callingani2", "agi_callington", "agi_callingtns", "agi_dnid", "agi_rdnis", "agi_context",
 	"agi_extension", "agi_priority", "agi_enhanced", "agi_accountcode", "agi_threadid"}
 
-func (a *asterisk) run(t *testing.T, addr string) agiSession {
+func (a *asterisk) run(t testing.TB, addr string) agiSession {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -167,7 +167,7 @@ func TestAsteriskParseArgs(t *testing.T) {
 }
 
 // startAGI serves FastAGI for r on a free loopback port until the test ends.
-func startAGI(t *testing.T, r *Router) string {
+func startAGI(t testing.TB, r *Router) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

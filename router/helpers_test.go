@@ -152,7 +152,7 @@ func bg(t *testing.T) context.Context {
 	return ctx
 }
 
-func readAll(t *testing.T, r io.Reader) string {
+func readAll(t testing.TB, r io.Reader) string {
 	t.Helper()
 	b, err := io.ReadAll(r)
 	if err != nil {

@@ -10,19 +10,19 @@ import (
 	"time"
 )
 
-func startHTTP(t *testing.T, r *Router) *httptest.Server {
+func startHTTP(t testing.TB, r *Router) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(r.Handler())
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-func get(t *testing.T, srv *httptest.Server, path string) (int, string, http.Header) {
+func get(t testing.TB, srv *httptest.Server, path string) (int, string, http.Header) {
 	t.Helper()
 	return do(t, srv, http.MethodGet, path)
 }
 
-func do(t *testing.T, srv *httptest.Server, method, path string) (int, string, http.Header) {
+func do(t testing.TB, srv *httptest.Server, method, path string) (int, string, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, srv.URL+path, nil)
 	if err != nil {
