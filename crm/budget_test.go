@@ -280,3 +280,27 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 		t.Fatal("lookup after Close succeeded")
 	}
 }
+
+// TestRedisHung: a Redis that accepts but never answers (SIGSTOP) costs a
+// look-up at most cache.redis.timeout; answers come from the CRM within budget.
+func TestRedisHung(t *testing.T) {
+	rs, rdb := startRedis(t)
+	srv := newCRMServer(t, testCustomers)
+	cfg := DefaultConfig()
+	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
+	cc := DefaultCacheConfig()
+	cc.LocalSize = 0
+	c := newTestCRM(t, cfg, cc, rdb)
+	if _, err, _ := lookupWithin(t, c, q("+14155550123"), budget); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, c)
+	rs.Pause()
+	defer rs.Resume()
+	for i := 0; i < 8; i++ {
+		r, err, took := lookupWithin(t, c, q("+14155550123"), budget)
+		if err != nil || customerName(r.Customer) != "Jane Doe" || took > budget {
+			t.Fatalf("lookup %d with Redis hung: %+v, %v in %s", i, r, err, took)
+		}
+	}
+}
