@@ -34,6 +34,7 @@ type Adapter struct {
 	lnReady   chan struct{}
 	inflight  map[string]struct{}  // inbound calls being handled
 	recent    map[string]time.Time // inbound calls released lately (reconcile must not redo them)
+	unsure    map[string]time.Time // transfers sent whose outcome was lost with the connection
 	lastPrune time.Time
 
 	listening atomic.Bool
@@ -54,6 +55,7 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 		lnReady:  make(chan struct{}),
 		inflight: map[string]struct{}{},
 		recent:   map[string]time.Time{},
+		unsure:   map[string]time.Time{},
 	}
 	a.legs = newLegTracker(deps.Sink, a.log)
 	if cfg.needsSocket() {
@@ -554,15 +556,22 @@ func (a *Adapter) transfer(ctx context.Context, c call.Call) error {
 	}
 	tctx, cancel := context.WithTimeout(ctx, a.cfg.CommandTimeout)
 	defer cancel()
+	a.mu.Lock()
+	a.unsure[c.ID] = time.Now()
+	a.mu.Unlock()
 	out, err := a.bgapi(tctx, "uuid_transfer "+c.ID+" "+ext+" "+a.cfg.TransferTo.Dialplan+" "+a.cfg.TransferTo.Context)
 	if err == nil {
 		err = replyErr(out)
 	}
-	if err == nil || errors.Is(err, errDead) {
-		a.mu.Lock()
+	a.mu.Lock()
+	switch {
+	case err == nil || errors.Is(err, errDead):
+		delete(a.unsure, c.ID)
 		a.recent[c.ID] = time.Now()
-		a.mu.Unlock()
+	case strings.HasPrefix(err.Error(), "adapters/esl: -ERR"):
+		delete(a.unsure, c.ID) // FreeSWITCH refused it: nothing pending, retry at will
 	}
+	a.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("adapters/esl: uuid_transfer: %w", err)
 	}
@@ -581,18 +590,50 @@ func (a *Adapter) pruneRecent() {
 			delete(a.recent, id)
 		}
 	}
+	for id, t := range a.unsure {
+		if time.Since(t) > time.Minute {
+			delete(a.unsure, id)
+		}
+	}
 }
+
+// unsureWait is how long reconcile leaves a call alone whose transfer was
+// sent but not confirmed (the connection went down meanwhile): FreeSWITCH may
+// still run it, and a second transfer would run the dialplan twice.
+var unsureWait = time.Second
 
 // reconcile finds calls parked in park_context (show channels as json) and
 // processes them: calls that arrived or were being handled while the
-// connection was down.
+// connection was down. Calls with an unconfirmed transfer are looked at again
+// after unsureWait.
 func (a *Adapter) reconcile(ctx context.Context, cn *conn) {
+	for round := 0; round < 3; round++ {
+		waiting := a.reconcileOnce(ctx, cn)
+		if waiting == 0 {
+			return
+		}
+		t := time.NewTimer(unsureWait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-cn.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// reconcileOnce processes the parked calls once and returns how many it left
+// for later because their transfer is unconfirmed.
+func (a *Adapter) reconcileOnce(ctx context.Context, cn *conn) (waiting int) {
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.CommandTimeout)
 	out, err := cn.api(rctx, "show channels as json")
 	cancel()
 	if err != nil {
 		a.log.Warn("reconcile: show channels failed", "err", err)
-		return
+		return 0
 	}
 	var list struct {
 		Rows []struct {
@@ -604,11 +645,11 @@ func (a *Adapter) reconcile(ctx context.Context, cn *conn) {
 	}
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &list); err != nil {
 		a.log.Warn("reconcile: bad show channels reply", "err", err)
-		return
+		return 0
 	}
 	for _, r := range list.Rows {
 		if ctx.Err() != nil || cn.Err() != nil {
-			return
+			return 0
 		}
 		if r.Direction != "inbound" || r.Application != "park" || r.Context != a.cfg.ParkContext || !validUUID(r.UUID) {
 			continue
@@ -616,15 +657,20 @@ func (a *Adapter) reconcile(ctx context.Context, cn *conn) {
 		a.mu.Lock()
 		_, busy := a.inflight[r.UUID]
 		_, done := a.recent[r.UUID]
+		sent, unsure := a.unsure[r.UUID]
 		a.mu.Unlock()
 		if busy || done {
+			continue
+		}
+		if unsure && time.Since(sent) < unsureWait {
+			waiting++
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, a.cfg.CommandTimeout)
 		dump, err := cn.api(dctx, "uuid_dump "+r.UUID)
 		cancel()
 		if err != nil {
-			return
+			return 0
 		}
 		if strings.HasPrefix(dump, "-ERR") {
 			continue // hung up meanwhile
@@ -634,4 +680,5 @@ func (a *Adapter) reconcile(ctx context.Context, cn *conn) {
 		reconciledTotal.Inc()
 		a.startParked(ctx, callFrom(h, time.Now()), h.Get)
 	}
+	return waiting
 }
