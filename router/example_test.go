@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/callpop/callpop/call"
 
@@ -121,5 +122,39 @@ router:
 				t.Fatalf("after a bad file: queue %q, want the previous rules", q)
 			}
 		})
+	}
+}
+
+// The rules shown in docs/dialplan-routing.md are copy-paste material: they
+// must load, and behave as the text says.
+func TestDocsRulesCompile(t *testing.T) {
+	raw, err := os.ReadFile("../docs/dialplan-routing.md")
+	if err != nil {
+		t.Skipf("no docs: %v", err)
+	}
+	blocks := 0
+	for _, part := range strings.Split(string(raw), "```yaml\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		if !strings.HasPrefix(block, "router:") {
+			continue
+		}
+		blocks++
+		cfg, err := decodeRouterYAML(t, []byte(block))
+		if err != nil {
+			t.Fatalf("docs block %d: %v\n%s", blocks, err, block)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("docs block %d: %v\n%s", blocks, err, block)
+		}
+		cfg.FastAGI.Listen = ""
+		te := newTestEnv(t, cfg, nil, testBudget)
+		te.router.now = func() time.Time { return time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC) } // Monday 15:00 in Amsterdam
+		d := te.router.Decide(context.Background(), call.Call{CLI: "0201234567"})
+		if d.Queue != "vip" || d.Priority != 10 {
+			t.Errorf("docs block %d: VIP at 15:00 → queue %q priority %d", blocks, d.Queue, d.Priority)
+		}
+	}
+	if blocks == 0 {
+		t.Fatal("no router rules example in the docs")
 	}
 }
