@@ -76,6 +76,9 @@ const (
 	maxDrainTimeout = 5 * time.Minute
 )
 
+// keyDelimiter separates key levels inside viper.
+const keyDelimiter = "::"
+
 // defaultConfigPath is where --config points when it is not given.
 const defaultConfigPath = "./callpop.yaml"
 
@@ -187,7 +190,9 @@ func withFile(path string, err error) error {
 // DefaultConfig. Unknown keys and values of the wrong type are errors naming
 // the key; it does not validate.
 func decodeConfig(data []byte, lookupEnv func(string) (string, bool)) (Config, error) {
-	v := viper.New()
+	// "::" between key levels, so a map key holding a dot (a header name, an
+	// extra field "account.manager") stays one key.
+	v := viper.NewWithOptions(viper.KeyDelimiter(keyDelimiter))
 	v.SetConfigType("yaml")
 	if len(bytes.TrimSpace(data)) > 0 {
 		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
@@ -206,7 +211,7 @@ func decodeConfig(data []byte, lookupEnv func(string) (string, bool)) (Config, e
 	var fromEnv []string
 	for _, key := range keys {
 		if val, ok := lookupEnv(envName(key)); ok {
-			v.Set(key, val)
+			v.Set(strings.ReplaceAll(key, ".", keyDelimiter), val)
 			fromEnv = append(fromEnv, key)
 		}
 	}

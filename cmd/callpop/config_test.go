@@ -196,6 +196,21 @@ log: {level: warn, format: text, mask_personal_data: false}
 	}
 }
 
+// A map key with a dot in it stays one key.
+func TestDottedMapKeys(t *testing.T) {
+	data := "router:\n  tier_priority: {gold.plus: 7, vip: 10}\n"
+	cfg, err := decodeConfig([]byte(data), envMap(map[string]string{"CALLPOP_CACHE_TTL": "2m"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Router.TierPriority["gold.plus"] != 7 || cfg.Router.TierPriority["vip"] != 10 || len(cfg.Router.TierPriority) != 2 {
+		t.Fatalf("tier_priority = %v", cfg.Router.TierPriority)
+	}
+	if cfg.Cache.TTL != 2*time.Minute {
+		t.Fatalf("env override lost: %s", cfg.Cache.TTL)
+	}
+}
+
 func TestEnvOverrides(t *testing.T) {
 	file := "call: {budget: 200ms}\ncache: {ttl: 1m, key_secret: inline-secret, redis: {password_file: /run/secrets/redis}}\n"
 	tests := []struct {
