@@ -274,7 +274,7 @@ func TestReloadKeepsOldRulesOnError(t *testing.T) {
 	bad := cfg
 	bad.Rules = []Rule{{Name: "v2", When: `custmer.tier == "vip"`, Then: Then{Queue: "two"}}}
 	err := te.router.Reload(bad)
-	if err == nil || !strings.Contains(err.Error(), `router.rules[0] "v2": when: unknown name custmer`) {
+	if err == nil || !strings.Contains(err.Error(), `router.rules[0] "v2": unknown name custmer`) {
 		t.Fatalf("Reload(bad) = %v", err)
 	}
 	if q := te.router.Decide(context.Background(), c).Queue; q != "one" {

@@ -99,7 +99,7 @@ router:
     - name: vip-first
       when: 'custmer.tier == "vip"'
       then: {queue: vip}
-`, `router.rules[0] "vip-first": when: unknown name custmer`},
+`, `router.rules[0] "vip-first": unknown name custmer`},
 		{"priority not an integer", `
 router:
   rules:

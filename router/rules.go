@@ -181,7 +181,7 @@ func compileRule(r Rule, tz string) (*compiledRule, error) {
 	if strings.TrimSpace(r.When) != "" {
 		p, err := expr.Compile(r.When, append(exprOptions(tz), expr.AsBool())...)
 		if err != nil {
-			return nil, fmt.Errorf("when: %s", exprErr(err))
+			return nil, errors.New(exprErr(err)) // the condition is the rule: no key prefix
 		}
 		cr.whenProg = p
 	}

@@ -175,10 +175,10 @@ func TestInvalidRulesRejected(t *testing.T) {
 		rule Rule
 		want string
 	}{
-		{"unknown field", Rule{Name: "vip-first", When: `custmer.tier == "vip"`}, `router.rules[1] "vip-first": when: unknown name custmer`},
-		{"unknown customer field", Rule{Name: "typo", When: `customer.teir == "vip"`}, `router.rules[1] "typo": when: type router.CustomerEnv has no field teir`},
-		{"syntax", Rule{Name: "syntax", When: `match == "hit" &&`}, `router.rules[1] "syntax": when: unexpected token EOF`},
-		{"when not bool", Rule{Name: "notbool", When: `customer.tier`}, `router.rules[1] "notbool": when: expected bool, but got string`},
+		{"unknown field", Rule{Name: "vip-first", When: `custmer.tier == "vip"`}, `router.rules[1] "vip-first": unknown name custmer`},
+		{"unknown customer field", Rule{Name: "typo", When: `customer.teir == "vip"`}, `router.rules[1] "typo": type router.CustomerEnv has no field teir`},
+		{"syntax", Rule{Name: "syntax", When: `match == "hit" &&`}, `router.rules[1] "syntax": unexpected token EOF`},
+		{"when not bool", Rule{Name: "notbool", When: `customer.tier`}, `router.rules[1] "notbool": expected bool, but got string`},
 		{"priority word", Rule{Name: "prio", Then: Then{Priority: "high"}}, `router.rules[1] "prio": then.priority: "high" is not an integer`},
 		{"priority fraction", Rule{Name: "frac", Then: Then{Priority: 2.5}}, `router.rules[1] "frac": then.priority: 2.5 is not an integer`},
 		{"priority expression of a string", Rule{Name: "pe", Then: Then{Priority: "=customer.name"}}, `router.rules[1] "pe": then.priority: expected int, but got string`},
@@ -227,7 +227,7 @@ func TestConfigValidate(t *testing.T) {
 		{"new customer url", func(c *Config) { c.NewCustomerURL = "javascript:alert(1)" }, "router.new_customer_url:"},
 		{"fastagi listen", func(c *Config) { c.FastAGI.Listen = "4573" }, "router.fastagi.listen:"},
 		{"fastagi timeout", func(c *Config) { c.FastAGI.ReadTimeout = 0 }, "router.fastagi.read_timeout:"},
-		{"bad rule in a set", func(c *Config) { c.RuleSets = map[string][]Rule{"vip": {{Name: "x", When: "nope"}}} }, `router.rule_sets.vip[0] "x": when: unknown name nope`},
+		{"bad rule in a set", func(c *Config) { c.RuleSets = map[string][]Rule{"vip": {{Name: "x", When: "nope"}}} }, `router.rule_sets.vip[0] "x": unknown name nope`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
