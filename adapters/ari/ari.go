@@ -132,6 +132,8 @@ func (a *Adapter) Run(ctx context.Context) error {
 		if connected {
 			delay = a.cfg.ReconnectMin
 		}
+		// Idle keep-alive connections may be as dead as the socket was.
+		a.rest.close()
 		a.setReady(false, fmt.Sprintf("ARI disconnected: %v", err))
 		a.log.Warn("ARI event socket lost; reconnecting", "err", err, "in", delay)
 		if !sleepCtx(ctx, jitter(delay)) {

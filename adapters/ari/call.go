@@ -291,6 +291,7 @@ func (r *callRun) continueOnce(by string) {
 	}
 	r.by.Store(&by)
 	a := r.a
+
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
 	defer cancel()
 	var err error

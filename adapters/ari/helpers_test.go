@@ -229,3 +229,17 @@ func overloaded() bool {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func arisimOptions() arisim.Options { return arisim.Options{} }
+
+func depsFor(dec call.Decider) adapters.Deps {
+	return adapters.Deps{Decider: dec, Logger: discard(), Budget: testBudget}
+}
+
+// runAdapter runs a until the returned stop is called.
+func runAdapter(t testing.TB, a *Adapter) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
