@@ -178,16 +178,17 @@ func TestEndToEndVersusCidlookup(t *testing.T) {
 	t.Run("slow CRM: released at the budget, not 2 s", func(t *testing.T) {
 		crmSrv.delay.Store(int64(5 * time.Second))
 		defer crmSrv.delay.Store(0)
+		stall := newStallMeter(t)
 		var held []time.Duration
 		for i := 0; i < 5; i++ {
 			res := call(t, simTight, "040123456"+string(rune('0'+i)))
-			if res.Vars["callpop_match"] != "timeout" {
-				t.Errorf("match=%q", res.Vars["callpop_match"])
+			if m := res.Vars["callpop_match"]; m != "timeout" && m != "" { // "": released by the watchdog first
+				t.Errorf("match=%q", m)
 			}
 			held = append(held, res.Released.Sub(res.Offered))
 		}
-		if worst := percentile(held, 1); worst > budget+100*time.Millisecond {
-			t.Fatalf("held up to %v", worst)
+		if worst := percentile(held, 1); worst > budget+20*time.Millisecond+stall.max() {
+			t.Fatalf("held up to %v (scheduler stalls up to %v)", worst, stall.max())
 		}
 		t.Logf("slow CRM: calls held p50 %v max %v (budget %v)", percentile(held, .5), percentile(held, 1), budget)
 	})

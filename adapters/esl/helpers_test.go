@@ -165,3 +165,7 @@ func (l headerList) h() []eslwire.Header {
 func callFromCaller() call.Call {
 	return call.Call{ID: "38b14921-459d-4e90-91da-545ca21dba88", PBX: "freeswitch", CLI: "0201234567", Received: time.Now()}
 }
+
+// roomyBudget is the budget of tests that check what is set, not when: a
+// loaded 2-core box under -race must not turn them into timeouts.
+const roomyBudget = 3 * time.Second

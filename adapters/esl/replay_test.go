@@ -86,7 +86,7 @@ func checkScenario(t *testing.T, i int, got call.Enriched, vars map[string]strin
 
 func TestReplayOutbound(t *testing.T) {
 	sink := &recSink{}
-	a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: numbersDecider(t, customers), Sink: sink, Budget: 300 * time.Millisecond})
+	a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: numbersDecider(t, customers), Sink: sink, Budget: roomyBudget})
 	sim := eslsim.NewOutbound(waitAddr(t, a), eslsim.Options{})
 	for i, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestReplayInbound(t *testing.T) {
 			cfg := inboundConfig(sim.Addr())
 			cfg.ParkContext = eslwire.Decode(hs.Get("Caller-Context"))
 			cfg.TransferTo = TransferConfig{Extension: "3000", Dialplan: "XML", Context: "agents"}
-			a := startAdapter(t, cfg, adapters.Deps{Decider: numbersDecider(t, customers), Sink: sink, Budget: 300 * time.Millisecond})
+			a := startAdapter(t, cfg, adapters.Deps{Decider: numbersDecider(t, customers), Sink: sink, Budget: roomyBudget})
 			waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
 			id, err := sim.OfferRecorded(body)
 			if err != nil {

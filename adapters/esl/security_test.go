@@ -92,7 +92,7 @@ func TestInjectionOutbound(t *testing.T) {
 	dec := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
 		return hostileDecider(current).Decide(ctx, c)
 	})
-	a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: dec, Budget: 300 * time.Millisecond})
+	a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: dec, Budget: roomyBudget})
 	sim := eslsim.NewOutbound(waitAddr(t, a), eslsim.Options{})
 	for _, v := range injectionValues() {
 		current = v
@@ -122,7 +122,7 @@ func TestInjectionInbound(t *testing.T) {
 	dec := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
 		return hostileDecider(current).Decide(ctx, c)
 	})
-	a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: dec, Budget: 300 * time.Millisecond})
+	a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: dec, Budget: roomyBudget})
 	waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
 	for _, v := range injectionValues() {
 		current = v
