@@ -345,6 +345,9 @@ func clean(raw string) (string, error) {
 // uriUser returns the user part of a tel:, sip: or sips: URI, parameters and
 // host removed and percent-escapes decoded; ok is false when s is no such URI.
 func uriUser(s string) (string, bool) {
+	if len(s) > 2 && s[0] == '<' && s[len(s)-1] == '>' { // <sip:…> as in a SIP header
+		s = s[1 : len(s)-1]
+	}
 	lower := strings.ToLower(s)
 	var rest string
 	switch {

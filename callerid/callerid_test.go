@@ -49,6 +49,8 @@ func TestParse(t *testing.T) {
 		{"tel URI", "tel:+1-415-555-0123;phone-context=example.com", "US", "+14155550123"},
 		{"sip URI", "sip:+14155550123@host;user=phone", "NL", "+14155550123"},
 		{"sips URI national", "sips:0201234567@pbx.example", "NL", "+31201234567"},
+		{"sip URI in angle brackets", "<sip:+14155550123@host;user=phone>", "US", "+14155550123"},
+		{"angle brackets without URI", "<+14155550123>", "US", ""},
 		{"sip URI escaped plus", "sip:%2B14155550123@host", "US", "+14155550123"},
 		{"SIP upper-case scheme", "SIP:+14155550123@host", "US", "+14155550123"},
 		{"Arabic-Indic digits", "+١٤١٥٥٥٥٠١٢٣", "US", "+14155550123"},
