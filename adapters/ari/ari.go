@@ -32,7 +32,7 @@ type Adapter struct {
 	auth   string
 	follow *followState
 
-	inflight sync.Map // channel id → struct{}: calls being handled
+	inflight sync.Map // channel id → *callRun: calls being handled
 
 	mu       sync.Mutex
 	ready    bool
@@ -55,6 +55,9 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 		return nil, errors.New("adapters/ari: no decider")
 	}
 	deps = deps.WithDefaults()
+	if deps.Budget <= cfg.ApplyReserve+watchdogLead {
+		return nil, fmt.Errorf("adapters/ari: pbx.asterisk.apply_reserve: must be below call.budget (%v) less %v", deps.Budget, watchdogLead)
+	}
 	pass, err := cfg.password()
 	if err != nil {
 		return nil, err

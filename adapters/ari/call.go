@@ -39,14 +39,27 @@ func (a *Adapter) startCall(ch stasisChannel, received time.Time, reconciled boo
 	if ch.ID == "" {
 		return false
 	}
-	if _, busy := a.inflight.LoadOrStore(ch.ID, struct{}{}); busy {
-		return false
-	}
 	r := &callRun{a: a, ch: ch, received: received, deadline: received.Add(a.deps.Budget)}
+	for {
+		prev, busy := a.inflight.LoadOrStore(ch.ID, r)
+		if !busy {
+			break
+		}
+		// A run that has continued the channel is only finishing up: this
+		// is a new trip into Stasis (the dialplan ran Stasis() again).
+		// One still holding the channel is the same trip seen twice
+		// (StasisStart and reconcile).
+		if !prev.(*callRun).continued.Load() {
+			return false
+		}
+		if a.inflight.CompareAndSwap(ch.ID, prev, r) {
+			break
+		}
+	}
 	a.calls.Add(1)
 	go func() {
 		defer a.calls.Done()
-		defer a.inflight.Delete(ch.ID)
+		defer a.inflight.CompareAndDelete(ch.ID, r)
 		r.run(reconciled)
 	}()
 	return true

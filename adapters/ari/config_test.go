@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callpop/callpop/adapters"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -93,5 +95,21 @@ func TestBadCredentialsNotReady(t *testing.T) {
 	waitFor(t, 3*time.Second, "a reason", func() bool { _, r := a.Ready(); return strings.Contains(r, "401") })
 	if ok, _ := a.Ready(); ok {
 		t.Error("ready with a wrong password")
+	}
+}
+
+func TestNewChecksReserveAgainstBudget(t *testing.T) {
+	cfg := DefaultConfig()
+	deps := depsFor(&fixedDecider{})
+	deps.Budget = 25 * time.Millisecond
+	if _, err := New(cfg, deps); err == nil || !strings.Contains(err.Error(), "pbx.asterisk.apply_reserve: must be below call.budget") {
+		t.Errorf("err %v", err)
+	}
+	deps.Budget = 300 * time.Millisecond
+	if _, err := New(cfg, deps); err != nil {
+		t.Errorf("err %v", err)
+	}
+	if _, err := New(cfg, adapters.Deps{}); err == nil {
+		t.Error("no decider accepted")
 	}
 }
