@@ -178,12 +178,13 @@ func (a *Adapter) serveOutbound(ctx context.Context, ln net.Listener) error {
 			_ = nc.Close()
 			continue
 		}
+		accepted := time.Now()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-a.slots }()
 			defer a.recoverPanic()
-			a.outboundCall(ctx, nc)
+			a.outboundCall(ctx, nc, accepted)
 		}()
 	}
 }
@@ -203,13 +204,16 @@ func (h frameHeaders) Get(name string) string { return eslwire.Decode(h.Headers.
 // outboundCall runs one socket session: connect → decide → uuid_setvar_multi
 // (synchronous: +OK means stored) → exit. A watchdog closes the socket at the
 // budget's end whatever happens, which also lets the dialplan go on.
-func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn) {
+//
+// The budget counts from the accepted connection: the call has been waiting in
+// the socket app since then (the connect reply follows within ~0.1 ms).
+func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.Time) {
 	cn := newConn(nc, a.log)
 	cn.start(nil)
 	defer cn.Close()
-	hard := time.AfterFunc(a.deps.Budget, cn.Close) // re-armed once the channel data is read
+	hard := time.AfterFunc(time.Until(accepted.Add(a.deps.Budget)), cn.Close)
 	defer hard.Stop()
-	cctx, cancel := context.WithTimeout(ctx, a.deps.Budget)
+	cctx, cancel := context.WithDeadline(ctx, accepted.Add(a.deps.Budget))
 	f, err := cn.command(cctx, "connect", nil, nil)
 	cancel()
 	if err != nil {
@@ -217,8 +221,7 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn) {
 		a.log.Warn("connect failed", "err", err)
 		return
 	}
-	received := time.Now()
-	hard.Reset(a.deps.Budget)
+	received := accepted
 	c := callFrom(frameHeaders{f.Headers}, received)
 	if !validUUID(c.ID) {
 		callsTotal.WithLabelValues("outbound", "error").Inc()

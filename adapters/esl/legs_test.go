@@ -195,7 +195,11 @@ func TestAgentLegsFromSimulator(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	sim.RingAgents(ctx, caller, eslsim.Ring{Agents: []string{"1001", "1002", "1003"}, Answer: 1, RingFor: 20 * time.Millisecond, TalkFor: 20 * time.Millisecond})
-	waitFor(t, 5*time.Second, "call end", func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return len(sink.ended) == 1 })
+	waitFor(t, 5*time.Second, "call and legs ended", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return len(sink.ended) == 1 && len(sink.legs) == 7
+	})
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	count := map[string]int{}
