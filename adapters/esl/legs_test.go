@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -52,10 +53,18 @@ func recordedEvents(t testing.TB, name string) [][]byte {
 // checkLegs compares what the sink got with the legs index generated from the recordings.
 func checkLegs(t *testing.T, name string, sink *recSink) {
 	t.Helper()
+	for _, p := range legProblems(t, name, sink) {
+		t.Error(p)
+	}
+}
+
+func legProblems(t *testing.T, name string, sink *recSink) (problems []string) {
+	t.Helper()
 	var idx legsIndex
 	if err := json.Unmarshal(readTestdata(t, "agents", "legs-index.json"), &idx); err != nil {
 		t.Fatal(err)
 	}
+	errorf := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	c := idx.Captures[name]
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
@@ -63,7 +72,7 @@ func checkLegs(t *testing.T, name string, sink *recSink) {
 	for _, e := range sink.legs {
 		byLeg[e.Leg] = append(byLeg[e.Leg], e)
 		if e.CallerChannel != c.ALeg || e.CallID != c.ALeg {
-			t.Errorf("%s: leg %s reported for caller %s / call %s, want %s", name, e.Leg, e.CallerChannel, e.CallID, c.ALeg)
+			errorf("%s: leg %s reported for caller %s / call %s, want %s", name, e.Leg, e.CallerChannel, e.CallID, c.ALeg)
 		}
 	}
 	for id, l := range c.Legs {
@@ -71,7 +80,7 @@ func checkLegs(t *testing.T, name string, sink *recSink) {
 		delete(byLeg, id)
 		if l.Role != "agent" {
 			if len(got) > 0 {
-				t.Errorf("%s: %s leg %s reported: %+v", name, l.Role, id, got)
+				errorf("%s: %s leg %s reported: %+v", name, l.Role, id, got)
 			}
 			continue
 		}
@@ -90,22 +99,23 @@ func checkLegs(t *testing.T, name string, sink *recSink) {
 		for _, e := range got {
 			states = append(states, e.State)
 			if e.Endpoint != "user/"+l.Agent {
-				t.Errorf("%s: leg %s endpoint %q, want user/%s", name, id, e.Endpoint, l.Agent)
+				errorf("%s: leg %s endpoint %q, want user/%s", name, id, e.Endpoint, l.Agent)
 			}
 		}
 		if !equalStates(states, want) {
-			t.Errorf("%s: leg %s (agent %s) states %v, want %v", name, id, l.Agent, states, want)
+			errorf("%s: leg %s (agent %s) states %v, want %v", name, id, l.Agent, states, want)
 		}
 		if len(got) > 0 && got[len(got)-1].Cause != l.Cause {
-			t.Errorf("%s: leg %s cause %q, want %q", name, id, got[len(got)-1].Cause, l.Cause)
+			errorf("%s: leg %s cause %q, want %q", name, id, got[len(got)-1].Cause, l.Cause)
 		}
 	}
 	for id, evs := range byLeg {
-		t.Errorf("%s: events for a leg not in the index %s: %+v", name, id, evs)
+		errorf("%s: events for a leg not in the index %s: %+v", name, id, evs)
 	}
 	if len(sink.ended) != 1 || sink.ended[0].CallerChannel != c.ALeg {
-		t.Errorf("%s: CallEnded = %+v, want one for %s", name, sink.ended, c.ALeg)
+		errorf("%s: CallEnded = %+v, want one for %s", name, sink.ended, c.ALeg)
 	}
+	return problems
 }
 
 func equalStates(a, b []call.LegState) bool {
@@ -172,7 +182,10 @@ func TestAgentLegsOverEventSocket(t *testing.T) {
 	for _, body := range recordedEvents(t, name) {
 		sim.EmitRaw(body)
 	}
-	waitFor(t, 5*time.Second, "call end", func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return len(sink.ended) > 0 })
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && len(legProblems(t, name, sink)) > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
 	checkLegs(t, name, sink)
 }
 
