@@ -193,3 +193,37 @@ func TestEndToEndVersusCidlookup(t *testing.T) {
 		t.Logf("slow CRM: calls held p50 %v max %v (budget %v)", percentile(held, .5), percentile(held, 1), budget)
 	})
 }
+
+// Inbound mode with the real pipeline: a parked national-format call is
+// enriched from the HTTP CRM, then transferred with its variables.
+func TestEndToEndInbound(t *testing.T) {
+	crmSrv := newCRMServer(t)
+	r := newPipeline(t, crmSrv.srv.URL, roomyBudget)
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	cfg := inboundConfig(sim.Addr())
+	cfg.TransferTo = TransferConfig{Dialplan: "XML", Context: "callpop-routed"}
+	a := startAdapter(t, cfg, adapters.Deps{Decider: r, Budget: roomyBudget})
+	waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	id := sim.OfferCall(eslsim.Caller{Number: "0201234567", Name: "Erika", DNIS: "5551000"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sim.WaitReleased(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := sim.Channel(id)
+	if ch.TransferTo != "5551000 XML callpop-routed" {
+		t.Fatalf("transferred to %q", ch.TransferTo)
+	}
+	for k, want := range map[string]string{"callpop_match": "hit", "callpop_customer_id": "C-4711", "callpop_e164": "+49201234567", "callpop_name": "Erika Mustermann", "callpop_call_id": id} {
+		if got := ch.Vars[k]; got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if ch.Vars["cc_base_score"] == "" || ch.Vars["callpop_priority"] == "" {
+		t.Errorf("priority variables missing: %v", ch.Vars)
+	}
+}
