@@ -320,16 +320,16 @@ func (a *Adapter) supervise(ctx context.Context) {
 	for ctx.Err() == nil {
 		cn, err := a.dial(ctx)
 		if err != nil {
-			a.log.Warn("event socket unavailable", "address", a.cfg.Address, "err", err, "retry_in", backoff)
-			jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
-			t := time.NewTimer(backoff/2 + jitter)
+			var wait time.Duration
+			wait, backoff = nextBackoff(backoff, a.cfg.ReconnectMax, rand.Int64N)
+			a.log.Warn("event socket unavailable", "address", a.cfg.Address, "err", err, "retry_in", wait)
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
 			}
-			backoff = min(backoff*2, a.cfg.ReconnectMax)
 			continue
 		}
 		backoff = a.cfg.ReconnectMin
@@ -355,6 +355,14 @@ func (a *Adapter) supervise(ctx context.Context) {
 			a.log.Warn("event socket lost; reconnecting", "err", cn.Err())
 		}
 	}
+}
+
+// nextBackoff returns how long to wait before the next dial — a random point
+// in [cur/2, cur] (so instances that lost FreeSWITCH together do not redial
+// together) — and the next cur, doubled up to max.
+func nextBackoff(cur, max time.Duration, randN func(int64) int64) (wait, next time.Duration) {
+	wait = cur/2 + time.Duration(randN(int64(cur/2)+1))
+	return wait, min(cur*2, max)
 }
 
 // watch returns when cn ends, ctx ends, or a reply is overdue (the connection

@@ -392,3 +392,53 @@ func counterValue(t testing.TB, labels ...string) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestNextBackoff(t *testing.T) {
+	const minB, maxB = 100 * time.Millisecond, 5 * time.Second
+	low := func(int64) int64 { return 0 }
+	high := func(n int64) int64 { return n - 1 }
+	cur := minB
+	var seq []time.Duration
+	for i := 0; i < 8; i++ {
+		lo, _ := nextBackoff(cur, maxB, low)
+		hi, next := nextBackoff(cur, maxB, high)
+		if lo != cur/2 || hi < cur-time.Nanosecond || hi > cur {
+			t.Fatalf("cur %v: wait in [%v, %v], want [%v, %v]", cur, lo, hi, cur/2, cur)
+		}
+		seq = append(seq, next)
+		cur = next
+	}
+	want := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond, 3200 * time.Millisecond, maxB, maxB, maxB}
+	for i := range want {
+		if seq[i] != want[i] {
+			t.Fatalf("backoff sequence %v, want %v", seq, want)
+		}
+	}
+}
+
+// The supervisor redials a FreeSWITCH that comes up late, then serves calls.
+func TestInboundFreeSWITCHComesUpLate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens yet
+	a := startAdapter(t, inboundConfig(addr), adapters.Deps{Decider: numbersDecider(t, customers)})
+	time.Sleep(300 * time.Millisecond)
+	if ok, _ := a.Ready(); ok {
+		t.Fatal("ready without FreeSWITCH")
+	}
+	sim, err := eslsim.NewInboundAt(addr, eslsim.Options{Password: testPassword})
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	defer sim.Close()
+	waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	id := sim.OfferCall(eslsim.Caller{Number: "0201234567"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sim.WaitReleased(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}

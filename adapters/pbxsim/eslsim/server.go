@@ -23,7 +23,13 @@ type Inbound struct {
 
 // NewInbound starts a simulator listening on a free 127.0.0.1 port.
 func NewInbound(opts Options) (*Inbound, error) {
-	ln, err := listenLoopback()
+	return NewInboundAt("127.0.0.1:0", opts)
+}
+
+// NewInboundAt starts a simulator listening on addr (a loopback host:port),
+// e.g. where a client is already trying to connect.
+func NewInboundAt(addr string, opts Options) (*Inbound, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("eslsim: listen: %w", err)
 	}

@@ -3,7 +3,6 @@ package eslsim
 import (
 	"embed"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -413,5 +412,3 @@ func (s *sim) hangup(id, cause string) bool {
 	}
 	return true
 }
-
-func listenLoopback() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
