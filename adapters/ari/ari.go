@@ -79,6 +79,13 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 		follow: newFollowState(cfg.MaxFollow, cfg.LegTTL, deps.Sink, log),
 		reason: "not connected yet",
 	}
+	a.follow.expired = func(chanID string) {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout)
+		defer cancel()
+		if err := a.rest.unsubscribe(ctx, cfg.App, chanID); err != nil && !errors.Is(err, ErrGone) {
+			a.log.Debug("unsubscribe of an expired call failed", "chan", chanID, "err", err)
+		}
+	}
 	if cfg.Username != "" || pass != "" {
 		a.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.Username+":"+pass))
 	}

@@ -17,7 +17,7 @@ import (
 // and budget misses (continues later than call.budget). The simulator runs
 // in the same process, so its CPU counts against the adapter's.
 func BenchmarkCallsThroughSimulator(b *testing.B) {
-	for _, rate := range []float64{50, 100, 200, 400, 800} {
+	for _, rate := range []float64{50, 100, 200, 300, 400, 600, 800} {
 		b.Run(fmt.Sprintf("rate=%.0f", rate), func(b *testing.B) { benchRate(b, rate) })
 	}
 }

@@ -25,6 +25,10 @@ type followState struct {
 	sink    call.LegSink
 	log     *slog.Logger
 	now     func() time.Time
+	// expired is told about calls the sweep forgot while their channel may
+	// still live (Asterisk drops a channel subscription itself only when
+	// the channel is destroyed).
+	expired func(callerChan string)
 }
 
 type aliasEntry struct {
@@ -314,12 +318,14 @@ func (f *followState) forgetLocked(fc *followed) {
 func (f *followState) sweep() {
 	cut := f.now().Add(-f.ttl)
 	var ended []call.CallEnd
+	var expired []string
 	f.mu.Lock()
 	for _, fc := range f.calls {
 		if fc.since.Before(cut) {
 			if !fc.ended {
 				ended = append(ended, call.CallEnd{CallID: fc.callID, CallerChannel: fc.caller, At: f.now()})
 			}
+			expired = append(expired, fc.caller)
 			f.forgetLocked(fc)
 		}
 	}
@@ -331,6 +337,11 @@ func (f *followState) sweep() {
 	f.mu.Unlock()
 	for _, e := range ended {
 		f.sink.CallEnded(e)
+	}
+	if f.expired != nil {
+		for _, id := range expired {
+			f.expired(id)
+		}
 	}
 }
 

@@ -153,6 +153,12 @@ func (r *restClient) subscribe(ctx context.Context, app, chanID string) error {
 	return err
 }
 
+func (r *restClient) unsubscribe(ctx context.Context, app, chanID string) error {
+	_, err := r.doWith(r.ctl, ctx, http.MethodDelete, "/applications/"+url.PathEscape(app)+"/subscription",
+		url.Values{"eventSource": {"channel:" + chanID}})
+	return err
+}
+
 // restChannel is a channel as GET /channels returns it. ari/v5's ChannelData
 // lacks dialplan.app_name/app_data, which reconcile needs.
 type restChannel struct {

@@ -541,3 +541,11 @@ func (s *Server) Reenter(id string) bool {
 	})
 	return true
 }
+
+// Subscribed reports whether app holds a channel:<id> subscription.
+func (s *Server) Subscribed(app, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.channels[id]
+	return ch != nil && ch.subs[app]
+}
