@@ -18,6 +18,8 @@ import (
 	"github.com/callpop/callpop/call"
 )
 
+var _ adapters.Adapter = (*Adapter)(nil)
+
 // Adapter connects callpop to FreeSWITCH. It satisfies adapters.Adapter.
 type Adapter struct {
 	cfg      Config

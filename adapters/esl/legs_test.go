@@ -203,11 +203,22 @@ func TestAgentLegsFromSimulator(t *testing.T) {
 	sink := &recSink{}
 	a := startAdapter(t, cfg, adapters.Deps{Decider: call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision { return call.Decision{} }), Sink: sink})
 	waitFor(t, 5*time.Second, "event connection", func() bool { return a.connected.Load() })
+	for _, queue := range []string{"", "support@default"} {
+		t.Run("queue="+queue, func(t *testing.T) {
+			sink.mu.Lock()
+			sink.legs, sink.ended = nil, nil
+			sink.mu.Unlock()
+			checkSimulatedRing(t, a, sim, sink, queue)
+		})
+	}
+}
+
+func checkSimulatedRing(t *testing.T, a *Adapter, sim *eslsim.Inbound, sink *recSink, queue string) {
 	caller := eslsim.NewUUID()
 	a.legs.enriched(caller, caller)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sim.RingAgents(ctx, caller, eslsim.Ring{Agents: []string{"1001", "1002", "1003"}, Answer: 1, RingFor: 20 * time.Millisecond, TalkFor: 20 * time.Millisecond})
+	sim.RingAgents(ctx, caller, eslsim.Ring{Agents: []string{"1001", "1002", "1003"}, Answer: 1, RingFor: 20 * time.Millisecond, TalkFor: 20 * time.Millisecond, Queue: queue})
 	waitFor(t, 5*time.Second, "call and legs ended", func() bool {
 		sink.mu.Lock()
 		defer sink.mu.Unlock()

@@ -14,6 +14,13 @@ type Ring struct {
 	Answer  int           // index of the agent who answers; -1 = nobody
 	RingFor time.Duration // until the answer (or until the caller gives up when nobody answers)
 	TalkFor time.Duration // from the answer to the caller hanging up
+	// Queue, when set ("support@default"), rings through mod_callcenter instead:
+	// CUSTOM callcenter::info events (agent-offering, bridge-agent-start/-fail/-end,
+	// member-queue-end) and agent legs linked by variable_cc_member_session_uuid
+	// and variable_cc_agent (`<agent>@default`), with no Other-Leg-Unique-ID until
+	// the bridge and no callpop_call_id unless ExportCallID (cc_export_vars).
+	Queue        string
+	ExportCallID bool
 }
 
 // RingAgents plays the agent-leg events of a ring-all bridge for the caller
@@ -41,9 +48,21 @@ func (s *sim) RingAgents(ctx context.Context, callerUUID string, r Ring) {
 		ch := s.newChannel(Caller{Number: ag, DNIS: ag})
 		ch.headers = withHeader(ch.headers, "Call-Direction", "outbound")
 		ch.headers = withHeader(ch.headers, "Channel-Name", eslwire.Encode("sofia/agents/"+ag+"@127.0.0.1:5072"))
-		ch.headers = append(ch.headers, eslwire.Header{Name: "Other-Type", Value: "originator"}, eslwire.Header{Name: "Other-Leg-Unique-ID", Value: callerUUID})
-		for k, v := range map[string]string{"dialed_user": ag, "dialed_domain": "127.0.0.1", "callpop_call_id": callerUUID, "originating_leg_uuid": callerUUID, "callpop_agent": ag} {
-			ch.setVar(k, v)
+		vars := map[string]string{"dialed_user": ag, "dialed_domain": "127.0.0.1"}
+		if r.Queue == "" {
+			ch.headers = append(ch.headers, eslwire.Header{Name: "Other-Type", Value: "originator"}, eslwire.Header{Name: "Other-Leg-Unique-ID", Value: callerUUID})
+			vars["callpop_call_id"], vars["originating_leg_uuid"], vars["callpop_agent"] = callerUUID, callerUUID, ag
+		} else {
+			vars["cc_agent"], vars["cc_member_session_uuid"], vars["cc_queue"] = ag+"@default", callerUUID, r.Queue
+			if r.ExportCallID {
+				vars["callpop_call_id"] = callerUUID
+			}
+			s.ccInfo("agent-offering", r.Queue, callerUUID, ag, "")
+		}
+		for _, k := range []string{"dialed_user", "dialed_domain", "callpop_call_id", "originating_leg_uuid", "callpop_agent", "cc_agent", "cc_member_session_uuid", "cc_queue"} {
+			if v, ok := vars[k]; ok {
+				ch.setVar(k, v)
+			}
 		}
 		s.add(ch)
 		legs = append(legs, leg{ch, ag})
@@ -74,16 +93,28 @@ func (s *sim) RingAgents(ctx context.Context, callerUUID string, r Ring) {
 	if r.Answer < 0 || r.Answer >= len(legs) {
 		for _, l := range legs {
 			hangup(l.ch, "ORIGINATOR_CANCEL")
+			if r.Queue != "" {
+				s.ccInfo("bridge-agent-fail", r.Queue, callerUUID, l.agent, l.ch.UUID)
+			}
 		}
 		hangup(caller, "NORMAL_CLEARING")
+		if r.Queue != "" {
+			s.ccInfo("member-queue-end", r.Queue, callerUUID, "", "")
+		}
 		s.mu.Unlock()
 		return
 	}
 	win := legs[r.Answer]
 	s.broadcast("CHANNEL_ANSWER", "", s.eventBody(win.ch, "CHANNEL_ANSWER"), nil)
+	if r.Queue != "" {
+		s.ccInfo("bridge-agent-start", r.Queue, callerUUID, win.agent, win.ch.UUID)
+	}
 	for i, l := range legs {
 		if i != r.Answer {
 			hangup(l.ch, "LOSE_RACE")
+			if r.Queue != "" {
+				s.ccInfo("bridge-agent-fail", r.Queue, callerUUID, l.agent, l.ch.UUID)
+			}
 		}
 	}
 	s.broadcast("CHANNEL_BRIDGE", "", s.eventBody(caller, "CHANNEL_BRIDGE",
@@ -96,7 +127,35 @@ func (s *sim) RingAgents(ctx context.Context, callerUUID string, r Ring) {
 	s.mu.Lock()
 	hangup(caller, "NORMAL_CLEARING")
 	hangup(win.ch, "NORMAL_CLEARING")
+	if r.Queue != "" {
+		s.ccInfo("bridge-agent-end", r.Queue, callerUUID, win.agent, win.ch.UUID)
+		s.ccInfo("member-queue-end", r.Queue, callerUUID, win.agent, win.ch.UUID)
+	}
 	s.mu.Unlock()
+}
+
+// ccInfo sends a CUSTOM callcenter::info event with the recorded CC-* headers.
+// Caller holds s.mu.
+func (s *sim) ccInfo(action, queue, member, agent, agentLeg string) {
+	s.seq++
+	hs := eslwire.Headers{
+		{Name: "Event-Name", Value: "CUSTOM"},
+		{Name: "Core-UUID", Value: "63eb0755-dbf9-411a-8281-e27daafb4b5b"},
+		{Name: "FreeSWITCH-Hostname", Value: "vm"},
+		{Name: "Event-Subclass", Value: "callcenter%3A%3Ainfo"},
+		{Name: "Event-Calling-File", Value: "mod_callcenter.c"},
+		{Name: "Event-Sequence", Value: itoa(s.seq)},
+		{Name: "CC-Queue", Value: eslwire.Encode(queue)},
+		{Name: "CC-Action", Value: action},
+	}
+	if agent != "" {
+		hs = append(hs, eslwire.Header{Name: "CC-Agent", Value: eslwire.Encode(agent + "@default")})
+	}
+	if agentLeg != "" {
+		hs = append(hs, eslwire.Header{Name: "CC-Agent-UUID", Value: agentLeg})
+	}
+	hs = append(hs, eslwire.Header{Name: "CC-Member-Session-UUID", Value: member})
+	s.broadcast("CUSTOM", "callcenter::info", renderBlock(hs, nil), nil)
 }
 
 func withHeader(hs eslwire.Headers, name, value string) eslwire.Headers {
