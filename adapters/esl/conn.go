@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/adapters/esl/eslwire"
+	"github.com/callpop/callpop/call"
 )
 
 // ErrClosed is returned for commands on a connection that has gone away.
@@ -107,11 +108,15 @@ func (c *conn) dispatch(f *eslwire.Frame) {
 		// FreeSWITCH closes the socket next; the read loop sees EOF.
 	case eslwire.TypeAuthRequest:
 		framesTotal.WithLabelValues("auth_request").Inc()
+	case eslwire.TypeRude:
+		// FreeSWITCH's ACL refused this host; it closes the socket next
+		framesTotal.WithLabelValues("rude_rejection").Inc()
+		c.log.Warn("event socket refused this host (apply-inbound-acl in event_socket.conf.xml)", "reply", call.CleanValue(string(f.Body)))
 	default:
 		// log/data, text/rude-rejection, JSON or XML events: counted and
 		// skipped, never the end of the loop (eslgo's receive loop dies here).
 		framesTotal.WithLabelValues("other").Inc()
-		c.log.Debug("skipped frame", "component", "adapters/esl", "content_type", eslwire.Decode(ct))
+		c.log.Debug("skipped frame", "content_type", eslwire.Decode(ct))
 	}
 }
 
