@@ -442,3 +442,25 @@ func TestInboundFreeSWITCHComesUpLate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An ACL that refuses callpop: text/rude-rejection, the socket closes; the
+// adapter counts it, stays not ready, and keeps retrying.
+func TestRudeRejection(t *testing.T) {
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword, Reject: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	var before dto.Metric
+	_ = framesTotal.WithLabelValues("rude_rejection").Write(&before)
+	a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: numbersDecider(t, customers)})
+	waitFor(t, 5*time.Second, "two connection attempts", func() bool { return sim.Stats().Connections >= 2 })
+	if ok, _ := a.Ready(); ok {
+		t.Fatal("ready although refused")
+	}
+	waitFor(t, 5*time.Second, "rejection counted", func() bool {
+		var m dto.Metric
+		_ = framesTotal.WithLabelValues("rude_rejection").Write(&m)
+		return m.GetCounter().GetValue() > before.GetCounter().GetValue()
+	})
+}

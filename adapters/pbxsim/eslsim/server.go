@@ -54,6 +54,11 @@ func (in *Inbound) accept() {
 		in.sessions[ss] = struct{}{}
 		in.stats.Connections++
 		in.mu.Unlock()
+		if in.opts.Reject {
+			ss.send(eslwire.AppendFrame(nil, []eslwire.Header{{Name: "Content-Type", Value: eslwire.TypeRude}}, []byte("Access Denied, go away.\n")))
+			ss.close()
+			continue
+		}
 		ss.send([]byte("Content-Type: auth/request\n\n"))
 		in.wg.Add(1)
 		go func() {

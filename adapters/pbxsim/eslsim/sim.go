@@ -44,6 +44,9 @@ type Options struct {
 	// APIDelay, when set, delays the reply to an api command (the connection
 	// stays blocked meanwhile, as FreeSWITCH runs api commands one at a time).
 	APIDelay func(cmd, args string) time.Duration
+	// Reject makes the inbound socket refuse every client as an ACL does
+	// (text/rude-rejection, then close).
+	Reject bool
 }
 
 func (o Options) withDefaults() Options {
