@@ -569,10 +569,14 @@ func (a *Adapter) transfer(ctx context.Context, c call.Call) error {
 	}
 	tctx, cancel := context.WithTimeout(ctx, a.cfg.CommandTimeout)
 	defer cancel()
+	cn, err := a.current(tctx)
+	if err != nil {
+		return fmt.Errorf("adapters/esl: uuid_transfer: no event connection: %w", err)
+	}
 	a.mu.Lock()
 	a.unsure[c.ID] = time.Now()
 	a.mu.Unlock()
-	out, err := a.bgapi(tctx, "uuid_transfer "+c.ID+" "+ext+" "+a.cfg.TransferTo.Dialplan+" "+a.cfg.TransferTo.Context)
+	out, err := cn.bgapi(tctx, "uuid_transfer "+c.ID+" "+ext+" "+a.cfg.TransferTo.Dialplan+" "+a.cfg.TransferTo.Context)
 	if err == nil {
 		err = replyErr(out)
 	}
