@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callpop/callpop/adapters/pbxsim/arisim"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 )
 
@@ -69,11 +70,62 @@ pbx:
 		t.Fatalf("call not released: %v\n%s", err, logs.String())
 	}
 	vars := sim.Vars(uuid)
-	if vars["callpop_e164"] != "+14155550123" || vars["callpop_match"] == "" {
+	if vars["callpop_e164"] != "+14155550123" || vars["callpop_match"] != "hit" || vars["callpop_name"] == "" {
 		t.Fatalf("variables not set: %v", vars)
 	}
 
 	// FreeSWITCH goes away: not ready, with the reason.
+	sim.Close()
+	st = waitReady(t, base, false)
+	if len(st.Reasons) == 0 || !strings.HasPrefix(st.Reasons[0], "pbx: ") {
+		t.Fatalf("reasons %q", st.Reasons)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The same with Asterisk: `callpop run` with the ARI adapter against the ARI
+// simulator; a call in Stasis gets its variables and is continued; /readyz
+// follows the WebSocket.
+func TestRunWithAsterisk(t *testing.T) {
+	sim, err := arisim.New(arisim.Options{Username: "callpop", Password: "test-ari-secret", App: "callpop-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	t.Setenv("CALLPOP_PBX_ASTERISK_PASSWORD", "test-ari-secret")
+	cfg := testConfig + `
+call: {budget: 2s}
+pbx:
+  kind: asterisk
+  asterisk:
+    url: ` + sim.URL() + `
+    username: callpop
+    app: callpop-test
+    reconnect_min: 20ms
+    reconnect_max: 200ms
+`
+	base, logs, stop := startRun(t, writeConfig(t, cfg))
+	defer func() { _ = stop() }()
+
+	st := waitReady(t, base, true)
+	if len(st.Checks) != 1 || st.Checks[0].Name != "pbx" {
+		t.Fatalf("checks %+v", st.Checks)
+	}
+	id := sim.OfferCall(arisim.CallSpec{CLI: "+14155550123", CLIName: "Caller", DNIS: "1000"})
+	var continued bool
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !continued; time.Sleep(10 * time.Millisecond) {
+		_, continued = sim.Continued(id)
+	}
+	if !continued {
+		t.Fatalf("call not continued:\n%s", logs.String())
+	}
+	vars := sim.Vars(id)
+	if vars["CALLPOP_E164"] != "+14155550123" || vars["CALLPOP_MATCH"] != "hit" || vars["CALLPOP_NAME"] == "" {
+		t.Fatalf("variables: %v", vars)
+	}
+
 	sim.Close()
 	st = waitReady(t, base, false)
 	if len(st.Reasons) == 0 || !strings.HasPrefix(st.Reasons[0], "pbx: ") {
