@@ -210,13 +210,41 @@ func (a *Adapter) session(ctx context.Context) (connected bool, err error) {
 
 	// The socket is up, so new StasisStarts arrive; now take over anything
 	// left waiting while we were away, then report ready.
-	if n, err := a.reconcile(sctx); err != nil {
-		a.log.Warn("reconcile failed", "err", err)
-	} else {
-		a.log.Info("ARI connected", "reconciled", n)
+	for try := 0; ; try++ {
+		n, err := a.reconcile(sctx)
+		if err == nil {
+			a.log.Info("ARI connected", "reconciled", n)
+			break
+		}
+		if try == 2 || !sleepCtx(sctx, 50*time.Millisecond) {
+			a.log.Warn("reconcile failed; connected anyway", "err", err)
+			break
+		}
 	}
 	if !a.replaced.Load() {
 		a.setReady(true, "")
+	}
+	if a.cfg.ReconcileInterval > 0 {
+		// A safety net: a channel whose StasisStart never reached us (an
+		// undecodable event, a bug) is still continued within an interval.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(a.cfg.ReconcileInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-sctx.Done():
+					return
+				case <-t.C:
+				}
+				if n, err := a.reconcile(sctx); err != nil && sctx.Err() == nil {
+					a.log.Warn("periodic reconcile failed", "err", err)
+				} else if n > 0 {
+					a.log.Warn("periodic reconcile found channels nobody handled", "count", n)
+				}
+			}
+		}()
 	}
 	err = <-errc
 	stop()

@@ -342,3 +342,16 @@ func TestReentryClearsStaleValues(t *testing.T) {
 		t.Errorf("second pass %v", r.Vars)
 	}
 }
+
+// A StasisStart lost without a disconnect (here: an event that never
+// reaches the adapter) is caught by the periodic reconcile.
+func TestPeriodicReconcile(t *testing.T) {
+	sim := newSim(t, arisim.Options{})
+	start(t, sim, &fixedDecider{d: call.Decision{Match: call.MatchMiss}}, testBudget,
+		func(c *Config) { c.ReconcileInterval = 100 * time.Millisecond })
+	id := sim.OfferCall(arisim.CallSpec{CLI: "+14155550123", App: "callpop", Silent: true})
+	waitSettled(t, sim, []string{id}, 3*time.Second)
+	if r, _ := sim.Record(id); r.Continued.IsZero() || r.Vars["CALLPOP_MATCH"] != "miss" {
+		t.Errorf("lost StasisStart not reconciled: %+v", r)
+	}
+}

@@ -48,8 +48,9 @@ func (a *Adapter) startCall(ch stasisChannel, received time.Time, reconciled boo
 		// A run that has continued the channel is only finishing up: this
 		// is a new trip into Stasis (the dialplan ran Stasis() again).
 		// One still holding the channel is the same trip seen twice
-		// (StasisStart and reconcile).
-		if !prev.(*callRun).continued.Load() {
+		// (StasisStart and reconcile); so is a reconcile racing a run that
+		// has just continued it.
+		if reconciled || !prev.(*callRun).continued.Load() {
 			return false
 		}
 		if a.inflight.CompareAndSwap(ch.ID, prev, r) {

@@ -29,6 +29,7 @@ type Config struct {
 	ReconnectMin      time.Duration `mapstructure:"reconnect_min"`       // first reconnect delay
 	ReconnectMax      time.Duration `mapstructure:"reconnect_max"`       // reconnect delay cap
 	MaxConns          int           `mapstructure:"max_conns"`           // keep-alive connections to Asterisk
+	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`  // also reconcile this often while connected; 0 = only after a connect
 
 	Continue ContinueConfig `mapstructure:"continue"`
 
@@ -59,6 +60,7 @@ func DefaultConfig() Config {
 		ReconnectMin:      100 * time.Millisecond,
 		ReconnectMax:      10 * time.Second,
 		MaxConns:          64,
+		ReconcileInterval: 30 * time.Second,
 		FollowLegs:        true,
 		LegTTL:            4 * time.Hour,
 		MaxFollow:         50000,
@@ -92,6 +94,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReconnectMax < c.ReconnectMin {
 		bad("reconnect_max", "must not be below reconnect_min")
+	}
+	if c.ReconcileInterval < 0 {
+		bad("reconcile_interval", "must not be negative (0 = only after a connect)")
 	}
 	if c.MaxConns <= 0 {
 		bad("max_conns", "must be positive")

@@ -24,6 +24,7 @@ type CallSpec struct {
 	App      string // Stasis app; default Options.App
 	Args     []string
 	Kind     string        // free label for demos and stats ("known", "junk", ...)
+	Silent   bool          // the StasisStart is lost (never sent): only a reconcile can find the channel
 	HangupIn time.Duration // the caller hangs up this long after StasisStart, if still in Stasis
 
 	// Agent legs after continue, like Queue(ringall): every agent rings, the
@@ -119,10 +120,12 @@ func (s *Server) OfferCall(spec CallSpec) string {
 		args = []string{}
 	}
 	rec.Offered = time.Now()
-	s.emitLocked(ch, func(app string) []byte {
-		return mustJSON(stasisStartJSON{Type: "StasisStart", Timestamp: stamp(now), Args: args,
-			Channel: ch.json(), AsteriskID: asteriskID, Application: app})
-	})
+	if !spec.Silent {
+		s.emitLocked(ch, func(app string) []byte {
+			return mustJSON(stasisStartJSON{Type: "StasisStart", Timestamp: stamp(now), Args: args,
+				Channel: ch.json(), AsteriskID: asteriskID, Application: app})
+		})
+	}
 	s.mu.Unlock()
 	if spec.HangupIn > 0 {
 		s.after(spec.HangupIn, func() { s.Hangup(id) })
