@@ -1,11 +1,15 @@
 package esl
 
 import (
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callpop/callpop/adapters"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -72,5 +76,35 @@ func TestPasswordPrecedence(t *testing.T) {
 	t.Setenv(PasswordEnv, "from-env")
 	if pw, _ := c.password(); pw != "from-env" {
 		t.Fatalf("env: %q", pw)
+	}
+}
+
+func TestNewRefusesReserveAboveBudget(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Events = false
+	cfg.ApplyReserve = 50 * time.Millisecond
+	if _, err := New(cfg, adapters.Deps{Budget: 40 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "pbx.freeswitch.apply_reserve") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// A listener address in use is the one error Run returns.
+func TestRunListenerInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := DefaultConfig()
+	cfg.Events = false
+	cfg.Listen = ln.Addr().String()
+	a, err := New(cfg, adapters.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := a.Run(ctx); err == nil || !strings.Contains(err.Error(), "adapters/esl: listen") {
+		t.Fatalf("Run = %v", err)
 	}
 }

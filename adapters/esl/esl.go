@@ -49,6 +49,9 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 		return nil, err
 	}
 	deps = deps.WithDefaults()
+	if cfg.ApplyReserve >= deps.Budget {
+		return nil, fmt.Errorf("pbx.freeswitch.apply_reserve: must be below call.budget (%v)", deps.Budget)
+	}
 	a := &Adapter{
 		cfg: cfg, deps: deps,
 		log:      deps.Logger.With("component", "adapters/esl", "mode", cfg.Mode),
@@ -70,8 +73,11 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 	return a, nil
 }
 
-// Run serves until ctx ends.
+// Run serves until ctx ends. It returns an error only for a listener that
+// cannot work (address in use); FreeSWITCH being down is not one.
 func (a *Adapter) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	if a.cfg.Mode == "outbound" {
@@ -101,6 +107,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
+		cancel()
 		wg.Wait()
 		return err
 	}
@@ -129,7 +136,8 @@ func (a *Adapter) Ready() (bool, string) {
 	return true, ""
 }
 
-// budgetDeadline is when the call must be released.
+// decide runs the decider until the call's deadline minus apply_reserve. A
+// decider that overruns it is abandoned: the call goes on with Match=timeout.
 func (a *Adapter) decide(ctx context.Context, c call.Call) call.Decision {
 	deadline := c.Received.Add(a.deps.Budget - a.cfg.ApplyReserve)
 	dctx, cancel := context.WithDeadline(ctx, deadline)
