@@ -355,3 +355,26 @@ func TestPeriodicReconcile(t *testing.T) {
 		t.Errorf("lost StasisStart not reconciled: %+v", r)
 	}
 }
+
+// ARI failing (500) on some requests: the continue is retried, failed reads
+// and sets are counted and logged, and the call still goes on.
+func TestARIErrorsStillContinue(t *testing.T) {
+	sim := newSim(t, arisim.Options{})
+	h := start(t, sim, &fixedDecider{d: call.Decision{Match: call.MatchHit, Priority: 4, QueuePrio: 4}}, testBudget, nil)
+	sim.FailNext("continue", 2)
+	sim.FailNext("get", 2)
+	sim.FailNext("set", 1)
+	sim.FailNext("subscribe", 1)
+	id := sim.OfferCall(arisim.CallSpec{CLI: "+14155550123"})
+	waitSettled(t, sim, []string{id}, 5*time.Second)
+	r, _ := sim.Record(id)
+	if r.Continued.IsZero() {
+		t.Fatalf("not continued after two failed continues: %+v", r)
+	}
+	if r.Vars["QUEUE_PRIO"] == "" && r.Vars["CALLPOP_MATCH"] == "" {
+		t.Errorf("no variables at all: %v", r.Vars)
+	}
+	if h.logs.count("WARN") == 0 {
+		t.Errorf("a failed set was not logged")
+	}
+}

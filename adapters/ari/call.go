@@ -313,6 +313,9 @@ func (r *callRun) continueOnce(by string) {
 		if err = a.rest.continueChannel(ctx, r.ch.ID, a.cfg.Continue); err == nil || errors.Is(err, ErrGone) || ctx.Err() != nil {
 			break
 		}
+		if !sleepCtx(ctx, 10*time.Millisecond<<try) { // a refused connection: a moment, then again
+			break
+		}
 	}
 	now := time.Now()
 	switch {

@@ -55,6 +55,8 @@ type Server struct {
 	records  map[string]*Record
 	order    []string // offered channel ids, in order
 
+	faults map[string]int // op → requests left to fail with 500
+
 	stats struct {
 		offered, failed, continued, hungUp, sets, gets, requests, connections, replaced, dropped atomic.Int64
 	}
@@ -115,7 +117,7 @@ func New(opts Options) (*Server, error) {
 		cancel:   cancel,
 		epoch:    time.Now().Unix(),
 		channels: map[string]*channel{}, apps: map[string]*app{},
-		conns: map[*wsConn]struct{}{}, records: map[string]*Record{},
+		conns: map[*wsConn]struct{}{}, records: map[string]*Record{}, faults: map[string]int{},
 	}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	s.wg.Add(1)
@@ -164,6 +166,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/ari/"), "/")
 	q := r.URL.Query()
+	if s.fault(r.Method, parts) {
+		writeMsg(w, http.StatusInternalServerError, "Internal Server Error")
+		return
+	}
 	switch {
 	case len(parts) == 1 && parts[0] == "events":
 		s.serveEvents(w, r)
@@ -273,6 +279,40 @@ func params(r *http.Request, q url.Values) url.Values {
 		}
 	}
 	return out
+}
+
+// FailNext makes the next n requests of op answer 500: op is "continue",
+// "set" (POST variable), "get" (GET variable), "channels" (GET /channels) or
+// "subscribe".
+func (s *Server) FailNext(op string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[op] += n
+}
+
+func (s *Server) fault(method string, parts []string) bool {
+	op := ""
+	switch {
+	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "continue":
+		op = "continue"
+	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "variable" && method == http.MethodPost:
+		op = "set"
+	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "variable" && method == http.MethodGet:
+		op = "get"
+	case len(parts) == 1 && parts[0] == "channels":
+		op = "channels"
+	case len(parts) == 3 && parts[0] == "applications" && parts[2] == "subscription":
+		op = "subscribe"
+	default:
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults[op] > 0 {
+		s.faults[op]--
+		return true
+	}
+	return false
 }
 
 // Stats returns the counters and the number of channels waiting in Stasis.
