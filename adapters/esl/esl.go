@@ -241,6 +241,15 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 		_, _ = cn.command(xctx, "exit", nil, nil)
 		return
 	}
+	if dir := (frameHeaders{f.Headers}).Get("Call-Direction"); dir != "" && dir != "inbound" {
+		// the socket app ran on a leg callpop did not receive (an originated or
+		// agent leg): nothing to enrich, let it go on at once
+		xctx, cancel := context.WithDeadline(ctx, received.Add(a.deps.Budget))
+		defer cancel()
+		_, _ = cn.command(xctx, "exit", nil, nil)
+		callsTotal.WithLabelValues("outbound", "skipped").Inc()
+		return
+	}
 	d := a.decide(ctx, c)
 	actx, cancel := context.WithDeadline(ctx, received.Add(a.deps.Budget))
 	defer cancel()

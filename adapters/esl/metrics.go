@@ -12,7 +12,7 @@ var (
 	}, []string{"kind"})
 	callsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "callpop_esl_calls_total",
-		Help: "Calls handled, by mode and outcome (released, dead = caller gone, late = released after the budget, overload, error).",
+		Help: "Calls handled, by mode and outcome (released, dead = caller gone, late = released after the budget, overload, skipped = not an inbound leg, error).",
 	}, []string{"mode", "outcome"})
 	callSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "callpop_esl_call_seconds",

@@ -146,3 +146,29 @@ func TestReplayInbound(t *testing.T) {
 		})
 	}
 }
+
+// A socket app on a leg that is not an inbound call (an originated leg) is let
+// go at once, without a decision.
+func TestOutboundSkipsOutboundLegs(t *testing.T) {
+	decided := make(chan struct{}, 1)
+	a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		decided <- struct{}{}
+		return call.Decision{}
+	})})
+	sim := eslsim.NewOutbound(waitAddr(t, a), eslsim.Options{})
+	body := strings.Replace(string(readTestdata(t, "park", "a-national.txt")), "Call-Direction: inbound", "Call-Direction: outbound", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := sim.CallRecorded(ctx, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Exit || len(res.Sets) != 0 {
+		t.Fatalf("exit=%v sets=%v", res.Exit, res.Sets)
+	}
+	select {
+	case <-decided:
+		t.Fatal("an outbound leg was decided")
+	default:
+	}
+}
