@@ -123,7 +123,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 	defer sweep.Wait()
 	defer a.calls.Wait()
 
-	delay := a.cfg.ReconnectMin
+	bo := backoff{min: a.cfg.ReconnectMin, max: a.cfg.ReconnectMax}
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		if a.replaced.Load() {
 			<-ctx.Done() // another connection owns the app: do not fight it
@@ -140,20 +140,37 @@ func (a *Adapter) Run(ctx context.Context) error {
 			continue
 		}
 		if connected {
-			delay = a.cfg.ReconnectMin
+			bo.reset()
 		}
 		// Idle keep-alive connections may be as dead as the socket was.
 		a.rest.close()
 		a.setReady(false, fmt.Sprintf("ARI disconnected: %v", err))
-		a.log.Warn("ARI event socket lost; reconnecting", "err", err, "in", delay)
-		if !sleepCtx(ctx, jitter(delay)) {
+		d := bo.next()
+		a.log.Warn("ARI event socket lost; reconnecting", "err", err, "in", d)
+		if !sleepCtx(ctx, d) {
 			break
 		}
-		delay = min(delay*2, a.cfg.ReconnectMax)
 	}
 	a.setReady(false, "stopped")
 	return nil
 }
+
+// backoff yields reconnect delays: from min, doubling to max, each
+// jittered over its upper half so replicas do not reconnect in step.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur < b.min {
+		b.cur = b.min
+	}
+	d := jitter(b.cur)
+	b.cur = min(b.cur*2, b.max)
+	return d
+}
+
+func (b *backoff) reset() { b.cur = 0 }
 
 // jitter spreads d over [d/2, d].
 func jitter(d time.Duration) time.Duration {

@@ -228,9 +228,7 @@ func TestReconnectMidBurstNoneStranded(t *testing.T) {
 			sim.DropSockets()
 		}
 		ids = append(ids, sim.OfferCall(mix[i%len(mix)]))
-		if i%10 == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		time.Sleep(time.Millisecond) // ~1000 calls/s: the reconnect lands mid-burst
 	}
 	waitFor(t, 5*time.Second, "reconnected", func() bool { return sim.Stats().Connections >= 2 })
 	waitFor(t, 5*time.Second, "ready again", func() bool { ok, _ := h.a.Ready(); return ok })
@@ -270,6 +268,9 @@ func TestReconnectMidBurstNoneStranded(t *testing.T) {
 	}
 	if continued+failed != 200 {
 		t.Errorf("continued %d + failed %d != 200", continued, failed)
+	}
+	if continued <= 100 {
+		t.Errorf("continued %d: no call after the reconnect was handled", continued)
 	}
 	t.Logf("continued %d, failed-over %d, reconciled %v, connections %d", continued, failed,
 		counter(metricReconciled)-reconBefore, st.Connections)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/callpop/callpop/adapters"
@@ -112,4 +113,33 @@ func TestNewChecksReserveAgainstBudget(t *testing.T) {
 	if _, err := New(cfg, adapters.Deps{}); err == nil {
 		t.Error("no decider accepted")
 	}
+}
+
+// The reconnect schedule, on a fake clock: delays double from min to max,
+// each within [d/2, d]; a successful connect starts over.
+func TestBackoffSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := backoff{min: 100 * time.Millisecond, max: time.Second}
+		want := []time.Duration{100, 200, 400, 800, 1000, 1000}
+		start := time.Now()
+		var total time.Duration
+		for i, w := range want {
+			w *= time.Millisecond
+			d := b.next()
+			if d < w/2 || d > w {
+				t.Fatalf("delay %d = %v, want within [%v, %v]", i, d, w/2, w)
+			}
+			if !sleepCtx(t.Context(), d) {
+				t.Fatal("sleep cut short")
+			}
+			total += d
+		}
+		if got := time.Since(start); got != total {
+			t.Errorf("fake clock advanced %v, slept %v", got, total)
+		}
+		b.reset()
+		if d := b.next(); d > 100*time.Millisecond {
+			t.Errorf("after reset %v", d)
+		}
+	})
 }
