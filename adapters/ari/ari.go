@@ -37,7 +37,6 @@ type Adapter struct {
 	mu       sync.Mutex
 	ready    bool
 	reason   string
-	conn     *websocket.Conn
 	replaced atomic.Bool
 
 	calls   sync.WaitGroup // per-call goroutines
@@ -214,9 +213,6 @@ func (a *Adapter) session(ctx context.Context) (connected bool, err error) {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer c.CloseNow()
-	a.mu.Lock()
-	a.conn = c
-	a.mu.Unlock()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
