@@ -310,3 +310,28 @@ func TestHangupAndAgents(t *testing.T) {
 	// after the hang-up: 404 like Asterisk once the channel is destroyed
 	do(t, s, "POST", "/ari/channels/"+id+"/variable?variable=X&value=1", "", http.StatusNotFound)
 }
+
+// A caller hanging up in Stasis sends what the recording shows, in its
+// order and shapes: ChannelHangupRequest, StasisEnd, ChannelDestroyed.
+func TestHangupMatchesRecording(t *testing.T) {
+	b, err := os.ReadFile("testdata/caller-hangs-up-during-lookup.events.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	s := newServer(t, Options{App: "crm-lookup"})
+	sk := connect(t, s, "crm-lookup")
+	id := s.OfferCall(CallSpec{CLI: "0201234567", CLIName: "Jan de Vries", Args: []string{"inbound"}})
+	sk.next(t) // StasisStart
+	s.Hangup(id)
+	for i, want := range rec[1:] {
+		got := sk.next(t)
+		var g, w struct{ Type string }
+		json.Unmarshal(got, &g)
+		json.Unmarshal(want, &w)
+		if g.Type != w.Type || !slices.Equal(keys(t, got), keys(t, want)) {
+			t.Errorf("event %d: got %s\nwant shape of %s", i+1, got, want)
+		}
+	}
+	do(t, s, "POST", "/ari/channels/"+id+"/continue", "", http.StatusNotFound)
+}
