@@ -261,8 +261,11 @@ func (r *callRun) apply(c call.Call, d call.Decision) {
 			}
 		}()
 	}
-	follow := a.cfg.FollowLegs && a.follow.add(c.ID, d.CallID)
-	if follow {
+	// Follow the call only once it is subscribed; a call seen before keeps
+	// its entry (and its subscription).
+	seen := a.follow.following(c.ID)
+	var subscribed atomic.Bool
+	if a.cfg.FollowLegs && (seen || a.follow.room()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -271,13 +274,19 @@ func (r *callRun) apply(c call.Call, d call.Decision) {
 			if err := a.rest.subscribe(ctx, a.cfg.App, c.ID); err != nil {
 				metricRESTErrors.WithLabelValues("subscribe").Inc()
 				a.log.Debug("subscribe failed; agent legs of this call are not followed", "chan", c.ID, "err", err)
+				return
 			}
+			subscribed.Store(true)
 		}()
 	}
 	wg.Wait()
-	if !r.gone.Load() {
-		a.sink().CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
+	if r.gone.Load() {
+		return
 	}
+	if subscribed.Load() && !seen {
+		a.follow.add(c.ID, d.CallID)
+	}
+	a.sink().CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
 }
 
 // restErr classes an error: 404/409 means the caller hung up (or the

@@ -73,6 +73,17 @@ func (f *followState) add(callerChan, callID string) bool {
 	return true
 }
 
+// room reports whether another call can be followed; counted when not.
+func (f *followState) room() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) >= f.max {
+		metricFollowFull.Inc()
+		return false
+	}
+	return true
+}
+
 func (f *followState) following(callerChan string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
