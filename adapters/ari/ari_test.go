@@ -206,6 +206,9 @@ func TestCallerHangsUpDuringLookup(t *testing.T) {
 	if got := counter(metricGone) - before; got != 10 {
 		t.Errorf("gone counted %v times, want 10", got)
 	}
+	if n := h.a.Following(); n != 0 {
+		t.Errorf("%d hung-up calls left in the follow map", n)
+	}
 }
 
 // The simulator drops the socket in the middle of a burst of 200 calls:
