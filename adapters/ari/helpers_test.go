@@ -201,7 +201,7 @@ const testBudget = 2 * time.Second
 // timing test: the 20ms. The race detector slows HTTP and goroutine
 // work 5-10x, and on a shared 2-core box at load 10+ goroutines were seen
 // waiting 400ms to run, so under -race or on an overloaded box (1-minute load
-// above twice the CPUs) the test only asserts that nothing is stranded or
+// above the CPU count) the test only asserts that nothing is stranded or
 // held absurdly long, and logs why.
 func budgetMargin(t testing.TB) time.Duration {
 	if raceEnabled {
@@ -209,13 +209,14 @@ func budgetMargin(t testing.TB) time.Duration {
 		return time.Second
 	}
 	if overloaded() {
-		t.Logf("1-minute load above twice the %d CPUs: margin 1s instead of 20ms", runtime.NumCPU())
+		t.Logf("1-minute load above the %d CPUs: margin 1s instead of 20ms", runtime.NumCPU())
 		return time.Second
 	}
 	return 20 * time.Millisecond
 }
 
-// overloaded reports a 1-minute load average above twice the CPU count.
+// overloaded reports a 1-minute load average above the CPU count: other
+// work then competes for the CPU the timing test needs.
 func overloaded() bool {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -225,7 +226,7 @@ func overloaded() bool {
 	if _, err := fmt.Sscan(string(b), &load); err != nil {
 		return false
 	}
-	return load > 2*float64(runtime.NumCPU())
+	return load > float64(runtime.NumCPU())
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
