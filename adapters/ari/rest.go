@@ -106,6 +106,10 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path s
 
 func (r *restClient) getVar(ctx context.Context, chanID, name string) (string, error) {
 	body, err := r.do(ctx, http.MethodGet, "/channels/"+url.PathEscape(chanID)+"/variable", url.Values{"variable": {name}})
+	var se *StatusError
+	if errors.As(err, &se) && se.Message == "Provided variable was not found" {
+		return "", nil // an unset variable reads as empty; the channel is there
+	}
 	if err != nil {
 		return "", err
 	}
