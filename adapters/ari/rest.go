@@ -83,6 +83,12 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path s
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		// *url.Error carries the whole URL, query values (caller data) included:
+		// keep it out of errors and logs.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()

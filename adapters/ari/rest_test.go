@@ -3,6 +3,7 @@ package ari
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/callpop/callpop/adapters/pbxsim/arisim"
@@ -56,5 +57,20 @@ func TestRESTClientAnswers(t *testing.T) {
 	defer bad.close()
 	if _, err := bad.channels(ctx); !errors.As(err, &se) || se.Code != 401 {
 		t.Errorf("wrong password: %v", err)
+	}
+}
+
+// A transport error never carries the query (caller data) into an error.
+func TestRESTErrorsCarryNoValues(t *testing.T) {
+	rc := newRESTClient("http://127.0.0.1:1", testUser, testPass, 1) // nothing listens on port 1
+	defer rc.close()
+	err := rc.setVar(context.Background(), "1.2", "CALLPOP_NAME", "Jan de Vries")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, leak := range []string{"Jan", "value=", testPass} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("error %q leaks %q", err, leak)
+		}
 	}
 }
