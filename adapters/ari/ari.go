@@ -32,7 +32,8 @@ type Adapter struct {
 	auth   string
 	follow *followState
 
-	inflight sync.Map // channel id → *callRun: calls being handled
+	inflight  sync.Map     // channel id → *callRun: calls being handled
+	enriching atomic.Int64 // calls being enriched (bounded by max_calls)
 
 	mu       sync.Mutex
 	ready    bool

@@ -386,3 +386,34 @@ func TestARIErrorsStillContinue(t *testing.T) {
 		t.Errorf("a failed set was not logged")
 	}
 }
+
+// Beyond max_calls enrichments at once, channels go on at once, unenriched.
+func TestFloodBeyondMaxCallsIsShed(t *testing.T) {
+	sim := newSim(t, arisim.Options{})
+	dec := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		<-ctx.Done()
+		return call.Decision{Match: call.MatchTimeout}
+	})
+	start(t, sim, dec, time.Second, func(c *Config) { c.MaxCalls = 2 })
+	var ids []string
+	for i := 0; i < 6; i++ {
+		ids = append(ids, sim.OfferCall(arisim.CallSpec{CLI: "+14155550123"}))
+	}
+	waitSettled(t, sim, ids, 5*time.Second)
+	shed := 0
+	for _, id := range ids {
+		r, _ := sim.Record(id)
+		if r.Continued.IsZero() {
+			t.Fatalf("%s not continued", id)
+		}
+		if len(r.Vars) == 0 {
+			shed++
+			if held := r.Continued.Sub(r.Offered); held > 500*time.Millisecond {
+				t.Errorf("shed call %s held %v", id, held)
+			}
+		}
+	}
+	if shed != 4 {
+		t.Errorf("%d calls shed, want 4", shed)
+	}
+}

@@ -58,8 +58,21 @@ func (a *Adapter) startCall(ch stasisChannel, received time.Time, reconciled boo
 		}
 	}
 	a.calls.Add(1)
+	if a.enriching.Add(1) > int64(a.cfg.MaxCalls) {
+		// A flood beyond max_calls: let the channel go on at once,
+		// unenriched, rather than pile up goroutines and requests.
+		go func() {
+			defer a.calls.Done()
+			defer a.enriching.Add(-1)
+			defer a.inflight.CompareAndDelete(ch.ID, r)
+			r.continueOnce("shed")
+			metricCalls.WithLabelValues("shed").Inc()
+		}()
+		return true
+	}
 	go func() {
 		defer a.calls.Done()
+		defer a.enriching.Add(-1)
 		defer a.inflight.CompareAndDelete(ch.ID, r)
 		r.run(reconciled)
 	}()

@@ -29,6 +29,7 @@ type Config struct {
 	ReconnectMin      time.Duration `mapstructure:"reconnect_min"`       // first reconnect delay
 	ReconnectMax      time.Duration `mapstructure:"reconnect_max"`       // reconnect delay cap
 	MaxConns          int           `mapstructure:"max_conns"`           // keep-alive connections to Asterisk
+	MaxCalls          int           `mapstructure:"max_calls"`           // calls enriched at once; beyond, channels are continued at once, unenriched
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`  // also reconcile this often while connected; 0 = only after a connect
 
 	Continue ContinueConfig `mapstructure:"continue"`
@@ -60,6 +61,7 @@ func DefaultConfig() Config {
 		ReconnectMin:      100 * time.Millisecond,
 		ReconnectMax:      10 * time.Second,
 		MaxConns:          64,
+		MaxCalls:          1000,
 		ReconcileInterval: 30 * time.Second,
 		FollowLegs:        true,
 		LegTTL:            4 * time.Hour,
@@ -97,6 +99,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReconcileInterval < 0 {
 		bad("reconcile_interval", "must not be negative (0 = only after a connect)")
+	}
+	if c.MaxCalls <= 0 {
+		bad("max_calls", "must be positive")
 	}
 	if c.MaxConns <= 0 {
 		bad("max_conns", "must be positive")
