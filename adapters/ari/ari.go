@@ -324,17 +324,23 @@ func (a *Adapter) replacedBy() {
 func (a *Adapter) reconcile(ctx context.Context) (int, error) {
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
+	listed := time.Now()
 	list, err := a.rest.channels(rctx)
 	if err != nil {
 		return 0, err
 	}
 	byID := make(map[string]restChannel, len(list))
+	alive := make(map[string]bool, len(list))
 	var waiting []restChannel
 	for _, ch := range list {
 		byID[ch.ID] = ch
+		alive[ch.ID] = true
 		if ch.Dialplan.AppName == "Stasis" && stasisApp(ch.Dialplan.AppData) == a.cfg.App {
 			waiting = append(waiting, ch)
 		}
+	}
+	if n := a.follow.prune(alive, listed); n > 0 {
+		a.log.Info("followed calls ended while disconnected", "count", n)
 	}
 	// Channels the app holds that GET /channels did not show as ours
 	// (e.g. listed a moment before entering Stasis).

@@ -314,6 +314,24 @@ func (f *followState) callerGone(chanID string, ts time.Time, destroyed bool) {
 	}
 }
 
+// prune ends the followed calls whose channel is not in alive (the list
+// GET /channels gave after a reconnect, asked at listed): their hang-up
+// happened while the socket was down. Calls followed since are kept.
+func (f *followState) prune(alive map[string]bool, listed time.Time) int {
+	f.mu.Lock()
+	var gone []string
+	for id, fc := range f.calls {
+		if !alive[id] && fc.since.Before(listed) {
+			gone = append(gone, id)
+		}
+	}
+	f.mu.Unlock()
+	for _, id := range gone {
+		f.callerGone(id, f.now(), true)
+	}
+	return len(gone)
+}
+
 func (f *followState) forgetLocked(fc *followed) {
 	delete(f.calls, fc.caller)
 	delete(f.byCall, fc.callID)

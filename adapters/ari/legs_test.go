@@ -54,3 +54,19 @@ func TestFollowBounded(t *testing.T) {
 		t.Errorf("following %d, want 2", n)
 	}
 }
+
+// A followed caller who hangs up while the socket is down is reported ended
+// after the reconnect (its ChannelDestroyed was lost with the socket).
+func TestFollowPrunedAfterReconnect(t *testing.T) {
+	sim := newSim(t, arisim.Options{Linger: -1})
+	h := start(t, sim, &fixedDecider{d: call.Decision{Match: call.MatchHit}}, testBudget, nil)
+	id := sim.OfferCall(arisim.CallSpec{CLI: "+14155550123"})
+	waitSettled(t, sim, []string{id}, 3*time.Second)
+	waitFor(t, 3*time.Second, "followed", func() bool { return h.a.follow.following(id) })
+	sim.DropSockets()
+	sim.Hangup(id) // nobody hears it
+	waitFor(t, 5*time.Second, "ended after reconnect", func() bool { _, _, e := h.sink.snapshot(); return len(e) == 1 })
+	if h.a.follow.following(id) {
+		t.Error("still followed")
+	}
+}
