@@ -106,6 +106,10 @@ func (s *Server) OfferCall(spec CallSpec) string {
 	s.mu.Lock()
 	s.records[id] = rec
 	s.order = append(s.order, id)
+	if len(s.order) > s.opts.MaxRecords {
+		delete(s.records, s.order[0])
+		s.order = s.order[1:]
+	}
 	a := s.apps[spec.App]
 	if a == nil || a.conn == nil {
 		rec.Failed = true

@@ -31,6 +31,8 @@ type Options struct {
 	// Linger is how long a continued call without agent legs stays up before
 	// the caller hangs up (default 1s; negative = never).
 	Linger time.Duration
+	// MaxRecords bounds the call records kept (oldest dropped); default 200000.
+	MaxRecords int
 }
 
 // Server is a running ARI simulator: real HTTP and WebSocket on a loopback port.
@@ -94,6 +96,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.MaxRecords <= 0 {
+		opts.MaxRecords = 200000
 	}
 	if opts.Linger == 0 {
 		opts.Linger = time.Second
