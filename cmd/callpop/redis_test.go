@@ -12,9 +12,9 @@ import (
 	"github.com/callpop/callpop/internal/testredis"
 )
 
-// With cache.redis configured (addresses from the environment), a look-up
-// fills Redis under an HMAC key (no number in it), a second process's
-// look-up is served from it, and `cache forget` removes it.
+// With cache.redis configured (addresses from the environment), the
+// sidecar's look-up fills Redis under an HMAC key (no number in it), another
+// process's look-up (the CLI) is served from it, and `cache forget` removes it.
 func TestLookupAndForgetWithRedis(t *testing.T) {
 	srv := testredis.Start(t)
 	t.Setenv("CALLPOP_CACHE_REDIS_ADDRS", srv.Addr)
@@ -50,8 +50,12 @@ func TestLookupAndForgetWithRedis(t *testing.T) {
 		return got
 	}
 
-	if got := lookup(); got.Match != "hit" || got.Cached {
-		t.Fatalf("first look-up: match %q cached %v", got.Match, got.Cached)
+	base, logs, stop := startRun(t, cfg)
+	defer func() { _ = stop() }()
+	code, body := get(t, base+"/v1/lookup?number=%2B14155550123")
+	var first lookupJSON
+	if err := json.Unmarshal([]byte(body), &first); err != nil || code != 200 || first.Match != "hit" || first.Cached {
+		t.Fatalf("first look-up: %d %s\n%s", code, body, logs.String())
 	}
 	// The CRM answer is written to Redis in the background; wait for it.
 	var ks []string
@@ -68,15 +72,15 @@ func TestLookupAndForgetWithRedis(t *testing.T) {
 			t.Fatalf("raw number in Redis key %q", k)
 		}
 	}
-	// A new process (this command runs in-process, but with a fresh
-	// in-process tier) is served from Redis.
+	// The CLI (in-process here, but with its own fresh in-process tier) is
+	// served from Redis.
 	if got := lookup(); got.Match != "hit" || !got.Cached {
 		t.Fatalf("second look-up: match %q cached %v, want a cached hit", got.Match, got.Cached)
 	}
 
-	out, logs, err := execute(t, ctx, "cache", "forget", "--config", cfg, "+14155550123")
+	out, flogs, err := execute(t, ctx, "cache", "forget", "--config", cfg, "+14155550123")
 	if err != nil || out != "forgot +14155550123\n" {
-		t.Fatalf("cache forget: %q %v\n%s", out, err, logs)
+		t.Fatalf("cache forget: %q %v\n%s", out, err, flogs)
 	}
 	if left := keys(); len(left) >= len(ks) {
 		t.Fatalf("keys before %q, after forget %q", ks, left)
