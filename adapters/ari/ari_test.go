@@ -400,16 +400,19 @@ func TestFloodBeyondMaxCallsIsShed(t *testing.T) {
 		ids = append(ids, sim.OfferCall(arisim.CallSpec{CLI: "+14155550123"}))
 	}
 	waitSettled(t, sim, ids, 5*time.Second)
+	// A shed call is continued at once; the two enriched ones wait for the
+	// decider until the budget ends (their variables may lose the race with
+	// the watchdog on a loaded machine, so vars don't tell them apart).
 	shed := 0
 	for _, id := range ids {
 		r, _ := sim.Record(id)
 		if r.Continued.IsZero() {
 			t.Fatalf("%s not continued", id)
 		}
-		if len(r.Vars) == 0 {
+		if held := r.Continued.Sub(r.Offered); held < 500*time.Millisecond {
 			shed++
-			if held := r.Continued.Sub(r.Offered); held > 500*time.Millisecond {
-				t.Errorf("shed call %s held %v", id, held)
+			if len(r.Vars) != 0 {
+				t.Errorf("shed call %s got variables %v", id, r.Vars)
 			}
 		}
 	}
