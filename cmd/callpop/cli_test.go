@@ -189,6 +189,25 @@ func TestLookupEmbeddedSample(t *testing.T) {
 			t.Fatalf("want a hit on +31201234567, got %s", out)
 		}
 	})
+	t.Run("csv national numbers follow numbers.default_region", func(t *testing.T) {
+		csvPath := filepath.Join(t.TempDir(), "customers.csv")
+		body := "id,name,tier,language,url,phones\nNL-7,Piet Jansen,gold,nl,https://crm.example/c/NL-7,030 111 2233\n"
+		if err := os.WriteFile(csvPath, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := writeConfig(t, testConfig+"numbers:\n  default_region: NL\ncrm:\n  sources:\n    - {name: main, kind: csv, path: "+csvPath+"}\n")
+		out, logs, err := execute(t, context.Background(), "lookup", "--config", p, "--timeout", "5s", "+31301112233")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, logs)
+		}
+		var got lookupJSON
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Match != "hit" || got.Customer == nil || got.Customer.ID != "NL-7" {
+			t.Fatalf("want a hit on NL-7, got %s", out)
+		}
+	})
 	t.Run("needs one number", func(t *testing.T) {
 		if _, _, err := execute(t, context.Background(), "lookup", "--config", cfg); err == nil {
 			t.Fatal("want an error without NUMBER")

@@ -420,6 +420,7 @@ func (c *Config) Validate() error {
 	add(c.CRM.Validate())
 	add(c.Cache.Validate())
 	add(c.Router.Validate())
+	add(c.Router.CheckSources(c.sourceNames()))
 	switch c.PBX.Kind {
 	case "", PBXNone:
 	case PBXAsterisk:
@@ -443,6 +444,19 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf("log.format: must be json or text, got %q", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// sourceNames lists the CRM sources a router profile may name; with none
+// configured the embedded sample CSV is the one source.
+func (c *Config) sourceNames() []string {
+	if len(c.CRM.Sources) == 0 {
+		return []string{"sample"}
+	}
+	names := make([]string, 0, len(c.CRM.Sources))
+	for _, s := range c.CRM.Sources {
+		names = append(names, s.Name)
+	}
+	return names
 }
 
 // checkReserve: the time an adapter keeps back for applying the decision

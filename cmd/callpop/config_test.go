@@ -48,6 +48,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad-listen-port.yaml", "listen: port must be a number"},
 		{"bad-listen-type.yaml", "listen: "},
 		{"bad-pbx-kind.yaml", `pbx.kind: must be none, asterisk or freeswitch, got "3cx"`},
+		{"bad-router-profile-source.yaml", `router.profiles[0].sources[0]: "mian" is not a crm.sources name`},
 		{"bad-log-level.yaml", `log.level: must be debug, info, warn or error, got "verbose"`},
 		{"bad-log-format.yaml", `log.format: must be json or text, got "xml"`},
 		{"bad-log-mask-type.yaml", "log.mask_personal_data: "},

@@ -53,6 +53,10 @@ func newPipeline(cfg Config, log *slog.Logger, opts pipelineOptions) (_ *pipelin
 	if p.redis, err = crm.OpenRedis(cfg.Cache.Redis, log); err != nil {
 		return nil, fmt.Errorf("cache.redis: %w", err)
 	}
+	if cfg.CRM.Region == "" {
+		// National numbers in CSV files follow the callers' default region.
+		cfg.CRM.Region = cfg.Numbers.DefaultRegion
+	}
 	if p.crm, err = crm.New(cfg.CRM, cfg.Cache, p.redis, log); err != nil {
 		return nil, fmt.Errorf("crm: %w", err)
 	}
