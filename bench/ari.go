@@ -23,7 +23,9 @@ import (
 )
 
 func init() {
-	targetFactories[PBXAsterisk] = func(bare bool, log *slog.Logger) Target { return &ariTarget{bare: bare, log: log} }
+	targetFactories[PBXAsterisk] = func(m mode, log *slog.Logger) Target {
+		return &ariTarget{bare: m == modeBare, external: m == modeExternal, log: log}
+	}
 }
 
 const (
@@ -36,12 +38,13 @@ const (
 // ARI client doing the adapter's round trips (2 variable reads, the same
 // variable sets and channel subscription, continue) with no look-up.
 type ariTarget struct {
-	bare bool
-	log  *slog.Logger
-	sim  *arisim.Server
-	ad   *ari.Adapter
-	cl   *bareARI
-	w    *releaseWaiter
+	bare     bool
+	external bool
+	log      *slog.Logger
+	sim      *arisim.Server
+	ad       *ari.Adapter
+	cl       *bareARI
+	w        *releaseWaiter
 }
 
 func (t *ariTarget) Start(ctx context.Context, deps adapters.Deps) error {
@@ -55,28 +58,44 @@ func (t *ariTarget) Start(ctx context.Context, deps adapters.Deps) error {
 		return at, ok
 	})
 	go t.w.run(ctx) // ends with ctx
-	if t.bare {
+	switch {
+	case t.external:
+		return nil
+	case t.bare:
 		t.cl = &bareARI{base: sim.URL(), log: t.log}
 		return t.cl.start(ctx)
 	}
-	cfg := ari.DefaultConfig()
-	cfg.URL, cfg.Username, cfg.Password, cfg.App = sim.URL(), benchARIUser, benchARIPass, benchARIApp
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("bench: ari config: %w", err)
-	}
-	if t.ad, err = ari.New(cfg, deps); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	go func() { // ends with ctx
-		if err := t.ad.Run(ctx); err != nil {
-			t.log.Error("ari adapter stopped", "component", "bench", "err", err)
-		}
-	}()
-	return nil
+	t.ad, err = startARIAdapter(ctx, sim.URL(), deps, t.log)
+	return err
 }
 
+// startARIAdapter runs callpop's ARI adapter against the simulator at url until ctx ends.
+func startARIAdapter(ctx context.Context, url string, deps adapters.Deps, log *slog.Logger) (*ari.Adapter, error) {
+	cfg := ari.DefaultConfig()
+	cfg.URL, cfg.Username, cfg.Password, cfg.App = url, benchARIUser, benchARIPass, benchARIApp
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bench: ari config: %w", err)
+	}
+	ad, err := ari.New(cfg, deps)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	go func() { // ends with ctx
+		if err := ad.Run(ctx); err != nil {
+			log.Error("ari adapter stopped", "component", "bench", "err", err)
+		}
+	}()
+	return ad, nil
+}
+
+// Endpoint is the simulator's URL (pbx.asterisk.url).
+func (t *ariTarget) Endpoint() string { return t.sim.URL() }
+
+// Attach does nothing: the sidecar dials the simulator.
+func (t *ariTarget) Attach(string) {}
+
 func (t *ariTarget) Ready() bool {
-	if t.bare {
+	if t.bare || t.external {
 		return t.sim.Connected(benchARIApp)
 	}
 	ok, _ := t.ad.Ready()

@@ -211,9 +211,11 @@ type Report struct {
 
 	PeakRSSMiB float64        `json:"peak_rss_mib"`
 	InFlight   InFlightReport `json:"inflight"`
-	ReadyMs    float64        `json:"ready_ms"`
-	Steps      []Step         `json:"steps,omitempty"`
-	Notes      []string       `json:"notes,omitempty"`
+	ReadyMs    float64        `json:"ready_ms"` // a sidecar process: exec → adapter ready; else in process: pipeline built → ready
+	// ReadyInProcessMs is the in-process figure when ReadyMs is the child's.
+	ReadyInProcessMs float64  `json:"ready_in_process_ms,omitempty"`
+	Steps            []Step   `json:"steps,omitempty"`
+	Notes            []string `json:"notes,omitempty"`
 
 	dists map[string][]time.Duration // for the plot
 }
@@ -285,11 +287,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Rate > 0 {
 		note("load: %d calls/s for %s", o.Rate, o.Duration)
 		drive(runCtx, tgt, rec, callers, o.Rate, o.Duration, o.MaxInFlight, final)
-		rep.AchievedCPS = rate(final.completed.Load()-final.misses.Load()+final.lost.Load(), time.Since(loadStart))
+		rep.AchievedCPS = rate(final.completed.Load(), time.Since(loadStart))
 		if final.misses.Load() == 0 {
 			rep.CallsPerSecond = rep.AchievedCPS
 		}
-		rep.SaturationCPS = rep.AchievedCPS
 		rep.BareRate = o.Rate
 	} else {
 		rep.Steps, final = ramp(runCtx, tgt, rec, callers, o, note)
@@ -363,7 +364,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	_ = tgt.Close()
 	p.Close()
 
-	if o.InFlight > 0 && ctx.Err() == nil {
+	if o.InFlight > 0 && ctx.Err() == nil && len(o.SidecarCommand) > 0 && o.PBX != PBXDirect {
+		note("in flight: holding %d calls in a sidecar child process", o.InFlight)
+		var readyMs float64
+		rep.InFlight, rep.PeakRSSMiB, readyMs, err = holdInFlightChild(runCtx, o, stub, redisAddr, log)
+		if err != nil {
+			rep.Notes = append(rep.Notes, "in flight: "+err.Error())
+		}
+		if readyMs > 0 {
+			rep.ReadyInProcessMs, rep.ReadyMs = rep.ReadyMs, readyMs
+		}
+	} else if o.InFlight > 0 && ctx.Err() == nil {
 		note("in flight: holding %d calls", o.InFlight)
 		rep.InFlight, rep.PeakRSSMiB, err = holdInFlight(runCtx, o, stub, redisAddr, log)
 		if err != nil {
@@ -571,6 +582,78 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 		return r, peak, fmt.Errorf("only %d of %d calls were held in the pipeline (%d ended early)", r.Reached, o.InFlight, col.completed.Load())
 	}
 	return r, peak, nil
+}
+
+// holdInFlightChild is holdInFlight with the sidecar in a child process:
+// the figures are the sidecar's alone. It also times the child from exec to
+// its adapter being ready.
+func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger) (InFlightReport, float64, float64, error) {
+	const hold = time.Minute
+	r := InFlightReport{Calls: o.InFlight, Process: "the sidecar alone: a child process (callpop bench --sidecar-child) with the pipeline and the adapter"}
+	t, err := newTargetMode(o.PBX, modeExternal, log)
+	if err != nil {
+		return r, 0, 0, err
+	}
+	defer t.Close()
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := t.Start(hctx, adapters.Deps{Logger: log, Budget: hold}); err != nil {
+		return r, 0, 0, err
+	}
+	so := t.(simOnly)
+	spec := SidecarSpec{PBX: o.PBX, Endpoint: so.Endpoint(), CRMURL: stub.SourceURL(), RedisAddr: redisAddr, Budget: hold, CRMTimeout: hold}
+	t0 := time.Now()
+	child, err := startSidecar(hctx, o.SidecarCommand, spec)
+	if err != nil {
+		return r, 0, 0, err
+	}
+	defer child.close()
+	so.Attach(child.ready.Addr)
+	if err := waitReady(hctx, t, 10*time.Second); err != nil {
+		return r, 0, 0, err
+	}
+	readyMs := ms(time.Since(t0))
+	idle, err := child.stats()
+	if err != nil {
+		return r, 0, readyMs, err
+	}
+	r.GoroutinesIdle, r.RSSIdleMiB = idle.Goroutines, mib(idle.RSSKiB)
+	stub.Hold()
+	defer stub.Release()
+	col := newCollector(hold)
+	var wg sync.WaitGroup
+	for i := range o.InFlight {
+		e := unknownNumber(5_000_000 + i)
+		wg.Add(1)
+		go func() { // owned by holdInFlightChild: it waits for wg
+			defer wg.Done()
+			col.offer(hctx, t, nil, Caller{Kind: KindUnknown, CLI: e, E164: e})
+		}()
+	}
+	var st sidecarStats
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && hctx.Err() == nil && col.completed.Load() == 0 {
+		if st, err = child.stats(); err != nil || int(st.InPipeline) >= o.InFlight {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // let connections and buffers settle
+	if o.SidecarProfile != "" {
+		_ = child.profile(o.SidecarProfile)
+	}
+	if st2, err2 := child.stats(); err2 == nil {
+		st = st2
+	}
+	r.Reached, r.Goroutines = int(st.InPipeline), st.Goroutines
+	r.RSSMiB, r.HeapMiB = mib(st.RSSKiB), float64(st.HeapInuse*10/(1<<20))/10
+	peak := mib(st.HWMKiB)
+	stub.Release()
+	wg.Wait()
+	if err == nil && r.Reached < o.InFlight {
+		err = fmt.Errorf("only %d of %d calls were held in the sidecar (%d ended early)", r.Reached, o.InFlight, col.completed.Load())
+	}
+	return r, peak, readyMs, err
 }
 
 func rate(n int64, d time.Duration) float64 {

@@ -17,11 +17,11 @@ import (
 )
 
 func init() {
-	targetFactories[PBXFreeSWITCHOutbound] = func(bare bool, log *slog.Logger) Target {
-		return &eslTarget{outbound: true, bare: bare, log: log}
+	targetFactories[PBXFreeSWITCHOutbound] = func(m mode, log *slog.Logger) Target {
+		return &eslTarget{outbound: true, bare: m == modeBare, external: m == modeExternal, log: log}
 	}
-	targetFactories[PBXFreeSWITCHInbound] = func(bare bool, log *slog.Logger) Target {
-		return &eslTarget{bare: bare, log: log}
+	targetFactories[PBXFreeSWITCHInbound] = func(m mode, log *slog.Logger) Target {
+		return &eslTarget{bare: m == modeBare, external: m == modeExternal, log: log}
 	}
 }
 
@@ -34,6 +34,7 @@ const benchESLPassword = "bench-not-ClueCon"
 // uuid_setvar_multi, bgapi uuid_transfer) with no look-up.
 type eslTarget struct {
 	outbound, bare bool
+	external       bool
 	log            *slog.Logger
 	in             *eslsim.Inbound
 	out            *eslsim.Outbound
@@ -45,13 +46,10 @@ type eslTarget struct {
 }
 
 func (t *eslTarget) Start(ctx context.Context, deps adapters.Deps) error {
-	cfg := esl.DefaultConfig()
-	cfg.Events = false // agent-leg events need the inbound socket; not measured here
-	cfg.MaxCalls = 1 << 20
-	cfg.Password = benchESLPassword
 	if t.outbound {
-		cfg.Mode = "outbound"
-		cfg.Listen = "127.0.0.1:0"
+		if t.external {
+			return nil // Attach makes the dialler
+		}
 		if t.bare {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -66,36 +64,73 @@ func (t *eslTarget) Start(ctx context.Context, deps adapters.Deps) error {
 			}()
 			return nil
 		}
-	} else {
-		in, err := eslsim.NewInbound(eslsim.Options{Password: benchESLPassword})
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		t.in = in
-		cfg.Mode = "inbound"
-		cfg.Address = in.Addr()
-		if t.bare {
-			return t.startBareInbound(ctx)
-		}
+		a, err := startESLAdapter(ctx, "outbound", "127.0.0.1:0", deps, t.log)
+		t.ad = a
+		return err
 	}
-	a, err := esl.New(cfg, deps)
+	in, err := eslsim.NewInbound(eslsim.Options{Password: benchESLPassword})
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
+	t.in = in
+	switch {
+	case t.external:
+		return nil
+	case t.bare:
+		return t.startBareInbound(ctx)
+	}
+	a, err := startESLAdapter(ctx, "inbound", in.Addr(), deps, t.log)
 	t.ad = a
+	return err
+}
+
+// startESLAdapter runs callpop's ESL adapter until ctx ends: outbound listens
+// on addr, inbound connects to addr.
+func startESLAdapter(ctx context.Context, mode, addr string, deps adapters.Deps, log *slog.Logger) (*esl.Adapter, error) {
+	cfg := esl.DefaultConfig()
+	cfg.Events = false // agent-leg events need the inbound socket; not measured here
+	cfg.MaxCalls = 1 << 20
+	cfg.Password = benchESLPassword
+	cfg.Mode = mode
+	if mode == "outbound" {
+		cfg.Listen = addr
+	} else {
+		cfg.Address = addr
+	}
+	a, err := esl.New(cfg, deps)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	go func() { // ends with ctx
 		if err := a.Run(ctx); err != nil {
-			t.log.Error("esl adapter stopped", "component", "bench", "err", err)
+			log.Error("esl adapter stopped", "component", "bench", "err", err)
 		}
 	}()
-	return nil
+	return a, nil
+}
+
+// Endpoint is the inbound simulator's address ("" in outbound mode: the simulator dials).
+func (t *eslTarget) Endpoint() string {
+	if t.in != nil {
+		return t.in.Addr()
+	}
+	return ""
+}
+
+// Attach points the outbound simulator at the sidecar's socket listener.
+func (t *eslTarget) Attach(addr string) {
+	if t.outbound && addr != "" {
+		t.out = eslsim.NewOutbound(addr, eslsim.Options{Password: benchESLPassword})
+	}
 }
 
 func (t *eslTarget) Ready() bool {
 	switch {
+	case t.external && t.outbound:
+		return t.out != nil
 	case t.bare && t.outbound:
 		return true
-	case t.bare:
+	case t.bare || t.external:
 		return t.in.Clients() > 0
 	}
 	ok, _ := t.ad.Ready()

@@ -28,9 +28,16 @@ type Options struct {
 	InFlight     int // --inflight: calls held in flight for the memory figure (0 = skip)
 
 	BareDuration time.Duration // --bare-duration: the bare-client phase (0 = skip)
-	Seed         uint64        // --seed
-	Logger       *slog.Logger  // the sidecar's logger (errors only by default)
-	Progress     io.Writer     // phase notes; nil = none
+	// SidecarCommand runs the sidecar of the in-flight phase as a child
+	// process (argv; it must call RunSidecar), so memory, goroutines and
+	// time to ready are the sidecar's own; nil = in this process.
+	SidecarCommand []string
+	// SidecarProfile, when set with SidecarCommand, makes the child write its
+	// goroutine and heap profiles to SidecarProfile.* while the calls are held.
+	SidecarProfile string
+	Seed           uint64       // --seed
+	Logger         *slog.Logger // the sidecar's logger (errors only by default)
+	Progress       io.Writer    // phase notes; nil = none
 }
 
 // DefaultOptions returns the defaults of `callpop bench`.

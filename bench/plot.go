@@ -21,7 +21,7 @@ var plotSeries = []struct{ key, label, colour string }{
 func (r *Report) WritePlot(w io.Writer) error {
 	const (
 		width, height          = 900, 520
-		left, right, top, bott = 80, 30, 50, 110
+		left, right, top, bott = 80, 30, 50, 150
 		pw, ph                 = width - left - right, height - top - bott
 	)
 	lo, hi := math.Inf(1), math.Inf(-1)
@@ -69,7 +69,7 @@ func (r *Report) WritePlot(w io.Writer) error {
 			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="%d"/>`, xx, top, xx, top+ph, stroke, sw)
 		}
 	}
-	for _, q := range []float64{0, 0.25, 0.5, 0.75, 0.9, 0.99, 1} {
+	for _, q := range []float64{0, 0.25, 0.5, 0.75, 0.9, 0.99} {
 		p(`<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#dddddd"/>`, left, y(q), left+pw, y(q))
 		p(`<text x="%d" y="%.1f" text-anchor="end">%g%%</text>`, left-6, y(q)+4, q*100)
 	}
@@ -82,7 +82,7 @@ func (r *Report) WritePlot(w io.Writer) error {
 	p(`<text x="%.1f" y="%d" text-anchor="end" fill="#ff7f0e">budget %s ms</text>`, bx-4, top+14, fmtMs(r.BudgetMs))
 	// curves
 	legendY := top + ph + 60
-	lx := left
+	const lx = left
 	for _, s := range plotSeries {
 		d := r.dists[s.key]
 		if len(d) == 0 {
@@ -92,12 +92,7 @@ func (r *Report) WritePlot(w io.Writer) error {
 		p(`<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>`, lx, legendY, lx+24, legendY, s.colour)
 		label := fmt.Sprintf("%s: n=%d, p50 %s, p99 %s ms", s.label, len(d), fmtMs(float64(quantile(d, 0.5))/1e6), fmtMs(float64(quantile(d, 0.99))/1e6))
 		p(`<text x="%d" y="%d">%s</text>`, lx+30, legendY+4, xmlEscape(label))
-		if lx == left {
-			lx = left + pw/2
-		} else {
-			lx = left
-			legendY += 20
-		}
+		legendY += 20
 	}
 	p(`</svg>`)
 	return b.Flush()

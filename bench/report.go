@@ -36,7 +36,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p("")
 	p("figure\tvalue\ttarget")
 	p("calls/s sustained, 0 budget misses\t%.0f\t≥ %.0f %s", r.CallsPerSecond, Targets.CallsPerSecond, verdictMark(r.CallsPerSecond >= Targets.CallsPerSecond))
-	p("saturation (most calls/s completed)\t%.0f\t", r.SaturationCPS)
+	if r.Rate == 0 {
+		p("saturation (most calls/s completed)\t%.0f\t", r.SaturationCPS)
+	} else {
+		p("calls/s completed at --rate %d\t%.0f\t(saturation: --rate 0)", r.Rate, r.AchievedCPS)
+	}
 	p("calls offered / completed / budget misses / lost\t%d / %d / %d / %d\t", r.CallsOffered, r.CallsCompleted, r.BudgetMisses, r.Lost)
 	p("warm p99 (cache hit)\t%.3f ms\t≤ %.0f ms %s", r.Warm.P99, Targets.WarmP99Ms, verdictMark(r.Warm.Count > 0 && r.Warm.P99 <= Targets.WarmP99Ms))
 	p("overhead ratio (all calls p50 / bare p50)\t%.2f\t≤ %.1f %s", r.OverheadRatio, Targets.OverheadRatio, verdictMark(r.OverheadRatio > 0 && r.OverheadRatio <= Targets.OverheadRatio))

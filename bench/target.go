@@ -43,10 +43,26 @@ const (
 	PBXDirect             = "direct" // no PBX: Decide called in-process (the pipeline alone)
 )
 
-// targetFactories builds a Target per --pbx name; bare selects the bare client.
-// Each PBX file adds itself in init.
-var targetFactories = map[string]func(bare bool, log *slog.Logger) Target{
-	PBXDirect: func(bare bool, _ *slog.Logger) Target { return &directTarget{bare: bare} },
+// mode says what runs on a target's simulator.
+type mode int
+
+const (
+	modeCallpop  mode = iota // callpop's adapter, in this process
+	modeBare                 // the bare protocol client
+	modeExternal             // nothing: a sidecar child process connects (see sidecar.go)
+)
+
+// targetFactories builds a Target per --pbx name. Each PBX file adds itself in init.
+var targetFactories = map[string]func(m mode, log *slog.Logger) Target{
+	PBXDirect: func(m mode, _ *slog.Logger) Target { return &directTarget{bare: m == modeBare} },
+}
+
+// simOnly is a Target whose simulator serves an external sidecar.
+type simOnly interface {
+	// Endpoint is what the sidecar connects to ("" when the simulator dials the sidecar).
+	Endpoint() string
+	// Attach points a dialling simulator at the sidecar's listener.
+	Attach(addr string)
 }
 
 // PBXNames lists the --pbx values this build supports.
@@ -60,11 +76,19 @@ func PBXNames() []string {
 }
 
 func newTarget(name string, bare bool, log *slog.Logger) (Target, error) {
+	m := modeCallpop
+	if bare {
+		m = modeBare
+	}
+	return newTargetMode(name, m, log)
+}
+
+func newTargetMode(name string, m mode, log *slog.Logger) (Target, error) {
 	f, ok := targetFactories[name]
 	if !ok {
 		return nil, fmt.Errorf("bench: --pbx %q: not one of %v", name, PBXNames())
 	}
-	return f(bare, log), nil
+	return f(m, log), nil
 }
 
 // directTarget calls the Decider in-process, the way an adapter does

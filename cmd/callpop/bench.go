@@ -22,6 +22,8 @@ func init() { register(newBenchCmd) }
 func newBenchCmd() *cobra.Command {
 	o := bench.DefaultOptions()
 	var jsonOut, plotOut, cpuProfile, memProfile, logLevel string
+	var sidecarChild, inProcess bool
+	var sidecarProfile string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure what callpop adds to a call: PBX simulator, CRM stub and redis-server on loopback",
@@ -30,13 +32,31 @@ callers, --crm-latency) and a throwaway redis-server (unless --redis is given), 
 the real sidecar pipeline at --rate calls/s (0 = ramp to saturation) for --duration, then runs a bare
 protocol client at the same rate, a singleflight burst and a many-calls-in-flight memory phase, and
 prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distribution).`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// --json takes an optional value, so "--json FILE" arrives as an argument.
+			if len(args) == 1 {
+				if jsonOut != "-" {
+					return fmt.Errorf("bench: unexpected argument %q", args[0])
+				}
+				jsonOut = args[0]
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})).With("component", "bench")
+			if sidecarChild {
+				return bench.RunSidecar(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), o.Logger)
+			}
+			if !inProcess {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("bench: own executable: %w", err)
+				}
+				o.SidecarCommand = []string{exe, "bench", "--sidecar-child", "--log-level", logLevel}
+				o.SidecarProfile = sidecarProfile
+			}
 			o.Progress = cmd.ErrOrStderr()
 			if err := o.Validate(); err != nil {
 				return err
@@ -111,6 +131,10 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to FILE")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to FILE")
 	f.StringVar(&logLevel, "log-level", "error", "sidecar log level (debug, info, warn, error)")
+	f.BoolVar(&inProcess, "in-process", false, "hold the in-flight calls in this process instead of a sidecar child (memory figures then include the simulator)")
+	f.StringVar(&sidecarProfile, "sidecar-profile", "", "write the sidecar child's goroutine and heap profiles to PREFIX.* while the in-flight calls are held")
+	f.BoolVar(&sidecarChild, "sidecar-child", false, "internal: run as the sidecar child of a bench")
+	_ = f.MarkHidden("sidecar-child")
 	return cmd
 }
 
