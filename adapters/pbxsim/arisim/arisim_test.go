@@ -335,3 +335,27 @@ func TestHangupMatchesRecording(t *testing.T) {
 	}
 	do(t, s, "POST", "/ari/channels/"+id+"/continue", "", http.StatusNotFound)
 }
+
+// OnContinue reports each continue once, with the time Continued reports.
+func TestOnContinueHook(t *testing.T) {
+	type hit struct {
+		id string
+		at time.Time
+	}
+	got := make(chan hit, 4)
+	s := newServer(t, Options{App: "callpop", OnContinue: func(id string, at time.Time) { got <- hit{id, at} }})
+	connect(t, s, "callpop")
+	id := s.OfferCall(CallSpec{CLI: "0201234567", DNIS: "100"})
+	do(t, s, "POST", "/ari/channels/"+id+"/continue", "", http.StatusNoContent)
+	h := <-got
+	at, ok := s.Continued(id)
+	if h.id != id || !ok || !h.at.Equal(at) {
+		t.Fatalf("hook %v %v, Continued %v %v", h.id, h.at, at, ok)
+	}
+	do(t, s, "POST", "/ari/channels/"+id+"/continue", "", http.StatusConflict)
+	select {
+	case h := <-got:
+		t.Fatalf("second hook call for %s", h.id)
+	case <-time.After(50 * time.Millisecond):
+	}
+}

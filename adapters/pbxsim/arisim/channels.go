@@ -365,6 +365,9 @@ func (s *Server) continueChannel(w http.ResponseWriter, r *http.Request, id stri
 	s.mu.Unlock()
 	s.stats.continued.Add(1)
 	writeNoContent(w)
+	if f := s.opts.OnContinue; f != nil {
+		f(id, now)
+	}
 
 	s.after(s.opts.EndDelay, func() {
 		s.mu.Lock()

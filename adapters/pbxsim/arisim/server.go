@@ -33,6 +33,10 @@ type Options struct {
 	Linger time.Duration
 	// MaxRecords bounds the call records kept (oldest dropped); default 200000.
 	MaxRecords int
+	// OnContinue, when set, is called (on the request's goroutine, after the
+	// 204 is written) with each channel continued and the time the continue
+	// was recorded: a load generator's cheap alternative to polling Continued.
+	OnContinue func(id string, at time.Time)
 }
 
 // Server is a running ARI simulator: real HTTP and WebSocket on a loopback port.
@@ -369,8 +373,13 @@ func (s *Server) Vars(id string) map[string]string {
 
 // Continued reports when channel id was continued.
 func (s *Server) Continued(id string) (time.Time, bool) {
-	r, ok := s.Record(id)
-	return r.Continued, ok && !r.Continued.IsZero()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[id]
+	if !ok || r.Continued.IsZero() {
+		return time.Time{}, false
+	}
+	return r.Continued, true
 }
 
 // Records returns every offered call's record, in offer order.
