@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -82,16 +83,9 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 		defer cancel()
 	}
 	log := newLogger(LogConfig{Level: "warn", Format: "text", MaskPersonalData: true}, errOut)
-
-	cfg := DefaultConfig()
-	secret := randomHex(16)
-	cfg.Popper.TokenSecret = secret
-	for _, ag := range []string{"1001", "1002", "1003"} {
-		cfg.Popper.Agents = append(cfg.Popper.Agents, popper.AgentConfig{Agent: ag, Endpoints: []string{"PJSIP/" + ag + "-*"}})
-	}
-	p, err := newPipeline(cfg, log, pipelineOptions{Popper: true})
+	cfg, p, err := newDemoPipeline(log, func(ag string) string { return "PJSIP/" + ag + "-*" })
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	defer p.Close()
 
@@ -121,21 +115,12 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 
 	var srv *http.Server
 	if o.Listen != "" {
-		ln, err := net.Listen("tcp", o.Listen)
-		if err != nil {
-			return fmt.Errorf("demo: --listen: %w", err)
-		}
-		rd := &readiness{}
-		rd.add("pbx", adapter.Ready)
-		srv = newHTTPServer(newHandler(p, rd, partsCtx), log)
-		wg.Go(func() { _ = srv.Serve(ln) })
-		base := "http://" + ln.Addr().String()
-		tok, err := popper.IssueToken([]byte(secret), "1002", 8*time.Hour, time.Now())
-		if err != nil {
-			return fmt.Errorf("demo: %w", err)
+		var base, panel string
+		if srv, base, panel, err = serveDemoAPI(o.Listen, cfg, p, adapter.Ready, partsCtx, &wg, log); err != nil {
+			return err
 		}
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s, API at %s\n", sim.URL(), base)
-		fmt.Fprintf(out, "  agent 1002's panel: %s/agent?token=%s\n", base, tok)
+		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
 		fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s\n", sim.URL())
@@ -291,4 +276,39 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// newDemoPipeline is the demo's pipeline: embedded defaults, a fresh token
+// secret, and agents 1001–1003 on the endpoints endpoint names.
+func newDemoPipeline(log *slog.Logger, endpoint func(agent string) string) (Config, *pipeline, error) {
+	cfg := DefaultConfig()
+	cfg.Popper.TokenSecret = randomHex(16)
+	for _, ag := range []string{"1001", "1002", "1003"} {
+		cfg.Popper.Agents = append(cfg.Popper.Agents, popper.AgentConfig{Agent: ag, Endpoints: []string{endpoint(ag)}})
+	}
+	p, err := newPipeline(cfg, log, pipelineOptions{Popper: true})
+	if err != nil {
+		return cfg, nil, fmt.Errorf("demo: %w", err)
+	}
+	return cfg, p, nil
+}
+
+// serveDemoAPI serves the HTTP API and the agent panel on listen until the
+// server is shut down; it returns the base URL and agent 1002's panel URL.
+func serveDemoAPI(listen string, cfg Config, p *pipeline, ready func() (bool, string), streams context.Context, wg *sync.WaitGroup, log *slog.Logger) (*http.Server, string, string, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("demo: --listen: %w", err)
+	}
+	tok, err := popper.IssueToken([]byte(cfg.Popper.TokenSecret), "1002", 8*time.Hour, time.Now())
+	if err != nil {
+		ln.Close()
+		return nil, "", "", fmt.Errorf("demo: %w", err)
+	}
+	rd := &readiness{}
+	rd.add("pbx", ready)
+	srv := newHTTPServer(newHandler(p, rd, streams), log)
+	wg.Go(func() { _ = srv.Serve(ln) })
+	base := "http://" + ln.Addr().String()
+	return srv, base, base + "/agent?token=" + tok, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/callpop/callpop/adapters/esl"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
-	"github.com/callpop/callpop/popper"
 )
 
 // runDemoFreeSWITCH is `callpop demo --pbx freeswitch`: the ESL simulator in
@@ -26,15 +24,9 @@ func runDemoFreeSWITCH(ctx context.Context, o demoOptions, out, errOut io.Writer
 		defer cancel()
 	}
 	log := newLogger(LogConfig{Level: "warn", Format: "text", MaskPersonalData: true}, errOut)
-	cfg := DefaultConfig()
-	secret := randomHex(16)
-	cfg.Popper.TokenSecret = secret
-	for _, ag := range []string{"1001", "1002", "1003"} {
-		cfg.Popper.Agents = append(cfg.Popper.Agents, popper.AgentConfig{Agent: ag, Endpoints: []string{"user/" + ag}})
-	}
-	p, err := newPipeline(cfg, log, pipelineOptions{Popper: true})
+	cfg, p, err := newDemoPipeline(log, func(ag string) string { return "user/" + ag })
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	defer p.Close()
 
@@ -71,21 +63,12 @@ func runDemoFreeSWITCH(ctx context.Context, o demoOptions, out, errOut io.Writer
 	}
 	sim := eslsim.NewOutbound(adapter.Addr(), eslsim.Options{})
 	if o.Listen != "" {
-		ln, err := net.Listen("tcp", o.Listen)
-		if err != nil {
-			return fmt.Errorf("demo: --listen: %w", err)
-		}
-		rd := &readiness{}
-		rd.add("pbx", adapter.Ready)
-		srv = newHTTPServer(newHandler(p, rd, partsCtx), log)
-		wg.Go(func() { _ = srv.Serve(ln) })
-		base := "http://" + ln.Addr().String()
-		tok, err := popper.IssueToken([]byte(secret), "1002", 8*time.Hour, time.Now())
-		if err != nil {
-			return fmt.Errorf("demo: %w", err)
+		var base, panel string
+		if srv, base, panel, err = serveDemoAPI(o.Listen, cfg, p, adapter.Ready, partsCtx, &wg, log); err != nil {
+			return err
 		}
 		fmt.Fprintf(out, "callpop demo: simulated FreeSWITCH (socket app → %s, event socket %s), API at %s\n", adapter.Addr(), events.Addr(), base)
-		fmt.Fprintf(out, "  agent 1002's panel: %s/agent?token=%s\n", base, tok)
+		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated FreeSWITCH (socket app → %s)\n", adapter.Addr())
 	}
