@@ -359,3 +359,63 @@ func TestOnContinueHook(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 }
+
+// With ChannelVars every snapshot carries "channelvars" in the configured
+// order, as the callpop-* recordings show; functions are evaluated and unset
+// names are "".
+func TestChannelVarsMatchRecording(t *testing.T) {
+	rec := bytes.Split(bytes.TrimSpace(mustRead(t, "testdata/callpop-queue-ringall.default.events.jsonl")), []byte("\n"))
+	s := newServer(t, Options{App: "crm-lookup",
+		ChannelVars: []string{"CALLPOP_CALL_ID", "CALLPOP_CRM_ID", "QUEUE_PRIO", "CHANNEL(linkedid)"}})
+	sk := connect(t, s, "crm-lookup")
+	id := s.OfferCall(CallSpec{CLI: "0201234567", CLIName: "Jan de Vries", Args: []string{"callpop"}})
+	got := sk.next(t)
+	if !slices.Equal(keys(t, got), keys(t, rec[0])) {
+		t.Errorf("StasisStart keys\n got %v\nwant %v", keys(t, got), keys(t, rec[0]))
+	}
+	want := `"channelvars":{"CALLPOP_CALL_ID":"","CALLPOP_CRM_ID":"","QUEUE_PRIO":"","CHANNEL(linkedid)":"` + id + `"}`
+	if !bytes.Contains(got, []byte(want)) {
+		t.Errorf("StasisStart %s\nwant %s", got, want)
+	}
+	do(t, s, "POST", "/ari/channels/"+id+"/variable?variable=QUEUE_PRIO&value=5", "", http.StatusNoContent)
+	got = sk.next(t)
+	if !slices.Equal(keys(t, got), keys(t, rec[1])) || !bytes.Contains(got, []byte(`"QUEUE_PRIO":"5"`)) {
+		t.Errorf("ChannelVarset %s\nwant the shape of %s", got, rec[1])
+	}
+	if body := do(t, s, "GET", "/ari/channels/"+id, "", http.StatusOK); !strings.Contains(body, `"QUEUE_PRIO":"5"`) {
+		t.Errorf("GET channel %s", body)
+	}
+}
+
+// CALLERID(ani) and CALLERID(num-pres) in channelvars carry what a GET reads.
+func TestChannelVarsCallerID(t *testing.T) {
+	s := newServer(t, Options{ChannelVars: []string{"CALLPOP_CALL_ID", "CALLERID(ani)", "CALLERID(num-pres)"}})
+	sk := connect(t, s, "callpop")
+	tests := []struct {
+		spec CallSpec
+		want string
+	}{
+		{CallSpec{CLI: "0201234567"}, `"channelvars":{"CALLPOP_CALL_ID":"","CALLERID(ani)":"","CALLERID(num-pres)":"allowed_not_screened"}`},
+		{CallSpec{CLI: "", ANI: "0201234567", NumPres: "prohib_passed_screen"},
+			`"channelvars":{"CALLPOP_CALL_ID":"","CALLERID(ani)":"0201234567","CALLERID(num-pres)":"prohib_passed_screen"}`},
+		{CallSpec{CLI: `a"<b>&`, ANI: `x\y`}, `"CALLERID(ani)":"x\\y"`},
+	}
+	for _, tt := range tests {
+		s.OfferCall(tt.spec)
+		if got := sk.next(t); !bytes.Contains(got, []byte(tt.want)) {
+			t.Errorf("%+v: StasisStart %s\nwant %s", tt.spec, got, tt.want)
+		}
+	}
+	if st := s.Stats(); st.VarGets != 0 {
+		t.Errorf("VarGets %d", st.VarGets)
+	}
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -37,6 +37,7 @@ type CallSpec struct {
 
 type channel struct {
 	id, name, state       string
+	linkedid              string // the first channel of the call (the caller's id for agent legs)
 	callerNum, callerName string
 	connNum, connName     string
 	ani, numPres, rdnis   string
@@ -51,6 +52,7 @@ type channel struct {
 	spec                  CallSpec
 	inherit               map[string]bool // variables set with __ (inherited by agent legs)
 	continued, hungUp     bool
+	channelVars           []string // Options.ChannelVars
 }
 
 func (ch *channel) json() channelJSON {
@@ -61,6 +63,13 @@ func (ch *channel) json() channelJSON {
 		Dialplan: dialplanJSON{Context: ch.context, Exten: ch.exten, Priority: ch.priority,
 			AppName: ch.app, AppData: ch.appData},
 		CreationTime: stamp(ch.created), Language: "en", CallerRDNIS: ch.rdnis,
+	}
+	if len(ch.channelVars) > 0 {
+		j.ChannelVars = make(channelVars, len(ch.channelVars))
+		for i, name := range ch.channelVars {
+			v, _, _ := ch.read(name) // unset or unknown: ""
+			j.ChannelVars[i] = nameValue{name, v}
+		}
 	}
 	return j
 }
@@ -93,7 +102,7 @@ func (s *Server) OfferCall(spec CallSpec) string {
 	}
 	now := time.Now()
 	ch := &channel{
-		id: id, name: name, state: "Ring",
+		id: id, linkedid: id, name: name, state: "Ring", channelVars: s.opts.ChannelVars,
 		callerNum: spec.CLI, callerName: spec.CLIName, ani: spec.ANI, numPres: spec.NumPres, rdnis: spec.RDNIS,
 		context: spec.Context, exten: spec.DNIS, priority: 2, app: "Stasis",
 		appData: strings.Join(append([]string{spec.App}, spec.Args...), ","),
@@ -248,6 +257,9 @@ func (ch *channel) read(name string) (val string, found, fnErr bool) {
 	case "CHANNEL(name)":
 		return ch.name, true, false
 	case "CHANNEL(linkedid)":
+		if ch.linkedid != "" {
+			return ch.linkedid, true, false
+		}
 		return ch.id, true, false
 	}
 	if strings.Contains(name, "(") {
@@ -401,6 +413,7 @@ func (s *Server) runAgents(id string) {
 	now := time.Now()
 	for i, ep := range spec.Agents {
 		p := &channel{
+			linkedid: ch.linkedid, channelVars: s.opts.ChannelVars,
 			id: s.newID(), name: fmt.Sprintf("%s-%08x;1", ep, s.seq.Add(1)), state: "Down",
 			callerNum: ch.exten, connNum: ch.callerNum, connName: ch.callerName,
 			context: "agents", exten: ch.exten, priority: 1, app: "AppQueue", appData: "(Outgoing Line)",

@@ -37,6 +37,12 @@ type Options struct {
 	// 204 is written) with each channel continued and the time the continue
 	// was recorded: a load generator's cheap alternative to polling Continued.
 	OnContinue func(id string, at time.Time)
+	// ChannelVars is ari.conf's [general] channelvars: every channel snapshot
+	// (events and REST replies) carries these names under "channelvars", in
+	// this order, unset ones as "". Plain variables and the dialplan functions
+	// the simulator knows (CALLERID(ani), CALLERID(num-pres), CHANNEL(linkedid), ...)
+	// are evaluated. nil = no "channelvars" key, as without the option.
+	ChannelVars []string
 }
 
 // Server is a running ARI simulator: real HTTP and WebSocket on a loopback port.

@@ -28,18 +28,51 @@ type dialplanJSON struct {
 }
 
 type channelJSON struct {
-	ID           string            `json:"id"`
-	Name         string            `json:"name"`
-	State        string            `json:"state"`
-	ProtocolID   string            `json:"protocol_id"`
-	Caller       callerJSON        `json:"caller"`
-	Connected    callerJSON        `json:"connected"`
-	Accountcode  string            `json:"accountcode"`
-	Dialplan     dialplanJSON      `json:"dialplan"`
-	CreationTime string            `json:"creationtime"`
-	Language     string            `json:"language"`
-	CallerRDNIS  string            `json:"caller_rdnis,omitempty"`
-	ChannelVars  map[string]string `json:"channelvars,omitempty"`
+	ID           string       `json:"id"`
+	Name         string       `json:"name"`
+	State        string       `json:"state"`
+	ProtocolID   string       `json:"protocol_id"`
+	Caller       callerJSON   `json:"caller"`
+	Connected    callerJSON   `json:"connected"`
+	Accountcode  string       `json:"accountcode"`
+	Dialplan     dialplanJSON `json:"dialplan"`
+	CreationTime string       `json:"creationtime"`
+	Language     string       `json:"language"`
+	CallerRDNIS  string       `json:"caller_rdnis,omitempty"`
+	ChannelVars  channelVars  `json:"channelvars,omitempty"`
+}
+
+// channelVars is ari.conf's channelvars in a snapshot: names in the
+// configured order (as Asterisk writes them), unset ones as "".
+type channelVars []nameValue
+
+type nameValue struct{ name, value string }
+
+func (v channelVars) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 64)
+	b = append(b, '{')
+	for i, nv := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, nv.name)
+		b = append(b, ':')
+		b = appendJSONString(b, nv.value)
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s quoted like jansson (no HTML escaping).
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	if !bytes.ContainsAny(q, `\`) {
+		return append(b, q...)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s)
+	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...)
 }
 
 type applicationJSON struct {
