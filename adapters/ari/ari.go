@@ -364,6 +364,7 @@ func (a *Adapter) reconcile(ctx context.Context) (int, error) {
 	for _, ch := range waiting {
 		sc := stasisChannel{ID: ch.ID, Name: ch.Name, CLI: ch.Caller.Number, CLIName: ch.Caller.Name,
 			DNIS: ch.Dialplan.Exten, Args: stasisArgs(ch.Dialplan.AppData)}
+		sc.callerVars(ch.ChannelVars)
 		if a.startCall(sc, now, true) {
 			n++
 		}

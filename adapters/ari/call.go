@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -16,10 +17,29 @@ import (
 	"github.com/callpop/callpop/call"
 )
 
+// The caller-ID functions a call needs beyond the event's caller number.
+// Listed in ari.conf channelvars, they arrive in the StasisStart snapshot
+// and no request reads them.
+const (
+	varANI     = "CALLERID(ani)"
+	varNumPres = "CALLERID(num-pres)"
+)
+
 // stasisChannel is what a StasisStart (or reconcile) tells about a channel.
 type stasisChannel struct {
 	ID, Name, CLI, CLIName, DNIS string
 	Args                         []string
+	// ANI and NumPres as channelvars carried them; hasANI/hasPres say the
+	// key was there ("" then means empty or unset). A key absent is read
+	// with a GET.
+	ANI, NumPres    string
+	hasANI, hasPres bool
+}
+
+// callerVars takes CALLERID(ani) and CALLERID(num-pres) from a snapshot's channelvars.
+func (sc *stasisChannel) callerVars(vars map[string]string) {
+	sc.ANI, sc.hasANI = vars[varANI]
+	sc.NumPres, sc.hasPres = vars[varNumPres]
 }
 
 // callRun is one channel's trip through callpop.
@@ -130,14 +150,18 @@ func (r *callRun) run(reconciled bool) {
 	if r.gone.Load() {
 		outcome = "gone"
 		metricGone.Inc()
-		a.log.Debug("caller hung up during the look-up", "chan", r.ch.ID)
 	}
 	if reconciled {
 		outcome += "_reconciled"
 	}
 	metricCalls.WithLabelValues(outcome).Inc()
-	a.log.Debug("call handled", "call", c, "match", dec.Match, "source", dec.Source, "priority", dec.Priority,
-		"queue", dec.Queue, "outcome", outcome, "gone", r.gone.Load(), "elapsed", time.Since(r.received))
+	if a.log.Enabled(context.Background(), slog.LevelDebug) {
+		if r.gone.Load() {
+			a.log.Debug("caller hung up during the look-up", "chan", r.ch.ID)
+		}
+		a.log.Debug("call handled", "call", c, "match", dec.Match, "source", dec.Source, "priority", dec.Priority,
+			"queue", dec.Queue, "outcome", outcome, "gone", r.gone.Load(), "elapsed", time.Since(r.received))
+	}
 }
 
 type decided struct {
@@ -146,18 +170,31 @@ type decided struct {
 	privacy bool
 }
 
-// decide runs the pipeline. The look-up on the caller number starts at once;
-// CALLERID(ani) and CALLERID(num-pres) (not in the event JSON) are read
-// concurrently, bounded by caller_vars_timeout. When they show nothing the
-// first decision did not know (no ANI or the same number, not withheld) it
-// stands; otherwise the pipeline runs again with them: the router then picks
-// ANI when the CLI is withheld or invalid, and marks privacy. The second run
-// is cheap: the first one warmed the cache (concurrent look-ups of one number
-// share a request). A CLI that is plainly withheld skips the first run.
+// decide runs the pipeline. The call needs CALLERID(ani) and
+// CALLERID(num-pres) besides the event's caller number. When channelvars
+// carried both, the decision runs here on the call's own goroutine, with no
+// request: the watchdog continues the channel if the decider overstays.
+// Otherwise the look-up on the caller number starts at once and the missing
+// ones are read concurrently, bounded by caller_vars_timeout. When they show
+// nothing the first decision did not know (no ANI or the same number, not
+// withheld) it stands; otherwise the pipeline runs again with them: the
+// router then picks ANI when the CLI is withheld or invalid, and marks
+// privacy. The second run is cheap: the first one warmed the cache
+// (concurrent look-ups of one number share a request). A CLI that is
+// plainly withheld skips the first run.
 func (r *callRun) decide(c call.Call) decided {
 	a := r.a
 	ctx, cancel := context.WithDeadline(context.Background(), r.deadline.Add(-a.cfg.ApplyReserve))
 	defer cancel()
+
+	if r.ch.hasANI && r.ch.hasPres {
+		full := withCallerVars(c, r.ch.ANI, r.ch.NumPres)
+		in := full
+		if addsNothing(c, full) {
+			in = c // as the speculative run below would have seen it
+		}
+		return decided{Decision: adapters.Decide(ctx, a.deps.Decider, in, a.log), ani: full.ANI, privacy: full.Privacy}
+	}
 
 	var spec chan call.Decision
 	if usableCLI(c.CLI) {
@@ -167,12 +204,18 @@ func (r *callRun) decide(c call.Call) decided {
 	}
 
 	vctx, vcancel := context.WithTimeout(ctx, a.cfg.CallerVarsTimeout)
-	var ani, pres string
+	ani, pres := r.ch.ANI, r.ch.NumPres
 	var aniErr, presErr error
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); ani, aniErr = a.rest.getVar(vctx, c.ID, "CALLERID(ani)") }()
-	go func() { defer wg.Done(); pres, presErr = a.rest.getVar(vctx, c.ID, "CALLERID(num-pres)") }()
+	if !r.ch.hasANI && !r.ch.hasPres {
+		wg.Add(1)
+		go func() { defer wg.Done(); ani, aniErr = a.rest.getVar(vctx, c.ID, varANI) }()
+		pres, presErr = a.rest.getVar(vctx, c.ID, varNumPres)
+	} else if !r.ch.hasANI {
+		ani, aniErr = a.rest.getVar(vctx, c.ID, varANI)
+	} else {
+		pres, presErr = a.rest.getVar(vctx, c.ID, varNumPres)
+	}
 	wg.Wait()
 	vcancel()
 	if errors.Is(aniErr, ErrGone) || errors.Is(presErr, ErrGone) {
@@ -183,15 +226,26 @@ func (r *callRun) decide(c call.Call) decided {
 			metricRESTErrors.WithLabelValues("get_callerid").Inc()
 		}
 	}
-	full := c
-	full.ANI = strings.TrimSpace(ani)
-	full.Privacy = strings.HasPrefix(strings.ToLower(pres), "prohib")
-	if spec != nil && (full.ANI == "" || full.ANI == full.CLI) && !full.Privacy {
+	full := withCallerVars(c, ani, pres)
+	if spec != nil && addsNothing(c, full) {
 		return decided{Decision: wait(ctx, spec), ani: full.ANI}
 	}
 	out := make(chan call.Decision, 1)
 	go func() { out <- adapters.Decide(ctx, a.deps.Decider, full, a.log) }()
 	return decided{Decision: wait(ctx, out), ani: full.ANI, privacy: full.Privacy}
+}
+
+// withCallerVars adds what CALLERID(ani) and CALLERID(num-pres) read to c.
+func withCallerVars(c call.Call, ani, numPres string) call.Call {
+	c.ANI = strings.TrimSpace(ani)
+	c.Privacy = strings.HasPrefix(strings.ToLower(numPres), "prohib")
+	return c
+}
+
+// addsNothing reports whether the caller vars leave a usable CLI's decision
+// as it was: no ANI or the same number, and not withheld.
+func addsNothing(c, full call.Call) bool {
+	return usableCLI(c.CLI) && (full.ANI == "" || full.ANI == full.CLI) && !full.Privacy
 }
 
 // wait takes the decider's answer, or a timeout decision shortly after the
@@ -239,10 +293,16 @@ func channelVars(callID string, d call.Decision) []call.Var {
 	return vars
 }
 
-// apply sets the variables and the follow subscription concurrently on the
-// keep-alive pool, bounded by the budget (less the watchdog's lead). When the
-// watchdog has continued the channel already, the variables are too late, but
-// the call is still followed for its pops.
+// applyWorkers bounds the requests one call has in flight while applying
+// (the call's own goroutine is one of them). A typical call has 6-8 sets and
+// a subscription: a few rounds on warm keep-alive connections, without a
+// goroutine and a connection per request.
+const applyWorkers = 4
+
+// apply sets the variables and the follow subscription on the keep-alive
+// pool, applyWorkers at a time, bounded by the budget (less the watchdog's
+// lead). When the watchdog has continued the channel already, the variables
+// are too late, but the call is still followed for its pops.
 func (r *callRun) apply(c call.Call, d call.Decision) {
 	a := r.a
 	late := r.continued.Load()
@@ -252,6 +312,8 @@ func (r *callRun) apply(c call.Call, d call.Decision) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	// A call seen before keeps its follow entry (and its subscription).
+	seen := a.follow.following(c.ID)
 	var vars []call.Var
 	if !late {
 		vars = channelVars(d.CallID, d)
@@ -260,39 +322,40 @@ func (r *callRun) apply(c call.Call, d call.Decision) {
 		// request: unset reads as empty. A channel seen before (re-entering
 		// Stasis) gets every variable, empty ones as "value=", so nothing
 		// stale survives. This halves the requests of a typical call.
-		if !a.follow.following(c.ID) {
+		if !seen {
 			vars = slices.DeleteFunc(vars, func(v call.Var) bool { return v.Value == "" })
 		}
 	}
-	var wg sync.WaitGroup
-	for _, v := range vars {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := a.rest.setVar(ctx, c.ID, v.Name, v.Value); err != nil {
-				r.restErr("set_variable", err, cancel)
-			}
-		}()
+	// Follow the call only once it is subscribed. The subscription goes
+	// first: its answer is the longest.
+	subscribe := a.cfg.FollowLegs && (seen || a.follow.room())
+	first := 0
+	if subscribe {
+		first = 1
 	}
-	// Follow the call only once it is subscribed; a call seen before keeps
-	// its entry (and its subscription).
-	seen := a.follow.following(c.ID)
 	var subscribed atomic.Bool
-	if a.cfg.FollowLegs && (seen || a.follow.room()) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	parallel(first+len(vars), applyWorkers, func(i int) {
+		if i < first {
 			// Best effort, and never a sign the caller left: the app itself
 			// may be unregistered for a moment (404 while the socket is down).
 			if err := a.rest.subscribe(ctx, a.cfg.App, c.ID); err != nil {
 				metricRESTErrors.WithLabelValues("subscribe").Inc()
-				a.log.Debug("subscribe failed; agent legs of this call are not followed", "chan", c.ID, "err", err)
+				if a.log.Enabled(ctx, slog.LevelDebug) {
+					a.log.Debug("subscribe failed; agent legs of this call are not followed", "chan", c.ID, "err", err)
+				}
 				return
 			}
 			subscribed.Store(true)
-		}()
-	}
-	wg.Wait()
+			return
+		}
+		if r.gone.Load() {
+			return // the caller hung up: the rest would fail the same way
+		}
+		v := vars[i-first]
+		if err := a.rest.setVar(ctx, c.ID, v.Name, v.Value); err != nil {
+			r.restErr("set_variable", err, cancel)
+		}
+	})
 	if r.gone.Load() {
 		return
 	}
@@ -300,6 +363,24 @@ func (r *callRun) apply(c call.Call, d call.Decision) {
 		a.follow.add(c.ID, d.CallID)
 	}
 	a.sink().CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
+}
+
+// parallel runs f(0..n-1) on at most k goroutines, the caller's among them,
+// and returns when all are done.
+func parallel(n, k int, f func(i int)) {
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+			f(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(k, n) - 1 {
+		wg.Add(1)
+		go func() { defer wg.Done(); work() }()
+	}
+	work()
+	wg.Wait()
 }
 
 // restErr classes an error: 404/409 means the caller hung up (or the

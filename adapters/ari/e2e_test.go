@@ -97,14 +97,7 @@ func settle(t testing.TB, sim *arisim.Server, id string) arisim.Record {
 // simulator exactly as a dialplan would read them.
 func TestRecordedScenariosThroughRealPipeline(t *testing.T) {
 	const budget = 2 * time.Second // about wiring and values, not speed
-	tests := []struct {
-		scenario    string
-		match       call.Match
-		source      call.Source
-		e164        string
-		customer    string
-		wantPrivacy bool
-	}{
+	tests := []scenarioWant{
 		{"a-national", call.MatchHit, call.SourceCLI, "+31201234567", "C1001", false},
 		{"b-e164", call.MatchHit, call.SourceCLI, "+14155550123", "C1002", false},
 		{"c1-anonymous-prohib", call.MatchAnonymous, call.SourceNone, "", "", true},
@@ -114,7 +107,31 @@ func TestRecordedScenariosThroughRealPipeline(t *testing.T) {
 		{"e2-very-long-number", call.MatchInvalid, call.SourceNone, "", "", false},
 		{"plain-local-no-callerid", call.MatchAnonymous, call.SourceNone, "", "", false},
 	}
-	sim, err := arisim.New(arisim.Options{Username: "ariuser", Password: "ariS3cret"})
+	// With ari.conf channelvars listing the caller-ID functions the same
+	// decisions are made without reading them (no GET); without, each call
+	// reads both.
+	for _, mode := range []struct {
+		name string
+		vars []string
+	}{
+		{"GET", nil},
+		{"channelvars", []string{"CALLPOP_CALL_ID", "CALLERID(ani)", "CALLERID(num-pres)"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) { recordedScenarios(t, budget, tests, mode.vars) })
+	}
+}
+
+type scenarioWant struct {
+	scenario    string
+	match       call.Match
+	source      call.Source
+	e164        string
+	customer    string
+	wantPrivacy bool
+}
+
+func recordedScenarios(t *testing.T, budget time.Duration, tests []scenarioWant, channelVars []string) {
+	sim, err := arisim.New(arisim.Options{Username: "ariuser", Password: "ariS3cret", ChannelVars: channelVars})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +140,7 @@ func TestRecordedScenariosThroughRealPipeline(t *testing.T) {
 	run(t, sim, pipeline(t, budget), budget, sk)
 	for _, tt := range tests {
 		t.Run(tt.scenario, func(t *testing.T) {
+			gets := sim.Stats().VarGets
 			ev, err := os.ReadFile(filepath.Join(recordings, tt.scenario+".events.jsonl"))
 			if err != nil {
 				t.Fatal(err)
@@ -178,6 +196,12 @@ func TestRecordedScenariosThroughRealPipeline(t *testing.T) {
 			if got.Call.Privacy != tt.wantPrivacy || got.Call.ANI != spec.ANI || got.Call.CLI != spec.CLI ||
 				got.Call.DNIS != "0800123456" || got.Call.Profile != "inbound" {
 				t.Errorf("call as decided: %+v", got.Call)
+			}
+			switch n := sim.Stats().VarGets - gets; {
+			case channelVars != nil && n != 0:
+				t.Errorf("%d GETs with CALLERID(ani) and CALLERID(num-pres) in channelvars", n)
+			case channelVars == nil && n != 2:
+				t.Errorf("%d GETs, want 2 (CALLERID(ani), CALLERID(num-pres))", n)
 			}
 		})
 	}

@@ -133,10 +133,12 @@ func (a *Adapter) dispatch(raw []byte, read time.Time) {
 		if e.Application != "" && e.Application != a.cfg.App {
 			return
 		}
-		a.startCall(stasisChannel{
+		sc := stasisChannel{
 			ID: e.Channel.ID, Name: e.Channel.Name, CLI: callerNumber(e.Channel.Caller),
 			CLIName: callerName(e.Channel.Caller), DNIS: dialplanExten(e.Channel.Dialplan), Args: e.Args,
-		}, read, false)
+		}
+		sc.callerVars(e.Channel.ChannelVars)
+		a.startCall(sc, read, false)
 	case *ariv5.ApplicationReplaced:
 		a.replacedBy()
 	case *ariv5.Dial:

@@ -185,6 +185,7 @@ type restChannel struct {
 		AppName  string `json:"app_name"`
 		AppData  string `json:"app_data"`
 	} `json:"dialplan"`
+	ChannelVars map[string]string `json:"channelvars"`
 }
 
 func (r *restClient) channels(ctx context.Context) ([]restChannel, error) {
