@@ -45,6 +45,12 @@ type SourceConfig struct {
 	MaxBody int64             `mapstructure:"max_body"` // bytes; 0 = 1 MiB
 	CAFile  string            `mapstructure:"ca_file"`  // extra trusted CA (PEM) for a private CRM; verification stays on
 
+	// MaxConns caps the connections to the source (http: per host; postgres:
+	// the pool). Look-ups beyond it wait for a connection within their
+	// timeout rather than opening one each. 0 = DefaultMaxConns for http, the
+	// DSN's pool_max_conns or pgx's default for postgres.
+	MaxConns int `mapstructure:"max_conns"`
+
 	// postgres
 	DSN     string `mapstructure:"dsn"`      // may hold ${ENV}; or dsn_file, or env CALLPOP_CRM_<NAME>_DSN
 	DSNFile string `mapstructure:"dsn_file"` // file holding the DSN
@@ -86,7 +92,10 @@ type CacheConfig struct {
 // Defaults.
 const (
 	DefaultMaxBody = 1 << 20
-	maxFieldLen    = 1024
+	// DefaultMaxConns is an http source's connection cap: a call centre's
+	// concurrent first-time callers, not one connection per held call.
+	DefaultMaxConns = 64
+	maxFieldLen     = 1024
 )
 
 // DefaultConfig returns the defaults documented in config.example.yaml.
@@ -135,6 +144,9 @@ func (c *Config) Validate() error {
 		names[s.Name] = true
 		if s.Timeout < 0 {
 			errs = append(errs, fmt.Errorf("%s.timeout: must not be negative", k))
+		}
+		if s.MaxConns < 0 {
+			errs = append(errs, fmt.Errorf("%s.max_conns: must not be negative (0 = the default)", k))
 		}
 		switch s.Kind {
 		case "http":

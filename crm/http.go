@@ -89,7 +89,14 @@ func newHTTPSource(sc SourceConfig, log *slog.Logger) (*httpSource, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
-	tr.MaxIdleConnsPerHost = 32
+	// Held look-ups queue for one of max_conns connections (within their
+	// timeout) rather than each opening its own: a stalled CRM must not cost
+	// a connection, two goroutines and their buffers per waiting call.
+	tr.MaxConnsPerHost = sc.MaxConns
+	if tr.MaxConnsPerHost <= 0 {
+		tr.MaxConnsPerHost = DefaultMaxConns
+	}
+	tr.MaxIdleConnsPerHost = tr.MaxConnsPerHost
 	// tr.Proxy stays http.ProxyFromEnvironment: HTTPS_PROXY/NO_PROXY are honoured.
 	s.client = &http.Client{
 		Transport: tr,

@@ -40,6 +40,9 @@ func newPGSource(ctx context.Context, sc SourceConfig, log *slog.Logger) (*pgSou
 		pcfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "callpop"
+	if sc.MaxConns > 0 {
+		pcfg.MaxConns = int32(min(sc.MaxConns, 1<<20))
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg) // connects lazily
 	if err != nil {
 		return nil, fmt.Errorf("crm/postgres: pool: %w", err)
