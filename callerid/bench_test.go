@@ -1,6 +1,7 @@
 package callerid
 
 import (
+	"runtime"
 	"strconv"
 	"testing"
 )
@@ -38,5 +39,24 @@ func BenchmarkPick(b *testing.B) {
 		if r := n.Pick("+14155550123", "", false, "US"); r.Status != "" {
 			b.Fatal(r.Err)
 		}
+	}
+}
+
+// BenchmarkFirstParseHeap reports the heap a Normalizer holds after its first
+// parse (the phone-number metadata it loads stays for the process's life).
+// Run with -benchtime 1x in a fresh process.
+func BenchmarkFirstParseHeap(b *testing.B) {
+	for b.Loop() {
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		n := newTest(b, nil)
+		if _, err := n.Parse("0201234567", "NL"); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(m1.HeapInuse)-float64(m0.HeapInuse), "heapB")
+		runtime.KeepAlive(n)
 	}
 }

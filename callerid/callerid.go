@@ -42,7 +42,6 @@ type Number struct {
 	CountryCode    int
 	Region         string // "NL"
 	Type           string // "mobile","fixed_line","fixed_line_or_mobile","toll_free","premium_rate","voip","unknown",...
-	Geo            string // geographic description (English) where the metadata has it
 }
 
 // LogValue masks the number in logs.
@@ -81,6 +80,7 @@ type Normalizer struct {
 	anonymous map[string]bool
 	profiles  []profile
 	memo      *lru.Cache[string, memoEntry]
+	geo       *lru.Cache[string, string] // E.164 → Geo's answer
 	log       *slog.Logger
 }
 
@@ -100,10 +100,15 @@ func New(cfg Config, log *slog.Logger) (*Normalizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("callerid: memo: %w", err)
 	}
+	geo, err := lru.New[string, string](size)
+	if err != nil {
+		return nil, fmt.Errorf("callerid: memo: %w", err)
+	}
 	n := &Normalizer{
 		region:    strings.ToUpper(cfg.DefaultRegion),
 		anonymous: map[string]bool{},
 		memo:      memo,
+		geo:       geo,
 		log:       log.With("component", "callerid"),
 	}
 	anon := cfg.Anonymous
@@ -288,10 +293,27 @@ func parse(raw, region string) (Number, error) {
 	if num.Region == "" {
 		num.Region = phonenumbers.GetRegionCodeForCountryCode(num.CountryCode)
 	}
-	if g, err := geocoding.GetDescriptionForNumber(pn, "en"); err == nil {
-		num.Geo = g
-	}
 	return num, nil
+}
+
+// Geo returns the geographic description (English) of a parsed number where
+// the metadata has one ("Amsterdam"), else its country's name; "" when
+// unknown. Memoised. The first call loads the geocoding prefix maps (about
+// 14 MB of heap for the life of the process), so Parse leaves it to callers
+// that need it: the router asks only when a rule reads `geo`.
+func (n *Normalizer) Geo(num Number) string {
+	if num.E164 == "" {
+		return ""
+	}
+	if g, ok := n.geo.Get(num.E164); ok {
+		return g
+	}
+	var g string
+	if pn, err := phonenumbers.Parse(num.E164, "ZZ"); err == nil {
+		g, _ = geocoding.GetDescriptionForNumber(pn, "en")
+	}
+	n.geo.Add(num.E164, g)
+	return g
 }
 
 // clean reduces raw to what phonenumbers should see: the user part of a tel:

@@ -501,3 +501,35 @@ func TestNewRequiresDeps(t *testing.T) {
 		t.Fatalf("New with a bad rule: %v", err)
 	}
 }
+
+// TestDecideGeo: rules that read geo (by name, through $env, in a rule set or
+// an output) see the number's place; the geocoding data is loaded only for them.
+func TestDecideGeo(t *testing.T) {
+	tests := []struct {
+		name  string
+		rules []Rule
+		sets  map[string][]Rule
+		want  string
+		reads bool
+	}{
+		{"when", []Rule{{Name: "ams", When: `geo == "Amsterdam"`, Then: Then{Queue: "ams"}}}, nil, "ams", true},
+		{"env", []Rule{{Name: "ams", When: `$env.geo == "Amsterdam"`, Then: Then{Queue: "ams"}}}, nil, "ams", true},
+		{"output", []Rule{{Name: "geo", Then: Then{Queue: `=lower(geo)`}}}, nil, "amsterdam", true},
+		{"rule set", nil, map[string][]Rule{"other": {{Name: "g", When: `geo != ""`}}}, "", true},
+		{"none", []Rule{{Name: "nl", When: `region == "NL"`, Then: Then{Queue: "nl"}}}, nil, "nl", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Rules, cfg.RuleSets = tt.rules, tt.sets
+			te := newTestEnv(t, cfg, nil, testBudget)
+			if got := te.router.state.Load().readsGeo; got != tt.reads {
+				t.Fatalf("readsGeo = %v, want %v", got, tt.reads)
+			}
+			d := te.router.Decide(context.Background(), call.Call{CLI: "0201234567", Received: time.Now()})
+			if d.Match != call.MatchHit || d.Queue != tt.want {
+				t.Fatalf("match %q queue %q, want hit %q", d.Match, d.Queue, tt.want)
+			}
+		})
+	}
+}

@@ -70,6 +70,7 @@ type state struct {
 	def       *profile // no profile matched
 	vipTiers  map[string]bool
 	extraVars map[string]bool // names rules may set as CALLPOP_<NAME>
+	readsGeo  bool            // a rule reads geo: look it up (the geocoding data is loaded on first use)
 }
 
 type profile struct {
@@ -151,6 +152,10 @@ func compile(cfg Config) (*state, error) {
 				st.extraVars[nv.name] = true
 			}
 		}
+	}
+	st.readsGeo = rulesRead(st.rules, "geo")
+	for _, rs := range st.sets {
+		st.readsGeo = st.readsGeo || rulesRead(rs, "geo")
 	}
 	st.def = &profile{Profile: Profile{Name: "default"}, rules: st.rules}
 	for _, t := range cfg.Flags.VIPTiers {
@@ -328,7 +333,10 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 	}
 	if d.E164 != "" {
 		n := pick.Number
-		env.CountryCode, env.Region, env.NumberType, env.Geo = n.CountryCode, n.Region, n.Type, n.Geo
+		env.CountryCode, env.Region, env.NumberType = n.CountryCode, n.Region, n.Type
+		if st.readsGeo {
+			env.Geo = r.deps.Numbers.Geo(n)
+		}
 	}
 	env.Customer, env.Record = customerEnv(cust)
 	env.setTime(r.now().In(st.loc))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/client_golang/prometheus"
@@ -220,6 +221,52 @@ func compileRule(r Rule, tz string) (*compiledRule, error) {
 		cr.vars = append(cr.vars, namedValue{name: n, v: v})
 	}
 	return cr, nil
+}
+
+// programs lists the rule's compiled expressions.
+func (cr *compiledRule) programs() []*vm.Program {
+	var ps []*vm.Program
+	if cr.whenProg != nil {
+		ps = append(ps, cr.whenProg)
+	}
+	for _, v := range []*value{cr.priority, cr.queue, cr.skill, cr.language} {
+		if v != nil && v.prog != nil {
+			ps = append(ps, v.prog)
+		}
+	}
+	for _, nv := range cr.vars {
+		if nv.v != nil && nv.v.prog != nil {
+			ps = append(ps, nv.v.prog)
+		}
+	}
+	return ps
+}
+
+// rulesRead reports whether an expression of rules may read the Env field
+// tagged name: by its name or through $env (which may name any field).
+func rulesRead(rules []*compiledRule, name string) bool {
+	v := &identVisitor{names: map[string]bool{name: true, "$env": true}}
+	for _, r := range rules {
+		for _, p := range r.programs() {
+			node := p.Node()
+			ast.Walk(&node, v)
+			if v.found {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+type identVisitor struct {
+	names map[string]bool
+	found bool
+}
+
+func (v *identVisitor) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok && v.names[id.Value] {
+		v.found = true
+	}
 }
 
 func compileString(src, tz string) (*value, error) {
