@@ -16,7 +16,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
-	"golang.org/x/sync/singleflight"
 )
 
 // ErrNotFound is what a Source returns on a miss.
@@ -50,30 +49,86 @@ type Source interface {
 	Lookup(ctx context.Context, q Query) (*call.Customer, error) // ErrNotFound on a miss
 }
 
-// source is a configured Source with its timeout and breaker.
+// source is a configured Source with its timeout, breaker and slots: at most
+// slots requests run at once; flights beyond wait in queue, costing no
+// goroutine, for at most timeout.
 type source struct {
 	Source
 	timeout time.Duration
 	breaker *gobreaker.CircuitBreaker[*call.Customer]
+	slots   int
+
+	mu      sync.Mutex
+	running int        // workers asking this source
+	queue   flightFIFO // flights waiting for a worker; non-empty only when running == slots
+}
+
+// flight is the one source request for a key (number and source set) and
+// what its waiters read once done is closed. It is handed from source to
+// source in order; one goroutine at a time owns it.
+type flight struct {
+	key, h, field string
+	q             Query
+	srcs          []*source
+	next          int       // index in srcs of the source to ask
+	started       time.Time // for Forget
+	queued        time.Time // when it joined a source's queue; zero when not queued
+	errs          []error
+	refresh       bool // a stale-while-revalidate refresh (counted in refreshTotal)
+
+	done chan struct{} // closed once val and err are set
+	val  entry
+	err  error
+}
+
+// flightFIFO is a queue of flights, oldest first.
+type flightFIFO struct {
+	items []*flight
+	head  int
+}
+
+func (q *flightFIFO) push(f *flight) {
+	if q.head > 0 && len(q.items) == cap(q.items) { // reuse the popped front
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, f)
+}
+
+func (q *flightFIFO) pop() *flight {
+	if q.head == len(q.items) {
+		return nil
+	}
+	f := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	return f
 }
 
 // CRM looks numbers up through the cache tiers (in-process LRU, Redis) and the
 // configured sources in order. Concurrent look-ups of one number share one
-// source request; the request runs detached from the caller so an answer that
-// arrives after the caller's deadline still fills the cache.
+// flight; it runs detached from the callers so an answer that arrives after
+// their deadline still fills the cache. A flight waiting for a source's slot
+// is a queued struct, not a goroutine: a stalled CRM holding thousands of
+// calls costs their callers' goroutines and little more.
 type CRM struct {
 	sources []*source
 	byName  map[string]int
 	cache   *cache
-	sf      singleflight.Group
 	log     *slog.Logger
+
+	fmu     sync.Mutex
+	flights map[string]*flight // by key (hash|field), while under way
 
 	ctx       context.Context // ends on Close; parent of detached work
 	cancel    context.CancelFunc
 	mu        sync.Mutex // guards closed and wg.Add
 	closed    bool
 	wg        sync.WaitGroup
-	refreshes sync.Map // singleflight keys with a background refresh under way
 	forgotten sync.Map // hash key → time.Time of its last Forget: older fetches must not re-fill it
 	closers   []func() error
 	maxFetch  time.Duration // the longest a fetch can run: the sum of the source timeouts
@@ -192,10 +247,11 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 		cc.KeyPrefix = DefaultCacheConfig().KeyPrefix
 	}
 	c := &CRM{
-		byName: map[string]int{},
-		log:    log,
-		ctx:    ctx,
-		cancel: cancel,
+		byName:  map[string]int{},
+		flights: map[string]*flight{},
+		log:     log,
+		ctx:     ctx,
+		cancel:  cancel,
 		cache: &cache{cfg: cc, key: []byte(secretKey), local: local, now: time.Now,
 			rdb: rdb, breaker: newBreaker[[]byte]("redis", cc.Redis.Breaker, func(err error) bool { return errors.Is(err, redis.Nil) }, log)},
 	}
@@ -203,8 +259,10 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 		c.cache.local = nil
 	}
 	timeouts := map[string]time.Duration{}
+	slots := map[string]int{}
 	for _, sc := range cfg.Sources {
 		timeouts[sc.Name] = sc.Timeout
+		slots[sc.Name] = sc.MaxConns
 	}
 	for i, s := range srcs {
 		if _, dup := c.byName[s.Name()]; dup {
@@ -216,7 +274,11 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 			t = cfg.Timeout
 		}
 		c.maxFetch += t
-		c.sources = append(c.sources, &source{Source: s, timeout: t,
+		n := slots[s.Name()]
+		if n <= 0 {
+			n = DefaultMaxConns
+		}
+		c.sources = append(c.sources, &source{Source: s, timeout: t, slots: n,
 			breaker: newBreaker[*call.Customer](s.Name(), cfg.Breaker, func(err error) bool { return errors.Is(err, ErrNotFound) }, log)})
 	}
 	return c, nil
@@ -243,17 +305,17 @@ func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) {
 		lookupsTotal.WithLabelValues("timeout").Inc()
 		return Result{}, err
 	}
-	ch, ok := c.fetchChan(h, field, q, srcs)
-	if !ok {
+	f := c.join(h, field, q, srcs, false)
+	if f == nil {
 		return Result{}, errClosed
 	}
 	select {
-	case r := <-ch:
-		if r.Err != nil {
+	case <-f.done:
+		if f.err != nil {
 			lookupsTotal.WithLabelValues("error").Inc()
-			return Result{}, r.Err
+			return Result{}, f.err
 		}
-		e := r.Val.(entry)
+		e := f.val
 		res := Result{Customer: e.Customer, Source: e.Source}
 		if e.cached {
 			res.Cached, res.Source = true, "cache"
@@ -368,87 +430,156 @@ func (c *CRM) track() bool {
 	return true
 }
 
-// fetchChan starts (or joins) the one source request for a number.
-func (c *CRM) fetchChan(h, field string, q Query, srcs []*source) (<-chan singleflight.Result, bool) {
-	if !c.track() {
-		return nil, false
-	}
-	q = Query{E164: q.E164, National: q.National, NationalFormat: q.NationalFormat, Digits: q.Digits}
-	ch := c.sf.DoChan(h+"|"+field, func() (any, error) { return c.fetch(h, field, q, srcs) })
-	c.wg.Done() // the fetch tracks itself; DoChan has started it
-	return ch, true
-}
-
-// refresh re-fetches a stale entry in the background, once per key at a time.
-func (c *CRM) refresh(h, field string, q Query, srcs []*source) {
+// join returns the flight for a number and source set, starting one when
+// none is under way; nil after Close.
+func (c *CRM) join(h, field string, q Query, srcs []*source, refresh bool) *flight {
 	k := h + "|" + field
-	if _, busy := c.refreshes.LoadOrStore(k, true); busy {
-		return
+	c.fmu.Lock()
+	if f, ok := c.flights[k]; ok {
+		c.fmu.Unlock()
+		return f
 	}
-	if !c.track() {
-		c.refreshes.Delete(k)
-		return
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		c.fmu.Unlock()
+		return nil
 	}
-	q = Query{E164: q.E164, National: q.National, NationalFormat: q.NationalFormat, Digits: q.Digits}
-	go func() {
-		defer c.wg.Done()
-		defer c.refreshes.Delete(k)
-		_, err, _ := c.sf.Do(k, func() (any, error) { return c.fetch(h, field, q, srcs) })
-		if err != nil {
-			refreshTotal.WithLabelValues("error").Inc()
-			return
-		}
-		refreshTotal.WithLabelValues("ok").Inc()
-	}()
-}
-
-// fetch asks the sources in order, detached from any caller: it ends with the
-// CRM or when the sources' timeouts have passed. A hit or an all-sources miss
-// is cached; a failure is not.
-func (c *CRM) fetch(h, field string, q Query, srcs []*source) (any, error) {
-	if !c.track() {
-		return nil, errClosed
-	}
-	defer c.wg.Done()
+	f := &flight{key: k, h: h, field: field, srcs: srcs, started: time.Now(), refresh: refresh,
+		q:    Query{E164: q.E164, National: q.National, NationalFormat: q.NationalFormat, Digits: q.Digits},
+		done: make(chan struct{})}
+	c.flights[k] = f
+	c.fmu.Unlock()
 	// A caller that missed the cache just before the previous flight for this
 	// key stored its answer starts a new flight: answer it from that entry.
 	if c.cache.local != nil {
 		if e, ok := c.cache.getLocal(h, field); ok && c.cache.state(e, c.cache.now()) == fresh {
 			e.cached = true
-			return e, nil
+			c.finish(f, e, nil)
+			return f
 		}
 	}
-	started := time.Now()
-	var errs []error
-	for _, s := range srcs {
-		if c.ctx.Err() != nil {
-			return nil, errClosed
-		}
-		cust, err := c.ask(s, q)
-		switch {
-		case err == nil && cust != nil:
-			e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Source: s.Name(), Customer: capCustomer(cust)}
-			c.store(h, field, e, started)
-			return e, nil
-		case err == nil || errors.Is(err, ErrNotFound):
-			continue
-		default:
-			errs = append(errs, fmt.Errorf("crm: source %s: %w", s.Name(), err))
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Miss: true}
-	if c.cache.cfg.MissTTL > 0 {
-		c.store(h, field, e, started)
-	}
-	return e, nil
+	c.advance(f)
+	return f
 }
 
-// ask calls one source through its breaker with its timeout.
-func (c *CRM) ask(s *source, q Query) (*call.Customer, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, s.timeout)
+// refresh re-fetches a stale entry in the background, once per key at a time.
+func (c *CRM) refresh(h, field string, q Query, srcs []*source) {
+	c.join(h, field, q, srcs, true)
+}
+
+// finish delivers a flight's outcome to its waiters.
+func (c *CRM) finish(f *flight, e entry, err error) {
+	f.val, f.err = e, err
+	c.fmu.Lock()
+	if c.flights[f.key] == f {
+		delete(c.flights, f.key)
+	}
+	c.fmu.Unlock()
+	close(f.done)
+	if f.refresh {
+		if err != nil {
+			refreshTotal.WithLabelValues("error").Inc()
+		} else {
+			refreshTotal.WithLabelValues("ok").Inc()
+		}
+	}
+}
+
+// advance hands f to its next source: a worker runs it now if the source has
+// a free slot, else it waits in the source's queue. With no source left, f
+// ends: a miss (cached) when every source missed, else the sources' errors
+// (not cached).
+func (c *CRM) advance(f *flight) {
+	if c.ctx.Err() != nil {
+		c.finish(f, entry{}, errClosed)
+		return
+	}
+	if f.next >= len(f.srcs) {
+		if len(f.errs) > 0 {
+			c.finish(f, entry{}, errors.Join(f.errs...))
+			return
+		}
+		e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Miss: true}
+		if c.cache.cfg.MissTTL > 0 {
+			c.store(f.h, f.field, e, f.started)
+		}
+		c.finish(f, e, nil)
+		return
+	}
+	if !c.track() {
+		c.finish(f, entry{}, errClosed)
+		return
+	}
+	s := f.srcs[f.next]
+	s.mu.Lock()
+	if s.running >= s.slots {
+		f.queued = time.Now()
+		s.queue.push(f)
+		s.mu.Unlock()
+		c.wg.Done() // a running worker will take it
+		return
+	}
+	s.running++
+	s.mu.Unlock()
+	go c.work(s, f)
+}
+
+// work asks s for f, then for the flights queued at s until none is left.
+// Each flight goes on to its next source (or ends) as s is done with it.
+func (c *CRM) work(s *source, f *flight) {
+	defer c.wg.Done()
+	for f != nil {
+		more := c.step(s, f)
+		s.mu.Lock()
+		next := s.queue.pop()
+		if next == nil {
+			s.running--
+		}
+		s.mu.Unlock()
+		if more {
+			c.advance(f)
+		}
+		f = next
+	}
+}
+
+// step asks s for f within what is left of s's timeout after f's wait in the
+// queue. It reports whether f goes on to its next source; false when f ended.
+func (c *CRM) step(s *source, f *flight) bool {
+	if c.ctx.Err() != nil {
+		c.finish(f, entry{}, errClosed)
+		return false
+	}
+	timeout := s.timeout
+	if !f.queued.IsZero() {
+		timeout -= time.Since(f.queued)
+		f.queued = time.Time{}
+	}
+	f.next++
+	if timeout <= 0 {
+		sourceSeconds.WithLabelValues(s.Name(), "busy").Observe(s.timeout.Seconds())
+		f.errs = append(f.errs, fmt.Errorf("crm: source %s: no free slot within its timeout (max_conns %d)", s.Name(), s.slots))
+		return true
+	}
+	cust, err := c.ask(s, f.q, timeout)
+	switch {
+	case err == nil && cust != nil:
+		e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Source: s.Name(), Customer: capCustomer(cust)}
+		c.store(f.h, f.field, e, f.started)
+		c.finish(f, e, nil)
+		return false
+	case err == nil || errors.Is(err, ErrNotFound):
+	default:
+		f.errs = append(f.errs, fmt.Errorf("crm: source %s: %w", s.Name(), err))
+	}
+	return true
+}
+
+// ask calls one source through its breaker within timeout.
+func (c *CRM) ask(s *source, q Query, timeout time.Duration) (*call.Customer, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	cust, err := run(s.breaker, func() (*call.Customer, error) {

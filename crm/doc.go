@@ -2,9 +2,11 @@
 //
 // A look-up (CRM.Lookup) goes: in-process LRU → Redis → the sources in
 // configured order (first hit wins). Concurrent look-ups of one number share
-// one source request (singleflight), which runs detached from the caller: the
-// caller stops waiting at its context's deadline, the request runs on (bounded
-// by the sources' timeouts) and its answer fills both tiers for the next call.
+// one flight (singleflight), which runs detached from the caller: the caller
+// stops waiting at its context's deadline, the request runs on (bounded by the
+// sources' timeouts) and its answer fills both tiers for the next call. A
+// source runs at most max_conns requests at once; further flights wait in its
+// queue (a struct each, no goroutine) for at most its timeout.
 // Hits live cache.ttl, then are served stale for cache.stale_for while one
 // background request refreshes them; misses live cache.miss_ttl; errors are not
 // cached. Each source and Redis sit behind a circuit breaker (sony/gobreaker).
@@ -18,7 +20,7 @@
 // Metrics (default registry):
 //
 //	callpop_crm_lookups_total{result}            hit, miss, error, timeout
-//	callpop_crm_source_seconds{source,result}    one source request: hit, miss, error, open
+//	callpop_crm_source_seconds{source,result}    one source request: hit, miss, error, open, busy (no slot within the timeout)
 //	callpop_crm_breaker_state{breaker}           0 closed, 1 half-open, 2 open (sources and "redis")
 //	callpop_cache_requests_total{tier,result}    local|redis × hit, miss, stale, invalid, error
 //	callpop_cache_redis_seconds{op}              get, set, del

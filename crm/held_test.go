@@ -112,6 +112,41 @@ func TestHeldLookupsBoundedConns(t *testing.T) {
 	}
 }
 
+// TestQueuedFlightsAllRun: with max_conns 2, 50 distinct numbers at once are
+// each asked once, at most two at a time, and all answered.
+func TestQueuedFlightsAllRun(t *testing.T) {
+	srv := newStalledCRM(t)
+	srv.releaseAll() // answers 404 at once
+	cfg := DefaultConfig()
+	sc := httpSourceConfig("main", srv.URL)
+	sc.MaxConns = 2
+	cfg.Sources = []SourceConfig{sc}
+	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+	const n = 50
+	done := holdLookups(c, n, time.Minute)
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatalf("look-up: %v", err)
+		}
+	}
+	if got := srv.requests.Load(); got != n {
+		t.Fatalf("%d CRM requests for %d distinct numbers", got, n)
+	}
+	if got := srv.maxOpen.Load(); got > 2 {
+		t.Fatalf("%d connections open at once, max_conns 2", got)
+	}
+	// Answered misses are cached: no further request.
+	done = holdLookups(c, n, time.Minute)
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatalf("cached look-up: %v", err)
+		}
+	}
+	if got := srv.requests.Load(); got != n {
+		t.Fatalf("%d CRM requests after the misses were cached, want %d", got, n)
+	}
+}
+
 // BenchmarkHeldLookups measures what a look-up held on a stalled CRM costs:
 // 10,000 distinct numbers wait (their callers' goroutines included) until the
 // CRM is released. Run with -benchtime 1x.

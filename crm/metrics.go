@@ -14,7 +14,7 @@ var (
 	}, []string{"result"})
 	sourceSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "callpop_crm_source_seconds",
-		Help:    "Latency of one CRM source request by source and result (hit, miss, error, open).",
+		Help:    "Latency of one CRM source request by source and result (hit, miss, error, open, busy: no free slot within the timeout).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .2, .3, .5, 1, 2, 5},
 	}, []string{"source", "result"})
 	cacheTotal = promauto.NewCounterVec(prometheus.CounterOpts{
