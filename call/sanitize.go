@@ -97,6 +97,9 @@ func unsafeRune(r rune) bool {
 // CleanToken keeps only ASCII letters, digits and `+ - _ . @ :`, at most 64
 // characters: for values that are identifiers (match, source, E.164, flags).
 func CleanToken(s string) string {
+	if len(s) <= 64 && isToken(s) {
+		return s // nothing to drop: no copy
+	}
 	var b strings.Builder
 	for i := 0; i < len(s) && b.Len() < 64; i++ {
 		c := s[i]
@@ -110,10 +113,29 @@ func CleanToken(s string) string {
 	return b.String()
 }
 
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '+' || c == '-' || c == '_' || c == '.' || c == '@' || c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// urlSpecial are the printable ASCII characters CleanURL encodes.
+const urlSpecial = "${}\\\",;`<>|^"
+
 // CleanURL makes a URL safe as a channel variable or header value: characters
 // outside printable ASCII, white space, and `$ { } \ " , ; `+"`"+` < >` are
 // percent-encoded; at most MaxURLLen bytes (cut before a partial escape).
 func CleanURL(s string) string {
+	if len(s) <= MaxURLLen && isPlainURL(s) {
+		return s // nothing to encode: no copy
+	}
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -122,7 +144,7 @@ func CleanURL(s string) string {
 		switch {
 		case c <= 0x20 || c >= 0x7f:
 			enc = true
-		case strings.IndexByte("${}\\\",;`<>|^", c) >= 0:
+		case strings.IndexByte(urlSpecial, c) >= 0:
 			enc = true
 		}
 		if enc {
@@ -140,4 +162,13 @@ func CleanURL(s string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
+}
+
+func isPlainURL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c >= 0x7f || strings.IndexByte(urlSpecial, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }

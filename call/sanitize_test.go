@@ -114,3 +114,21 @@ func FuzzCleanValue(f *testing.F) {
 		}
 	})
 }
+
+// TestCleanIdempotent: a clean value passes through unchanged (the fast
+// path returns it as is), so cleaning twice is cleaning once.
+func TestCleanIdempotent(t *testing.T) {
+	for _, in := range []string{"", "+14155550123", "vip", "fraud_suspect", "a b", "https://crm.example/c/1?x=1&y=%20",
+		"https://crm.example/c/6666\r\nX-Injected: 1\" onclick", "${x}", strings.Repeat("a", 100), strings.Repeat("$", 300),
+		"Zoë", "a\x00b", "sip:alice@example.com"} {
+		if once := CleanToken(in); CleanToken(once) != once {
+			t.Errorf("CleanToken(%q) = %q, again %q", in, once, CleanToken(once))
+		}
+		if once := CleanURL(in); CleanURL(once) != once {
+			t.Errorf("CleanURL(%q) = %q, again %q", in, once, CleanURL(once))
+		}
+	}
+	if got := CleanURL("https://crm.example/c/1"); got != "https://crm.example/c/1" {
+		t.Fatalf("CleanURL = %q", got)
+	}
+}

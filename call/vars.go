@@ -31,20 +31,21 @@ func (d Decision) Vars() []Var {
 	if lang == "" {
 		lang = c.Language
 	}
-	vars := []Var{
-		{"CALLPOP_MATCH", CleanToken(string(d.Match))},
-		{"CALLPOP_E164", CleanToken(d.E164)},
-		{"CALLPOP_SOURCE", CleanToken(string(d.Source))},
-		{"CALLPOP_CUSTOMER_ID", CleanValue(c.ID)},
-		{"CALLPOP_NAME", CleanValue(c.Name)},
-		{"CALLPOP_TIER", CleanValue(c.Tier)},
-		{"CALLPOP_LANG", CleanValue(lang)},
-		{"CALLPOP_PRIORITY", strconv.Itoa(d.Priority)},
-		{"CALLPOP_QUEUE", CleanValue(d.Queue)},
-		{"CALLPOP_SKILL", CleanValue(d.Skill)},
-		{"CALLPOP_FLAGS", cleanFlags(d.Flags)},
-		{"CALLPOP_POP_URL", CleanURL(d.PopURL)},
-	}
+	vars := make([]Var, 0, 12+len(d.Extra))
+	vars = append(vars,
+		Var{"CALLPOP_MATCH", CleanToken(string(d.Match))},
+		Var{"CALLPOP_E164", CleanToken(d.E164)},
+		Var{"CALLPOP_SOURCE", CleanToken(string(d.Source))},
+		Var{"CALLPOP_CUSTOMER_ID", CleanValue(c.ID)},
+		Var{"CALLPOP_NAME", CleanValue(c.Name)},
+		Var{"CALLPOP_TIER", CleanValue(c.Tier)},
+		Var{"CALLPOP_LANG", CleanValue(lang)},
+		Var{"CALLPOP_PRIORITY", strconv.Itoa(d.Priority)},
+		Var{"CALLPOP_QUEUE", CleanValue(d.Queue)},
+		Var{"CALLPOP_SKILL", CleanValue(d.Skill)},
+		Var{"CALLPOP_FLAGS", cleanFlags(d.Flags)},
+		Var{"CALLPOP_POP_URL", CleanURL(d.PopURL)},
+	)
 	if len(d.Extra) > 0 {
 		names := make([]string, 0, len(d.Extra))
 		for k := range d.Extra {
@@ -63,6 +64,13 @@ func (d Decision) Vars() []Var {
 }
 
 func cleanFlags(flags []string) string {
+	clean := true
+	for _, f := range flags {
+		clean = clean && f != "" && len(f) <= 64 && isToken(f)
+	}
+	if clean {
+		return strings.Join(flags, ",")
+	}
 	out := make([]string, 0, len(flags))
 	for _, f := range flags {
 		if t := CleanToken(f); t != "" {
