@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"hash"
-	"strings"
 	"sync"
 	"time"
 
@@ -49,12 +48,17 @@ const (
 type cache struct {
 	cfg     CacheConfig
 	key     []byte
-	local   *lru.Cache[string, localEntry]
+	local   *lru.Cache[localKey, localEntry]
 	rdb     redis.UniversalClient
 	breaker *gobreaker.CircuitBreaker[[]byte]
 	now     func() time.Time
 	macs    sync.Pool // of hash.Hash: HMACs keyed with key
 }
+
+// localKey names an in-process entry: the number and the source set. The
+// in-process tier needs no HMAC (its keys never leave the process), so a hit
+// costs no hashing and no key string.
+type localKey struct{ e164, field string }
 
 type localEntry struct {
 	e      entry
@@ -97,25 +101,26 @@ func (c *cache) state(e entry, now time.Time) freshness {
 
 // getLocal reads the in-process tier. With Redis configured, local entries
 // live at most local_ttl so other instances' changes are seen soon.
-func (c *cache) getLocal(h, field string) (entry, bool) {
-	le, ok := c.local.Get(h + "|" + field)
+func (c *cache) getLocal(k localKey) (entry, bool) {
+	le, ok := c.local.Get(k)
 	if !ok {
 		return entry{}, false
 	}
 	if c.rdb != nil && c.cfg.LocalTTL > 0 && c.now().Sub(le.stored) >= c.cfg.LocalTTL {
-		c.local.Remove(h + "|" + field)
+		c.local.Remove(k)
 		return entry{}, false
 	}
 	return le.e, true
 }
 
-func (c *cache) putLocal(h, field string, e entry) {
-	c.local.Add(h+"|"+field, localEntry{e: e, stored: c.now()})
+func (c *cache) putLocal(k localKey, e entry) {
+	c.local.Add(k, localEntry{e: e, stored: c.now()})
 }
 
-func (c *cache) forgetLocal(h string) {
+// forgetLocal drops every source set's entry for a number.
+func (c *cache) forgetLocal(e164 string) {
 	for _, k := range c.local.Keys() {
-		if strings.HasPrefix(k, h+"|") {
+		if k.e164 == e164 {
 			c.local.Remove(k)
 		}
 	}

@@ -67,14 +67,15 @@ type source struct {
 // what its waiters read once done is closed. It is handed from source to
 // source in order; one goroutine at a time owns it.
 type flight struct {
-	key, h, field string
-	q             Query
-	srcs          []*source
-	next          int       // index in srcs of the source to ask
-	started       time.Time // for Forget
-	queued        time.Time // when it joined a source's queue; zero when not queued
-	errs          []error
-	refresh       bool // a stale-while-revalidate refresh (counted in refreshTotal)
+	key     localKey
+	h       string // the number's HMAC (Redis key, Forget)
+	q       Query
+	srcs    []*source
+	next    int       // index in srcs of the source to ask
+	started time.Time // for Forget
+	queued  time.Time // when it joined a source's queue; zero when not queued
+	errs    []error
+	refresh bool // a stale-while-revalidate refresh (counted in refreshTotal)
 
 	done chan struct{} // closed once val and err are set
 	val  entry
@@ -122,7 +123,7 @@ type CRM struct {
 	log     *slog.Logger
 
 	fmu     sync.Mutex
-	flights map[string]*flight // by key (hash|field), while under way
+	flights map[localKey]*flight // while under way
 
 	ctx       context.Context // ends on Close; parent of detached work
 	cancel    context.CancelFunc
@@ -239,7 +240,7 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	if size <= 0 {
 		size = 1
 	}
-	local, err := lru.New[string, localEntry](size)
+	local, err := lru.New[localKey, localEntry](size)
 	if err != nil {
 		return nil, fmt.Errorf("crm: cache.local_size: %w", err)
 	}
@@ -248,7 +249,7 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	}
 	c := &CRM{
 		byName:  map[string]int{},
-		flights: map[string]*flight{},
+		flights: map[localKey]*flight{},
 		log:     log,
 		ctx:     ctx,
 		cancel:  cancel,
@@ -296,8 +297,8 @@ func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	h := c.cache.hashKey(q.E164)
-	if r, ok := c.fromCache(ctx, h, field, q, srcs); ok {
+	k := localKey{q.E164, field}
+	if r, ok := c.fromCache(ctx, k, q, srcs); ok {
 		lookupsTotal.WithLabelValues(resultOf(r)).Inc()
 		return r, nil
 	}
@@ -305,7 +306,7 @@ func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) {
 		lookupsTotal.WithLabelValues("timeout").Inc()
 		return Result{}, err
 	}
-	f := c.join(h, field, q, srcs, false)
+	f := c.join(k, q, srcs, false)
 	if f == nil {
 		return Result{}, errClosed
 	}
@@ -365,17 +366,17 @@ func (c *CRM) pick(names []string) ([]*source, string, error) {
 
 // fromCache answers from the in-process tier, then Redis. A stale entry is
 // served at once and refreshed in the background.
-func (c *CRM) fromCache(ctx context.Context, h, field string, q Query, srcs []*source) (Result, bool) {
+func (c *CRM) fromCache(ctx context.Context, k localKey, q Query, srcs []*source) (Result, bool) {
 	now := c.cache.now()
 	if c.cache.local != nil {
-		if e, ok := c.cache.getLocal(h, field); ok {
+		if e, ok := c.cache.getLocal(k); ok {
 			switch c.cache.state(e, now) {
 			case fresh:
 				cacheTotal.WithLabelValues("local", "hit").Inc()
 				return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
 			case stale:
 				cacheTotal.WithLabelValues("local", "stale").Inc()
-				c.refresh(h, field, q, srcs)
+				c.refresh(k, q, srcs)
 				return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
 			}
 		}
@@ -384,7 +385,7 @@ func (c *CRM) fromCache(ctx context.Context, h, field string, q Query, srcs []*s
 	if c.cache.rdb == nil {
 		return Result{}, false
 	}
-	e, ok, err := c.cache.getRedis(ctx, h, field)
+	e, ok, err := c.cache.getRedis(ctx, c.cache.hashKey(k.e164), k.field)
 	switch {
 	case errors.Is(err, errCorrupt):
 		cacheTotal.WithLabelValues("redis", "invalid").Inc()
@@ -402,20 +403,20 @@ func (c *CRM) fromCache(ctx context.Context, h, field string, q Query, srcs []*s
 	switch c.cache.state(e, now) {
 	case fresh:
 		cacheTotal.WithLabelValues("redis", "hit").Inc()
-		c.putLocal(h, field, e)
+		c.putLocal(k, e)
 		return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
 	case stale:
 		cacheTotal.WithLabelValues("redis", "stale").Inc()
-		c.refresh(h, field, q, srcs)
+		c.refresh(k, q, srcs)
 		return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
 	}
 	cacheTotal.WithLabelValues("redis", "miss").Inc()
 	return Result{}, false
 }
 
-func (c *CRM) putLocal(h, field string, e entry) {
+func (c *CRM) putLocal(k localKey, e entry) {
 	if c.cache.local != nil {
-		c.cache.putLocal(h, field, e)
+		c.cache.putLocal(k, e)
 	}
 }
 
@@ -432,8 +433,7 @@ func (c *CRM) track() bool {
 
 // join returns the flight for a number and source set, starting one when
 // none is under way; nil after Close.
-func (c *CRM) join(h, field string, q Query, srcs []*source, refresh bool) *flight {
-	k := h + "|" + field
+func (c *CRM) join(k localKey, q Query, srcs []*source, refresh bool) *flight {
 	c.fmu.Lock()
 	if f, ok := c.flights[k]; ok {
 		c.fmu.Unlock()
@@ -446,7 +446,7 @@ func (c *CRM) join(h, field string, q Query, srcs []*source, refresh bool) *flig
 		c.fmu.Unlock()
 		return nil
 	}
-	f := &flight{key: k, h: h, field: field, srcs: srcs, started: time.Now(), refresh: refresh,
+	f := &flight{key: k, h: c.cache.hashKey(k.e164), srcs: srcs, started: time.Now(), refresh: refresh,
 		q:    Query{E164: q.E164, National: q.National, NationalFormat: q.NationalFormat, Digits: q.Digits},
 		done: make(chan struct{})}
 	c.flights[k] = f
@@ -454,7 +454,7 @@ func (c *CRM) join(h, field string, q Query, srcs []*source, refresh bool) *flig
 	// A caller that missed the cache just before the previous flight for this
 	// key stored its answer starts a new flight: answer it from that entry.
 	if c.cache.local != nil {
-		if e, ok := c.cache.getLocal(h, field); ok && c.cache.state(e, c.cache.now()) == fresh {
+		if e, ok := c.cache.getLocal(k); ok && c.cache.state(e, c.cache.now()) == fresh {
 			e.cached = true
 			c.finish(f, e, nil)
 			return f
@@ -465,8 +465,8 @@ func (c *CRM) join(h, field string, q Query, srcs []*source, refresh bool) *flig
 }
 
 // refresh re-fetches a stale entry in the background, once per key at a time.
-func (c *CRM) refresh(h, field string, q Query, srcs []*source) {
-	c.join(h, field, q, srcs, true)
+func (c *CRM) refresh(k localKey, q Query, srcs []*source) {
+	c.join(k, q, srcs, true)
 }
 
 // finish delivers a flight's outcome to its waiters.
@@ -503,7 +503,7 @@ func (c *CRM) advance(f *flight) {
 		}
 		e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Miss: true}
 		if c.cache.cfg.MissTTL > 0 {
-			c.store(f.h, f.field, e, f.started)
+			c.store(f, e)
 		}
 		c.finish(f, e, nil)
 		return
@@ -567,7 +567,7 @@ func (c *CRM) step(s *source, f *flight) bool {
 	switch {
 	case err == nil && cust != nil:
 		e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Source: s.Name(), Customer: capCustomer(cust)}
-		c.store(f.h, f.field, e, f.started)
+		c.store(f, e)
 		c.finish(f, e, nil)
 		return false
 	case err == nil || errors.Is(err, ErrNotFound):
@@ -608,11 +608,12 @@ func (c *CRM) ask(s *source, q Query, timeout time.Duration) (*call.Customer, er
 // cache.redis.timeout.
 // A fetch that started before a Forget of the number stores nothing: its
 // answer may be what the Forget meant to drop.
-func (c *CRM) store(h, field string, e entry, started time.Time) {
+func (c *CRM) store(f *flight, e entry) {
+	h, field, started := f.h, f.key.field, f.started
 	if t, ok := c.forgotten.Load(h); ok && !started.After(t.(time.Time)) {
 		return
 	}
-	c.putLocal(h, field, e)
+	c.putLocal(f.key, e)
 	if c.cache.rdb == nil || !c.track() {
 		return
 	}
@@ -645,7 +646,7 @@ func (c *CRM) Forget(ctx context.Context, e164 string) error {
 		return true
 	})
 	if c.cache.local != nil {
-		c.cache.forgetLocal(h)
+		c.cache.forgetLocal(e164)
 	}
 	if c.cache.rdb != nil {
 		if err := c.cache.forgetRedis(ctx, h); err != nil {
