@@ -25,6 +25,9 @@ var (
 		Name: "callpop_numbers_parses_total",
 		Help: "Number parses by result (valid, invalid) and whether the memo answered (memo=true).",
 	}, []string{"result", "memo"})
+	// Resolved once: the memoised path looks nothing up.
+	parsedValidMemo   = parsesTotal.WithLabelValues("valid", "true")
+	parsedInvalidMemo = parsesTotal.WithLabelValues("invalid", "true")
 )
 
 // Limits on raw input, far above any real number so only junk trips them.
@@ -58,6 +61,9 @@ type Result struct {
 	Err     error // why invalid (wraps ErrInvalid)
 }
 
+// memoKey is a raw value in a region: a struct, so a memo hit builds no string.
+type memoKey struct{ region, raw string }
+
 type memoEntry struct {
 	n   Number
 	err error
@@ -79,7 +85,7 @@ type Normalizer struct {
 	region    string
 	anonymous map[string]bool
 	profiles  []profile
-	memo      *lru.Cache[string, memoEntry]
+	memo      *lru.Cache[memoKey, memoEntry]
 	geo       *lru.Cache[string, string] // E.164 → Geo's answer
 	log       *slog.Logger
 }
@@ -96,7 +102,7 @@ func New(cfg Config, log *slog.Logger) (*Normalizer, error) {
 	if size <= 0 {
 		size = 1
 	}
-	memo, err := lru.New[string, memoEntry](size)
+	memo, err := lru.New[memoKey, memoEntry](size)
 	if err != nil {
 		return nil, fmt.Errorf("callerid: memo: %w", err)
 	}
@@ -143,9 +149,13 @@ func (n *Normalizer) Parse(raw, region string) (Number, error) {
 		parsesTotal.WithLabelValues("invalid", "false").Inc()
 		return Number{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalid, maxRawLen)
 	}
-	key := region + "\x00" + raw
+	key := memoKey{region, raw}
 	if e, ok := n.memo.Get(key); ok {
-		parsesTotal.WithLabelValues(resultLabel(e.err), "true").Inc()
+		if e.err != nil {
+			parsedInvalidMemo.Inc()
+		} else {
+			parsedValidMemo.Inc()
+		}
 		return e.n, e.err
 	}
 	num, err := parse(raw, region)
