@@ -2,11 +2,19 @@ package ari
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/callpop/callpop/adapters/pbxsim/arisim"
 	"github.com/callpop/callpop/call"
 )
 
@@ -65,4 +73,92 @@ func BenchmarkDispatchLegs(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkHeldCalls holds 10,000 calls in the adapter at once, their
+// look-ups stalled (a decider that blocks until released or its deadline),
+// and reports what one held call costs: goroutines and heap bytes, the
+// simulator's own share (its channel records, measured with a plain socket
+// reader) taken out. With ari.conf channelvars the call's own goroutine is
+// all there is; without, the speculative decision has a second one.
+func BenchmarkHeldCalls(b *testing.B) {
+	cv := []string{"CALLPOP_CALL_ID", "CALLERID(ani)", "CALLERID(num-pres)"}
+	b.Run("channelvars", func(b *testing.B) { benchHeld(b, cv) })
+	b.Run("GET", func(b *testing.B) { benchHeld(b, nil) })
+}
+
+func benchHeld(b *testing.B, channelVars []string) {
+	const n = 10000
+	simHeap := simHeapPerChannel(b, n, channelVars)
+	for b.Loop() {
+		sim := newSim(b, arisim.Options{ChannelVars: channelVars, EventBuf: 4 * n})
+		release := make(chan struct{})
+		var entered atomic.Int64
+		dec := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+			entered.Add(1)
+			select {
+			case <-ctx.Done():
+			case <-release:
+			}
+			return call.Decision{Match: call.MatchMiss}
+		})
+		h := start(b, sim, dec, 5*time.Minute, func(c *Config) { c.MaxCalls = n + 100; c.MaxConns = 64 })
+		g0, heap0, stack0 := goroutinesAndHeap()
+		for i := range n {
+			sim.OfferCall(arisim.CallSpec{CLI: fmt.Sprintf("+3120%07d", i)})
+		}
+		waitFor(b, time.Minute, "all calls in the decider", func() bool {
+			return entered.Load() == n && int(h.a.enriching.Load()) == n
+		})
+		g1, heap1, stack1 := goroutinesAndHeap()
+		b.ReportMetric(float64(g1-g0)/n, "goroutines/held_call")
+		b.ReportMetric(float64(stack1-stack0)/n, "stack_B/held_call")
+		b.ReportMetric(float64(heap1-heap0)/n-simHeap, "heap_B/held_call")
+		b.ReportMetric(simHeap, "sim_heap_B/channel")
+		// Not 10,000 enrichments to wait for: with the simulator gone each
+		// call fails its requests at once and ends.
+		sim.Close()
+		close(release)
+		h.stop()
+	}
+}
+
+// simHeapPerChannel is the heap one waiting channel costs the simulator
+// (channel, record, queued event), with a plain reader on the socket.
+func simHeapPerChannel(b *testing.B, n int, channelVars []string) float64 {
+	sim := newSim(b, arisim.Options{ChannelVars: channelVars, EventBuf: 4 * n})
+	defer sim.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	u := strings.Replace(sim.URL(), "http", "ws", 1) + "/ari/events?app=" + sim.App() + "&api_key=" + testUser + ":" + testPass
+	c, _, err := websocket.Dial(ctx, u, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.CloseNow()
+	var read atomic.Int64
+	go func() {
+		for {
+			if _, _, err := c.Read(ctx); err != nil {
+				return
+			}
+			read.Add(1)
+		}
+	}()
+	waitFor(b, 5*time.Second, "socket registered", func() bool { return sim.Connected(sim.App()) })
+	_, heap0, _ := goroutinesAndHeap()
+	for i := range n {
+		sim.OfferCall(arisim.CallSpec{CLI: fmt.Sprintf("+3120%07d", i)})
+	}
+	waitFor(b, time.Minute, "events read", func() bool { return read.Load() == int64(n) })
+	_, heap1, _ := goroutinesAndHeap()
+	return float64(heap1-heap0) / float64(n)
+}
+
+func goroutinesAndHeap() (goroutines int, heap, stack int64) {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return runtime.NumGoroutine(), int64(ms.HeapAlloc), int64(ms.StackInuse)
 }

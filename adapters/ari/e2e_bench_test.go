@@ -18,13 +18,19 @@ import (
 // in the same process, so its CPU counts against the adapter's.
 func BenchmarkCallsThroughSimulator(b *testing.B) {
 	for _, rate := range []float64{50, 100, 200, 300, 400, 600, 800} {
-		b.Run(fmt.Sprintf("rate=%.0f", rate), func(b *testing.B) { benchRate(b, rate) })
+		b.Run(fmt.Sprintf("rate=%.0f", rate), func(b *testing.B) { benchRate(b, rate, nil) })
+	}
+	// ari.conf channelvars with the caller-ID functions: no GETs per call.
+	cv := []string{"CALLPOP_CALL_ID", "CALLERID(ani)", "CALLERID(num-pres)"}
+	for _, rate := range []float64{400, 800, 1600} {
+		b.Run(fmt.Sprintf("channelvars/rate=%.0f", rate), func(b *testing.B) { benchRate(b, rate, cv) })
 	}
 }
 
-func benchRate(b *testing.B, rate float64) {
+func benchRate(b *testing.B, rate float64, channelVars []string) {
 	const budget = 300 * time.Millisecond
-	sim, err := arisim.New(arisim.Options{Username: "ariuser", Password: "ariS3cret", EventBuf: 1 << 20})
+	sim, err := arisim.New(arisim.Options{Username: "ariuser", Password: "ariS3cret", EventBuf: 1 << 20,
+		ChannelVars: channelVars})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -58,8 +58,10 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 		ev = &ariv5.ChannelDestroyed{}
 	case "ChannelVarset":
 		// Most varsets (every variable set on a followed channel) are of no
-		// interest; only CALLPOP_CALL_ID correlates a leg.
-		if !bytes.Contains(raw, []byte(`CALLPOP_CALL_ID"`)) {
+		// interest; only CALLPOP_CALL_ID correlates a leg. The name is
+		// looked for as the variable, not anywhere: with ari.conf
+		// channelvars every snapshot carries "CALLPOP_CALL_ID":... .
+		if !isCallIDVarset(raw) {
 			return nil, false, nil
 		}
 		ev = &ariv5.ChannelVarset{}
@@ -76,6 +78,19 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 		return nil, false, fmt.Errorf("adapters/ari: %s: %w", typ, err)
 	}
 	return ev, false, nil
+}
+
+// isCallIDVarset reports whether a ChannelVarset may set CALLPOP_CALL_ID
+// (with or without the inheritance prefix). Compact ARI JSON writes
+// "variable":"NAME" without spaces; a value escaped differently (never the
+// case for this name) would only cost a full decode.
+func isCallIDVarset(raw []byte) bool {
+	i := bytes.Index(raw, []byte(`"variable":"`))
+	if i < 0 {
+		return bytes.Contains(raw, []byte(`CALLPOP_CALL_ID"`)) // not compact: decode to be sure
+	}
+	v := bytes.TrimLeft(raw[i+len(`"variable":"`):], "_")
+	return bytes.HasPrefix(v, []byte(`CALLPOP_CALL_ID"`))
 }
 
 // scanType finds the top-level "type" of a compact ARI event without

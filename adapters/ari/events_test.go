@@ -292,3 +292,24 @@ func TestAgentLegsSimulated(t *testing.T) {
 		}
 	}
 }
+
+// Only a varset of CALLPOP_CALL_ID itself is decoded, not every varset whose
+// snapshot carries it in channelvars.
+func TestIsCallIDVarset(t *testing.T) {
+	snap := `"channel":{"id":"1.2","channelvars":{"CALLPOP_CALL_ID":"cp-1.2","QUEUE_PRIO":""}}`
+	tests := []struct {
+		raw  string
+		want bool
+	}{
+		{`{"variable":"__CALLPOP_CALL_ID","value":"cp-1.2","type":"ChannelVarset",` + snap + `}`, true},
+		{`{"variable":"CALLPOP_CALL_ID","value":"cp-1.2","type":"ChannelVarset",` + snap + `}`, true},
+		{`{"variable":"QUEUE_PRIO","value":"5","type":"ChannelVarset",` + snap + `}`, false},
+		{`{"variable":"CALLPOP_CALL_IDX","value":"5","type":"ChannelVarset"}`, false},
+		{`{"variable": "CALLPOP_CALL_ID", "value": "x", "type": "ChannelVarset"}`, true}, // not compact: decoded
+	}
+	for _, tt := range tests {
+		if got := isCallIDVarset([]byte(tt.raw)); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.raw, got, tt.want)
+		}
+	}
+}
