@@ -357,3 +357,41 @@ func TestRedisSentinel(t *testing.T) {
 		t.Fatalf("master holds %d keys, %v", n, err)
 	}
 }
+
+func TestLookupLocal(t *testing.T) {
+	srv := newCRMServer(t, testCustomers)
+	cfg := DefaultConfig()
+	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
+	cc := DefaultCacheConfig()
+	cc.TTL, cc.StaleFor = time.Minute, time.Hour
+	c := newTestCRM(t, cfg, cc, nil)
+	clock := newFakeClock()
+	c.cache.now = clock.Now
+	if _, ok := c.LookupLocal(q("+14155550123")); ok {
+		t.Fatal("answered before anything was cached")
+	}
+	if _, err := c.Lookup(context.Background(), q("+14155550123")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Lookup(context.Background(), q("+14155550199")); err != nil { // a cached miss
+		t.Fatal(err)
+	}
+	if r, ok := c.LookupLocal(q("+14155550123")); !ok || !r.Cached || r.Stale || customerName(r.Customer) != "Jane Doe" {
+		t.Fatalf("hit: %+v %v", r, ok)
+	}
+	if r, ok := c.LookupLocal(q("+14155550199")); !ok || r.Customer != nil {
+		t.Fatalf("cached miss: %+v %v", r, ok)
+	}
+	if _, ok := c.LookupLocal(Query{E164: "+14155550123", Sources: []string{"nope"}}); ok {
+		t.Fatal("answered for an unknown source")
+	}
+	clock.Add(2 * time.Minute) // stale: served, refreshed in the background
+	if r, ok := c.LookupLocal(q("+14155550123")); !ok || !r.Stale {
+		t.Fatalf("stale: %+v %v", r, ok)
+	}
+	waitFor(t, 5*time.Second, "the refresh", func() bool { return srv.calls.Load() == 3 })
+	clock.Add(3 * time.Minute) // the cached miss (miss_ttl 1m) has expired
+	if _, ok := c.LookupLocal(q("+14155550199")); ok {
+		t.Fatal("answered from an expired miss")
+	}
+}

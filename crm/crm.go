@@ -329,6 +329,42 @@ func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) {
 	}
 }
 
+// LookupLocal answers q from the in-process tier alone: no context, no
+// waiting, nothing allocated on a hit. ok=false when it cannot (no such
+// entry, an expired one, no in-process tier, an unknown source): then call
+// Lookup. A stale entry is served and refreshed in the background, as Lookup does.
+func (c *CRM) LookupLocal(q Query) (r Result, ok bool) {
+	if q.E164 == "" || c.cache.local == nil {
+		return Result{}, false
+	}
+	srcs, field, err := c.pick(q.Sources)
+	if err != nil {
+		return Result{}, false
+	}
+	k := localKey{q.E164, field}
+	e, found := c.cache.getLocal(k)
+	if !found {
+		return Result{}, false
+	}
+	switch c.cache.state(e, c.cache.now()) {
+	case fresh:
+		localHits.Inc()
+		r = Result{Customer: e.Customer, Cached: true, Source: "cache"}
+	case stale:
+		localStale.Inc()
+		c.refresh(k, q, srcs)
+		r = Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}
+	default:
+		return Result{}, false // Lookup counts the miss
+	}
+	if r.Customer == nil {
+		lookupMisses.Inc()
+	} else {
+		lookupHits.Inc()
+	}
+	return r, true
+}
+
 func resultOf(r Result) string {
 	if r.Customer == nil {
 		return "miss"
@@ -372,10 +408,10 @@ func (c *CRM) fromCache(ctx context.Context, k localKey, q Query, srcs []*source
 		if e, ok := c.cache.getLocal(k); ok {
 			switch c.cache.state(e, now) {
 			case fresh:
-				cacheTotal.WithLabelValues("local", "hit").Inc()
+				localHits.Inc()
 				return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
 			case stale:
-				cacheTotal.WithLabelValues("local", "stale").Inc()
+				localStale.Inc()
 				c.refresh(k, q, srcs)
 				return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
 			}

@@ -35,3 +35,11 @@ var (
 		Help: "Background refreshes (stale-while-revalidate and late answers after a deadline) by result.",
 	}, []string{"result"})
 )
+
+// The hot path's counters, resolved once.
+var (
+	localHits    = cacheTotal.WithLabelValues("local", "hit")
+	localStale   = cacheTotal.WithLabelValues("local", "stale")
+	lookupHits   = lookupsTotal.WithLabelValues("hit")
+	lookupMisses = lookupsTotal.WithLabelValues("miss")
+)
