@@ -10,8 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -23,8 +26,8 @@ import (
 )
 
 func init() {
-	targetFactories[PBXAsterisk] = func(m mode, log *slog.Logger) Target {
-		return &ariTarget{bare: m == modeBare, external: m == modeExternal, log: log}
+	targetFactories[PBXAsterisk] = func(m mode, tc targetConfig) Target {
+		return &ariTarget{bare: m == modeBare, external: m == modeExternal, tc: tc}
 	}
 }
 
@@ -34,13 +37,18 @@ const (
 	benchARIApp  = "callpop"
 )
 
+// ariChannelVarNames is the bench's ari.conf channelvars (--ari-channelvars):
+// the caller variables the adapter would otherwise GET per call.
+var ariChannelVarNames = []string{"CALLPOP_CALL_ID", "CALLERID(ani)", "CALLERID(num-pres)"}
+
 // ariTarget is the ARI simulator with callpop's ARI adapter, or with a bare
-// ARI client doing the adapter's round trips (2 variable reads, the same
-// variable sets and channel subscription, continue) with no look-up.
+// ARI client doing the adapter's round trips (the caller-variable GETs unless
+// channelvars carry them, the same variable sets and channel subscription on
+// the same connection limits, continue) with no look-up.
 type ariTarget struct {
 	bare     bool
 	external bool
-	log      *slog.Logger
+	tc       targetConfig
 	sim      *arisim.Server
 	ad       *ari.Adapter
 	cl       *bareARI
@@ -48,31 +56,35 @@ type ariTarget struct {
 }
 
 func (t *ariTarget) Start(ctx context.Context, deps adapters.Deps) error {
-	sim, err := arisim.New(arisim.Options{Username: benchARIUser, Password: benchARIPass, App: benchARIApp})
+	t.w = newReleaseWaiter()
+	opts := arisim.Options{Username: benchARIUser, Password: benchARIPass, App: benchARIApp, OnContinue: t.w.release}
+	if t.tc.ariChannelVars {
+		opts.ChannelVars = ariChannelVarNames
+	}
+	sim, err := arisim.New(opts)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	t.sim = sim
-	t.w = newReleaseWaiter(func(id string) (time.Time, bool) {
-		at, ok := sim.Continued(id)
-		return at, ok
-	})
-	go t.w.run(ctx) // ends with ctx
 	switch {
 	case t.external:
 		return nil
 	case t.bare:
-		t.cl = &bareARI{base: sim.URL(), log: t.log}
+		t.cl = &bareARI{base: sim.URL(), log: t.tc.log, vars: bareVars(t.tc.decision())}
 		return t.cl.start(ctx)
 	}
-	t.ad, err = startARIAdapter(ctx, sim.URL(), deps, t.log)
+	t.ad, err = startARIAdapter(ctx, sim.URL(), t.tc.maxCalls, deps, t.tc.log)
 	return err
 }
 
-// startARIAdapter runs callpop's ARI adapter against the simulator at url until ctx ends.
-func startARIAdapter(ctx context.Context, url string, deps adapters.Deps, log *slog.Logger) (*ari.Adapter, error) {
+// startARIAdapter runs callpop's ARI adapter against the simulator at url
+// until ctx ends; maxCalls > 0 replaces pbx.asterisk.max_calls.
+func startARIAdapter(ctx context.Context, url string, maxCalls int, deps adapters.Deps, log *slog.Logger) (*ari.Adapter, error) {
 	cfg := ari.DefaultConfig()
 	cfg.URL, cfg.Username, cfg.Password, cfg.App = url, benchARIUser, benchARIPass, benchARIApp
+	if maxCalls > 0 {
+		cfg.MaxCalls = maxCalls
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bench: ari config: %w", err)
 	}
@@ -107,9 +119,8 @@ func (t *ariTarget) Offer(ctx context.Context, c Caller, dnis string) (Outcome, 
 	if c.Kind == KindAnonymous {
 		spec.NumPres = "prohib"
 	}
-	done := make(chan struct{})
-	var id string
-	t.w.expect(func() string { id = t.sim.OfferCall(spec); return id }, done)
+	id := t.sim.OfferCall(spec)
+	done := t.w.expect(id)
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -117,12 +128,19 @@ func (t *ariTarget) Offer(ctx context.Context, c Caller, dnis string) (Outcome, 
 		t.sim.Hangup(id)
 		return Outcome{CallID: id}, ctx.Err()
 	}
-	r, _ := t.sim.Record(id)
-	t.sim.Hangup(id) // the call ends; the simulator forgets the channel
+	t.w.forget(id)
+	r, _ := t.sim.Record(id) // once per call, for the offer time
+	t.sim.Hangup(id)         // the call ends; the simulator forgets the channel
 	if r.Continued.IsZero() {
 		return Outcome{CallID: id}, fmt.Errorf("bench: channel %s not continued (failed %v, hung up %v)", id, r.Failed, r.HungUp)
 	}
 	return Outcome{CallID: id, Sent: r.Offered, Released: r.Continued}, nil
+}
+
+// Stats is the simulator's request count, for requests per call.
+func (t *ariTarget) requests() (requests, offered int64) {
+	st := t.sim.Stats()
+	return st.Requests, st.Offered
 }
 
 func (t *ariTarget) Close() error {
@@ -135,90 +153,110 @@ func (t *ariTarget) Close() error {
 	return nil
 }
 
-// releaseWaiter finds out when offered channels were let go. The simulator
-// records the time itself, so polling here delays only the bench's
-// bookkeeping, never the measured latency.
+// releaseWaiter wakes the Offer of each channel the simulator continued
+// (arisim's OnContinue hook): no polling. The continue may come before Offer
+// registers the id, so whichever side comes first makes the entry.
 type releaseWaiter struct {
-	check   func(id string) (time.Time, bool)
 	mu      sync.Mutex
 	pending map[string]chan struct{}
 }
 
-func newReleaseWaiter(check func(string) (time.Time, bool)) *releaseWaiter {
-	return &releaseWaiter{check: check, pending: map[string]chan struct{}{}}
+func newReleaseWaiter() *releaseWaiter {
+	return &releaseWaiter{pending: map[string]chan struct{}{}}
 }
 
-// expect registers the id offer returns; done closes when it is released.
-func (w *releaseWaiter) expect(offer func() string, done chan struct{}) {
+// entry returns id's channel, made if missing. Caller holds w.mu.
+func (w *releaseWaiter) entry(id string) chan struct{} {
+	ch, ok := w.pending[id]
+	if !ok {
+		ch = make(chan struct{})
+		w.pending[id] = ch
+	}
+	return ch
+}
+
+// expect returns a channel closed when id is continued.
+func (w *releaseWaiter) expect(id string) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.pending[offer()] = done
+	return w.entry(id)
 }
 
+// release is arisim's OnContinue.
+func (w *releaseWaiter) release(id string, _ time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := w.entry(id)
+	select {
+	case <-ch: // reported twice: already released
+	default:
+		close(ch)
+	}
+}
+
+// forget drops id's entry once its Offer is done with it.
 func (w *releaseWaiter) forget(id string) {
 	w.mu.Lock()
 	delete(w.pending, id)
 	w.mu.Unlock()
 }
 
-func (w *releaseWaiter) run(ctx context.Context) {
-	var ids []string
-	for {
-		// Sweep every 2 ms, and never spend more than a quarter of the time
-		// sweeping: the simulator's lock is shared with the call path.
-		start := time.Now()
-		ids = ids[:0]
-		w.mu.Lock()
-		for id := range w.pending {
-			ids = append(ids, id)
-		}
-		w.mu.Unlock()
-		for _, id := range ids {
-			if _, ok := w.check(id); ok {
-				w.mu.Lock()
-				if ch, ok := w.pending[id]; ok {
-					close(ch)
-					delete(w.pending, id)
-				}
-				w.mu.Unlock()
-			}
-		}
-		t := time.NewTimer(max(2*time.Millisecond, 3*time.Since(start)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// bareVars are the variables the bare client sets: what the adapter sets for
-// a typical known caller (the CALLPOP_* contract, QUEUE_PRIO, the call id).
-func bareVars() []call.Var {
-	d := call.Decision{Match: call.MatchHit, E164: "+12122340001", Source: call.SourceCLI,
+// bareDecision is a typical known caller's decision, for when the run has
+// none of its own (Run takes one from its pipeline: see targetConfig.bareDecision).
+func bareDecision() call.Decision {
+	return call.Decision{Match: call.MatchHit, E164: "+12122340001", Source: call.SourceCLI,
 		Customer: &call.Customer{ID: "C1", Name: "Customer 1", Tier: "gold", Language: "en", URL: "https://crm.example/customers/C1"},
-		Priority: 5, Queue: "support", Skill: "general", Flags: []string{"vip"}, PopURL: "https://crm.example/customers/C1"}
-	return append(d.Vars(), call.Var{Name: "QUEUE_PRIO", Value: "5"}, call.Var{Name: "__CALLPOP_CALL_ID", Value: "1.1"})
+		Priority: 5, PopURL: "https://crm.example/customers/C1"}
 }
 
-// bareARI is an ARI client that does the adapter's per-call round trips and nothing else.
+// bareVars are the variables the bare client sets, as the ARI adapter sets
+// them for d on a channel's first trip: the CALLPOP_* contract, QUEUE_PRIO,
+// the call id, CALLERID(name) and CALLPOP_INFO_URL when given; an empty
+// value needs no request there, so it gets none.
+func bareVars(d call.Decision) []call.Var {
+	vars := append(d.Vars(), call.Var{Name: "QUEUE_PRIO", Value: strconv.Itoa(max(d.QueuePrio, 0))},
+		call.Var{Name: "__CALLPOP_CALL_ID", Value: "1.1"})
+	if n := call.CleanValue(d.CallerName); n != "" {
+		vars = append(vars, call.Var{Name: "CALLERID(name)", Value: n})
+	}
+	if d.InfoURL != "" {
+		vars = append(vars, call.Var{Name: "CALLPOP_INFO_URL", Value: call.CleanURL(d.InfoURL)})
+	}
+	return slices.DeleteFunc(vars, func(v call.Var) bool { return v.Value == "" })
+}
+
+// bareApplyWorkers is the adapter's bound on one call's requests in flight
+// while it applies (adapters/ari applyWorkers).
+const bareApplyWorkers = 4
+
+// bareARI is an ARI client that does the adapter's per-call round trips and
+// nothing else, the way the adapter does them: the same two keep-alive pools
+// (per-call requests; continue) with the adapter's connection limit, the two
+// caller-variable GETs in parallel (none when channelvars carry them), then
+// the subscription and the sets at most bareApplyWorkers at a time, then continue.
 type bareARI struct {
-	base string
-	log  *slog.Logger
-	hc   *http.Client
-	vars []call.Var
-	conn *websocket.Conn
-	wg   sync.WaitGroup
+	base    string
+	log     *slog.Logger
+	hc, ctl *http.Client
+	vars    []call.Var
+	conn    *websocket.Conn
+	wg      sync.WaitGroup
+}
+
+// bareTransport is adapters/ari's REST transport with maxConns connections.
+func bareTransport(maxConns int) *http.Transport {
+	return &http.Transport{Proxy: nil,
+		DialContext:  (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns: maxConns, MaxIdleConnsPerHost: maxConns, MaxConnsPerHost: maxConns,
+		IdleConnTimeout: 90 * time.Second}
 }
 
 func (b *bareARI) start(ctx context.Context) error {
-	b.vars = bareVars()
-	b.hc = &http.Client{Transport: &http.Transport{Proxy: nil,
-		DialContext:  (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}
-	u := strings.Replace(b.base, "http", "ws", 1) + "/ari/events?" + url.Values{"app": {benchARIApp}, "api_key": {benchARIUser + ":" + benchARIPass}}.Encode()
-	c, _, err := websocket.Dial(ctx, u, nil)
+	n := ari.DefaultConfig().MaxConns
+	b.hc = &http.Client{Transport: bareTransport(n)}
+	b.ctl = &http.Client{Transport: bareTransport(n)}
+	u := strings.Replace(b.base, "http", "ws", 1) + "/ari/events?" + url.Values{"app": {benchARIApp}, "api_key": {benchARIUser + ":" + benchARIPass}, "subscribeAll": {"false"}}.Encode()
+	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: b.ctl})
 	if err != nil {
 		return fmt.Errorf("bench: bare ARI: %w", err)
 	}
@@ -232,52 +270,68 @@ func (b *bareARI) start(ctx context.Context) error {
 	return nil
 }
 
+// bareEvent is the part of an ARI event the bare client reads.
+type bareEvent struct {
+	Type    string `json:"type"`
+	Channel struct {
+		ID          string            `json:"id"`
+		ChannelVars map[string]string `json:"channelvars"`
+	} `json:"channel"`
+}
+
 func (b *bareARI) read(ctx context.Context) {
 	for {
 		_, raw, err := b.conn.Read(ctx)
 		if err != nil {
 			return
 		}
-		var ev struct {
-			Type    string `json:"type"`
-			Channel struct {
-				ID string `json:"id"`
-			} `json:"channel"`
-		}
+		var ev bareEvent
 		if json.Unmarshal(raw, &ev) != nil || ev.Type != "StasisStart" {
 			continue
 		}
-		go b.handle(ev.Channel.ID) // one per call, like the adapter; ends with its requests
+		_, hasANI := ev.Channel.ChannelVars["CALLERID(ani)"]
+		_, hasPres := ev.Channel.ChannelVars["CALLERID(num-pres)"]
+		go b.handle(ev.Channel.ID, !(hasANI && hasPres)) // one per call, like the adapter; ends with its requests
 	}
 }
 
-func (b *bareARI) handle(id string) {
+func (b *bareARI) handle(id string, getVars bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	path := "/ari/channels/" + url.PathEscape(id)
-	var wg sync.WaitGroup
-	for _, v := range []string{"CALLERID(ani)", "CALLERID(num-pres)"} {
-		wg.Add(1)
-		go func() { defer wg.Done(); b.do(ctx, http.MethodGet, path+"/variable", url.Values{"variable": {v}}) }()
-	}
-	wg.Wait()
-	for _, v := range b.vars {
+	if getVars {
+		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b.do(ctx, http.MethodPost, path+"/variable", url.Values{"variable": {v.Name}, "value": {v.Value}})
+			b.do(ctx, b.hc, http.MethodGet, path+"/variable", url.Values{"variable": {"CALLERID(ani)"}})
 		}()
+		b.do(ctx, b.hc, http.MethodGet, path+"/variable", url.Values{"variable": {"CALLERID(num-pres)"}})
+		wg.Wait()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		b.do(ctx, http.MethodPost, "/ari/applications/"+benchARIApp+"/subscription", url.Values{"eventSource": {"channel:" + id}})
-	}()
+	// The subscription first, as the adapter does: its answer is the longest.
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1) - 1); i <= len(b.vars); i = int(next.Add(1) - 1) {
+			if i == 0 {
+				b.do(ctx, b.hc, http.MethodPost, "/ari/applications/"+benchARIApp+"/subscription", url.Values{"eventSource": {"channel:" + id}})
+				continue
+			}
+			v := b.vars[i-1]
+			b.do(ctx, b.hc, http.MethodPost, path+"/variable", url.Values{"variable": {v.Name}, "value": {v.Value}})
+		}
+	}
+	var wg sync.WaitGroup
+	for range bareApplyWorkers - 1 {
+		wg.Add(1)
+		go func() { defer wg.Done(); work() }()
+	}
+	work()
 	wg.Wait()
-	b.do(ctx, http.MethodPost, path+"/continue", nil)
+	b.do(ctx, b.ctl, http.MethodPost, path+"/continue", nil)
 }
 
-func (b *bareARI) do(ctx context.Context, method, path string, q url.Values) {
+func (b *bareARI) do(ctx context.Context, hc *http.Client, method, path string, q url.Values) {
 	u := b.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -287,7 +341,7 @@ func (b *bareARI) do(ctx context.Context, method, path string, q url.Values) {
 		return
 	}
 	req.SetBasicAuth(benchARIUser, benchARIPass)
-	resp, err := b.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			b.log.Debug("bare ARI request failed", "component", "bench", "err", err)
@@ -303,7 +357,9 @@ func (b *bareARI) close() {
 		b.conn.CloseNow()
 	}
 	b.wg.Wait()
-	if b.hc != nil {
-		b.hc.CloseIdleConnections()
+	for _, hc := range []*http.Client{b.hc, b.ctl} {
+		if hc != nil {
+			hc.CloseIdleConnections()
+		}
 	}
 }

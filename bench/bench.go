@@ -200,10 +200,29 @@ type Report struct {
 	All      Latency `json:"all"`
 	Bare     Latency `json:"bare"`
 
-	OverheadRatio     float64 `json:"overhead_ratio"`      // all calls p50 / bare client p50
-	OverheadRatioP99  float64 `json:"overhead_ratio_p99"`  // all calls p99 / bare client p99
-	OverheadRatioWarm float64 `json:"overhead_ratio_warm"` // warm p50 / bare p50
-	BareRate          int     `json:"bare_rate"`           // calls/s of the bare phase
+	// OverheadRatio is what callpop adds: warm (cache-hit) p50 / bare client
+	// p50, at the same rate. A warm call makes the bare client's round trips
+	// plus the look-up; a cold one waits for the CRM, which is no overhead of callpop's.
+	OverheadRatio    float64 `json:"overhead_ratio"`
+	OverheadRatioP99 float64 `json:"overhead_ratio_p99"` // warm p99 / bare p99
+	// OverheadRatioAll is all calls p50 / bare p50 (cold CRM waits included).
+	OverheadRatioAll float64 `json:"overhead_ratio_all"`
+	// OverheadBasis says which samples the ratios compare.
+	OverheadBasis string `json:"overhead_basis,omitempty"`
+	BareRate      int    `json:"bare_rate"` // calls/s the bare client's figures were taken at
+	// RequestsPerCall is the PBX requests per call (ARI: REST requests the
+	// simulator served / calls offered) of callpop and of the bare client:
+	// the same round trips when they match.
+	RequestsPerCall     float64 `json:"requests_per_call,omitempty"`
+	BareRequestsPerCall float64 `json:"bare_requests_per_call,omitempty"`
+	// BreakRate is the first ramp step that was not clean (0: none within --duration).
+	BreakRate int `json:"break_rate,omitempty"`
+	// BareSteps ramp the bare client from BareRate within --bare-duration (--rate 0).
+	BareSteps []Step `json:"bare_steps,omitempty"`
+	// BareCleanCPS is the bare client's highest clean step; BareBreakRate its
+	// first unclean one (0: none within --bare-duration).
+	BareCleanCPS  float64 `json:"bare_clean_calls_per_second,omitempty"`
+	BareBreakRate int     `json:"bare_break_rate,omitempty"`
 
 	CRMRequests               int64       `json:"crm_requests"`
 	CRMRequestsPerBurstNumber float64     `json:"crm_requests_per_burst_number"`
@@ -266,7 +285,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer p.Close()
 	rec := &recorder{dec: p.Router}
-	tgt, err := newTarget(o.PBX, false, log)
+	tc := o.targetConfig(log)
+	tgt, err := newTarget(o.PBX, false, tc)
 	if err != nil {
 		return nil, err
 	}
@@ -280,9 +300,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.ReadyMs = ms(time.Since(t0))
 	note("%s ready in %.1f ms", o.PBX, rep.ReadyMs)
 
-	// Load.
+	// Load. Each measured phase (this one, the bare client's) starts on a
+	// fresh simulator after a collection, so neither pays for the other's garbage.
 	callers := NewCallers(o.Population, o.Zipf, o.Mix, o.Seed)
 	final := newCollector(o.Budget)
+	// atRate is callpop at the bare client's rate: the whole phase at a fixed
+	// rate; the highest clean step of a ramp.
+	atRate := final
+	runtime.GC()
 	loadStart := time.Now()
 	if o.Rate > 0 {
 		note("load: %d calls/s for %s", o.Rate, o.Duration)
@@ -293,18 +318,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.BareRate = o.Rate
 	} else {
-		rep.Steps, final = ramp(runCtx, tgt, rec, callers, o, note)
+		var r rampResult
+		r = ramp(runCtx, tgt, rec, callers, 250, o.Duration, o, "", note)
+		rep.Steps, final, atRate = r.steps, r.clean, r.top
+		rep.CallsPerSecond, rep.AchievedCPS, rep.BreakRate = r.cleanRate, r.cleanAchieved, r.breakRate
+		rep.BareRate = int(r.cleanRate)
 		for _, s := range rep.Steps {
-			if s.Clean && float64(s.Rate) > rep.CallsPerSecond {
-				rep.CallsPerSecond = float64(s.Rate)
-				rep.AchievedCPS = s.Achieved
-				rep.BareRate = s.Rate
-			}
 			rep.SaturationCPS = max(rep.SaturationCPS, s.Achieved)
 		}
 		if rep.BareRate == 0 && len(rep.Steps) > 0 {
 			rep.BareRate = rep.Steps[0].Rate
 		}
+	}
+	if rc, ok := tgt.(requestCounter); ok {
+		rep.RequestsPerCall = perCall(rc)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -330,28 +357,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 
-	// Bare client: the same round trips, no look-up, at the same rate.
-	if o.PBX == PBXDirect {
-		rep.Notes = append(rep.Notes, "--pbx direct has no protocol round trips: no bare client, no overhead ratio")
-	} else if o.BareDuration > 0 && ctx.Err() == nil {
-		note("bare client: %d calls/s for %s", rep.BareRate, o.BareDuration)
-		bare, err := bareRun(runCtx, o, callers, rep.BareRate, log)
-		if err != nil {
-			rep.Notes = append(rep.Notes, "bare client: "+err.Error())
-		} else {
-			sorted := bare.all.sorted()
-			rep.dists["bare"] = sorted
-			rep.Bare = summarize(sorted, bare.all.n)
-			if rep.Bare.P50 > 0 {
-				rep.OverheadRatio = round2(rep.All.P50 / rep.Bare.P50)
-				rep.OverheadRatioWarm = round2(rep.Warm.P50 / rep.Bare.P50)
-			}
-			if rep.Bare.P99 > 0 {
-				rep.OverheadRatioP99 = round2(rep.All.P99 / rep.Bare.P99)
-			}
-		}
-	}
-
 	// Singleflight burst.
 	if o.BurstNumbers > 0 && o.BurstCalls > 0 && ctx.Err() == nil {
 		note("burst: %d simultaneous calls from each of %d uncached numbers", o.BurstCalls, o.BurstNumbers)
@@ -360,9 +365,39 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		stub.SetLatency(o.CRMLatency, o.CRMJitter)
 	}
 	rep.CRMRequests = stub.Total()
-	// The main sidecar is done; the in-flight phase builds its own.
+	// The bare client sets what callpop sets for a known caller.
+	if d := p.Router.Decide(runCtx, call.Call{ID: "bench-bare", PBX: "bench", CLI: CustomerNumber(0), DNIS: dnis, Received: time.Now()}); d.Match == call.MatchHit {
+		tc.bareDecision = &d
+	}
+	// The main sidecar is done; the bare client and the in-flight phase have
+	// simulators of their own.
 	_ = tgt.Close()
 	p.Close()
+
+	// Bare client: the same round trips, no look-up, at the same rate (a
+	// ramp: from callpop's highest clean rate up to the bare client's own break).
+	if o.PBX == PBXDirect {
+		rep.Notes = append(rep.Notes, "--pbx direct has no protocol round trips: no bare client, no overhead ratio")
+	} else if o.BareDuration > 0 && ctx.Err() == nil {
+		if o.Rate > 0 {
+			note("bare client: %d calls/s for %s", rep.BareRate, o.BareDuration)
+		} else {
+			note("bare client: ramp from %d calls/s for %s", rep.BareRate, o.BareDuration)
+		}
+		b, err := bareRun(runCtx, o, tc, callers, rep.BareRate, log, note)
+		if err != nil {
+			rep.Notes = append(rep.Notes, "bare client: "+err.Error())
+		} else {
+			sorted := b.atRate.all.sorted()
+			rep.dists["bare"] = sorted
+			rep.Bare = summarize(sorted, b.atRate.all.n)
+			rep.BareRequestsPerCall = b.requestsPerCall
+			if o.Rate == 0 {
+				rep.BareSteps, rep.BareCleanCPS, rep.BareBreakRate = b.steps, b.cleanRate, b.breakRate
+			}
+			rep.overhead(summarize(atRate.warm.sorted(), atRate.warm.n), o.Rate == 0)
+		}
+	}
 
 	if o.InFlight > 0 && ctx.Err() == nil && len(o.SidecarCommand) > 0 && o.PBX != PBXDirect {
 		note("in flight: holding %d calls in a sidecar child process", o.InFlight)
@@ -404,44 +439,98 @@ func waitReady(ctx context.Context, t Target, limit time.Duration) error {
 	return nil
 }
 
-// ramp raises the rate ×1.4 per one-second step from 250 calls/s until a step
-// is not clean or the duration is used up.
-func ramp(ctx context.Context, t Target, rec *recorder, callers *Callers, o Options, note func(string, ...any)) ([]Step, *collector) {
-	var steps []Step
+// rampResult is a ramp's outcome.
+type rampResult struct {
+	steps []Step
+	// clean holds the latencies of the clean steps (all steps when none was
+	// clean) and the counts of every step.
+	clean *collector
+	// top is the highest clean step (the first step when none was clean);
+	// first is the first step.
+	top, first    *collector
+	cleanRate     float64 // the highest clean step's rate (0: none)
+	cleanAchieved float64 // and what it achieved
+	breakRate     int     // the first step that was not clean (0: none)
+}
+
+// ramp raises the rate ×1.4 per one-second step from start calls/s until a
+// step is not clean or d is used up. Steps wait for their calls to end, so a
+// broken step overruns by at most the budget.
+func ramp(ctx context.Context, t Target, rec *recorder, callers *Callers, start float64, d time.Duration, o Options, who string, note func(string, ...any)) rampResult {
+	var res rampResult
 	clean := newCollector(o.Budget)
 	all := newCollector(o.Budget)
-	step := min(time.Second, o.Duration)
-	r := 250.0
-	for used := time.Duration(0); used+step <= o.Duration && ctx.Err() == nil; used += step {
+	step := min(time.Second, d)
+	r := start
+	for began := time.Now(); time.Since(began)+step <= d+step/10 && ctx.Err() == nil; {
 		col := newCollector(o.Budget)
-		start := time.Now()
+		t0 := time.Now()
 		drive(ctx, t, rec, callers, int(r), step, o.MaxInFlight, col)
-		elapsed := time.Since(start)
+		elapsed := time.Since(t0)
 		s := Step{Rate: int(r), Achieved: rate(col.completed.Load(), elapsed), Misses: col.misses.Load(),
 			P99: ms(quantile(col.all.sorted(), 0.99))}
 		s.Clean = s.Misses == 0 && s.Achieved >= 0.95*r
-		note("  step %5d calls/s: achieved %.0f, misses %d, p99 %.2f ms", s.Rate, s.Achieved, s.Misses, s.P99)
-		steps = append(steps, s)
+		note("  %sstep %5d calls/s: achieved %.0f, misses %d, p99 %.2f ms", who, s.Rate, s.Achieved, s.Misses, s.P99)
+		res.steps = append(res.steps, s)
 		all.merge(col)
+		if res.first == nil {
+			res.first = col
+		}
 		if !s.Clean {
+			res.breakRate = s.Rate
 			break
 		}
 		clean.merge(col)
+		res.top, res.cleanRate, res.cleanAchieved = col, float64(s.Rate), s.Achieved
 		r *= 1.4
 	}
+	if res.top == nil {
+		res.top = res.first
+	}
 	if clean.offered.Load() == 0 {
-		return steps, all
+		res.clean = all
+		return res
 	}
 	// Report latency of the clean steps, but count every miss.
 	clean.misses.Store(all.misses.Load())
 	clean.lost.Store(all.lost.Load())
 	clean.offered.Store(all.offered.Load())
 	clean.completed.Store(all.completed.Load())
-	return steps, clean
+	res.clean = clean
+	return res
 }
 
-func bareRun(ctx context.Context, o Options, callers *Callers, r int, log *slog.Logger) (*collector, error) {
-	t, err := newTarget(o.PBX, true, log)
+// overhead sets the overhead ratios from callpop's warm calls at the bare
+// client's rate (warm) and the bare client's figures.
+func (rep *Report) overhead(warm Latency, ramp bool) {
+	if rep.Bare.P50 > 0 {
+		rep.OverheadRatio = round2(warm.P50 / rep.Bare.P50)
+		rep.OverheadRatioAll = round2(rep.All.P50 / rep.Bare.P50)
+	}
+	if rep.Bare.P99 > 0 {
+		rep.OverheadRatioP99 = round2(warm.P99 / rep.Bare.P99)
+	}
+	rep.OverheadBasis = fmt.Sprintf("callpop's warm calls / the bare client, both at %d calls/s", rep.BareRate)
+	if ramp {
+		rep.OverheadBasis = fmt.Sprintf("callpop's warm calls in its ramp step at %d calls/s (%d calls) / the bare client's step at the same rate",
+			rep.BareRate, warm.Count)
+	}
+}
+
+// bareResult is the bare client's phase.
+type bareResult struct {
+	atRate          *collector // at the requested rate (a ramp: its first step)
+	steps           []Step     // a ramp's steps
+	cleanRate       float64
+	breakRate       int
+	requestsPerCall float64
+}
+
+// bareRun runs the bare client on a simulator of its own: at rate r for
+// --bare-duration, or (--rate 0) ramping from r until it breaks or
+// --bare-duration is used up.
+func bareRun(ctx context.Context, o Options, tc targetConfig, callers *Callers, r int, log *slog.Logger, note func(string, ...any)) (*bareResult, error) {
+	t, err := newTarget(o.PBX, true, tc)
 	if err != nil {
 		return nil, err
 	}
@@ -454,12 +543,35 @@ func bareRun(ctx context.Context, o Options, callers *Callers, r int, log *slog.
 	if err := waitReady(bctx, t, 10*time.Second); err != nil {
 		return nil, err
 	}
-	col := newCollector(o.Budget)
-	drive(bctx, t, nil, callers, max(r, 1), o.BareDuration, o.MaxInFlight, col)
-	if col.completed.Load() == 0 {
+	runtime.GC() // the load phase's garbage is not this phase's
+	res := &bareResult{}
+	if o.Rate > 0 {
+		res.atRate = newCollector(o.Budget)
+		drive(bctx, t, nil, callers, max(r, 1), o.BareDuration, o.MaxInFlight, res.atRate)
+	} else {
+		rr := ramp(bctx, t, nil, callers, float64(max(r, 1)), o.BareDuration, o, "bare ", note)
+		res.steps, res.cleanRate, res.breakRate, res.atRate = rr.steps, rr.cleanRate, rr.breakRate, rr.first
+	}
+	if res.atRate == nil || res.atRate.completed.Load() == 0 {
 		return nil, errors.New("no bare call completed")
 	}
-	return col, nil
+	if rc, ok := t.(requestCounter); ok {
+		res.requestsPerCall = perCall(rc)
+	}
+	return res, nil
+}
+
+// requestCounter is a target whose simulator counts the requests it served.
+type requestCounter interface {
+	requests() (requests, offered int64)
+}
+
+func perCall(rc requestCounter) float64 {
+	req, n := rc.requests()
+	if n == 0 {
+		return 0
+	}
+	return round2(float64(req) / float64(n))
 }
 
 // burst offers BurstCalls simultaneous calls from each of BurstNumbers
@@ -517,6 +629,10 @@ func (e *entryCounter) Decide(ctx context.Context, c call.Call) call.Decision {
 	return e.dec.Decide(ctx, c)
 }
 
+// inFlightMaxCalls is the adapter's max_calls for holding n calls: room for
+// all of them, so none is shed (continued unenriched) and the figures are n calls'.
+func inFlightMaxCalls(n int) int { return n + n/4 + 100 }
+
 // holdInFlight builds a fresh sidecar with a long budget, holds o.InFlight
 // calls from distinct uncached numbers inside it (the stub does not answer),
 // samples goroutines and memory, then lets them all go.
@@ -534,7 +650,9 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 	}
 	defer p.Close()
 	ec := &entryCounter{dec: p.Router}
-	t, err := newTarget(o.PBX, false, log)
+	tc := o.targetConfig(log)
+	tc.maxCalls = inFlightMaxCalls(o.InFlight)
+	t, err := newTarget(o.PBX, false, tc)
 	if err != nil {
 		return r, 0, err
 	}
@@ -590,7 +708,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger) (InFlightReport, float64, float64, error) {
 	const hold = time.Minute
 	r := InFlightReport{Calls: o.InFlight, Process: "the sidecar alone: a child process (callpop bench --sidecar-child) with the pipeline and the adapter"}
-	t, err := newTargetMode(o.PBX, modeExternal, log)
+	t, err := newTargetMode(o.PBX, modeExternal, o.targetConfig(log))
 	if err != nil {
 		return r, 0, 0, err
 	}
@@ -601,7 +719,8 @@ func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr 
 		return r, 0, 0, err
 	}
 	so := t.(simOnly)
-	spec := SidecarSpec{PBX: o.PBX, Endpoint: so.Endpoint(), CRMURL: stub.SourceURL(), RedisAddr: redisAddr, Budget: hold, CRMTimeout: hold}
+	spec := SidecarSpec{PBX: o.PBX, Endpoint: so.Endpoint(), CRMURL: stub.SourceURL(), RedisAddr: redisAddr, Budget: hold, CRMTimeout: hold,
+		MaxCalls: inFlightMaxCalls(o.InFlight)}
 	t0 := time.Now()
 	child, err := startSidecar(hctx, o.SidecarCommand, spec)
 	if err != nil {

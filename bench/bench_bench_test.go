@@ -84,7 +84,7 @@ func BenchmarkDecideCold(b *testing.B) {
 func benchCalls(b *testing.B, pbx string, bare bool) {
 	p, _ := benchSetup(b, 300*time.Millisecond)
 	log := slog.New(slog.DiscardHandler)
-	t, err := newTarget(pbx, bare, log)
+	t, err := newTarget(pbx, bare, targetConfig{log: log, ariChannelVars: true})
 	if err != nil {
 		b.Fatal(err)
 	}

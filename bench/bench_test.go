@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/call"
 )
 
 func needRedis(t *testing.T) {
@@ -244,5 +247,60 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("plot has %d curves, want at least callpop and bare", polylines)
 			}
 		})
+	}
+}
+
+// TestBareARIRoundTrips checks the bare ARI client makes the requests
+// callpop's adapter makes for a warm known caller, with and without channelvars.
+func TestBareARIRoundTrips(t *testing.T) {
+	needRedis(t)
+	rs, err := StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	stub, err := StartCRMStub(100, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stub.Close()
+	log := slog.New(slog.DiscardHandler)
+	p, err := NewPipeline(PipelineConfig{CRMURL: stub.SourceURL(), RedisAddr: rs.Addr, Budget: 2 * time.Second, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	caller := Caller{Kind: KindKnown, CLI: CustomerNumber(1), E164: CustomerNumber(1)}
+	d := p.Router.Decide(context.Background(), call.Call{ID: "x", PBX: "bench", CLI: caller.CLI, DNIS: dnis, Received: time.Now()})
+	if d.Match != call.MatchHit {
+		t.Fatalf("match %s", d.Match)
+	}
+	for _, chanVars := range []bool{true, false} {
+		requests := map[bool]int64{}
+		for _, bare := range []bool{false, true} {
+			tgt, err := newTarget(PBXAsterisk, bare, targetConfig{log: log, ariChannelVars: chanVars, bareDecision: &d})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := tgt.Start(ctx, adapters.Deps{Decider: p.Router, Logger: log, Budget: 2 * time.Second}); err != nil {
+				t.Fatal(err)
+			}
+			if err := waitReady(ctx, tgt, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := tgt.(requestCounter).requests()
+			if _, err := tgt.Offer(ctx, caller, dnis); err != nil {
+				t.Fatal(err)
+			}
+			after, _ := tgt.(requestCounter).requests()
+			requests[bare] = after - before
+			cancel()
+			tgt.Close()
+		}
+		t.Logf("channelvars %v: %d requests per warm call", chanVars, requests[false])
+		if requests[false] != requests[true] || requests[false] == 0 {
+			t.Errorf("channelvars %v: callpop made %d requests for a warm call, the bare client %d", chanVars, requests[false], requests[true])
+		}
 	}
 }

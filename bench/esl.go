@@ -14,14 +14,15 @@ import (
 	"github.com/callpop/callpop/adapters/esl"
 	"github.com/callpop/callpop/adapters/esl/eslwire"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
+	"github.com/callpop/callpop/call"
 )
 
 func init() {
-	targetFactories[PBXFreeSWITCHOutbound] = func(m mode, log *slog.Logger) Target {
-		return &eslTarget{outbound: true, bare: m == modeBare, external: m == modeExternal, log: log}
+	targetFactories[PBXFreeSWITCHOutbound] = func(m mode, tc targetConfig) Target {
+		return &eslTarget{outbound: true, bare: m == modeBare, external: m == modeExternal, log: tc.log, maxCalls: tc.maxCalls, decision: tc.decision()}
 	}
-	targetFactories[PBXFreeSWITCHInbound] = func(m mode, log *slog.Logger) Target {
-		return &eslTarget{bare: m == modeBare, external: m == modeExternal, log: log}
+	targetFactories[PBXFreeSWITCHInbound] = func(m mode, tc targetConfig) Target {
+		return &eslTarget{bare: m == modeBare, external: m == modeExternal, log: tc.log, maxCalls: tc.maxCalls, decision: tc.decision()}
 	}
 }
 
@@ -36,6 +37,8 @@ type eslTarget struct {
 	outbound, bare bool
 	external       bool
 	log            *slog.Logger
+	maxCalls       int           // the adapter's max_calls; 0 = its default
+	decision       call.Decision // what the bare client sets
 	in             *eslsim.Inbound
 	out            *eslsim.Outbound
 	ad             *esl.Adapter
@@ -64,7 +67,7 @@ func (t *eslTarget) Start(ctx context.Context, deps adapters.Deps) error {
 			}()
 			return nil
 		}
-		a, err := startESLAdapter(ctx, "outbound", "127.0.0.1:0", deps, t.log)
+		a, err := startESLAdapter(ctx, "outbound", "127.0.0.1:0", t.maxCalls, deps, t.log)
 		t.ad = a
 		return err
 	}
@@ -79,17 +82,19 @@ func (t *eslTarget) Start(ctx context.Context, deps adapters.Deps) error {
 	case t.bare:
 		return t.startBareInbound(ctx)
 	}
-	a, err := startESLAdapter(ctx, "inbound", in.Addr(), deps, t.log)
+	a, err := startESLAdapter(ctx, "inbound", in.Addr(), t.maxCalls, deps, t.log)
 	t.ad = a
 	return err
 }
 
 // startESLAdapter runs callpop's ESL adapter until ctx ends: outbound listens
-// on addr, inbound connects to addr.
-func startESLAdapter(ctx context.Context, mode, addr string, deps adapters.Deps, log *slog.Logger) (*esl.Adapter, error) {
+// on addr, inbound connects to addr; maxCalls > 0 replaces max_calls.
+func startESLAdapter(ctx context.Context, mode, addr string, maxCalls int, deps adapters.Deps, log *slog.Logger) (*esl.Adapter, error) {
 	cfg := esl.DefaultConfig()
 	cfg.Events = false // agent-leg events need the inbound socket; not measured here
-	cfg.MaxCalls = 1 << 20
+	if maxCalls > 0 {
+		cfg.MaxCalls = maxCalls
+	}
 	cfg.Password = benchESLPassword
 	cfg.Mode = mode
 	if mode == "outbound" {
@@ -186,10 +191,10 @@ func (t *eslTarget) Close() error {
 }
 
 // bareSetvar is the uuid_setvar_multi argument list the adapter sends for a typical known caller.
-func bareSetvar(uuid string) string {
+func bareSetvar(uuid string, d call.Decision) string {
 	var b strings.Builder
 	b.WriteString("uuid_setvar_multi " + uuid + " ")
-	for i, v := range bareVars() {
+	for i, v := range bareVars(d) {
 		if v.Name == "QUEUE_PRIO" || strings.HasPrefix(v.Name, "__") {
 			continue
 		}
@@ -238,7 +243,7 @@ func (t *eslTarget) serveBareOutbound(ln net.Listener) {
 				return
 			}
 			uuid := eslwire.Decode(f.Headers.Get("Unique-ID"))
-			if _, err := cmd("api " + bareSetvar(uuid)); err != nil {
+			if _, err := cmd("api " + bareSetvar(uuid, t.decision)); err != nil {
 				return
 			}
 			_, _ = cmd("exit")
@@ -288,7 +293,7 @@ func (t *eslTarget) startBareInbound(ctx context.Context) error {
 			}
 			uuid := eslwire.Decode(ev.Headers.Get("Unique-ID"))
 			job++
-			send(fmt.Sprintf("bgapi %s\nJob-UUID: bench-%d", bareSetvar(uuid), job))
+			send(fmt.Sprintf("bgapi %s\nJob-UUID: bench-%d", bareSetvar(uuid, t.decision), job))
 			job++
 			send(fmt.Sprintf("bgapi uuid_transfer %s 8005550100 XML default\nJob-UUID: bench-%d", uuid, job))
 		}

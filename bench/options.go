@@ -28,6 +28,10 @@ type Options struct {
 	InFlight     int // --inflight: calls held in flight for the memory figure (0 = skip)
 
 	BareDuration time.Duration // --bare-duration: the bare-client phase (0 = skip)
+	// ARIChannelVars (--ari-channelvars) gives the ARI simulator ari.conf
+	// channelvars CALLPOP_CALL_ID, CALLERID(ani), CALLERID(num-pres): the
+	// adapter and the bare client then skip the two caller-variable GETs.
+	ARIChannelVars bool
 	// SidecarCommand runs the sidecar of the in-flight phase as a child
 	// process (argv; it must call RunSidecar), so memory, goroutines and
 	// time to ready are the sidecar's own; nil = in this process.
@@ -43,21 +47,22 @@ type Options struct {
 // DefaultOptions returns the defaults of `callpop bench`.
 func DefaultOptions() Options {
 	return Options{
-		PBX:          PBXAsterisk,
-		Duration:     10 * time.Second,
-		Rate:         0,
-		MaxInFlight:  4096,
-		Budget:       300 * time.Millisecond,
-		Population:   100_000,
-		Zipf:         1.1,
-		Mix:          Mix{Unknown: 0.15, Anonymous: 0.03, Junk: 0.02},
-		CRMLatency:   20 * time.Millisecond,
-		CRMJitter:    10 * time.Millisecond,
-		BurstNumbers: 3,
-		BurstCalls:   1000,
-		InFlight:     10_000,
-		BareDuration: 3 * time.Second,
-		Seed:         1,
+		PBX:            PBXAsterisk,
+		Duration:       10 * time.Second,
+		Rate:           0,
+		MaxInFlight:    4096,
+		Budget:         300 * time.Millisecond,
+		Population:     100_000,
+		Zipf:           1.1,
+		Mix:            Mix{Unknown: 0.15, Anonymous: 0.03, Junk: 0.02},
+		CRMLatency:     20 * time.Millisecond,
+		CRMJitter:      10 * time.Millisecond,
+		BurstNumbers:   3,
+		BurstCalls:     1000,
+		InFlight:       10_000,
+		BareDuration:   3 * time.Second,
+		ARIChannelVars: true,
+		Seed:           1,
 	}
 }
 

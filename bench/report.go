@@ -38,15 +38,28 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p("calls/s sustained, 0 budget misses\t%.0f\t≥ %.0f %s", r.CallsPerSecond, Targets.CallsPerSecond, verdictMark(r.CallsPerSecond >= Targets.CallsPerSecond))
 	if r.Rate == 0 {
 		p("saturation (most calls/s completed)\t%.0f\t", r.SaturationCPS)
+		if r.BreakRate > 0 {
+			p("ramp broke at (first step with misses or < 95%% achieved)\t%d calls/s\t", r.BreakRate)
+		} else {
+			p("ramp broke at\tnot within --duration\t")
+		}
+		switch {
+		case len(r.BareSteps) == 0:
+		case r.BareBreakRate > 0:
+			p("bare client: clean up to / broke at\t%.0f / %d calls/s\t", r.BareCleanCPS, r.BareBreakRate)
+		default:
+			p("bare client: clean up to\t%.0f calls/s (no break within --bare-duration)\t", r.BareCleanCPS)
+		}
 	} else {
 		p("calls/s completed at --rate %d\t%.0f\t(saturation: --rate 0)", r.Rate, r.AchievedCPS)
 	}
 	p("calls offered / completed / budget misses / lost\t%d / %d / %d / %d\t", r.CallsOffered, r.CallsCompleted, r.BudgetMisses, r.Lost)
 	p("warm p99 (cache hit)\t%.3f ms\t≤ %.0f ms %s", r.Warm.P99, Targets.WarmP99Ms, verdictMark(r.Warm.Count > 0 && r.Warm.P99 <= Targets.WarmP99Ms))
-	p("overhead ratio (all calls p50 / bare p50)\t%.2f\t≤ %.1f %s", r.OverheadRatio, Targets.OverheadRatio, verdictMark(r.OverheadRatio > 0 && r.OverheadRatio <= Targets.OverheadRatio))
-	p("overhead ratio p99 (all p99 / bare p99)\t%.2f\t", r.OverheadRatioP99)
+	p("overhead ratio (warm p50 / bare p50)\t%.2f\t≤ %.1f %s", r.OverheadRatio, Targets.OverheadRatio, verdictMark(r.OverheadRatio > 0 && r.OverheadRatio <= Targets.OverheadRatio))
+	p("overhead ratio p99 (warm p99 / bare p99)\t%.2f\t", r.OverheadRatioP99)
 	p("CRM requests per burst number\t%.2f (max %d; %d × %d calls)\t= %.0f %s", r.CRMRequestsPerBurstNumber, r.Burst.RequestsMax, r.Burst.Numbers, r.Burst.CallsPerNumber, Targets.BurstRequests, verdictMark(r.Burst.Numbers > 0 && r.Burst.RequestsMax <= 1))
 	p("peak RSS, %d calls in flight\t%.1f MiB\t≤ %.0f MiB %s", r.InFlight.Calls, r.PeakRSSMiB, Targets.RSSMiB, verdictMark(r.PeakRSSMiB > 0 && r.PeakRSSMiB <= Targets.RSSMiB))
+	p("calls held in flight (reached / asked)\t%d / %d\t", r.InFlight.Reached, r.InFlight.Calls)
 	p("goroutines, %d calls in flight (idle)\t%d (%d)\t", r.InFlight.Calls, r.InFlight.Goroutines, r.InFlight.GoroutinesIdle)
 	p("ready after start\t%.1f ms\t≤ %.0f ms %s", r.ReadyMs, Targets.ReadyMs, verdictMark(r.ReadyMs <= Targets.ReadyMs))
 	p("")
@@ -57,10 +70,24 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}{{"warm (cache hit)", r.Warm}, {"cold (CRM)", r.Cold}, {"no look-up (anonymous, invalid)", r.NoLookup}, {"all calls", r.All}, {fmt.Sprintf("bare client, %d calls/s", r.BareRate), r.Bare}} {
 		p("%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f", row.name, row.l.Count, row.l.P50, row.l.P90, row.l.P99, row.l.P999, row.l.Max)
 	}
-	if len(r.Steps) > 0 {
+	p("")
+	if r.OverheadBasis != "" {
+		p("overhead ratios compare\t%s", r.OverheadBasis)
+	}
+	p("overhead ratio, all calls (p50 / bare p50; cold CRM waits included)\t%.2f", r.OverheadRatioAll)
+	if r.RequestsPerCall > 0 || r.BareRequestsPerCall > 0 {
+		p("PBX requests per call: callpop / bare client\t%.2f / %.2f", r.RequestsPerCall, r.BareRequestsPerCall)
+	}
+	for _, st := range []struct {
+		who   string
+		steps []Step
+	}{{"ramp step", r.Steps}, {"bare client ramp step", r.BareSteps}} {
+		if len(st.steps) == 0 {
+			continue
+		}
 		p("")
-		p("ramp step (calls/s)\tachieved\tmisses\tp99 ms\tclean")
-		for _, s := range r.Steps {
+		p("%s (calls/s)\tachieved\tmisses\tp99 ms\tclean", st.who)
+		for _, s := range st.steps {
 			p("%d\t%.0f\t%d\t%.3f\t%v", s.Rate, s.Achieved, s.Misses, s.P99, s.Clean)
 		}
 	}

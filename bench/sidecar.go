@@ -32,6 +32,7 @@ type SidecarSpec struct {
 	RedisAddr  string        `json:"redis_addr"`
 	Budget     time.Duration `json:"budget"`
 	CRMTimeout time.Duration `json:"crm_timeout"`
+	MaxCalls   int           `json:"max_calls"` // the adapter's max_calls; 0 = its default
 }
 
 type sidecarReady struct {
@@ -77,7 +78,7 @@ func RunSidecar(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logg
 	var addr func() string
 	switch spec.PBX {
 	case PBXAsterisk:
-		a, err := startARIAdapter(ctx, spec.Endpoint, deps, log)
+		a, err := startARIAdapter(ctx, spec.Endpoint, spec.MaxCalls, deps, log)
 		if err != nil {
 			return fail(err)
 		}
@@ -87,7 +88,7 @@ func RunSidecar(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logg
 		if spec.PBX == PBXFreeSWITCHOutbound {
 			m, where = "outbound", "127.0.0.1:0"
 		}
-		a, err := startESLAdapter(ctx, m, where, deps, log)
+		a, err := startESLAdapter(ctx, m, where, spec.MaxCalls, deps, log)
 		if err != nil {
 			return fail(err)
 		}

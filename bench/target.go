@@ -52,9 +52,33 @@ const (
 	modeExternal             // nothing: a sidecar child process connects (see sidecar.go)
 )
 
+// targetConfig is what every target of one run shares.
+type targetConfig struct {
+	log *slog.Logger
+	// ariChannelVars configures the ARI simulator with ari.conf channelvars
+	// (ariChannelVarNames): StasisStart then carries the caller variables.
+	ariChannelVars bool
+	// maxCalls is the adapter's max_calls; 0 = its default.
+	maxCalls int
+	// bareDecision is what the bare client sets (nil: bareDecision()): Run
+	// takes a known caller's decision from its pipeline.
+	bareDecision *call.Decision
+}
+
+func (tc targetConfig) decision() call.Decision {
+	if tc.bareDecision != nil {
+		return *tc.bareDecision
+	}
+	return bareDecision()
+}
+
+func (o *Options) targetConfig(log *slog.Logger) targetConfig {
+	return targetConfig{log: log, ariChannelVars: o.ARIChannelVars}
+}
+
 // targetFactories builds a Target per --pbx name. Each PBX file adds itself in init.
-var targetFactories = map[string]func(m mode, log *slog.Logger) Target{
-	PBXDirect: func(m mode, _ *slog.Logger) Target { return &directTarget{bare: m == modeBare} },
+var targetFactories = map[string]func(m mode, tc targetConfig) Target{
+	PBXDirect: func(m mode, _ targetConfig) Target { return &directTarget{bare: m == modeBare} },
 }
 
 // simOnly is a Target whose simulator serves an external sidecar.
@@ -75,20 +99,20 @@ func PBXNames() []string {
 	return out
 }
 
-func newTarget(name string, bare bool, log *slog.Logger) (Target, error) {
+func newTarget(name string, bare bool, tc targetConfig) (Target, error) {
 	m := modeCallpop
 	if bare {
 		m = modeBare
 	}
-	return newTargetMode(name, m, log)
+	return newTargetMode(name, m, tc)
 }
 
-func newTargetMode(name string, m mode, log *slog.Logger) (Target, error) {
+func newTargetMode(name string, m mode, tc targetConfig) (Target, error) {
 	f, ok := targetFactories[name]
 	if !ok {
 		return nil, fmt.Errorf("bench: --pbx %q: not one of %v", name, PBXNames())
 	}
-	return f(m, log), nil
+	return f(m, tc), nil
 }
 
 // directTarget calls the Decider in-process, the way an adapter does

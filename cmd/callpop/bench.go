@@ -124,6 +124,7 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 	f.IntVar(&o.BurstCalls, "burst", o.BurstCalls, "simultaneous calls from each burst number")
 	f.IntVar(&o.InFlight, "inflight", o.InFlight, "calls held in flight for the memory and goroutine figures (0 = skip)")
 	f.DurationVar(&o.BareDuration, "bare-duration", o.BareDuration, "length of the bare-client phase (0 = skip)")
+	f.BoolVar(&o.ARIChannelVars, "ari-channelvars", o.ARIChannelVars, "give the ARI simulator ari.conf channelvars CALLPOP_CALL_ID, CALLERID(ani), CALLERID(num-pres) (false: callpop and the bare client GET the two caller variables per call)")
 	f.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the caller generator")
 	f.StringVar(&jsonOut, "json", "", "write the report as JSON to FILE (- = stdout instead of the table)")
 	f.Lookup("json").NoOptDefVal = "-"
