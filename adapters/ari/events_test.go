@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -255,11 +256,9 @@ func TestAgentLegsFromRecordings(t *testing.T) {
 func callerFromWatch(t testing.TB, lines [][]byte) arisim.CallSpec {
 	t.Helper()
 	for _, l := range lines {
-		ev, _, err := decodeEvent(l)
-		if err != nil {
-			continue
-		}
-		if e, ok := ev.(*ariv5.ChannelVarset); ok {
+		// the first varset is on the caller (the enrichment's sets)
+		var e ariv5.ChannelVarset
+		if typ, _ := scanType(l); typ == "ChannelVarset" && json.Unmarshal(l, &e) == nil && e.Channel.ID != "" {
 			return arisim.CallSpec{ID: e.Channel.ID, Name: e.Channel.Name, CLI: callerNumber(e.Channel.Caller)}
 		}
 	}
