@@ -272,6 +272,13 @@ func isRegion(s string) bool {
 
 // dnisDigits keeps the ASCII digits of a dialled number.
 func dnisDigits(s string) string {
+	digits := true
+	for i := 0; i < len(s) && digits; i++ {
+		digits = s[i] >= '0' && s[i] <= '9'
+	}
+	if digits {
+		return s // nothing to drop: no copy
+	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] >= '0' && s[i] <= '9' {

@@ -9,11 +9,14 @@ import (
 	"net/url"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	_ "time/tzdata" // router.timezone must work in minimal containers without zoneinfo
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callpop/callpop/call"
@@ -41,7 +44,36 @@ type Router struct {
 
 	crmWarn   logLimiter // CRM failures are logged at most once a second
 	redisWarn logLimiter // so are shared block-list failures
+
+	prepared *lru.Cache[*call.Customer, *preparedCustomer] // by the CRM's shared record
 }
+
+// preparedCustomer is a CRM record made ready for a decision once: cleaned,
+// and the rules' views of it. The CRM's records are shared and read-only, so
+// repeat callers reuse it; nothing here is written after it is built.
+type preparedCustomer struct {
+	cust   *call.Customer
+	env    CustomerEnv
+	record map[string]any
+}
+
+// preparedSize bounds the prepared records kept: the repeat callers of the
+// moment, not the whole cache.
+const preparedSize = 1024
+
+// prepare returns c cleaned with its rule views, from the memo when c was
+// seen before.
+func (r *Router) prepare(c *call.Customer) *preparedCustomer {
+	if p, ok := r.prepared.Get(c); ok {
+		return p
+	}
+	p := &preparedCustomer{cust: sanitizeCustomer(c)}
+	p.env, p.record = customerEnv(p.cust)
+	r.prepared.Add(c, p)
+	return p
+}
+
+var envPool = sync.Pool{New: func() any { return new(Env) }}
 
 // logLimiter lets one log line a second through and counts the rest.
 type logLimiter struct {
@@ -95,6 +127,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		deps.Logger = slog.Default()
 	}
 	r := &Router{deps: deps, log: deps.Logger.With("component", "router"), now: time.Now}
+	r.prepared, _ = lru.New[*call.Customer, *preparedCustomer](preparedSize)
 	st, err := compile(cfg)
 	if err != nil {
 		return nil, err
@@ -273,20 +306,38 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 	default:
 		d.E164, d.Source = pick.Number.E164, pick.Source
 		blocked = r.block.contains(d.E164)
-		// Leave the rules a sliver of the budget: they run after the look-up.
-		reserve := min(2*time.Millisecond, time.Until(deadline)/10)
-		lctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
-		redisBlocked := r.redisBlocked(lctx, st.cfg.Flags.BlockListRedisKey, d.E164)
-		res, err := r.deps.CRM.Lookup(lctx, crm.Query{
+		q := crm.Query{
 			E164: pick.Number.E164, National: pick.Number.National, NationalFormat: pick.Number.NationalFormat,
 			Digits: pick.Number.Digits, Sources: prof.Sources,
-		})
+		}
+		var (
+			res      crm.Result
+			err      error
+			local    bool
+			timedOut bool
+		)
+		if st.cfg.Flags.BlockListRedisKey == "" || r.deps.Redis == nil {
+			// A repeat caller: answered in-process, no context or timer to build.
+			res, local = r.deps.CRM.LookupLocal(q)
+		}
+		if !local {
+			// Leave the rules a sliver of the budget: they run after the look-up.
+			reserve := min(2*time.Millisecond, time.Until(deadline)/10)
+			lctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
+			redisBlocked := r.redisBlocked(lctx, st.cfg.Flags.BlockListRedisKey, d.E164)
+			res, err = r.deps.CRM.Lookup(lctx, q)
+			timedOut = err != nil && errors.Is(lctx.Err(), context.DeadlineExceeded)
+			if b, ok := redisBlocked(); ok && b {
+				blocked = true
+			}
+			cancel()
+		}
 		switch {
 		case err == nil && res.Customer != nil:
 			d.Match, d.Cached, cust = call.MatchHit, res.Cached, res.Customer
 		case err == nil:
 			d.Match, d.Cached = call.MatchMiss, res.Cached
-		case lctx.Err() != nil && errors.Is(lctx.Err(), context.DeadlineExceeded):
+		case timedOut:
 			d.Match = call.MatchTimeout
 		default:
 			d.Match = call.MatchError
@@ -295,38 +346,33 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 				r.log.Warn("crm look-up failed", "call", c, "err", err, "suppressed", n)
 			}
 		}
-		if b, ok := redisBlocked(); ok && b {
-			blocked = true
-		}
-		cancel()
 	}
+	var prep *preparedCustomer
 	if cust != nil {
 		// Rules, flags and outputs all see the cleaned record.
-		cust = sanitizeCustomer(cust)
+		prep = r.prepare(cust)
+		cust = prep.cust
 		d.Customer = cust
 	}
 
-	// Built-in flags, then the rules (which see them).
+	// Built-in flags, then the rules (which see them). Each is added once.
 	var flags []string
-	addFlag := func(f string) {
-		if !contains(flags, f) {
-			flags = append(flags, f)
-		}
-	}
 	if cust != nil && st.vipTiers[strings.ToLower(cust.Tier)] {
-		addFlag("vip")
+		flags = append(flags, "vip")
 	}
 	if blocked {
-		addFlag("fraud_suspect")
+		flags = append(flags, "fraud_suspect")
 	}
 	if cust != nil && regionMismatch(cust, st.cfg.Flags.RegionField, pick.Number) {
-		addFlag("region_mismatch")
+		flags = append(flags, "region_mismatch")
 	}
 	if cust != nil && !blocked && r.aniVerified(c, d, cust, region) {
-		addFlag("ani_verified")
+		flags = append(flags, "ani_verified")
 	}
 
-	env := &Env{
+	env := envPool.Get().(*Env)
+	defer func() { *env = Env{}; envPool.Put(env) }()
+	*env = Env{
 		Match: string(d.Match), E164: d.E164, Source: string(d.Source),
 		DNIS: c.DNIS, Profile: prof.Name, Flags: flags, ANI: c.ANI, CLI: c.CLI, CLIName: c.CLIName,
 		Privacy: d.Privacy, Cached: d.Cached,
@@ -338,7 +384,11 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 			env.Geo = r.deps.Numbers.Geo(n)
 		}
 	}
-	env.Customer, env.Record = customerEnv(cust)
+	if prep != nil {
+		env.Customer, env.Record = prep.env, prep.record
+	} else {
+		env.Customer, env.Record = customerEnv(nil)
+	}
 	env.setTime(r.now().In(st.loc))
 
 	base := st.cfg.Priority.Default
@@ -463,7 +513,12 @@ func regionMismatch(c *call.Customer, field string, n callerid.Number) bool {
 	if !ok || v == nil {
 		return false
 	}
-	usual := strings.TrimSpace(fmt.Sprint(v))
+	var usual string
+	if sv, ok := v.(string); ok {
+		usual = strings.TrimSpace(sv)
+	} else {
+		usual = strings.TrimSpace(fmt.Sprint(v))
+	}
 	if usual == "" {
 		return false
 	}
@@ -472,7 +527,7 @@ func regionMismatch(c *call.Customer, field string, n callerid.Number) bool {
 	}
 	cc := strings.TrimPrefix(usual, "+")
 	if cc != "" && dnisDigits(cc) == cc && n.CountryCode != 0 {
-		return cc != fmt.Sprint(n.CountryCode)
+		return cc != strconv.Itoa(n.CountryCode)
 	}
 	return false
 }

@@ -61,9 +61,12 @@ type CustomerEnv struct {
 	Extra    map[string]any `expr:"extra"`
 }
 
+// noRecord is the record rules see on a miss; nothing writes to it.
+var noRecord = map[string]any{}
+
 func customerEnv(c *call.Customer) (CustomerEnv, map[string]any) {
 	if c == nil {
-		return CustomerEnv{}, map[string]any{}
+		return CustomerEnv{}, noRecord
 	}
 	rec := make(map[string]any, len(c.Extra)+6)
 	for k, v := range c.Extra {
@@ -78,12 +81,14 @@ func customerEnv(c *call.Customer) (CustomerEnv, map[string]any) {
 	return CustomerEnv{Found: true, ID: c.ID, Name: c.Name, Tier: c.Tier, Language: c.Language, URL: c.URL, Phones: c.Phones, Extra: extra}, rec
 }
 
+var weekdays = [...]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
 // setTime fills the local-time fields.
 func (e *Env) setTime(t time.Time) {
 	e.Time = t
 	e.Hour, e.Minute = t.Hour(), t.Minute()
 	e.HHMM = e.Hour*100 + e.Minute
-	e.Weekday = strings.ToLower(t.Weekday().String()[:3])
+	e.Weekday = weekdays[t.Weekday()]
 	e.Weekend = t.Weekday() == time.Saturday || t.Weekday() == time.Sunday
 }
 
