@@ -419,3 +419,47 @@ func mustRead(t *testing.T, name string) []byte {
 	}
 	return b
 }
+
+// The application's channel_ids follow channels into Stasis, through
+// subscriptions, and out at hang-up; the answer keeps the recorded keys.
+func TestApplicationChannelIDs(t *testing.T) {
+	s := newServer(t, Options{Linger: -1})
+	sk := connect(t, s, "callpop")
+	ids := func() []string {
+		var app struct {
+			ChannelIDs []string `json:"channel_ids"`
+		}
+		body := do(t, s, "GET", "/ari/applications/callpop", "", http.StatusOK)
+		want := `{"name":"crm-watch","channel_ids":[],"bridge_ids":[],"endpoint_ids":[],"device_names":[],"events_allowed":[],"events_disallowed":[]}`
+		if !slices.Equal(keys(t, []byte(body)), keys(t, []byte(want))) {
+			t.Errorf("answer %s\nwant the shape of %s", body, want)
+		}
+		json.Unmarshal([]byte(body), &app)
+		slices.Sort(app.ChannelIDs)
+		return app.ChannelIDs
+	}
+	a := s.OfferCall(CallSpec{ID: "1.1", CLI: "1"})
+	b := s.OfferCall(CallSpec{ID: "1.2", CLI: "2"})
+	c := s.OfferCall(CallSpec{ID: "1.3", CLI: "3"})
+	for range 3 {
+		sk.next(t)
+	}
+	if got := ids(); !slices.Equal(got, []string{a, b, c}) {
+		t.Errorf("in Stasis: %v", got)
+	}
+	do(t, s, "POST", "/ari/applications/callpop/subscription?eventSource=channel%3A"+a, "", http.StatusOK)
+	do(t, s, "POST", "/ari/channels/"+a+"/continue", "", http.StatusNoContent)
+	do(t, s, "POST", "/ari/channels/"+b+"/continue", "", http.StatusNoContent)
+	if got := ids(); !slices.Equal(got, []string{a, c}) {
+		t.Errorf("after continues (a subscribed): %v", got)
+	}
+	s.Hangup(a)
+	if got := ids(); !slices.Equal(got, []string{c}) {
+		t.Errorf("after a's hang-up: %v", got)
+	}
+	do(t, s, "DELETE", "/ari/applications/callpop/subscription?eventSource=channel%3A"+c, "", http.StatusOK)
+	s.Hangup(c)
+	if got := ids(); len(got) != 0 {
+		t.Errorf("after c's hang-up: %v", got)
+	}
+}

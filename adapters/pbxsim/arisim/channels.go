@@ -53,6 +53,8 @@ type channel struct {
 	inherit               map[string]bool // variables set with __ (inherited by agent legs)
 	continued, hungUp     bool
 	channelVars           []string // Options.ChannelVars
+	inApps                []string // apps whose index holds this channel
+	destroyed             bool
 }
 
 func (ch *channel) json() channelJSON {
@@ -128,6 +130,7 @@ func (s *Server) OfferCall(spec CallSpec) string {
 	}
 	ch.stasisApp = spec.App
 	s.channels[id] = ch
+	s.indexLocked(ch)
 	args := spec.Args
 	if args == nil {
 		args = []string{}
@@ -173,6 +176,8 @@ func (s *Server) Hangup(id string) {
 		ch.stasisApp = ""
 	}
 	ch.app, ch.appData = "", ""
+	ch.destroyed = true
+	s.indexLocked(ch)
 	j = ch.json()
 	s.emitLocked(ch, func(app string) []byte {
 		return mustJSON(destroyedJSON{Type: "ChannelDestroyed", Timestamp: stamp(now), Cause: 16,
@@ -361,6 +366,7 @@ func (s *Server) continueChannel(w http.ResponseWriter, r *http.Request, id stri
 	}
 	app := ch.stasisApp
 	ch.stasisApp = ""
+	s.indexLocked(ch)
 	ch.continued = true
 	j := ch.json()
 	if ctx := p.Get("context"); ctx != "" {
@@ -481,23 +487,84 @@ func (s *Server) getApp(w http.ResponseWriter, name string) {
 		writeMsg(w, http.StatusNotFound, "Application not found")
 		return
 	}
-	writeJSON(w, http.StatusOK, j)
+	writeRaw(w, http.StatusOK, j)
 }
 
-func (s *Server) appJSONLocked(name string) (applicationJSON, bool) {
+// appJSONLocked is GET /applications/<name>'s answer (a subscription's too),
+// from the app's index: no scan of every channel, and encoded once until
+// the app's channels change.
+func (s *Server) appJSONLocked(name string) ([]byte, bool) {
 	a := s.apps[name]
-	j := applicationJSON{Name: name, ChannelIDs: []string{}, BridgeIDs: []string{}, EndpointIDs: []string{},
-		DeviceNames: []string{}, EventsAllowed: []string{}, EventsDisallowed: []string{}}
-	for id, ch := range s.channels {
-		if ch.stasisApp == name || ch.subs[name] {
-			j.ChannelIDs = append(j.ChannelIDs, id)
+	x := s.appIndex[name]
+	if x == nil || len(x.ids) == 0 {
+		if a == nil || a.conn == nil {
+			return nil, false
+		}
+		return mustJSON(applicationJSON{Name: name, ChannelIDs: []string{}, BridgeIDs: []string{}, EndpointIDs: []string{},
+			DeviceNames: []string{}, EventsAllowed: []string{}, EventsDisallowed: []string{}}), true
+	}
+	if x.answer == nil {
+		b := append(make([]byte, 0, 128+len(x.ids)*24), `{"name":`...)
+		b = appendJSONString(b, name)
+		b = append(b, `,"channel_ids":[`...)
+		for i, id := range x.ids {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, id)
+		}
+		x.answer = append(b, `],"bridge_ids":[],"endpoint_ids":[],"device_names":[],"events_allowed":[],"events_disallowed":[]}`...)
+	}
+	return x.answer, true
+}
+
+// appIndex is the channels an application holds (in Stasis there or
+// subscribed to), in no particular order (Asterisk's is a hash order).
+type appIndex struct {
+	ids    []string
+	pos    map[string]int
+	answer []byte // cached appJSONLocked; nil after a change
+}
+
+// indexLocked brings the app index up to date with ch's Stasis app and
+// subscriptions (none once it is destroyed).
+func (s *Server) indexLocked(ch *channel) {
+	want := ch.inApps[:0:0]
+	if !ch.destroyed {
+		if ch.stasisApp != "" {
+			want = append(want, ch.stasisApp)
+		}
+		for name := range ch.subs {
+			if name != ch.stasisApp {
+				want = append(want, name)
+			}
 		}
 	}
-	slices.Sort(j.ChannelIDs)
-	if (a == nil || a.conn == nil) && len(j.ChannelIDs) == 0 {
-		return j, false
+	for _, name := range ch.inApps {
+		if !slices.Contains(want, name) {
+			x := s.appIndex[name]
+			i := x.pos[ch.id]
+			last := len(x.ids) - 1
+			x.ids[i] = x.ids[last]
+			x.pos[x.ids[i]] = i
+			x.ids = x.ids[:last]
+			delete(x.pos, ch.id)
+			x.answer = nil
+		}
 	}
-	return j, true
+	for _, name := range want {
+		if !slices.Contains(ch.inApps, name) {
+			x := s.appIndex[name]
+			if x == nil {
+				x = &appIndex{pos: map[string]int{}}
+				s.appIndex[name] = x
+			}
+			x.pos[ch.id] = len(x.ids)
+			x.ids = append(x.ids, ch.id)
+			x.answer = nil
+		}
+	}
+	ch.inApps = want
 }
 
 func (s *Server) subscription(w http.ResponseWriter, appName, source string, add bool) {
@@ -527,9 +594,10 @@ func (s *Server) subscription(w http.ResponseWriter, appName, source string, add
 		} else {
 			delete(ch.subs, appName)
 		}
+		s.indexLocked(ch)
 	}
 	j, _ := s.appJSONLocked(appName)
-	writeJSON(w, http.StatusOK, j)
+	writeRaw(w, http.StatusOK, j)
 }
 
 // Reenter sends channel id back into Stasis (the dialplan runs Stasis()
@@ -547,6 +615,7 @@ func (s *Server) Reenter(id string) bool {
 		return false
 	}
 	ch.stasisApp = ch.spec.App
+	s.indexLocked(ch)
 	ch.app, ch.appData = "Stasis", strings.Join(append([]string{ch.spec.App}, ch.spec.Args...), ",")
 	if r := s.records[id]; r != nil {
 		r.Continued = time.Time{}

@@ -66,8 +66,12 @@ type Server struct {
 	conns    map[*wsConn]struct{}
 	records  map[string]*Record
 	order    []string // offered channel ids, in order
+	appIndex map[string]*appIndex
 
 	faults map[string]int // op → requests left to fail with 500
+
+	tmu    sync.Mutex
+	timers map[*time.Timer]struct{} // pending after() calls
 
 	stats struct {
 		offered, failed, continued, hungUp, sets, gets, requests, connections, replaced, dropped atomic.Int64
@@ -131,8 +135,9 @@ func New(opts Options) (*Server, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		epoch:    time.Now().Unix(),
-		channels: map[string]*channel{}, apps: map[string]*app{},
+		channels: map[string]*channel{}, apps: map[string]*app{}, appIndex: map[string]*appIndex{},
 		conns: map[*wsConn]struct{}{}, records: map[string]*Record{}, faults: map[string]int{},
+		timers: map[*time.Timer]struct{}{},
 	}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	s.wg.Add(1)
@@ -154,6 +159,7 @@ func (s *Server) App() string { return s.opts.App }
 // Close stops the server, its sockets and its timers.
 func (s *Server) Close() error {
 	s.cancel()
+	s.stopTimers()
 	s.mu.Lock()
 	for c := range s.conns {
 		c.close()
@@ -243,11 +249,15 @@ func writeMsg(w http.ResponseWriter, code int, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	writeRaw(w, code, mustJSON(v))
+}
+
+// writeRaw answers with b, JSON already encoded.
+func writeRaw(w http.ResponseWriter, code int, b []byte) {
 	h := w.Header()
 	h.Set("Server", "Asterisk/22.10.1")
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("Content-Type", "application/json")
-	b := mustJSON(v)
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(code)
 	w.Write(b)
@@ -411,21 +421,36 @@ func (s *Server) Connected(app string) bool {
 }
 
 // after runs f after d on the server's lifetime; it is dropped on Close.
+// A timer, not a goroutine: a simulator holding thousands of lingering
+// calls should not cost the process under test thousands of goroutines.
 func (s *Server) after(d time.Duration, f func()) {
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
 	s.wg.Add(1)
-	go func() {
+	var t *time.Timer
+	t = time.AfterFunc(max(d, 0), func() {
 		defer s.wg.Done()
-		if d > 0 {
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-s.ctx.Done():
-				return
-			}
-		}
+		s.tmu.Lock()
+		delete(s.timers, t)
+		s.tmu.Unlock()
 		if s.ctx.Err() == nil {
 			f()
 		}
-	}()
+	})
+	s.timers[t] = struct{}{}
+}
+
+// stopTimers drops the timers not yet fired (Close).
+func (s *Server) stopTimers() {
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	for t := range s.timers {
+		if t.Stop() {
+			s.wg.Done()
+		}
+		delete(s.timers, t)
+	}
 }

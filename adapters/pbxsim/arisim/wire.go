@@ -64,6 +64,16 @@ func (v channelVars) MarshalJSON() ([]byte, error) {
 
 // appendJSONString appends s quoted like jansson (no HTML escaping).
 func appendJSONString(b []byte, s string) []byte {
+	plain := true
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	if plain {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	q, _ := json.Marshal(s) // a string always marshals
 	if !bytes.ContainsAny(q, `\`) {
 		return append(b, q...)
