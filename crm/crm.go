@@ -58,7 +58,9 @@ type source struct {
 	breaker *gobreaker.CircuitBreaker[*call.Customer]
 	slots   int
 
-	mu      sync.Mutex
+	mu   sync.Mutex
+	warn logLimiter // its failures are logged at most once a second
+
 	running int        // workers asking this source
 	queue   flightFIFO // flights waiting for a worker; non-empty only when running == slots
 }
@@ -134,6 +136,8 @@ type CRM struct {
 	closers   []func() error
 	maxFetch  time.Duration // the longest a fetch can run: the sum of the source timeouts
 	writes    atomic.Int64  // Redis writes under way (tests wait for them)
+
+	redisReadWarn, redisWriteWarn logLimiter
 }
 
 // New builds the CRM from its config sections. rdb may be nil (in-process
@@ -429,7 +433,7 @@ func (c *CRM) fromCache(ctx context.Context, k localKey, q Query, srcs []*source
 	case err != nil:
 		cacheTotal.WithLabelValues("redis", "error").Inc()
 		if !isOpen(err) && ctx.Err() == nil {
-			c.log.Warn("redis read failed; asking the sources", "err", err)
+			c.redisReadWarn.warn(c.log, "redis read failed; asking the sources", "err", err)
 		}
 		return Result{}, false
 	case !ok:
@@ -634,7 +638,7 @@ func (c *CRM) ask(s *source, q Query, timeout time.Duration) (*call.Customer, er
 		result = "open"
 	default:
 		result = "error"
-		c.log.Warn("crm source failed", "source", s.Name(), "err", err, "elapsed", time.Since(start))
+		s.warn.warn(c.log, "crm source failed", "source", s.Name(), "err", err, "elapsed", time.Since(start))
 	}
 	sourceSeconds.WithLabelValues(s.Name(), result).Observe(since(start))
 	return cust, err
@@ -662,7 +666,7 @@ func (c *CRM) store(f *flight, e entry) {
 			return
 		}
 		if err := c.cache.putRedis(c.ctx, h, field, e); err != nil && !isOpen(err) && c.ctx.Err() == nil {
-			c.log.Warn("redis write failed", "err", err)
+			c.redisWriteWarn.warn(c.log, "redis write failed", "err", err)
 		}
 	}()
 }

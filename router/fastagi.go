@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -299,7 +300,9 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 	env, err := a.readEnv()
 	if err != nil {
 		result = "closed"
-		r.log.Debug("fastagi: no environment block", "remote", conn.RemoteAddr().String(), "err", err)
+		if r.log.Enabled(context.Background(), slog.LevelDebug) {
+			r.log.Debug("fastagi: no environment block", "remote", conn.RemoteAddr().String(), "err", err)
+		}
 		return
 	}
 	received := time.Now()
