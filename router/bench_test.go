@@ -93,6 +93,23 @@ func BenchmarkDecideWarm(b *testing.B) {
 	}
 }
 
+// BenchmarkDecideCold is one full pipeline pass for a first-time caller:
+// parse (not memoised), an in-process cache miss, one HTTP request to the
+// CRM over loopback (a 404: a miss, then cached), default rules, outputs.
+func BenchmarkDecideCold(b *testing.B) {
+	te := newTestEnv(b, testConfig(), nil, testBudget)
+	te.router.Decide(context.Background(), call.Call{ID: "warm-up", CLI: "0201234567", DNIS: "0800123456"})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		c := call.Call{ID: "bench", CLI: fmt.Sprintf("020%07d", 2000000+i%8000000), DNIS: "0800123456"}
+		if d := te.router.Decide(context.Background(), c); d.Match != call.MatchMiss || d.Cached {
+			b.Fatalf("%q cached %v: %s", d.Match, d.Cached, d.Err)
+		}
+	}
+}
+
 // BenchmarkDecideWarmVars adds building the sanitised variables, as an adapter does.
 func BenchmarkDecideWarmVars(b *testing.B) {
 	te := newTestEnv(b, testConfig(), nil, testBudget)
