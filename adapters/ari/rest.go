@@ -2,6 +2,7 @@ package ari
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,12 +34,14 @@ func (e *StatusError) Error() string {
 }
 
 type restClient struct {
-	base       string // http://host:port/ari
-	user, pass string
-	hc         *http.Client // per-call reads and sets: at most max_conns connections
-	ctl        *http.Client // continue, reconcile, the WebSocket: never queued behind a burst of sets
+	base string       // http://host:port/ari
+	auth string       // the Authorization header, "" = none
+	hc   *http.Client // per-call reads and sets: at most max_conns connections
+	ctl  *http.Client // continue, reconcile, the WebSocket: never queued behind a burst of sets
 }
 
+// newTransport keeps max_conns connections open and idle between bursts
+// (MaxIdleConnsPerHost = MaxConnsPerHost), so a steady load never dials.
 func newTransport(maxConns int) *http.Transport {
 	return &http.Transport{
 		Proxy:               nil, // ARI is local; never through a proxy
@@ -52,10 +55,14 @@ func newTransport(maxConns int) *http.Transport {
 }
 
 func newRESTClient(base, user, pass string, maxConns int) *restClient {
-	return &restClient{base: strings.TrimRight(base, "/") + "/ari", user: user, pass: pass,
+	r := &restClient{base: strings.TrimRight(base, "/") + "/ari",
 		hc:  &http.Client{Transport: newTransport(maxConns)},
 		ctl: &http.Client{Transport: newTransport(maxConns)},
 	}
+	if user != "" || pass != "" {
+		r.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+	return r
 }
 
 func (r *restClient) close() {
@@ -63,23 +70,26 @@ func (r *restClient) close() {
 	r.ctl.CloseIdleConnections()
 }
 
-// do sends one request; the query is encoded as given (an empty value stays
-// "value=", which Asterisk reads as "set to empty", not "unset").
-func (r *restClient) do(ctx context.Context, method, path string, q url.Values) ([]byte, error) {
-	return r.doWith(r.hc, ctx, method, path, q)
+// do sends one request and returns the answer's body. query is encoded
+// already (an empty value stays "value=", which Asterisk reads as "set to
+// empty", not "unset").
+func (r *restClient) do(ctx context.Context, method, path, query string) ([]byte, error) {
+	return r.doWith(r.hc, ctx, method, path, query, true)
 }
 
-func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path string, q url.Values) ([]byte, error) {
+// doWith sends one request on hc. Without wantBody a 2xx answer's body is
+// drained and dropped (a subscription's lists every channel of the app).
+func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, query string, wantBody bool) ([]byte, error) {
 	u := r.base + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
+	if query != "" {
+		u += "?" + query
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err)
 	}
-	if r.user != "" || r.pass != "" {
-		req.SetBasicAuth(r.user, r.pass)
+	if r.auth != "" {
+		req.Header["Authorization"] = []string{r.auth}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -92,6 +102,12 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path s
 		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 && !wantBody {
+		if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 16<<20)); err != nil {
+			return nil, fmt.Errorf("adapters/ari: %s %s: read: %w", method, path, err)
+		}
+		return nil, nil
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return nil, fmt.Errorf("adapters/ari: %s %s: read: %w", method, path, err)
@@ -110,8 +126,13 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path s
 	return body, nil
 }
 
+// channelPath is /channels/<id>/<what>.
+func channelPath(chanID, what string) string {
+	return "/channels/" + url.PathEscape(chanID) + "/" + what
+}
+
 func (r *restClient) getVar(ctx context.Context, chanID, name string) (string, error) {
-	body, err := r.do(ctx, http.MethodGet, "/channels/"+url.PathEscape(chanID)+"/variable", url.Values{"variable": {name}})
+	body, err := r.do(ctx, http.MethodGet, channelPath(chanID, "variable"), "variable="+url.QueryEscape(name))
 	var se *StatusError
 	if errors.As(err, &se) && se.Message == "Provided variable was not found" {
 		return "", nil // an unset variable reads as empty; the channel is there
@@ -129,8 +150,8 @@ func (r *restClient) getVar(ctx context.Context, chanID, name string) (string, e
 }
 
 func (r *restClient) setVar(ctx context.Context, chanID, name, value string) error {
-	_, err := r.do(ctx, http.MethodPost, "/channels/"+url.PathEscape(chanID)+"/variable",
-		url.Values{"variable": {name}, "value": {value}})
+	_, err := r.doWith(r.hc, ctx, http.MethodPost, channelPath(chanID, "variable"),
+		"variable="+url.QueryEscape(name)+"&value="+url.QueryEscape(value), false)
 	return err
 }
 
@@ -148,13 +169,13 @@ func (r *restClient) continueChannel(ctx context.Context, chanID string, to Cont
 	if to.Label != "" {
 		q.Set("label", to.Label)
 	}
-	_, err := r.doWith(r.ctl, ctx, http.MethodPost, "/channels/"+url.PathEscape(chanID)+"/continue", q)
+	_, err := r.doWith(r.ctl, ctx, http.MethodPost, channelPath(chanID, "continue"), q.Encode(), false)
 	return err
 }
 
 func (r *restClient) subscribe(ctx context.Context, app, chanID string) error {
-	_, err := r.do(ctx, http.MethodPost, "/applications/"+url.PathEscape(app)+"/subscription",
-		url.Values{"eventSource": {"channel:" + chanID}})
+	_, err := r.doWith(r.hc, ctx, http.MethodPost, "/applications/"+url.PathEscape(app)+"/subscription",
+		"eventSource="+url.QueryEscape("channel:"+chanID), false)
 	var se *StatusError
 	if errors.As(err, &se) && se.Code == http.StatusUnprocessableEntity {
 		// 422 "Event source does not exist": the channel is gone.
@@ -165,7 +186,7 @@ func (r *restClient) subscribe(ctx context.Context, app, chanID string) error {
 
 func (r *restClient) unsubscribe(ctx context.Context, app, chanID string) error {
 	_, err := r.doWith(r.ctl, ctx, http.MethodDelete, "/applications/"+url.PathEscape(app)+"/subscription",
-		url.Values{"eventSource": {"channel:" + chanID}})
+		"eventSource="+url.QueryEscape("channel:"+chanID), false)
 	return err
 }
 
@@ -189,7 +210,7 @@ type restChannel struct {
 }
 
 func (r *restClient) channels(ctx context.Context) ([]restChannel, error) {
-	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/channels", nil)
+	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/channels", "", true)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +222,7 @@ func (r *restClient) channels(ctx context.Context) ([]restChannel, error) {
 }
 
 func (r *restClient) appChannels(ctx context.Context, app string) ([]string, error) {
-	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/applications/"+url.PathEscape(app), nil)
+	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/applications/"+url.PathEscape(app), "", true)
 	if err != nil {
 		return nil, err
 	}
