@@ -52,7 +52,7 @@ type cache struct {
 	rdb     redis.UniversalClient
 	breaker *gobreaker.CircuitBreaker[[]byte]
 	now     func() time.Time
-	macs    sync.Pool // of hash.Hash: HMACs keyed with key
+	macs    sync.Pool // of *keyHasher: HMACs keyed with key
 }
 
 // localKey names an in-process entry: the number and the source set. The
@@ -67,17 +67,25 @@ type localEntry struct {
 
 // hashKey is the per-number part of every key: HMAC-SHA256 of the E.164.
 func (c *cache) hashKey(e164 string) string {
-	m, _ := c.macs.Get().(hash.Hash)
+	m, _ := c.macs.Get().(*keyHasher)
 	if m == nil {
-		m = hmac.New(sha256.New, c.key)
+		m = &keyHasher{mac: hmac.New(sha256.New, c.key)}
 	}
-	m.Reset()
-	m.Write([]byte(e164))
-	var sum [sha256.Size]byte
-	var out [2 * sha256.Size]byte
-	hex.Encode(out[:], m.Sum(sum[:0]))
+	m.mac.Reset()
+	m.in = append(m.in[:0], e164...)
+	m.mac.Write(m.in)
+	hex.Encode(m.out[:], m.mac.Sum(m.sum[:0]))
+	h := string(m.out[:])
 	c.macs.Put(m)
-	return string(out[:])
+	return h
+}
+
+// keyHasher is an HMAC and its buffers, pooled: a key costs one string.
+type keyHasher struct {
+	mac hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+	out [2 * sha256.Size]byte
 }
 
 func (c *cache) redisKey(h string) string { return c.cfg.KeyPrefix + h }
