@@ -80,7 +80,9 @@ func (r *Router) Explain(ctx context.Context, c call.Call) any {
 	if c.Received.IsZero() {
 		c.Received = time.Now()
 	}
-	d, trace := r.decide(ctx, c, true)
+	var d call.Decision
+	trace := []RuleTrace{}
+	r.decide(ctx, &c, &d, &trace)
 	if trace == nil {
 		trace = []RuleTrace{}
 	}

@@ -213,7 +213,7 @@ func compile(cfg Config) (*state, error) {
 
 // profileFor picks the profile named by the call, else the one whose DNIS
 // matches, else the default.
-func (st *state) profileFor(c call.Call) *profile {
+func (st *state) profileFor(c *call.Call) *profile {
 	if c.Profile != "" {
 		for _, p := range st.profiles {
 			if p.Name == c.Profile {
@@ -258,22 +258,26 @@ func (st *state) hasProfile(name string) bool {
 // returns by ctx's deadline (Deps.Budget from c.Received when ctx has none)
 // and never panics.
 func (r *Router) Decide(ctx context.Context, c call.Call) call.Decision {
-	d, _ := r.decide(ctx, c, false)
+	var d call.Decision
+	r.decide(ctx, &c, &d, nil)
 	return d
 }
 
-// decide is Decide with an optional rule trace.
-func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.Decision, trace []RuleTrace) {
+// decide is Decide with an optional rule trace. It is split so that a call
+// held on a slow CRM waits in small frames (decide → lookup): the rules'
+// and outputs' locals (conclude) are not on its stack while it waits, and a
+// held goroutine's stack can shrink to the minimum.
+func (r *Router) decide(ctx context.Context, c *call.Call, d *call.Decision, trace *[]RuleTrace) {
 	start := c.Received
 	if start.IsZero() {
 		start = r.now()
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error("decide panicked", "call", c, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			d = call.Decision{CallID: c.ID, Match: call.MatchError, Err: "internal error"}
+			r.log.Error("decide panicked", "call", *c, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			*d = call.Decision{CallID: c.ID, Match: call.MatchError, Err: "internal error"}
 			st := r.state.Load()
-			r.applyPriority(st, &d, st.cfg.Priority.Default)
+			r.applyPriority(st, d, st.cfg.Priority.Default)
 		}
 		d.Elapsed = time.Since(start)
 		countDecision(d.Match)
@@ -291,7 +295,7 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 		region = r.deps.Numbers.RegionFor(c.DNIS)
 	}
 	pick := r.deps.Numbers.Pick(c.CLI, c.ANI, c.Privacy, region)
-	d = call.Decision{CallID: c.ID, Profile: prof.Name, Privacy: pick.Privacy || c.Privacy}
+	*d = call.Decision{CallID: c.ID, Profile: prof.Name, Privacy: pick.Privacy || c.Privacy}
 
 	var cust *call.Customer
 	blocked := false
@@ -305,48 +309,63 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 		}
 	default:
 		d.E164, d.Source = pick.Number.E164, pick.Source
-		blocked = r.block.contains(d.E164)
-		q := crm.Query{
-			E164: pick.Number.E164, National: pick.Number.National, NationalFormat: pick.Number.NationalFormat,
-			Digits: pick.Number.Digits, Sources: prof.Sources,
+		cust, blocked = r.lookup(ctx, c, d, st, prof, &pick.Number, deadline)
+	}
+	r.conclude(ctx, c, d, st, prof, &pick.Number, region, cust, blocked, trace)
+}
+
+// lookup asks the CRM (and the shared block list) for d.E164 within the
+// deadline, less a sliver left for the rules; it sets d.Match and d.Cached.
+func (r *Router) lookup(ctx context.Context, c *call.Call, d *call.Decision, st *state, prof *profile,
+	n *callerid.Number, deadline time.Time) (cust *call.Customer, blocked bool) {
+	blocked = r.block.contains(d.E164)
+	q := crm.Query{
+		E164: n.E164, National: n.National, NationalFormat: n.NationalFormat,
+		Digits: n.Digits, Sources: prof.Sources,
+	}
+	var (
+		res      crm.Result
+		err      error
+		local    bool
+		timedOut bool
+	)
+	if st.cfg.Flags.BlockListRedisKey == "" || r.deps.Redis == nil {
+		// A repeat caller: answered in-process, no context or timer to build.
+		res, local = r.deps.CRM.LookupLocal(q)
+	}
+	if !local {
+		// Leave the rules a sliver of the budget: they run after the look-up.
+		reserve := min(2*time.Millisecond, time.Until(deadline)/10)
+		lctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
+		redisBlocked := r.redisBlocked(lctx, st.cfg.Flags.BlockListRedisKey, d.E164)
+		res, err = r.deps.CRM.Lookup(lctx, q)
+		timedOut = err != nil && errors.Is(lctx.Err(), context.DeadlineExceeded)
+		if b, ok := redisBlocked(); ok && b {
+			blocked = true
 		}
-		var (
-			res      crm.Result
-			err      error
-			local    bool
-			timedOut bool
-		)
-		if st.cfg.Flags.BlockListRedisKey == "" || r.deps.Redis == nil {
-			// A repeat caller: answered in-process, no context or timer to build.
-			res, local = r.deps.CRM.LookupLocal(q)
-		}
-		if !local {
-			// Leave the rules a sliver of the budget: they run after the look-up.
-			reserve := min(2*time.Millisecond, time.Until(deadline)/10)
-			lctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
-			redisBlocked := r.redisBlocked(lctx, st.cfg.Flags.BlockListRedisKey, d.E164)
-			res, err = r.deps.CRM.Lookup(lctx, q)
-			timedOut = err != nil && errors.Is(lctx.Err(), context.DeadlineExceeded)
-			if b, ok := redisBlocked(); ok && b {
-				blocked = true
-			}
-			cancel()
-		}
-		switch {
-		case err == nil && res.Customer != nil:
-			d.Match, d.Cached, cust = call.MatchHit, res.Cached, res.Customer
-		case err == nil:
-			d.Match, d.Cached = call.MatchMiss, res.Cached
-		case timedOut:
-			d.Match = call.MatchTimeout
-		default:
-			d.Match = call.MatchError
-			d.Err = call.CleanValue(err.Error())
-			if n, ok := r.crmWarn.allow(r.now()); ok {
-				r.log.Warn("crm look-up failed", "call", c, "err", err, "suppressed", n)
-			}
+		cancel()
+	}
+	switch {
+	case err == nil && res.Customer != nil:
+		d.Match, d.Cached, cust = call.MatchHit, res.Cached, res.Customer
+	case err == nil:
+		d.Match, d.Cached = call.MatchMiss, res.Cached
+	case timedOut:
+		d.Match = call.MatchTimeout
+	default:
+		d.Match = call.MatchError
+		d.Err = call.CleanValue(err.Error())
+		if n, ok := r.crmWarn.allow(r.now()); ok {
+			r.log.Warn("crm look-up failed", "call", *c, "err", err, "suppressed", n)
 		}
 	}
+	return cust, blocked
+}
+
+// conclude runs the built-in flags and the rules over what the look-up
+// found and fills the rest of d; with trace non-nil it records the rules.
+func (r *Router) conclude(ctx context.Context, c *call.Call, d *call.Decision, st *state, prof *profile,
+	number *callerid.Number, region string, cust *call.Customer, blocked bool, trace *[]RuleTrace) {
 	var prep *preparedCustomer
 	if cust != nil {
 		// Rules, flags and outputs all see the cleaned record.
@@ -363,7 +382,7 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 	if blocked {
 		flags = append(flags, "fraud_suspect")
 	}
-	if cust != nil && regionMismatch(cust, st.cfg.Flags.RegionField, pick.Number) {
+	if cust != nil && regionMismatch(cust, st.cfg.Flags.RegionField, *number) {
 		flags = append(flags, "region_mismatch")
 	}
 	if cust != nil && !blocked && r.aniVerified(c, d, cust, region) {
@@ -378,10 +397,9 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 		Privacy: d.Privacy, Cached: d.Cached,
 	}
 	if d.E164 != "" {
-		n := pick.Number
-		env.CountryCode, env.Region, env.NumberType = n.CountryCode, n.Region, n.Type
+		env.CountryCode, env.Region, env.NumberType = number.CountryCode, number.Region, number.Type
 		if st.readsGeo {
-			env.Geo = r.deps.Numbers.Geo(n)
+			env.Geo = r.deps.Numbers.Geo(*number)
 		}
 	}
 	if prep != nil {
@@ -399,11 +417,11 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 			base = p
 		}
 	}
-	o := evalRules(prof.rules, env, explain, r.logRuleError)
+	o := evalRules(prof.rules, env, trace != nil, r.logRuleError)
 	if o.prioritySet {
 		base = o.priority
 	}
-	r.applyPriority(st, &d, base)
+	r.applyPriority(st, d, base)
 	d.Queue, d.Skill = call.CleanValue(o.queue), call.CleanValue(o.skill)
 	d.Language = call.CleanValue(o.language)
 	if d.Language == "" && d.Customer != nil {
@@ -429,10 +447,12 @@ func (r *Router) decide(ctx context.Context, c call.Call, explain bool) (d call.
 			d.PopURL = call.CleanURL(strings.ReplaceAll(tpl, "{e164}", url.QueryEscape(d.E164)))
 		}
 	}
-	if r.log.Enabled(ctx, slog.LevelDebug) {
-		r.log.Debug("decided", "call", c, "match", d.Match, "priority", d.Priority, "queue", d.Queue, "rules", d.Rules)
+	if trace != nil {
+		*trace = o.trace
 	}
-	return d, o.trace
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("decided", "call", *c, "match", d.Match, "priority", d.Priority, "queue", d.Queue, "rules", d.Rules)
+	}
 }
 
 // logRuleError logs a rule's first run-time error (per load); the rest are
@@ -537,7 +557,7 @@ func regionMismatch(c *call.Customer, field string, n callerid.Number) bool {
 // the number the CRM matched it by when the source lists none), the call is
 // not presentation-restricted, and the CLI is empty or the same number. It is
 // one factor of verification, never proof of identity.
-func (r *Router) aniVerified(c call.Call, d call.Decision, cust *call.Customer, region string) bool {
+func (r *Router) aniVerified(c *call.Call, d *call.Decision, cust *call.Customer, region string) bool {
 	if d.Match != call.MatchHit || d.Privacy || strings.TrimSpace(c.ANI) == "" {
 		return false
 	}
