@@ -70,7 +70,10 @@ func (t *ariTarget) Start(ctx context.Context, deps adapters.Deps) error {
 	case t.external:
 		return nil
 	case t.bare:
-		t.cl = &bareARI{base: sim.URL(), log: t.tc.log, vars: bareVars(t.tc.decision())}
+		t.cl = &bareARI{base: sim.URL(), log: t.tc.log}
+		for _, d := range t.tc.decisions() {
+			t.cl.vars = append(t.cl.vars, bareVars(d))
+		}
 		return t.cl.start(ctx)
 	}
 	t.ad, err = startARIAdapter(ctx, sim.URL(), t.tc.maxCalls, deps, t.tc.log)
@@ -238,7 +241,8 @@ type bareARI struct {
 	base    string
 	log     *slog.Logger
 	hc, ctl *http.Client
-	vars    []call.Var
+	vars    [][]call.Var // per call in turn
+	seq     atomic.Int64
 	conn    *websocket.Conn
 	wg      sync.WaitGroup
 }
@@ -310,14 +314,15 @@ func (b *bareARI) handle(id string, getVars bool) {
 		wg.Wait()
 	}
 	// The subscription first, as the adapter does: its answer is the longest.
+	vars := b.vars[int(b.seq.Add(1))%len(b.vars)]
 	var next atomic.Int64
 	work := func() {
-		for i := int(next.Add(1) - 1); i <= len(b.vars); i = int(next.Add(1) - 1) {
+		for i := int(next.Add(1) - 1); i <= len(vars); i = int(next.Add(1) - 1) {
 			if i == 0 {
 				b.do(ctx, b.hc, http.MethodPost, "/ari/applications/"+benchARIApp+"/subscription", url.Values{"eventSource": {"channel:" + id}})
 				continue
 			}
-			v := b.vars[i-1]
+			v := vars[i-1]
 			b.do(ctx, b.hc, http.MethodPost, path+"/variable", url.Values{"variable": {v.Name}, "value": {v.Value}})
 		}
 	}

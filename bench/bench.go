@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -166,6 +167,7 @@ type InFlightReport struct {
 	RSSIdleMiB     float64 `json:"rss_idle_mib"`    // VmRSS before the phase
 	HeapMiB        float64 `json:"heap_mib"`        // Go heap in use at the sample
 	Process        string  `json:"process"`         // what the figures cover
+	DrainS         float64 `json:"drain_s"`         // from the CRM answering to every held call released
 }
 
 // Machine is where the figures were taken.
@@ -300,24 +302,60 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.ReadyMs = ms(time.Since(t0))
 	note("%s ready in %.1f ms", o.PBX, rep.ReadyMs)
 
-	// Load. Each measured phase (this one, the bare client's) starts on a
-	// fresh simulator after a collection, so neither pays for the other's garbage.
+	// The bare client sets what callpop sets for known callers, one of each
+	// CRM stub tier in turn (customers the load phase's Zipf draw all but never picks).
+	for i := max(o.Population-len(tiers), 0); i < o.Population; i++ {
+		if d := p.Router.Decide(runCtx, call.Call{ID: "bench-bare", PBX: "bench", CLI: CustomerNumber(i), DNIS: dnis, Received: time.Now()}); d.Match == call.MatchHit {
+			tc.bareDecisions = append(tc.bareDecisions, d)
+		}
+	}
+	wantBare := o.PBX != PBXDirect && o.BareDuration > 0
+	if !wantBare && o.PBX == PBXDirect {
+		rep.Notes = append(rep.Notes, "--pbx direct has no protocol round trips: no bare client, no overhead ratio")
+	}
+
+	// Load. Each measured phase starts on a fresh simulator after a
+	// collection. At a fixed rate the bare client runs interleaved with
+	// callpop, so both meet the same machine (others' load comes and goes).
 	callers := NewCallers(o.Population, o.Zipf, o.Mix, o.Seed)
 	final := newCollector(o.Budget)
 	// atRate is callpop at the bare client's rate: the whole phase at a fixed
 	// rate; the highest clean step of a ramp.
 	atRate := final
-	runtime.GC()
-	loadStart := time.Now()
+	var bare *bareResult
 	if o.Rate > 0 {
-		note("load: %d calls/s for %s", o.Rate, o.Duration)
-		drive(runCtx, tgt, rec, callers, o.Rate, o.Duration, o.MaxInFlight, final)
-		rep.AchievedCPS = rate(final.completed.Load(), time.Since(loadStart))
+		var bt Target
+		if wantBare {
+			if bt, err = startBare(runCtx, o, tc, log); err != nil {
+				rep.Notes = append(rep.Notes, "bare client: "+err.Error())
+			} else {
+				defer bt.Close()
+				bare = &bareResult{atRate: newCollector(o.Budget)}
+				note("load: %d calls/s for %s, interleaved with the bare client for %s", o.Rate, o.Duration, o.BareDuration)
+			}
+		}
+		if bare == nil {
+			note("load: %d calls/s for %s", o.Rate, o.Duration)
+		}
+		runtime.GC()
+		var bareCol *collector
+		if bare != nil {
+			bareCol = bare.atRate
+		}
+		busy := interleave(runCtx, tgt, rec, bt, callers, o, final, bareCol)
+		rep.AchievedCPS = rate(final.completed.Load(), busy)
 		if final.misses.Load() == 0 {
 			rep.CallsPerSecond = rep.AchievedCPS
 		}
 		rep.BareRate = o.Rate
+		if bare != nil {
+			if rc, ok := bt.(requestCounter); ok {
+				bare.requestsPerCall = perCall(rc)
+			}
+			_ = bt.Close()
+		}
 	} else {
+		runtime.GC()
 		var r rampResult
 		r = ramp(runCtx, tgt, rec, callers, 250, o.Duration, o, "", note)
 		rep.Steps, final, atRate = r.steps, r.clean, r.top
@@ -365,44 +403,35 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		stub.SetLatency(o.CRMLatency, o.CRMJitter)
 	}
 	rep.CRMRequests = stub.Total()
-	// The bare client sets what callpop sets for a known caller.
-	if d := p.Router.Decide(runCtx, call.Call{ID: "bench-bare", PBX: "bench", CLI: CustomerNumber(0), DNIS: dnis, Received: time.Now()}); d.Match == call.MatchHit {
-		tc.bareDecision = &d
-	}
 	// The main sidecar is done; the bare client and the in-flight phase have
 	// simulators of their own.
 	_ = tgt.Close()
 	p.Close()
 
-	// Bare client: the same round trips, no look-up, at the same rate (a
-	// ramp: from callpop's highest clean rate up to the bare client's own break).
-	if o.PBX == PBXDirect {
-		rep.Notes = append(rep.Notes, "--pbx direct has no protocol round trips: no bare client, no overhead ratio")
-	} else if o.BareDuration > 0 && ctx.Err() == nil {
-		if o.Rate > 0 {
-			note("bare client: %d calls/s for %s", rep.BareRate, o.BareDuration)
-		} else {
-			note("bare client: ramp from %d calls/s for %s", rep.BareRate, o.BareDuration)
-		}
-		b, err := bareRun(runCtx, o, tc, callers, rep.BareRate, log, note)
-		if err != nil {
+	// Bare client of a ramp: the same round trips, no look-up, from
+	// callpop's highest clean rate up to the bare client's own break.
+	if wantBare && o.Rate == 0 && ctx.Err() == nil {
+		note("bare client: ramp from %d calls/s for %s", rep.BareRate, o.BareDuration)
+		var err error
+		if bare, err = bareRun(runCtx, o, tc, callers, rep.BareRate, log, note); err != nil {
 			rep.Notes = append(rep.Notes, "bare client: "+err.Error())
-		} else {
-			sorted := b.atRate.all.sorted()
-			rep.dists["bare"] = sorted
-			rep.Bare = summarize(sorted, b.atRate.all.n)
-			rep.BareRequestsPerCall = b.requestsPerCall
-			if o.Rate == 0 {
-				rep.BareSteps, rep.BareCleanCPS, rep.BareBreakRate = b.steps, b.cleanRate, b.breakRate
-			}
-			rep.overhead(summarize(atRate.warm.sorted(), atRate.warm.n), o.Rate == 0)
 		}
+	}
+	if bare != nil && bare.atRate.completed.Load() == 0 {
+		rep.Notes = append(rep.Notes, "bare client: no call completed")
+	} else if bare != nil {
+		sorted := bare.atRate.all.sorted()
+		rep.dists["bare"] = sorted
+		rep.Bare = summarize(sorted, bare.atRate.all.n)
+		rep.BareRequestsPerCall = bare.requestsPerCall
+		rep.BareSteps, rep.BareCleanCPS, rep.BareBreakRate = bare.steps, bare.cleanRate, bare.breakRate
+		rep.overhead(summarize(atRate.warm.sorted(), atRate.warm.n), o.Rate == 0)
 	}
 
 	if o.InFlight > 0 && ctx.Err() == nil && len(o.SidecarCommand) > 0 && o.PBX != PBXDirect {
 		note("in flight: holding %d calls in a sidecar child process", o.InFlight)
 		var readyMs float64
-		rep.InFlight, rep.PeakRSSMiB, readyMs, err = holdInFlightChild(runCtx, o, stub, redisAddr, log)
+		rep.InFlight, rep.PeakRSSMiB, readyMs, err = holdInFlightChild(runCtx, o, stub, redisAddr, log, note)
 		if err != nil {
 			rep.Notes = append(rep.Notes, "in flight: "+err.Error())
 		}
@@ -411,7 +440,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	} else if o.InFlight > 0 && ctx.Err() == nil {
 		note("in flight: holding %d calls", o.InFlight)
-		rep.InFlight, rep.PeakRSSMiB, err = holdInFlight(runCtx, o, stub, redisAddr, log)
+		rep.InFlight, rep.PeakRSSMiB, err = holdInFlight(runCtx, o, stub, redisAddr, log, note)
 		if err != nil {
 			rep.Notes = append(rep.Notes, "in flight: "+err.Error())
 		}
@@ -526,32 +555,66 @@ type bareResult struct {
 	requestsPerCall float64
 }
 
-// bareRun runs the bare client on a simulator of its own: at rate r for
-// --bare-duration, or (--rate 0) ramping from r until it breaks or
-// --bare-duration is used up.
-func bareRun(ctx context.Context, o Options, tc targetConfig, callers *Callers, r int, log *slog.Logger, note func(string, ...any)) (*bareResult, error) {
+// startBare starts the bare client on a simulator of its own; its
+// goroutines end with ctx or Close.
+func startBare(ctx context.Context, o Options, tc targetConfig, log *slog.Logger) (Target, error) {
 	t, err := newTarget(o.PBX, true, tc)
 	if err != nil {
 		return nil, err
 	}
-	defer t.Close()
+	if err := t.Start(ctx, adapters.Deps{Logger: log, Budget: o.Budget}); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if err := waitReady(ctx, t, 10*time.Second); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// interleaveSlice is the length of one turn when callpop and the bare client alternate.
+const interleaveSlice = 500 * time.Millisecond
+
+// interleave offers calls at o.Rate to callpop (tgt) for o.Duration and,
+// when bt is not nil, to the bare client for o.BareDuration, in alternating
+// slices spread evenly over the phase. It returns the time callpop's slices took.
+func interleave(ctx context.Context, tgt Target, rec *recorder, bt Target, callers *Callers, o Options, col, bareCol *collector) time.Duration {
+	slices := func(d time.Duration) int { return int(max(1, (d+interleaveSlice-1)/interleaveSlice)) }
+	nc, nb := slices(o.Duration), 0
+	if bt != nil {
+		nb = slices(o.BareDuration)
+	}
+	var busy time.Duration
+	for i, j := 0, 0; (i < nc || j < nb) && ctx.Err() == nil; {
+		// The bare client's turn whenever it is behind its share of the schedule.
+		if j < nb && (i >= nc || j*nc < i*nb) {
+			drive(ctx, bt, nil, callers, o.Rate, o.BareDuration/time.Duration(nb), o.MaxInFlight, bareCol)
+			j++
+			continue
+		}
+		t0 := time.Now()
+		drive(ctx, tgt, rec, callers, o.Rate, o.Duration/time.Duration(nc), o.MaxInFlight, col)
+		busy += time.Since(t0)
+		i++
+	}
+	return busy
+}
+
+// bareRun ramps the bare client on a simulator of its own from r calls/s
+// until it breaks or --bare-duration is used up.
+func bareRun(ctx context.Context, o Options, tc targetConfig, callers *Callers, r int, log *slog.Logger, note func(string, ...any)) (*bareResult, error) {
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := t.Start(bctx, adapters.Deps{Logger: log, Budget: o.Budget}); err != nil {
+	t, err := startBare(bctx, o, tc, log)
+	if err != nil {
 		return nil, err
 	}
-	if err := waitReady(bctx, t, 10*time.Second); err != nil {
-		return nil, err
-	}
+	defer t.Close()
 	runtime.GC() // the load phase's garbage is not this phase's
 	res := &bareResult{}
-	if o.Rate > 0 {
-		res.atRate = newCollector(o.Budget)
-		drive(bctx, t, nil, callers, max(r, 1), o.BareDuration, o.MaxInFlight, res.atRate)
-	} else {
-		rr := ramp(bctx, t, nil, callers, float64(max(r, 1)), o.BareDuration, o, "bare ", note)
-		res.steps, res.cleanRate, res.breakRate, res.atRate = rr.steps, rr.cleanRate, rr.breakRate, rr.first
-	}
+	rr := ramp(bctx, t, nil, callers, float64(max(r, 1)), o.BareDuration, o, "bare ", note)
+	res.steps, res.cleanRate, res.breakRate, res.atRate = rr.steps, rr.cleanRate, rr.breakRate, rr.first
 	if res.atRate == nil || res.atRate.completed.Load() == 0 {
 		return nil, errors.New("no bare call completed")
 	}
@@ -629,6 +692,43 @@ func (e *entryCounter) Decide(ctx context.Context, c call.Call) call.Decision {
 	return e.dec.Decide(ctx, c)
 }
 
+// The in-flight phase: the held calls' budget covers reaching N, sampling
+// and letting them all go, so no call meets its watchdog (which would
+// continue thousands at once); the wait for the release is bounded apart.
+const (
+	holdBudget = 3 * time.Minute
+	reachLimit = 30 * time.Second
+	drainLimit = time.Minute
+)
+
+// releaseAndWait lets the held calls go (the stub answers) and waits until
+// every one was released and counted, noting progress, at most drainLimit;
+// then it ends the offers left (abort). It returns how long the wait took,
+// in seconds, and an error naming the calls not released.
+func releaseAndWait(stub *CRMStub, wg *sync.WaitGroup, col *collector, abort func(), note func(string, ...any)) (float64, error) {
+	t0 := time.Now()
+	stub.Release()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }() // ends when the offers have
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	limit := time.NewTimer(drainLimit)
+	defer limit.Stop()
+	for {
+		select {
+		case <-done:
+			return math.Round(time.Since(t0).Seconds()*10) / 10, nil
+		case <-tick.C:
+			note("in flight: %d of %d calls released %.0fs after the CRM answered", col.completed.Load(), col.offered.Load(), time.Since(t0).Seconds())
+		case <-limit.C:
+			left := col.offered.Load() - col.completed.Load()
+			abort()
+			<-done
+			return drainLimit.Seconds(), fmt.Errorf("%d held calls were not released within %s of the CRM answering", left, drainLimit)
+		}
+	}
+}
+
 // inFlightMaxCalls is the adapter's max_calls for holding n calls: room for
 // all of them, so none is shed (continued unenriched) and the figures are n calls'.
 func inFlightMaxCalls(n int) int { return n + n/4 + 100 }
@@ -636,8 +736,8 @@ func inFlightMaxCalls(n int) int { return n + n/4 + 100 }
 // holdInFlight builds a fresh sidecar with a long budget, holds o.InFlight
 // calls from distinct uncached numbers inside it (the stub does not answer),
 // samples goroutines and memory, then lets them all go.
-func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger) (InFlightReport, float64, error) {
-	const hold = time.Minute
+func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger, note func(string, ...any)) (InFlightReport, float64, error) {
+	const hold = holdBudget
 	r := InFlightReport{Calls: o.InFlight, Process: "whole bench process: sidecar + simulator + CRM stub + load generator (an upper bound for the sidecar)"}
 	debug.FreeOSMemory() // return the load phases' heap, so the peak is this phase's
 	r.GoroutinesIdle = runtime.NumGoroutine()
@@ -677,7 +777,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 			col.offer(hctx, t, nil, Caller{Kind: KindUnknown, CLI: e, E164: e})
 		}()
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(reachLimit)
 	for int(ec.in.Load()) < o.InFlight && time.Now().Before(deadline) && hctx.Err() == nil && col.completed.Load() == 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -693,20 +793,20 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 		peak = r.RSSMiB
 	}
 	// Let them go: the stub answers, the calls end.
-	stub.Release()
-	wg.Wait()
+	var drainErr error
+	r.DrainS, drainErr = releaseAndWait(stub, &wg, col, cancel, note)
 	cancel()
 	if r.Reached < o.InFlight {
 		return r, peak, fmt.Errorf("only %d of %d calls were held in the pipeline (%d ended early)", r.Reached, o.InFlight, col.completed.Load())
 	}
-	return r, peak, nil
+	return r, peak, drainErr
 }
 
 // holdInFlightChild is holdInFlight with the sidecar in a child process:
 // the figures are the sidecar's alone. It also times the child from exec to
 // its adapter being ready.
-func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger) (InFlightReport, float64, float64, error) {
-	const hold = time.Minute
+func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger, note func(string, ...any)) (InFlightReport, float64, float64, error) {
+	const hold = holdBudget
 	r := InFlightReport{Calls: o.InFlight, Process: "the sidecar alone: a child process (callpop bench --sidecar-child) with the pipeline and the adapter"}
 	t, err := newTargetMode(o.PBX, modeExternal, o.targetConfig(log))
 	if err != nil {
@@ -750,7 +850,7 @@ func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr 
 		}()
 	}
 	var st sidecarStats
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(reachLimit)
 	for time.Now().Before(deadline) && hctx.Err() == nil && col.completed.Load() == 0 {
 		if st, err = child.stats(); err != nil || int(st.InPipeline) >= o.InFlight {
 			break
@@ -767,11 +867,12 @@ func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr 
 	r.Reached, r.Goroutines = int(st.InPipeline), st.Goroutines
 	r.RSSMiB, r.HeapMiB = mib(st.RSSKiB), float64(st.HeapInuse*10/(1<<20))/10
 	peak := mib(st.HWMKiB)
-	stub.Release()
-	wg.Wait()
+	var drainErr error
+	r.DrainS, drainErr = releaseAndWait(stub, &wg, col, cancel, note)
 	if err == nil && r.Reached < o.InFlight {
 		err = fmt.Errorf("only %d of %d calls were held in the sidecar (%d ended early)", r.Reached, o.InFlight, col.completed.Load())
 	}
+	err = errors.Join(err, drainErr)
 	return r, peak, readyMs, err
 }
 

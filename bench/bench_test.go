@@ -275,10 +275,10 @@ func TestBareARIRoundTrips(t *testing.T) {
 	if d.Match != call.MatchHit {
 		t.Fatalf("match %s", d.Match)
 	}
-	for _, chanVars := range []bool{true, false} {
+	for _, chanVars := range []bool{true, false} { // one decision: the counts must match exactly
 		requests := map[bool]int64{}
 		for _, bare := range []bool{false, true} {
-			tgt, err := newTarget(PBXAsterisk, bare, targetConfig{log: log, ariChannelVars: chanVars, bareDecision: &d})
+			tgt, err := newTarget(PBXAsterisk, bare, targetConfig{log: log, ariChannelVars: chanVars, bareDecisions: []call.Decision{d}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/callpop/callpop/adapters"
@@ -19,10 +20,10 @@ import (
 
 func init() {
 	targetFactories[PBXFreeSWITCHOutbound] = func(m mode, tc targetConfig) Target {
-		return &eslTarget{outbound: true, bare: m == modeBare, external: m == modeExternal, log: tc.log, maxCalls: tc.maxCalls, decision: tc.decision()}
+		return &eslTarget{outbound: true, bare: m == modeBare, external: m == modeExternal, log: tc.log, maxCalls: tc.maxCalls, decisions: tc.decisions()}
 	}
 	targetFactories[PBXFreeSWITCHInbound] = func(m mode, tc targetConfig) Target {
-		return &eslTarget{bare: m == modeBare, external: m == modeExternal, log: tc.log, maxCalls: tc.maxCalls, decision: tc.decision()}
+		return &eslTarget{bare: m == modeBare, external: m == modeExternal, log: tc.log, maxCalls: tc.maxCalls, decisions: tc.decisions()}
 	}
 }
 
@@ -37,8 +38,9 @@ type eslTarget struct {
 	outbound, bare bool
 	external       bool
 	log            *slog.Logger
-	maxCalls       int           // the adapter's max_calls; 0 = its default
-	decision       call.Decision // what the bare client sets
+	maxCalls       int             // the adapter's max_calls; 0 = its default
+	decisions      []call.Decision // what the bare client sets, in turn
+	seq            atomic.Int64
 	in             *eslsim.Inbound
 	out            *eslsim.Outbound
 	ad             *esl.Adapter
@@ -243,7 +245,7 @@ func (t *eslTarget) serveBareOutbound(ln net.Listener) {
 				return
 			}
 			uuid := eslwire.Decode(f.Headers.Get("Unique-ID"))
-			if _, err := cmd("api " + bareSetvar(uuid, t.decision)); err != nil {
+			if _, err := cmd("api " + bareSetvar(uuid, t.decisions[int(t.seq.Add(1))%len(t.decisions)])); err != nil {
 				return
 			}
 			_, _ = cmd("exit")
@@ -293,7 +295,7 @@ func (t *eslTarget) startBareInbound(ctx context.Context) error {
 			}
 			uuid := eslwire.Decode(ev.Headers.Get("Unique-ID"))
 			job++
-			send(fmt.Sprintf("bgapi %s\nJob-UUID: bench-%d", bareSetvar(uuid, t.decision), job))
+			send(fmt.Sprintf("bgapi %s\nJob-UUID: bench-%d", bareSetvar(uuid, t.decisions[int(t.seq.Add(1))%len(t.decisions)]), job))
 			job++
 			send(fmt.Sprintf("bgapi uuid_transfer %s 8005550100 XML default\nJob-UUID: bench-%d", uuid, job))
 		}

@@ -57,9 +57,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p("warm p99 (cache hit)\t%.3f ms\t≤ %.0f ms %s", r.Warm.P99, Targets.WarmP99Ms, verdictMark(r.Warm.Count > 0 && r.Warm.P99 <= Targets.WarmP99Ms))
 	p("overhead ratio (warm p50 / bare p50)\t%.2f\t≤ %.1f %s", r.OverheadRatio, Targets.OverheadRatio, verdictMark(r.OverheadRatio > 0 && r.OverheadRatio <= Targets.OverheadRatio))
 	p("overhead ratio p99 (warm p99 / bare p99)\t%.2f\t", r.OverheadRatioP99)
-	p("CRM requests per burst number\t%.2f (max %d; %d × %d calls)\t= %.0f %s", r.CRMRequestsPerBurstNumber, r.Burst.RequestsMax, r.Burst.Numbers, r.Burst.CallsPerNumber, Targets.BurstRequests, verdictMark(r.Burst.Numbers > 0 && r.Burst.RequestsMax <= 1))
+	// Met only when every burst number cost exactly one request: none means
+	// its calls never reached the look-up.
+	p("CRM requests per burst number\t%.2f (max %d; %d × %d calls, %d budget misses)\t= %.0f %s", r.CRMRequestsPerBurstNumber, r.Burst.RequestsMax,
+		r.Burst.Numbers, r.Burst.CallsPerNumber, r.Burst.Misses, Targets.BurstRequests,
+		verdictMark(r.Burst.Numbers > 0 && r.Burst.RequestsMax == 1 && r.CRMRequestsPerBurstNumber == 1))
 	p("peak RSS, %d calls in flight\t%.1f MiB\t≤ %.0f MiB %s", r.InFlight.Calls, r.PeakRSSMiB, Targets.RSSMiB, verdictMark(r.PeakRSSMiB > 0 && r.PeakRSSMiB <= Targets.RSSMiB))
-	p("calls held in flight (reached / asked)\t%d / %d\t", r.InFlight.Reached, r.InFlight.Calls)
+	p("calls held in flight (reached / asked; all released in)\t%d / %d (%.1f s)\t", r.InFlight.Reached, r.InFlight.Calls, r.InFlight.DrainS)
 	p("goroutines, %d calls in flight (idle)\t%d (%d)\t", r.InFlight.Calls, r.InFlight.Goroutines, r.InFlight.GoroutinesIdle)
 	p("ready after start\t%.1f ms\t≤ %.0f ms %s", r.ReadyMs, Targets.ReadyMs, verdictMark(r.ReadyMs <= Targets.ReadyMs))
 	p("")

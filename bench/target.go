@@ -60,16 +60,17 @@ type targetConfig struct {
 	ariChannelVars bool
 	// maxCalls is the adapter's max_calls; 0 = its default.
 	maxCalls int
-	// bareDecision is what the bare client sets (nil: bareDecision()): Run
-	// takes a known caller's decision from its pipeline.
-	bareDecision *call.Decision
+	// bareDecisions are what the bare client sets, one call after the other
+	// (none: bareDecision()): Run takes known callers' decisions, one per
+	// CRM stub tier, from its pipeline.
+	bareDecisions []call.Decision
 }
 
-func (tc targetConfig) decision() call.Decision {
-	if tc.bareDecision != nil {
-		return *tc.bareDecision
+func (tc targetConfig) decisions() []call.Decision {
+	if len(tc.bareDecisions) > 0 {
+		return tc.bareDecisions
 	}
-	return bareDecision()
+	return []call.Decision{bareDecision()}
 }
 
 func (o *Options) targetConfig(log *slog.Logger) targetConfig {
