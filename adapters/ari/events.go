@@ -48,14 +48,10 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 		return nil, false, fmt.Errorf("adapters/ari: event without type")
 	}
 	switch typ {
-	case "StasisStart":
-		ev = &ariv5.StasisStart{}
+	case "StasisStart", "ChannelHangupRequest", "ChannelDestroyed":
+		return decodeChannelEvent(typ, raw)
 	case "Dial":
 		ev = &ariv5.Dial{}
-	case "ChannelHangupRequest":
-		ev = &ariv5.ChannelHangupRequest{}
-	case "ChannelDestroyed":
-		ev = &ariv5.ChannelDestroyed{}
 	case "ChannelVarset":
 		// Most varsets (every variable set on a followed channel) are of no
 		// interest; only CALLPOP_CALL_ID correlates a leg. The name is
@@ -78,6 +74,43 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 		return nil, false, fmt.Errorf("adapters/ari: %s: %w", typ, err)
 	}
 	return ev, false, nil
+}
+
+// leanEvent is what callpop reads of a StasisStart, ChannelHangupRequest or
+// ChannelDestroyed: one pass over the JSON, where the library's ChannelData
+// decodes its channel twice and keeps every field.
+type leanEvent struct {
+	Type        string         `json:"type"`
+	Application string         `json:"application"`
+	Timestamp   ariv5.DateTime `json:"timestamp"`
+	Args        []string       `json:"args"`
+	Channel     struct {
+		ID          string             `json:"id"`
+		Name        string             `json:"name"`
+		Caller      *ariv5.CallerID    `json:"caller"`
+		Dialplan    *ariv5.DialplanCEP `json:"dialplan"`
+		ChannelVars map[string]string  `json:"channelvars"`
+	} `json:"channel"`
+}
+
+// decodeChannelEvent decodes the per-call events into the library's types,
+// filling the fields callpop reads.
+func decodeChannelEvent(typ string, raw []byte) (ariv5.Event, bool, error) {
+	var l leanEvent
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return nil, false, fmt.Errorf("adapters/ari: %s: %w", typ, err)
+	}
+	ed := ariv5.EventData{Type: l.Type, Application: l.Application, Timestamp: l.Timestamp}
+	ch := ariv5.ChannelData{ID: l.Channel.ID, Name: l.Channel.Name, Caller: l.Channel.Caller,
+		Dialplan: l.Channel.Dialplan, ChannelVars: l.Channel.ChannelVars}
+	switch typ {
+	case "StasisStart":
+		return &ariv5.StasisStart{EventData: ed, Args: l.Args, Channel: ch}, false, nil
+	case "ChannelHangupRequest":
+		return &ariv5.ChannelHangupRequest{EventData: ed, Channel: ch}, false, nil
+	default:
+		return &ariv5.ChannelDestroyed{EventData: ed, Channel: ch}, false, nil
+	}
 }
 
 // isCallIDVarset reports whether a ChannelVarset may set CALLPOP_CALL_ID
