@@ -104,8 +104,10 @@ func (col *collector) merge(o *collector) {
 }
 
 // drive offers calls from callers at rate for d, keeping at most maxInFlight
-// open, and waits for every offered call to end.
-func drive(ctx context.Context, t Target, rec *recorder, callers *Callers, rate int, d time.Duration, maxInFlight int, col *collector) {
+// open, and waits for every offered call to end. It returns how long
+// offering took, at least d: longer when the calls open held it back.
+// (Rates divide by it, not by the wait for the last calls' release.)
+func drive(ctx context.Context, t Target, rec *recorder, callers *Callers, rate int, d time.Duration, maxInFlight int, col *collector) time.Duration {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, maxInFlight)
 	interval := time.Second / time.Duration(rate)
@@ -134,7 +136,9 @@ func drive(ctx context.Context, t Target, rec *recorder, callers *Callers, rate 
 			col.offer(ctx, t, rec, c)
 		}()
 	}
+	span := max(time.Since(start), d)
 	wg.Wait()
+	return span
 }
 
 // Step is one rate of a ramp.
@@ -493,9 +497,7 @@ func ramp(ctx context.Context, t Target, rec *recorder, callers *Callers, start 
 	r := start
 	for began := time.Now(); time.Since(began)+step <= d+step/10 && ctx.Err() == nil; {
 		col := newCollector(o.Budget)
-		t0 := time.Now()
-		drive(ctx, t, rec, callers, int(r), step, o.MaxInFlight, col)
-		elapsed := time.Since(t0)
+		elapsed := drive(ctx, t, rec, callers, int(r), step, o.MaxInFlight, col)
 		s := Step{Rate: int(r), Achieved: rate(col.completed.Load(), elapsed), Misses: col.misses.Load(),
 			P99: ms(quantile(col.all.sorted(), 0.99))}
 		s.Clean = s.Misses == 0 && s.Achieved >= 0.95*r
@@ -578,7 +580,8 @@ const interleaveSlice = 500 * time.Millisecond
 
 // interleave offers calls at o.Rate to callpop (tgt) for o.Duration and,
 // when bt is not nil, to the bare client for o.BareDuration, in alternating
-// slices spread evenly over the phase. It returns the time callpop's slices took.
+// slices spread evenly over the phase. It returns the time callpop's slices
+// spent offering (see drive).
 func interleave(ctx context.Context, tgt Target, rec *recorder, bt Target, callers *Callers, o Options, col, bareCol *collector) time.Duration {
 	slices := func(d time.Duration) int { return int(max(1, (d+interleaveSlice-1)/interleaveSlice)) }
 	nc, nb := slices(o.Duration), 0
@@ -593,9 +596,7 @@ func interleave(ctx context.Context, tgt Target, rec *recorder, bt Target, calle
 			j++
 			continue
 		}
-		t0 := time.Now()
-		drive(ctx, tgt, rec, callers, o.Rate, o.Duration/time.Duration(nc), o.MaxInFlight, col)
-		busy += time.Since(t0)
+		busy += drive(ctx, tgt, rec, callers, o.Rate, o.Duration/time.Duration(nc), o.MaxInFlight, col)
 		i++
 	}
 	return busy
