@@ -145,6 +145,7 @@ func drive(ctx context.Context, t Target, rec *recorder, callers *Callers, rate 
 type Step struct {
 	Rate     int     `json:"rate"`          // offered calls/s
 	Achieved float64 `json:"achieved"`      // completed calls/s
+	Goodput  float64 `json:"goodput"`       // calls/s released within the budget
 	Misses   int64   `json:"budget_misses"` // released after the budget, or never
 	P99      float64 `json:"p99_ms"`        // all calls
 	Clean    bool    `json:"clean"`         // 0 misses and ≥ 95% of the rate achieved
@@ -195,7 +196,7 @@ type Report struct {
 	CallsCompleted int64          `json:"calls_completed"`
 	CallsPerSecond float64        `json:"calls_per_second"`            // sustained with 0 budget misses
 	AchievedCPS    float64        `json:"achieved_calls_per_second"`   // completed calls/s of the reported phase
-	SaturationCPS  float64        `json:"saturation_calls_per_second"` // the most calls/s completed in any step
+	SaturationCPS  float64        `json:"saturation_calls_per_second"` // the most calls/s released within the budget in any step
 	BudgetMisses   int64          `json:"budget_misses"`
 	Lost           int64          `json:"lost"`
 	Matches        map[string]int `json:"matches"`
@@ -215,7 +216,11 @@ type Report struct {
 	OverheadRatioAll float64 `json:"overhead_ratio_all"`
 	// OverheadBasis says which samples the ratios compare.
 	OverheadBasis string `json:"overhead_basis,omitempty"`
-	BareRate      int    `json:"bare_rate"` // calls/s the bare client's figures were taken at
+	// A ramp's ratios (p50, p99) at callpop's highest clean rate (BareRate),
+	// where callpop's own queues may already grow.
+	OverheadAtCleanRate    float64 `json:"overhead_ratio_at_clean_rate,omitempty"`
+	OverheadAtCleanRateP99 float64 `json:"overhead_ratio_p99_at_clean_rate,omitempty"`
+	BareRate               int     `json:"bare_rate"` // calls/s the bare client's figures were taken at
 	// RequestsPerCall is the PBX requests per call (ARI: REST requests the
 	// simulator served / calls offered) of callpop and of the bare client:
 	// the same round trips when they match.
@@ -327,6 +332,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// rate; the highest clean step of a ramp.
 	atRate := final
 	var bare *bareResult
+	var lowCol *collector // a ramp: its first step
+	lowRate := 0
 	if o.Rate > 0 {
 		var bt Target
 		if wantBare {
@@ -362,14 +369,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		runtime.GC()
 		var r rampResult
 		r = ramp(runCtx, tgt, rec, callers, 250, o.Duration, o, "", note)
-		rep.Steps, final, atRate = r.steps, r.clean, r.top
+		rep.Steps, final, atRate, lowCol = r.steps, r.clean, r.top, r.first
 		rep.CallsPerSecond, rep.AchievedCPS, rep.BreakRate = r.cleanRate, r.cleanAchieved, r.breakRate
 		rep.BareRate = int(r.cleanRate)
 		for _, s := range rep.Steps {
-			rep.SaturationCPS = max(rep.SaturationCPS, s.Achieved)
+			rep.SaturationCPS = max(rep.SaturationCPS, s.Goodput)
 		}
-		if rep.BareRate == 0 && len(rep.Steps) > 0 {
-			rep.BareRate = rep.Steps[0].Rate
+		if len(rep.Steps) > 0 {
+			lowRate = rep.Steps[0].Rate
+		}
+		if rep.BareRate == 0 {
+			rep.BareRate = lowRate
 		}
 	}
 	if rc, ok := tgt.(requestCounter); ok {
@@ -415,9 +425,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// Bare client of a ramp: the same round trips, no look-up, from
 	// callpop's highest clean rate up to the bare client's own break.
 	if wantBare && o.Rate == 0 && ctx.Err() == nil {
-		note("bare client: ramp from %d calls/s for %s", rep.BareRate, o.BareDuration)
+		note("bare client: %d calls/s, then a ramp from %d calls/s, for %s", lowRate, rep.BareRate, o.BareDuration)
 		var err error
-		if bare, err = bareRun(runCtx, o, tc, callers, rep.BareRate, log, note); err != nil {
+		if bare, err = bareRun(runCtx, o, tc, callers, lowRate, rep.BareRate, log, note); err != nil {
 			rep.Notes = append(rep.Notes, "bare client: "+err.Error())
 		}
 	}
@@ -429,7 +439,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Bare = summarize(sorted, bare.atRate.all.n)
 		rep.BareRequestsPerCall = bare.requestsPerCall
 		rep.BareSteps, rep.BareCleanCPS, rep.BareBreakRate = bare.steps, bare.cleanRate, bare.breakRate
-		rep.overhead(summarize(atRate.warm.sorted(), atRate.warm.n), o.Rate == 0)
+		if o.Rate > 0 {
+			rep.overhead(summarize(atRate.warm.sorted(), atRate.warm.n), rep.All, rep.Bare)
+			rep.OverheadBasis = fmt.Sprintf("callpop's warm calls / the bare client's calls, interleaved, both at %d calls/s", rep.BareRate)
+		} else {
+			// The headline at the lightest load; then at callpop's highest clean rate.
+			lowBare := summarize(bare.low.all.sorted(), bare.low.all.n)
+			rep.overhead(summarize(lowCol.warm.sorted(), lowCol.warm.n), summarize(lowCol.all.sorted(), lowCol.all.n), lowBare)
+			rep.OverheadBasis = fmt.Sprintf("callpop's warm calls in its first ramp step / the bare client's step at the same rate, %d calls/s (lightest load)", lowRate)
+			top := summarize(atRate.warm.sorted(), atRate.warm.n)
+			if rep.Bare.P50 > 0 && rep.Bare.P99 > 0 {
+				rep.OverheadAtCleanRate = round2(top.P50 / rep.Bare.P50)
+				rep.OverheadAtCleanRateP99 = round2(top.P99 / rep.Bare.P99)
+			}
+		}
 	}
 
 	if o.InFlight > 0 && ctx.Err() == nil && len(o.SidecarCommand) > 0 && o.PBX != PBXDirect {
@@ -472,6 +495,17 @@ func waitReady(ctx context.Context, t Target, limit time.Duration) error {
 	return nil
 }
 
+// runStep offers calls at r for d into col and sums them up as a ramp step.
+func runStep(ctx context.Context, t Target, rec *recorder, callers *Callers, r int, d time.Duration, o Options, col *collector, who string, note func(string, ...any)) Step {
+	elapsed := drive(ctx, t, rec, callers, r, d, o.MaxInFlight, col)
+	s := Step{Rate: r, Achieved: rate(col.completed.Load(), elapsed), Misses: col.misses.Load(),
+		Goodput: rate(col.completed.Load()-col.misses.Load()+col.lost.Load(), elapsed),
+		P99:     ms(quantile(col.all.sorted(), 0.99))}
+	s.Clean = s.Misses == 0 && s.Achieved >= 0.95*float64(r)
+	note("  %sstep %5d calls/s: achieved %.0f, misses %d, p99 %.2f ms", who, s.Rate, s.Achieved, s.Misses, s.P99)
+	return s
+}
+
 // rampResult is a ramp's outcome.
 type rampResult struct {
 	steps []Step
@@ -497,11 +531,7 @@ func ramp(ctx context.Context, t Target, rec *recorder, callers *Callers, start 
 	r := start
 	for began := time.Now(); time.Since(began)+step <= d+step/10 && ctx.Err() == nil; {
 		col := newCollector(o.Budget)
-		elapsed := drive(ctx, t, rec, callers, int(r), step, o.MaxInFlight, col)
-		s := Step{Rate: int(r), Achieved: rate(col.completed.Load(), elapsed), Misses: col.misses.Load(),
-			P99: ms(quantile(col.all.sorted(), 0.99))}
-		s.Clean = s.Misses == 0 && s.Achieved >= 0.95*r
-		note("  %sstep %5d calls/s: achieved %.0f, misses %d, p99 %.2f ms", who, s.Rate, s.Achieved, s.Misses, s.P99)
+		s := runStep(ctx, t, rec, callers, int(r), step, o, col, who, note)
 		res.steps = append(res.steps, s)
 		all.merge(col)
 		if res.first == nil {
@@ -531,26 +561,22 @@ func ramp(ctx context.Context, t Target, rec *recorder, callers *Callers, start 
 	return res
 }
 
-// overhead sets the overhead ratios from callpop's warm calls at the bare
-// client's rate (warm) and the bare client's figures.
-func (rep *Report) overhead(warm Latency, ramp bool) {
-	if rep.Bare.P50 > 0 {
-		rep.OverheadRatio = round2(warm.P50 / rep.Bare.P50)
-		rep.OverheadRatioAll = round2(rep.All.P50 / rep.Bare.P50)
+// overhead sets the headline overhead ratios from callpop's warm calls and
+// the bare client's calls at the same rate.
+func (rep *Report) overhead(warm, all, bare Latency) {
+	if bare.P50 > 0 {
+		rep.OverheadRatio = round2(warm.P50 / bare.P50)
+		rep.OverheadRatioAll = round2(all.P50 / bare.P50)
 	}
-	if rep.Bare.P99 > 0 {
-		rep.OverheadRatioP99 = round2(warm.P99 / rep.Bare.P99)
-	}
-	rep.OverheadBasis = fmt.Sprintf("callpop's warm calls / the bare client, both at %d calls/s", rep.BareRate)
-	if ramp {
-		rep.OverheadBasis = fmt.Sprintf("callpop's warm calls in its ramp step at %d calls/s (%d calls) / the bare client's step at the same rate",
-			rep.BareRate, warm.Count)
+	if bare.P99 > 0 {
+		rep.OverheadRatioP99 = round2(warm.P99 / bare.P99)
 	}
 }
 
 // bareResult is the bare client's phase.
 type bareResult struct {
-	atRate          *collector // at the requested rate (a ramp: its first step)
+	atRate          *collector // at the requested rate (a ramp: at callpop's highest clean rate)
+	low             *collector // a ramp: at callpop's first step's rate
 	steps           []Step     // a ramp's steps
 	cleanRate       float64
 	breakRate       int
@@ -602,9 +628,10 @@ func interleave(ctx context.Context, tgt Target, rec *recorder, bt Target, calle
 	return busy
 }
 
-// bareRun ramps the bare client on a simulator of its own from r calls/s
-// until it breaks or --bare-duration is used up.
-func bareRun(ctx context.Context, o Options, tc targetConfig, callers *Callers, r int, log *slog.Logger, note func(string, ...any)) (*bareResult, error) {
+// bareRun runs the bare client of a ramp on a simulator of its own: one step
+// at low calls/s (callpop's first step), then a ramp from r calls/s (callpop's
+// highest clean step) until it breaks or --bare-duration is used up.
+func bareRun(ctx context.Context, o Options, tc targetConfig, callers *Callers, low, r int, log *slog.Logger, note func(string, ...any)) (*bareResult, error) {
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t, err := startBare(bctx, o, tc, log)
@@ -613,9 +640,16 @@ func bareRun(ctx context.Context, o Options, tc targetConfig, callers *Callers, 
 	}
 	defer t.Close()
 	runtime.GC() // the load phase's garbage is not this phase's
-	res := &bareResult{}
-	rr := ramp(bctx, t, nil, callers, float64(max(r, 1)), o.BareDuration, o, "bare ", note)
-	res.steps, res.cleanRate, res.breakRate, res.atRate = rr.steps, rr.cleanRate, rr.breakRate, rr.first
+	res := &bareResult{low: newCollector(o.Budget)}
+	step := min(time.Second, o.BareDuration)
+	first := runStep(bctx, t, nil, callers, max(low, 1), step, o, res.low, "bare ", note)
+	rr := ramp(bctx, t, nil, callers, float64(max(r, 1)), o.BareDuration-step, o, "bare ", note)
+	res.steps, res.cleanRate, res.breakRate, res.atRate = append([]Step{first}, rr.steps...), rr.cleanRate, rr.breakRate, rr.first
+	if first.Clean {
+		res.cleanRate = max(res.cleanRate, float64(first.Rate))
+	} else if res.breakRate == 0 || first.Rate < res.breakRate {
+		res.breakRate = first.Rate
+	}
 	if res.atRate == nil || res.atRate.completed.Load() == 0 {
 		return nil, errors.New("no bare call completed")
 	}

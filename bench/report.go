@@ -37,7 +37,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p("figure\tvalue\ttarget")
 	p("calls/s sustained, 0 budget misses\t%.0f\t≥ %.0f %s", r.CallsPerSecond, Targets.CallsPerSecond, verdictMark(r.CallsPerSecond >= Targets.CallsPerSecond))
 	if r.Rate == 0 {
-		p("saturation (most calls/s completed)\t%.0f\t", r.SaturationCPS)
+		p("saturation (most calls/s released within budget, any step)\t%.0f\t", r.SaturationCPS)
 		if r.BreakRate > 0 {
 			p("ramp broke at (first step with misses or < 95%% achieved)\t%d calls/s\t", r.BreakRate)
 		} else {
@@ -79,6 +79,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("overhead ratios compare\t%s", r.OverheadBasis)
 	}
 	p("overhead ratio, all calls (p50 / bare p50; cold CRM waits included)\t%.2f", r.OverheadRatioAll)
+	if r.OverheadAtCleanRate > 0 {
+		p("overhead ratio at %d calls/s, callpop's highest clean step (p50; p99)\t%.2f; %.2f", r.BareRate, r.OverheadAtCleanRate, r.OverheadAtCleanRateP99)
+	}
 	if r.RequestsPerCall > 0 || r.BareRequestsPerCall > 0 {
 		p("PBX requests per call: callpop / bare client\t%.2f / %.2f", r.RequestsPerCall, r.BareRequestsPerCall)
 	}
@@ -90,9 +93,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			continue
 		}
 		p("")
-		p("%s (calls/s)\tachieved\tmisses\tp99 ms\tclean", st.who)
+		p("%s (calls/s)\tachieved\twithin budget\tmisses\tp99 ms\tclean", st.who)
 		for _, s := range st.steps {
-			p("%d\t%.0f\t%d\t%.3f\t%v", s.Rate, s.Achieved, s.Misses, s.P99, s.Clean)
+			p("%d\t%.0f\t%.0f\t%d\t%.3f\t%v", s.Rate, s.Achieved, s.Goodput, s.Misses, s.P99, s.Clean)
 		}
 	}
 	if len(r.Matches) > 0 {
