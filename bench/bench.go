@@ -434,6 +434,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if bare != nil && bare.atRate.completed.Load() == 0 {
 		rep.Notes = append(rep.Notes, "bare client: no call completed")
 	} else if bare != nil {
+		if bare.atRate == bare.low {
+			rep.BareRate = lowRate
+		}
 		sorted := bare.atRate.all.sorted()
 		rep.dists["bare"] = sorted
 		rep.Bare = summarize(sorted, bare.atRate.all.n)
@@ -448,7 +451,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.overhead(summarize(lowCol.warm.sorted(), lowCol.warm.n), summarize(lowCol.all.sorted(), lowCol.all.n), lowBare)
 			rep.OverheadBasis = fmt.Sprintf("callpop's warm calls in its first ramp step / the bare client's step at the same rate, %d calls/s (lightest load)", lowRate)
 			top := summarize(atRate.warm.sorted(), atRate.warm.n)
-			if rep.Bare.P50 > 0 && rep.Bare.P99 > 0 {
+			if rep.CallsPerSecond > 0 && bare.atRate != bare.low && rep.Bare.P50 > 0 && rep.Bare.P99 > 0 {
 				rep.OverheadAtCleanRate = round2(top.P50 / rep.Bare.P50)
 				rep.OverheadAtCleanRateP99 = round2(top.P99 / rep.Bare.P99)
 			}
@@ -645,6 +648,9 @@ func bareRun(ctx context.Context, o Options, tc targetConfig, callers *Callers, 
 	first := runStep(bctx, t, nil, callers, max(low, 1), step, o, res.low, "bare ", note)
 	rr := ramp(bctx, t, nil, callers, float64(max(r, 1)), o.BareDuration-step, o, "bare ", note)
 	res.steps, res.cleanRate, res.breakRate, res.atRate = append([]Step{first}, rr.steps...), rr.cleanRate, rr.breakRate, rr.first
+	if res.atRate == nil { // --bare-duration left no time for the ramp
+		res.atRate = res.low
+	}
 	if first.Clean {
 		res.cleanRate = max(res.cleanRate, float64(first.Rate))
 	} else if res.breakRate == 0 || first.Rate < res.breakRate {

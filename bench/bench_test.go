@@ -250,6 +250,32 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// TestSmokeRamp runs a one-step ramp (--rate 0) and checks the ramp's figures are there.
+func TestSmokeRamp(t *testing.T) {
+	needRedis(t)
+	o := DefaultOptions()
+	o.Rate, o.Duration, o.BareDuration = 0, time.Second, 500*time.Millisecond
+	o.Population = 1000
+	o.CRMLatency, o.CRMJitter = 5*time.Millisecond, 5*time.Millisecond
+	o.BurstNumbers, o.InFlight = 0, 0
+	o.Budget = time.Second
+	o.Logger = slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + table.String())
+	if len(rep.Steps) == 0 || len(rep.BareSteps) == 0 || rep.Bare.Count == 0 || rep.OverheadRatio <= 0 {
+		t.Errorf("ramp: %d steps, %d bare steps, %d bare calls, overhead ratio %v", len(rep.Steps), len(rep.BareSteps), rep.Bare.Count, rep.OverheadRatio)
+	}
+}
+
 // TestBareARIRoundTrips checks the bare ARI client makes the requests
 // callpop's adapter makes for a warm known caller, with and without channelvars.
 func TestBareARIRoundTrips(t *testing.T) {
