@@ -79,6 +79,7 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 		follow: newFollowState(cfg.MaxFollow, cfg.LegTTL, deps.Sink, log),
 		reason: "not connected yet",
 	}
+	a.rest.finish = cfg.RequestTimeout
 	a.follow.expired = func(chanID string) {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout)
 		defer cancel()

@@ -42,7 +42,7 @@ func benchRate(b *testing.B, rate float64, channelVars []string) {
 	for _, m := range mix { // warm the cache
 		settle(b, sim, sim.OfferCall(m))
 	}
-	req0, cpu0 := sim.Stats().Requests, cpuTime()
+	st0, cpu0 := sim.Stats(), cpuTime()
 	b.ResetTimer()
 	start := time.Now()
 	ids := sim.Generate(context.Background(), rate, b.N, mix)
@@ -64,7 +64,9 @@ func benchRate(b *testing.B, rate float64, channelVars []string) {
 	// Process CPU (user + system) per call: comparable on a busy machine
 	// when no call missed its budget (a watchdog continue skips the sets).
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(len(ids)), "cpu_µs/call")
-	b.ReportMetric(float64(sim.Stats().Requests-req0)/float64(len(ids)), "requests/call")
+	st := sim.Stats()
+	b.ReportMetric(float64(st.Requests-st0.Requests)/float64(len(ids)), "requests/call")
+	b.ReportMetric(float64(st.Accepted-st0.Accepted), "dials") // after the warm-up: 0 when the keep-alive pool holds
 	// The adapter's own share: from reading StasisStart to the continue.
 	received := map[string]time.Time{}
 	sk.mu.Lock()

@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,6 +40,11 @@ type restClient struct {
 	auth string       // the Authorization header, "" = none
 	hc   *http.Client // per-call reads and sets: at most max_conns connections
 	ctl  *http.Client // continue, reconcile, the WebSocket: never queued behind a burst of sets
+	// finish is how long a per-call request already on a connection may run
+	// on once its context ends (0 = none). Aborting it would close that
+	// keep-alive connection: a call's deadline or its caller hanging up
+	// would then cost a dial, and under load a dial per request.
+	finish time.Duration
 }
 
 // newTransport keeps max_conns connections open and idle between bursts
@@ -84,6 +91,11 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 	if query != "" {
 		u += "?" + query
 	}
+	if hc == r.hc && r.finish > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = r.letFinish(ctx)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err)
@@ -124,6 +136,22 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, se)
 	}
 	return body, nil
+}
+
+// letFinish returns a context for one request that ends with ctx while the
+// request waits for a connection, but once it holds one, only finish later.
+func (r *restClient) letFinish(ctx context.Context) (context.Context, context.CancelFunc) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.finish)
+	var onConn atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		if !onConn.Load() {
+			cancel()
+		}
+	})
+	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { onConn.Store(true) },
+	})
+	return rctx, func() { stop(); cancel() }
 }
 
 // channelPath is /channels/<id>/<what>.

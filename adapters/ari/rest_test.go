@@ -3,8 +3,13 @@ package ari
 import (
 	"context"
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/callpop/callpop/adapters/pbxsim/arisim"
 )
@@ -72,5 +77,55 @@ func TestRESTErrorsCarryNoValues(t *testing.T) {
 		if strings.Contains(err.Error(), leak) {
 			t.Errorf("error %q leaks %q", err, leak)
 		}
+	}
+}
+
+// A request already on its connection finishes when its call's context
+// ends (aborting it would close the keep-alive connection: a dial per
+// request under load); one still waiting for a connection gives up.
+func TestRequestInFlightKeepsConnection(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var accepted atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("variable") == "SLOW" {
+			entered <- struct{}{}
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			accepted.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	rc := newRESTClient(srv.URL, "", "", 1)
+	rc.finish = 10 * time.Second
+	defer rc.close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rc.setVar(ctx, "1.1", "SLOW", "x") }()
+	<-entered
+	// the only connection is busy: a second request waits, and gives up with its context
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	waiting := make(chan error, 1)
+	go func() { waiting <- rc.setVar(ctx2, "1.2", "FAST", "x") }()
+	cancel2()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Errorf("waiting request: %v, want context.Canceled", err)
+	}
+	cancel() // the call's deadline passes while its request is on the connection
+	close(release)
+	if err := <-done; err != nil {
+		t.Errorf("request in flight: %v, want it finished", err)
+	}
+	if err := rc.setVar(context.Background(), "1.3", "FAST", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("%d connections accepted, want 1 (kept alive)", n)
 	}
 }

@@ -74,7 +74,7 @@ type Server struct {
 	timers map[*time.Timer]struct{} // pending after() calls
 
 	stats struct {
-		offered, failed, continued, hungUp, sets, gets, requests, connections, replaced, dropped atomic.Int64
+		offered, failed, continued, hungUp, sets, gets, requests, connections, replaced, dropped, accepted atomic.Int64
 	}
 }
 
@@ -100,7 +100,8 @@ type ContinueTarget struct {
 // Stats counts what the simulator saw.
 type Stats struct {
 	Offered, Failed, Continued, HungUp, VarSets, VarGets, Requests, Connections, Replaced, Dropped int64
-	Waiting                                                                                        int // in Stasis, not continued, now
+	Accepted                                                                                       int64 // TCP connections accepted (HTTP and WebSocket): a client's dials
+	Waiting                                                                                        int   // in Stasis, not continued, now
 }
 
 // New starts a simulator on a loopback port.
@@ -139,7 +140,12 @@ func New(opts Options) (*Server, error) {
 		conns: map[*wsConn]struct{}{}, records: map[string]*Record{}, faults: map[string]int{},
 		timers: map[*time.Timer]struct{}{},
 	}
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx },
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.stats.accepted.Add(1)
+			}
+		}}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -346,7 +352,7 @@ func (s *Server) Stats() Stats {
 		Offered: s.stats.offered.Load(), Failed: s.stats.failed.Load(), Continued: s.stats.continued.Load(),
 		HungUp: s.stats.hungUp.Load(), VarSets: s.stats.sets.Load(), VarGets: s.stats.gets.Load(),
 		Requests: s.stats.requests.Load(), Connections: s.stats.connections.Load(),
-		Replaced: s.stats.replaced.Load(), Dropped: s.stats.dropped.Load(),
+		Replaced: s.stats.replaced.Load(), Dropped: s.stats.dropped.Load(), Accepted: s.stats.accepted.Load(),
 	}
 	st.Waiting = len(s.Waiting())
 	return st
