@@ -60,7 +60,7 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 		if !isCallIDVarset(raw) {
 			return nil, false, nil
 		}
-		ev = &ariv5.ChannelVarset{}
+		return decodeChannelEvent(typ, raw)
 	case "BridgeBlindTransfer":
 		ev = &ariv5.BridgeBlindTransfer{}
 	case "BridgeAttendedTransfer":
@@ -76,14 +76,16 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 	return ev, false, nil
 }
 
-// leanEvent is what callpop reads of a StasisStart, ChannelHangupRequest or
-// ChannelDestroyed: one pass over the JSON, where the library's ChannelData
+// leanEvent is what callpop reads of a StasisStart, ChannelHangupRequest,
+// ChannelDestroyed or ChannelVarset: one pass over the JSON, where the library's ChannelData
 // decodes its channel twice and keeps every field.
 type leanEvent struct {
 	Type        string         `json:"type"`
 	Application string         `json:"application"`
 	Timestamp   ariv5.DateTime `json:"timestamp"`
 	Args        []string       `json:"args"`
+	Variable    string         `json:"variable"` // ChannelVarset
+	Value       string         `json:"value"`
 	Channel     struct {
 		ID          string             `json:"id"`
 		Name        string             `json:"name"`
@@ -108,6 +110,8 @@ func decodeChannelEvent(typ string, raw []byte) (ariv5.Event, bool, error) {
 		return &ariv5.StasisStart{EventData: ed, Args: l.Args, Channel: ch}, false, nil
 	case "ChannelHangupRequest":
 		return &ariv5.ChannelHangupRequest{EventData: ed, Channel: ch}, false, nil
+	case "ChannelVarset":
+		return &ariv5.ChannelVarset{EventData: ed, Variable: l.Variable, Value: l.Value, Channel: ch}, false, nil
 	default:
 		return &ariv5.ChannelDestroyed{EventData: ed, Channel: ch}, false, nil
 	}
