@@ -186,13 +186,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeMsg(w, http.StatusNotFound, "Resource not found")
 		return
 	}
-	if !s.authorised(r) {
+	q := r.URL.Query()
+	if !s.authorised(r, q) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Asterisk REST Interface"`)
 		writeMsg(w, http.StatusUnauthorized, "Authentication required")
 		return
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/ari/"), "/")
-	q := r.URL.Query()
 	if s.fault(r.Method, parts) {
 		writeMsg(w, http.StatusInternalServerError, "Internal Server Error")
 		return
@@ -237,12 +237,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) authorised(r *http.Request) bool {
+func (s *Server) authorised(r *http.Request, q url.Values) bool {
 	if s.opts.Username == "" && s.opts.Password == "" {
 		return true
 	}
 	want := s.opts.Username + ":" + s.opts.Password
-	if k := r.URL.Query().Get("api_key"); k != "" {
+	if k := q.Get("api_key"); k != "" {
 		return subtle.ConstantTimeCompare([]byte(k), []byte(want)) == 1
 	}
 	u, p, ok := r.BasicAuth()

@@ -3,6 +3,7 @@ package arisim
 import (
 	"bytes"
 	"encoding/json"
+	"sync"
 	"time"
 )
 
@@ -167,13 +168,26 @@ type messageJSON struct {
 
 func stamp(t time.Time) string { return t.UTC().Format(timeFormat) }
 
+// encoder is a reusable buffer and JSON encoder (one per event otherwise).
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
 // mustJSON encodes like Asterisk's jansson: no HTML escaping, no newline.
 func mustJSON(v any) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	e := encoders.Get().(*encoder)
+	defer encoders.Put(e)
+	e.buf.Reset()
+	if err := e.enc.Encode(v); err != nil {
 		panic("arisim: " + err.Error()) // only our own fixed shapes are marshalled
 	}
-	return bytes.TrimRight(b.Bytes(), "\n")
+	return bytes.Clone(bytes.TrimRight(e.buf.Bytes(), "\n"))
 }
