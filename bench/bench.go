@@ -171,6 +171,7 @@ type InFlightReport struct {
 	RSSMiB         float64 `json:"rss_mib"`         // VmRSS at the sample
 	RSSIdleMiB     float64 `json:"rss_idle_mib"`    // VmRSS before the phase
 	HeapMiB        float64 `json:"heap_mib"`        // Go heap in use at the sample
+	StackMiB       float64 `json:"stack_mib"`       // goroutine stacks at the sample
 	Process        string  `json:"process"`         // what the figures cover
 	DrainS         float64 `json:"drain_s"`         // from the CRM answering to every held call released
 }
@@ -829,6 +830,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r.HeapMiB = float64(ms.HeapInuse*10/(1<<20)) / 10
+	r.StackMiB = float64(ms.StackInuse*10/(1<<20)) / 10
 	peak := mib(procStatusKiB("VmHWM"))
 	if !peakReset {
 		peak = r.RSSMiB
@@ -907,6 +909,7 @@ func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr 
 	}
 	r.Reached, r.Goroutines = int(st.InPipeline), st.Goroutines
 	r.RSSMiB, r.HeapMiB = mib(st.RSSKiB), float64(st.HeapInuse*10/(1<<20))/10
+	r.StackMiB = float64(st.StackInuse*10/(1<<20)) / 10
 	peak := mib(st.HWMKiB)
 	var drainErr error
 	r.DrainS, drainErr = releaseAndWait(stub, &wg, col, cancel, note)

@@ -65,6 +65,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p("peak RSS, %d calls in flight\t%.1f MiB\t≤ %.0f MiB %s", r.InFlight.Calls, r.PeakRSSMiB, Targets.RSSMiB, verdictMark(r.PeakRSSMiB > 0 && r.PeakRSSMiB <= Targets.RSSMiB))
 	p("calls held in flight (reached / asked; all released in)\t%d / %d (%.1f s)\t", r.InFlight.Reached, r.InFlight.Calls, r.InFlight.DrainS)
 	p("goroutines, %d calls in flight (idle)\t%d (%d)\t", r.InFlight.Calls, r.InFlight.Goroutines, r.InFlight.GoroutinesIdle)
+	p("RSS, Go heap, goroutine stacks in flight\t%.1f, %.1f, %.1f MiB\t", r.InFlight.RSSMiB, r.InFlight.HeapMiB, r.InFlight.StackMiB)
 	p("ready after start\t%.1f ms\t≤ %.0f ms %s", r.ReadyMs, Targets.ReadyMs, verdictMark(r.ReadyMs <= Targets.ReadyMs))
 	p("")
 	p("latency event → released (ms)\tcount\tp50\tp90\tp99\tp99.9\tmax")

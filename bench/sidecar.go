@@ -46,6 +46,7 @@ type sidecarStats struct {
 	RSSKiB     int64 `json:"rss_kib"`
 	HWMKiB     int64 `json:"hwm_kib"`
 	HeapInuse  int64 `json:"heap_inuse"`
+	StackInuse int64 `json:"stack_inuse"` // goroutine stacks
 }
 
 // RunSidecar is the child's side: it builds the pipeline and the adapter the
@@ -117,7 +118,7 @@ func RunSidecar(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logg
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		if err := enc.Encode(sidecarStats{Goroutines: runtime.NumGoroutine(), InPipeline: ec.in.Load(),
-			RSSKiB: procStatusKiB("VmRSS"), HWMKiB: procStatusKiB("VmHWM"), HeapInuse: int64(ms.HeapInuse)}); err != nil {
+			RSSKiB: procStatusKiB("VmRSS"), HWMKiB: procStatusKiB("VmHWM"), HeapInuse: int64(ms.HeapInuse), StackInuse: int64(ms.StackInuse)}); err != nil {
 			return err
 		}
 	}
