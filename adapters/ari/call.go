@@ -206,15 +206,16 @@ func (r *callRun) decide(c call.Call) decided {
 	vctx, vcancel := context.WithTimeout(ctx, a.cfg.CallerVarsTimeout)
 	ani, pres := r.ch.ANI, r.ch.NumPres
 	var aniErr, presErr error
+	// The reads run on goroutines of their own, not this one: a request's
+	// deep stack would stay with the call while the look-up holds it.
 	var wg sync.WaitGroup
-	if !r.ch.hasANI && !r.ch.hasPres {
+	if !r.ch.hasANI {
 		wg.Add(1)
 		go func() { defer wg.Done(); ani, aniErr = a.rest.getVar(vctx, c.ID, varANI) }()
-		pres, presErr = a.rest.getVar(vctx, c.ID, varNumPres)
-	} else if !r.ch.hasANI {
-		ani, aniErr = a.rest.getVar(vctx, c.ID, varANI)
-	} else {
-		pres, presErr = a.rest.getVar(vctx, c.ID, varNumPres)
+	}
+	if !r.ch.hasPres {
+		wg.Add(1)
+		go func() { defer wg.Done(); pres, presErr = a.rest.getVar(vctx, c.ID, varNumPres) }()
 	}
 	wg.Wait()
 	vcancel()
