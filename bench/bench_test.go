@@ -276,9 +276,9 @@ func TestSmokeRamp(t *testing.T) {
 	}
 }
 
-// TestBareARIRoundTrips checks the bare ARI client makes the requests
-// callpop's adapter makes for a warm known caller, with and without channelvars.
-func TestBareARIRoundTrips(t *testing.T) {
+// TestBareRoundTrips checks each bare client makes the requests callpop's
+// adapter makes for a warm known caller (ARI with and without channelvars).
+func TestBareRoundTrips(t *testing.T) {
 	needRedis(t)
 	rs, err := StartRedis()
 	if err != nil {
@@ -301,10 +301,14 @@ func TestBareARIRoundTrips(t *testing.T) {
 	if d.Match != call.MatchHit {
 		t.Fatalf("match %s", d.Match)
 	}
-	for _, chanVars := range []bool{true, false} { // one decision: the counts must match exactly
+	tests := []struct {
+		pbx      string
+		chanVars bool
+	}{{PBXAsterisk, true}, {PBXAsterisk, false}, {PBXFreeSWITCHOutbound, false}, {PBXFreeSWITCHInbound, false}}
+	for _, tt := range tests { // one decision: the counts must match exactly
 		requests := map[bool]int64{}
 		for _, bare := range []bool{false, true} {
-			tgt, err := newTarget(PBXAsterisk, bare, targetConfig{log: log, ariChannelVars: chanVars, bareDecisions: []call.Decision{d}})
+			tgt, err := newTarget(tt.pbx, bare, targetConfig{log: log, ariChannelVars: tt.chanVars, bareDecisions: []call.Decision{d}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -324,9 +328,9 @@ func TestBareARIRoundTrips(t *testing.T) {
 			cancel()
 			tgt.Close()
 		}
-		t.Logf("channelvars %v: %d requests per warm call", chanVars, requests[false])
+		t.Logf("%s (channelvars %v): %d requests per warm call", tt.pbx, tt.chanVars, requests[false])
 		if requests[false] != requests[true] || requests[false] == 0 {
-			t.Errorf("channelvars %v: callpop made %d requests for a warm call, the bare client %d", chanVars, requests[false], requests[true])
+			t.Errorf("%s (channelvars %v): callpop made %d requests for a warm call, the bare client %d", tt.pbx, tt.chanVars, requests[false], requests[true])
 		}
 	}
 }

@@ -41,6 +41,7 @@ type eslTarget struct {
 	maxCalls       int             // the adapter's max_calls; 0 = its default
 	decisions      []call.Decision // what the bare client sets, in turn
 	seq            atomic.Int64
+	bareReady      atomic.Bool // the bare inbound client is subscribed
 	in             *eslsim.Inbound
 	out            *eslsim.Outbound
 	ad             *esl.Adapter
@@ -137,7 +138,9 @@ func (t *eslTarget) Ready() bool {
 		return t.out != nil
 	case t.bare && t.outbound:
 		return true
-	case t.bare || t.external:
+	case t.bare:
+		return t.bareReady.Load()
+	case t.external:
 		return t.in.Clients() > 0
 	}
 	ok, _ := t.ad.Ready()
@@ -176,6 +179,19 @@ func (t *eslTarget) Offer(ctx context.Context, c Caller, dnis string) (Outcome, 
 		o.LastVar = ch.Sets[n-1].At
 	}
 	return o, nil
+}
+
+// requests is the simulator's command count (connect, api, bgapi, exit, ...):
+// requests per call.
+func (t *eslTarget) requests() (requests, offered int64) {
+	var st eslsim.Stats
+	switch {
+	case t.in != nil:
+		st = t.in.Stats()
+	case t.out != nil:
+		st = t.out.Stats()
+	}
+	return int64(st.Commands), int64(st.Offered)
 }
 
 func (t *eslTarget) Close() error {
@@ -275,8 +291,19 @@ func (t *eslTarget) startBareInbound(ctx context.Context) error {
 	if _, err := r.ReadFrame(); err != nil { // auth/request
 		return fmt.Errorf("bench: bare ESL: %w", err)
 	}
-	send("auth " + benchESLPassword)
-	send("event plain CHANNEL_PARK")
+	// Ready (the simulator counts the client) once subscribed, not before:
+	// a park before then would never be seen.
+	for _, line := range []string{"auth " + benchESLPassword, "event plain CHANNEL_PARK"} {
+		send(line)
+		f, err := r.ReadFrame()
+		if err != nil {
+			return fmt.Errorf("bench: bare ESL: %s: %w", strings.Fields(line)[0], err)
+		}
+		if reply := f.Headers.Get("Reply-Text"); !strings.HasPrefix(reply, "+OK") {
+			return fmt.Errorf("bench: bare ESL: %s: %q", strings.Fields(line)[0], reply)
+		}
+	}
+	t.bareReady.Store(true)
 	t.wg.Add(1)
 	go func() { // ends when the connection closes
 		defer t.wg.Done()
