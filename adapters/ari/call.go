@@ -206,18 +206,32 @@ func (r *callRun) decide(c call.Call) decided {
 	vctx, vcancel := context.WithTimeout(ctx, a.cfg.CallerVarsTimeout)
 	ani, pres := r.ch.ANI, r.ch.NumPres
 	var aniErr, presErr error
-	// The reads run on goroutines of their own, not this one: a request's
-	// deep stack would stay with the call while the look-up holds it.
-	var wg sync.WaitGroup
+	// The reads run on goroutines of their own, not this one (a request's
+	// deep stack would stay with the call while the look-up holds it). At
+	// caller_vars_timeout the call goes on without them; a read already on
+	// its connection still finishes there, so the connection stays open.
+	var aniC, presC <-chan varRead
 	if !r.ch.hasANI {
-		wg.Add(1)
-		go func() { defer wg.Done(); ani, aniErr = a.rest.getVar(vctx, c.ID, varANI) }()
+		aniC = a.readVar(vctx, c.ID, varANI)
 	}
 	if !r.ch.hasPres {
-		wg.Add(1)
-		go func() { defer wg.Done(); pres, presErr = a.rest.getVar(vctx, c.ID, varNumPres) }()
+		presC = a.readVar(vctx, c.ID, varNumPres)
 	}
-	wg.Wait()
+	for aniC != nil || presC != nil {
+		select {
+		case v := <-aniC:
+			ani, aniErr, aniC = v.value, v.err, nil
+		case v := <-presC:
+			pres, presErr, presC = v.value, v.err, nil
+		case <-vctx.Done():
+			if aniC != nil {
+				aniErr, aniC = vctx.Err(), nil
+			}
+			if presC != nil {
+				presErr, presC = vctx.Err(), nil
+			}
+		}
+	}
 	vcancel()
 	if errors.Is(aniErr, ErrGone) || errors.Is(presErr, ErrGone) {
 		r.gone.Store(true)
@@ -234,6 +248,24 @@ func (r *callRun) decide(c call.Call) decided {
 	out := make(chan call.Decision, 1)
 	go func() { out <- adapters.Decide(ctx, a.deps.Decider, full, a.log) }()
 	return decided{Decision: wait(ctx, out), ani: full.ANI, privacy: full.Privacy}
+}
+
+type varRead struct {
+	value string
+	err   error
+}
+
+// readVar reads a channel variable on a goroutine of its own (counted in
+// a.calls, so Run waits for it; it ends within request_timeout).
+func (a *Adapter) readVar(ctx context.Context, chanID, name string) <-chan varRead {
+	out := make(chan varRead, 1)
+	a.calls.Add(1)
+	go func() {
+		defer a.calls.Done()
+		v, err := a.rest.getVar(ctx, chanID, name)
+		out <- varRead{v, err}
+	}()
+	return out
 }
 
 // withCallerVars adds what CALLERID(ani) and CALLERID(num-pres) read to c.

@@ -91,10 +91,7 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 	if query != "" {
 		u += "?" + query
 	}
-	// Sets and subscriptions may finish; a read (CALLERID(ani), ...) is
-	// bounded by caller_vars_timeout and its caller waits for it, so it ends
-	// with its context.
-	if hc == r.hc && !wantBody && r.finish > 0 {
+	if hc == r.hc && r.finish > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = r.letFinish(ctx)
 		defer cancel()
