@@ -84,7 +84,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("overhead ratio at %d calls/s, callpop's highest clean step (p50; p99)\t%.2f; %.2f", r.BareRate, r.OverheadAtCleanRate, r.OverheadAtCleanRateP99)
 	}
 	if r.RequestsPerCall > 0 || r.BareRequestsPerCall > 0 {
-		p("PBX requests per call: callpop / bare client\t%.2f / %.2f", r.RequestsPerCall, r.BareRequestsPerCall)
+		// callpop's average covers every kind of caller (a miss sets fewer
+		// variables); the bare client always sets a known caller's.
+		p("PBX requests per call: callpop, all callers / bare client, as for known callers\t%.2f / %.2f", r.RequestsPerCall, r.BareRequestsPerCall)
 	}
 	for _, st := range []struct {
 		who   string
