@@ -92,6 +92,9 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 		u += "?" + query
 	}
 	if hc == r.hc && r.finish > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err) // too late to start
+		}
 		var cancel context.CancelFunc
 		ctx, cancel = r.letFinish(ctx)
 		defer cancel()
