@@ -442,3 +442,34 @@ func TestFloodBeyondMaxCallsIsShed(t *testing.T) {
 		t.Errorf("%d calls shed, want 4", shed)
 	}
 }
+
+// With only one of the caller-ID functions in channelvars the other is
+// read with a GET; what the decider sees is the same either way.
+func TestChannelVarsPartial(t *testing.T) {
+	tests := []struct {
+		name     string
+		vars     []string
+		wantGets int64
+	}{
+		{"none", nil, 2},
+		{"ani only", []string{"CALLERID(ani)"}, 1},
+		{"num-pres only", []string{"CALLERID(num-pres)"}, 1},
+		{"both", []string{"CALLERID(num-pres)", "CALLERID(ani)"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sim := newSim(t, arisim.Options{ChannelVars: tt.vars})
+			dec := &fixedDecider{d: call.Decision{Match: call.MatchHit}}
+			start(t, sim, dec, testBudget, nil)
+			id := sim.OfferCall(arisim.CallSpec{CLI: "anonymous", ANI: "0201234567", NumPres: "prohib"})
+			waitSettled(t, sim, []string{id}, 3*time.Second)
+			if got := sim.Stats().VarGets; got != tt.wantGets {
+				t.Errorf("%d GETs, want %d", got, tt.wantGets)
+			}
+			seen := dec.seen()
+			if len(seen) != 1 || seen[0].ANI != "0201234567" || !seen[0].Privacy || seen[0].CLI != "anonymous" {
+				t.Errorf("decider saw %+v", seen)
+			}
+		})
+	}
+}
