@@ -42,6 +42,11 @@ type Adapter struct {
 
 	calls   sync.WaitGroup // per-call goroutines
 	running atomic.Bool
+
+	// recheck asks the connected session for a prompt reconcile: a continue
+	// failed (Asterisk overloaded, connections refused), so a channel may be
+	// left in Stasis; the next interval would be too late for its caller.
+	recheck chan struct{}
 }
 
 var _ adapters.Adapter = (*Adapter)(nil)
@@ -72,7 +77,7 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 	ws.Path += "/ari/events"
 	ws.RawQuery = url.Values{"app": {cfg.App}, "subscribeAll": {"false"}}.Encode()
 	log := deps.Logger.With("component", "adapters/ari", "app", cfg.App)
-	a := &Adapter{
+	a := &Adapter{recheck: make(chan struct{}, 1),
 		cfg: cfg, deps: deps, log: log,
 		rest:   newRESTClient(cfg.URL, cfg.Username, pass, cfg.MaxConns),
 		wsURL:  ws.String(),
@@ -239,28 +244,48 @@ func (a *Adapter) session(ctx context.Context) (connected bool, err error) {
 	if !a.replaced.Load() {
 		a.setReady(true, "")
 	}
-	if a.cfg.ReconcileInterval > 0 {
-		// A safety net: a channel whose StasisStart never reached us (an
-		// undecodable event, a bug) is still continued within an interval.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	// A safety net: a channel whose StasisStart never reached us (an
+	// undecodable event, a bug) is still continued within an interval, and
+	// one whose continue failed is looked for again within moments.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var tick <-chan time.Time
+		if a.cfg.ReconcileInterval > 0 {
 			t := time.NewTicker(a.cfg.ReconcileInterval)
 			defer t.Stop()
-			for {
-				select {
-				case <-sctx.Done():
+			tick = t.C
+		}
+		delay := recheckDelay
+		for {
+			rechecking := false
+			select {
+			case <-sctx.Done():
+				return
+			case <-tick:
+			case <-a.recheck:
+				// Give the failed call's goroutine time to finish, and the
+				// PBX a breath; back off while rechecks keep failing.
+				rechecking = true
+				if !sleepCtx(sctx, delay) {
 					return
-				case <-t.C:
-				}
-				if n, err := a.reconcile(sctx); err != nil && sctx.Err() == nil {
-					a.log.Warn("periodic reconcile failed", "err", err)
-				} else if n > 0 {
-					a.log.Warn("periodic reconcile found channels nobody handled", "count", n)
 				}
 			}
-		}()
-	}
+			n, err := a.reconcile(sctx)
+			switch {
+			case err != nil && sctx.Err() == nil:
+				a.log.Warn("reconcile failed", "err", err, "after_failed_continue", rechecking)
+			case n > 0:
+				a.log.Warn("reconcile found channels nobody handled", "count", n, "after_failed_continue", rechecking)
+			}
+			if rechecking && err != nil {
+				delay = min(2*delay, recheckMaxDelay)
+				a.askRecheck()
+			} else {
+				delay = recheckDelay
+			}
+		}
+	}()
 	err = <-errc
 	stop()
 	c.CloseNow()
@@ -318,6 +343,21 @@ func (a *Adapter) replacedBy() {
 	reason := fmt.Sprintf("ARI application %q replaced by another connection: each callpop instance needs its own pbx.asterisk.app", a.cfg.App)
 	a.setReady(false, reason)
 	a.log.Error("ARI APPLICATION REPLACED: this instance no longer receives calls", "reason", reason)
+}
+
+// recheckDelay is the pause before a reconcile asked for by a failed
+// continue; it doubles up to recheckMaxDelay while those reconciles fail.
+const (
+	recheckDelay    = 100 * time.Millisecond
+	recheckMaxDelay = 2 * time.Second
+)
+
+// askRecheck asks for a prompt reconcile (coalesced; never blocks).
+func (a *Adapter) askRecheck() {
+	select {
+	case a.recheck <- struct{}{}:
+	default:
+	}
 }
 
 // reconcile continues every channel waiting in our app that no goroutine

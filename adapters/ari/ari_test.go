@@ -473,3 +473,22 @@ func TestChannelVarsPartial(t *testing.T) {
 		})
 	}
 }
+
+// A continue that fails every try (ARI overloaded) does not leave the channel
+// in Stasis until the next periodic reconcile: a prompt reconcile takes the
+// channel over again and continues it.
+func TestFailedContinueRecheckedPromptly(t *testing.T) {
+	sim := newSim(t, arisim.Options{})
+	h := start(t, sim, &fixedDecider{d: call.Decision{Match: call.MatchHit, Priority: 4, QueuePrio: 4}}, testBudget,
+		func(c *Config) { c.ReconcileInterval = time.Hour })
+	sim.FailNext("continue", 3) // all three tries of the first continue
+	sim.FailNext("channels", 1) // and the first recheck's listing: it backs off and looks again
+	id := sim.OfferCall(arisim.CallSpec{CLI: "+14155550123"})
+	waitSettled(t, sim, []string{id}, 10*time.Second)
+	if r, _ := sim.Record(id); r.Continued.IsZero() {
+		t.Fatalf("not continued: %+v", r)
+	}
+	if h.logs.count("ERROR") != 1 {
+		t.Errorf("want the one failed continue logged once, got %d ERROR lines", h.logs.count("ERROR"))
+	}
+}

@@ -464,6 +464,7 @@ func (r *callRun) continueOnce(by string) {
 		r.gone.Store(true)
 	default:
 		metricRESTErrors.WithLabelValues("continue").Inc()
-		a.log.Error("continue failed; the channel may stay in Stasis", "chan", r.ch.ID, "err", err)
+		a.log.Error("continue failed; reconciling soon to take the channel over again", "chan", r.ch.ID, "err", err)
+		a.askRecheck()
 	}
 }
