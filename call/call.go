@@ -107,6 +107,31 @@ type Decider interface {
 	Decide(ctx context.Context, c Call) Decision
 }
 
+// AsyncDecider is a Decider that can also answer without holding the
+// caller's goroutine while it waits (for Redis, for the CRM): a call held in
+// the look-up is then a few small structs, not a goroutine and its stack.
+//
+// DecideAsync calls done exactly once, with what Decide would have returned,
+// by ctx's deadline (on deadline: Match = timeout). It may call done before it
+// returns, on the caller's goroutine (an in-process cache hit), or later on
+// another goroutine. done must not block: it hands longer work (setting
+// variables, continuing the channel) to a goroutine of its own.
+type AsyncDecider interface {
+	Decider
+	DecideAsync(ctx context.Context, c Call, done func(Decision))
+}
+
+// DecideAsync asks dec for a decision without holding the caller's goroutine
+// when dec is an AsyncDecider; otherwise it runs dec.Decide on a goroutine of
+// its own. Either way done is called exactly once.
+func DecideAsync(ctx context.Context, dec Decider, c Call, done func(Decision)) {
+	if ad, ok := dec.(AsyncDecider); ok {
+		ad.DecideAsync(ctx, c, done)
+		return
+	}
+	go func() { done(dec.Decide(ctx, c)) }() // ends when the decider returns
+}
+
 // DeciderFunc adapts a function to Decider.
 type DeciderFunc func(ctx context.Context, c Call) Decision
 
