@@ -84,9 +84,15 @@ type Reader struct {
 	br *bufio.Reader
 }
 
+// readBuf is a Reader's buffer. Outbound mode has a connection (and a Reader)
+// per call, so this is paid per call in flight: 4 KiB holds any usual header
+// line; a longer one is collected whole (up to MaxHeaderBytes) and a body
+// longer than the buffer is read straight into its own slice.
+const readBuf = 4 << 10
+
 // NewReader returns a Reader on r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 32<<10)}
+	return &Reader{br: bufio.NewReaderSize(r, readBuf)}
 }
 
 // ReadFrame reads one frame. Empty lines between frames are skipped.

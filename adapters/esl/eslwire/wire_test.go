@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -201,5 +202,25 @@ func BenchmarkReadEvent(b *testing.B) {
 				_ = ev.Get("Caller-Caller-ID-Number")
 			}
 		}
+	}
+}
+
+// Lines and bodies longer than the Reader's buffer arrive whole: an outbound
+// connect reply can carry a long SIP header among its channel variables.
+func TestLongerThanBuffer(t *testing.T) {
+	val := strings.Repeat("v", 3*readBuf+7)
+	body := strings.Repeat("b", 5*readBuf+3)
+	in := "Content-Type: command/reply\nvariable_sip_h_X-Long: " + val + "\nContent-Length: " + strconv.Itoa(len(body)) + "\n\n" + body +
+		"Content-Type: text/event-plain\nContent-Length: 2\n\nok"
+	r := NewReader(strings.NewReader(in))
+	f, err := r.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Headers.Get("variable_sip_h_X-Long"); got != val || string(f.Body) != body || f.ContentType() != "command/reply" {
+		t.Fatalf("long frame: header %d bytes, body %d bytes, type %q", len(got), len(f.Body), f.ContentType())
+	}
+	if f, err = r.ReadFrame(); err != nil || string(f.Body) != "ok" {
+		t.Fatalf("next frame: %v %q", err, f.Body)
 	}
 }
