@@ -55,14 +55,22 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	p("calls offered / completed / budget misses / lost\t%d / %d / %d / %d\t", r.CallsOffered, r.CallsCompleted, r.BudgetMisses, r.Lost)
 	p("warm p99 (cache hit)\t%.3f ms\t≤ %.0f ms %s", r.Warm.P99, Targets.WarmP99Ms, verdictMark(r.Warm.Count > 0 && r.Warm.P99 <= Targets.WarmP99Ms))
-	p("overhead ratio (warm p50 / bare p50)\t%.2f\t≤ %.1f %s", r.OverheadRatio, Targets.OverheadRatio, verdictMark(r.OverheadRatio > 0 && r.OverheadRatio <= Targets.OverheadRatio))
-	p("overhead ratio p99 (warm p99 / bare p99)\t%.2f\t", r.OverheadRatioP99)
+	if r.OverheadRatio > 0 {
+		p("overhead ratio (warm p50 / bare p50)\t%.2f\t≤ %.1f %s", r.OverheadRatio, Targets.OverheadRatio, verdictMark(r.OverheadRatio <= Targets.OverheadRatio))
+		p("overhead ratio p99 (warm p99 / bare p99)\t%.2f\t", r.OverheadRatioP99)
+	} else {
+		p("overhead ratio (warm p50 / bare p50)\tnot measured (no bare-client or no warm calls)\t≤ %.1f", Targets.OverheadRatio)
+	}
 	// Met only when every burst number cost exactly one request: none means
 	// its calls never reached the look-up.
 	p("CRM requests per burst number\t%.2f (max %d; %d × %d calls, %d budget misses)\t= %.0f %s", r.CRMRequestsPerBurstNumber, r.Burst.RequestsMax,
 		r.Burst.Numbers, r.Burst.CallsPerNumber, r.Burst.Misses, Targets.BurstRequests,
 		verdictMark(r.Burst.Numbers > 0 && r.Burst.RequestsMax == 1 && r.CRMRequestsPerBurstNumber == 1))
-	p("peak RSS, %d calls in flight\t%.1f MiB\t≤ %.0f MiB %s", r.InFlight.Calls, r.PeakRSSMiB, Targets.RSSMiB, verdictMark(r.PeakRSSMiB > 0 && r.PeakRSSMiB <= Targets.RSSMiB))
+	if r.InFlight.Calls > 0 {
+		p("peak RSS, %d calls in flight\t%.1f MiB\t≤ %.0f MiB %s", r.InFlight.Calls, r.PeakRSSMiB, Targets.RSSMiB, verdictMark(r.PeakRSSMiB > 0 && r.PeakRSSMiB <= Targets.RSSMiB))
+	} else {
+		p("peak RSS with calls in flight\tnot measured (--inflight 0)\t≤ %.0f MiB", Targets.RSSMiB)
+	}
 	p("calls held in flight (reached / asked; all released in)\t%d / %d (%.1f s)\t", r.InFlight.Reached, r.InFlight.Calls, r.InFlight.DrainS)
 	p("goroutines, %d calls in flight (idle)\t%d (%d)\t", r.InFlight.Calls, r.InFlight.Goroutines, r.InFlight.GoroutinesIdle)
 	p("RSS, Go heap, goroutine stacks in flight\t%.1f, %.1f, %.1f MiB\t", r.InFlight.RSSMiB, r.InFlight.HeapMiB, r.InFlight.StackMiB)
