@@ -32,7 +32,17 @@ type entry struct {
 	Source   string         `json:"src,omitempty"`
 	Customer *call.Customer `json:"c,omitempty"`
 
-	cached bool // answered from the cache by a late flight (not stored)
+	cached bool // answered from the cache (not stored)
+	stale  bool // served stale while a refresh runs (not stored)
+}
+
+// result is what a look-up answered from e returns.
+func (e entry) result() Result {
+	r := Result{Customer: e.Customer, Source: e.Source}
+	if e.cached {
+		r.Cached, r.Source, r.Stale = true, "cache", e.stale
+	}
+	return r
 }
 
 // freshness of an entry at a moment.

@@ -79,9 +79,10 @@ type flight struct {
 	errs    []error
 	refresh bool // a stale-while-revalidate refresh (counted in refreshTotal)
 
-	done chan struct{} // closed once val and err are set
-	val  entry
-	err  error
+	waiters []*waiter     // async callers (LookupAsync); guarded by CRM.fmu until finish takes them
+	done    chan struct{} // closed once val and err are set
+	val     entry
+	err     error
 }
 
 // flightFIFO is a queue of flights, oldest first.
@@ -320,11 +321,7 @@ func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) {
 			lookupsTotal.WithLabelValues("error").Inc()
 			return Result{}, f.err
 		}
-		e := f.val
-		res := Result{Customer: e.Customer, Source: e.Source}
-		if e.cached {
-			res.Cached, res.Source = true, "cache"
-		}
+		res := f.val.result()
 		lookupsTotal.WithLabelValues(resultOf(res)).Inc()
 		return res, nil
 	case <-ctx.Done():
@@ -407,51 +404,75 @@ func (c *CRM) pick(names []string) ([]*source, string, error) {
 // fromCache answers from the in-process tier, then Redis. A stale entry is
 // served at once and refreshed in the background.
 func (c *CRM) fromCache(ctx context.Context, k localKey, q Query, srcs []*source) (Result, bool) {
-	now := c.cache.now()
-	if c.cache.local != nil {
-		if e, ok := c.cache.getLocal(k); ok {
-			switch c.cache.state(e, now) {
-			case fresh:
-				localHits.Inc()
-				return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
-			case stale:
-				localStale.Inc()
-				c.refresh(k, q, srcs)
-				return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
-			}
-		}
-		cacheTotal.WithLabelValues("local", "miss").Inc()
+	if r, ok := c.fromLocal(k, q, srcs); ok {
+		return r, true
 	}
 	if c.cache.rdb == nil {
 		return Result{}, false
 	}
-	e, ok, err := c.cache.getRedis(ctx, c.cache.hashKey(k.e164), k.field)
+	e, ok := c.fromRedis(ctx, k, c.cache.hashKey(k.e164))
+	if !ok {
+		return Result{}, false
+	}
+	if e.stale {
+		c.refresh(k, q, srcs)
+	}
+	return e.result(), true
+}
+
+// fromLocal answers from the in-process tier; a stale entry is served and
+// refreshed in the background.
+func (c *CRM) fromLocal(k localKey, q Query, srcs []*source) (Result, bool) {
+	if c.cache.local == nil {
+		return Result{}, false
+	}
+	if e, ok := c.cache.getLocal(k); ok {
+		switch c.cache.state(e, c.cache.now()) {
+		case fresh:
+			localHits.Inc()
+			return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
+		case stale:
+			localStale.Inc()
+			c.refresh(k, q, srcs)
+			return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
+		}
+	}
+	cacheTotal.WithLabelValues("local", "miss").Inc()
+	return Result{}, false
+}
+
+// fromRedis reads the Redis tier (h is k's hash key). A usable entry comes
+// back marked cached, and stale when it needs a refresh (the caller starts it).
+func (c *CRM) fromRedis(ctx context.Context, k localKey, h string) (entry, bool) {
+	now := c.cache.now()
+	e, ok, err := c.cache.getRedis(ctx, h, k.field)
 	switch {
 	case errors.Is(err, errCorrupt):
 		cacheTotal.WithLabelValues("redis", "invalid").Inc()
-		return Result{}, false
+		return entry{}, false
 	case err != nil:
 		cacheTotal.WithLabelValues("redis", "error").Inc()
 		if !isOpen(err) && ctx.Err() == nil {
 			c.redisReadWarn.warn(c.log, "redis read failed; asking the sources", "err", err)
 		}
-		return Result{}, false
+		return entry{}, false
 	case !ok:
 		cacheTotal.WithLabelValues("redis", "miss").Inc()
-		return Result{}, false
+		return entry{}, false
 	}
 	switch c.cache.state(e, now) {
 	case fresh:
 		cacheTotal.WithLabelValues("redis", "hit").Inc()
 		c.putLocal(k, e)
-		return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
+		e.cached = true
+		return e, true
 	case stale:
 		cacheTotal.WithLabelValues("redis", "stale").Inc()
-		c.refresh(k, q, srcs)
-		return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
+		e.cached, e.stale = true, true
+		return e, true
 	}
 	cacheTotal.WithLabelValues("redis", "miss").Inc()
-	return Result{}, false
+	return entry{}, false
 }
 
 func (c *CRM) putLocal(k localKey, e entry) {
@@ -474,8 +495,17 @@ func (c *CRM) track() bool {
 // join returns the flight for a number and source set, starting one when
 // none is under way; nil after Close.
 func (c *CRM) join(k localKey, q Query, srcs []*source, refresh bool) *flight {
+	return c.joinAs(k, q, srcs, refresh, nil)
+}
+
+// joinAs is join for w too when w is not nil: w joins the flight's waiters,
+// and a flight it starts reads the Redis tier first, on its own worker.
+func (c *CRM) joinAs(k localKey, q Query, srcs []*source, refresh bool, w *waiter) *flight {
 	c.fmu.Lock()
 	if f, ok := c.flights[k]; ok {
+		if w != nil {
+			f.waiters = append(f.waiters, w)
+		}
 		c.fmu.Unlock()
 		return f
 	}
@@ -489,6 +519,9 @@ func (c *CRM) join(k localKey, q Query, srcs []*source, refresh bool) *flight {
 	f := &flight{key: k, h: c.cache.hashKey(k.e164), srcs: srcs, started: time.Now(), refresh: refresh,
 		q:    Query{E164: q.E164, National: q.National, NationalFormat: q.NationalFormat, Digits: q.Digits},
 		done: make(chan struct{})}
+	if w != nil {
+		f.waiters = append(f.waiters, w)
+	}
 	c.flights[k] = f
 	c.fmu.Unlock()
 	// A caller that missed the cache just before the previous flight for this
@@ -499,6 +532,14 @@ func (c *CRM) join(k localKey, q Query, srcs []*source, refresh bool) *flight {
 			c.finish(f, e, nil)
 			return f
 		}
+	}
+	if w != nil && c.cache.rdb != nil {
+		if !c.track() {
+			c.finish(f, entry{}, errClosed)
+			return f
+		}
+		go c.redisFirst(f) // the flight's worker: its callers wait as structs
+		return f
 	}
 	c.advance(f)
 	return f
@@ -516,8 +557,13 @@ func (c *CRM) finish(f *flight, e entry, err error) {
 	if c.flights[f.key] == f {
 		delete(c.flights, f.key)
 	}
+	ws := f.waiters
+	f.waiters = nil
 	c.fmu.Unlock()
 	close(f.done)
+	for _, w := range ws {
+		c.answer(w, e, err)
+	}
 	if f.refresh {
 		if err != nil {
 			refreshTotal.WithLabelValues("error").Inc()

@@ -1,0 +1,105 @@
+package crm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync/atomic"
+)
+
+// waiter is one LookupAsync caller waiting for a flight: its callback and the
+// registration that ends it at its context's deadline. Whichever of the
+// flight's answer and the deadline claims it first calls done.
+type waiter struct {
+	claimed atomic.Bool
+	done    func(Result, error)
+	stop    func() bool // cancels the deadline's callback; set before the waiter joins a flight
+}
+
+// claim reports whether the caller may call w.done (true exactly once).
+func (w *waiter) claim() bool { return w.claimed.CompareAndSwap(false, true) }
+
+// LookupAsync is Lookup without holding the caller's goroutine: done gets
+// what Lookup would have returned, exactly once. An in-process hit (or an
+// error known at once) calls done before LookupAsync returns; otherwise the
+// caller waits as a small struct on the number's flight, whose worker reads
+// Redis and asks the sources, and done runs on that worker (or, at ctx's
+// deadline, on the goroutine context.AfterFunc starts). done must not block.
+func (c *CRM) LookupAsync(ctx context.Context, q Query, done func(Result, error)) {
+	if q.E164 == "" {
+		done(Result{}, errors.New("crm: query without e164"))
+		return
+	}
+	srcs, field, err := c.pick(q.Sources)
+	if err != nil {
+		done(Result{}, err)
+		return
+	}
+	k := localKey{q.E164, field}
+	if r, ok := c.fromLocal(k, q, srcs); ok {
+		lookupsTotal.WithLabelValues(resultOf(r)).Inc()
+		done(r, nil)
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		lookupsTotal.WithLabelValues("timeout").Inc()
+		done(Result{}, err)
+		return
+	}
+	w := &waiter{done: done}
+	w.stop = context.AfterFunc(ctx, func() {
+		if w.claim() {
+			lookupsTotal.WithLabelValues("timeout").Inc()
+			c.deliver(w, Result{}, ctx.Err())
+		}
+	})
+	if c.joinAs(k, q, srcs, false, w) == nil {
+		if w.claim() {
+			w.stop()
+			c.deliver(w, Result{}, errClosed)
+		}
+	}
+}
+
+// answer ends w with its flight's outcome unless its deadline came first.
+func (c *CRM) answer(w *waiter, e entry, err error) {
+	if !w.claim() {
+		return
+	}
+	w.stop()
+	if err != nil {
+		lookupsTotal.WithLabelValues("error").Inc()
+		c.deliver(w, Result{}, err)
+		return
+	}
+	r := e.result()
+	lookupsTotal.WithLabelValues(resultOf(r)).Inc()
+	c.deliver(w, r, nil)
+}
+
+// deliver calls w's callback. It runs on a flight's worker that other
+// waiters and flights depend on, so a panic in it is logged, not spread.
+func (c *CRM) deliver(w *waiter, r Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("look-up callback panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	w.done(r, err)
+}
+
+// redisFirst is the worker of a flight started by LookupAsync: it reads the
+// Redis tier, and on a miss hands the flight on to its sources.
+func (c *CRM) redisFirst(f *flight) {
+	defer c.wg.Done()
+	e, ok := c.fromRedis(c.ctx, f.key, f.h)
+	if !ok {
+		c.advance(f)
+		return
+	}
+	c.finish(f, e, nil)
+	if e.stale { // after finish: the refresh is a flight of its own
+		c.refresh(f.key, f.q, f.srcs)
+	}
+}
