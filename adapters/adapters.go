@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/callpop/callpop/call"
@@ -58,4 +59,32 @@ func Decide(ctx context.Context, dec call.Decider, c call.Call, log *slog.Logger
 		}
 	}()
 	return dec.Decide(ctx, c)
+}
+
+// DecideAsync asks dec for c's decision without holding a goroutine while
+// the decider waits, when dec is a call.AsyncDecider; any other decider runs
+// on a goroutine of its own (through Decide). done is called exactly once: a
+// decider that calls it again is ignored, and a panic in the synchronous part
+// of DecideAsync (or in the goroutine a plain decider runs on) becomes
+// Match=error, logged, like Decide. done may run before DecideAsync returns.
+// Deadlines are the decider's contract: the adapter keeps its own watchdog.
+func DecideAsync(ctx context.Context, dec call.Decider, c call.Call, log *slog.Logger, done func(call.Decision)) {
+	ad, ok := dec.(call.AsyncDecider)
+	if !ok {
+		go func() { done(Decide(ctx, dec, c, log)) }()
+		return
+	}
+	var once atomic.Bool
+	finish := func(d call.Decision) {
+		if once.CompareAndSwap(false, true) {
+			done(d)
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("decider panicked", "component", "adapters", "call", c, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			finish(call.Decision{Match: call.MatchError, Err: "internal error"})
+		}
+	}()
+	ad.DecideAsync(ctx, c, finish)
 }
