@@ -15,45 +15,51 @@ import (
 	"github.com/callpop/callpop/internal/testredis"
 )
 
+// decideCase is one call through the standard test env and what it decides.
+type decideCase struct {
+	name       string
+	call       call.Call
+	match      call.Match
+	e164       string
+	source     call.Source
+	privacy    bool
+	customerID string
+	queue      string
+	priority   int
+	flags      []string
+	popURL     string
+	lookups    int64 // CRM requests this call may cause
+}
+
+// decideCases are TestDecide's calls; TestDecideAsyncSameAsDecide decides them asynchronously too.
+var decideCases = []decideCase{
+	{"hit by national cli", call.Call{ID: "c1", CLI: "020 123 4567", ANI: "0201234567", DNIS: "0800123456"},
+		call.MatchHit, "+31201234567", call.SourceCLI, false, "C-1001", "vip", 10, []string{"vip", "ani_verified"}, "https://crm.example/c/1001", 1},
+	{"hit by e164 tel uri", call.Call{ID: "c2", CLI: "tel:+14155550123", DNIS: "0800123456"},
+		call.MatchHit, "+14155550123", call.SourceCLI, false, "C-2001", "support", 5, nil, "https://crm.example/c/2001", 1},
+	{"miss fills the new-customer form", call.Call{ID: "c3", CLI: "+31 6 1111 2222"},
+		call.MatchMiss, "+31611112222", call.SourceCLI, false, "", "general", 1, nil, "https://crm.example/new?phone=%2B31611112222", 1},
+	{"miss with privacy: no form", call.Call{ID: "c4", CLI: "+31622223333", Privacy: true},
+		call.MatchMiss, "+31622223333", call.SourceCLI, true, "", "general", 1, nil, "", 1},
+	{"anonymous: no look-up", call.Call{ID: "c5", CLI: "Anonymous", ANI: ""},
+		call.MatchAnonymous, "", "", true, "", "general", 1, nil, "", 0},
+	{"invalid: no look-up", call.Call{ID: "c6", CLI: "ABC-not-a-number"},
+		call.MatchInvalid, "", "", false, "", "general", 1, nil, "", 0},
+	{"junk 40 digits", call.Call{ID: "c7", CLI: strings.Repeat("9", 40)},
+		call.MatchInvalid, "", "", false, "", "general", 1, nil, "", 0},
+	{"91-digit caller number (recorded from Asterisk)", call.Call{ID: "c7b", CLI: strings.Repeat("1234567890", 9) + "1"},
+		call.MatchInvalid, "", "", false, "", "general", 1, nil, "", 0},
+	{"empty number, presentation restricted, real number only in the ani (recorded)", call.Call{ID: "c7c", CLI: "", ANI: "0209876543", Privacy: true},
+		call.MatchMiss, "+31209876543", call.SourceANI, true, "", "general", 1, nil, "", 1},
+	{"ani fallback for a withheld cli", call.Call{ID: "c8", CLI: "anonymous", ANI: "0301112233"},
+		call.MatchHit, "+31301112233", call.SourceANI, true, "C-1002", "support-de", 5, []string{"region_mismatch"}, "https://crm.example/c/1002", 1},
+	{"cli and ani differ: not verified", call.Call{ID: "c9", CLI: "0201234567", ANI: "0301112233"},
+		call.MatchHit, "+31201234567", call.SourceCLI, false, "C-1001", "vip", 10, []string{"vip"}, "https://crm.example/c/1001", 0},
+}
+
 func TestDecide(t *testing.T) {
 	te := newTestEnv(t, testConfig(), nil, testBudget)
-	tests := []struct {
-		name       string
-		call       call.Call
-		match      call.Match
-		e164       string
-		source     call.Source
-		privacy    bool
-		customerID string
-		queue      string
-		priority   int
-		flags      []string
-		popURL     string
-		lookups    int64 // CRM requests this call may cause
-	}{
-		{"hit by national cli", call.Call{ID: "c1", CLI: "020 123 4567", ANI: "0201234567", DNIS: "0800123456"},
-			call.MatchHit, "+31201234567", call.SourceCLI, false, "C-1001", "vip", 10, []string{"vip", "ani_verified"}, "https://crm.example/c/1001", 1},
-		{"hit by e164 tel uri", call.Call{ID: "c2", CLI: "tel:+14155550123", DNIS: "0800123456"},
-			call.MatchHit, "+14155550123", call.SourceCLI, false, "C-2001", "support", 5, nil, "https://crm.example/c/2001", 1},
-		{"miss fills the new-customer form", call.Call{ID: "c3", CLI: "+31 6 1111 2222"},
-			call.MatchMiss, "+31611112222", call.SourceCLI, false, "", "general", 1, nil, "https://crm.example/new?phone=%2B31611112222", 1},
-		{"miss with privacy: no form", call.Call{ID: "c4", CLI: "+31622223333", Privacy: true},
-			call.MatchMiss, "+31622223333", call.SourceCLI, true, "", "general", 1, nil, "", 1},
-		{"anonymous: no look-up", call.Call{ID: "c5", CLI: "Anonymous", ANI: ""},
-			call.MatchAnonymous, "", "", true, "", "general", 1, nil, "", 0},
-		{"invalid: no look-up", call.Call{ID: "c6", CLI: "ABC-not-a-number"},
-			call.MatchInvalid, "", "", false, "", "general", 1, nil, "", 0},
-		{"junk 40 digits", call.Call{ID: "c7", CLI: strings.Repeat("9", 40)},
-			call.MatchInvalid, "", "", false, "", "general", 1, nil, "", 0},
-		{"91-digit caller number (recorded from Asterisk)", call.Call{ID: "c7b", CLI: strings.Repeat("1234567890", 9) + "1"},
-			call.MatchInvalid, "", "", false, "", "general", 1, nil, "", 0},
-		{"empty number, presentation restricted, real number only in the ani (recorded)", call.Call{ID: "c7c", CLI: "", ANI: "0209876543", Privacy: true},
-			call.MatchMiss, "+31209876543", call.SourceANI, true, "", "general", 1, nil, "", 1},
-		{"ani fallback for a withheld cli", call.Call{ID: "c8", CLI: "anonymous", ANI: "0301112233"},
-			call.MatchHit, "+31301112233", call.SourceANI, true, "C-1002", "support-de", 5, []string{"region_mismatch"}, "https://crm.example/c/1002", 1},
-		{"cli and ani differ: not verified", call.Call{ID: "c9", CLI: "0201234567", ANI: "0301112233"},
-			call.MatchHit, "+31201234567", call.SourceCLI, false, "C-1001", "vip", 10, []string{"vip"}, "https://crm.example/c/1001", 0},
-	}
+	tests := decideCases
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := te.fake.requests.Load()

@@ -266,39 +266,41 @@ func (r *Router) Decide(ctx context.Context, c call.Call) call.Decision {
 // decide is Decide with an optional rule trace. It is split so that a call
 // held on a slow CRM waits in small frames (decide → lookup): the rules'
 // and outputs' locals (conclude) are not on its stack while it waits, and a
-// held goroutine's stack can shrink to the minimum.
+// held goroutine's stack can shrink to the minimum. DecideAsync runs the
+// same parts (begin, the look-up, conclude, end) without the goroutine.
 func (r *Router) decide(ctx context.Context, c *call.Call, d *call.Decision, trace *[]RuleTrace) {
 	start := c.Received
 	if start.IsZero() {
 		start = r.now()
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			r.log.Error("decide panicked", "call", *c, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			*d = call.Decision{CallID: c.ID, Match: call.MatchError, Err: "internal error"}
-			st := r.state.Load()
-			r.applyPriority(st, d, st.cfg.Priority.Default)
-		}
-		d.Elapsed = time.Since(start)
-		countDecision(d.Match)
-		decideSeconds.Observe(d.Elapsed.Seconds())
-	}()
+	defer func() { r.end(c, d, start, recover()) }()
 
+	st, prof, region, number, deadline, lookup := r.begin(ctx, c, d, start)
+	var cust *call.Customer
+	blocked := false
+	if lookup {
+		cust, blocked = r.lookup(ctx, c, d, st, prof, &number, deadline)
+	}
+	r.conclude(ctx, c, d, st, prof, &number, region, cust, blocked, trace)
+}
+
+// begin is decide up to the look-up: the profile, the caller's number and
+// the decision's first fields. lookup is false when there is no number to
+// look up (anonymous, invalid: d.Match is set).
+func (r *Router) begin(ctx context.Context, c *call.Call, d *call.Decision, start time.Time) (
+	st *state, prof *profile, region string, number callerid.Number, deadline time.Time, lookup bool) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = start.Add(r.deps.Budget)
 	}
-	st := r.state.Load()
-	prof := st.profileFor(c)
-	region := prof.Region
+	st = r.state.Load()
+	prof = st.profileFor(c)
+	region = prof.Region
 	if region == "" {
 		region = r.deps.Numbers.RegionFor(c.DNIS)
 	}
 	pick := r.deps.Numbers.Pick(c.CLI, c.ANI, c.Privacy, region)
 	*d = call.Decision{CallID: c.ID, Profile: prof.Name, Privacy: pick.Privacy || c.Privacy}
-
-	var cust *call.Customer
-	blocked := false
 	switch pick.Status {
 	case call.MatchAnonymous:
 		d.Match = call.MatchAnonymous
@@ -309,9 +311,23 @@ func (r *Router) decide(ctx context.Context, c *call.Call, d *call.Decision, tra
 		}
 	default:
 		d.E164, d.Source = pick.Number.E164, pick.Source
-		cust, blocked = r.lookup(ctx, c, d, st, prof, &pick.Number, deadline)
+		lookup = true
 	}
-	r.conclude(ctx, c, d, st, prof, &pick.Number, region, cust, blocked, trace)
+	return st, prof, region, pick.Number, deadline, lookup
+}
+
+// end finishes d: a panic p (recovered from any part) becomes an error
+// decision; then its elapsed time and the decision metrics.
+func (r *Router) end(c *call.Call, d *call.Decision, start time.Time, p any) {
+	if p != nil {
+		r.log.Error("decide panicked", "call", *c, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		*d = call.Decision{CallID: c.ID, Match: call.MatchError, Err: "internal error"}
+		st := r.state.Load()
+		r.applyPriority(st, d, st.cfg.Priority.Default)
+	}
+	d.Elapsed = time.Since(start)
+	countDecision(d.Match)
+	decideSeconds.Observe(d.Elapsed.Seconds())
 }
 
 // lookup asks the CRM (and the shared block list) for d.E164 within the
@@ -319,32 +335,47 @@ func (r *Router) decide(ctx context.Context, c *call.Call, d *call.Decision, tra
 func (r *Router) lookup(ctx context.Context, c *call.Call, d *call.Decision, st *state, prof *profile,
 	n *callerid.Number, deadline time.Time) (cust *call.Customer, blocked bool) {
 	blocked = r.block.contains(d.E164)
-	q := crm.Query{
+	q := lookupQuery(n, prof)
+	if r.localFirst(st) {
+		// A repeat caller: answered in-process, no context or timer to build.
+		if res, ok := r.deps.CRM.LookupLocal(q); ok {
+			return r.settle(c, d, res, nil, false), blocked
+		}
+	}
+	lctx, cancel := lookupContext(ctx, deadline)
+	defer cancel()
+	redisBlocked := r.redisBlocked(lctx, st.cfg.Flags.BlockListRedisKey, d.E164)
+	res, err := r.deps.CRM.Lookup(lctx, q)
+	timedOut := err != nil && errors.Is(lctx.Err(), context.DeadlineExceeded)
+	if b, ok := redisBlocked(); ok && b {
+		blocked = true
+	}
+	return r.settle(c, d, res, err, timedOut), blocked
+}
+
+func lookupQuery(n *callerid.Number, prof *profile) crm.Query {
+	return crm.Query{
 		E164: n.E164, National: n.National, NationalFormat: n.NationalFormat,
 		Digits: n.Digits, Sources: prof.Sources,
 	}
-	var (
-		res      crm.Result
-		err      error
-		local    bool
-		timedOut bool
-	)
-	if st.cfg.Flags.BlockListRedisKey == "" || r.deps.Redis == nil {
-		// A repeat caller: answered in-process, no context or timer to build.
-		res, local = r.deps.CRM.LookupLocal(q)
-	}
-	if !local {
-		// Leave the rules a sliver of the budget: they run after the look-up.
-		reserve := min(2*time.Millisecond, time.Until(deadline)/10)
-		lctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
-		redisBlocked := r.redisBlocked(lctx, st.cfg.Flags.BlockListRedisKey, d.E164)
-		res, err = r.deps.CRM.Lookup(lctx, q)
-		timedOut = err != nil && errors.Is(lctx.Err(), context.DeadlineExceeded)
-		if b, ok := redisBlocked(); ok && b {
-			blocked = true
-		}
-		cancel()
-	}
+}
+
+// localFirst reports whether the in-process tier may answer alone: not when
+// the shared block list must be asked too.
+func (r *Router) localFirst(st *state) bool {
+	return st.cfg.Flags.BlockListRedisKey == "" || r.deps.Redis == nil
+}
+
+// lookupContext is the look-up's share of the deadline: the rules, which
+// run after it, keep a sliver.
+func lookupContext(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	reserve := min(2*time.Millisecond, time.Until(deadline)/10)
+	return context.WithDeadline(ctx, deadline.Add(-reserve))
+}
+
+// settle sets d.Match and d.Cached from the CRM's answer and returns the
+// customer found.
+func (r *Router) settle(c *call.Call, d *call.Decision, res crm.Result, err error, timedOut bool) (cust *call.Customer) {
 	switch {
 	case err == nil && res.Customer != nil:
 		d.Match, d.Cached, cust = call.MatchHit, res.Cached, res.Customer
@@ -359,7 +390,7 @@ func (r *Router) lookup(ctx context.Context, c *call.Call, d *call.Decision, st 
 			r.log.Warn("crm look-up failed", "call", *c, "err", err, "suppressed", n)
 		}
 	}
-	return cust, blocked
+	return cust
 }
 
 // conclude runs the built-in flags and the rules over what the look-up
@@ -477,7 +508,24 @@ func (r *Router) redisBlocked(ctx context.Context, key, e164 string) func() (boo
 	if key == "" || r.deps.Redis == nil {
 		return func() (bool, bool) { return false, false }
 	}
-	ch := make(chan bool, 1)
+	ch := make(chan [2]bool, 1)
+	r.checkBlocked(ctx, key, e164, func(b, ok bool) { ch <- [2]bool{b, ok} })
+	return func() (bool, bool) {
+		v := <-ch
+		return v[0], v[1]
+	}
+}
+
+// checkBlocked asks the shared block list whether e164 is on it and calls
+// done exactly once: with the answer, or ok=false when ctx ends first (or
+// Redis fails). done must not block.
+func (r *Router) checkBlocked(ctx context.Context, key, e164 string, done func(blocked, ok bool)) {
+	var claimed atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		if claimed.CompareAndSwap(false, true) {
+			done(false, false)
+		}
+	})
 	go func() { // ends when the Redis call returns; go-redis honours ctx
 		ok, err := r.deps.Redis.SIsMember(ctx, key, e164).Result()
 		if err != nil {
@@ -489,16 +537,11 @@ func (r *Router) redisBlocked(ctx context.Context, key, e164 string) func() (boo
 			}
 			ok = false
 		}
-		ch <- ok
-	}()
-	return func() (bool, bool) {
-		select {
-		case b := <-ch:
-			return b, true
-		case <-ctx.Done():
-			return false, false
+		if claimed.CompareAndSwap(false, true) {
+			stop()
+			done(ok, true)
 		}
-	}
+	}()
 }
 
 // sanitizeCustomer copies a CRM record with every text field cleaned, so the

@@ -1,0 +1,147 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/callerid"
+	"github.com/callpop/callpop/crm"
+)
+
+// DecideAsync is Decide without holding the caller's goroutine while the CRM
+// (or the shared block list) is asked: the call waits as a held struct. It
+// runs decide's parts (begin, the look-up, conclude, end) and calls done
+// exactly once by ctx's deadline: before it returns when nothing is waited
+// for (an in-process hit, no number), else on the CRM's worker or the
+// goroutine the deadline starts. A panic in any part becomes a Match=error
+// decision. done must not block.
+func (r *Router) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
+	h := &held{r: r, ctx: ctx, c: c, done: done}
+	defer h.recover()
+	h.start = c.Received
+	if h.start.IsZero() {
+		h.start = r.now()
+	}
+	var deadline time.Time
+	var lookup bool
+	h.st, h.prof, h.region, h.number, deadline, lookup = r.begin(ctx, &h.c, &h.d, h.start)
+	if !lookup {
+		h.conclude()
+		return
+	}
+	h.blocked = r.block.contains(h.d.E164)
+	q := lookupQuery(&h.number, h.prof)
+	if r.localFirst(h.st) {
+		if res, ok := r.deps.CRM.LookupLocal(q); ok {
+			h.cust = r.settle(&h.c, &h.d, res, nil, false)
+			h.conclude()
+			return
+		}
+	}
+	h.lctx, h.cancel = lookupContext(ctx, deadline)
+	key := h.st.cfg.Flags.BlockListRedisKey
+	if key == "" || r.deps.Redis == nil {
+		h.arms.Store(1)
+	} else {
+		h.arms.Store(2)
+		r.checkBlocked(h.lctx, key, h.d.E164, h.blockListed)
+	}
+	r.deps.CRM.LookupAsync(h.lctx, q, h.looked)
+}
+
+// held is a call whose decision waits for its look-up: what decide keeps on
+// its stack while it waits, kept in one struct instead.
+type held struct {
+	r    *Router
+	ctx  context.Context
+	done func(call.Decision)
+
+	c      call.Call
+	d      call.Decision
+	start  time.Time
+	st     *state
+	prof   *profile
+	region string
+	number callerid.Number
+
+	lctx   context.Context // the look-up's share of the deadline
+	cancel context.CancelFunc
+
+	arms         atomic.Int32 // parts of the look-up still out: the CRM, the shared block list
+	res          crm.Result   // the CRM's answer (set before its arm ends)
+	err          error
+	timedOut     bool
+	redisBlocked bool // on the shared block list (set before its arm ends, when it answered in time)
+	blocked      bool
+	cust         *call.Customer
+
+	mu       sync.Mutex  // held while the decision is written after the look-up, and by a recovered panic
+	finished atomic.Bool // done was called (or is being called)
+}
+
+// looked is the CRM's answer.
+func (h *held) looked(res crm.Result, err error) {
+	defer h.recover()
+	h.res, h.err = res, err
+	h.timedOut = err != nil && errors.Is(h.lctx.Err(), context.DeadlineExceeded)
+	h.armDone()
+}
+
+// blockListed is the shared block list's answer.
+func (h *held) blockListed(b, ok bool) {
+	defer h.recover()
+	h.redisBlocked = ok && b
+	h.armDone()
+}
+
+// armDone ends one part of the look-up; the last one concludes.
+func (h *held) armDone() {
+	if h.arms.Add(-1) != 0 {
+		return
+	}
+	h.cancel()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.finished.Load() { // a panic ended the decision already
+		return
+	}
+	if h.redisBlocked {
+		h.blocked = true
+	}
+	h.cust = h.r.settle(&h.c, &h.d, h.res, h.err, h.timedOut)
+	h.conclude()
+}
+
+// conclude runs the rules and hands the decision to done.
+func (h *held) conclude() {
+	h.r.conclude(h.ctx, &h.c, &h.d, h.st, h.prof, &h.number, h.region, h.cust, h.blocked, nil)
+	h.finish(nil)
+}
+
+// finish ends the decision (p: a recovered panic) and calls done, once.
+func (h *held) finish(p any) {
+	if !h.finished.CompareAndSwap(false, true) {
+		if p != nil { // in done itself, or after it: the decision is out already
+			h.r.log.Error("decide panicked after its decision", "call", h.c, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+		return
+	}
+	h.r.end(&h.c, &h.d, h.start, p)
+	h.done(h.d)
+}
+
+// recover turns a panic in any part, on any goroutine, into the error
+// decision (or a log line once done was called).
+func (h *held) recover() {
+	if p := recover(); p != nil {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.finish(p)
+	}
+}
