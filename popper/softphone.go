@@ -24,16 +24,50 @@ func Softphone(cfg SoftphoneConfig, d call.Decider) call.Decider {
 	if cfg.CallerNameMax <= 0 {
 		cfg.CallerNameMax = DefaultConfig().Softphone.CallerNameMax
 	}
-	return call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
-		dec := d.Decide(ctx, c)
-		if cfg.CallerName != "" {
-			dec.CallerName = CallerName(cfg.CallerName, cfg.CallerNameMax, dec, c.Privacy)
+	sp := softphone{cfg: cfg, d: d}
+	if _, ok := d.(call.AsyncDecider); ok {
+		return asyncSoftphone{sp}
+	}
+	return sp
+}
+
+// softphone decorates its decider's decisions with the softphone fields.
+type softphone struct {
+	cfg SoftphoneConfig
+	d   call.Decider
+}
+
+func (s softphone) Decide(ctx context.Context, c call.Call) call.Decision {
+	return s.decorate(s.d.Decide(ctx, c), c)
+}
+
+func (s softphone) decorate(dec call.Decision, c call.Call) call.Decision {
+	if s.cfg.CallerName != "" {
+		dec.CallerName = CallerName(s.cfg.CallerName, s.cfg.CallerNameMax, dec, c.Privacy)
+	}
+	if s.cfg.InfoURL != "" {
+		dec.InfoURL = InfoURL(s.cfg.InfoURL, dec, c.Privacy)
+	}
+	return dec
+}
+
+// asyncSoftphone is softphone over an AsyncDecider: an AsyncDecider too,
+// decorating in done.
+type asyncSoftphone struct{ softphone }
+
+func (s asyncSoftphone) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
+	s.d.(call.AsyncDecider).DecideAsync(ctx, c, func(dec call.Decision) { done(s.decorateSafe(dec, c)) })
+}
+
+// decorateSafe is decorate that falls back to dec undecorated on a panic: it
+// runs inside the inner decider's done, which must still reach ours.
+func (s softphone) decorateSafe(dec call.Decision, c call.Call) (out call.Decision) {
+	defer func() {
+		if recover() != nil {
+			out = dec
 		}
-		if cfg.InfoURL != "" {
-			dec.InfoURL = InfoURL(cfg.InfoURL, dec, c.Privacy)
-		}
-		return dec
-	})
+	}()
+	return s.decorate(dec, c)
 }
 
 // CallerName renders the caller-name template for a decision with a

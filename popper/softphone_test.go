@@ -83,3 +83,38 @@ func TestDecorate(t *testing.T) {
 		t.Fatal("nil decider")
 	}
 }
+
+// asyncInner is an AsyncDecider answering on a goroutine of its own.
+type asyncInner struct{ call.DeciderFunc }
+
+func (a asyncInner) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
+	go func() { done(a.Decide(ctx, c)) }()
+}
+
+// TestDecorateAsync: over an AsyncDecider the decorated decider is one too,
+// and decorates in done; over a plain Decider it is not.
+func TestDecorateAsync(t *testing.T) {
+	cfg := SoftphoneConfig{CallerName: "VIP {name}", InfoURL: "https://crm.example/p?n={e164}"}
+	inner := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		return call.Decision{Match: call.MatchHit, E164: "+31201234567", Customer: &call.Customer{Name: "Jane Doe"}}
+	})
+	if _, ok := Softphone(cfg, inner).(call.AsyncDecider); ok {
+		t.Fatal("decorated plain Decider claims to be an AsyncDecider")
+	}
+	dec, ok := Softphone(cfg, asyncInner{inner}).(call.AsyncDecider)
+	if !ok {
+		t.Fatal("decorated AsyncDecider is not one")
+	}
+	for _, privacy := range []bool{false, true} {
+		c := call.Call{ID: "x", Privacy: privacy}
+		ch := make(chan call.Decision, 2)
+		dec.DecideAsync(context.Background(), c, func(d call.Decision) { ch <- d })
+		got := <-ch
+		if want := dec.Decide(context.Background(), c); got.CallerName != want.CallerName || got.InfoURL != want.InfoURL {
+			t.Fatalf("privacy %v: async %q %q, sync %q %q", privacy, got.CallerName, got.InfoURL, want.CallerName, want.InfoURL)
+		}
+		if got.CallerName != "VIP Jane Doe" || (privacy == strings.Contains(got.InfoURL, "201234567")) {
+			t.Fatalf("privacy %v: %q %q", privacy, got.CallerName, got.InfoURL)
+		}
+	}
+}
