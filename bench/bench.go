@@ -734,6 +734,15 @@ func (e *entryCounter) Decide(ctx context.Context, c call.Call) call.Decision {
 	return e.dec.Decide(ctx, c)
 }
 
+// DecideAsync counts a call from its entry until its decision is handed on.
+func (e *entryCounter) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
+	e.in.Add(1)
+	call.DecideAsync(ctx, e.dec, c, func(d call.Decision) {
+		e.in.Add(-1)
+		done(d)
+	})
+}
+
 // The in-flight phase: the held calls' budget covers reaching N, sampling
 // and letting them all go, so no call meets its watchdog (which would
 // continue thousands at once); the wait for the release is bounded apart.

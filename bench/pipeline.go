@@ -111,6 +111,15 @@ func (r *recorder) Decide(ctx context.Context, c call.Call) call.Decision {
 	return d
 }
 
+// DecideAsync records the verdict before handing the decision on, as Decide
+// does before returning it.
+func (r *recorder) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
+	call.DecideAsync(ctx, r.dec, c, func(d call.Decision) {
+		r.m.Store(c.ID, verdict{match: d.Match, cached: d.Cached})
+		done(d)
+	})
+}
+
 // take returns and forgets the verdict of call id.
 func (r *recorder) take(id string) (verdict, bool) {
 	v, ok := r.m.LoadAndDelete(id)
