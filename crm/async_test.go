@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/call"
+	"github.com/redis/go-redis/v9"
 )
 
 // gateSource answers every request once its gate opens (or the request's
@@ -71,15 +72,19 @@ func (a *asyncResult) wait(t testing.TB) (Result, error) {
 func newGateCRM(t testing.TB, cc CacheConfig, withRedis bool) (*CRM, *gateSource) {
 	t.Helper()
 	src := newGateSource()
-	var c *CRM
-	var err error
+	var rdb redis.UniversalClient
 	if withRedis {
-		_, rdb := startRedis(t)
-		c, err = NewWithSources(cc, rdb, quietLog(), src)
-	} else {
-		c, err = NewWithSources(cc, nil, quietLog(), src)
+		_, rdb = startRedis(t)
 	}
+	// A stalled source is held, not failed: no source timeout or breaker
+	// within a test on a loaded machine.
+	cfg := DefaultConfig()
+	cfg.Timeout = time.Hour
+	cfg.Breaker.Failures = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := newCRM(ctx, cancel, cfg, cc, rdb, quietLog(), []Source{src})
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { close(src.gate); _ = c.Close() })
