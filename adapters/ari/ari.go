@@ -22,7 +22,8 @@ import (
 
 // Adapter connects callpop to one Asterisk over ARI. It owns the event
 // WebSocket (with pings), a supervisor that reconnects with backoff and
-// jitter and then reconciles waiting channels, and one goroutine per call.
+// jitter and then reconciles waiting channels, and each call's work (a
+// goroutine per call, except while an AsyncDecider holds it).
 type Adapter struct {
 	cfg    Config
 	deps   adapters.Deps
@@ -40,7 +41,7 @@ type Adapter struct {
 	reason   string
 	replaced atomic.Bool
 
-	calls   sync.WaitGroup // per-call goroutines
+	calls   sync.WaitGroup // calls being handled (and their variable reads): Run waits for them
 	running atomic.Bool
 
 	// recheck asks the connected session for a prompt reconcile: a continue

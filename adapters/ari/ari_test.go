@@ -114,10 +114,11 @@ func TestCRMHangingContinuedWithinBudget(t *testing.T) {
 			return call.Decision{Match: call.MatchHit}
 		})},
 	}
-	// With channelvars the decision runs on the call's own goroutine: the
-	// watchdog alone guarantees the continue. (A decider that ignores its
-	// context then holds that goroutine, and Run's return, until it returns:
-	// the release below comes before the adapter stops.)
+	// With channelvars the decision runs on the asynchronous path (a plain
+	// Decider on the asking goroutine): the watchdog guarantees the continue
+	// and the cutoff ends the call. (A decider that ignores its context still
+	// holds that goroutine until it returns, though no longer Run's return:
+	// the release below comes before the adapter stops all the same.)
 	modes := []struct {
 		name string
 		vars []string

@@ -76,25 +76,29 @@ func BenchmarkDispatchLegs(b *testing.B) {
 }
 
 // BenchmarkHeldCalls holds 10,000 calls in the adapter at once, their
-// look-ups stalled (a decider that blocks until released or its deadline),
-// and reports what one held call costs: goroutines and heap bytes, the
-// simulator's own share (its channel records, measured with a plain socket
-// reader) taken out. With ari.conf channelvars the call's own goroutine is
-// all there is; without, the speculative decision has a second one.
+// look-ups stalled, and reports what one held call costs: goroutines, stack
+// and heap bytes, the simulator's own share (its channel records, measured
+// with a plain socket reader) taken out. With ari.conf channelvars and an
+// AsyncDecider (the router) the call holds no goroutine: its state, the
+// decision's context and the watchdog's timer ("channelvars"); a plain
+// Decider that blocks keeps one goroutine per call ("channelvars-plain").
+// Without channelvars the call's goroutine reads the variables and the
+// speculative decision has a second one ("GET").
 func BenchmarkHeldCalls(b *testing.B) {
 	cv := []string{"CALLPOP_CALL_ID", "CALLERID(ani)", "CALLERID(num-pres)"}
-	b.Run("channelvars", func(b *testing.B) { benchHeld(b, cv) })
-	b.Run("GET", func(b *testing.B) { benchHeld(b, nil) })
+	b.Run("channelvars", func(b *testing.B) { benchHeld(b, cv, true) })
+	b.Run("channelvars-plain", func(b *testing.B) { benchHeld(b, cv, false) })
+	b.Run("GET", func(b *testing.B) { benchHeld(b, nil, false) })
 }
 
-func benchHeld(b *testing.B, channelVars []string) {
+func benchHeld(b *testing.B, channelVars []string, async bool) {
 	const n = 10000
 	simHeap := simHeapPerChannel(b, n, channelVars)
 	for b.Loop() {
 		sim := newSim(b, arisim.Options{ChannelVars: channelVars, EventBuf: 4 * n})
 		release := make(chan struct{})
 		var entered atomic.Int64
-		dec := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+		var dec call.Decider = call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
 			entered.Add(1)
 			select {
 			case <-ctx.Done():
@@ -102,13 +106,24 @@ func benchHeld(b *testing.B, channelVars []string) {
 			}
 			return call.Decision{Match: call.MatchMiss}
 		})
+		var held *heldDecider
+		if async {
+			held = &heldDecider{d: call.Decision{Match: call.MatchMiss}}
+			dec = held
+		}
+		entered0 := func() int64 {
+			if held != nil {
+				return held.entered.Load()
+			}
+			return entered.Load()
+		}
 		h := start(b, sim, dec, 5*time.Minute, func(c *Config) { c.MaxCalls = n + 100; c.MaxConns = 64 })
 		g0, heap0, stack0 := goroutinesAndHeap()
 		for i := range n {
 			sim.OfferCall(arisim.CallSpec{CLI: fmt.Sprintf("+3120%07d", i)})
 		}
 		waitFor(b, time.Minute, "all calls in the decider", func() bool {
-			return entered.Load() == n && int(h.a.enriching.Load()) == n
+			return entered0() == n && int(h.a.enriching.Load()) == n
 		})
 		g1, heap1, stack1 := goroutinesAndHeap()
 		b.ReportMetric(float64(g1-g0)/n, "goroutines/held_call")
@@ -119,6 +134,9 @@ func benchHeld(b *testing.B, channelVars []string) {
 		// call fails its requests at once and ends.
 		sim.Close()
 		close(release)
+		if held != nil {
+			held.release()
+		}
 		h.stop()
 	}
 }

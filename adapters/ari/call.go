@@ -51,10 +51,31 @@ type callRun struct {
 	continued atomic.Bool
 	gone      atomic.Bool
 	by        atomic.Pointer[string] // who continued: "handler" or "watchdog" (set by the winner)
+
+	// The asynchronous path (both caller-ID functions in channelvars): while
+	// the decider holds the call, this struct, the decision's context and
+	// the watchdog's timer are all there is of it: no goroutine.
+	reconciled bool
+	cancel     context.CancelFunc // the decision's context
+	wd         *time.Timer        // the watchdog
+	wdRun      sync.WaitGroup     // 1 while the watchdog is armed or running
+	decided    atomic.Bool        // a decision (the decider's, or the cutoff's) took the call
+	stage      atomic.Int32       // stageDeciding → stageWaiting (the decider holds the call) or stageDecided
+	syncD      *call.Decision     // a decision given before DecideAsync returned (stage decided)
 }
 
+// Stages of an asynchronous decision, seen from the goroutine that asks.
+const (
+	stageDeciding int32 = iota // DecideAsync has not returned yet
+	stageWaiting               // it returned without an answer: done starts a goroutine
+	stageDecided               // it answered first: the asking goroutine finishes the call
+)
+
 // startCall hands a channel to its own goroutine unless one handles it
-// already. It reports whether it started one.
+// already, and reports whether it did. When channelvars carried both caller-ID
+// functions that goroutine only asks for the decision: while the decider
+// holds the call no goroutine is left, and the answer starts one (or the
+// asking goroutine, answered at once, finishes the call).
 func (a *Adapter) startCall(ch stasisChannel, received time.Time, reconciled bool) bool {
 	if ch.ID == "" {
 		return false
@@ -90,6 +111,18 @@ func (a *Adapter) startCall(ch stasisChannel, received time.Time, reconciled boo
 		}()
 		return true
 	}
+	if ch.hasANI && ch.hasPres {
+		// Nothing to read: the decision runs without holding a goroutine
+		// while it waits. The watchdog is armed here, before anything
+		// can delay the call.
+		r.reconciled = reconciled
+		ctx, cancel := context.WithDeadline(context.Background(), r.deadline.Add(-a.cfg.ApplyReserve))
+		r.cancel = cancel
+		r.wdRun.Add(1)
+		r.wd = time.AfterFunc(time.Until(r.deadline.Add(-watchdogLead)), r.watchdog)
+		go r.decideAsync(ctx)
+		return true
+	}
 	go func() {
 		defer a.calls.Done()
 		defer a.enriching.Add(-1)
@@ -97,6 +130,116 @@ func (a *Adapter) startCall(ch stasisChannel, received time.Time, reconciled boo
 		r.run(reconciled)
 	}()
 	return true
+}
+
+// decideGrace is how long past its deadline a decider's answer is waited
+// for before the call goes on with a timeout decision.
+const decideGrace = 2 * time.Millisecond
+
+// decideAsync asks the decider for the call's decision. It runs on a
+// goroutine of its own (a decider's synchronous part never delays the event
+// reader) that ends as soon as the decider holds the call, or finishes the
+// call itself when the answer came at once (an in-process hit; a plain
+// Decider answers here too, on this goroutine).
+func (r *callRun) decideAsync(ctx context.Context) {
+	r.ask(ctx)
+	if !r.stage.CompareAndSwap(stageDeciding, stageWaiting) {
+		r.finish(*r.syncD, false) // stageDecided
+	}
+}
+
+// ask hands the call to the decider; done is onDecision.
+func (r *callRun) ask(ctx context.Context) {
+	a := r.a
+	defer func() {
+		if p := recover(); p != nil {
+			metricPanics.Inc()
+			a.log.Error("panic asking for a decision; the call goes on undecided", "chan", r.ch.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r.onDecision(call.Decision{Match: call.MatchError, Err: "internal error"})
+		}
+	}()
+	c := r.newCall()
+	full := withCallerVars(c, r.ch.ANI, r.ch.NumPres)
+	in := full
+	if addsNothing(c, full) {
+		in = c // as the GET path's speculative run would have seen it
+	}
+	if _, ok := a.deps.Decider.(call.AsyncDecider); ok {
+		adapters.DecideAsync(ctx, a.deps.Decider, in, a.log, r.onDecision)
+	} else {
+		r.onDecision(adapters.Decide(ctx, a.deps.Decider, in, a.log))
+	}
+}
+
+// onDecision is the decider's done. It never blocks: the first answer goes
+// to finish on a goroutine (or to the asking goroutine, when DecideAsync has
+// not returned yet); any later one (after the cutoff) is dropped.
+func (r *callRun) onDecision(d call.Decision) {
+	if !r.decided.CompareAndSwap(false, true) {
+		return
+	}
+	r.syncD = &d
+	if r.stage.CompareAndSwap(stageDeciding, stageDecided) {
+		return
+	}
+	go r.finish(d, false)
+}
+
+// watchdog continues the channel at the end of its budget if nothing has.
+// When the decider has not answered by then either (it overstays its own
+// deadline), the call goes on with a timeout decision at the cutoff, grace
+// past that deadline, so the call's state and its count in a.calls end even
+// if the answer never comes.
+func (r *callRun) watchdog() {
+	defer r.wdRun.Done()
+	r.continueOnce("watchdog")
+	if r.decided.Load() {
+		return
+	}
+	cutoff := r.deadline.Add(-r.a.cfg.ApplyReserve + decideGrace)
+	time.AfterFunc(max(time.Until(cutoff), 0), func() {
+		if r.decided.CompareAndSwap(false, true) {
+			r.finish(call.Decision{Match: call.MatchTimeout, Err: "decider did not answer by its deadline"}, true)
+		}
+	})
+}
+
+// finish applies an asynchronous decision and ends the call: the tail of
+// run, on whichever goroutine got the decision. fired says the watchdog has
+// run already (finish is the cutoff it left): r.wd is not touched then.
+func (r *callRun) finish(d call.Decision, fired bool) {
+	a := r.a
+	defer a.calls.Done()
+	defer a.enriching.Add(-1)
+	defer a.inflight.CompareAndDelete(r.ch.ID, r)
+	defer func() {
+		if !fired && r.wd.Stop() {
+			r.wdRun.Done() // it will not run
+		}
+		r.wdRun.Wait() // it ran: its continue is over before the call leaves inflight
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			metricPanics.Inc()
+			a.log.Error("panic handling call; continuing it", "chan", r.ch.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r.continueOnce("handler")
+		}
+	}()
+	r.cancel()
+	c := r.newCall()
+	full := withCallerVars(c, r.ch.ANI, r.ch.NumPres)
+	r.conclude(c, decided{Decision: d, ani: full.ANI, privacy: full.Privacy}, r.reconciled)
+}
+
+// newCall is the call as the channel's event tells it.
+func (r *callRun) newCall() call.Call {
+	c := call.Call{
+		ID: r.ch.ID, PBX: "asterisk", CLI: r.ch.CLI, CLIName: r.ch.CLIName, DNIS: r.ch.DNIS, Received: r.received,
+	}
+	if len(r.ch.Args) > 0 {
+		c.Profile = strings.TrimSpace(r.ch.Args[0])
+	}
+	return c
 }
 
 // watchdogLead is how long before the budget's end the watchdog continues
@@ -125,13 +268,13 @@ func (r *callRun) run(reconciled bool) {
 		}
 	}()
 
-	c := call.Call{
-		ID: r.ch.ID, PBX: "asterisk", CLI: r.ch.CLI, CLIName: r.ch.CLIName, DNIS: r.ch.DNIS, Received: r.received,
-	}
-	if len(r.ch.Args) > 0 {
-		c.Profile = strings.TrimSpace(r.ch.Args[0])
-	}
-	d := r.decide(c)
+	c := r.newCall()
+	r.conclude(c, r.decide(c), reconciled)
+}
+
+// conclude applies the decision, continues the channel and counts the call.
+func (r *callRun) conclude(c call.Call, d decided, reconciled bool) {
+	a := r.a
 	if d.CallID == "" {
 		d.CallID = c.ID
 	}
@@ -170,12 +313,12 @@ type decided struct {
 	privacy bool
 }
 
-// decide runs the pipeline. The call needs CALLERID(ani) and
-// CALLERID(num-pres) besides the event's caller number. When channelvars
-// carried both, the decision runs here on the call's own goroutine, with no
-// request: the watchdog continues the channel if the decider overstays.
-// Otherwise the look-up on the caller number starts at once and the missing
-// ones are read concurrently, bounded by caller_vars_timeout. When they show
+// decide runs the pipeline when a caller-ID function is missing from the
+// snapshot (when channelvars carried both, startCall takes the asynchronous
+// path instead: decideAsync). The call needs CALLERID(ani) and
+// CALLERID(num-pres) besides the event's caller number: the look-up on the
+// caller number starts at once and the missing ones are read concurrently,
+// bounded by caller_vars_timeout. When they show
 // nothing the first decision did not know (no ANI or the same number, not
 // withheld) it stands; otherwise the pipeline runs again with them: the
 // router then picks ANI when the CLI is withheld or invalid, and marks
@@ -186,15 +329,6 @@ func (r *callRun) decide(c call.Call) decided {
 	a := r.a
 	ctx, cancel := context.WithDeadline(context.Background(), r.deadline.Add(-a.cfg.ApplyReserve))
 	defer cancel()
-
-	if r.ch.hasANI && r.ch.hasPres {
-		full := withCallerVars(c, r.ch.ANI, r.ch.NumPres)
-		in := full
-		if addsNothing(c, full) {
-			in = c // as the speculative run below would have seen it
-		}
-		return decided{Decision: adapters.Decide(ctx, a.deps.Decider, in, a.log), ani: full.ANI, privacy: full.Privacy}
-	}
 
 	var spec chan call.Decision
 	if usableCLI(c.CLI) {
