@@ -143,7 +143,10 @@ func (a *Adapter) decide(ctx context.Context, c call.Call) call.Decision {
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	res := make(chan call.Decision, 1)
-	go func() { res <- adapters.Decide(dctx, a.deps.Decider, c, a.log) }()
+	// An async decider holds no goroutine while the look-up waits: the
+	// call's own goroutine (which owns its socket in outbound mode) is the
+	// only one a held call costs here.
+	adapters.DecideAsync(dctx, a.deps.Decider, c, a.log, func(d call.Decision) { res <- d })
 	var d call.Decision
 	select {
 	case d = <-res:
