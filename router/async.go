@@ -22,28 +22,13 @@ import (
 // goroutine the deadline starts. A panic in any part becomes a Match=error
 // decision. done must not block.
 func (r *Router) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
-	h := &held{r: r, ctx: ctx, c: c, done: done}
-	defer h.recover()
-	h.start = c.Received
-	if h.start.IsZero() {
-		h.start = r.now()
-	}
-	var deadline time.Time
-	var lookup bool
-	h.st, h.prof, h.region, h.number, deadline, lookup = r.begin(ctx, &h.c, &h.d, h.start)
-	if !lookup {
-		h.conclude()
+	p := parts{c: c} // on the stack: only a call that waits costs a held struct
+	q, deadline, wait := r.decideNow(ctx, &p, done)
+	if !wait {
 		return
 	}
-	h.blocked = r.block.contains(h.d.E164)
-	q := lookupQuery(&h.number, h.prof)
-	if r.localFirst(h.st) {
-		if res, ok := r.deps.CRM.LookupLocal(q); ok {
-			h.cust = r.settle(&h.c, &h.d, res, nil, false)
-			h.conclude()
-			return
-		}
-	}
+	h := &held{r: r, ctx: ctx, done: done, parts: p}
+	defer h.recover()
 	h.lctx, h.cancel = lookupContext(ctx, deadline)
 	key := h.st.cfg.Flags.BlockListRedisKey
 	if key == "" || r.deps.Redis == nil {
@@ -55,20 +40,68 @@ func (r *Router) DecideAsync(ctx context.Context, c call.Call, done func(call.De
 	r.deps.CRM.LookupAsync(h.lctx, q, h.looked)
 }
 
+// parts is what decide keeps between its parts.
+type parts struct {
+	c       call.Call
+	d       call.Decision
+	start   time.Time
+	st      *state
+	prof    *profile
+	region  string
+	number  callerid.Number
+	blocked bool
+	cust    *call.Customer
+}
+
+// decideNow runs DecideAsync's parts up to the wait: when there is nothing
+// to wait for (no number, an in-process hit) it decides and calls done, and
+// wait is false; else it returns the query and the deadline to wait for.
+func (r *Router) decideNow(ctx context.Context, p *parts, done func(call.Decision)) (q crm.Query, deadline time.Time, wait bool) {
+	finished := false
+	defer func() {
+		if x := recover(); x != nil {
+			wait = false
+			if finished { // in done itself: the decision is out already
+				r.log.Error("decide panicked after its decision", "call", p.c, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
+				return
+			}
+			r.end(&p.c, &p.d, p.start, x)
+			finished = true
+			done(p.d)
+		}
+	}()
+	p.start = p.c.Received
+	if p.start.IsZero() {
+		p.start = r.now()
+	}
+	var lookup bool
+	p.st, p.prof, p.region, p.number, deadline, lookup = r.begin(ctx, &p.c, &p.d, p.start)
+	if lookup {
+		p.blocked = r.block.contains(p.d.E164)
+		q = lookupQuery(&p.number, p.prof)
+		res, ok := crm.Result{}, false
+		if r.localFirst(p.st) {
+			res, ok = r.deps.CRM.LookupLocal(q)
+		}
+		if !ok {
+			return q, deadline, true
+		}
+		p.cust = r.settle(&p.c, &p.d, res, nil, false)
+	}
+	r.conclude(ctx, &p.c, &p.d, p.st, p.prof, &p.number, p.region, p.cust, p.blocked, nil)
+	r.end(&p.c, &p.d, p.start, nil)
+	finished = true
+	done(p.d)
+	return q, deadline, false
+}
+
 // held is a call whose decision waits for its look-up: what decide keeps on
 // its stack while it waits, kept in one struct instead.
 type held struct {
 	r    *Router
 	ctx  context.Context
 	done func(call.Decision)
-
-	c      call.Call
-	d      call.Decision
-	start  time.Time
-	st     *state
-	prof   *profile
-	region string
-	number callerid.Number
+	parts
 
 	lctx   context.Context // the look-up's share of the deadline
 	cancel context.CancelFunc
@@ -78,8 +111,6 @@ type held struct {
 	err          error
 	timedOut     bool
 	redisBlocked bool // on the shared block list (set before its arm ends, when it answered in time)
-	blocked      bool
-	cust         *call.Customer
 
 	mu       sync.Mutex  // held while the decision is written after the look-up, and by a recovered panic
 	finished atomic.Bool // done was called (or is being called)

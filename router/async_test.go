@@ -249,3 +249,23 @@ func BenchmarkHeldDecidesAsync(b *testing.B) {
 	b.ReportMetric(float64(int64(m1.HeapInuse)-int64(mAlloc.HeapInuse))/n, "heapB/held")
 	b.ReportMetric(float64(int64(m1.StackInuse)-int64(m0.StackInuse))/n, "stackB/held")
 }
+
+// BenchmarkDecideAsyncWarm is BenchmarkDecideWarm through DecideAsync: a
+// repeat caller decided before DecideAsync returns.
+func BenchmarkDecideAsyncWarm(b *testing.B) {
+	te := newTestEnv(b, testConfig(), nil, testBudget)
+	c := call.Call{ID: "bench", CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456"}
+	if d := decideAsync(b, te.router, context.Background(), c); d.Match != call.MatchHit {
+		b.Fatalf("warm-up: %q %s", d.Match, d.Err)
+	}
+	var got call.Decision
+	done := func(d call.Decision) { got = d }
+	b.ReportAllocs()
+	for b.Loop() {
+		got.Cached = false
+		te.router.DecideAsync(context.Background(), c, done)
+		if !got.Cached {
+			b.Fatal("not decided at once from the cache")
+		}
+	}
+}
