@@ -118,7 +118,7 @@ func (q *flightFIFO) pop() *flight {
 // flight; it runs detached from the callers so an answer that arrives after
 // their deadline still fills the cache. A flight waiting for a source's slot
 // is a queued struct, not a goroutine: a stalled CRM holding thousands of
-// calls costs their callers' goroutines and little more.
+// calls costs their callers' goroutines (none through LookupAsync) and little more.
 type CRM struct {
 	sources []*source
 	byName  map[string]int

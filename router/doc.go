@@ -16,6 +16,12 @@
 //  7. outputs: priority clamped and scaled, queue, skill, language, extra
 //     variables, pop URL — all sanitised.
 //
+// DecideAsync (async.go) runs the same parts — begin, the look-up
+// (crm.LookupAsync), conclude, end — for an adapter that must not hold a
+// goroutine per call while the CRM answers: a waiting call is a held struct;
+// done is called once, by the deadline, a panic in any part being a
+// Match=error decision.
+//
 // Reload swaps a new compiled configuration in atomically, only if all of it
 // compiles. Metrics are declared in metrics.go; docs/dialplan-routing.md is
 // the operator's guide.
