@@ -337,3 +337,49 @@ func TestAsyncAnswerRacesWatchdog(t *testing.T) {
 	t.Logf("outcomes %v", d)
 	waitFor(t, 5*time.Second, "CallEnriched", func() bool { e, _, _ := h.sink.snapshot(); return len(e) == len(ids) })
 }
+
+// Without channelvars the call's goroutine reads the caller-ID functions;
+// its decisions (the speculative one and, when ANI or presentation change
+// the input, the second) go through DecideAsync too. Each call is decided
+// with what it needs, continued once.
+func TestAsyncDeciderOnGETPath(t *testing.T) {
+	tests := []struct {
+		name     string
+		spec     arisim.CallSpec
+		wantAsks int64 // decisions asked per call
+		wantANI  string
+	}{
+		{"ANI adds nothing", arisim.CallSpec{CLI: "+31201234567"}, 1, ""},
+		{"ANI differs", arisim.CallSpec{CLI: "+31201234567", ANI: "0207654321"}, 2, "0207654321"},
+		{"withheld CLI", arisim.CallSpec{CLI: "anonymous", ANI: "0207654321", NumPres: "prohib"}, 1, "0207654321"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cc := &continueCounter{}
+			sim := newSim(t, arisim.Options{OnContinue: cc.hook})
+			dec := &heldDecider{syncAnswer: true, d: call.Decision{Match: call.MatchHit, Queue: "gold"}}
+			h := start(t, sim, dec, testBudget, nil)
+			before, gone0, cerr0 := outcomes(), counter(metricGone), counter(metricRESTErrors.WithLabelValues("continue"))
+			var ids []string
+			for range 5 {
+				ids = append(ids, sim.OfferCall(tt.spec))
+			}
+			settledAsync(t, h, cc, ids, gone0, cerr0)
+			if got := dec.entered.Load(); got != 5*tt.wantAsks {
+				t.Errorf("%d decisions asked, want %d", got, 5*tt.wantAsks)
+			}
+			for _, id := range ids {
+				if r, _ := sim.Record(id); r.Vars["CALLPOP_QUEUE"] != "gold" {
+					t.Errorf("%s vars %v", id, r.Vars)
+				}
+			}
+			if d := outcomeDelta(before); d["handler"] != 5 || len(d) != 1 {
+				t.Errorf("outcomes %v, want 5 handler", d)
+			}
+			waitFor(t, 5*time.Second, "CallEnriched", func() bool { e, _, _ := h.sink.snapshot(); return len(e) == 5 })
+			if e, _, _ := h.sink.snapshot(); e[0].Call.ANI != tt.wantANI {
+				t.Errorf("enriched call ANI %q, want %q", e[0].Call.ANI, tt.wantANI)
+			}
+		})
+	}
+}

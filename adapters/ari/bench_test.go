@@ -80,15 +80,16 @@ func BenchmarkDispatchLegs(b *testing.B) {
 // and heap bytes, the simulator's own share (its channel records, measured
 // with a plain socket reader) taken out. With ari.conf channelvars and an
 // AsyncDecider (the router) the call holds no goroutine: its state, the
-// decision's context and the watchdog's timer ("channelvars"); a plain
-// Decider that blocks keeps one goroutine per call ("channelvars-plain").
-// Without channelvars the call's goroutine reads the variables and the
-// speculative decision has a second one ("GET").
+// decision's context and the watchdog's timer ("channelvars"). Without
+// channelvars the call's goroutine reads the variables and waits ("GET").
+// A plain Decider that blocks keeps a goroutine of its own per call besides
+// ("-plain").
 func BenchmarkHeldCalls(b *testing.B) {
 	cv := []string{"CALLPOP_CALL_ID", "CALLERID(ani)", "CALLERID(num-pres)"}
 	b.Run("channelvars", func(b *testing.B) { benchHeld(b, cv, true) })
 	b.Run("channelvars-plain", func(b *testing.B) { benchHeld(b, cv, false) })
-	b.Run("GET", func(b *testing.B) { benchHeld(b, nil, false) })
+	b.Run("GET", func(b *testing.B) { benchHeld(b, nil, true) })
+	b.Run("GET-plain", func(b *testing.B) { benchHeld(b, nil, false) })
 }
 
 func benchHeld(b *testing.B, channelVars []string, async bool) {

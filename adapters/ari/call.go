@@ -333,7 +333,7 @@ func (r *callRun) decide(c call.Call) decided {
 	var spec chan call.Decision
 	if usableCLI(c.CLI) {
 		spec = make(chan call.Decision, 1)
-		go func() { spec <- adapters.Decide(ctx, a.deps.Decider, c, a.log) }()
+		a.decideInto(ctx, c, spec)
 		// (a decider that ignores its deadline is cut off in wait below)
 	}
 
@@ -380,8 +380,20 @@ func (r *callRun) decide(c call.Call) decided {
 		return decided{Decision: wait(ctx, spec), ani: full.ANI}
 	}
 	out := make(chan call.Decision, 1)
-	go func() { out <- adapters.Decide(ctx, a.deps.Decider, full, a.log) }()
+	a.decideInto(ctx, full, out)
 	return decided{Decision: wait(ctx, out), ani: full.ANI, privacy: full.Privacy}
+}
+
+// decideInto asks for c's decision on a goroutine of its own and delivers
+// it to out (buffered: done never blocks). An AsyncDecider (the router)
+// holds the call without that goroutine, which ends once the decider has
+// taken the call; a plain Decider answers on it.
+func (a *Adapter) decideInto(ctx context.Context, c call.Call, out chan<- call.Decision) {
+	if _, ok := a.deps.Decider.(call.AsyncDecider); ok {
+		go adapters.DecideAsync(ctx, a.deps.Decider, c, a.log, func(d call.Decision) { out <- d })
+		return
+	}
+	go func() { out <- adapters.Decide(ctx, a.deps.Decider, c, a.log) }()
 }
 
 type varRead struct {
