@@ -89,10 +89,44 @@ func (c *CRM) deliver(w *waiter, r Result, err error) {
 	w.done(r, err)
 }
 
-// redisFirst is the worker of a flight started by LookupAsync: it reads the
-// Redis tier, and on a miss hands the flight on to its sources.
-func (c *CRM) redisFirst(f *flight) {
+// readRedis hands f to a Redis reader: one runs it now if fewer than
+// rslots run, else it waits in the readers' queue (a struct, no goroutine):
+// a burst of first-time callers costs at most rslots goroutines.
+func (c *CRM) readRedis(f *flight) {
+	c.rmu.Lock()
+	if c.rrunning >= c.rslots {
+		c.rqueue.push(f)
+		c.rmu.Unlock()
+		return
+	}
+	if !c.track() {
+		c.rmu.Unlock()
+		c.finish(f, entry{}, errClosed)
+		return
+	}
+	c.rrunning++
+	c.rmu.Unlock()
+	go c.redisWorker(f)
+}
+
+// redisWorker reads Redis for f, then for the flights queued for a reader
+// until none is left.
+func (c *CRM) redisWorker(f *flight) {
 	defer c.wg.Done()
+	for f != nil {
+		c.redisFirst(f)
+		c.rmu.Lock()
+		f = c.rqueue.pop()
+		if f == nil {
+			c.rrunning--
+		}
+		c.rmu.Unlock()
+	}
+}
+
+// redisFirst reads the Redis tier for a flight started by LookupAsync; on a
+// miss it hands the flight on to its sources.
+func (c *CRM) redisFirst(f *flight) {
 	e, ok := c.fromRedis(c.ctx, f.key, f.h)
 	if !ok {
 		c.advance(f)

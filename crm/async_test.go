@@ -314,9 +314,19 @@ func TestHeldAsyncLookupsNoGoroutines(t *testing.T) {
 	const n = 10000
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := make([]*asyncResult, n)
+	peak := 0
 	for i := range rs {
 		rs[i] = newAsyncResult()
 		c.LookupAsync(ctx, q(heldNumber(i)), rs[i].done)
+		if i%100 == 0 {
+			peak = max(peak, runtime.NumGoroutine()-before)
+		}
+	}
+	t.Logf("peak while starting %d held look-ups: %d more goroutines", n, peak)
+	// Source slots + Redis readers, and room for other tests' goroutines
+	// still ending: far from one per flight (4,195 with a reader per flight).
+	if bound := n / 10; peak > bound {
+		t.Fatalf("%d goroutines while starting %d look-ups, want at most %d", peak, n, bound)
 	}
 	waitFor(t, 10*time.Second, "the flights to reach the source", func() bool {
 		queued := 0

@@ -128,6 +128,11 @@ type CRM struct {
 	fmu     sync.Mutex
 	flights map[localKey]*flight // while under way
 
+	rmu      sync.Mutex
+	rslots   int        // Redis readers for LookupAsync's flights at most (the pool's size)
+	rrunning int        // Redis readers running
+	rqueue   flightFIFO // flights waiting for a Redis reader; non-empty only when rrunning == rslots
+
 	ctx       context.Context // ends on Close; parent of detached work
 	cancel    context.CancelFunc
 	mu        sync.Mutex // guards closed and wg.Add
@@ -263,6 +268,10 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	}
 	if cc.LocalSize == 0 {
 		c.cache.local = nil
+	}
+	c.rslots = cc.Redis.PoolSize
+	if c.rslots <= 0 {
+		c.rslots = DefaultMaxConns
 	}
 	timeouts := map[string]time.Duration{}
 	slots := map[string]int{}
@@ -534,11 +543,7 @@ func (c *CRM) joinAs(k localKey, q Query, srcs []*source, refresh bool, w *waite
 		}
 	}
 	if w != nil && c.cache.rdb != nil {
-		if !c.track() {
-			c.finish(f, entry{}, errClosed)
-			return f
-		}
-		go c.redisFirst(f) // the flight's worker: its callers wait as structs
+		c.readRedis(f) // on the flight's worker: its callers wait as structs
 		return f
 	}
 	c.advance(f)
