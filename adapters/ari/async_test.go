@@ -383,3 +383,47 @@ func TestAsyncDeciderOnGETPath(t *testing.T) {
 		})
 	}
 }
+
+// countingAsync answers synchronously: a hit with a customer the first
+// time, a miss after.
+type countingAsync struct{ n atomic.Int32 }
+
+func (d *countingAsync) Decide(ctx context.Context, c call.Call) call.Decision {
+	if d.n.Add(1) == 1 {
+		return call.Decision{Match: call.MatchHit, Customer: &call.Customer{ID: "C-1", Name: "Jan"}, Priority: 9, QueuePrio: 9}
+	}
+	return call.Decision{Match: call.MatchMiss}
+}
+
+func (d *countingAsync) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
+	done(d.Decide(ctx, c))
+}
+
+// On the asynchronous path a channel that enters Stasis again is a new trip
+// (every variable set again, empty ones as "value="), and a StasisStart that
+// never arrived is reconciled (counted as such).
+func TestAsyncReentryAndReconcile(t *testing.T) {
+	sim := newSim(t, arisim.Options{ChannelVars: callerVars, Linger: -1})
+	h := start(t, sim, &countingAsync{}, testBudget, func(c *Config) { c.ReconcileInterval = 100 * time.Millisecond })
+	before := outcomes()
+	id := sim.OfferCall(arisim.CallSpec{CLI: "+31201234567"})
+	waitSettled(t, sim, []string{id}, 3*time.Second)
+	if r, _ := sim.Record(id); r.Vars["CALLPOP_NAME"] != "Jan" {
+		t.Fatalf("first pass %v", r.Vars)
+	}
+	waitFor(t, time.Second, "followed", func() bool { return h.a.follow.following(id) })
+	if !sim.Reenter(id) {
+		t.Fatal("could not re-enter")
+	}
+	waitSettled(t, sim, []string{id}, 3*time.Second)
+	r, _ := sim.Record(id)
+	if v, ok := r.Vars["CALLPOP_NAME"]; !ok || v != "" || r.Vars["CALLPOP_MATCH"] != "miss" || r.Vars["QUEUE_PRIO"] != "0" {
+		t.Errorf("second pass %v", r.Vars)
+	}
+	lost := sim.OfferCall(arisim.CallSpec{CLI: "+14155550123", App: "callpop", Silent: true})
+	waitSettled(t, sim, []string{lost}, 3*time.Second)
+	if r, _ := sim.Record(lost); r.Continued.IsZero() || r.Vars["CALLPOP_MATCH"] != "miss" {
+		t.Errorf("lost StasisStart not reconciled: %+v", r)
+	}
+	waitFor(t, 2*time.Second, "calls counted", func() bool { d := outcomeDelta(before); return d["handler"] == 2 && d["handler_reconciled"] == 1 })
+}
