@@ -427,3 +427,23 @@ func TestAsyncReentryAndReconcile(t *testing.T) {
 	}
 	waitFor(t, 2*time.Second, "calls counted", func() bool { d := outcomeDelta(before); return d["handler"] == 2 && d["handler_reconciled"] == 1 })
 }
+
+// A continue that fails every try on the asynchronous path still asks for
+// the prompt reconcile, which takes the channel over again.
+func TestAsyncFailedContinueRechecked(t *testing.T) {
+	sim := newSim(t, arisim.Options{ChannelVars: callerVars})
+	dec := &heldDecider{syncAnswer: true, d: call.Decision{Match: call.MatchHit, Priority: 4, QueuePrio: 4}}
+	h := start(t, sim, dec, testBudget, func(c *Config) { c.ReconcileInterval = time.Hour })
+	sim.FailNext("continue", 3) // all three tries of the first continue
+	id := sim.OfferCall(arisim.CallSpec{CLI: "+14155550123"})
+	waitSettled(t, sim, []string{id}, 10*time.Second)
+	if r, _ := sim.Record(id); r.Continued.IsZero() {
+		t.Fatalf("not continued: %+v", r)
+	}
+	if h.logs.count("ERROR") != 1 {
+		t.Errorf("want the one failed continue logged once, got %d ERROR lines", h.logs.count("ERROR"))
+	}
+	if got := dec.entered.Load(); got != 2 {
+		t.Errorf("%d decisions, want 2 (the first trip and the reconcile's)", got)
+	}
+}
