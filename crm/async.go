@@ -6,19 +6,43 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 )
 
-// waiter is one LookupAsync caller waiting for a flight: its callback and the
-// registration that ends it at its context's deadline. Whichever of the
-// flight's answer and the deadline claims it first calls done.
+// waiter is one LookupAsync caller waiting for a flight: its callback and
+// what ends it at its context's end (and at its own deadline, when earlier).
+// Whichever of the flight's answer and the end claims it first calls done.
+// Its stops are set before the waiter joins a flight.
 type waiter struct {
 	claimed atomic.Bool
 	done    func(Result, error)
-	stop    func() bool // cancels the deadline's callback; set before the waiter joins a flight
+	stop    func() bool // cancels context.AfterFunc's callback
+	timer   *time.Timer // the deadline's; nil when ctx's own is as early
 }
 
 // claim reports whether the caller may call w.done (true exactly once).
 func (w *waiter) claim() bool { return w.claimed.CompareAndSwap(false, true) }
+
+// stopAll cancels the callbacks that would end w.
+func (w *waiter) stopAll() {
+	w.stop()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+// expire ends w with err (its context's end or its deadline) unless it was
+// answered. It may run before w.timer is set: only the timer's own call
+// (byTimer) stops the context's callback; a timer left running finds w claimed.
+func (c *CRM) expire(w *waiter, err error, byTimer bool) {
+	if w.claim() {
+		if byTimer {
+			w.stop()
+		}
+		lookupsTotal.WithLabelValues("timeout").Inc()
+		c.deliver(w, Result{}, err)
+	}
+}
 
 // LookupAsync is Lookup without holding the caller's goroutine: done gets
 // what Lookup would have returned, exactly once. An in-process hit (or an
@@ -27,6 +51,13 @@ func (w *waiter) claim() bool { return w.claimed.CompareAndSwap(false, true) }
 // Redis and asks the sources, and done runs on that worker (or, at ctx's
 // deadline, on the goroutine context.AfterFunc starts). done must not block.
 func (c *CRM) LookupAsync(ctx context.Context, q Query, done func(Result, error)) {
+	c.LookupAsyncBy(ctx, time.Time{}, q, done)
+}
+
+// LookupAsyncBy is LookupAsync ending at deadline (context.DeadlineExceeded)
+// when that comes before ctx's end, as if ctx had that deadline, but with one
+// timer instead of a derived context (zero deadline: ctx's alone).
+func (c *CRM) LookupAsyncBy(ctx context.Context, deadline time.Time, q Query, done func(Result, error)) {
 	if q.E164 == "" {
 		done(Result{}, errors.New("crm: query without e164"))
 		return
@@ -42,21 +73,28 @@ func (c *CRM) LookupAsync(ctx context.Context, q Query, done func(Result, error)
 		done(r, nil)
 		return
 	}
-	if err := ctx.Err(); err != nil {
+	err = ctx.Err()
+	var wait time.Duration
+	if err == nil && !deadline.IsZero() {
+		if d, ok := ctx.Deadline(); !ok || deadline.Before(d) {
+			if wait = time.Until(deadline); wait <= 0 {
+				err = context.DeadlineExceeded
+			}
+		}
+	}
+	if err != nil {
 		lookupsTotal.WithLabelValues("timeout").Inc()
 		done(Result{}, err)
 		return
 	}
 	w := &waiter{done: done}
-	w.stop = context.AfterFunc(ctx, func() {
-		if w.claim() {
-			lookupsTotal.WithLabelValues("timeout").Inc()
-			c.deliver(w, Result{}, ctx.Err())
-		}
-	})
+	w.stop = context.AfterFunc(ctx, func() { c.expire(w, ctx.Err(), false) })
+	if wait > 0 {
+		w.timer = time.AfterFunc(wait, func() { c.expire(w, context.DeadlineExceeded, true) })
+	}
 	if c.joinAs(k, q, srcs, false, w) == nil {
 		if w.claim() {
-			w.stop()
+			w.stopAll()
 			c.deliver(w, Result{}, errClosed)
 		}
 	}
@@ -67,7 +105,7 @@ func (c *CRM) answer(w *waiter, e entry, err error) {
 	if !w.claim() {
 		return
 	}
-	w.stop()
+	w.stopAll()
 	if err != nil {
 		lookupsTotal.WithLabelValues("error").Inc()
 		c.deliver(w, Result{}, err)

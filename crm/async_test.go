@@ -349,3 +349,59 @@ func TestHeldAsyncLookupsNoGoroutines(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupAsyncBy: the deadline ends a waiter as a context deadline
+// would; ctx's end still ends it first when earlier; a past deadline ends
+// it at once.
+func TestLookupAsyncBy(t *testing.T) {
+	c, _ := newGateCRM(t, DefaultCacheConfig(), false)
+	r := newAsyncResult()
+	c.LookupAsyncBy(context.Background(), time.Now().Add(30*time.Millisecond), q("+14155550901"), r.done)
+	if _, err := r.wait(t); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r = newAsyncResult()
+	c.LookupAsyncBy(ctx, time.Now().Add(time.Hour), q("+14155550902"), r.done)
+	cancel()
+	if _, err := r.wait(t); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	r = newAsyncResult()
+	c.LookupAsyncBy(context.Background(), time.Now().Add(-time.Millisecond), q("+14155550903"), r.done)
+	if r.calls.Load() != 1 || !errors.Is(r.err, context.DeadlineExceeded) {
+		t.Fatalf("past deadline: calls %d, err %v", r.calls.Load(), r.err)
+	}
+}
+
+// TestLookupAsyncByRace races the answer, each waiter's deadline and its
+// context's cancellation: done runs exactly once, whichever wins.
+func TestLookupAsyncByRace(t *testing.T) {
+	c, src := newGateCRM(t, DefaultCacheConfig(), false)
+	const n = 500
+	rs := make([]*asyncResult, n)
+	cancels := make([]context.CancelFunc, n)
+	start := time.Now()
+	for i := range rs {
+		ctx, cancel := context.WithCancel(context.Background())
+		rs[i], cancels[i] = newAsyncResult(), cancel
+		c.LookupAsyncBy(ctx, start.Add(time.Duration(i%5)*time.Millisecond), q("+14155550123"), rs[i].done)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { src.gate <- struct{}{} })
+	for _, cancel := range cancels {
+		wg.Go(cancel)
+	}
+	wg.Wait()
+	for i, r := range rs {
+		if _, err := r.wait(t); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("waiter %d: %v", i, err)
+		}
+	}
+	time.Sleep(10 * time.Millisecond) // past every deadline: a second done would show (not a timing check)
+	for i, r := range rs {
+		if got := r.calls.Load(); got != 1 {
+			t.Fatalf("waiter %d: done called %d times", i, got)
+		}
+	}
+}
