@@ -27,17 +27,20 @@ func (r *Router) DecideAsync(ctx context.Context, c call.Call, done func(call.De
 	if !wait {
 		return
 	}
-	h := &held{r: r, ctx: ctx, done: done, parts: p}
+	h := &held{r: r, ctx: ctx, done: done, parts: p, until: lookupDeadline(deadline)}
 	defer h.recover()
-	h.lctx, h.cancel = lookupContext(ctx, deadline)
+	// The look-up ends at h.until by a timer of the CRM's (no derived context
+	// to hold); the shared block list's Redis call needs the context.
+	lctx := ctx
 	key := h.st.cfg.Flags.BlockListRedisKey
 	if key == "" || r.deps.Redis == nil {
 		h.arms.Store(1)
 	} else {
 		h.arms.Store(2)
-		r.checkBlocked(h.lctx, key, h.d.E164, h.blockListed)
+		lctx, h.cancel = context.WithDeadline(ctx, h.until)
+		r.checkBlocked(lctx, key, h.d.E164, h.blockListed)
 	}
-	r.deps.CRM.LookupAsync(h.lctx, q, h.looked)
+	r.deps.CRM.LookupAsyncBy(lctx, h.until, q, h.looked)
 }
 
 // parts is what decide keeps between its parts.
@@ -103,8 +106,8 @@ type held struct {
 	done func(call.Decision)
 	parts
 
-	lctx   context.Context // the look-up's share of the deadline
-	cancel context.CancelFunc
+	until  time.Time          // the look-up's share of the deadline
+	cancel context.CancelFunc // of the block list's context, if any
 
 	arms         atomic.Int32 // parts of the look-up still out: the CRM, the shared block list
 	res          crm.Result   // the CRM's answer (set before its arm ends)
@@ -120,7 +123,8 @@ type held struct {
 func (h *held) looked(res crm.Result, err error) {
 	defer h.recover()
 	h.res, h.err = res, err
-	h.timedOut = err != nil && errors.Is(h.lctx.Err(), context.DeadlineExceeded)
+	// As decide's errors.Is(lctx.Err(), context.DeadlineExceeded).
+	h.timedOut = err != nil && (!time.Now().Before(h.until) || errors.Is(h.ctx.Err(), context.DeadlineExceeded))
 	h.armDone()
 }
 
@@ -136,7 +140,9 @@ func (h *held) armDone() {
 	if h.arms.Add(-1) != 0 {
 		return
 	}
-	h.cancel()
+	if h.cancel != nil {
+		h.cancel()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.finished.Load() { // a panic ended the decision already

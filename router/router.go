@@ -369,8 +369,13 @@ func (r *Router) localFirst(st *state) bool {
 // lookupContext is the look-up's share of the deadline: the rules, which
 // run after it, keep a sliver.
 func lookupContext(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(ctx, lookupDeadline(deadline))
+}
+
+// lookupDeadline is the deadline less the rules' sliver.
+func lookupDeadline(deadline time.Time) time.Time {
 	reserve := min(2*time.Millisecond, time.Until(deadline)/10)
-	return context.WithDeadline(ctx, deadline.Add(-reserve))
+	return deadline.Add(-reserve)
 }
 
 // settle sets d.Match and d.Cached from the CRM's answer and returns the
