@@ -9,10 +9,12 @@
 // queue (a struct each, no goroutine) for at most its timeout.
 // LookupAsync (async.go) is the same look-up for a caller that must not hold
 // a goroutine while it waits: an in-process hit answers at once; otherwise
-// the caller joins the number's flight as a waiter (its callback and a
-// context.AfterFunc for its deadline), the flight's worker reads Redis and
-// asks the sources, and the first of the answer and the deadline calls back,
-// once. Its Redis read is counted once per flight, not per caller.
+// the caller joins the number's flight as a waiter (its callback, a
+// context.AfterFunc for its context's end and, with LookupAsyncBy, a timer
+// for an earlier deadline), a Redis reader (at most cache.redis.pool_size)
+// reads Redis for the flight, a source worker asks the sources, and the first
+// of the answer and the end calls back, once. The Redis read is counted once
+// per flight, not per caller.
 // Hits live cache.ttl, then are served stale for cache.stale_for while one
 // background request refreshes them; misses live cache.miss_ttl; errors are not
 // cached. Each source and Redis sit behind a circuit breaker (sony/gobreaker).
