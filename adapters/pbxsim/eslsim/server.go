@@ -364,10 +364,9 @@ func (o *Outbound) connectData(ch *channel) []byte {
 		}
 		hs = append(hs, h)
 	}
-	for _, n := range ch.varOrder {
-		hs = append(hs, eslwire.Header{Name: "variable_" + n, Value: eslwire.Encode(ch.Vars[n])})
-	}
-	return renderBlock(hs, nil)
+	b := renderHeaders(nil, hs)
+	b = append(b, ch.variableLines()...)
+	return append(b, '\n')
 }
 
 // ParkCalls offers n calls at rate calls/s (caller i from gen) and returns

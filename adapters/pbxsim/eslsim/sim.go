@@ -104,6 +104,7 @@ type channel struct {
 	Channel
 	headers  eslwire.Headers // non-variable headers of the channel, raw (encoded)
 	varOrder []string
+	varLines []byte    // "variable_<n>: <encoded>\n" for varOrder, rendered once per change; nil = stale
 	parkBody []byte    // the recorded CHANNEL_PARK, when offered from a recording
 	offered  time.Time // outbound: when the connect reply was written
 	done     chan struct{}
@@ -271,6 +272,7 @@ func (ch *channel) setVar(name, value string) {
 		ch.varOrder = append(ch.varOrder, name)
 	}
 	ch.Vars[name] = value
+	ch.varLines = nil
 }
 
 func (ch *channel) unsetVar(name string) {
@@ -278,6 +280,7 @@ func (ch *channel) unsetVar(name string) {
 		return
 	}
 	delete(ch.Vars, name)
+	ch.varLines = nil
 	for i, n := range ch.varOrder {
 		if n == name {
 			ch.varOrder = append(ch.varOrder[:i], ch.varOrder[i+1:]...)
@@ -313,20 +316,41 @@ func (s *sim) eventBody(ch *channel, name string, extra ...eslwire.Header) []byt
 		hs = append(hs, h)
 	}
 	hs = append(hs, extra...)
-	for _, n := range ch.varOrder {
-		hs = append(hs, eslwire.Header{Name: "variable_" + n, Value: eslwire.Encode(ch.Vars[n])})
-	}
-	return renderBlock(hs, nil)
+	b := renderHeaders(make([]byte, 0, 1024+len(ch.varLines)), hs)
+	b = append(b, ch.variableLines()...)
+	return append(b, '\n')
 }
 
-func renderBlock(hs eslwire.Headers, inner []byte) []byte {
-	var b []byte
+// variableLines renders the channel's variables as header lines, in the
+// order they were first set; the rendering is kept until a variable changes
+// (a channel's events repeat them all, as FreeSWITCH's do).
+func (ch *channel) variableLines() []byte {
+	if ch.varLines == nil {
+		b := make([]byte, 0, 64*len(ch.varOrder)+1)
+		for _, n := range ch.varOrder {
+			b = append(b, "variable_"...)
+			b = append(b, n...)
+			b = append(b, ": "...)
+			b = append(b, eslwire.Encode(ch.Vars[n])...)
+			b = append(b, '\n')
+		}
+		ch.varLines = b
+	}
+	return ch.varLines
+}
+
+func renderHeaders(b []byte, hs eslwire.Headers) []byte {
 	for _, h := range hs {
 		b = append(b, h.Name...)
 		b = append(b, ": "...)
 		b = append(b, h.Value...)
 		b = append(b, '\n')
 	}
+	return b
+}
+
+func renderBlock(hs eslwire.Headers, inner []byte) []byte {
+	b := renderHeaders(nil, hs)
 	if len(inner) > 0 {
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, int64(len(inner)), 10)
