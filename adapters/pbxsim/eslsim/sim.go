@@ -294,7 +294,8 @@ func (ch *channel) unsetVar(name string) {
 func (s *sim) eventBody(ch *channel, name string, extra ...eslwire.Header) []byte {
 	s.seq++
 	now := time.Now()
-	hs := eslwire.Headers{
+	hs := make(eslwire.Headers, 0, 14+len(ch.headers)+len(extra))
+	hs = append(hs, eslwire.Headers{
 		{Name: "Event-Name", Value: name},
 		{Name: "Core-UUID", Value: "63eb0755-dbf9-411a-8281-e27daafb4b5b"},
 		{Name: "FreeSWITCH-Hostname", Value: "vm"},
@@ -308,7 +309,7 @@ func (s *sim) eventBody(ch *channel, name string, extra ...eslwire.Header) []byt
 		{Name: "Event-Calling-Function", Value: "eslsim"},
 		{Name: "Event-Calling-Line-Number", Value: "1"},
 		{Name: "Event-Sequence", Value: strconv.Itoa(s.seq)},
-	}
+	}...)
 	for _, h := range ch.headers {
 		if strings.HasPrefix(h.Name, "Event-") || h.Name == "Core-UUID" || strings.HasPrefix(h.Name, "FreeSWITCH-") {
 			continue
