@@ -531,28 +531,56 @@ func (a *Adapter) startParked(ctx context.Context, c call.Call, chanVar func(str
 	}
 	a.inflight[c.ID] = struct{}{}
 	a.mu.Unlock()
-	go func() {
-		defer a.recoverPanic()
-		defer func() {
-			a.mu.Lock()
-			delete(a.inflight, c.ID)
-			a.mu.Unlock()
-		}()
-		select {
-		case a.slots <- struct{}{}:
-			defer func() { <-a.slots }()
-			a.inboundCall(ctx, c, chanVar)
-		default:
+	leave := func() {
+		a.mu.Lock()
+		delete(a.inflight, c.ID)
+		a.mu.Unlock()
+	}
+	select {
+	case a.slots <- struct{}{}:
+	default:
+		go func() { // ends with the transfer
+			defer a.recoverPanic()
+			defer leave()
 			callsTotal.WithLabelValues("inbound", "overload").Inc()
 			a.transfer(ctx, c)
+		}()
+		return
+	}
+	// While the decision is pending the parked call holds no goroutine: a
+	// timer for its deadline (a decider that ignores its context does not
+	// hold the call) and the decider's own waiter. Whichever of the
+	// decision and the deadline comes first finishes the call on a
+	// goroutine of its own.
+	deadline := c.Received.Add(a.deps.Budget - a.cfg.ApplyReserve)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	var once atomic.Bool
+	var wd *time.Timer
+	finish := func(d call.Decision) {
+		if !once.CompareAndSwap(false, true) {
+			return
 		}
-	}()
+		cancel()
+		if d.CallID == "" {
+			d.CallID = c.ID
+		}
+		go func() { // ends with the transfer
+			defer a.recoverPanic()
+			defer leave()
+			defer func() { <-a.slots }()
+			a.inboundCall(ctx, c, d, chanVar)
+		}()
+	}
+	wd = time.AfterFunc(time.Until(deadline), func() { finish(call.Decision{Match: call.MatchTimeout}) })
+	adapters.DecideAsync(dctx, a.deps.Decider, c, a.log, func(d call.Decision) {
+		wd.Stop()
+		finish(d)
+	})
 }
 
-// inboundCall: decide within budget → bgapi uuid_setvar_multi → bgapi
-// uuid_transfer. The transfer is sent whatever happened before it.
-func (a *Adapter) inboundCall(ctx context.Context, c call.Call, chanVar func(string) string) {
-	d := a.decide(ctx, c)
+// inboundCall: (decided) → bgapi uuid_setvar_multi → bgapi uuid_transfer.
+// The transfer is sent whatever happened before it.
+func (a *Adapter) inboundCall(ctx context.Context, c call.Call, d call.Decision, chanVar func(string) string) {
 	actx, cancel := context.WithDeadline(ctx, c.Received.Add(a.deps.Budget))
 	err := a.apply(actx, a.bgapi, c, d, chanVar)
 	cancel()

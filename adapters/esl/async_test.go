@@ -1,0 +1,83 @@
+package esl
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
+	"github.com/callpop/callpop/call"
+)
+
+// asyncDecider answers through DecideAsync only: after delay, or never when
+// delay < 0 (a decider that ignores its deadline). It counts its calls.
+type asyncDecider struct {
+	delay time.Duration
+	mu    sync.Mutex
+	n     int
+}
+
+func (d *asyncDecider) Decide(ctx context.Context, c call.Call) call.Decision {
+	panic("asyncDecider: Decide called; the adapter should use DecideAsync")
+}
+
+func (d *asyncDecider) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
+	d.mu.Lock()
+	d.n++
+	d.mu.Unlock()
+	if d.delay < 0 {
+		return // never answers
+	}
+	time.AfterFunc(d.delay, func() {
+		done(call.Decision{Match: call.MatchHit, E164: "+31201234567", Priority: 7, QueuePrio: 7})
+	})
+}
+
+// Inbound mode with an async decider: a parked call waits without a
+// goroutine of its own and is released once, enriched when the answer comes
+// in time and unenriched (by its deadline) when it never comes.
+func TestInboundAsyncDecider(t *testing.T) {
+	const budget = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+		match string
+	}{{"answers", 20 * time.Millisecond, "hit"}, {"never answers", -1, "timeout"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sim.Close()
+			dec := &asyncDecider{delay: tc.delay}
+			a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: dec, Budget: budget})
+			waitFor(t, 5*time.Second, "ready", func() bool { ok, _ := a.Ready(); return ok })
+			var ids []string
+			for i := 0; i < 20; i++ {
+				ids = append(ids, sim.OfferCall(eslsim.Caller{Number: "0201234567"}))
+			}
+			for _, id := range ids {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := sim.WaitReleased(ctx, id)
+				cancel()
+				if err != nil {
+					t.Fatalf("%s: %v", id, err)
+				}
+				ch, _ := sim.Channel(id)
+				if got := ch.Vars["callpop_match"]; got != tc.match && got != "" {
+					t.Errorf("%s: callpop_match = %q, want %q", id, got, tc.match)
+				}
+			}
+			if st := sim.Stats(); st.Transfers != len(ids) {
+				t.Errorf("transfers = %d, want %d (each call once)", st.Transfers, len(ids))
+			}
+			dec.mu.Lock()
+			defer dec.mu.Unlock()
+			if dec.n != len(ids) {
+				t.Errorf("decider asked %d times for %d calls", dec.n, len(ids))
+			}
+		})
+	}
+}
