@@ -531,6 +531,11 @@ func (a *Adapter) startParked(ctx context.Context, c call.Call, chanVar func(str
 	}
 	a.inflight[c.ID] = struct{}{}
 	a.mu.Unlock()
+	// The call may wait a while (a slow CRM): keep copies of what it needs,
+	// not the parked event its strings would otherwise pin.
+	c.ID, c.CLI, c.CLIName, c.ANI, c.DNIS, c.Profile = strings.Clone(c.ID), strings.Clone(c.CLI), strings.Clone(c.CLIName),
+		strings.Clone(c.ANI), strings.Clone(c.DNIS), strings.Clone(c.Profile)
+	chanVar = keepChanVars(chanVar)
 	leave := func() {
 		a.mu.Lock()
 		delete(a.inflight, c.ID)

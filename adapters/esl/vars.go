@@ -57,6 +57,28 @@ type assignment struct{ name, value string }
 // order, every value in the FreeSWITCH-safe form. chanVars are the channel's
 // current variables (from the connect reply or the CHANNEL_PARK event), used to
 // extend export_vars / cc_export_vars rather than replace them.
+// chanVarsRead are the channel variables variables reads: lists it extends
+// rather than replaces.
+var chanVarsRead = [...]string{"export_vars", "cc_export_vars"}
+
+// keepChanVars copies what variables will read of a channel's event (whose
+// getter takes "variable_<name>"), so a call waiting for its decision does not
+// keep the whole event alive.
+func keepChanVars(get func(string) string) func(string) string {
+	var vals [len(chanVarsRead)]string
+	for i, n := range chanVarsRead {
+		vals[i] = strings.Clone(get("variable_" + n))
+	}
+	return func(name string) string {
+		for i, n := range chanVarsRead {
+			if name == "variable_"+n {
+				return vals[i]
+			}
+		}
+		return ""
+	}
+}
+
 func variables(c call.Call, d call.Decision, chanVars func(string) string) []assignment {
 	out := make([]assignment, 0, 20)
 	for _, v := range d.Vars() {
