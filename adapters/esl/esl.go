@@ -529,13 +529,14 @@ func (a *Adapter) startParked(ctx context.Context, c call.Call, chanVar func(str
 		a.mu.Unlock()
 		return
 	}
-	a.inflight[c.ID] = struct{}{}
-	a.mu.Unlock()
-	// The call may wait a while (a slow CRM): keep copies of what it needs,
-	// not the parked event its strings would otherwise pin.
+	// The call may wait a while (a slow CRM): keep copies of what it needs
+	// (the in-flight key included), not the parked event its strings would
+	// otherwise pin.
 	c.ID, c.CLI, c.CLIName, c.ANI, c.DNIS, c.Profile = strings.Clone(c.ID), strings.Clone(c.CLI), strings.Clone(c.CLIName),
 		strings.Clone(c.ANI), strings.Clone(c.DNIS), strings.Clone(c.Profile)
 	chanVar = keepChanVars(chanVar)
+	a.inflight[c.ID] = struct{}{}
+	a.mu.Unlock()
 	leave := func() {
 		a.mu.Lock()
 		delete(a.inflight, c.ID)
