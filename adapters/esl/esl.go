@@ -578,10 +578,15 @@ func (a *Adapter) startParked(ctx context.Context, c call.Call, chanVar func(str
 		}()
 	}
 	wd = time.AfterFunc(time.Until(deadline), func() { finish(call.Decision{Match: call.MatchTimeout}) })
-	adapters.DecideAsync(dctx, a.deps.Decider, c, a.log, func(d call.Decision) {
-		wd.Stop()
-		finish(d)
-	})
+	// The decider's synchronous part (normalising, the in-process cache,
+	// often the whole decision) runs on a short-lived goroutine, not on the
+	// event connection's reader, which every other call's events wait on.
+	go func() { // ends once the decider has the call (or has answered)
+		adapters.DecideAsync(dctx, a.deps.Decider, c, a.log, func(d call.Decision) {
+			wd.Stop()
+			finish(d)
+		})
+	}()
 }
 
 // inboundCall: (decided) → bgapi uuid_setvar_multi → bgapi uuid_transfer.
