@@ -6,11 +6,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/callpop/callpop/internal/heldcalls"
 )
 
 // stalledCRM is an HTTP CRM that holds every request until release (or the
@@ -168,19 +169,10 @@ func BenchmarkHeldLookups(b *testing.B) {
 	_, _ = c.Lookup(ctx, q(heldNumber(n)))
 	cancel()
 
-	g0, m0 := goroutinesAndMem()
+	g0, m0 := heldcalls.Snapshot()
 	done := holdLookups(c, n, time.Minute)
-	// Held: the goroutine count has not changed for half a second.
-	prev, same := 0, 0
-	for i := 0; i < 600 && same < 10; i++ {
-		time.Sleep(50 * time.Millisecond)
-		if g := runtime.NumGoroutine(); g == prev {
-			same++
-		} else {
-			prev, same = g, 0
-		}
-	}
-	g1, m1 := goroutinesAndMem()
+	heldcalls.Settle()
+	g1, m1 := heldcalls.Snapshot()
 	conns := srv.maxOpen.Load()
 	srv.releaseAll()
 	for range n {
@@ -194,11 +186,4 @@ func BenchmarkHeldLookups(b *testing.B) {
 	b.ReportMetric(float64(m1.HeapInuse-m0.HeapInuse)/n, "heapB/held")
 	b.ReportMetric(float64(m1.StackInuse-m0.StackInuse)/n, "stackB/held")
 	b.ReportMetric(float64(conns), "conns")
-}
-
-func goroutinesAndMem() (int, runtime.MemStats) {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return runtime.NumGoroutine(), m
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/internal/heldcalls"
 	"github.com/callpop/callpop/internal/testredis"
 )
 
@@ -214,29 +214,20 @@ func BenchmarkHeldDecidesAsync(b *testing.B) {
 	te := newTestEnv(b, testConfig(), nil, time.Minute)
 	te.fake.setDelay(time.Hour)
 	decideAsync(b, te.router, context.Background(), call.Call{ID: "warm-up", CLI: "0201234567", Received: time.Now().Add(-59 * time.Second)})
-	g0, m0 := goroutinesAndMem()
+	g0, m0 := heldcalls.Snapshot()
 	ctx, cancel := context.WithCancel(context.Background())
 	as := make([]*asyncDecision, n)
 	for i := range as {
 		as[i] = newAsyncDecision()
 	}
 	// The decision slots themselves are the caller's, not the held call's.
-	_, mAlloc := goroutinesAndMem()
+	_, mAlloc := heldcalls.Snapshot()
 	for i, a := range as {
 		c := call.Call{ID: "held", CLI: fmt.Sprintf("020%07d", 2000000+i), DNIS: "0800123456", Received: time.Now()}
 		te.router.DecideAsync(ctx, c, a.done)
 	}
-	// Held: the goroutine count has not changed for half a second.
-	prev, same := 0, 0
-	for i := 0; i < 600 && same < 10; i++ {
-		time.Sleep(50 * time.Millisecond)
-		if g := runtime.NumGoroutine(); g == prev {
-			same++
-		} else {
-			prev, same = g, 0
-		}
-	}
-	g1, m1 := goroutinesAndMem()
+	heldcalls.Settle()
+	g1, m1 := heldcalls.Snapshot()
 	te.fake.setDelay(0)
 	cancel()
 	for _, a := range as {

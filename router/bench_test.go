@@ -3,11 +3,11 @@ package router
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/heldcalls"
 )
 
 // benchEnv is a known English customer on a weekday: with the default rules
@@ -165,7 +165,7 @@ func BenchmarkHeldDecides(b *testing.B) {
 	te := newTestEnv(b, testConfig(), nil, time.Minute)
 	te.fake.setDelay(time.Hour)
 	te.router.Decide(context.Background(), call.Call{ID: "warm-up", CLI: "0201234567", Received: time.Now().Add(-59 * time.Second)})
-	g0, m0 := goroutinesAndMem()
+	g0, m0 := heldcalls.Snapshot()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan call.Match, n)
 	for i := range n {
@@ -174,17 +174,8 @@ func BenchmarkHeldDecides(b *testing.B) {
 			done <- te.router.Decide(ctx, c).Match
 		}()
 	}
-	// Held: the goroutine count has not changed for half a second.
-	prev, same := 0, 0
-	for i := 0; i < 600 && same < 10; i++ {
-		time.Sleep(50 * time.Millisecond)
-		if g := runtime.NumGoroutine(); g == prev {
-			same++
-		} else {
-			prev, same = g, 0
-		}
-	}
-	g1, m1 := goroutinesAndMem()
+	heldcalls.Settle()
+	g1, m1 := heldcalls.Snapshot()
 	te.fake.setDelay(0)
 	cancel()
 	for range n {
@@ -196,13 +187,4 @@ func BenchmarkHeldDecides(b *testing.B) {
 	b.ReportMetric(float64(g1-g0)/n, "goroutines/held")
 	b.ReportMetric(float64(m1.HeapInuse-m0.HeapInuse)/n, "heapB/held")
 	b.ReportMetric(float64(m1.StackInuse-m0.StackInuse)/n, "stackB/held")
-}
-
-func goroutinesAndMem() (int, runtime.MemStats) {
-	runtime.GC()
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return runtime.NumGoroutine(), m
 }
