@@ -253,11 +253,15 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 		callsTotal.WithLabelValues("outbound", "skipped").Inc()
 		return
 	}
+	// The connect reply (every channel variable) is not needed while the
+	// call waits for its decision: keep only what apply reads.
+	chanVar := keepChanVars(frameHeaders{f.Headers}.Get)
+	f = nil
 	d := a.decide(ctx, c)
 	actx, cancel := context.WithDeadline(ctx, received.Add(a.deps.Budget))
 	defer cancel()
 	outcome := "released"
-	if err := a.apply(actx, cn.api, c, d, frameHeaders{f.Headers}.Get); err != nil {
+	if err := a.apply(actx, cn.api, c, d, chanVar); err != nil {
 		outcome = classify(err)
 		a.log.Info("variables not set", "call", c, "err", err)
 	} else {
