@@ -343,13 +343,20 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 	}
 
 	dctx, cancel := context.WithDeadline(ctx, received.Add(r.deps.Budget))
-	d := r.Decide(dctx, c)
+	d := r.endpointDecide(dctx, c)
 	cancel()
 
 	vars := d.Vars()
 	vars = append(vars, call.Var{Name: "QUEUE_PRIO", Value: strconv.Itoa(d.QueuePrio)})
 	if id := call.CleanToken(c.ID); id != "" {
 		vars = append(vars, call.Var{Name: "__CALLPOP_CALL_ID", Value: id})
+	}
+	// the softphone's caller name and info URL, as the ARI adapter sets them
+	if n := call.CleanValue(d.CallerName); n != "" {
+		vars = append(vars, call.Var{Name: "CALLERID(name)", Value: n})
+	}
+	if u := call.CleanURL(d.InfoURL); u != "" {
+		vars = append(vars, call.Var{Name: "CALLPOP_INFO_URL", Value: u})
 	}
 	for _, v := range vars {
 		if strings.ContainsAny(v.Value, "\r\n") || strings.ContainsAny(v.Name, " \t\"\\\r\n") {

@@ -74,6 +74,7 @@ var routeFields = map[string]string{
 	"priority": "CALLPOP_PRIORITY", "queue": "CALLPOP_QUEUE", "skill": "CALLPOP_SKILL",
 	"flags": "CALLPOP_FLAGS", "pop_url": "CALLPOP_POP_URL",
 	"queue_prio": "QUEUE_PRIO", "cc_base_score": "cc_base_score", "profile": "profile", "cached": "cached",
+	"caller_name": "CALLERID(name)", "info_url": "CALLPOP_INFO_URL", // with popper.softphone configured
 }
 
 // params reads the query, rejecting malformed, unknown, repeated and oversized parameters.
@@ -160,7 +161,7 @@ func (r *Router) handleLookup(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, r.Explain(req.Context(), c))
 		return
 	}
-	writeJSON(w, DecisionJSON(r.Decide(req.Context(), c)))
+	writeJSON(w, DecisionJSON(r.endpointDecide(req.Context(), c)))
 }
 
 // handleRoute: GET /v1/route?number=&ani=&dnis=[&field=x] → JSON, or one value as text/plain.
@@ -183,7 +184,7 @@ func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	d := r.Decide(req.Context(), c)
+	d := r.endpointDecide(req.Context(), c)
 	if !hasField {
 		writeJSON(w, DecisionJSON(d))
 		return
@@ -224,6 +225,10 @@ func fieldValue(d call.Decision, name string) string {
 		return call.CleanValue(d.Profile)
 	case "cached":
 		return strconv.FormatBool(d.Cached)
+	case "CALLERID(name)":
+		return call.CleanValue(d.CallerName)
+	case "CALLPOP_INFO_URL":
+		return call.CleanURL(d.InfoURL)
 	}
 	for _, v := range d.Vars() {
 		if v.Name == name {

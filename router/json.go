@@ -9,27 +9,29 @@ import (
 
 // decisionJSON is the shape of `callpop lookup`, /v1/lookup and /v1/route.
 type decisionJSON struct {
-	CallID    string            `json:"call_id,omitempty"`
-	Match     call.Match        `json:"match"`
-	E164      string            `json:"e164"`
-	Source    call.Source       `json:"source"`
-	Privacy   bool              `json:"privacy"`
-	Customer  *customerJSON     `json:"customer"`
-	Priority  int               `json:"priority"`
-	QueuePrio int               `json:"queue_prio"`
-	BaseScore int               `json:"cc_base_score"`
-	Queue     string            `json:"queue"`
-	Skill     string            `json:"skill"`
-	Language  string            `json:"language"`
-	Flags     []string          `json:"flags"`
-	PopURL    string            `json:"pop_url"`
-	Profile   string            `json:"profile"`
-	Rules     []string          `json:"rules"`
-	Vars      map[string]string `json:"vars"`
-	Cached    bool              `json:"cached"`
-	ElapsedMS float64           `json:"elapsed_ms"`
-	Error     string            `json:"error,omitempty"`
-	Explain   []RuleTrace       `json:"explain,omitempty"`
+	CallID     string            `json:"call_id,omitempty"`
+	Match      call.Match        `json:"match"`
+	E164       string            `json:"e164"`
+	Source     call.Source       `json:"source"`
+	Privacy    bool              `json:"privacy"`
+	Customer   *customerJSON     `json:"customer"`
+	Priority   int               `json:"priority"`
+	QueuePrio  int               `json:"queue_prio"`
+	BaseScore  int               `json:"cc_base_score"`
+	Queue      string            `json:"queue"`
+	Skill      string            `json:"skill"`
+	Language   string            `json:"language"`
+	Flags      []string          `json:"flags"`
+	PopURL     string            `json:"pop_url"`
+	Profile    string            `json:"profile"`
+	Rules      []string          `json:"rules"`
+	Vars       map[string]string `json:"vars"`
+	Cached     bool              `json:"cached"`
+	ElapsedMS  float64           `json:"elapsed_ms"`
+	CallerName string            `json:"caller_name,omitempty"` // popper.softphone.caller_name, when configured
+	InfoURL    string            `json:"info_url,omitempty"`    // popper.softphone.info_url, when configured
+	Error      string            `json:"error,omitempty"`
+	Explain    []RuleTrace       `json:"explain,omitempty"`
 }
 
 type customerJSON struct {
@@ -56,6 +58,7 @@ func decisionToJSON(d call.Decision, trace []RuleTrace) *decisionJSON {
 		Flags: d.Flags, PopURL: call.CleanURL(d.PopURL), Profile: d.Profile, Rules: d.Rules,
 		Vars: map[string]string{}, Cached: d.Cached, ElapsedMS: float64(d.Elapsed.Microseconds()) / 1000,
 		Error: call.CleanValue(d.Err), Explain: trace,
+		CallerName: call.CleanValue(d.CallerName), InfoURL: call.CleanURL(d.InfoURL),
 	}
 	if out.Flags == nil {
 		out.Flags = []string{}

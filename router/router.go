@@ -46,6 +46,24 @@ type Router struct {
 	redisWarn logLimiter // so are shared block-list failures
 
 	prepared *lru.Cache[*call.Customer, *preparedCustomer] // by the CRM's shared record
+
+	endpoint atomic.Pointer[call.Decider] // what /v1/route, /v1/lookup and FastAGI decide with; nil = the router
+}
+
+// SetEndpointDecider makes /v1/route, /v1/lookup and FastAGI decide through
+// d — the wiring passes the popper's softphone decoration around this router,
+// so a dialplan asking directly gets the same caller name and info URL as a
+// channel the adapter enriched. Call it before serving.
+func (r *Router) SetEndpointDecider(d call.Decider) {
+	r.endpoint.Store(&d)
+}
+
+// endpointDecide decides for the HTTP and FastAGI endpoints.
+func (r *Router) endpointDecide(ctx context.Context, c call.Call) call.Decision {
+	if d := r.endpoint.Load(); d != nil && *d != nil {
+		return (*d).Decide(ctx, c)
+	}
+	return r.Decide(ctx, c)
 }
 
 // preparedCustomer is a CRM record made ready for a decision once: cleaned,

@@ -76,6 +76,9 @@ func newPipeline(cfg Config, log *slog.Logger, opts pipelineOptions) (_ *pipelin
 			return nil, fmt.Errorf("popper: %w", err)
 		}
 		p.decider = p.popper.Decorate(p.router)
+		// a dialplan asking /v1/route or FastAGI gets the same softphone
+		// caller name and info URL as a channel the adapter enriched
+		p.router.SetEndpointDecider(p.decider)
 	}
 	return p, nil
 }

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -31,5 +36,29 @@ func TestReadiness(t *testing.T) {
 				t.Fatalf("got %+v", st)
 			}
 		})
+	}
+}
+
+// With popper.softphone configured, /v1/route answers with the softphone's
+// caller name, as an adapter-enriched channel would get it.
+func TestRouteCarriesSoftphoneName(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := DefaultConfig()
+	cfg.Popper.Softphone.CallerName = "{tier}: {name}"
+	p, err := newPipeline(cfg, log, pipelineOptions{Popper: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	srv := httptest.NewServer(newHandler(p, &readiness{}, context.Background()))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/route?number=%2B31201234567&field=caller_name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "VIP: Anna de Vries" {
+		t.Fatalf("caller_name: %d %q", resp.StatusCode, body)
 	}
 }
