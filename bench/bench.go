@@ -164,16 +164,17 @@ type BurstReport struct {
 
 // InFlightReport is the memory phase.
 type InFlightReport struct {
-	Calls          int     `json:"calls"`           // calls held inside callpop at once
-	Reached        int     `json:"reached"`         // how many were inside the pipeline when sampled
-	Goroutines     int     `json:"goroutines"`      // whole process, at the sample
-	GoroutinesIdle int     `json:"goroutines_idle"` // whole process, before the phase
-	RSSMiB         float64 `json:"rss_mib"`         // VmRSS at the sample
-	RSSIdleMiB     float64 `json:"rss_idle_mib"`    // VmRSS before the phase
-	HeapMiB        float64 `json:"heap_mib"`        // Go heap in use at the sample
-	StackMiB       float64 `json:"stack_mib"`       // goroutine stacks at the sample
-	Process        string  `json:"process"`         // what the figures cover
-	DrainS         float64 `json:"drain_s"`         // from the CRM answering to every held call released
+	Calls          int     `json:"calls"`              // calls held inside callpop at once
+	Reached        int     `json:"reached"`            // how many were inside the pipeline when sampled
+	Goroutines     int     `json:"goroutines"`         // whole process, at the sample
+	GoroutinesIdle int     `json:"goroutines_idle"`    // whole process, before the phase
+	RSSMiB         float64 `json:"rss_mib"`            // VmRSS at the sample
+	RSSIdleMiB     float64 `json:"rss_idle_mib"`       // VmRSS before the phase
+	HeapMiB        float64 `json:"heap_mib"`           // Go heap in use at the sample
+	StackMiB       float64 `json:"stack_mib"`          // goroutine stacks at the sample
+	MemLimit       string  `json:"memlimit,omitempty"` // GOMEMLIMIT of the sidecar child, when set
+	Process        string  `json:"process"`            // what the figures cover
+	DrainS         float64 `json:"drain_s"`            // from the CRM answering to every held call released
 }
 
 // Machine is where the figures were taken.
@@ -862,7 +863,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 // its adapter being ready.
 func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger, note func(string, ...any)) (InFlightReport, float64, float64, error) {
 	const hold = holdBudget
-	r := InFlightReport{Calls: o.InFlight, Process: "the sidecar alone: a child process (callpop bench --sidecar-child) with the pipeline and the adapter"}
+	r := InFlightReport{Calls: o.InFlight, MemLimit: o.SidecarMemLimit, Process: "the sidecar alone: a child process (callpop bench --sidecar-child) with the pipeline and the adapter"}
 	t, err := newTargetMode(o.PBX, modeExternal, o.targetConfig(log))
 	if err != nil {
 		return r, 0, 0, err
@@ -877,7 +878,7 @@ func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr 
 	spec := SidecarSpec{PBX: o.PBX, Endpoint: so.Endpoint(), CRMURL: stub.SourceURL(), RedisAddr: redisAddr, Budget: hold, CRMTimeout: hold,
 		MaxCalls: inFlightMaxCalls(o.InFlight)}
 	t0 := time.Now()
-	child, err := startSidecar(hctx, o.SidecarCommand, spec)
+	child, err := startSidecar(hctx, o.SidecarCommand, o.SidecarMemLimit, spec)
 	if err != nil {
 		return r, 0, 0, err
 	}

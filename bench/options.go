@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"time"
 )
 
@@ -39,9 +40,13 @@ type Options struct {
 	// SidecarProfile, when set with SidecarCommand, makes the child write its
 	// goroutine and heap profiles to SidecarProfile.* while the calls are held.
 	SidecarProfile string
-	Seed           uint64       // --seed
-	Logger         *slog.Logger // the sidecar's logger (errors only by default)
-	Progress       io.Writer    // phase notes; nil = none
+	// SidecarMemLimit (--sidecar-memlimit, e.g. 48MiB) runs the in-flight
+	// child with GOMEMLIMIT set: the Go runtime's soft memory limit, which an
+	// operator can set the same way. "" = the runtime's default (none).
+	SidecarMemLimit string
+	Seed            uint64       // --seed
+	Logger          *slog.Logger // the sidecar's logger (errors only by default)
+	Progress        io.Writer    // phase notes; nil = none
 }
 
 // DefaultOptions returns the defaults of `callpop bench`.
@@ -67,8 +72,14 @@ func DefaultOptions() Options {
 }
 
 // Validate checks the options; messages name the flag.
+// memLimitRE is what the Go runtime accepts in GOMEMLIMIT.
+var memLimitRE = regexp.MustCompile(`^(off|[0-9]+(B|KiB|MiB|GiB|TiB)?)$`)
+
 func (o *Options) Validate() error {
 	var errs []error
+	if o.SidecarMemLimit != "" && !memLimitRE.MatchString(o.SidecarMemLimit) {
+		errs = append(errs, fmt.Errorf("--sidecar-memlimit: %q is not a GOMEMLIMIT value (e.g. 48MiB, 1GiB, off)", o.SidecarMemLimit))
+	}
 	if _, ok := targetFactories[o.PBX]; !ok {
 		errs = append(errs, fmt.Errorf("--pbx: %q is not one of %v", o.PBX, PBXNames()))
 	}

@@ -67,7 +67,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.Burst.Numbers, r.Burst.CallsPerNumber, r.Burst.Misses, Targets.BurstRequests,
 		verdictMark(r.Burst.Numbers > 0 && r.Burst.RequestsMax == 1 && r.CRMRequestsPerBurstNumber == 1))
 	if r.InFlight.Calls > 0 {
-		p("peak RSS, %d calls in flight\t%.1f MiB\t≤ %.0f MiB %s", r.InFlight.Calls, r.PeakRSSMiB, Targets.RSSMiB, verdictMark(r.PeakRSSMiB > 0 && r.PeakRSSMiB <= Targets.RSSMiB))
+		limit := ""
+		if r.InFlight.MemLimit != "" {
+			limit = " (sidecar GOMEMLIMIT=" + r.InFlight.MemLimit + ")"
+		}
+		p("peak RSS, %d calls in flight%s\t%.1f MiB\t≤ %.0f MiB %s", r.InFlight.Calls, limit, r.PeakRSSMiB, Targets.RSSMiB, verdictMark(r.PeakRSSMiB > 0 && r.PeakRSSMiB <= Targets.RSSMiB))
 	} else {
 		p("peak RSS with calls in flight\tnot measured (--inflight 0)\t≤ %.0f MiB", Targets.RSSMiB)
 	}

@@ -136,9 +136,12 @@ type sidecarChild struct {
 
 // startSidecar starts command (e.g. callpop bench --sidecar-child) with spec
 // and waits for it to report ready.
-func startSidecar(ctx context.Context, command []string, spec SidecarSpec) (*sidecarChild, error) {
+func startSidecar(ctx context.Context, command []string, memLimit string, spec SidecarSpec) (*sidecarChild, error) {
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stderr = os.Stderr
+	if memLimit != "" {
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+memLimit)
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("bench: sidecar: %w", err)

@@ -23,7 +23,7 @@ func newBenchCmd() *cobra.Command {
 	o := bench.DefaultOptions()
 	var jsonOut, plotOut, cpuProfile, memProfile, logLevel string
 	var sidecarChild, inProcess bool
-	var sidecarProfile string
+	var sidecarProfile, sidecarMemLimit string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure what callpop adds to a call: PBX simulator, CRM stub and redis-server on loopback",
@@ -56,6 +56,7 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 				}
 				o.SidecarCommand = []string{exe, "bench", "--sidecar-child", "--log-level", logLevel}
 				o.SidecarProfile = sidecarProfile
+				o.SidecarMemLimit = sidecarMemLimit
 			}
 			o.Progress = cmd.ErrOrStderr()
 			if err := o.Validate(); err != nil {
@@ -134,6 +135,7 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 	f.StringVar(&logLevel, "log-level", "error", "sidecar log level (debug, info, warn, error)")
 	f.BoolVar(&inProcess, "in-process", false, "hold the in-flight calls in this process instead of a sidecar child (memory figures then include the simulator)")
 	f.StringVar(&sidecarProfile, "sidecar-profile", "", "write the sidecar child's goroutine and heap profiles to PREFIX.* while the in-flight calls are held")
+	f.StringVar(&sidecarMemLimit, "sidecar-memlimit", "", "run the in-flight sidecar child with GOMEMLIMIT=VALUE (e.g. 48MiB), the Go runtime's soft memory limit an operator can set the same way")
 	f.BoolVar(&sidecarChild, "sidecar-child", false, "internal: run as the sidecar child of a bench")
 	_ = f.MarkHidden("sidecar-child")
 	return cmd
