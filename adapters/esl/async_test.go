@@ -2,6 +2,7 @@ package esl
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -77,6 +78,52 @@ func TestInboundAsyncDecider(t *testing.T) {
 			defer dec.mu.Unlock()
 			if dec.n != len(ids) {
 				t.Errorf("decider asked %d times for %d calls", dec.n, len(ids))
+			}
+		})
+	}
+}
+
+// Outbound mode with an async decider: the socket session waits for the
+// decision with no call goroutine, then sets the variables and exits; a
+// decider that never answers still lets the call go on by its budget.
+func TestOutboundAsyncDecider(t *testing.T) {
+	const budget = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+		match string
+	}{{"answers", 20 * time.Millisecond, "hit"}, {"never answers", -1, "timeout"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dec := &asyncDecider{delay: tc.delay}
+			a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: dec, Budget: budget})
+			sim := eslsim.NewOutbound(waitAddr(t, a), eslsim.Options{})
+			var wg sync.WaitGroup
+			errs := make(chan error, 20)
+			for range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					res, err := sim.Call(ctx, eslsim.Caller{Number: "0201234567"})
+					if err != nil {
+						errs <- err
+						return
+					}
+					if got := res.Vars["callpop_match"]; got != tc.match && got != "" {
+						errs <- fmt.Errorf("callpop_match = %q, want %q", got, tc.match)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			dec.mu.Lock()
+			defer dec.mu.Unlock()
+			if dec.n != 20 {
+				t.Errorf("decider asked %d times for 20 calls", dec.n)
 			}
 		})
 	}

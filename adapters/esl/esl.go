@@ -136,30 +136,6 @@ func (a *Adapter) Ready() (bool, string) {
 	return true, ""
 }
 
-// decide runs the decider until the call's deadline minus apply_reserve. A
-// decider that overruns it is abandoned: the call goes on with Match=timeout.
-func (a *Adapter) decide(ctx context.Context, c call.Call) call.Decision {
-	deadline := c.Received.Add(a.deps.Budget - a.cfg.ApplyReserve)
-	dctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	res := make(chan call.Decision, 1)
-	// An async decider holds no goroutine while the look-up waits: the
-	// call's own goroutine (which owns its socket in outbound mode) is the
-	// only one a held call costs here.
-	adapters.DecideAsync(dctx, a.deps.Decider, c, a.log, func(d call.Decision) { res <- d })
-	var d call.Decision
-	select {
-	case d = <-res:
-	case <-dctx.Done():
-		// watchdog: a decider that ignores its context does not hold the call
-		d = call.Decision{Match: call.MatchTimeout}
-	}
-	if d.CallID == "" {
-		d.CallID = c.ID
-	}
-	return d
-}
-
 // ---- outbound mode -------------------------------------------------------
 
 func (a *Adapter) serveOutbound(ctx context.Context, ln net.Listener) error {
@@ -193,11 +169,20 @@ func (a *Adapter) serveOutbound(ctx context.Context, ln net.Listener) error {
 		}
 		accepted := time.Now()
 		wg.Add(1)
+		// The call's slot and its count in wg are given back once, by
+		// whoever ends the call: this goroutine, or the continuation that
+		// takes over when the decision comes (outboundCall hands off).
+		var once sync.Once
+		release := func() {
+			once.Do(func() {
+				<-a.slots
+				wg.Done()
+			})
+		}
 		go func() {
-			defer wg.Done()
-			defer func() { <-a.slots }()
+			defer release() // a no-op once the call is handed off
 			defer a.recoverPanic()
-			a.outboundCall(ctx, nc, accepted)
+			a.outboundCall(ctx, nc, accepted, release)
 		}()
 	}
 }
@@ -220,12 +205,17 @@ func (h frameHeaders) Get(name string) string { return eslwire.Decode(h.Headers.
 //
 // The budget counts from the accepted connection: the call has been waiting in
 // the socket app since then (the connect reply follows within ~0.1 ms).
-func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.Time) {
+func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.Time, release func()) {
 	cn := newConn(nc, a.log)
 	cn.start(nil)
-	defer cn.Close()
 	hard := time.AfterFunc(time.Until(accepted.Add(a.deps.Budget)), cn.Close)
-	defer hard.Stop()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			hard.Stop()
+			cn.Close()
+		}
+	}()
 	cctx, cancel := context.WithDeadline(ctx, accepted.Add(a.deps.Budget))
 	f, err := cn.command(cctx, "connect", nil, nil)
 	cancel()
@@ -257,7 +247,41 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 	// call waits for its decision: keep only what apply reads.
 	chanVar := keepChanVars(frameHeaders{f.Headers}.Get)
 	f = nil
-	d := a.decide(ctx, c)
+	// From here the call needs no goroutine of its own while the decision
+	// is pending (the socket's reader stays): whichever of the decision and
+	// the deadline comes first finishes it on a new goroutine, which owns
+	// the socket, the watchdog and the slot from then on.
+	handedOff = true
+	deadline := received.Add(a.deps.Budget - a.cfg.ApplyReserve)
+	dctx, dcancel := context.WithDeadline(ctx, deadline)
+	var decided atomic.Bool
+	var timeout *time.Timer
+	finish := func(d call.Decision) {
+		if !decided.CompareAndSwap(false, true) {
+			return
+		}
+		dcancel()
+		if d.CallID == "" {
+			d.CallID = c.ID
+		}
+		go func() { // ends with the call
+			defer release()
+			defer cn.Close()
+			defer hard.Stop()
+			defer a.recoverPanic()
+			a.finishOutbound(ctx, cn, c, d, chanVar, received)
+		}()
+	}
+	timeout = time.AfterFunc(time.Until(deadline), func() { finish(call.Decision{Match: call.MatchTimeout}) })
+	adapters.DecideAsync(dctx, a.deps.Decider, c, a.log, func(d call.Decision) {
+		timeout.Stop()
+		finish(d)
+	})
+}
+
+// finishOutbound sets a decided outbound call's variables (synchronous api:
+// +OK means stored) and ends the socket session with exit.
+func (a *Adapter) finishOutbound(ctx context.Context, cn *conn, c call.Call, d call.Decision, chanVar func(string) string, received time.Time) {
 	actx, cancel := context.WithDeadline(ctx, received.Add(a.deps.Budget))
 	defer cancel()
 	outcome := "released"
