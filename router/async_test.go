@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/crm"
 	"github.com/callpop/callpop/internal/heldcalls"
@@ -56,6 +58,13 @@ func decideAsync(t testing.TB, r *Router, ctx context.Context, c call.Call) call
 // a Redis of its own (which is its CRM's cache tier too).
 func blockListEnv(t *testing.T) *testEnv {
 	t.Helper()
+	te, _, _ := blockListEnvRedis(t)
+	return te
+}
+
+// blockListEnvRedis is blockListEnv, also giving its Redis server and client.
+func blockListEnvRedis(t *testing.T) (*testEnv, *testredis.Server, redis.UniversalClient) {
+	t.Helper()
 	srv := testredis.Start(t)
 	rcfg := crm.DefaultCacheConfig().Redis
 	rcfg.Addrs = []string{srv.Addr}
@@ -70,7 +79,7 @@ func blockListEnv(t *testing.T) *testEnv {
 	}
 	cfg := testConfig()
 	cfg.Flags.BlockListRedisKey = "callpop:blocklist"
-	return newTestEnv(t, cfg, rdb, testBudget)
+	return newTestEnv(t, cfg, rdb, testBudget), srv, rdb
 }
 
 // TestDecideAsyncSameAsDecide: every TestDecide call, first-time and

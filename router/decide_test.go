@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/call"
-	"github.com/callpop/callpop/crm"
-	"github.com/callpop/callpop/internal/testredis"
 )
 
 // decideCase is one call through the standard test env and what it decides.
@@ -392,21 +390,7 @@ func TestBlockListFile(t *testing.T) {
 }
 
 func TestBlockListRedis(t *testing.T) {
-	srv := testredis.Start(t)
-	rcfg := crm.DefaultCacheConfig().Redis
-	rcfg.Addrs = []string{srv.Addr}
-	rcfg.Timeout = time.Second // a loaded test machine, not a hot path
-	rdb, err := crm.OpenRedis(rcfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	if err := rdb.SAdd(context.Background(), "callpop:blocklist", "+14155550123").Err(); err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig()
-	cfg.Flags.BlockListRedisKey = "callpop:blocklist"
-	te := newTestEnv(t, cfg, rdb, testBudget)
+	te, srv, rdb := blockListEnvRedis(t)
 
 	d := te.router.Decide(context.Background(), call.Call{CLI: "+14155550123"})
 	if !slices.Contains(d.Flags, "fraud_suspect") || d.Queue != "fraud-desk" {
