@@ -248,31 +248,36 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 	chanVar := keepChanVars(frameHeaders{f.Headers}.Get)
 	f = nil
 	// From here the call needs no goroutine of its own while the decision
-	// is pending (the socket's reader stays): whichever of the decision and
-	// the deadline comes first finishes it on a new goroutine, which owns
-	// the socket, the watchdog and the slot from then on.
+	// is pending (the socket's reader stays): the continuation owns the
+	// socket, the watchdog and the slot.
 	handedOff = true
-	deadline := received.Add(a.deps.Budget - a.cfg.ApplyReserve)
-	dctx, dcancel := context.WithDeadline(ctx, deadline)
-	var decided atomic.Bool
-	var timeout *time.Timer
+	a.decideThen(ctx, c, received.Add(a.deps.Budget-a.cfg.ApplyReserve), func(d call.Decision) {
+		defer release()
+		defer cn.Close()
+		defer hard.Stop()
+		defer a.recoverPanic()
+		a.finishOutbound(ctx, cn, c, d, chanVar, received)
+	})
+}
+
+// decideThen asks for c's decision without holding a goroutine while it is
+// pending, and runs then on a goroutine of its own with the first of the
+// decision and a timeout decision at deadline (a decider that ignores its
+// context does not hold the call).
+func (a *Adapter) decideThen(ctx context.Context, c call.Call, deadline time.Time, then func(call.Decision)) {
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	var once atomic.Bool
 	finish := func(d call.Decision) {
-		if !decided.CompareAndSwap(false, true) {
+		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		dcancel()
+		cancel()
 		if d.CallID == "" {
 			d.CallID = c.ID
 		}
-		go func() { // ends with the call
-			defer release()
-			defer cn.Close()
-			defer hard.Stop()
-			defer a.recoverPanic()
-			a.finishOutbound(ctx, cn, c, d, chanVar, received)
-		}()
+		go then(d) // ends with the call
 	}
-	timeout = time.AfterFunc(time.Until(deadline), func() { finish(call.Decision{Match: call.MatchTimeout}) })
+	timeout := time.AfterFunc(time.Until(deadline), func() { finish(call.Decision{Match: call.MatchTimeout}) })
 	adapters.DecideAsync(dctx, a.deps.Decider, c, a.log, func(d call.Decision) {
 		timeout.Stop()
 		finish(d)
@@ -581,40 +586,16 @@ func (a *Adapter) startParked(ctx context.Context, c call.Call, chanVar func(str
 		}()
 		return
 	}
-	// While the decision is pending the parked call holds no goroutine: a
-	// timer for its deadline (a decider that ignores its context does not
-	// hold the call) and the decider's own waiter. Whichever of the
-	// decision and the deadline comes first finishes the call on a
-	// goroutine of its own.
-	deadline := c.Received.Add(a.deps.Budget - a.cfg.ApplyReserve)
-	dctx, cancel := context.WithDeadline(ctx, deadline)
-	var once atomic.Bool
-	var wd *time.Timer
-	finish := func(d call.Decision) {
-		if !once.CompareAndSwap(false, true) {
-			return
-		}
-		cancel()
-		if d.CallID == "" {
-			d.CallID = c.ID
-		}
-		go func() { // ends with the transfer
-			defer a.recoverPanic()
-			defer leave()
-			defer func() { <-a.slots }()
-			a.inboundCall(ctx, c, d, chanVar)
-		}()
-	}
-	wd = time.AfterFunc(time.Until(deadline), func() { finish(call.Decision{Match: call.MatchTimeout}) })
-	// The decider's synchronous part (normalising, the in-process cache,
-	// often the whole decision) runs on a short-lived goroutine, not on the
-	// event connection's reader, which every other call's events wait on.
-	go func() { // ends once the decider has the call (or has answered)
-		adapters.DecideAsync(dctx, a.deps.Decider, c, a.log, func(d call.Decision) {
-			wd.Stop()
-			finish(d)
-		})
-	}()
+	// While the decision is pending the parked call holds no goroutine. The
+	// decider's synchronous part (normalising, the in-process cache, often
+	// the whole decision) runs on a short-lived goroutine, not on the event
+	// connection's reader, which every other call's events wait on.
+	go a.decideThen(ctx, c, c.Received.Add(a.deps.Budget-a.cfg.ApplyReserve), func(d call.Decision) {
+		defer a.recoverPanic()
+		defer leave()
+		defer func() { <-a.slots }()
+		a.inboundCall(ctx, c, d, chanVar)
+	})
 }
 
 // inboundCall: (decided) → bgapi uuid_setvar_multi → bgapi uuid_transfer.
