@@ -36,16 +36,19 @@ func (d *asyncDecider) DecideAsync(ctx context.Context, c call.Call, done func(c
 	})
 }
 
+// asyncCases: a decider answering in time, and one that never answers.
+var asyncCases = []struct {
+	name  string
+	delay time.Duration
+	match string // callpop_match when the variables were confirmed in time
+}{{"answers", 20 * time.Millisecond, "hit"}, {"never answers", -1, "timeout"}}
+
 // Inbound mode with an async decider: a parked call waits without a
 // goroutine of its own and is released once, enriched when the answer comes
 // in time and unenriched (by its deadline) when it never comes.
 func TestInboundAsyncDecider(t *testing.T) {
 	const budget = 200 * time.Millisecond
-	for _, tc := range []struct {
-		name  string
-		delay time.Duration
-		match string
-	}{{"answers", 20 * time.Millisecond, "hit"}, {"never answers", -1, "timeout"}} {
+	for _, tc := range asyncCases {
 		t.Run(tc.name, func(t *testing.T) {
 			sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword})
 			if err != nil {
@@ -88,11 +91,7 @@ func TestInboundAsyncDecider(t *testing.T) {
 // decider that never answers still lets the call go on by its budget.
 func TestOutboundAsyncDecider(t *testing.T) {
 	const budget = 200 * time.Millisecond
-	for _, tc := range []struct {
-		name  string
-		delay time.Duration
-		match string
-	}{{"answers", 20 * time.Millisecond, "hit"}, {"never answers", -1, "timeout"}} {
+	for _, tc := range asyncCases {
 		t.Run(tc.name, func(t *testing.T) {
 			dec := &asyncDecider{delay: tc.delay}
 			a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: dec, Budget: budget})
