@@ -823,15 +823,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 	stub.Hold()
 	defer stub.Release()
 	col := newCollector(hold)
-	var wg sync.WaitGroup
-	for i := range o.InFlight {
-		e := unknownNumber(5_000_000 + i)
-		wg.Add(1)
-		go func() { // owned by holdInFlight: it waits for wg
-			defer wg.Done()
-			col.offer(hctx, t, nil, Caller{Kind: KindUnknown, CLI: e, E164: e})
-		}()
-	}
+	wg := offerHeld(hctx, t, col, o.InFlight)
 	deadline := time.Now().Add(reachLimit)
 	for int(ec.in.Load()) < o.InFlight && time.Now().Before(deadline) && hctx.Err() == nil && col.completed.Load() == 0 {
 		time.Sleep(10 * time.Millisecond)
@@ -850,12 +842,27 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 	}
 	// Let them go: the stub answers, the calls end.
 	var drainErr error
-	r.DrainS, drainErr = releaseAndWait(stub, &wg, col, cancel, note)
+	r.DrainS, drainErr = releaseAndWait(stub, wg, col, cancel, note)
 	cancel()
 	if r.Reached < o.InFlight {
 		return r, peak, fmt.Errorf("only %d of %d calls were held in the pipeline (%d ended early)", r.Reached, o.InFlight, col.completed.Load())
 	}
 	return r, peak, drainErr
+}
+
+// offerHeld offers n calls at once from distinct uncached numbers, each on a
+// goroutine the returned WaitGroup waits for (the caller waits for it).
+func offerHeld(ctx context.Context, t Target, col *collector, n int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for i := range n {
+		e := unknownNumber(5_000_000 + i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			col.offer(ctx, t, nil, Caller{Kind: KindUnknown, CLI: e, E164: e})
+		}()
+	}
+	return &wg
 }
 
 // holdInFlightChild is holdInFlight with the sidecar in a child process:
@@ -896,15 +903,7 @@ func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr 
 	stub.Hold()
 	defer stub.Release()
 	col := newCollector(hold)
-	var wg sync.WaitGroup
-	for i := range o.InFlight {
-		e := unknownNumber(5_000_000 + i)
-		wg.Add(1)
-		go func() { // owned by holdInFlightChild: it waits for wg
-			defer wg.Done()
-			col.offer(hctx, t, nil, Caller{Kind: KindUnknown, CLI: e, E164: e})
-		}()
-	}
+	wg := offerHeld(hctx, t, col, o.InFlight)
 	var st sidecarStats
 	deadline := time.Now().Add(reachLimit)
 	for time.Now().Before(deadline) && hctx.Err() == nil && col.completed.Load() == 0 {
@@ -925,7 +924,7 @@ func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr 
 	r.StackMiB = float64(st.StackInuse*10/(1<<20)) / 10
 	peak := mib(st.HWMKiB)
 	var drainErr error
-	r.DrainS, drainErr = releaseAndWait(stub, &wg, col, cancel, note)
+	r.DrainS, drainErr = releaseAndWait(stub, wg, col, cancel, note)
 	if err == nil && r.Reached < o.InFlight {
 		err = fmt.Errorf("only %d of %d calls were held in the sidecar (%d ended early)", r.Reached, o.InFlight, col.completed.Load())
 	}
