@@ -354,16 +354,7 @@ func TestReentryClearsStaleValues(t *testing.T) {
 	})
 	h := start(t, sim, dec, testBudget, nil)
 	id := sim.OfferCall(arisim.CallSpec{CLI: "+31201234567"})
-	waitSettled(t, sim, []string{id}, 3*time.Second)
-	if r, _ := sim.Record(id); r.Vars["CALLPOP_NAME"] != "Jan" {
-		t.Fatalf("first pass %v", r.Vars)
-	}
-	waitFor(t, time.Second, "followed", func() bool { return h.a.follow.following(id) })
-	if !sim.Reenter(id) {
-		t.Fatal("could not re-enter")
-	}
-	waitSettled(t, sim, []string{id}, 3*time.Second)
-	r, _ := sim.Record(id)
+	r := enrichThenReenter(t, h, id)
 	for _, k := range []string{"CALLPOP_NAME", "CALLPOP_CUSTOMER_ID"} {
 		if v, ok := r.Vars[k]; !ok || v != "" {
 			t.Errorf("%s = %q (set %v), want set to empty", k, v, ok)
@@ -492,4 +483,22 @@ func TestFailedContinueRecheckedPromptly(t *testing.T) {
 	if h.logs.count("ERROR") != 1 {
 		t.Errorf("want the one failed continue logged once, got %d ERROR lines", h.logs.count("ERROR"))
 	}
+}
+
+// enrichThenReenter waits for channel id's first trip (enriched for "Jan"
+// and followed), sends it into Stasis again and returns its record once that
+// second trip is settled.
+func enrichThenReenter(t *testing.T, h *harness, id string) arisim.Record {
+	t.Helper()
+	waitSettled(t, h.sim, []string{id}, 3*time.Second)
+	if r, _ := h.sim.Record(id); r.Vars["CALLPOP_NAME"] != "Jan" {
+		t.Fatalf("first pass %v", r.Vars)
+	}
+	waitFor(t, time.Second, "followed", func() bool { return h.a.follow.following(id) })
+	if !h.sim.Reenter(id) {
+		t.Fatal("could not re-enter")
+	}
+	waitSettled(t, h.sim, []string{id}, 3*time.Second)
+	r, _ := h.sim.Record(id)
+	return r
 }

@@ -407,16 +407,7 @@ func TestAsyncReentryAndReconcile(t *testing.T) {
 	h := start(t, sim, &countingAsync{}, testBudget, func(c *Config) { c.ReconcileInterval = 100 * time.Millisecond })
 	before := outcomes()
 	id := sim.OfferCall(arisim.CallSpec{CLI: "+31201234567"})
-	waitSettled(t, sim, []string{id}, 3*time.Second)
-	if r, _ := sim.Record(id); r.Vars["CALLPOP_NAME"] != "Jan" {
-		t.Fatalf("first pass %v", r.Vars)
-	}
-	waitFor(t, time.Second, "followed", func() bool { return h.a.follow.following(id) })
-	if !sim.Reenter(id) {
-		t.Fatal("could not re-enter")
-	}
-	waitSettled(t, sim, []string{id}, 3*time.Second)
-	r, _ := sim.Record(id)
+	r := enrichThenReenter(t, h, id)
 	if v, ok := r.Vars["CALLPOP_NAME"]; !ok || v != "" || r.Vars["CALLPOP_MATCH"] != "miss" || r.Vars["QUEUE_PRIO"] != "0" {
 		t.Errorf("second pass %v", r.Vars)
 	}
