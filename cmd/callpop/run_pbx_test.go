@@ -58,10 +58,7 @@ pbx:
 	base, logs, stop := startRun(t, writeConfig(t, cfg))
 	defer func() { _ = stop() }()
 
-	st := waitReady(t, base, true)
-	if len(st.Checks) != 1 || st.Checks[0].Name != "pbx" {
-		t.Fatalf("checks %+v", st.Checks)
-	}
+	waitPBXReady(t, base)
 
 	uuid := sim.OfferCall(eslsim.Caller{Number: "+14155550123", Name: "Caller", DNIS: "1000"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -76,10 +73,7 @@ pbx:
 
 	// FreeSWITCH goes away: not ready, with the reason.
 	sim.Close()
-	st = waitReady(t, base, false)
-	if len(st.Reasons) == 0 || !strings.HasPrefix(st.Reasons[0], "pbx: ") {
-		t.Fatalf("reasons %q", st.Reasons)
-	}
+	waitPBXGone(t, base)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -109,10 +103,7 @@ pbx:
 	base, logs, stop := startRun(t, writeConfig(t, cfg))
 	defer func() { _ = stop() }()
 
-	st := waitReady(t, base, true)
-	if len(st.Checks) != 1 || st.Checks[0].Name != "pbx" {
-		t.Fatalf("checks %+v", st.Checks)
-	}
+	waitPBXReady(t, base)
 	id := sim.OfferCall(arisim.CallSpec{CLI: "+14155550123", CLIName: "Caller", DNIS: "1000"})
 	var continued bool
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !continued; time.Sleep(10 * time.Millisecond) {
@@ -127,11 +118,24 @@ pbx:
 	}
 
 	sim.Close()
-	st = waitReady(t, base, false)
-	if len(st.Reasons) == 0 || !strings.HasPrefix(st.Reasons[0], "pbx: ") {
-		t.Fatalf("reasons %q", st.Reasons)
-	}
+	waitPBXGone(t, base)
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitPBXReady waits for /readyz to report ready with the pbx check alone.
+func waitPBXReady(t *testing.T, base string) {
+	t.Helper()
+	if st := waitReady(t, base, true); len(st.Checks) != 1 || st.Checks[0].Name != "pbx" {
+		t.Fatalf("checks %+v", st.Checks)
+	}
+}
+
+// waitPBXGone waits for /readyz to report not ready, the pbx check saying why.
+func waitPBXGone(t *testing.T, base string) {
+	t.Helper()
+	if st := waitReady(t, base, false); len(st.Reasons) == 0 || !strings.HasPrefix(st.Reasons[0], "pbx: ") {
+		t.Fatalf("reasons %q", st.Reasons)
 	}
 }
