@@ -75,7 +75,7 @@ func (r *Router) decideNow(ctx context.Context, p *parts, done func(call.Decisio
 	}()
 	p.start = p.c.Received
 	if p.start.IsZero() {
-		p.start = r.now()
+		p.start = time.Now()
 	}
 	var lookup bool
 	p.st, p.prof, p.region, p.number, deadline, lookup = r.begin(ctx, &p.c, &p.d, p.start)

@@ -188,8 +188,8 @@ func TestDecideAsyncDeadlineOrAnswer(t *testing.T) {
 func TestDecideAsyncPanics(t *testing.T) {
 	te := newTestEnv(t, testConfig(), nil, testBudget)
 	var panicking atomic.Bool
-	now := te.router.now
-	te.router.now = func() time.Time {
+	now := te.router.ruleClock
+	te.router.ruleClock = func() time.Time {
 		if panicking.Load() {
 			panic("clock")
 		}

@@ -242,6 +242,28 @@ func varValue(d call.Decision, name string) string {
 	return ""
 }
 
+// TestRuleClockSetsNoDeadline: the rule clock (what rules read as time,
+// hour, weekday) may be anywhere; a call's deadline and elapsed time come
+// from the real clock. A rule clock a year off once made every look-up a
+// timeout with Elapsed in the thousands of hours.
+func TestRuleClockSetsNoDeadline(t *testing.T) {
+	te := newTestEnv(t, testConfig(), nil, testBudget)
+	for _, off := range []time.Duration{-366 * 24 * time.Hour, 366 * 24 * time.Hour} {
+		te.router.ruleClock = func() time.Time { return time.Now().Add(off) }
+		for i, decide := range []func(call.Call) call.Decision{
+			func(c call.Call) call.Decision { return te.router.Decide(context.Background(), c) },
+			func(c call.Call) call.Decision { return decideAsync(t, te.router, context.Background(), c) },
+		} {
+			// No Received: the router starts the budget itself.
+			d := decide(call.Call{ID: "clock", CLI: "0201234567"})
+			if d.Match != call.MatchHit || d.Elapsed < 0 || d.Elapsed > time.Hour {
+				t.Errorf("rule clock %+v, path %d: match %s, elapsed %v", off, i, d.Match, d.Elapsed)
+			}
+			te.crm.Forget(context.Background(), "+31201234567")
+		}
+	}
+}
+
 func TestDecideTimeOfDay(t *testing.T) {
 	cfg := testConfig()
 	cfg.Timezone = "Europe/Amsterdam"
@@ -250,19 +272,26 @@ func TestDecideTimeOfDay(t *testing.T) {
 		{Name: "open", Then: Then{Queue: "desk"}},
 	}
 	te := newTestEnv(t, cfg, nil, testBudget)
+	ams, err := time.LoadLocation("Europe/Amsterdam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now()
 	tests := []struct {
-		utc  time.Time
+		at   time.Time
 		want string
 	}{
-		{time.Date(2026, 11, 23, 8, 30, 0, 0, time.UTC), "desk"},       // Mon 09:30 in Amsterdam
-		{time.Date(2026, 11, 23, 7, 30, 0, 0, time.UTC), "voicemail"},  // Mon 08:30 in Amsterdam
-		{time.Date(2026, 11, 23, 16, 45, 0, 0, time.UTC), "voicemail"}, // Mon 17:45 in Amsterdam
-		{time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), "voicemail"},  // Saturday
+		{localAt(base, ams, time.Monday, 9, 30), "desk"},
+		{localAt(base, ams, time.Monday, 8, 30), "voicemail"},
+		{localAt(base, ams, time.Monday, 17, 45), "voicemail"},
+		{localAt(base, ams, time.Saturday, 13, 0), "voicemail"},
+		// The rule clock is read in the rules' zone, whatever zone it gives.
+		{localAt(base, ams, time.Tuesday, 10, 0).UTC(), "desk"},
 	}
 	for _, tt := range tests {
-		te.router.now = func() time.Time { return tt.utc }
+		te.router.ruleClock = func() time.Time { return tt.at }
 		if d := te.router.Decide(context.Background(), call.Call{CLI: "anonymous", Received: time.Now()}); d.Queue != tt.want {
-			t.Errorf("%v: queue %q, want %q", tt.utc, d.Queue, tt.want)
+			t.Errorf("%v: queue %q, want %q", tt.at, d.Queue, tt.want)
 		}
 	}
 }

@@ -148,13 +148,46 @@ func TestDocsRulesCompile(t *testing.T) {
 		}
 		cfg.FastAGI.Listen = ""
 		te := newTestEnv(t, cfg, nil, testBudget)
-		te.router.now = func() time.Time { return time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC) } // Monday 15:00 in Amsterdam
-		d := te.router.Decide(context.Background(), call.Call{CLI: "0201234567"})
-		if d.Queue != "vip" || d.Priority != 10 {
-			t.Errorf("docs block %d: VIP at 15:00 → queue %q priority %d", blocks, d.Queue, d.Priority)
+		ams, err := time.LoadLocation("Europe/Amsterdam")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The rule clock a year either side of the real date: the decisions
+		// the text documents hold on any date, and deadlines stay real.
+		for _, years := range []int{-1, 1} {
+			base := time.Now().AddDate(years, 0, 0)
+			for _, tt := range []struct {
+				when   time.Time
+				queue  string
+				prio   int
+				closed string
+			}{
+				{localAt(base, ams, time.Monday, 15, 0), "vip", 10, ""},
+				{localAt(base, ams, time.Wednesday, 17, 29), "vip", 10, ""},
+				{localAt(base, ams, time.Monday, 8, 59), "voicemail", 0, "yes"},
+				{localAt(base, ams, time.Friday, 17, 30), "voicemail", 0, "yes"},
+				{localAt(base, ams, time.Saturday, 15, 0), "voicemail", 0, "yes"},
+			} {
+				te.router.ruleClock = func() time.Time { return tt.when }
+				d := te.router.Decide(context.Background(), call.Call{CLI: "0201234567"})
+				if d.Match != call.MatchHit || d.Queue != tt.queue || (tt.prio != 0 && d.Priority != tt.prio) ||
+					varValue(d, "CALLPOP_CLOSED") != tt.closed {
+					t.Errorf("docs block %d, VIP caller at %s: match %s queue %q priority %d CALLPOP_CLOSED %q; want queue %q priority %d closed %q",
+						blocks, tt.when.Format("Mon 2006-01-02 15:04 MST"), d.Match, d.Queue, d.Priority,
+						varValue(d, "CALLPOP_CLOSED"), tt.queue, tt.prio, tt.closed)
+				}
+			}
 		}
 	}
 	if blocks == 0 {
 		t.Fatal("no router rules example in the docs")
 	}
+}
+
+// localAt is the first given weekday at hh:mm in loc on or after t's date
+// there: a rule-clock instant relative to the real date, never a fixed one.
+func localAt(t time.Time, loc *time.Location, wd time.Weekday, hh, mm int) time.Time {
+	t = t.In(loc)
+	d := time.Date(t.Year(), t.Month(), t.Day(), hh, mm, 0, 0, loc)
+	return d.AddDate(0, 0, (int(wd)-int(d.Weekday())+7)%7)
 }

@@ -40,7 +40,11 @@ type Router struct {
 	log   *slog.Logger
 	state atomic.Pointer[state]
 	block *blockList
-	now   func() time.Time
+
+	// ruleClock is the wall clock the rules read (time, hour, weekday…);
+	// tests set it. Deadlines, budgets and elapsed times never read it:
+	// they come from the real monotonic clock (the call's Received).
+	ruleClock func() time.Time
 
 	crmWarn   logLimiter // CRM failures are logged at most once a second
 	redisWarn logLimiter // so are shared block-list failures
@@ -144,7 +148,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	r := &Router{deps: deps, log: deps.Logger.With("component", "router"), now: time.Now}
+	r := &Router{deps: deps, log: deps.Logger.With("component", "router"), ruleClock: time.Now}
 	r.prepared, _ = lru.New[*call.Customer, *preparedCustomer](preparedSize)
 	st, err := compile(cfg)
 	if err != nil {
@@ -289,7 +293,7 @@ func (r *Router) Decide(ctx context.Context, c call.Call) call.Decision {
 func (r *Router) decide(ctx context.Context, c *call.Call, d *call.Decision, trace *[]RuleTrace) {
 	start := c.Received
 	if start.IsZero() {
-		start = r.now()
+		start = time.Now()
 	}
 	defer func() { r.end(c, d, start, recover()) }()
 
@@ -409,7 +413,7 @@ func (r *Router) settle(c *call.Call, d *call.Decision, res crm.Result, err erro
 	default:
 		d.Match = call.MatchError
 		d.Err = call.CleanValue(err.Error())
-		if n, ok := r.crmWarn.allow(r.now()); ok {
+		if n, ok := r.crmWarn.allow(time.Now()); ok {
 			r.log.Warn("crm look-up failed", "call", *c, "err", err, "suppressed", n)
 		}
 	}
@@ -461,7 +465,7 @@ func (r *Router) conclude(ctx context.Context, c *call.Call, d *call.Decision, s
 	} else {
 		env.Customer, env.Record = customerEnv(nil)
 	}
-	env.setTime(r.now().In(st.loc))
+	env.setTime(r.ruleClock().In(st.loc))
 
 	base := st.cfg.Priority.Default
 	if cust != nil {
@@ -554,7 +558,7 @@ func (r *Router) checkBlocked(ctx context.Context, key, e164 string, done func(b
 		if err != nil {
 			blockListErrors.WithLabelValues("redis").Inc()
 			if ctx.Err() == nil { // a deadline is the budget's doing, not Redis's: counted only
-				if n, ok := r.redisWarn.allow(r.now()); ok {
+				if n, ok := r.redisWarn.allow(time.Now()); ok {
 					r.log.Warn("block-list check in Redis failed", "err", err, "suppressed", n)
 				}
 			}

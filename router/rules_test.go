@@ -23,9 +23,10 @@ func envFor(match call.Match, c *call.Customer, at time.Time, flags ...string) *
 }
 
 var (
-	monday10 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC) // a Monday
-	monday20 = time.Date(2026, 11, 23, 20, 15, 0, 0, time.UTC)
-	saturday = time.Date(2026, 11, 28, 11, 0, 0, 0, time.UTC)
+	// Rule-clock inputs relative to the real date (never a fixed one).
+	monday10 = localAt(time.Now(), time.UTC, time.Monday, 10, 0)
+	monday20 = localAt(time.Now(), time.UTC, time.Monday, 20, 15)
+	saturday = localAt(time.Now(), time.UTC, time.Saturday, 11, 0)
 
 	janVIP   = &call.Customer{ID: "C-1001", Name: "Jan de Vries", Tier: "vip", Language: "nl", Phones: []string{"+31201234567"}, Extra: map[string]any{"region": "NL", "segment": "enterprise"}}
 	anneNL   = &call.Customer{ID: "C-1002", Name: "Anne Bakker", Tier: "gold", Language: "NL", Extra: map[string]any{"region": "NL"}}
