@@ -50,19 +50,3 @@ func TestBlockListReloadInterval(t *testing.T) {
 		}
 	})
 }
-
-func TestLogLimiter(t *testing.T) {
-	var l logLimiter
-	t0 := time.Unix(1000, 0)
-	if _, ok := l.allow(t0); !ok {
-		t.Fatal("first line held back")
-	}
-	for i := range 5 {
-		if _, ok := l.allow(t0.Add(time.Duration(i) * 100 * time.Millisecond)); ok {
-			t.Fatalf("line %d within the second let through", i)
-		}
-	}
-	if n, ok := l.allow(t0.Add(1100 * time.Millisecond)); !ok || n != 5 {
-		t.Fatalf("after a second: %d, %v", n, ok)
-	}
-}

@@ -22,6 +22,7 @@ import (
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/internal/loglimit"
 )
 
 // Deps is what main hands the router.
@@ -46,8 +47,8 @@ type Router struct {
 	// they come from the real monotonic clock (the call's Received).
 	ruleClock func() time.Time
 
-	crmWarn   logLimiter // CRM failures are logged at most once a second
-	redisWarn logLimiter // so are shared block-list failures
+	crmWarn   loglimit.Limiter // CRM failures are logged at most once a second
+	redisWarn loglimit.Limiter // so are shared block-list failures
 
 	prepared *lru.Cache[*call.Customer, *preparedCustomer] // by the CRM's shared record
 
@@ -96,23 +97,6 @@ func (r *Router) prepare(c *call.Customer) *preparedCustomer {
 }
 
 var envPool = sync.Pool{New: func() any { return new(Env) }}
-
-// logLimiter lets one log line a second through and counts the rest.
-type logLimiter struct {
-	last       atomic.Int64 // unix nanos of the last line let through
-	suppressed atomic.Int64
-}
-
-// allow reports whether to log now, and how many lines were held back since.
-func (l *logLimiter) allow(now time.Time) (int64, bool) {
-	n := now.UnixNano()
-	last := l.last.Load()
-	if n-last < int64(time.Second) || !l.last.CompareAndSwap(last, n) {
-		l.suppressed.Add(1)
-		return 0, false
-	}
-	return l.suppressed.Swap(0), true
-}
 
 // state is one compiled configuration; never mutated after it is stored.
 type state struct {
@@ -413,7 +397,7 @@ func (r *Router) settle(c *call.Call, d *call.Decision, res crm.Result, err erro
 	default:
 		d.Match = call.MatchError
 		d.Err = call.CleanValue(err.Error())
-		if n, ok := r.crmWarn.allow(time.Now()); ok {
+		if n, ok := r.crmWarn.Allow(); ok {
 			r.log.Warn("crm look-up failed", "call", *c, "err", err, "suppressed", n)
 		}
 	}
@@ -558,7 +542,7 @@ func (r *Router) checkBlocked(ctx context.Context, key, e164 string, done func(b
 		if err != nil {
 			blockListErrors.WithLabelValues("redis").Inc()
 			if ctx.Err() == nil { // a deadline is the budget's doing, not Redis's: counted only
-				if n, ok := r.redisWarn.allow(time.Now()); ok {
+				if n, ok := r.redisWarn.Allow(); ok {
 					r.log.Warn("block-list check in Redis failed", "err", err, "suppressed", n)
 				}
 			}
