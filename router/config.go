@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/callpop/callpop/internal/netallow"
 )
 
 // Config is the `router` section of callpop.yaml. mapstructure tags are the YAML
@@ -89,6 +92,10 @@ type FastAGIConfig struct {
 	Listen      string        `mapstructure:"listen"`       // "" disables the server
 	ReadTimeout time.Duration `mapstructure:"read_timeout"` // deadline for every read from Asterisk
 	MaxSessions int           `mapstructure:"max_sessions"` // concurrent sessions; further connections are closed
+	// Allow lists the sources (CIDRs) that may connect; others are closed at
+	// once. The default, loopback only, is refused on a listener bound
+	// beyond loopback.
+	Allow []string `mapstructure:"allow"`
 }
 
 // DefaultConfig returns the defaults documented in config.example.yaml.
@@ -101,8 +108,9 @@ func DefaultConfig() Config {
 			RegionField:     "region",
 			VIPTiers:        []string{"vip"},
 		},
-		Rules:   DefaultRules(),
-		FastAGI: FastAGIConfig{Listen: "127.0.0.1:4573", ReadTimeout: 5 * time.Second, MaxSessions: 256},
+		Rules: DefaultRules(),
+		FastAGI: FastAGIConfig{Listen: "127.0.0.1:4573", ReadTimeout: 5 * time.Second, MaxSessions: 256,
+			Allow: slices.Clone(netallow.DefaultAllow)},
 	}
 }
 
@@ -189,6 +197,10 @@ func (c *Config) Validate() error {
 		if a.MaxSessions <= 0 {
 			errs = append(errs, errors.New("router.fastagi.max_sessions: must be positive"))
 		}
+		if _, err := netallow.Parse("router.fastagi.allow", a.Allow); err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, netallow.CheckBind(a.Listen, a.Allow, "router.fastagi.allow", "CALLPOP_ROUTER_FASTAGI_ALLOW"))
 	}
 	if _, err := compileRules("router.rules", c.Rules, c.Timezone); err != nil {
 		errs = append(errs, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/netallow"
 )
 
 // FastAGI limits.
@@ -45,8 +46,10 @@ func (r *Router) ServeFastAGI(ctx context.Context) error {
 }
 
 // ServeFastAGIListener serves FastAGI sessions on ln until ctx ends, then
-// closes ln and every open session and waits for them.
+// closes ln and every open session and waits for them. Peers outside
+// router.fastagi.allow (as the rules last loaded say) are closed at once.
 func (r *Router) ServeFastAGIListener(ctx context.Context, ln net.Listener) error {
+	ln = netallow.Wrap(ln, func() netallow.List { return r.state.Load().fastagiAllow }, "fastagi", r.log)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })

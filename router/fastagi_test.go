@@ -23,6 +23,7 @@ type asterisk struct {
 	// (1-based) and answers 511 from then on; 0 = never.
 	hangupAfter int
 	closeAfter  int // closes the socket instead of replying to the n-th SET VARIABLE; 0 = never
+	source      string // the local address to connect from; "" = any
 }
 
 // agiSession is what the fake Asterisk saw.
@@ -51,7 +52,11 @@ var agiEnvOrder = []string{"agi_network", "agi_network_script", "agi_request", "
 
 func (a *asterisk) run(t testing.TB, addr string) agiSession {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	d := net.Dialer{Timeout: 2 * time.Second}
+	if a.source != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(a.source)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -197,6 +202,49 @@ func expectedVars(t *testing.T, r *Router, c call.Call) []call.Var {
 	d := r.Decide(context.Background(), c)
 	vars := append(d.Vars(), call.Var{Name: "QUEUE_PRIO", Value: fmt.Sprint(d.QueuePrio)})
 	return append(vars, call.Var{Name: "__CALLPOP_CALL_ID", Value: call.CleanToken(c.ID)})
+}
+
+// TestFastAGIAllowList: a peer outside router.fastagi.allow is closed
+// before it gets a word; a listed one is served. A reload applies to the
+// next connection.
+func TestFastAGIAllowList(t *testing.T) {
+	cfg := testConfig()
+	cfg.FastAGI.Allow = []string{"127.0.0.2/32"}
+	te := newTestEnv(t, cfg, nil, testBudget)
+	addr := startAGI(t, te.router)
+	env := defaultAGIEnv("route", "0201234567", "x", "0800123456")
+	listed := asterisk{env: env, ani: "0201234567", source: "127.0.0.2"}
+	if s := listed.run(t, addr); len(s.vars) == 0 || s.vars[0] != (call.Var{Name: "CALLPOP_MATCH", Value: "hit"}) {
+		t.Fatalf("listed peer: %q", s.commands)
+	}
+	other := asterisk{env: env, ani: "0201234567", source: "127.0.0.3"}
+	if s := other.run(t, addr); len(s.commands) != 0 || s.closedBy != "server" {
+		t.Fatalf("unlisted peer got %q", s.commands)
+	}
+	cfg.FastAGI.Allow = []string{"127.0.0.2/32", "127.0.0.3"}
+	if err := te.router.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if s := other.run(t, addr); len(s.vars) == 0 {
+		t.Fatalf("peer listed by a reload: %q", s.commands)
+	}
+}
+
+func TestFastAGIBindNeedsAllowList(t *testing.T) {
+	cfg := testConfig()
+	cfg.FastAGI.Listen = "0.0.0.0:4573"
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "router.fastagi.allow") || !strings.Contains(err.Error(), "CALLPOP_ROUTER_FASTAGI_ALLOW") {
+		t.Fatalf("beyond loopback with the default allow-list: %v", err)
+	}
+	cfg.FastAGI.Allow = []string{"10.0.0.5/32"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("with an allow-list: %v", err)
+	}
+	cfg.FastAGI.Allow = []string{"10.0.0.5/40"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "router.fastagi.allow[0]") {
+		t.Fatalf("bad CIDR: %v", err)
+	}
 }
 
 func TestFastAGISession(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
 	"github.com/callpop/callpop/internal/loglimit"
+	"github.com/callpop/callpop/internal/netallow"
 )
 
 // Deps is what main hands the router.
@@ -100,15 +101,17 @@ var envPool = sync.Pool{New: func() any { return new(Env) }}
 
 // state is one compiled configuration; never mutated after it is stored.
 type state struct {
-	cfg       Config
-	loc       *time.Location
-	rules     []*compiledRule
-	sets      map[string][]*compiledRule
-	profiles  []*profile
-	def       *profile // no profile matched
-	vipTiers  map[string]bool
-	extraVars map[string]bool // names rules may set as CALLPOP_<NAME>
-	readsGeo  bool            // a rule reads geo: look it up (the geocoding data is loaded on first use)
+	cfg      Config
+	loc      *time.Location
+	rules    []*compiledRule
+	sets     map[string][]*compiledRule
+	profiles []*profile
+	def      *profile // no profile matched
+
+	fastagiAllow netallow.List
+	vipTiers     map[string]bool
+	extraVars    map[string]bool // names rules may set as CALLPOP_<NAME>
+	readsGeo     bool            // a rule reads geo: look it up (the geocoding data is loaded on first use)
 }
 
 type profile struct {
@@ -176,6 +179,9 @@ func compile(cfg Config) (*state, error) {
 	loc, _ := loadLocation(cfg.Timezone)
 	st := &state{cfg: cfg, loc: loc, sets: map[string][]*compiledRule{}, vipTiers: map[string]bool{}}
 	var err error
+	if st.fastagiAllow, err = netallow.Parse("router.fastagi.allow", cfg.FastAGI.Allow); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
 	if st.rules, err = compileRules("router.rules", cfg.Rules, cfg.Timezone); err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}

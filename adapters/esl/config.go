@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/callpop/callpop/internal/netallow"
 )
 
 // PasswordEnv overrides pbx.freeswitch.password.
@@ -24,6 +27,10 @@ type Config struct {
 	Mode string `mapstructure:"mode"`
 	// Listen is where outbound mode accepts the socket app's connections.
 	Listen string `mapstructure:"listen"`
+	// Allow lists the sources (CIDRs) whose socket app may connect in
+	// outbound mode; others are closed at once. The default, loopback only,
+	// is refused on a listener bound beyond loopback.
+	Allow []string `mapstructure:"allow"`
 	// Address is FreeSWITCH's event socket (inbound mode, and agent-leg events).
 	Address string `mapstructure:"address"`
 	// Password for the event socket; prefer password_file or CALLPOP_PBX_FREESWITCH_PASSWORD.
@@ -64,6 +71,7 @@ func DefaultConfig() Config {
 	return Config{
 		Mode:           "outbound",
 		Listen:         "127.0.0.1:8084",
+		Allow:          slices.Clone(netallow.DefaultAllow),
 		Address:        "127.0.0.1:8021",
 		Events:         true,
 		ParkContext:    "callpop",
@@ -93,6 +101,10 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			bad("listen", "must be host:port (%v)", err)
 		}
+		if _, err := netallow.Parse(k+"allow", c.Allow); err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, netallow.CheckBind(c.Listen, c.Allow, k+"allow", "CALLPOP_PBX_FREESWITCH_ALLOW"))
 	}
 	if c.needsSocket() {
 		if _, _, err := net.SplitHostPort(c.Address); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/adapters/esl/eslwire"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/netallow"
 )
 
 var _ adapters.Adapter = (*Adapter)(nil)
@@ -81,10 +82,12 @@ func (a *Adapter) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	if a.cfg.Mode == "outbound" {
-		ln, err := net.Listen("tcp", a.cfg.Listen)
+		inner, err := net.Listen("tcp", a.cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("adapters/esl: listen %s: %w", a.cfg.Listen, err)
 		}
+		allow, _ := netallow.Parse("pbx.freeswitch.allow", a.cfg.Allow) // checked by Validate
+		ln := netallow.Wrap(inner, func() netallow.List { return allow }, "freeswitch_outbound", a.log)
 		a.mu.Lock()
 		a.ln = ln
 		close(a.lnReady)

@@ -464,3 +464,41 @@ func TestRudeRejection(t *testing.T) {
 		return m.GetCounter().GetValue() > before.GetCounter().GetValue()
 	})
 }
+
+// TestOutboundAllowList: a socket app connecting from outside
+// pbx.freeswitch.allow is closed before callpop reads a byte, so its call
+// goes on to the dialplan's next action unenriched; a listed FreeSWITCH is
+// served. Bound beyond loopback, the default allow-list is refused.
+func TestOutboundAllowList(t *testing.T) {
+	cfg := outboundConfig()
+	cfg.Allow = []string{"127.0.0.2/32"}
+	dec := &asyncDecider{delay: 0}
+	a := startAdapter(t, cfg, adapters.Deps{Decider: dec, Budget: 2 * time.Second})
+	addr := waitAddr(t, a)
+	callFrom := func(source string) (eslsim.Result, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return eslsim.NewOutbound(addr, eslsim.Options{Source: source}).Call(ctx, eslsim.Caller{Number: "0201234567"})
+	}
+	if res, err := callFrom("127.0.0.2"); err != nil || res.Vars["callpop_match"] != "hit" {
+		t.Fatalf("listed FreeSWITCH: match %q, %v", res.Vars["callpop_match"], err)
+	}
+	res, _ := callFrom("127.0.0.3")
+	if res.Vars["callpop_match"] != "" || res.Exit {
+		t.Fatalf("unlisted peer was served: match %q exit %v", res.Vars["callpop_match"], res.Exit)
+	}
+	dec.mu.Lock()
+	n := dec.n
+	dec.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("decisions asked: %d, want 1 (the listed peer's)", n)
+	}
+
+	bound := DefaultConfig()
+	bound.Listen = "0.0.0.0:8084"
+	bound.Events = false
+	if err := bound.Validate(); err == nil || !strings.Contains(err.Error(), "pbx.freeswitch.allow") ||
+		!strings.Contains(err.Error(), "CALLPOP_PBX_FREESWITCH_ALLOW") {
+		t.Fatalf("beyond loopback with the default allow-list: %v", err)
+	}
+}

@@ -147,15 +147,17 @@ func CheckBind(listen string, cidrs []string, key, env string) error {
 // Listener closes at once every connection whose source is not allowed.
 type Listener struct {
 	net.Listener
-	list  List
+	list  func() List
 	name  string
 	log   *slog.Logger
 	count prometheus.Counter
 	warn  loglimit.Limiter
 }
 
-// Wrap puts the allow-list in front of l; name labels its metric and logs.
-func Wrap(l net.Listener, list List, name string, log *slog.Logger) *Listener {
+// Wrap puts an allow-list in front of l; list is asked at each connection
+// (a reloaded config applies to the next one). name labels the metric and
+// the log lines.
+func Wrap(l net.Listener, list func() List, name string, log *slog.Logger) *Listener {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -175,22 +177,23 @@ func (l *Listener) Accept() (net.Conn, error) {
 		} else {
 			ip = RemoteIP(c.RemoteAddr().String())
 		}
-		if l.list.Allows(ip) {
+		list := l.list()
+		if list.Allows(ip) {
 			return c, nil
 		}
 		_ = c.Close()
-		l.Refused(ip.String())
+		l.refuse(ip.String(), list)
 	}
 }
 
-// Refused counts and logs (at most once a second) a peer turned away.
-func (l *Listener) Refused(peer string) {
+// refuse counts and logs (at most once a second) a peer turned away.
+func (l *Listener) refuse(peer string, list List) {
 	l.count.Inc()
 	n, ok := l.warn.Allow()
 	if !ok {
 		return
 	}
 	l.log.LogAttrs(context.Background(), slog.LevelWarn, "connection refused: source not in the allow-list",
-		slog.String("listener", l.name), slog.String("peer", peer), slog.String("allow", l.list.String()),
+		slog.String("listener", l.name), slog.String("peer", peer), slog.String("allow", list.String()),
 		slog.Int64("suppressed", n))
 }

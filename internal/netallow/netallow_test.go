@@ -22,7 +22,7 @@ func echoServer(t *testing.T, allow []string, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := Wrap(inner, list, name, nil)
+	ln := Wrap(inner, func() List { return list }, name, nil)
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {

@@ -276,6 +276,9 @@ func (o *Outbound) CallRecorded(ctx context.Context, body []byte) (Result, error
 
 func (o *Outbound) run(ctx context.Context, ch *channel, recordedBody []byte) (Result, error) {
 	var d net.Dialer
+	if o.opts.Source != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(o.opts.Source)}
+	}
 	nc, err := d.DialContext(ctx, "tcp", o.target)
 	start := time.Now()
 	if err != nil {

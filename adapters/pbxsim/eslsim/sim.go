@@ -47,6 +47,9 @@ type Options struct {
 	// Reject makes the inbound socket refuse every client as an ACL does
 	// (text/rude-rejection, then close).
 	Reject bool
+	// Source is the local address an outbound socket app connects from ("" =
+	// any): a FreeSWITCH on another host, for allow-list tests.
+	Source string
 }
 
 func (o Options) withDefaults() Options {
