@@ -22,7 +22,7 @@ type asterisk struct {
 	// hangupAfter sends HANGUP instead of the reply to the n-th SET VARIABLE
 	// (1-based) and answers 511 from then on; 0 = never.
 	hangupAfter int
-	closeAfter  int // closes the socket instead of replying to the n-th SET VARIABLE; 0 = never
+	closeAfter  int    // closes the socket instead of replying to the n-th SET VARIABLE; 0 = never
 	source      string // the local address to connect from; "" = any
 }
 
