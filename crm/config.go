@@ -19,6 +19,10 @@ type Config struct {
 	Region string `mapstructure:"region"`
 	// Breaker configures the circuit breaker of every source.
 	Breaker BreakerConfig `mapstructure:"breaker"`
+	// Sample lets `callpop run` serve the embedded sample CSV when Sources
+	// is empty; without it run refuses to start, so a production instance
+	// never shows made-up customers. lookup and demo use the sample anyway.
+	Sample bool `mapstructure:"sample"`
 	// Sources are tried in order; the first hit wins. None = the embedded sample CSV.
 	Sources []SourceConfig `mapstructure:"sources"`
 }
@@ -131,6 +135,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("crm.timeout: must be positive"))
 	}
 	errs = append(errs, c.Breaker.validate("crm.breaker")...)
+	if c.Sample && len(c.Sources) > 0 {
+		// Which one was meant can not be told: say so rather than guess.
+		errs = append(errs, errors.New("crm.sample: true asks for the embedded sample customers, but crm.sources is set too: keep one"))
+	}
 	names := map[string]bool{}
 	for i, s := range c.Sources {
 		k := fmt.Sprintf("crm.sources[%d]", i)

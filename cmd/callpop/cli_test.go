@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -68,6 +71,10 @@ router:
 log:
   level: debug
 `
+
+// runConfig is testConfig for `run`, which serves the embedded sample CRM
+// only when crm.sample asks for it.
+const runConfig = testConfig + "crm:\n  sample: true\n"
 
 func TestVersion(t *testing.T) {
 	out, _, err := execute(t, context.Background(), "version")
@@ -283,7 +290,7 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestRunServes(t *testing.T) {
-	base, logs, stop := startRun(t, writeConfig(t, testConfig))
+	base, logs, stop := startRun(t, writeConfig(t, runConfig))
 	defer func() { _ = stop() }()
 
 	if code, body := get(t, base+"/healthz"); code != 200 || !strings.Contains(body, `"alive":true`) {
@@ -361,7 +368,7 @@ func TestRunServes(t *testing.T) {
 // running ones.
 func TestRunReloadsRules(t *testing.T) {
 	rules := func(queue, when string) string {
-		return "listen: 127.0.0.1:0\nrouter:\n  fastagi:\n    listen: 127.0.0.1:0\n  rules:\n    - name: everyone\n" +
+		return "listen: 127.0.0.1:0\ncrm: {sample: true}\nrouter:\n  fastagi:\n    listen: 127.0.0.1:0\n  rules:\n    - name: everyone\n" +
 			when + "      then: {queue: " + queue + "}\n"
 	}
 	cfgPath := writeConfig(t, rules("first", ""))
@@ -407,7 +414,7 @@ func TestRunReloadsRules(t *testing.T) {
 
 // The log lines are JSON objects with a component.
 func TestRunLogsJSON(t *testing.T) {
-	_, logs, stop := startRun(t, writeConfig(t, testConfig))
+	_, logs, stop := startRun(t, writeConfig(t, runConfig))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -425,5 +432,214 @@ func TestRunLogsJSON(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no log lines")
+	}
+}
+
+// `run` serves the made-up sample customers only when crm.sample asks for
+// them; real sources need nothing; both at once is an error. The refusal
+// comes before anything listens.
+func TestRunCRMSample(t *testing.T) {
+	csvPath := filepath.Join(t.TempDir(), "customers.csv")
+	if err := os.WriteFile(csvPath, []byte("id,name,tier,language,url,phones\nR-1,Real Customer,gold,en,https://crm.example/c/R-1,+14155550177\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sources := "  sources:\n    - {name: main, kind: csv, path: " + csvPath + "}\n"
+	tests := []struct {
+		name   string
+		cfg    string
+		env    map[string]string
+		refuse string // fragment of the error; "" = it runs
+		sample bool   // it runs on the embedded sample, and warns so
+	}{
+		{"no crm section", testConfig, nil, "crm.sources: none configured", false},
+		{"crm.sample: false", testConfig + "crm:\n  sample: false\n", nil, "crm.sources: none configured", false},
+		{"CALLPOP_CRM_SAMPLE=false", testConfig, map[string]string{"CALLPOP_CRM_SAMPLE": "false"}, "crm.sources: none configured", false},
+		{"CALLPOP_CRM_SAMPLE=false over the file's true", runConfig, map[string]string{"CALLPOP_CRM_SAMPLE": "false"}, "crm.sources: none configured", false},
+		{"crm.sample: true", runConfig, nil, "", true},
+		{"CALLPOP_CRM_SAMPLE=true", testConfig, map[string]string{"CALLPOP_CRM_SAMPLE": "true"}, "", true},
+		{"crm.sources", testConfig + "crm:\n" + sources, nil, "", false},
+		{"crm.sample: true and crm.sources", testConfig + "crm:\n  sample: true\n" + sources, nil, "crm.sample: true asks for the embedded sample customers, but crm.sources is set too", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			p := writeConfig(t, tc.cfg)
+			if tc.refuse != "" {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				_, logs, err := execute(t, ctx, "run", "--config", p)
+				if err == nil || !strings.Contains(err.Error(), tc.refuse) || ctx.Err() != nil {
+					t.Fatalf("want a refusal naming %q, got %v\n%s", tc.refuse, err, logs)
+				}
+				if strings.Contains(logs, "http listening") {
+					t.Fatalf("listened before refusing:\n%s", logs)
+				}
+				return
+			}
+			base, logs, stop := startRun(t, p)
+			defer func() { _ = stop() }()
+			lookup := func(number string) lookupJSON {
+				t.Helper()
+				code, body := get(t, base+"/v1/lookup?number="+url.QueryEscape(number))
+				var got lookupJSON
+				if err := json.Unmarshal([]byte(body), &got); err != nil || code != 200 {
+					t.Fatalf("/v1/lookup %d %s (%v)", code, body, err)
+				}
+				return got
+			}
+			sampleHit, realHit := lookup("+14155550123").Match == "hit", lookup("+14155550177").Match == "hit"
+			if sampleHit != tc.sample || realHit == tc.sample {
+				t.Fatalf("sample customer found %v, configured customer found %v; want the sample %v", sampleHit, realHit, tc.sample)
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			warned := regexp.MustCompile(`"level":"WARN".*crm\.sample is true`).MatchString(logs.String())
+			if warned != tc.sample {
+				t.Fatalf("warning about the sample logged %v, want %v:\n%s", warned, tc.sample, logs.String())
+			}
+		})
+	}
+}
+
+// The refusal as an admin sees it: the process exits non-zero and says which
+// key to set.
+func TestRunWithoutCRMSourcesExits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "run", "--config", writeConfig(t, testConfig))
+	cmd.Env = append(os.Environ(), execMainEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 || ctx.Err() != nil {
+		t.Fatalf("want a non-zero exit, got %v\n%s", err, out)
+	}
+	for _, want := range []string{"crm.sources", "crm.sample: true", "CALLPOP_CRM_SAMPLE=true"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("the message does not name %s:\n%s", want, out)
+		}
+	}
+}
+
+// check-config does not know which command the file is for: an empty
+// crm.sources is a warning naming it (run would refuse), not a failure.
+func TestCheckConfigCRMSources(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     string
+		warning string // fragment of a "warning:" line; "" = no crm warning
+		fail    string // fragment of the error; "" = OK
+	}{
+		{"no sources", testConfig, "warning: crm.sources: none configured", ""},
+		{"the sample asked for", runConfig, "warning: crm.sample is true and crm.sources empty", ""},
+		{"sources", testConfig + "crm:\n  sources:\n    - {name: main, kind: csv, path: /srv/customers.csv}\n", "", ""},
+		{"both", testConfig + "crm:\n  sample: true\n  sources:\n    - {name: main, kind: csv, path: /srv/customers.csv}\n", "", "crm.sample: true asks for"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := execute(t, context.Background(), "check-config", "--config", writeConfig(t, tc.cfg))
+			if tc.fail == "" && (err != nil || !strings.HasSuffix(out, "OK\n")) {
+				t.Fatalf("want OK, got %v\n%s", err, out)
+			}
+			if tc.fail != "" && (err == nil || !strings.Contains(err.Error(), tc.fail)) {
+				t.Fatalf("want an error naming %q, got %v\n%s", tc.fail, err, out)
+			}
+			warned := regexp.MustCompile(`(?m)^warning: crm\.`).MatchString(out)
+			if warned != (tc.warning != "") || !strings.Contains(out, tc.warning) {
+				t.Fatalf("want warning %q, got:\n%s", tc.warning, out)
+			}
+		})
+	}
+}
+
+// check-config reports every problem in one run, each naming its key, and
+// the environment variable when the bad value came from one.
+func TestCheckConfigReportsAll(t *testing.T) {
+	brokenRule := "router:\n  rules:\n    - name: typo\n      when: custmer.tier == \"vip\"\n      then: {priority: 10}\n"
+	tests := []struct {
+		name  string
+		file  string
+		env   map[string]string
+		want  []string // fragments of the error
+		never []string // in neither the error nor the output
+	}{
+		{"unknown key and a broken rule", "listne: 127.0.0.1:0\n" + brokenRule, nil,
+			[]string{"listne: unknown key", `router.rules[0] "typo": unknown name custmer`}, nil},
+		{"unknown keys, bad values, broken rules", "listne: x\ncall:\n  budget: 20s\ncache:\n  ttl: abc\n  redis: {adresses: [x]}\nlog: {level: loud}\n" + brokenRule, nil,
+			[]string{"listne: unknown key", "cache.redis.adresses: unknown key", `cache.ttl: "abc" is not a duration`,
+				"call.budget: must be at most 10s", `log.level: must be debug, info, warn or error, got "loud"`, `router.rules[0] "typo": unknown name custmer`}, nil},
+		{"bad environment value names the variable", "", map[string]string{"CALLPOP_CALL_BUDGET": "200"},
+			[]string{"call.budget (CALLPOP_CALL_BUDGET=200): \"200\" is not a duration"}, nil},
+		{"environment value out of range", "", map[string]string{"CALLPOP_CALL_BUDGET": "20s"},
+			[]string{"call.budget (CALLPOP_CALL_BUDGET=20s): must be at most 10s"}, nil},
+		{"every bad environment value, and the file's problems", "listne: x\n" + brokenRule,
+			map[string]string{"CALLPOP_CALL_BUDGET": "200", "CALLPOP_LOG_LEVEL": "loud", "CALLPOP_NUMBERS_CACHE_SIZE": "many", "CALLPOP_CACHE_REDIS_DB": "-1", "CALLPOP_LOG_FORMAT": "x m l"},
+			[]string{"listne: unknown key", `router.rules[0] "typo": unknown name custmer`,
+				"call.budget (CALLPOP_CALL_BUDGET=200): ", `log.level (CALLPOP_LOG_LEVEL=loud): must be`,
+				"numbers.cache_size (CALLPOP_NUMBERS_CACHE_SIZE=many): ", "cache.redis.db (CALLPOP_CACHE_REDIS_DB=-1): must not be negative",
+				`log.format (CALLPOP_LOG_FORMAT="x m l"): must be json or text`}, nil},
+		{"rules from the environment", "", map[string]string{"CALLPOP_ROUTER_RULES": `[{"name":"typo","when":"custmer.tier == 'vip'","then":{"priority":10}}]`},
+			[]string{`router.rules[0] (CALLPOP_ROUTER_RULES) "typo": unknown name custmer`}, nil},
+		{"a JSON list from the environment is named, not echoed", "",
+			map[string]string{"CALLPOP_CRM_SOURCES": `[{"name":"main","kind":"postgres","dsn":"postgres://crm:hunter2@127.0.0.1/crm","query":"SELECT 1","bogus":1}]`},
+			[]string{"crm.sources[0].bogus (CALLPOP_CRM_SOURCES): unknown key", "crm.sources[0].query (CALLPOP_CRM_SOURCES): must use $1"},
+			[]string{"hunter2"}},
+		{"a secret from the environment is named, not echoed", "pbx:\n  kind: freeswitch\n",
+			map[string]string{"CALLPOP_PBX_FREESWITCH_PASSWORD": "hunter2\nhunter3"},
+			[]string{"pbx.freeswitch.password (CALLPOP_PBX_FREESWITCH_PASSWORD): must not contain line breaks"},
+			[]string{"hunter2", "hunter3"}},
+		{"the file's value is not blamed on the environment", "call:\n  budget: 200\n", map[string]string{"CALLPOP_CACHE_TTL": "5m"},
+			[]string{"call.budget: 200 is not a duration"}, []string{"CALLPOP_CACHE_TTL"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			out, _, err := execute(t, context.Background(), "check-config", "--config", writeConfig(t, tc.file))
+			if err == nil || strings.Contains(out, "OK") {
+				t.Fatalf("want an error, got OK:\n%s", out)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("missing %q in:\n%v", want, err)
+				}
+			}
+			for _, never := range tc.never {
+				if strings.Contains(err.Error()+out, never) {
+					t.Errorf("%q shown:\n%v\n%s", never, err, out)
+				}
+			}
+		})
+	}
+}
+
+// A file that can not be read: the error alone, not first a line claiming
+// the embedded defaults were checked.
+func TestCheckConfigMissingFile(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"--config", []string{"check-config", "--config", missing}, nil},
+		{"CALLPOP_CONFIG", []string{"check-config"}, map[string]string{"CALLPOP_CONFIG": missing}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			out, _, err := execute(t, context.Background(), tc.args...)
+			if err == nil || !strings.Contains(err.Error(), missing) {
+				t.Fatalf("want an error naming %s, got %v", missing, err)
+			}
+			if out != "" {
+				t.Fatalf("want the error alone, got output %q", out)
+			}
+		})
 	}
 }

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -105,7 +108,8 @@ func DefaultConfig() Config {
 type loadedConfig struct {
 	Config
 	Path     string   // the file read; "" when running on the embedded defaults
-	Decoded  bool     // Config holds the file's values (it may still be invalid)
+	Read     bool     // the file was read, or there was none to read (embedded defaults)
+	Decoded  bool     // Config holds the file's values (it may still be invalid; keys that failed keep their defaults)
 	Warnings []string // things worth a log line that do not stop start-up
 }
 
@@ -128,7 +132,9 @@ func configFromCmd(cmd *cobra.Command) (loadedConfig, error) {
 }
 
 // loadConfig reads path over the defaults, applies CALLPOP_* environment
-// overrides and validates the result. Errors name the key.
+// overrides and validates the result. Errors name the key, and the
+// environment variable when the value came from one; every problem is
+// reported, not only the first kind found.
 func loadConfig(path string, explicit bool) (loadedConfig, error) {
 	var data []byte
 	if path != "" {
@@ -142,17 +148,86 @@ func loadConfig(path string, explicit bool) (loadedConfig, error) {
 			return loadedConfig{}, fmt.Errorf("config: %w", err)
 		}
 	}
-	warnings := unknownEnv(os.Environ(), data)
+	lc := loadedConfig{Path: path, Read: true, Warnings: unknownEnv(os.Environ(), data)}
 	cfg, err := decodeConfig(data, os.LookupEnv)
-	if err != nil {
-		return loadedConfig{Path: path, Warnings: warnings}, withFile(path, err)
-	}
-	lc := loadedConfig{Config: cfg, Path: path, Decoded: true, Warnings: warnings}
-	if err := cfg.Validate(); err != nil {
-		// The decoded config goes back too, for check-config's report.
+	if errors.Is(err, errNotYAML) {
 		return lc, withFile(path, err)
 	}
+	// Validate even when some keys did not decode (they keep their
+	// defaults): an unknown key must not hide a broken rule elsewhere. The
+	// decoded config goes back too, for check-config's report.
+	lc.Config, lc.Decoded = cfg, true
+	if err := errors.Join(err, cfg.Validate()); err != nil {
+		return lc, withFile(path, withEnvOrigin(err, os.LookupEnv))
+	}
 	return lc, nil
+}
+
+// problemKey matches a problem line that starts with the key it is about:
+// "crm.sources[0].url: ...", "router.tier_priority[gold]: ...",
+// `router.rules[0] "vip": ...`.
+var problemKey = regexp.MustCompile(`^([a-z0-9_]+(?:\.[a-z0-9_]+|\[[^\]]*\])*)((?: "(?:[^"\\]|\\.)*"| \(unnamed\))?: .*)$`)
+
+// withEnvOrigin names the environment variable behind each problem whose
+// key (or the list or map holding it) a variable set: the environment wins
+// over the file, so the bad value came from there.
+// `call.budget (CALLPOP_CALL_BUDGET=200): "200" is not a duration`.
+func withEnvOrigin(err error, lookupEnv func(string) (string, bool)) error {
+	lines := strings.Split(err.Error(), "\n")
+	changed := false
+	for i, line := range lines {
+		m := problemKey.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if origin := envOrigin(m[1], lookupEnv); origin != "" {
+			lines[i] = m[1] + " (" + origin + ")" + m[2]
+			changed = true
+		}
+	}
+	if !changed {
+		return err
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// overridable is the set of keys an environment variable overrides.
+var overridable = sync.OnceValue(func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range envKeys(reflect.TypeFor[Config]()) {
+		m[k] = true
+	}
+	return m
+})
+
+// envOrigin returns "NAME=value" for the variable that set key or the
+// nearest list, map or value holding it; "" when none did. Secrets and JSON
+// (which may hold a DSN or a token) show the name only.
+func envOrigin(key string, lookupEnv func(string) (string, bool)) string {
+	for k := key; k != ""; k = k[:max(strings.LastIndexAny(k, ".["), 0)] {
+		if !overridable()[k] {
+			continue
+		}
+		name := envName(k)
+		val, ok := lookupEnv(name)
+		if !ok {
+			return ""
+		}
+		last := k[strings.LastIndex(k, ".")+1:]
+		trimmed := strings.TrimSpace(val)
+		if (strings.Contains(last, "password") || strings.Contains(last, "secret")) && !strings.HasSuffix(last, "_file") ||
+			strings.HasPrefix(trimmed, "[") || strings.HasPrefix(trimmed, "{") {
+			return name
+		}
+		if u, err := url.Parse(trimmed); err == nil && u.User != nil {
+			val = u.Redacted()
+		}
+		if q := strconv.Quote(val); val == "" || q[1:len(q)-1] != val || strings.ContainsAny(val, " \t") {
+			val = q
+		}
+		return name + "=" + val
+	}
+	return ""
 }
 
 // unknownEnv names CALLPOP_* variables that override no key: most likely a
@@ -186,9 +261,14 @@ func withFile(path string, err error) error {
 	return fmt.Errorf("config %s: %w", path, err)
 }
 
+// errNotYAML: the file could not be parsed, so nothing of it was decoded.
+var errNotYAML = errors.New("not valid YAML")
+
 // decodeConfig decodes YAML data (may be empty) and environment overrides over
 // DefaultConfig. Unknown keys and values of the wrong type are errors naming
-// the key; it does not validate.
+// the key; it does not validate. With such errors the Config still holds
+// every key that did decode (the others keep their defaults), so it can be
+// validated for the rest of the report.
 func decodeConfig(data []byte, lookupEnv func(string) (string, bool)) (Config, error) {
 	// "::" between key levels, so a map key holding a dot (a header name, an
 	// extra field "account.manager") stays one key.
@@ -196,7 +276,7 @@ func decodeConfig(data []byte, lookupEnv func(string) (string, bool)) (Config, e
 	v.SetConfigType("yaml")
 	if len(bytes.TrimSpace(data)) > 0 {
 		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
-			return Config{}, fmt.Errorf("not valid YAML: %w", err)
+			return Config{}, fmt.Errorf("%w: %w", errNotYAML, err)
 		}
 	}
 	// Bind every value key to its variable by name (not AutomaticEnv, which
@@ -222,7 +302,7 @@ func decodeConfig(data []byte, lookupEnv func(string) (string, bool)) (Config, e
 		dc.ZeroFields = true
 	})
 	if err != nil {
-		return Config{}, decodeErrors(err)
+		err = decodeErrors(err)
 	}
 	// A secret from the environment wins over its sibling in the file:
 	// CALLPOP_CACHE_REDIS_PASSWORD set clears cache.redis.password_file,
@@ -236,7 +316,7 @@ func decodeConfig(data []byte, lookupEnv func(string) (string, bool)) (Config, e
 			clearKey(reflect.ValueOf(&cfg).Elem(), strings.Split(sibling, "."))
 		}
 	}
-	return cfg, nil
+	return cfg, err
 }
 
 // clearKey zeroes the field at path (YAML key names) under v.
@@ -444,6 +524,23 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf("log.format: must be json or text, got %q", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// errNoCRMSources is why `run` refuses a config without crm.sources.
+var errNoCRMSources = errors.New("crm.sources: none configured: `callpop run` does not serve the embedded sample customers " +
+	"unless asked to; configure crm.sources, or set crm.sample: true (CALLPOP_CRM_SAMPLE=true) to run on the sample")
+
+// runCRM says what `run` makes of the crm section. Without crm.sources the
+// CRM is the embedded sample: made-up customers a production instance must
+// not show, so run refuses unless crm.sample asks for it (and then warns).
+func (c *Config) runCRM() (warning string, err error) {
+	switch {
+	case len(c.CRM.Sources) > 0:
+		return "", nil
+	case c.CRM.Sample:
+		return "crm.sample is true and crm.sources empty: `callpop run` serves the embedded sample customers (made-up data)", nil
+	}
+	return "", errNoCRMSources
 }
 
 // sourceNames lists the CRM sources a router profile may name; with none

@@ -388,3 +388,54 @@ func TestUnknownEnv(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// A problem's key leads to the variable that set it (or the list or map
+// holding it); secrets and JSON show the name alone, odd values quoted.
+func TestEnvOrigin(t *testing.T) {
+	tests := []struct {
+		key, name, val string
+		want           string
+	}{
+		{"call.budget", "CALLPOP_CALL_BUDGET", "200", "CALLPOP_CALL_BUDGET=200"},
+		{"call.budget", "CALLPOP_CACHE_TTL", "5m", ""},
+		{"crm.sources[0].url", "CALLPOP_CRM_SOURCES", `[{"url":"x"}]`, "CALLPOP_CRM_SOURCES"},
+		{"router.tier_priority[gold.plus]", "CALLPOP_ROUTER_TIER_PRIORITY", `{"gold.plus":"x"}`, "CALLPOP_ROUTER_TIER_PRIORITY"},
+		{"numbers.anonymous[1]", "CALLPOP_NUMBERS_ANONYMOUS", "anonymous, ", "CALLPOP_NUMBERS_ANONYMOUS=\"anonymous, \""},
+		{"cache.redis.password", "CALLPOP_CACHE_REDIS_PASSWORD", "hunter2", "CALLPOP_CACHE_REDIS_PASSWORD"},
+		{"popper.token_secret", "CALLPOP_POPPER_TOKEN_SECRET", "hunter2", "CALLPOP_POPPER_TOKEN_SECRET"},
+		{"cache.key_secret_file", "CALLPOP_CACHE_KEY_SECRET_FILE", "/run/secrets/k", "CALLPOP_CACHE_KEY_SECRET_FILE=/run/secrets/k"},
+		{"pbx.asterisk.url", "CALLPOP_PBX_ASTERISK_URL", "http://ari:hunter2@127.0.0.1:8088", "CALLPOP_PBX_ASTERISK_URL=http://ari:xxxxx@127.0.0.1:8088"},
+		{"log.level", "CALLPOP_LOG_LEVEL", "", `CALLPOP_LOG_LEVEL=""`},
+		{"log.level", "CALLPOP_LOG_LEVEL", "loud\x1b[2J", `CALLPOP_LOG_LEVEL="loud\x1b[2J"`},
+		{"listne", "CALLPOP_LISTNE", "x", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key+"/"+tc.name, func(t *testing.T) {
+			if got := envOrigin(tc.key, envMap(map[string]string{tc.name: tc.val})); got != tc.want {
+				t.Fatalf("envOrigin(%q) = %q, want %q", tc.key, got, tc.want)
+			}
+		})
+	}
+}
+
+// An unknown key does not stop the load: the rest is decoded and validated,
+// so every problem is reported together.
+func TestLoadReportsPastUnknownKeys(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "callpop.yaml")
+	body := "listne: x\ncall:\n  budget: 20s\ncrm:\n  sources:\n    - {name: a, kind: csv, timout: 1s}\n"
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lc, err := loadConfig(p, true)
+	if err == nil {
+		t.Fatal("loaded without error")
+	}
+	for _, want := range []string{"listne: unknown key", "crm.sources[0].timout: unknown key", "call.budget: must be at most 10s", "crm.sources[0].path: required"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if !lc.Decoded || lc.Call.Budget != 20*time.Second || len(lc.CRM.Sources) != 1 || lc.CRM.Sources[0].Name != "a" {
+		t.Fatalf("the keys that did decode are lost: decoded %v %+v %+v", lc.Decoded, lc.Call, lc.CRM.Sources)
+	}
+}

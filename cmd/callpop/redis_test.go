@@ -19,7 +19,7 @@ func TestLookupAndForgetWithRedis(t *testing.T) {
 	srv := testredis.Start(t)
 	t.Setenv("CALLPOP_CACHE_REDIS_ADDRS", srv.Addr)
 	t.Setenv("CALLPOP_CACHE_KEY_SECRET", "test-key-secret-for-hmac-0123456789")
-	cfg := writeConfig(t, testConfig)
+	cfg := writeConfig(t, runConfig)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -64,7 +64,13 @@ func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *s
 		mlog.Info("no config file; running on the embedded defaults", "looked_for", defaultConfigPath)
 	}
 	for _, w := range lc.Warnings {
-		mlog.Warn(w)
+		mlog.Warn(w) // before a refusal: a misspelt CALLPOP_CRM_SAMPLE is one
+	}
+	switch sample, err := lc.runCRM(); {
+	case err != nil:
+		return withFile(lc.Path, err)
+	case sample != "":
+		mlog.Warn(sample)
 	}
 	mlog.Info("starting", "version", versionString(), "config", lc.Path, "pbx", cfg.PBX.Kind, "budget", cfg.Call.Budget.String())
 	buildInfo.WithLabelValues(version, revision(), goVersion()).Set(1)

@@ -45,7 +45,7 @@ func TestRunWithFreeSWITCH(t *testing.T) {
 	t.Setenv("CALLPOP_PBX_FREESWITCH_PASSWORD", "test-esl-secret")
 	// A generous budget: this test is about wiring, not speed, and the
 	// first call on a loaded machine may be slow.
-	cfg := testConfig + `
+	cfg := runConfig + `
 call: {budget: 2s}
 pbx:
   kind: freeswitch
@@ -89,7 +89,7 @@ func TestRunWithAsterisk(t *testing.T) {
 	}
 	defer sim.Close()
 	t.Setenv("CALLPOP_PBX_ASTERISK_PASSWORD", "test-ari-secret")
-	cfg := testConfig + `
+	cfg := runConfig + `
 call: {budget: 2s}
 pbx:
   kind: asterisk

@@ -154,7 +154,7 @@ func TestSIGINTStops(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
-	cmd, base, logs := startProcess(t, writeConfig(t, testConfig))
+	cmd, base, logs := startProcess(t, writeConfig(t, runConfig))
 	if code, _ := get(t, base+"/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
 	}

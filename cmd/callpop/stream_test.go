@@ -19,7 +19,7 @@ func TestPopStreamLongLived(t *testing.T) {
 	t.Cleanup(func() { writeTimeout = old })
 	const secret = "test-token-secret-0123456789abcdef"
 	t.Setenv("CALLPOP_POPPER_TOKEN_SECRET", secret)
-	base, logs, stop := startRun(t, writeConfig(t, testConfig+"popper:\n  heartbeat: 100ms\n"))
+	base, logs, stop := startRun(t, writeConfig(t, runConfig+"popper:\n  heartbeat: 100ms\n"))
 	defer func() { _ = stop() }()
 
 	tok, err := popper.IssueToken([]byte(secret), "1001", time.Hour, time.Now())
