@@ -252,8 +252,10 @@ type Report struct {
 	dists map[string][]time.Duration // for the plot
 }
 
-// Run runs the whole bench: ready, load (fixed or ramp), bare client, burst, in-flight.
-func Run(ctx context.Context, o Options) (*Report, error) {
+// Run runs the whole bench: ready, load (fixed or ramp), bare client, burst,
+// in-flight. Its Redis keys are under a prefix of its own, deleted at the end
+// (also when the run fails or ctx ends).
+func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -266,12 +268,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		progress = io.Discard
 	}
 	note := func(format string, a ...any) { fmt.Fprintf(progress, "bench: "+format+"\n", a...) }
-	rep := &Report{
+	rep = &Report{
 		PBX: o.PBX, Machine: machine(), Rate: o.Rate, DurationS: o.Duration.Seconds(), BudgetMs: ms(o.Budget),
 		Population: o.Population, CRMLatencyMs: ms(o.CRMLatency), dists: map[string][]time.Duration{},
 	}
 
-	redisAddr := o.Redis
+	redisAddr, keyPrefix := o.Redis, newRunPrefix()
 	if redisAddr == "" {
 		rs, err := StartRedis()
 		if err != nil {
@@ -280,7 +282,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer rs.Close()
 		redisAddr = rs.Addr
 		note("redis-server on %s", redisAddr)
+	} else {
+		// Deferred first, so it runs last: after every pipeline and sidecar
+		// child that could still write has closed.
+		defer func() { err = rep.dropRunKeys(ctx, err, redisAddr, keyPrefix, log, note) }()
+		note("redis at %s: keys under %s", redisAddr, keyPrefix)
 	}
+	pc := PipelineConfig{RedisAddr: redisAddr, KeyPrefix: keyPrefix, Logger: log}
 	stub, err := StartCRMStub(o.Population, o.CRMLatency, o.CRMJitter)
 	if err != nil {
 		return nil, err
@@ -292,7 +300,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	t0 := time.Now()
-	p, err := NewPipeline(PipelineConfig{CRMURL: stub.SourceURL(), RedisAddr: redisAddr, Budget: o.Budget, Logger: log})
+	pc.CRMURL = stub.SourceURL()
+	p, err := NewPipeline(pc.with(o.Budget, 0))
 	if err != nil {
 		return nil, err
 	}
@@ -463,7 +472,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.InFlight > 0 && ctx.Err() == nil && len(o.SidecarCommand) > 0 && o.PBX != PBXDirect {
 		note("in flight: holding %d calls in a sidecar child process", o.InFlight)
 		var readyMs float64
-		rep.InFlight, rep.PeakRSSMiB, readyMs, err = holdInFlightChild(runCtx, o, stub, redisAddr, log, note)
+		rep.InFlight, rep.PeakRSSMiB, readyMs, err = holdInFlightChild(runCtx, o, stub, pc, log, note)
 		if err != nil {
 			rep.Notes = append(rep.Notes, "in flight: "+err.Error())
 		}
@@ -472,7 +481,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	} else if o.InFlight > 0 && ctx.Err() == nil {
 		note("in flight: holding %d calls", o.InFlight)
-		rep.InFlight, rep.PeakRSSMiB, err = holdInFlight(runCtx, o, stub, redisAddr, log, note)
+		rep.InFlight, rep.PeakRSSMiB, err = holdInFlight(runCtx, o, stub, pc, log, note)
 		if err != nil {
 			rep.Notes = append(rep.Notes, "in flight: "+err.Error())
 		}
@@ -484,6 +493,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// dropRunKeys deletes the run's Redis keys (see dropKeys) once it is over,
+// however it ended, and returns runErr, joined with a failure to delete when
+// the run failed; a successful run's report notes that failure instead.
+func (rep *Report) dropRunKeys(ctx context.Context, runErr error, addrs, prefix string, log *slog.Logger, note func(string, ...any)) error {
+	n, err := dropKeys(context.WithoutCancel(ctx), addrs, prefix, log)
+	if err == nil {
+		note("redis: deleted the run's %d keys under %s", n, prefix)
+		return runErr
+	}
+	note("redis: %v", err)
+	if runErr != nil || rep == nil {
+		return errors.Join(runErr, err)
+	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("redis: %v (%d deleted; the rest expire with the cache's TTL)", err, n))
+	return nil
 }
 
 func waitReady(ctx context.Context, t Target, limit time.Duration) error {
@@ -791,7 +817,7 @@ func inFlightMaxCalls(n int) int { return n + n/4 + 100 }
 // holdInFlight builds a fresh sidecar with a long budget, holds o.InFlight
 // calls from distinct uncached numbers inside it (the stub does not answer),
 // samples goroutines and memory, then lets them all go.
-func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger, note func(string, ...any)) (InFlightReport, float64, error) {
+func holdInFlight(ctx context.Context, o Options, stub *CRMStub, pc PipelineConfig, log *slog.Logger, note func(string, ...any)) (InFlightReport, float64, error) {
 	const hold = holdBudget
 	r := InFlightReport{Calls: o.InFlight, Process: "whole bench process: sidecar + simulator + CRM stub + load generator (an upper bound for the sidecar)"}
 	debug.FreeOSMemory() // return the load phases' heap, so the peak is this phase's
@@ -799,7 +825,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, redisAddr strin
 	r.RSSIdleMiB = mib(procStatusKiB("VmRSS"))
 	peakReset := resetPeakRSS()
 
-	p, err := NewPipeline(PipelineConfig{CRMURL: stub.SourceURL(), RedisAddr: redisAddr, Budget: hold, CRMTimeout: hold, Logger: log})
+	p, err := NewPipeline(pc.with(hold, hold))
 	if err != nil {
 		return r, 0, err
 	}
@@ -868,7 +894,7 @@ func offerHeld(ctx context.Context, t Target, col *collector, n int) *sync.WaitG
 // holdInFlightChild is holdInFlight with the sidecar in a child process:
 // the figures are the sidecar's alone. It also times the child from exec to
 // its adapter being ready.
-func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr string, log *slog.Logger, note func(string, ...any)) (InFlightReport, float64, float64, error) {
+func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, pc PipelineConfig, log *slog.Logger, note func(string, ...any)) (InFlightReport, float64, float64, error) {
 	const hold = holdBudget
 	r := InFlightReport{Calls: o.InFlight, MemLimit: o.SidecarMemLimit, Process: "the sidecar alone: a child process (callpop bench --sidecar-child) with the pipeline and the adapter"}
 	t, err := newTargetMode(o.PBX, modeExternal, o.targetConfig(log))
@@ -882,7 +908,7 @@ func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, redisAddr 
 		return r, 0, 0, err
 	}
 	so := t.(simOnly)
-	spec := SidecarSpec{PBX: o.PBX, Endpoint: so.Endpoint(), CRMURL: stub.SourceURL(), RedisAddr: redisAddr, Budget: hold, CRMTimeout: hold,
+	spec := SidecarSpec{PBX: o.PBX, Endpoint: so.Endpoint(), CRMURL: pc.CRMURL, RedisAddr: pc.RedisAddr, KeyPrefix: pc.KeyPrefix, Budget: hold, CRMTimeout: hold,
 		MaxCalls: inFlightMaxCalls(o.InFlight)}
 	t0 := time.Now()
 	child, err := startSidecar(hctx, o.SidecarCommand, o.SidecarMemLimit, spec)

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -16,7 +18,10 @@ type Options struct {
 	Rate        int           // --rate: calls/s; 0 = ramp to saturation
 	MaxInFlight int           // --max-inflight: calls the load generator keeps open at most
 	Budget      time.Duration // --budget: call.budget
-	Redis       string        // --redis: a running Redis; "" = start redis-server
+	// Redis (--redis) is a running Redis, host:port; several comma-separated
+	// are a Redis Cluster. "" = start redis-server. The run's keys have a
+	// prefix of their own and are deleted at its end.
+	Redis string
 
 	Population int           // --population: customers in the CRM stub
 	Zipf       float64       // --zipf: exponent of caller popularity (> 1)
@@ -79,6 +84,13 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.SidecarMemLimit != "" && !memLimitRE.MatchString(o.SidecarMemLimit) {
 		errs = append(errs, fmt.Errorf("--sidecar-memlimit: %q is not a GOMEMLIMIT value (e.g. 48MiB, 1GiB, off)", o.SidecarMemLimit))
+	}
+	if o.Redis != "" {
+		for _, a := range strings.Split(o.Redis, ",") {
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				errs = append(errs, fmt.Errorf("--redis: %q is not host:port", a))
+			}
+		}
 	}
 	if _, ok := targetFactories[o.PBX]; !ok {
 		errs = append(errs, fmt.Errorf("--pbx: %q is not one of %v", o.PBX, PBXNames()))

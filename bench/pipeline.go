@@ -28,9 +28,16 @@ type Pipeline struct {
 type PipelineConfig struct {
 	CRMURL     string        // source URL template ({e164})
 	CRMTimeout time.Duration // crm.timeout
-	RedisAddr  string        // "" = in-process cache only
+	RedisAddr  string        // host:port, several comma-separated = a cluster; "" = in-process cache only
+	KeyPrefix  string        // cache.key_prefix; "" = callpop's own
 	Budget     time.Duration // call.budget
 	Logger     *slog.Logger
+}
+
+// with returns cfg with call.budget and crm.timeout (0 = the default) set.
+func (cfg PipelineConfig) with(budget, crmTimeout time.Duration) PipelineConfig {
+	cfg.Budget, cfg.CRMTimeout = budget, crmTimeout
+	return cfg
 }
 
 // NewPipeline builds the pipeline from each package's defaults plus cfg.
@@ -55,9 +62,9 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	}
 	cache := crm.DefaultCacheConfig()
 	cache.KeySecret = "callpop-bench"
-	if cfg.RedisAddr != "" {
-		cache.Redis.Addrs = []string{cfg.RedisAddr}
-		cache.Redis.PoolSize = 64
+	cache.Redis = redisConfig(cfg.RedisAddr)
+	if cfg.KeyPrefix != "" {
+		cache.KeyPrefix = cfg.KeyPrefix
 	}
 	if err := cache.Validate(); err != nil {
 		return nil, fmt.Errorf("bench: cache config: %w", err)

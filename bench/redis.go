@@ -2,14 +2,113 @@ package bench
 
 import (
 	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpop/callpop/crm"
 )
+
+// keyNamespace starts the Redis keys of every bench run: never callpop's own
+// prefix, so a shared Redis's production entries are neither read (which
+// would skew the figures) nor overwritten.
+const keyNamespace = "callpop-bench:"
+
+// newRunPrefix returns a run's own key prefix, keyNamespace plus a random run
+// id: only hex digits and colons, so it is also a literal SCAN pattern.
+func newRunPrefix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return keyNamespace + hex.EncodeToString(b[:]) + ":"
+}
+
+// redisConfig is cache.redis for --redis ADDR[,ADDR...]: several addresses
+// are a Redis Cluster, as in callpop.yaml.
+func redisConfig(addrs string) crm.RedisConfig {
+	cfg := crm.DefaultCacheConfig().Redis
+	if addrs != "" {
+		cfg.Addrs = strings.Split(addrs, ",")
+		cfg.PoolSize = 64
+	}
+	return cfg
+}
+
+// dropLimit bounds deleting a run's keys: a busy shared Redis must not hold
+// an interrupted bench for long (keys left expire with the cache's TTL).
+const dropLimit = 30 * time.Second
+
+// eachNode runs fn on the Redis behind rdb: the node, or each master of a cluster.
+func eachNode(ctx context.Context, rdb redis.UniversalClient, fn func(context.Context, *redis.Client) error) error {
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	}
+	return fmt.Errorf("bench: redis: a %T is neither a node nor a cluster", rdb)
+}
+
+// dropKeys deletes every key under prefix from the Redis at addrs (each
+// master of a cluster) with SCAN MATCH prefix* and UNLINK, and returns how
+// many it deleted. It touches no other key.
+func dropKeys(ctx context.Context, addrs, prefix string, log *slog.Logger) (int64, error) {
+	if !strings.HasPrefix(prefix, keyNamespace) || strings.ContainsAny(prefix, `*?[]\`) {
+		return 0, fmt.Errorf("bench: redis: %q is no run's key prefix", prefix)
+	}
+	cfg := redisConfig(addrs)
+	cfg.Timeout = 2 * time.Second // housekeeping, not a call's path
+	cfg.DialTimeout = 2 * time.Second
+	rdb, err := crm.OpenRedis(cfg, log)
+	if err != nil {
+		return 0, err
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, dropLimit)
+	defer cancel()
+	var n atomic.Int64
+	scan := func(ctx context.Context, c *redis.Client) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, prefix+"*", 1000).Result()
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				// One UNLINK per key: a cluster refuses keys of several slots in one.
+				cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+					for _, k := range keys {
+						p.Unlink(ctx, k)
+					}
+					return nil
+				})
+				for _, cmd := range cmds {
+					n.Add(cmd.(*redis.IntCmd).Val())
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if err := eachNode(ctx, rdb, scan); err != nil {
+		return n.Load(), fmt.Errorf("bench: redis: deleting keys under %s: %w", prefix, err)
+	}
+	return n.Load(), nil
+}
 
 // RedisServer is a throwaway redis-server on a free loopback port, persistence off.
 type RedisServer struct {

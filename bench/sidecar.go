@@ -30,6 +30,7 @@ type SidecarSpec struct {
 	Endpoint   string        `json:"endpoint"` // ARI URL or inbound ESL address; "" for outbound
 	CRMURL     string        `json:"crm_url"`
 	RedisAddr  string        `json:"redis_addr"`
+	KeyPrefix  string        `json:"key_prefix"` // the run's own (cache.key_prefix)
 	Budget     time.Duration `json:"budget"`
 	CRMTimeout time.Duration `json:"crm_timeout"`
 	MaxCalls   int           `json:"max_calls"` // the adapter's max_calls; 0 = its default
@@ -66,7 +67,7 @@ func RunSidecar(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logg
 		_ = enc.Encode(sidecarReady{Error: err.Error()})
 		return err
 	}
-	p, err := NewPipeline(PipelineConfig{CRMURL: spec.CRMURL, RedisAddr: spec.RedisAddr, Budget: spec.Budget, CRMTimeout: spec.CRMTimeout, Logger: log})
+	p, err := NewPipeline(PipelineConfig{CRMURL: spec.CRMURL, RedisAddr: spec.RedisAddr, KeyPrefix: spec.KeyPrefix, Budget: spec.Budget, CRMTimeout: spec.CRMTimeout, Logger: log})
 	if err != nil {
 		return fail(err)
 	}

@@ -113,7 +113,7 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 	f.IntVar(&o.Rate, "rate", o.Rate, "calls per second; 0 = ramp to saturation")
 	f.IntVar(&o.MaxInFlight, "max-inflight", o.MaxInFlight, "calls the load generator keeps open at most")
 	f.DurationVar(&o.Budget, "budget", o.Budget, "call.budget of the sidecar")
-	f.StringVar(&o.Redis, "redis", o.Redis, "use a running Redis at ADDR instead of starting redis-server")
+	f.StringVar(&o.Redis, "redis", o.Redis, "use a running Redis at ADDR (several comma-separated: a cluster) instead of starting redis-server; the run's keys get a prefix of their own (callpop-bench:<run id>:) and are deleted at its end")
 	f.IntVar(&o.Population, "population", o.Population, "customers in the CRM stub")
 	f.Float64Var(&o.Zipf, "zipf", o.Zipf, "Zipf exponent of caller popularity (> 1; larger = more repeat callers)")
 	f.Float64Var(&o.Mix.Unknown, "unknown", o.Mix.Unknown, "share of callers no customer owns")
