@@ -94,7 +94,7 @@ func newGateCRM(t testing.TB, cc CacheConfig, withRedis bool) (*CRM, *gateSource
 func TestLookupAsync(t *testing.T) {
 	for _, withRedis := range []bool{false, true} {
 		t.Run(fmt.Sprintf("redis=%v", withRedis), func(t *testing.T) {
-			c, src := newGateCRM(t, DefaultCacheConfig(), withRedis)
+			c, src := newGateCRM(t, testCacheConfig(), withRedis)
 			const n = 200
 			rs := make([]*asyncResult, n)
 			for i := range rs {
@@ -134,7 +134,7 @@ func TestLookupAsync(t *testing.T) {
 // TestLookupAsyncRedisTier: with no in-process tier, a number in Redis is
 // answered from it by the flight's worker, without asking the source.
 func TestLookupAsyncRedisTier(t *testing.T) {
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.LocalSize = 0
 	c, src := newGateCRM(t, cc, true)
 	first := newAsyncResult()
@@ -156,7 +156,7 @@ func TestLookupAsyncRedisTier(t *testing.T) {
 
 // TestLookupAsyncStale: a stale Redis entry is served, and refreshed once.
 func TestLookupAsyncStale(t *testing.T) {
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.LocalSize = 0
 	cc.TTL, cc.StaleFor = time.Minute, time.Hour
 	c, src := newGateCRM(t, cc, true)
@@ -181,7 +181,7 @@ func TestLookupAsyncStale(t *testing.T) {
 // source's answer: every done runs exactly once, with one or the other, and
 // a late answer still fills the cache.
 func TestLookupAsyncDeadlineOrAnswer(t *testing.T) {
-	c, src := newGateCRM(t, DefaultCacheConfig(), false)
+	c, src := newGateCRM(t, testCacheConfig(), false)
 	const n = 500
 	rs := make([]*asyncResult, n)
 	cancels := make([]context.CancelFunc, n)
@@ -227,7 +227,7 @@ func TestLookupAsyncDeadlineOrAnswer(t *testing.T) {
 // TestLookupAsyncDeadline: a stalled source; each waiter ends at its own
 // deadline with the context's error.
 func TestLookupAsyncDeadline(t *testing.T) {
-	c, _ := newGateCRM(t, DefaultCacheConfig(), true)
+	c, _ := newGateCRM(t, testCacheConfig(), true)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	r := newAsyncResult()
@@ -260,9 +260,9 @@ func TestLookupAsyncClose(t *testing.T) {
 			var err error
 			if withRedis {
 				_, rdb := startRedis(t)
-				c, err = NewWithSources(DefaultCacheConfig(), rdb, quietLog(), src)
+				c, err = NewWithSources(testCacheConfig(), rdb, quietLog(), src)
 			} else {
-				c, err = NewWithSources(DefaultCacheConfig(), nil, quietLog(), src)
+				c, err = NewWithSources(testCacheConfig(), nil, quietLog(), src)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -296,7 +296,7 @@ func TestLookupAsyncClose(t *testing.T) {
 // TestLookupAsyncCallbackPanic: a panicking callback is contained; the
 // other waiters of the flight are still answered.
 func TestLookupAsyncCallbackPanic(t *testing.T) {
-	c, src := newGateCRM(t, DefaultCacheConfig(), false)
+	c, src := newGateCRM(t, testCacheConfig(), false)
 	c.LookupAsync(context.Background(), q("+14155550123"), func(Result, error) { panic("callback") })
 	r := newAsyncResult()
 	c.LookupAsync(context.Background(), q("+14155550123"), r.done)
@@ -309,7 +309,7 @@ func TestLookupAsyncCallbackPanic(t *testing.T) {
 // TestHeldAsyncLookupsNoGoroutines: 10,000 distinct numbers held on a
 // stalled source cost no goroutine per waiter.
 func TestHeldAsyncLookupsNoGoroutines(t *testing.T) {
-	c, _ := newGateCRM(t, DefaultCacheConfig(), true)
+	c, _ := newGateCRM(t, testCacheConfig(), true)
 	before := runtime.NumGoroutine()
 	const n = 10000
 	ctx, cancel := context.WithCancel(context.Background())
@@ -354,7 +354,7 @@ func TestHeldAsyncLookupsNoGoroutines(t *testing.T) {
 // would; ctx's end still ends it first when earlier; a past deadline ends
 // it at once.
 func TestLookupAsyncBy(t *testing.T) {
-	c, _ := newGateCRM(t, DefaultCacheConfig(), false)
+	c, _ := newGateCRM(t, testCacheConfig(), false)
 	r := newAsyncResult()
 	c.LookupAsyncBy(context.Background(), time.Now().Add(30*time.Millisecond), q("+14155550901"), r.done)
 	if _, err := r.wait(t); !errors.Is(err, context.DeadlineExceeded) {
@@ -377,7 +377,7 @@ func TestLookupAsyncBy(t *testing.T) {
 // TestLookupAsyncByRace races the answer, each waiter's deadline and its
 // context's cancellation: done runs exactly once, whichever wins.
 func TestLookupAsyncByRace(t *testing.T) {
-	c, src := newGateCRM(t, DefaultCacheConfig(), false)
+	c, src := newGateCRM(t, testCacheConfig(), false)
 	const n = 500
 	rs := make([]*asyncResult, n)
 	cancels := make([]context.CancelFunc, n)

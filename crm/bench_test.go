@@ -11,7 +11,7 @@ func benchCRM(b *testing.B, redisTier bool) *CRM {
 	srv := newCRMServer(b, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	var c *CRM
 	if redisTier {
 		_, rdb := startRedis(b)

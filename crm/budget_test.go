@@ -24,7 +24,7 @@ func TestBudgetSlowCRM(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
 	cfg.Timeout = 3 * time.Second
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), rdb)
+	c := newTestCRM(t, cfg, testCacheConfig(), rdb)
 	_, err, took := lookupWithin(t, c, q("+14155550123"), budget)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("slow CRM: err %v, want context.DeadlineExceeded", err)
@@ -41,7 +41,7 @@ func TestBudgetSlowCRM(t *testing.T) {
 	}
 	// The same holds in Redis: another instance sees the late answer.
 	settle(t, c)
-	other := newTestCRM(t, cfg, DefaultCacheConfig(), rdb)
+	other := newTestCRM(t, cfg, testCacheConfig(), rdb)
 	if r, err, _ := lookupWithin(t, other, q("+14155550123"), budget); err != nil || !r.Cached {
 		t.Fatalf("other instance: %+v, %v", r, err)
 	}
@@ -54,7 +54,7 @@ func TestRedisOutage(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{{Name: "main", Kind: "http", URL: srv.URL + "/customers?phone={e164}"}}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.LocalSize = 0 // every look-up goes to Redis
 	cc.Redis.Breaker = BreakerConfig{Failures: 3, Cooldown: 200 * time.Millisecond}
 	c := newTestCRM(t, cfg, cc, rdb)
@@ -100,7 +100,7 @@ func TestRedisUnreachableFromStart(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.LocalSize = 0
 	c := newTestCRM(t, cfg, cc, rdb)
 	for i := 0; i < 5; i++ {
@@ -127,7 +127,7 @@ func TestRedisCluster(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.LocalSize = 0
 	c := newTestCRM(t, cfg, cc, rdb)
 	ctx := context.Background()
@@ -203,7 +203,7 @@ func TestSourceBreaker(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
 	cfg.Breaker = BreakerConfig{Failures: 3, Cooldown: 300 * time.Millisecond}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+	c := newTestCRM(t, cfg, testCacheConfig(), nil)
 	for i := 0; i < 6; i++ {
 		if _, err, _ := lookupWithin(t, c, q(fmt.Sprintf("+1415555%04d", 2000+i)), budget); err == nil {
 			t.Fatalf("lookup %d succeeded against a failing CRM", i)
@@ -229,7 +229,7 @@ func TestSourceOrder(t *testing.T) {
 	broken.status.Store(500)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("broken", broken.URL), httpSourceConfig("first", first.URL), httpSourceConfig("second", second.URL)}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+	c := newTestCRM(t, cfg, testCacheConfig(), nil)
 	tests := []struct {
 		query   Query
 		name    string
@@ -264,7 +264,7 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
 	cfg.Timeout = 10 * time.Second
-	c, err := New(cfg, DefaultCacheConfig(), nil, quietLog())
+	c, err := New(cfg, testCacheConfig(), nil, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestRedisHung(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.LocalSize = 0
 	c := newTestCRM(t, cfg, cc, rdb)
 	if _, err, _ := lookupWithin(t, c, q("+14155550123"), budget); err != nil {

@@ -17,9 +17,9 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// builtinKey is the HMAC key used when no cache.key_secret is configured: keys
-// still hold no raw number, and every callpop shares entries.
-const builtinKey = "callpop-cache-key-v1 (set cache.key_secret)"
+// minKeySecret is the shortest cache.key_secret taken: the key is all that
+// stands between a Redis dump and the callers' numbers.
+const minKeySecret = 16
 
 // entryVersion is the version of the cached value format; any other is a miss.
 const entryVersion = 1

@@ -17,7 +17,7 @@ func TestCacheHitInProcess(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+	c := newTestCRM(t, cfg, testCacheConfig(), nil)
 	r, err := c.Lookup(context.Background(), q("+14155550123"))
 	if err != nil || r.Customer == nil || r.Customer.Name != "Jane Doe" || r.Cached || r.Source != "main" {
 		t.Fatalf("first lookup: %+v, %v", r, err)
@@ -36,8 +36,8 @@ func TestCacheHitRedisSharedBetweenInstances(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	a := newTestCRM(t, cfg, DefaultCacheConfig(), rdb)
-	b := newTestCRM(t, cfg, DefaultCacheConfig(), rdb)
+	a := newTestCRM(t, cfg, testCacheConfig(), rdb)
+	b := newTestCRM(t, cfg, testCacheConfig(), rdb)
 	if r, err := a.Lookup(context.Background(), q("+31201234567")); err != nil || customerName(r.Customer) != "Anna de Vries" {
 		t.Fatalf("a: %+v, %v", r, err)
 	}
@@ -56,7 +56,7 @@ func TestMissTTL(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.MissTTL = time.Minute
 	c := newTestCRM(t, cfg, cc, rdb)
 	clock := newFakeClock()
@@ -87,7 +87,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	srv := newCRMServer(t, map[string]map[string]any{"+14155550123": {"id": "C1", "name": "Old Name"}})
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.TTL, cc.StaleFor = time.Minute, time.Hour
 	c := newTestCRM(t, cfg, cc, rdb)
 	clock := newFakeClock()
@@ -126,7 +126,7 @@ func TestCorruptedRedisValue(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.LocalSize = 0 // Redis only
 	c := newTestCRM(t, cfg, cc, rdb)
 	ctx := context.Background()
@@ -162,7 +162,7 @@ func TestRedisKeysAreHMAC(t *testing.T) {
 	numbers := []string{"+14155550123", "+31201234567", "+442079460000"}
 	ctx := context.Background()
 	keysWith := func(secret string) []string {
-		cc := DefaultCacheConfig()
+		cc := testCacheConfig()
 		cc.KeySecret = secret
 		c := newTestCRM(t, cfg, cc, rdb)
 		for _, n := range numbers {
@@ -184,7 +184,7 @@ func TestRedisKeysAreHMAC(t *testing.T) {
 		}
 		return keys
 	}
-	keys := keysWith("")
+	keys := keysWith(testKeySecret)
 	if len(keys) != len(numbers) {
 		t.Fatalf("got %d keys %v, want %d (one hash per number)", len(keys), keys, len(numbers))
 	}
@@ -208,7 +208,7 @@ func TestRedisKeysAreHMAC(t *testing.T) {
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	other := keysWith("another secret")
+	other := keysWith("another secret of 16+ bytes")
 	for _, k := range other {
 		for _, k0 := range keys {
 			if k == k0 {
@@ -224,7 +224,7 @@ func TestConcurrentLookupsOneRequest(t *testing.T) {
 	srv.delay.Store(int64(100 * time.Millisecond))
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), rdb)
+	c := newTestCRM(t, cfg, testCacheConfig(), rdb)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	errs := make(chan error, 1000)
@@ -260,7 +260,7 @@ func TestForget(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL), httpSourceConfig("second", srv.URL)}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), rdb)
+	c := newTestCRM(t, cfg, testCacheConfig(), rdb)
 	ctx := context.Background()
 	for _, qq := range []Query{q("+14155550123"), {E164: "+14155550123", Sources: []string{"second"}}} {
 		if _, err := c.Lookup(ctx, qq); err != nil {
@@ -296,7 +296,7 @@ func TestUnknownSourceInQuery(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+	c := newTestCRM(t, cfg, testCacheConfig(), nil)
 	if _, err := c.Lookup(context.Background(), Query{E164: "+14155550123", Sources: []string{"nope"}}); err == nil {
 		t.Fatal("unknown source accepted")
 	}
@@ -314,7 +314,7 @@ func TestForgetDuringFetch(t *testing.T) {
 	srv.delay.Store(int64(300 * time.Millisecond))
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), rdb)
+	c := newTestCRM(t, cfg, testCacheConfig(), rdb)
 	_, _, _ = lookupWithin(t, c, q("+14155550123"), 50*time.Millisecond) // starts the fetch, gives up
 	if err := c.Forget(context.Background(), "+14155550123"); err != nil {
 		t.Fatal(err)
@@ -331,7 +331,7 @@ func TestForgetDuringFetch(t *testing.T) {
 // TestRedisSentinel: master_name makes addrs the sentinels; the cache lands on the master.
 func TestRedisSentinel(t *testing.T) {
 	sen := testredis.StartSentinel(t)
-	rc := DefaultCacheConfig().Redis
+	rc := testCacheConfig().Redis
 	rc.Addrs, rc.MasterName = sen.Addrs, sen.MasterName
 	rdb, err := OpenRedis(rc, quietLog())
 	if err != nil {
@@ -341,7 +341,7 @@ func TestRedisSentinel(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.LocalSize = 0
 	c := newTestCRM(t, cfg, cc, rdb)
 	for i := 0; i < 2; i++ {
@@ -362,7 +362,7 @@ func TestLookupLocal(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.TTL, cc.StaleFor = time.Minute, time.Hour
 	c := newTestCRM(t, cfg, cc, nil)
 	clock := newFakeClock()

@@ -1,6 +1,8 @@
 package crm
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -78,6 +80,17 @@ type RedisConfig struct {
 	Timeout      time.Duration `mapstructure:"timeout"` // per-command bound on the hot path
 	PoolSize     int           `mapstructure:"pool_size"`
 	Breaker      BreakerConfig `mapstructure:"breaker"`
+	TLS          RedisTLS      `mapstructure:"tls"`
+}
+
+// RedisTLS is cache.redis.tls: TLS to Redis (and to sentinels), with an
+// optional client certificate.
+type RedisTLS struct {
+	Enabled    bool   `mapstructure:"enabled"`
+	CAFile     string `mapstructure:"ca_file"`     // "" = the system's roots
+	CertFile   string `mapstructure:"cert_file"`   // client certificate (tls-auth-clients)
+	KeyFile    string `mapstructure:"key_file"`    // its key
+	ServerName string `mapstructure:"server_name"` // "" = the address's host
 }
 
 // CacheConfig is the top-level `cache` section.
@@ -272,7 +285,62 @@ func (c *CacheConfig) Validate() error {
 		errs = append(errs, errors.New("cache.redis.pool_size: must not be negative"))
 	}
 	errs = append(errs, r.Breaker.validate("cache.redis.breaker")...)
+	errs = append(errs, r.TLS.validate()...)
+	if len(r.Addrs) > 0 && c.KeySecret == "" && c.KeySecretFile == "" && os.Getenv(EnvKeySecret) == "" {
+		errs = append(errs, errKeySecret)
+	}
 	return errors.Join(errs...)
+}
+
+// EnvKeySecret holds cache.key_secret.
+const EnvKeySecret = "CALLPOP_CACHE_KEY_SECRET"
+
+// errKeySecret: with Redis, keys are HMACs of numbers; under a key anyone
+// can know, a Redis dump gives the numbers back by hashing a country's.
+var errKeySecret = fmt.Errorf("cache.key_secret: required with cache.redis.addrs (set cache.key_secret_file or %s): "+
+	"Redis keys are an HMAC of the caller's number, and without a secret of your own anyone holding a Redis dump can reverse them", EnvKeySecret)
+
+func (t RedisTLS) validate() []error {
+	var errs []error
+	if !t.Enabled {
+		if t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" {
+			errs = append(errs, errors.New("cache.redis.tls: set enabled: true to use its files and server_name"))
+		}
+		return errs
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		errs = append(errs, errors.New("cache.redis.tls.cert_file, key_file: set both or neither"))
+	}
+	if _, err := t.config(); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// config is the tls.Config the client dials with; nil when TLS is off.
+func (t RedisTLS) config() (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cache.redis.tls.ca_file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cache.redis.tls.ca_file: %s holds no PEM certificate", t.CAFile)
+		}
+	}
+	if t.CertFile != "" && t.KeyFile != "" {
+		kp, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cache.redis.tls.cert_file/key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{kp}
+	}
+	return c, nil
 }
 
 func dsnEnv(name string) string {

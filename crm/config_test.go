@@ -82,14 +82,17 @@ func TestSecrets(t *testing.T) {
 	if err := os.WriteFile(f, []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("CALLPOP_TEST_SECRET", "from-env")
-	tests := []struct{ inline, file, want string }{
-		{"inline", "", "inline"}, {"", f, "from-file"}, {"", "", "from-env"},
+	// The variable wins over the file and the inline value (as the README
+	// says); without it, the file wins over the inline value.
+	tests := []struct{ env, inline, file, want string }{
+		{"", "inline", "", "inline"}, {"", "", f, "from-file"}, {"", "inline", f, "from-file"},
+		{"from-env", "", "", "from-env"}, {"from-env", "inline", "", "from-env"}, {"from-env", "", f, "from-env"},
 	}
 	for _, tt := range tests {
+		t.Setenv("CALLPOP_TEST_SECRET", tt.env)
 		got, err := secret(tt.inline, tt.file, "CALLPOP_TEST_SECRET", "x.secret_file")
 		if err != nil || got != tt.want {
-			t.Fatalf("secret(%q,%q) = %q, %v", tt.inline, tt.file, got, err)
+			t.Fatalf("env %q: secret(%q,%q) = %q, %v; want %q", tt.env, tt.inline, tt.file, got, err, tt.want)
 		}
 	}
 	if _, err := secret("", filepath.Join(dir, "missing"), "X", "x.secret_file"); err == nil || !strings.Contains(err.Error(), "x.secret_file") {

@@ -236,15 +236,15 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	if err := cc.Validate(); err != nil {
 		return nil, err
 	}
-	secretKey, err := secret(cc.KeySecret, cc.KeySecretFile, "CALLPOP_CACHE_KEY_SECRET", "cache.key_secret_file")
+	secretKey, err := secret(cc.KeySecret, cc.KeySecretFile, EnvKeySecret, "cache.key_secret_file")
 	if err != nil {
 		return nil, err
 	}
-	if secretKey == "" {
-		secretKey = builtinKey
-		if rdb != nil {
-			log.Warn("cache.key_secret not set: Redis keys use the built-in HMAC key; set cache.key_secret_file or CALLPOP_CACHE_KEY_SECRET")
-		}
+	if rdb != nil && secretKey == "" {
+		return nil, fmt.Errorf("crm: %w", errKeySecret)
+	}
+	if rdb != nil && len(secretKey) < minKeySecret {
+		return nil, fmt.Errorf("crm: cache.key_secret: must be at least %d bytes", minKeySecret)
 	}
 	size := cc.LocalSize
 	if size <= 0 {

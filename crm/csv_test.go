@@ -108,7 +108,7 @@ func TestCSVSourceErrors(t *testing.T) {
 // TestSampleCSV: the embedded default CRM loads, holds ~20 customers, and the
 // fixture numbers hit.
 func TestSampleCSV(t *testing.T) {
-	c := newTestCRM(t, DefaultConfig(), DefaultCacheConfig(), nil)
+	c := newTestCRM(t, DefaultConfig(), testCacheConfig(), nil)
 	if got := c.Sources(); len(got) != 1 || got[0] != "sample" {
 		t.Fatalf("default sources: %v", got)
 	}

@@ -86,7 +86,7 @@ func TestHeldLookupsBoundedConns(t *testing.T) {
 			sc := httpSourceConfig("main", srv.URL)
 			sc.MaxConns = maxConns
 			cfg.Sources = []SourceConfig{sc}
-			c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+			c := newTestCRM(t, cfg, testCacheConfig(), nil)
 			const n = 1000
 			done := holdLookups(c, n, 500*time.Millisecond)
 			for i := range n {
@@ -122,7 +122,7 @@ func TestQueuedFlightsAllRun(t *testing.T) {
 	sc := httpSourceConfig("main", srv.URL)
 	sc.MaxConns = 2
 	cfg.Sources = []SourceConfig{sc}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+	c := newTestCRM(t, cfg, testCacheConfig(), nil)
 	const n = 50
 	done := holdLookups(c, n, time.Minute)
 	for range n {
@@ -159,7 +159,7 @@ func BenchmarkHeldLookups(b *testing.B) {
 	cfg := DefaultConfig()
 	cfg.Timeout = time.Minute
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	c, err := New(cfg, DefaultCacheConfig(), nil, quietLog())
+	c, err := New(cfg, testCacheConfig(), nil, quietLog())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func newTestCRM(t testing.TB, cfg Config, cc CacheConfig, rdb redis.UniversalCli
 
 func openTestRedis(t testing.TB, addrs ...string) redis.UniversalClient {
 	t.Helper()
-	rc := DefaultCacheConfig().Redis
+	rc := testCacheConfig().Redis
 	rc.Addrs = addrs
 	rdb, err := OpenRedis(rc, quietLog())
 	if err != nil {
@@ -153,4 +153,15 @@ func rdbFor(addr string) *redis.Client {
 func settle(t testing.TB, c *CRM) {
 	t.Helper()
 	waitFor(t, 5*time.Second, "redis writes", func() bool { return c.writes.Load() == 0 })
+}
+
+// testKeySecret is the tests' cache.key_secret (Redis needs one).
+const testKeySecret = "test-cache-key-secret-0123456789"
+
+// testCacheConfig is the cache defaults with a key secret, as any set-up
+// with Redis must have.
+func testCacheConfig() CacheConfig {
+	cc := DefaultCacheConfig()
+	cc.KeySecret = testKeySecret
+	return cc
 }

@@ -239,7 +239,7 @@ func TestHTTPSourceSlow(t *testing.T) {
 	// per-source timeout through the CRM
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{{Name: "slow", Kind: "http", URL: srv.URL + "/?p={e164}", Timeout: 100 * time.Millisecond}}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+	c := newTestCRM(t, cfg, testCacheConfig(), nil)
 	start = time.Now()
 	if _, err := c.Lookup(context.Background(), q("+14155550123")); err == nil || time.Since(start) > time.Second {
 		t.Fatalf("source timeout not applied: %v after %s", err, time.Since(start))

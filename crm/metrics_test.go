@@ -30,7 +30,7 @@ func TestMetricsCount(t *testing.T) {
 	srv.status.Store(0)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("metrics", srv.URL)}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+	c := newTestCRM(t, cfg, testCacheConfig(), nil)
 	hits := value(lookupsTotal.WithLabelValues("hit"))
 	misses := value(lookupsTotal.WithLabelValues("miss"))
 	localHits := value(cacheTotal.WithLabelValues("local", "hit"))

@@ -45,7 +45,7 @@ func TestPostgresSource(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil)
+	c := newTestCRM(t, cfg, testCacheConfig(), nil)
 	tests := []struct {
 		e164, id, name string
 	}{
@@ -82,7 +82,7 @@ func TestPostgresSource(t *testing.T) {
 	// A broken query is an error, not a miss.
 	bad := DefaultConfig()
 	bad.Sources = []SourceConfig{{Name: "sql", Kind: "postgres", DSN: pg.DSN, Query: "SELECT id FROM nope WHERE x = $1"}}
-	cb := newTestCRM(t, bad, DefaultCacheConfig(), nil)
+	cb := newTestCRM(t, bad, testCacheConfig(), nil)
 	if _, err := cb.Lookup(ctx, q("+14155550123")); err == nil || errors.Is(err, ErrNotFound) {
 		t.Fatalf("broken query: %v", err)
 	}
@@ -91,7 +91,7 @@ func TestPostgresSource(t *testing.T) {
 func TestPostgresDown(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{{Name: "sql", Kind: "postgres", DSN: "postgres://nobody@127.0.0.1:1/x?sslmode=disable&connect_timeout=1", Query: "SELECT 1 WHERE $1 = ''"}}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), nil) // lazy: starts without the database
+	c := newTestCRM(t, cfg, testCacheConfig(), nil) // lazy: starts without the database
 	r, err, took := lookupWithin(t, c, q("+14155550123"), budget)
 	if err == nil || took > budget+100*time.Millisecond {
 		t.Fatalf("database down: %+v, %v in %s", r, err, took)

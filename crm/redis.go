@@ -40,6 +40,10 @@ func OpenRedis(cfg RedisConfig, log *slog.Logger) (redis.UniversalClient, error)
 	if err != nil {
 		return nil, err
 	}
+	tlsc, err := cfg.TLS.config()
+	if err != nil {
+		return nil, fmt.Errorf("crm: %w", err)
+	}
 	def := DefaultCacheConfig().Redis
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = def.DialTimeout
@@ -66,15 +70,17 @@ func OpenRedis(cfg RedisConfig, log *slog.Logger) (redis.UniversalClient, error)
 		PoolSize:              cfg.PoolSize,
 		PoolTimeout:           cfg.Timeout,
 		DisableIdentity:       true,
+		TLSConfig:             tlsc,
 	}
 	return redis.NewUniversalClient(opts), nil
 }
 
-// secret returns an inline value, else the trimmed content of file, else the
-// environment variable env.
+// secret returns the environment variable env when set, else the trimmed
+// content of file, else the inline value (as the README says: a variable
+// wins over the file).
 func secret(inline, file, env, key string) (string, error) {
-	if inline != "" {
-		return inline, nil
+	if v := os.Getenv(env); v != "" {
+		return v, nil
 	}
 	if file != "" {
 		b, err := os.ReadFile(file)
@@ -83,5 +89,5 @@ func secret(inline, file, env, key string) (string, error) {
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
-	return os.Getenv(env), nil
+	return inline, nil
 }

@@ -6,6 +6,7 @@ package testredis
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -27,6 +28,7 @@ type Server struct {
 	dir     string
 	port    int
 	args    []string
+	tls     *tls.Config // a TLS-only server: how to reach it
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -49,6 +51,29 @@ func start(t testing.TB, bin, dir string, extra []string) *Server {
 // the chosen port) that is passed first, as sentinel mode requires.
 func startWith(t testing.TB, bin, dir string, conf func(port int) string, extra []string) *Server {
 	t.Helper()
+	return startServer(t, bin, dir, conf, extra, nil)
+}
+
+// TLSFiles are a TLS-only server's certificate, key and the CA its
+// clients' certificates must come from (tls-auth-clients yes).
+type TLSFiles struct {
+	CertFile, KeyFile, CAFile string
+	// Client is how the helper itself connects (a client certificate of CA).
+	Client *tls.Config
+}
+
+// StartTLS runs a redis-server that speaks only TLS on its port and
+// requires client certificates; it is stopped when the test ends.
+func StartTLS(t testing.TB, f TLSFiles) *Server {
+	t.Helper()
+	bin := need(t, "redis-server")
+	extra := []string{"--tls-cert-file", f.CertFile, "--tls-key-file", f.KeyFile, "--tls-ca-cert-file", f.CAFile,
+		"--tls-auth-clients", "yes"}
+	return startServer(t, bin, t.TempDir(), nil, extra, f.Client)
+}
+
+func startServer(t testing.TB, bin, dir string, conf func(port int) string, extra []string, tlsc *tls.Config) *Server {
+	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
@@ -56,7 +81,7 @@ func startWith(t testing.TB, bin, dir string, conf func(port int) string, extra 
 			t.Fatalf("testredis: free port: %v", err)
 		}
 		s := &Server{t: t, dir: dir, port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			logFile: filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))}
+			logFile: filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)), tls: tlsc}
 		var pre []string
 		if conf != nil {
 			f := filepath.Join(dir, fmt.Sprintf("redis-%d.conf", port))
@@ -67,6 +92,9 @@ func startWith(t testing.TB, bin, dir string, conf func(port int) string, extra 
 		}
 		s.args = append(pre, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", dir, "--logfile", s.logFile, "--protected-mode", "no", "--daemonize", "no")
+		if tlsc != nil {
+			s.args = append(s.args, "--port", "0", "--tls-port", strconv.Itoa(port))
+		}
 		s.args = append(s.args, extra...)
 		if lastErr = s.launch(bin); lastErr == nil {
 			t.Cleanup(s.Stop)
@@ -95,7 +123,7 @@ func (s *Server) launch(bin string) error {
 			return fmt.Errorf("redis-server exited: %s", lastLines(log))
 		default:
 		}
-		if ping(s.Addr) == nil {
+		if ping(s.Addr, s.tls) == nil {
 			s.cmd, s.done = cmd, done
 			return nil
 		}
@@ -261,8 +289,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func ping(addr string) error {
-	r, err := command(addr, "PING")
+func ping(addr string, tlsc *tls.Config) error {
+	r, err := dialCommand(addr, tlsc, "PING")
 	if err != nil {
 		return err
 	}
@@ -275,7 +303,18 @@ func ping(addr string) error {
 // command sends one RESP command and returns the raw reply (enough for PING and
 // CLUSTER INFO; tests use go-redis for everything else).
 func command(addr string, args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	return dialCommand(addr, nil, args...)
+}
+
+func dialCommand(addr string, tlsc *tls.Config, args ...string) (string, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	var conn net.Conn
+	var err error
+	if tlsc != nil {
+		conn, err = tls.DialWithDialer(d, "tcp", addr, tlsc)
+	} else {
+		conn, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return "", err
 	}
