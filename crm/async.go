@@ -137,7 +137,7 @@ func (c *CRM) readRedis(f *flight) {
 		c.rmu.Unlock()
 		return
 	}
-	if !c.track() {
+	if !c.track(&c.wg) {
 		c.rmu.Unlock()
 		c.finish(f, entry{}, errClosed)
 		return

@@ -135,10 +135,13 @@ type CRM struct {
 
 	ctx       context.Context // ends on Close; parent of detached work
 	cancel    context.CancelFunc
-	mu        sync.Mutex // guards closed and wg.Add
+	wctx      context.Context // of the Redis writes: ends on Close once they had their chance
+	wcancel   context.CancelFunc
+	mu        sync.Mutex // guards closed, wg.Add and wwg.Add
 	closed    bool
-	wg        sync.WaitGroup
-	forgotten sync.Map // hash key → time.Time of its last Forget: older fetches must not re-fill it
+	wg        sync.WaitGroup // fetches and Redis readers
+	wwg       sync.WaitGroup // Redis writes
+	forgotten sync.Map       // hash key → time.Time of its last Forget: older fetches must not re-fill it
 	closers   []func() error
 	maxFetch  time.Duration // the longest a fetch can run: the sum of the source timeouts
 	writes    atomic.Int64  // Redis writes under way (tests wait for them)
@@ -257,12 +260,15 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	if cc.KeyPrefix == "" {
 		cc.KeyPrefix = DefaultCacheConfig().KeyPrefix
 	}
+	wctx, wcancel := context.WithCancel(context.Background())
 	c := &CRM{
 		byName:  map[string]int{},
 		flights: map[localKey]*flight{},
 		log:     log,
 		ctx:     ctx,
 		cancel:  cancel,
+		wctx:    wctx,
+		wcancel: wcancel,
 		cache: &cache{cfg: cc, key: []byte(secretKey), local: local, now: time.Now,
 			rdb: rdb, breaker: newBreaker[[]byte]("redis", cc.Redis.Breaker, func(err error) bool { return errors.Is(err, redis.Nil) }, log)},
 	}
@@ -490,14 +496,14 @@ func (c *CRM) putLocal(k localKey, e entry) {
 	}
 }
 
-// track registers detached work; false after Close.
-func (c *CRM) track() bool {
+// track registers detached work in wg; false after Close.
+func (c *CRM) track(wg *sync.WaitGroup) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return false
 	}
-	c.wg.Add(1)
+	wg.Add(1)
 	return true
 }
 
@@ -599,7 +605,7 @@ func (c *CRM) advance(f *flight) {
 		c.finish(f, e, nil)
 		return
 	}
-	if !c.track() {
+	if !c.track(&c.wg) {
 		c.finish(f, entry{}, errClosed)
 		return
 	}
@@ -705,18 +711,18 @@ func (c *CRM) store(f *flight, e entry) {
 		return
 	}
 	c.putLocal(f.key, e)
-	if c.cache.rdb == nil || !c.track() {
+	if c.cache.rdb == nil || !c.track(&c.wwg) {
 		return
 	}
 	// The Redis write never delays the answer: waiting callers have it already.
 	c.writes.Add(1)
 	go func() {
-		defer c.wg.Done()
+		defer c.wwg.Done()
 		defer c.writes.Add(-1)
 		if t, ok := c.forgotten.Load(h); ok && !started.After(t.(time.Time)) {
 			return
 		}
-		if err := c.cache.putRedis(c.ctx, h, field, e); err != nil && !isOpen(err) && c.ctx.Err() == nil {
+		if err := c.cache.putRedis(c.wctx, h, field, e); err != nil && !isOpen(err) && c.wctx.Err() == nil {
 			c.redisWriteWarn.warn(c.log, "redis write failed", "err", err)
 		}
 	}()
@@ -756,8 +762,9 @@ func (c *CRM) Sources() []string {
 	return names
 }
 
-// Close stops background work (in-flight fetches are cancelled) and releases
-// sources. It does not close the shared Redis client.
+// Close lets the Redis writes under way finish, for at most
+// cache.redis.timeout, then stops background work (in-flight fetches are
+// cancelled) and releases sources. It does not close the shared Redis client.
 func (c *CRM) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -766,8 +773,20 @@ func (c *CRM) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
+	// The writes carry answers already given (a one-shot lookup, a drain's
+	// last calls): cancelling them first would leave Redis without them.
+	writesDone := make(chan struct{})
+	go func() { c.wwg.Wait(); close(writesDone) }()
+	bound := time.NewTimer(c.cache.cfg.Redis.Timeout)
+	select {
+	case <-writesDone:
+	case <-bound.C:
+	}
+	bound.Stop()
+	c.wcancel()
 	c.cancel()
 	c.wg.Wait()
+	<-writesDone
 	var errs []error
 	for _, cl := range c.closers {
 		errs = append(errs, cl())

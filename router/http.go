@@ -1,8 +1,8 @@
 package router
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -275,14 +275,15 @@ func (r *Router) handleForget(w http.ResponseWriter, req *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b bytes.Buffer
+	if err := EncodeJSON(&b, v, ""); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "encoding failed")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(append(b, '\n'))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(b.Bytes())
 }
 
 func httpError(w http.ResponseWriter, code int, msg string) {

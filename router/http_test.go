@@ -235,3 +235,23 @@ func TestForgetEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// The JSON answers are not HTML-escaped: a rule's `&&` and a customer named
+// "Smith & Sons <UK>" read as written (served as application/json, nosniff).
+func TestJSONNotHTMLEscaped(t *testing.T) {
+	te := newTestEnv(t, testConfig(), nil, testBudget)
+	te.fake.add("+31207770000", map[string]any{"id": "C-3001", "name": "Smith & Sons <UK>", "tier": "gold", "language": "en"})
+	srv := startHTTP(t, te.router)
+	for _, path := range []string{"/v1/lookup?number=0207770000&explain=1", "/v1/lookup?number=0207770000", "/v1/route?number=0207770000"} {
+		code, body, h := get(t, srv, path)
+		if code != 200 || !strings.Contains(body, `"Smith & Sons <UK>"`) || strings.Contains(body, `\u00`) {
+			t.Errorf("%s: %d, want the name unescaped in:\n%s", path, code, body)
+		}
+		if strings.Contains(path, "explain") && !strings.Contains(body, `&& lower(customer.language)`) {
+			t.Errorf("%s: want the rule's && unescaped in:\n%s", path, body)
+		}
+		if h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: no X-Content-Type-Options: nosniff", path)
+		}
+	}
+}

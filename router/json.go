@@ -2,6 +2,8 @@ package router
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"time"
 
 	"github.com/callpop/callpop/call"
@@ -90,4 +92,16 @@ func (r *Router) Explain(ctx context.Context, c call.Call) any {
 		trace = []RuleTrace{}
 	}
 	return decisionToJSON(d, trace)
+}
+
+// EncodeJSON writes v and a newline to w, indented by indent ("" = one
+// line), without HTML escaping: every JSON answer of callpop (lookup,
+// /v1/lookup, /v1/route) goes through it, so a rule's && or a customer's
+// "Smith & Sons" read as written. HTTP answers carry nosniff, so no browser
+// takes one for HTML.
+func EncodeJSON(w io.Writer, v any, indent string) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	return enc.Encode(v)
 }

@@ -1,7 +1,7 @@
 package router
 
 import (
-	"encoding/json"
+	"bytes"
 	"flag"
 	"os"
 	"path/filepath"
@@ -34,11 +34,11 @@ func TestDecisionJSONGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := json.MarshalIndent(DecisionJSON(tt.d), "", "  ")
-			if err != nil {
+			var b bytes.Buffer
+			if err := EncodeJSON(&b, DecisionJSON(tt.d), "  "); err != nil {
 				t.Fatal(err)
 			}
-			got = append(got, '\n')
+			got := b.Bytes()
 			path := filepath.Join("testdata", "decision-"+tt.name+".golden.json")
 			if *update {
 				if err := os.WriteFile(path, got, 0o644); err != nil {

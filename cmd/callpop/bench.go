@@ -18,6 +18,9 @@ import (
 
 func init() { register(newBenchCmd) }
 
+// benchFreeSWITCH is what --pbx freeswitch measures: the mode demo runs.
+const benchFreeSWITCH = "freeswitch-" + simFreeSWITCHMode
+
 // newBenchCmd is `callpop bench`: the load generator of package bench.
 func newBenchCmd() *cobra.Command {
 	o := bench.DefaultOptions()
@@ -44,6 +47,11 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
+			}
+			if o.PBX == PBXFreeSWITCH {
+				o.PBX = benchFreeSWITCH
+				fmt.Fprintf(cmd.ErrOrStderr(), "bench: --pbx %s is FreeSWITCH in Event Socket %s mode (--pbx %s), as callpop demo runs it\n",
+					PBXFreeSWITCH, simFreeSWITCHMode, benchFreeSWITCH)
 			}
 			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})).With("component", "bench")
 			if sidecarChild {
@@ -108,7 +116,8 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.PBX, "pbx", o.PBX, "PBX simulator: "+strings.Join(bench.PBXNames(), "|"))
+	f.StringVar(&o.PBX, "pbx", o.PBX, "PBX simulator: "+strings.Join(bench.PBXNames(), "|")+"|"+PBXFreeSWITCH+
+		" ("+PBXFreeSWITCH+" = "+benchFreeSWITCH+", as callpop demo runs it)")
 	f.DurationVar(&o.Duration, "duration", o.Duration, "length of the load phase (the ramp included)")
 	f.IntVar(&o.Rate, "rate", o.Rate, "calls per second; 0 = ramp to saturation")
 	f.IntVar(&o.MaxInFlight, "max-inflight", o.MaxInFlight, "calls the load generator keeps open at most")

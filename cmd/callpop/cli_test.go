@@ -84,6 +84,10 @@ func TestVersion(t *testing.T) {
 	if !strings.HasPrefix(out, "callpop ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("version output %q", out)
 	}
+	flag, _, err := execute(t, context.Background(), "--version")
+	if err != nil || flag != out {
+		t.Fatalf("--version: %q, %v; want %q as `callpop version` prints", flag, err, out)
+	}
 }
 
 func TestCheckConfig(t *testing.T) {
@@ -216,23 +220,59 @@ func TestLookupEmbeddedSample(t *testing.T) {
 		}
 	})
 	t.Run("needs one number", func(t *testing.T) {
-		if _, _, err := execute(t, context.Background(), "lookup", "--config", cfg); err == nil {
-			t.Fatal("want an error without NUMBER")
+		_, _, err := execute(t, context.Background(), "lookup", "--config", cfg)
+		if err == nil || !strings.Contains(err.Error(), "\nUsage: callpop lookup [--dnis D] [--ani A] NUMBER") {
+			t.Fatalf("want an error with the usage line without NUMBER, got %v", err)
 		}
 	})
 }
 
-func TestCacheForget(t *testing.T) {
-	cfg := writeConfig(t, testConfig)
-	out, logs, err := execute(t, context.Background(), "cache", "forget", "--config", cfg, "+1 (415) 555-0123")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, logs)
+// One-shot commands print their answer alone: no log lines on stderr unless
+// log.level is set (config or environment) or --verbose is given. The
+// explain JSON shows a rule's && as written.
+func TestLookupQuiet(t *testing.T) {
+	cfg := writeConfig(t, "listen: 127.0.0.1:0\n")
+	const infoLine = "using the embedded sample CSV CRM"
+	run := func(args ...string) (string, string) {
+		t.Helper()
+		out, logs, err := execute(t, context.Background(), append([]string{"lookup", "--config", cfg, "--timeout", "5s"}, args...)...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, logs)
+		}
+		return out, logs
 	}
-	if out != "forgot +14155550123\n" {
-		t.Fatalf("output %q", out)
+	out, logs := run("+14155550111")
+	if logs != "" {
+		t.Errorf("stderr of a plain lookup: %q, want nothing", logs)
 	}
-	if _, _, err := execute(t, context.Background(), "cache", "forget", "--config", cfg, "not a number"); err == nil {
-		t.Fatal("want an error for junk")
+	if !strings.Contains(out, `"match == \"hit\" && lower(customer.language)`) || strings.Contains(out, `\u00`) {
+		t.Errorf("explain JSON is HTML-escaped or lacks the rule:\n%s", out)
+	}
+	if _, logs := run("--verbose", "+14155550111"); !strings.Contains(logs, infoLine) {
+		t.Errorf("--verbose: stderr %q lacks the info line", logs)
+	}
+	t.Setenv("CALLPOP_LOG_LEVEL", "info")
+	if _, logs := run("+14155550111"); !strings.Contains(logs, infoLine) {
+		t.Errorf("CALLPOP_LOG_LEVEL=info: stderr %q lacks the info line", logs)
+	}
+}
+
+// Without cache.redis there is no shared cache: `cache forget` says so,
+// points to the running instances' DELETE /v1/cache/{number}, and fails.
+// (With Redis: TestLookupAndForgetWithRedis.)
+func TestCacheForgetWithoutRedis(t *testing.T) {
+	cfg := writeConfig(t, "listen: 127.0.0.1:8099\n")
+	out, _, err := execute(t, context.Background(), "cache", "forget", "--config", cfg, "+1 (415) 555-0123")
+	if err == nil || out != "" {
+		t.Fatalf("want an error and no output, got %q, %v", out, err)
+	}
+	for _, want := range []string{"no shared cache", "cache.redis", "DELETE /v1/cache/{number}", "curl -X DELETE 'http://127.0.0.1:8099/v1/cache/%2B14155550123'"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, _, err := execute(t, context.Background(), "cache", "forget", "--config", cfg, "not a number"); err == nil || !strings.Contains(err.Error(), "not a number") {
+		t.Fatalf("want an error for junk, got %v", err)
 	}
 }
 

@@ -61,7 +61,7 @@ type PBXConfig struct {
 
 // LogConfig is the `log` section.
 type LogConfig struct {
-	Level            string `mapstructure:"level"`  // debug | info | warn | error
+	Level            string `mapstructure:"level"`  // debug | info | warn | error; "" = the command's default
 	Format           string `mapstructure:"format"` // json | text
 	MaskPersonalData bool   `mapstructure:"mask_personal_data"`
 }
@@ -100,7 +100,7 @@ func DefaultConfig() Config {
 			FreeSWITCH: esl.DefaultConfig(),
 		},
 		Popper: popper.DefaultConfig(),
-		Log:    LogConfig{Level: "info", Format: "json", MaskPersonalData: true},
+		Log:    LogConfig{Format: "json", MaskPersonalData: true}, // Level unset: info for run, warn for one-shot commands
 	}
 }
 
@@ -514,7 +514,7 @@ func (c *Config) Validate() error {
 	}
 	add(c.Popper.Validate())
 	switch strings.ToLower(c.Log.Level) {
-	case "debug", "info", "warn", "warning", "error":
+	case "", "debug", "info", "warn", "warning", "error":
 	default:
 		add(fmt.Errorf("log.level: must be debug, info, warn or error, got %q", c.Log.Level))
 	}

@@ -13,6 +13,11 @@ import (
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 )
 
+// simFreeSWITCHMode is the Event Socket mode of a simulated FreeSWITCH named
+// without one: `demo --pbx freeswitch` runs it, `bench --pbx freeswitch`
+// measures it.
+const simFreeSWITCHMode = "outbound"
+
 // runDemoFreeSWITCH is `callpop demo --pbx freeswitch`: the ESL simulator in
 // outbound mode (the dialplan's socket app connects to callpop for each call),
 // plus a simulated event socket for agent-leg pops, the real pipeline and the
@@ -37,7 +42,7 @@ func runDemoFreeSWITCH(ctx context.Context, o demoOptions, out, errOut io.Writer
 	}
 	defer events.Close()
 	fcfg := cfg.PBX.FreeSWITCH
-	fcfg.Mode, fcfg.Listen, fcfg.Events, fcfg.Address, fcfg.Password = "outbound", "127.0.0.1:0", true, events.Addr(), eslPass
+	fcfg.Mode, fcfg.Listen, fcfg.Events, fcfg.Address, fcfg.Password = simFreeSWITCHMode, "127.0.0.1:0", true, events.Addr(), eslPass
 	lines := make(chan string, 256)
 	deps := p.adapterDeps()
 	deps.Sink = &demoSink{next: deps.Sink, lines: lines}

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,5 +26,27 @@ func TestDemoFreeSWITCH(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^\S+\s+known\s+hit\s+cli`).MatchString(out.String()) {
 		t.Fatalf("no enriched known caller in:\n%s", out.String())
+	}
+}
+
+// `bench --pbx freeswitch` is accepted as demo's FreeSWITCH: the ESL
+// outbound mode, said on stderr and in the report.
+func TestBenchFreeSWITCH(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, logs, err := execute(t, ctx, "bench", "--pbx", "freeswitch", "--in-process", "--duration", "300ms", "--rate", "20",
+		"--population", "50", "--burst-numbers", "0", "--inflight", "0", "--bare-duration", "0", "--json", "-")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs)
+	}
+	var rep struct {
+		PBX       string `json:"pbx"`
+		Completed int    `json:"calls_completed"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.PBX != "freeswitch-outbound" || rep.Completed == 0 {
+		t.Fatalf("report pbx %q, %d calls (%v), want freeswitch-outbound calls:\n%s", rep.PBX, rep.Completed, err, out)
+	}
+	if !strings.Contains(logs, "--pbx freeswitch is FreeSWITCH in Event Socket outbound mode (--pbx freeswitch-outbound)") {
+		t.Fatalf("the mode is not stated:\n%s", logs)
 	}
 }

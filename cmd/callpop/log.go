@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/callpop/callpop/call"
 )
 
@@ -32,6 +34,25 @@ func newLoggerVar(cfg LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	return slog.New(h), level
 }
 
+// addVerboseFlag gives a one-shot command --verbose (see oneShotLogger).
+func addVerboseFlag(cmd *cobra.Command) {
+	cmd.Flags().BoolP("verbose", "v", false, "log at info level on stderr (default: warnings and errors only, unless log.level is set)")
+}
+
+// oneShotLogger is the logger of a one-shot command (lookup, cache forget):
+// its output is the answer, so it logs warnings and errors only, unless
+// log.level is set (config file or CALLPOP_LOG_LEVEL) or --verbose is given.
+func oneShotLogger(cmd *cobra.Command, cfg LogConfig) *slog.Logger {
+	if cfg.Level == "" {
+		cfg.Level = "warn"
+	}
+	if v, _ := cmd.Flags().GetBool("verbose"); v && parseLevel(cfg.Level) > slog.LevelInfo {
+		cfg.Level = "info"
+	}
+	return newLogger(cfg, cmd.ErrOrStderr())
+}
+
+// parseLevel reads log.level; unset ("") is info, the level of `run`.
 func parseLevel(s string) slog.Level {
 	switch strings.ToLower(s) {
 	case "debug":

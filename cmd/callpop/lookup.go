@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,7 +34,7 @@ matched and, with --explain, every rule evaluated.`,
 			if err != nil {
 				return err
 			}
-			log := newLogger(lc.Log, cmd.ErrOrStderr())
+			log := oneShotLogger(cmd, lc.Log)
 			p, err := newPipeline(lc.Config, log, pipelineOptions{})
 			if err != nil {
 				return err
@@ -65,9 +64,7 @@ matched and, with --explain, every rule evaluated.`,
 			} else {
 				out = router.DecisionJSON(p.router.Decide(ctx, c))
 			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(out)
+			return router.EncodeJSON(cmd.OutOrStdout(), out, "  ")
 		},
 	}
 	f := cmd.Flags()
@@ -76,5 +73,6 @@ matched and, with --explain, every rule evaluated.`,
 	f.BoolVar(&privacy, "privacy", false, "the caller asked for privacy (presentation restricted)")
 	f.BoolVar(&explain, "explain", true, "show every rule evaluated and why it matched or not")
 	f.DurationVar(&timeout, "timeout", 0, "deadline for the decision (default: call.budget)")
+	addVerboseFlag(cmd)
 	return cmd
 }

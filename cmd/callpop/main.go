@@ -23,10 +23,36 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("config", "./callpop.yaml", "configuration file (YAML)")
+	// --version prints what `callpop version` prints (cobra handles the flag).
+	root.Version = versionString()
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().Bool("version", false, "print the version (as callpop version does)")
+	root.SetFlagErrorFunc(withUsage)
 	for _, f := range subcommands {
 		root.AddCommand(f())
 	}
+	argsWithUsage(root)
 	return root
+}
+
+// argsWithUsage makes the argument errors of cmd and its subcommands carry
+// the usage line.
+func argsWithUsage(cmd *cobra.Command) {
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error { return withUsage(c, args(c, a)) }
+	}
+	for _, c := range cmd.Commands() {
+		argsWithUsage(c)
+	}
+}
+
+// withUsage adds the command's usage line to an error in its arguments or
+// flags, so a mistyped command line says what it should have been.
+func withUsage(cmd *cobra.Command, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w\nUsage: %s\nRun '%s --help' for more.", err, cmd.UseLine(), cmd.CommandPath())
 }
 
 func main() {
