@@ -61,7 +61,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		return nil, fmt.Errorf("bench: crm config: %w", err)
 	}
 	cache := crm.DefaultCacheConfig()
-	cache.KeySecret = "callpop-bench"
+	cache.KeySecret = "callpop-bench-key-secret" // the bench's own keys, under its run's prefix
 	cache.Redis = redisConfig(cfg.RedisAddr)
 	if cfg.KeyPrefix != "" {
 		cache.KeyPrefix = cfg.KeyPrefix

@@ -31,7 +31,7 @@ func (s pausingSource) Lookup(ctx context.Context, q Query) (*call.Customer, err
 func closeTestCRM(t *testing.T, pause, timeout time.Duration) (*CRM, *redis.Client, CacheConfig) {
 	t.Helper()
 	s, _ := startRedis(t)
-	cc := DefaultCacheConfig()
+	cc := testCacheConfig()
 	cc.Redis.Addrs = []string{s.Addr}
 	cc.Redis.Timeout = timeout
 	rdb, err := OpenRedis(cc.Redis, quietLog())
@@ -96,7 +96,7 @@ func TestCloseRedisDown(t *testing.T) {
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
-	c := newTestCRM(t, cfg, DefaultCacheConfig(), openTestRedis(t, "127.0.0.1:1"))
+	c := newTestCRM(t, cfg, testCacheConfig(), openTestRedis(t, "127.0.0.1:1"))
 	if _, err := c.Lookup(context.Background(), q("+14155550123")); err != nil {
 		t.Fatal(err)
 	}

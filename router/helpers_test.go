@@ -116,6 +116,7 @@ func newTestEnv(t testing.TB, cfg Config, rdb redis.UniversalClient, budget time
 	ccfg.Sources = []crm.SourceConfig{{Name: "main", Kind: "http", URL: fake.srv.URL + "/customers?phone={e164}",
 		Extra: map[string]string{"region": "region"}}}
 	cache := crm.DefaultCacheConfig()
+	cache.KeySecret = "router-test-key-secret-0123456789" // Redis needs one of its own
 	c, err := crm.New(ccfg, cache, rdb, log)
 	if err != nil {
 		t.Fatal(err)
