@@ -282,3 +282,28 @@ func TestPanelVIPFollowsRouter(t *testing.T) {
 		}
 	}
 }
+
+// A token the server refuses in the address: the sign-in form with the
+// server's reason, the token gone from the address bar; a good token pasted
+// into the form then connects.
+func TestPanelRefusedTokenInChromium(t *testing.T) {
+	br := newBrowser(t)
+	in := startInstance(t, Config{}, Deps{})
+	expired, _ := IssueToken([]byte(testSecret), "1001", time.Minute, time.Now().Add(-time.Hour))
+	forged, _ := IssueToken([]byte("another-secret-of-16-bytes"), "1001", time.Hour, time.Now())
+	for _, tc := range []struct{ name, token, reason string }{
+		{"expired", expired, "token expired"},
+		{"forged", forged, "token invalid"},
+	} {
+		br.step("open "+tc.name, chromedp.Navigate(in.srv.URL+"/agent?token="+tc.token))
+		br.wait("sign-in form", `!document.getElementById("login").hidden`)
+		got := br.eval(`[document.getElementById("login-error").textContent, document.getElementById("login-error").hidden,
+			document.getElementById("workspace").hidden, location.search, !!document.getElementById("token-input")].join("|")`)
+		if want := tc.reason + "|false|true||true"; got != want {
+			t.Errorf("%s: page %q, want %q", tc.name, got, want)
+		}
+	}
+	br.shot("panel-refused.png")
+	br.step("sign in", chromedp.SendKeys("#token-input", token(t, "1001")), chromedp.Click("#login-form button[type=submit]"))
+	br.wait("connected", `document.getElementById("conn").dataset.state === "live"`)
+}

@@ -292,6 +292,8 @@
     $("notify").addEventListener("click", function () {
       Notification.requestPermission().then(function () { $("notify").hidden = true; });
     });
+    // The server's reason when it refused the token in the address.
+    var refused = $("login-error").textContent.trim();
     var q = new URLSearchParams(location.search);
     var t = q.get("token");
     if (t) {
@@ -300,6 +302,6 @@
     } else {
       try { t = sessionStorage.getItem(TOKEN_KEY); } catch (e) { t = null; }
     }
-    if (t) start(t); else showLogin("");
+    if (refused) showLogin(refused); else if (t) start(t); else showLogin("");
   });
 })();
