@@ -1,9 +1,11 @@
 package popper
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
+	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -14,17 +16,24 @@ import (
 //go:embed web
 var webFiles embed.FS
 
+// pageTmpl is the panel; its one field, Reason, is why a sign-in failed.
+var pageTmpl = template.Must(template.ParseFS(webFiles, "web/index.html"))
+
 // writeTimeout bounds one write to a stream, so a stuck client cannot hold
 // its goroutine.
 const writeTimeout = 10 * time.Second
 
-// Handler serves the agent panel (GET /agent, assets under /agent/) and the
-// agents' pop streams (GET /v1/agents/{agent}/pops, Server-Sent Events).
+// Handler serves the agent panel (GET /agent, assets under /agent/), the
+// agents' pop streams (GET /v1/agents/{agent}/pops, Server-Sent Events) and
+// GET / as a redirect to the panel.
 func (p *Popper) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(webFiles, "web")
 	files := http.StripPrefix("/agent/", http.FileServerFS(static))
+	// A fixed target: the request's query (a token, say) is not carried over.
+	mux.Handle("GET /{$}", http.RedirectHandler("/agent", http.StatusSeeOther))
 	mux.HandleFunc("GET /agent", p.servePage)
+	mux.HandleFunc("GET /agent/{$}", p.servePage) // the file server would send the template raw
 	mux.Handle("GET /agent/", securityHeaders(files))
 	mux.HandleFunc("GET /v1/agents/{agent}/pops", p.serveStream)
 	mux.HandleFunc("OPTIONS /v1/agents/{agent}/pops", p.servePreflight)
@@ -45,31 +54,53 @@ func setSecurityHeaders(h http.Header) {
 	h.Set("X-Frame-Options", "DENY")
 }
 
-// servePage serves the panel; a token in the URL must be valid (the page
-// itself holds no data: it reads the agent's stream with the token).
+// servePage serves the panel (the page itself holds no data: it reads the
+// agent's stream with the token). A token in the URL that does not verify
+// gets the sign-in form with the reason, as 401.
 func (p *Popper) servePage(w http.ResponseWriter, r *http.Request) {
 	if !p.originAllowed(r) {
 		authFailuresTotal.WithLabelValues("origin").Inc()
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	status, reason := http.StatusOK, ""
 	if t := r.URL.Query().Get("token"); t != "" {
-		if _, _, err := VerifyToken(p.secret, t, time.Now()); err != nil {
-			authFailuresTotal.WithLabelValues("token").Inc()
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			http.Error(w, "invalid or expired token", http.StatusUnauthorized)
-			return
+		if _, _, err := p.verify(w, t); err != nil {
+			status, reason = http.StatusUnauthorized, p.tokenReason(err)
 		}
 	}
-	b, err := webFiles.ReadFile("web/index.html")
-	if err != nil {
-		http.Error(w, "panel missing", http.StatusInternalServerError)
+	var b bytes.Buffer
+	if err := pageTmpl.Execute(&b, struct{ Reason string }{reason}); err != nil {
+		http.Error(w, "panel unavailable", http.StatusInternalServerError)
 		return
 	}
 	setSecurityHeaders(w.Header())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(b)
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
+}
+
+// verify checks a token; on failure it counts it and sets WWW-Authenticate.
+func (p *Popper) verify(w http.ResponseWriter, tok string) (string, time.Time, error) {
+	agent, exp, err := VerifyToken(p.secret, tok, time.Now())
+	if err != nil {
+		authFailuresTotal.WithLabelValues("token").Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	return agent, exp, err
+}
+
+// tokenReason is what an agent is told about a token that did not verify.
+func (p *Popper) tokenReason(err error) string {
+	switch {
+	case len(p.secret) == 0:
+		return "agent sign-in is disabled: popper.token_secret is not set"
+	case errors.Is(err, ErrTokenExpired):
+		return "token expired"
+	default:
+		return "token invalid"
+	}
 }
 
 // originAllowed accepts no Origin (not a browser), the server's own origin
@@ -135,15 +166,9 @@ func (p *Popper) authAgent(w http.ResponseWriter, r *http.Request) (string, time
 	} else {
 		tok = r.URL.Query().Get("token")
 	}
-	agent, exp, err := VerifyToken(p.secret, tok, time.Now())
+	agent, exp, err := p.verify(w, tok)
 	if err != nil {
-		authFailuresTotal.WithLabelValues("token").Inc()
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		msg := "invalid token"
-		if errors.Is(err, ErrTokenExpired) {
-			msg = "token expired"
-		}
-		http.Error(w, msg, http.StatusUnauthorized)
+		http.Error(w, p.tokenReason(err), http.StatusUnauthorized)
 		return "", time.Time{}, false
 	}
 	if r.PathValue("agent") != agent {

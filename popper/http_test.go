@@ -5,8 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -291,3 +293,82 @@ func TestMemoryPerAgent(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// A token in the panel's address that does not verify gets the panel's
+// sign-in form with the reason (escaped, never the token echoed), as 401;
+// without a token, or with a good one, the page is the plain panel.
+func TestPanelPageRefusedToken(t *testing.T) {
+	in := startInstance(t, Config{}, Deps{})
+	expired, _ := IssueToken([]byte(testSecret), "1001", time.Minute, time.Now().Add(-time.Hour))
+	forged, _ := IssueToken([]byte("another-secret-of-16-bytes"), "1001", time.Hour, time.Now())
+	hostile := `"><script>alert(1)</script>`
+	form := regexp.MustCompile(`<section id="login" class="panel login"( hidden)?>[\s\S]*<form id="login-form"[\s\S]*<p class="error" id="login-error" role="alert"( hidden)?>([^<]*)</p>`)
+	for _, tc := range []struct {
+		name, path, query string
+		status            int
+		reason            string
+	}{
+		{"no token", "/agent", "", 200, ""},
+		{"good token", "/agent", "token=" + token(t, "1001"), 200, ""},
+		{"directory form", "/agent/", "", 200, ""},
+		{"expired", "/agent", "token=" + expired, 401, "token expired"},
+		{"forged", "/agent", "token=" + forged, 401, "token invalid"},
+		{"hostile", "/agent", "token=" + url.QueryEscape(hostile), 401, "token invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Get(in.srv.URL + tc.path + "?" + tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body := string(b)
+			if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" ||
+				!strings.Contains(resp.Header.Get("Content-Security-Policy"), "script-src 'self'") || resp.Header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("%d %v", resp.StatusCode, resp.Header)
+			}
+			m := form.FindStringSubmatch(body)
+			if m == nil {
+				t.Fatalf("no sign-in form in %q", body)
+			}
+			if shown := m[1] == "" && m[2] == ""; shown != (tc.reason != "") || m[3] != tc.reason {
+				t.Errorf("form hidden=%q, error hidden=%q, reason %q; want reason %q", m[1], m[2], m[3], tc.reason)
+			}
+			if strings.Contains(body, "{{") || strings.Contains(body, "<script>alert") || (tc.status == 401 && strings.Contains(body, tc.query[len("token="):])) {
+				t.Errorf("template or token in the page: %s", body)
+			}
+			if tc.status == 401 && resp.Header.Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
+				t.Errorf("WWW-Authenticate %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}
+
+// GET / (exactly) redirects to the panel, with nothing of the request's
+// query; other unknown paths stay 404.
+func TestRootRedirectsToPanel(t *testing.T) {
+	in := startInstance(t, Config{}, Deps{})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		location     string
+	}{
+		{"GET", "/", 303, "/agent"},
+		{"GET", "/?token=" + token(t, "1001"), 303, "/agent"},
+		{"HEAD", "/", 303, "/agent"},
+		{"GET", "/index.html", 404, ""},
+		{"GET", "/x/", 404, ""},
+		{"POST", "/", 405, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, in.srv.URL+tc.path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Location"), tc.status, tc.location)
+		}
+	}
+}

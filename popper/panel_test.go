@@ -5,12 +5,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/internal/testrouter"
+	"github.com/callpop/callpop/router"
 )
 
 // chromium finds Debian's chromium; without it the test skips, except
@@ -38,66 +42,81 @@ func artifactDir(t *testing.T) string {
 	return t.TempDir()
 }
 
+// browser is a real headless Chromium driven over the DevTools protocol.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func newBrowser(t *testing.T) *browser {
+	bin := chromium(t)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("no-default-browser-check", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1100, 1000))
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+	// The first Run starts the browser; it must not carry the timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return &browser{t: t, ctx: ctx}
+}
+
+func (b *browser) step(name string, acts ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	sctx, scancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer scancel()
+	if err := chromedp.Do(sctx, acts...); err != nil {
+		b.t.Fatalf("%s: %v", name, err)
+	}
+}
+
+func (b *browser) eval(js string) string {
+	b.t.Helper()
+	sctx, scancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer scancel()
+	s, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		b.t.Fatalf("eval %s: %v", js, err)
+	}
+	return s
+}
+
+func (b *browser) wait(name, js string) {
+	b.t.Helper()
+	b.step(name, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(20*time.Second)))
+}
+
+func (b *browser) shot(name string) {
+	b.t.Helper()
+	sctx, scancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer scancel()
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatalf("screenshot: %v", err)
+	}
+	p := filepath.Join(artifactDir(b.t), name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Logf("screenshot: %s", p)
+}
+
 // The panel in a real headless Chromium: a ring makes the card appear with
 // the right name and badges, an answer elsewhere retracts it, a miss shows
 // the new-customer link, and hostile CRM data stays text.
 func TestPanelInChromium(t *testing.T) {
-	bin := chromium(t)
+	br := newBrowser(t)
+	step, eval, wait, shot := br.step, br.eval, br.wait, br.shot
 	in := startInstance(t, Config{Links: []LinkConfig{
 		{Name: "crm", Label: "Open in CRM", URL: "https://crm.example/customers/{customer_id}", When: "hit"},
 		{Name: "ticket", Label: "Create ticket", URL: "https://crm.example/tickets/new?customer={customer_id}&call={call_id}", When: "hit"},
 		{Name: "kb", Label: "Knowledge base", URL: "https://kb.example/search?q={topics}", When: "hit"},
 		{Name: "new_customer", Label: "New customer", URL: "https://crm.example/customers/new?phone={e164}", When: "miss"},
 	}}, Deps{})
-
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("no-default-browser-check", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1100, 1000))
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	// The first Run starts the browser; it must not carry the timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	step := func(name string, acts ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-		defer scancel()
-		if err := chromedp.Do(sctx, acts...); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	eval := func(js string) string {
-		t.Helper()
-		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
-		defer scancel()
-		s, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("eval %s: %v", js, err)
-		}
-		return s
-	}
-	wait := func(name, js string) {
-		t.Helper()
-		step(name, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(20*time.Second)))
-	}
-	shot := func(name string) {
-		t.Helper()
-		sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
-		defer scancel()
-		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		p := filepath.Join(artifactDir(t), name)
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", p)
-	}
 
 	step("open panel", chromedp.Navigate(in.srv.URL+"/agent?token="+token(t, "1001")))
 	wait("connected", `document.getElementById("conn").dataset.state === "live"`)
@@ -135,7 +154,7 @@ func TestPanelInChromium(t *testing.T) {
 		t.Errorf("name %q", got)
 	}
 	badges := eval(`[...document.querySelectorAll('.card[data-call="c1"] .badge')].map(b => b.dataset.badge).join(",")`)
-	if badges != "vip,language,fraud_suspect,ani_verified,region_mismatch" {
+	if badges != "vip,tier,language,fraud_suspect,ani_verified,region_mismatch" {
 		t.Errorf("badges %q", badges)
 	}
 	if got := eval(`[...document.querySelectorAll('.card[data-call="c1"] .links a')].map(a => a.dataset.link).join(",")`); got != "crm,ticket,kb" {
@@ -183,4 +202,108 @@ func TestPanelInChromium(t *testing.T) {
 	if n := eval(`String(document.querySelectorAll('.card img, .card script').length) + document.title + [...document.querySelectorAll('a')].filter(a => a.href.startsWith('javascript')).length`); n != "0callpop · agent0" {
 		t.Errorf("hostile data became markup: %s", n)
 	}
+}
+
+// testRouter is the real router over the sample CSV CRM (Jane Doe
+// +14155550123 is gold, Anna de Vries +31201234567 vip), with
+// router.flags.vip_tiers set to vipTiers.
+func testRouter(t *testing.T, vipTiers []string) *router.Router {
+	t.Helper()
+	cfg := router.DefaultConfig()
+	cfg.FastAGI.Listen = ""
+	cfg.Flags.VIPTiers = vipTiers
+	cfg.TierPriority = map[string]int{"vip": 10, "gold": 5}
+	return testrouter.New(t, "US", crm.DefaultConfig(), cfg, 300*time.Millisecond)
+}
+
+// routerDecision is what testRouter decides for cli.
+func routerDecision(t *testing.T, vipTiers []string, callID, cli string) call.Decision {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := testRouter(t, vipTiers).Decide(ctx, call.Call{ID: callID, PBX: "asterisk", CLI: cli})
+	if d.Match != call.MatchHit {
+		t.Fatalf("router: %s for %s: %+v", d.Match, cli, d)
+	}
+	return d
+}
+
+// The VIP badge follows the router's vip flag (router.flags.vip_tiers), and
+// the tier shows as the CRM has it: a gold customer is "gold", and VIP only
+// where gold is a VIP tier. Both for pops replayed to a fresh page and for
+// pops arriving live.
+func TestPanelVIPFollowsRouter(t *testing.T) {
+	br := newBrowser(t)
+	in := startInstance(t, Config{}, Deps{})
+	// Jane Doe (gold) and Anna de Vries (vip) in the sample CRM.
+	gold := routerDecision(t, []string{"vip"}, "g1", "+14155550123")
+	if slices.Contains(gold.Flags, "vip") || gold.Customer.Tier != "gold" || gold.Priority != 5 {
+		t.Fatalf("router decided %+v", gold)
+	}
+	badges := func(callID string) string {
+		t.Helper()
+		return br.eval(`[...document.querySelectorAll('.card[data-call="` + callID + `"] .badge')].map(b => b.dataset.badge + "=" + b.textContent).join(",") +
+			(document.querySelector('.card[data-call="` + callID + `"]').classList.contains("vip") ? " (vip card)" : "")`)
+	}
+
+	// Rung before the page opens: the stream replays it.
+	enrich(in.p, "g1", gold)
+	ring(in.p, "g1", "1001")
+	br.step("open panel", chromedp.Navigate(in.srv.URL+"/agent?token="+token(t, "1001")))
+	br.wait("replayed gold card", `!!document.querySelector('.card[data-call="g1"]')`)
+	if got := badges("g1"); got != "tier=gold,language=EN" {
+		t.Errorf("gold, vip_tiers [vip]: badges %q", got)
+	}
+
+	// Live pops: a vip-tier customer, and gold where the router counts gold as VIP.
+	enrich(in.p, "v1", routerDecision(t, []string{"vip"}, "v1", "+31201234567"))
+	ring(in.p, "v1", "1001")
+	enrich(in.p, "g2", routerDecision(t, []string{"vip", "gold"}, "g2", "+14155550123"))
+	ring(in.p, "g2", "1001")
+	br.wait("live cards", `!!document.querySelector('.card[data-call="v1"]') && !!document.querySelector('.card[data-call="g2"]')`)
+	want := map[string]string{
+		"g1": "tier=gold,language=EN",
+		"v1": "vip=VIP,tier=vip,language=NL (vip card)",
+		"g2": "vip=VIP,tier=gold,language=EN (vip card)",
+	}
+	for _, id := range []string{"v1", "g2"} {
+		if got := badges(id); got != want[id] {
+			t.Errorf("%s: badges %q, want %q", id, got, want[id])
+		}
+	}
+	br.shot("panel-vip.png")
+
+	// A reload replays today's pops with the same badges.
+	br.step("reload", chromedp.Reload())
+	br.wait("replayed cards", `document.querySelectorAll('.card').length === 3`)
+	for _, id := range []string{"g1", "v1", "g2"} {
+		if got := badges(id); got != want[id] {
+			t.Errorf("after reload %s: badges %q, want %q", id, got, want[id])
+		}
+	}
+}
+
+// A token the server refuses in the address: the sign-in form with the
+// server's reason, the token gone from the address bar; a good token pasted
+// into the form then connects.
+func TestPanelRefusedTokenInChromium(t *testing.T) {
+	br := newBrowser(t)
+	in := startInstance(t, Config{}, Deps{})
+	expired, _ := IssueToken([]byte(testSecret), "1001", time.Minute, time.Now().Add(-time.Hour))
+	forged, _ := IssueToken([]byte("another-secret-of-16-bytes"), "1001", time.Hour, time.Now())
+	for _, tc := range []struct{ name, token, reason string }{
+		{"expired", expired, "token expired"},
+		{"forged", forged, "token invalid"},
+	} {
+		br.step("open "+tc.name, chromedp.Navigate(in.srv.URL+"/agent?token="+tc.token))
+		br.wait("sign-in form", `!document.getElementById("login").hidden`)
+		got := br.eval(`[document.getElementById("login-error").textContent, document.getElementById("login-error").hidden,
+			document.getElementById("workspace").hidden, location.search, !!document.getElementById("token-input")].join("|")`)
+		if want := tc.reason + "|false|true||true"; got != want {
+			t.Errorf("%s: page %q, want %q", tc.name, got, want)
+		}
+	}
+	br.shot("panel-refused.png")
+	br.step("sign in", chromedp.SendKeys("#token-input", token(t, "1001")), chromedp.Click("#login-form button[type=submit]"))
+	br.wait("connected", `document.getElementById("conn").dataset.state === "live"`)
 }

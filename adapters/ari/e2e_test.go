@@ -21,6 +21,7 @@ import (
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/internal/testrouter"
 	"github.com/callpop/callpop/router"
 )
 
@@ -31,23 +32,7 @@ const recordings = "../pbxsim/arisim/testdata"
 // recordings' national numbers live.
 func pipeline(t testing.TB, budget time.Duration) call.Decider {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	ncfg := callerid.DefaultConfig()
-	ncfg.DefaultRegion = "NL"
-	nums, err := callerid.New(ncfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := crm.New(crm.DefaultConfig(), crm.DefaultCacheConfig(), nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	r, err := router.New(router.DefaultConfig(), router.Deps{Numbers: nums, CRM: c, Budget: budget, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testrouter.New(t, "NL", crm.DefaultConfig(), router.DefaultConfig(), budget)
 }
 
 type sink struct {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
-	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/internal/testrouter"
 	"github.com/callpop/callpop/router"
 )
 
@@ -72,28 +72,12 @@ func (c *crmServer) count(phone string) int64 {
 // cache) → router.
 func newPipeline(t testing.TB, crmURL string, budget time.Duration) *router.Router {
 	t.Helper()
-	log := quietLog()
-	ncfg := callerid.DefaultConfig()
-	ncfg.DefaultRegion = "DE"
-	numbers, err := callerid.New(ncfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ccfg := crm.DefaultConfig()
 	ccfg.Sources = []crm.SourceConfig{{Name: "main", Kind: "http", URL: crmURL + "/customers?phone={e164}"}}
-	c, err := crm.New(ccfg, crm.DefaultCacheConfig(), nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	rcfg := router.DefaultConfig()
 	rcfg.Timezone = "UTC"
 	rcfg.FastAGI.Listen = ""
-	r, err := router.New(rcfg, router.Deps{Numbers: numbers, CRM: c, Budget: budget, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testrouter.New(t, "DE", ccfg, rcfg, budget)
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {

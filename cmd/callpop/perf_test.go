@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 )
 
@@ -22,15 +19,7 @@ func BenchmarkLoadConfigExample(b *testing.B) {
 // BenchmarkHTTPLookupWarm: GET /v1/lookup over loopback HTTP through the
 // whole handler and pipeline, the number in the in-process cache.
 func BenchmarkHTTPLookupWarm(b *testing.B) {
-	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
-	p, err := newPipeline(DefaultConfig(), log, pipelineOptions{Popper: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
-	srv := httptest.NewServer(newHandler(p, &readiness{}, context.Background()))
-	defer srv.Close()
-	url := srv.URL + "/v1/lookup?number=%2B14155550123"
+	url := newTestServer(b, DefaultConfig()).URL + "/v1/lookup?number=%2B14155550123"
 	get := func() {
 		resp, err := http.Get(url)
 		if err != nil {

@@ -92,6 +92,7 @@ func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handle
 	mux.Handle("/v1/cache/", rh)
 	if p.popper != nil {
 		ph := p.popper.Handler()
+		mux.Handle("GET /{$}", ph) // exactly "/": a redirect to the panel
 		mux.Handle("/agent", ph)
 		mux.Handle("/agent/", ph)
 		mux.Handle("/v1/agents/", longLived(ph, streams))

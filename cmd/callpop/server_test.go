@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -42,16 +43,9 @@ func TestReadiness(t *testing.T) {
 // With popper.softphone configured, /v1/route answers with the softphone's
 // caller name, as an adapter-enriched channel would get it.
 func TestRouteCarriesSoftphoneName(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := DefaultConfig()
 	cfg.Popper.Softphone.CallerName = "{tier}: {name}"
-	p, err := newPipeline(cfg, log, pipelineOptions{Popper: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	srv := httptest.NewServer(newHandler(p, &readiness{}, context.Background()))
-	defer srv.Close()
+	srv := newTestServer(t, cfg)
 	resp, err := http.Get(srv.URL + "/v1/route?number=%2B31201234567&field=caller_name")
 	if err != nil {
 		t.Fatal(err)
@@ -61,4 +55,34 @@ func TestRouteCarriesSoftphoneName(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "VIP: Anna de Vries" {
 		t.Fatalf("caller_name: %d %q", resp.StatusCode, body)
 	}
+}
+
+// The sidecar's root (exactly "/") sends a browser to the agent panel,
+// dropping the query; anything else unknown stays 404.
+func TestRootRedirectsToPanel(t *testing.T) {
+	srv := newTestServer(t, DefaultConfig())
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]string{"/": "303 /agent", "/?token=secret": "303 /agent", "/favicon.ico": "404 ", "/agent/x": "404 "} {
+		resp, err := client.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := fmt.Sprint(resp.StatusCode, " ", resp.Header.Get("Location")); got != want {
+			t.Errorf("GET %s: %s, want %s", path, got, want)
+		}
+	}
+}
+
+// newTestServer serves the sidecar's whole HTTP handler (router, popper,
+// probes) on cfg until the test ends.
+func newTestServer(t testing.TB, cfg Config) *httptest.Server {
+	t.Helper()
+	p, err := newPipeline(cfg, slog.New(slog.DiscardHandler), pipelineOptions{Popper: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(newHandler(p, &readiness{}, context.Background()))
+	t.Cleanup(func() { srv.Close(); p.Close() })
+	return srv
 }

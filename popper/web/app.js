@@ -13,7 +13,6 @@
     ringing: "Ringing", answered: "On call",
     retracted: "Answered by a colleague", ended: "Ended"
   };
-  var VIP_TIERS = { vip: 1, gold: 1, platinum: 1, premium: 1 };
   var FIXED = { id: 1, name: 1, tier: 1, language: 1, url: 1, open_tickets: 1, recent_interactions: 1, topics: 1 };
 
   var $ = function (id) { return document.getElementById(id); };
@@ -141,9 +140,10 @@
     return "Caller";
   }
 
+  // VIP is the router's decision (router.flags.vip_tiers or a rule), never a
+  // guess from the tier's name.
   function isVIP(p) {
-    var t = p.customer && p.customer.tier ? String(p.customer.tier).toLowerCase() : "";
-    return !!VIP_TIERS[t] || (p.flags || []).indexOf("vip") >= 0;
+    return (p.flags || []).indexOf("vip") >= 0;
   }
 
   function fmtTime(s) {
@@ -191,7 +191,7 @@
 
     var badges = n.querySelector(".badges");
     if (isVIP(p)) badges.appendChild(badge("VIP", "vip", "vip"));
-    if (c.tier && !VIP_TIERS[String(c.tier).toLowerCase()]) badges.appendChild(badge(c.tier, "tier", "tier"));
+    if (c.tier) badges.appendChild(badge(c.tier, "tier", "tier"));
     if (c.language) badges.appendChild(badge(String(c.language).toUpperCase(), "lang", "language"));
     (p.flags || []).forEach(function (f) {
       if (f === "vip") return;
@@ -292,6 +292,8 @@
     $("notify").addEventListener("click", function () {
       Notification.requestPermission().then(function () { $("notify").hidden = true; });
     });
+    // The server's reason when it refused the token in the address.
+    var refused = $("login-error").textContent.trim();
     var q = new URLSearchParams(location.search);
     var t = q.get("token");
     if (t) {
@@ -300,6 +302,6 @@
     } else {
       try { t = sessionStorage.getItem(TOKEN_KEY); } catch (e) { t = null; }
     }
-    if (t) start(t); else showLogin("");
+    if (refused) showLogin(refused); else if (t) start(t); else showLogin("");
   });
 })();
