@@ -149,7 +149,8 @@ func TestDocsRulesCompile(t *testing.T) {
 		cfg.FastAGI.Listen = ""
 		te := newTestEnv(t, cfg, nil, testBudget)
 		te.router.now = func() time.Time { return time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC) } // Monday 15:00 in Amsterdam
-		d := te.router.Decide(context.Background(), call.Call{CLI: "0201234567"})
+		// Received from the real clock: the budget runs from it, the rules read the fixed one.
+		d := te.router.Decide(context.Background(), call.Call{CLI: "0201234567", Received: time.Now()})
 		if d.Queue != "vip" || d.Priority != 10 {
 			t.Errorf("docs block %d: VIP at 15:00 → queue %q priority %d", blocks, d.Queue, d.Priority)
 		}
