@@ -190,13 +190,13 @@ func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	d := r.endpointDecide(req.Context(), c)
-	switch len(names) {
-	case 0:
+	if len(names) == 0 {
 		writeJSON(w, DecisionJSON(d))
 		return
-	case 1:
+	}
+	w.Header().Set("X-Callpop-Match", string(d.Match))
+	if len(names) == 1 {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Callpop-Match", string(d.Match))
 		_, _ = w.Write([]byte(fieldValue(d, varNames[0])))
 		return
 	}
@@ -205,7 +205,6 @@ func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
 		pairs[i] = formEscape(strings.TrimSpace(n)) + "=" + formEscape(fieldValue(d, varNames[i]))
 	}
 	w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
-	w.Header().Set("X-Callpop-Match", string(d.Match))
 	_, _ = w.Write([]byte(strings.Join(pairs, "&")))
 }
 

@@ -100,7 +100,7 @@ func TestRouteFieldList(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
 			code, body, h := get(t, srv, "/v1/route?"+tt.query)
-			if code != 200 || h.Get("Content-Type") != "application/x-www-form-urlencoded" || body != tt.want {
+			if code != 200 || h.Get("Content-Type") != "application/x-www-form-urlencoded" || h.Get("X-Callpop-Match") == "" || body != tt.want {
 				t.Fatalf("%d %s %q, want %q", code, h.Get("Content-Type"), body, tt.want)
 			}
 		})
