@@ -164,19 +164,24 @@ func (r *Router) handleLookup(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, DecisionJSON(r.endpointDecide(req.Context(), c)))
 }
 
-// handleRoute: GET /v1/route?number=&ani=&dnis=[&field=x] → JSON, or one value as text/plain.
+// handleRoute: GET /v1/route?number=&ani=&dnis=[&field=x[,y…]] → JSON, one
+// value as text/plain, or several as name=value&… (one decision for all, so a
+// dialplan that needs two values asks once).
 func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
 	p, err := params(req.URL.RawQuery, "number", "ani", "dnis", "name", "privacy", "profile", "call_id", "field")
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	field, hasField := p["field"]
-	var varName string
-	if hasField {
-		if varName, err = r.fieldVar(field); err != nil {
-			httpError(w, http.StatusBadRequest, err.Error())
-			return
+	var names, varNames []string
+	if field, ok := p["field"]; ok {
+		names = strings.Split(field, ",")
+		varNames = make([]string, len(names))
+		for i, f := range names {
+			if varNames[i], err = r.fieldVar(f); err != nil {
+				httpError(w, http.StatusBadRequest, err.Error())
+				return
+			}
 		}
 	}
 	c, err := r.callFromQuery(req, p)
@@ -185,13 +190,29 @@ func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	d := r.endpointDecide(req.Context(), c)
-	if !hasField {
+	if len(names) == 0 {
 		writeJSON(w, DecisionJSON(d))
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Callpop-Match", string(d.Match))
-	_, _ = w.Write([]byte(fieldValue(d, varName)))
+	if len(names) == 1 {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte(fieldValue(d, varNames[0])))
+		return
+	}
+	pairs := make([]string, len(names))
+	for i, n := range names {
+		pairs[i] = formEscape(strings.TrimSpace(n)) + "=" + formEscape(fieldValue(d, varNames[i]))
+	}
+	w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
+	_, _ = w.Write([]byte(strings.Join(pairs, "&")))
+}
+
+// formEscape percent-encodes all but RFC 3986's unreserved characters, a
+// space as %20: Asterisk's CURLOPT(hashcompat) and FreeSWITCH's url_decode
+// read it back, neither takes "+" for a space.
+func formEscape(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }
 
 // fieldVar resolves a `field=` value; unknown names are an error.

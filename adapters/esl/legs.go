@@ -13,7 +13,7 @@ import (
 var legEvents = []string{"CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE"}
 
 // legTracker turns channel events into the life of agent legs of enriched
-// calls (fixtures agents/: bridge ring-all and hunt, mod_callcenter, transfers).
+// calls (recorded in testdata/agents: bridge ring-all and hunt, mod_callcenter, transfers).
 //
 // An agent leg is an outbound channel linked to an enriched caller by
 // variable_cc_member_session_uuid (mod_callcenter), variable_callpop_call_id

@@ -33,7 +33,7 @@ type legsIndex struct {
 }
 
 // recordedEvents reads the recorded event frames of a capture (testdata/agents,
-// the frames of fixtures freeswitch-esl/agents the tracker subscribes to).
+// the frames of a recorded capture that the tracker subscribes to).
 func recordedEvents(t testing.TB, name string) [][]byte {
 	t.Helper()
 	r := eslwire.NewReader(bytes.NewReader(readTestdata(t, "agents", name+".s2c.txt")))

@@ -17,8 +17,8 @@ var customers = map[string]call.Customer{
 	"+14155550123": {ID: "C-0123", Name: "John Doe", Tier: "gold"},
 }
 
-// scenarios are the recorded calls (testdata/park, from fixtures
-// freeswitch-esl/inbound-events) and what callpop must make of them.
+// scenarios are the recorded calls (testdata/park, FreeSWITCH 1.10.12's
+// CHANNEL_PARK events) and what callpop must make of them.
 var scenarios = []struct {
 	name    string
 	cli     string // what the adapter must read (decoded)

@@ -11,7 +11,7 @@ import (
 // Value rules for FreeSWITCH, on top of call.CleanValue (which already drops
 // `$ { } \ "`, control characters and line breaks, folds `,` `;` and runs of
 // white space, trims, and bounds the length). What FreeSWITCH 1.10.12 was
-// seen to do with the rest (fixtures inbound-api-escaping, outbound-2000):
+// seen to do with the rest (recorded; the table in docs/freeswitch.md):
 //   - `'` pairs are removed by the api argument parser (switch_separate_string):
 //     dropped, so the stored value is the value sent;
 //   - `\s` `\t` `\n` are unescaped: backslashes are already gone;

@@ -33,7 +33,7 @@ func TestDecode(t *testing.T) {
 }
 
 func TestEncodeMatchesFreeSWITCH(t *testing.T) {
-	// values and their plain encoding, from fixtures inbound-events (e1-junk, e3-percent)
+	// values and their plain encoding, as recorded (adapters/esl/testdata/park/e1-junk.txt, e3-percent.txt)
 	tests := []struct{ in, want string }{
 		{`+49 (0)201/123-45 67#*%x;ext=9 "q" <y>`, `%2B49%20(0)201/123-45%2067%23*%25x%3Bext%3D9%20%22q%22%20%3Cy%3E`},
 		{`Jürgen Groß & Söhne: "VIP" 100% <b>`, `J%C3%BCrgen%20Gro%C3%9F%20%26%20S%C3%B6hne%3A%20%22VIP%22%20100%25%20%3Cb%3E`},

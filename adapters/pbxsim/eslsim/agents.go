@@ -8,7 +8,7 @@ import (
 )
 
 // Ring describes the agent legs a call rings (a dialplan `bridge` ring-all of
-// user/<agent>@127.0.0.1, as in fixtures freeswitch-esl/agents).
+// user/<agent>@127.0.0.1, as in the captures of adapters/esl/testdata/agents).
 type Ring struct {
 	Agents  []string      // extensions: "1001", "1002"
 	Answer  int           // index of the agent who answers; -1 = nobody

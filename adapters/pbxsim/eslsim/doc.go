@@ -1,8 +1,8 @@
 // Package eslsim is a protocol-faithful FreeSWITCH Event Socket simulator
 // (inbound and outbound modes) replaying the bytes recorded from FreeSWITCH 1.10.
 //
-// Every frame it writes starts from a recording (recorded/*.txt, taken from
-// ../shared/fixtures/freeswitch-esl): the auth/request banner, command/reply
+// Every frame it writes starts from a recording (recorded/*.txt, exact bytes
+// of FreeSWITCH 1.10.12; recorded/README.md names each): the auth/request banner, command/reply
 // and api/response replies, plain events with the real header sets and
 // FreeSWITCH's URL-encoding (a `%` followed by two upper-case hex digits is not
 // re-encoded), the 112-header outbound `connect` reply with Content-Type near

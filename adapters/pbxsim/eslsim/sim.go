@@ -12,7 +12,7 @@ import (
 	"github.com/callpop/callpop/adapters/esl/eslwire"
 )
 
-// Recorded frames from FreeSWITCH 1.10.12 (../shared/fixtures/freeswitch-esl):
+// Recorded frames from FreeSWITCH 1.10.12 (recorded/README.md names each):
 // the header sets every generated event and reply starts from.
 //
 //go:embed recorded/*.txt

@@ -118,7 +118,7 @@ func TestAuth(t *testing.T) {
 	}
 }
 
-// uuid_setvar as FreeSWITCH 1.10.12 stored it (fixtures inbound-api-escaping / -commands).
+// uuid_setvar as FreeSWITCH 1.10.12 was recorded storing it (docs/freeswitch.md, "Values are made safe").
 func TestSetvarQuirks(t *testing.T) {
 	in, c := newAuthed(t)
 	id := in.ParkWithoutEvent(Caller{Number: "0201234567"})
