@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/apiauth"
 )
 
 // maxParamLen bounds every query parameter of the dialplan endpoints.
@@ -48,6 +50,28 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// audited are the endpoints that read or change a customer's data by
+// number: each request is one audit line.
+var audited = map[string]bool{"lookup": true, "cache": true}
+
+// audit logs who asked for which number and what came of it: the key's
+// name, the masked number, the status and the match. Never the customer's
+// data.
+func (r *Router) audit(endpoint string, req *http.Request, sw *statusWriter) {
+	number := req.PathValue("number")
+	if endpoint == "lookup" {
+		q, _ := url.ParseQuery(req.URL.RawQuery)
+		number = q.Get("number")
+		if number == "" {
+			number = q.Get("ani")
+		}
+	}
+	r.log.LogAttrs(req.Context(), slog.LevelInfo, "audit",
+		slog.String("endpoint", endpoint), slog.String("method", req.Method),
+		slog.String("key", apiauth.Principal(req.Context())), slog.String("number", call.MaskNumber(number)),
+		slog.Int("status", sw.code), slog.String("match", sw.Header().Get("X-Callpop-Match")))
+}
+
 // guard counts requests and turns a panic into a 503 instead of a dropped connection.
 func (r *Router) guard(endpoint string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
@@ -60,6 +84,9 @@ func (r *Router) guard(endpoint string, h http.HandlerFunc) http.HandlerFunc {
 				}
 			}
 			httpRequests.WithLabelValues(endpoint, strconv.Itoa(sw.code)).Inc()
+			if audited[endpoint] {
+				r.audit(endpoint, req, sw)
+			}
 		}()
 		h(sw, req)
 	}
@@ -158,10 +185,16 @@ func (r *Router) handleLookup(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if ex := p["explain"]; ex != "" && ex != "0" && ex != "false" {
-		writeJSON(w, r.Explain(req.Context(), c))
+		e := r.Explain(req.Context(), c)
+		if dj, ok := e.(*decisionJSON); ok {
+			w.Header().Set("X-Callpop-Match", string(dj.Match))
+		}
+		writeJSON(w, e)
 		return
 	}
-	writeJSON(w, DecisionJSON(r.endpointDecide(req.Context(), c)))
+	d := r.endpointDecide(req.Context(), c)
+	w.Header().Set("X-Callpop-Match", string(d.Match))
+	writeJSON(w, DecisionJSON(d))
 }
 
 // handleRoute: GET /v1/route?number=&ani=&dnis=[&field=x[,y…]] → JSON, one

@@ -26,6 +26,8 @@ import (
 	"github.com/callpop/callpop/adapters/esl"
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/internal/apiauth"
+	"github.com/callpop/callpop/internal/tlsfiles"
 	"github.com/callpop/callpop/popper"
 	"github.com/callpop/callpop/router"
 )
@@ -34,6 +36,8 @@ import (
 // package's section, in the order config.example.yaml lists them.
 type Config struct {
 	Listen  string          `mapstructure:"listen"`
+	TLS     tlsfiles.Config `mapstructure:"tls"`
+	API     apiauth.Config  `mapstructure:"api"`
 	Call    CallConfig      `mapstructure:"call"`
 	Numbers callerid.Config `mapstructure:"numbers"`
 	CRM     crm.Config      `mapstructure:"crm"`
@@ -89,6 +93,7 @@ const defaultConfigPath = "./callpop.yaml"
 func DefaultConfig() Config {
 	return Config{
 		Listen:  "127.0.0.1:8080",
+		API:     apiauth.DefaultConfig(),
 		Call:    CallConfig{Budget: 300 * time.Millisecond, DrainTimeout: 10 * time.Second},
 		Numbers: callerid.DefaultConfig(),
 		CRM:     crm.DefaultConfig(),
@@ -245,6 +250,7 @@ func unknownEnv(environ []string, file []byte) []string {
 			strings.HasPrefix(name, "CALLPOP_TEST_") ||
 			strings.HasPrefix(name, "CALLPOP_CRM_") && strings.HasSuffix(name, "_DSN") || // crm: a source's DSN
 			strings.HasPrefix(name, "CALLPOP_POPPER_WEBHOOKS_") || // popper: a webhook's secret
+			apiauth.IsKeyEnv(name) || // api: a key's value
 			bytes.Contains(file, []byte(name)) {
 			continue
 		}
@@ -487,6 +493,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(validateListen("listen", c.Listen))
+	add(c.TLS.Validate())
+	add(apiauth.CheckScopes("tls.client_scopes", c.TLS.ClientScopes))
+	add(c.API.Validate())
 	switch {
 	case c.Call.Budget <= 0:
 		add(fmt.Errorf("call.budget: must be above 0 (default 300ms), got %s", c.Call.Budget))

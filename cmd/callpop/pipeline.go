@@ -13,6 +13,7 @@ import (
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/internal/apiauth"
 	"github.com/callpop/callpop/popper"
 	"github.com/callpop/callpop/router"
 )
@@ -29,12 +30,13 @@ type pipeline struct {
 	crm     *crm.CRM
 	router  *router.Router
 	popper  *popper.Popper
-	decider call.Decider // router, decorated by popper
+	decider call.Decider  // router, decorated by popper
+	auth    *apiauth.Auth // the HTTP API's keys; built with the popper (the serving commands)
 }
 
 // pipelineOptions say which optional parts to build.
 type pipelineOptions struct {
-	Popper bool // build the popper (run, demo); lookup and cache forget do without
+	Popper bool // build the popper and the API's keys (run, demo); lookup and cache forget do without
 }
 
 // newPipeline builds the pipeline; Close releases what it opened.
@@ -45,6 +47,11 @@ func newPipeline(cfg Config, log *slog.Logger, opts pipelineOptions) (_ *pipelin
 			p.Close()
 		}
 	}()
+	if opts.Popper {
+		if p.auth, err = apiauth.New(cfg.API, apiauth.Options{Logger: log, ClientScopes: cfg.TLS.ClientScopes}); err != nil {
+			return nil, err
+		}
+	}
 	if p.numbers, err = callerid.New(cfg.Numbers, log); err != nil {
 		return nil, fmt.Errorf("numbers: %w", err)
 	}

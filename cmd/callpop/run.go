@@ -96,7 +96,10 @@ func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *s
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
 	srv := newHTTPServer(newHandler(p, rd, streams), log)
-	mlog.Info("http listening", "addr", ln.Addr().String())
+	mlog.Info("http listening", "addr", ln.Addr().String(), "tls", cfg.TLS.Enabled(), "api_keys", len(cfg.API.Keys))
+	for _, w := range exposureWarnings(cfg) {
+		mlog.Warn(w)
+	}
 
 	parts := []sidecarPart{
 		{"popper", p.popper.Run},
@@ -127,7 +130,7 @@ func runSidecar(ctx context.Context, lc loadedConfig, log *slog.Logger, level *s
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(srv, ln, cfg.TLS, log); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			failed <- fmt.Errorf("http: %w", err)
 		}
 	}()

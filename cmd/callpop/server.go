@@ -3,13 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/callpop/callpop/internal/apiauth"
+	"github.com/callpop/callpop/internal/netallow"
+	"github.com/callpop/callpop/internal/tlsfiles"
 )
 
 // HTTP server limits. Look-ups answer within call.budget; the agents' pop
@@ -87,9 +93,12 @@ func (r *readiness) status() readyJSON {
 func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handler {
 	mux := http.NewServeMux()
 	rh := p.router.Handler()
-	mux.Handle("/v1/lookup", rh)
-	mux.Handle("/v1/route", rh)
-	mux.Handle("/v1/cache/", rh)
+	// Every endpoint that returns or changes data needs its scope (or, with
+	// no api.keys, a loopback client); probes and the panel's own token
+	// scheme stay as they are.
+	mux.Handle("/v1/lookup", p.auth.Require(apiauth.ScopeLookup, rh))
+	mux.Handle("/v1/route", p.auth.Require(apiauth.ScopeRoute, rh))
+	mux.Handle("/v1/cache/", p.auth.Require(apiauth.ScopeCache, rh))
 	if p.popper != nil {
 		ph := p.popper.Handler()
 		mux.Handle("GET /{$}", ph) // exactly "/": a redirect to the panel
@@ -111,7 +120,11 @@ func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handle
 		}
 		_ = json.NewEncoder(w).Encode(st)
 	})
-	mux.Handle("GET /metrics", promhttp.Handler())
+	var metrics http.Handler = promhttp.Handler()
+	if !p.cfg.API.MetricsOpen {
+		metrics = p.auth.Require(apiauth.ScopeMetrics, metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
 	return mux
 }
 
@@ -140,4 +153,41 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}
+}
+
+// exposureWarnings are what start-up says of an HTTP listener reachable
+// from other hosts: without api.keys its API answers loopback clients only;
+// without TLS its keys and the customers' data cross the network in clear.
+func exposureWarnings(cfg Config) []string {
+	if !netallow.BeyondLoopback(cfg.Listen) {
+		return nil
+	}
+	var out []string
+	if len(cfg.API.Keys) == 0 && cfg.TLS.ClientCAFile == "" {
+		refused := "/v1/route, /v1/lookup, DELETE /v1/cache"
+		if !cfg.API.MetricsOpen {
+			refused += " and /metrics"
+		}
+		out = append(out, fmt.Sprintf("listen %s is reachable from other hosts but api.keys is empty: %s answer only loopback clients "+
+			"(others get 401); configure api.keys (see docs/security.md)", cfg.Listen, refused))
+	}
+	if !cfg.TLS.Enabled() {
+		out = append(out, fmt.Sprintf("listen %s is reachable from other hosts without TLS: API keys, agent tokens and customer data "+
+			"cross the network in clear; set tls.cert_file and tls.key_file, or put a TLS proxy in front", cfg.Listen))
+	}
+	return out
+}
+
+// serve serves srv on ln, over TLS from tls.cert_file/key_file when set
+// (re-read when the files change).
+func serve(srv *http.Server, ln net.Listener, cfg tlsfiles.Config, log *slog.Logger) error {
+	if !cfg.Enabled() {
+		return srv.Serve(ln)
+	}
+	ts, err := tlsfiles.NewServer(cfg, log)
+	if err != nil {
+		return err
+	}
+	srv.TLSConfig = ts.TLSConfig()
+	return srv.ServeTLS(ln, "", "")
 }

@@ -181,8 +181,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if list.Allows(ip) {
 			return c, nil
 		}
+		l.refuse(ip.String(), list) // counted before the peer can see the close
 		_ = c.Close()
-		l.refuse(ip.String(), list)
 	}
 }
 
