@@ -50,26 +50,32 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// audited are the endpoints that read or change a customer's data by
-// number: each request is one audit line.
-var audited = map[string]bool{"lookup": true, "cache": true}
-
-// audit logs who asked for which number and what came of it: the key's
-// name, the masked number, the status and the match. Never the customer's
-// data.
-func (r *Router) audit(endpoint string, req *http.Request, sw *statusWriter) {
-	number := req.PathValue("number")
-	if endpoint == "lookup" {
-		q, _ := url.ParseQuery(req.URL.RawQuery)
-		number = q.Get("number")
-		if number == "" {
-			number = q.Get("ani")
-		}
-	}
-	r.log.LogAttrs(req.Context(), slog.LevelInfo, "audit",
-		slog.String("endpoint", endpoint), slog.String("method", req.Method),
-		slog.String("key", apiauth.Principal(req.Context())), slog.String("number", call.MaskNumber(number)),
-		slog.Int("status", sw.code), slog.String("match", sw.Header().Get("X-Callpop-Match")))
+// Audited wraps the handler of a data endpoint (lookup, cache) and its
+// key check: each request, let in or refused, is one audit line with the
+// key's name, the masked number, the status and the match. Never the
+// customer's data.
+func (r *Router) Audited(endpoint string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ctx, principal := apiauth.Track(req.Context())
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			number := req.PathValue("number")
+			if rest, ok := strings.CutPrefix(req.URL.Path, "/v1/cache/"); ok && number == "" {
+				number = rest // wrapped outside the router's mux, which names the path value
+			}
+			if endpoint == "lookup" {
+				q, _ := url.ParseQuery(req.URL.RawQuery)
+				if number = q.Get("number"); number == "" {
+					number = q.Get("ani")
+				}
+			}
+			r.log.LogAttrs(ctx, slog.LevelInfo, "audit",
+				slog.String("endpoint", endpoint), slog.String("method", req.Method),
+				slog.String("key", principal()), slog.String("number", call.MaskNumber(number)),
+				slog.Int("status", sw.code), slog.String("match", sw.Header().Get("X-Callpop-Match")))
+		}()
+		h.ServeHTTP(sw, req.WithContext(ctx))
+	})
 }
 
 // guard counts requests and turns a panic into a 503 instead of a dropped connection.
@@ -84,9 +90,6 @@ func (r *Router) guard(endpoint string, h http.HandlerFunc) http.HandlerFunc {
 				}
 			}
 			httpRequests.WithLabelValues(endpoint, strconv.Itoa(sw.code)).Inc()
-			if audited[endpoint] {
-				r.audit(endpoint, req, sw)
-			}
 		}()
 		h(sw, req)
 	}

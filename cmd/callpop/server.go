@@ -96,9 +96,9 @@ func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handle
 	// Every endpoint that returns or changes data needs its scope (or, with
 	// no api.keys, a loopback client); probes and the panel's own token
 	// scheme stay as they are.
-	mux.Handle("/v1/lookup", p.auth.Require(apiauth.ScopeLookup, rh))
+	mux.Handle("/v1/lookup", p.router.Audited("lookup", p.auth.Require(apiauth.ScopeLookup, rh)))
 	mux.Handle("/v1/route", p.auth.Require(apiauth.ScopeRoute, rh))
-	mux.Handle("/v1/cache/", p.auth.Require(apiauth.ScopeCache, rh))
+	mux.Handle("/v1/cache/", p.router.Audited("cache", p.auth.Require(apiauth.ScopeCache, rh)))
 	if p.popper != nil {
 		ph := p.popper.Handler()
 		mux.Handle("GET /{$}", ph) // exactly "/": a redirect to the panel

@@ -243,12 +243,35 @@ func Principal(ctx context.Context) string {
 	return s
 }
 
+type slotKey struct{}
+
+// Track returns a context in which Require records who a request came as,
+// let in or refused, and a func that reads it once the request is done: an
+// audit wrapper outside Require sees the refused requests too.
+func Track(ctx context.Context) (context.Context, func() string) {
+	name := new(string)
+	return context.WithValue(ctx, slotKey{}, name), func() string { return *name }
+}
+
+// note records who r came as in r's Track slot, if it has one.
+func note(r *http.Request, name string) {
+	if s, ok := r.Context().Value(slotKey{}).(*string); ok {
+		*s = name
+	}
+}
+
 // Require serves h only to requests whose key (or client certificate) has
 // scope: 401 without a valid key, 403 without the scope, 429 over the rate.
 // With no key configured, loopback clients are served and others refused.
 func (a *Auth) Require(scope string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, status, why := a.authenticate(r)
+		switch {
+		case p != nil:
+			note(r, p.name)
+		case status == 0:
+			note(r, "loopback")
+		}
 		switch {
 		case status == http.StatusUnauthorized:
 			challenge := `Bearer realm="callpop"`
