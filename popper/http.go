@@ -16,7 +16,7 @@ import (
 //go:embed web
 var webFiles embed.FS
 
-// pageTmpl is the panel; its one field, Reason, is why a sign-in failed.
+// pageTmpl is the panel, filled from pageData.
 var pageTmpl = template.Must(template.ParseFS(webFiles, "web/index.html"))
 
 // writeTimeout bounds one write to a stream, so a stuck client cannot hold
@@ -34,6 +34,8 @@ func (p *Popper) Handler() http.Handler {
 	mux.Handle("GET /{$}", http.RedirectHandler("/agent", http.StatusSeeOther))
 	mux.HandleFunc("GET /agent", p.servePage)
 	mux.HandleFunc("GET /agent/{$}", p.servePage) // the file server would send the template raw
+	mux.HandleFunc("POST /agent", p.signIn)
+	mux.HandleFunc("POST /agent/signout", p.signOut)
 	mux.Handle("GET /agent/", securityHeaders(files))
 	mux.HandleFunc("GET /v1/agents/{agent}/pops", p.serveStream)
 	mux.HandleFunc("OPTIONS /v1/agents/{agent}/pops", p.servePreflight)
@@ -54,23 +56,98 @@ func setSecurityHeaders(h http.Header) {
 	h.Set("X-Frame-Options", "DENY")
 }
 
-// servePage serves the panel (the page itself holds no data: it reads the
-// agent's stream with the token). A token in the URL that does not verify
-// gets the sign-in form with the reason, as 401.
+// cookieName is the agent's session cookie: the token itself (it keeps its
+// signature and expiry), HttpOnly so the page's scripts never hold it.
+const cookieName = "callpop_agent"
+
+// pageData fills the panel's template: the agent signed in by cookie, or
+// why a sign-in failed.
+type pageData struct {
+	Reason string
+	Agent  string
+	Exp    int64 // unix seconds
+}
+
+// servePage serves the panel. A token in the address is exchanged at once
+// for the session cookie and the address redirected without it, so it stays
+// in no history, proxy log or Referer; one that does not verify gets the
+// sign-in form with the reason, as 401.
 func (p *Popper) servePage(w http.ResponseWriter, r *http.Request) {
 	if !p.originAllowed(r) {
 		authFailuresTotal.WithLabelValues("origin").Inc()
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	status, reason := http.StatusOK, ""
 	if t := r.URL.Query().Get("token"); t != "" {
-		if _, _, err := p.verify(w, t); err != nil {
-			status, reason = http.StatusUnauthorized, p.tokenReason(err)
-		}
+		p.exchange(w, r, t)
+		return
 	}
+	c, err := r.Cookie(cookieName)
+	if err != nil || c.Value == "" {
+		p.renderPage(w, http.StatusOK, pageData{})
+		return
+	}
+	agent, exp, err := p.verify(w, c.Value)
+	if err != nil {
+		p.clearCookie(w, r)
+		p.renderPage(w, http.StatusUnauthorized, pageData{Reason: p.tokenReason(err)})
+		return
+	}
+	p.renderPage(w, http.StatusOK, pageData{Agent: agent, Exp: exp.Unix()})
+}
+
+// signIn takes the token pasted into the sign-in form (a POST, so it never
+// appears in an address) and exchanges it for the session cookie.
+func (p *Popper) signIn(w http.ResponseWriter, r *http.Request) {
+	if !p.originAllowed(r) {
+		authFailuresTotal.WithLabelValues("origin").Inc()
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad sign-in form", http.StatusBadRequest)
+		return
+	}
+	p.exchange(w, r, strings.TrimSpace(r.PostForm.Get("token")))
+}
+
+// exchange sets the session cookie for a good token and sends the browser
+// to the bare panel address; a bad one gets the sign-in form with why.
+func (p *Popper) exchange(w http.ResponseWriter, r *http.Request, token string) {
+	_, exp, err := p.verify(w, token)
+	if err != nil {
+		p.renderPage(w, http.StatusUnauthorized, pageData{Reason: p.tokenReason(err)})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName, Value: token, Path: "/", Expires: exp, MaxAge: max(1, int(time.Until(exp).Seconds())),
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+	})
+	setSecurityHeaders(w.Header())
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, "/agent", http.StatusSeeOther)
+}
+
+// signOut drops the session cookie.
+func (p *Popper) signOut(w http.ResponseWriter, r *http.Request) {
+	if !p.originAllowed(r) {
+		authFailuresTotal.WithLabelValues("origin").Inc()
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	p.clearCookie(w, r)
+	http.Redirect(w, r, "/agent", http.StatusSeeOther)
+}
+
+func (p *Popper) clearCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+}
+
+func (p *Popper) renderPage(w http.ResponseWriter, status int, d pageData) {
 	var b bytes.Buffer
-	if err := pageTmpl.Execute(&b, struct{ Reason string }{reason}); err != nil {
+	if err := pageTmpl.Execute(&b, d); err != nil {
 		http.Error(w, "panel unavailable", http.StatusInternalServerError)
 		return
 	}
@@ -109,6 +186,12 @@ func (p *Popper) originAllowed(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return true
+	}
+	if o == "null" {
+		// The panel's own form posts: under Referrer-Policy no-referrer a
+		// browser sends Origin: null, and says where the request came from
+		// in Sec-Fetch-Site instead.
+		return r.Header.Get("Sec-Fetch-Site") == "same-origin"
 	}
 	u, err := url.Parse(o)
 	if err != nil || u.Host == "" {
@@ -157,14 +240,18 @@ func (p *Popper) authAgent(w http.ResponseWriter, r *http.Request) (string, time
 		http.Error(w, "agent streams are disabled: popper.token_secret is not set", http.StatusServiceUnavailable)
 		return "", time.Time{}, false
 	}
+	// The Bearer header (programs), else ?token= (non-browser clients and
+	// panels on other origins), else the panel's session cookie.
 	tok := ""
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, v, ok := strings.Cut(h, " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {
 			tok = strings.TrimSpace(v)
 		}
-	} else {
-		tok = r.URL.Query().Get("token")
+	} else if tok = r.URL.Query().Get("token"); tok == "" {
+		if c, err := r.Cookie(cookieName); err == nil {
+			tok = c.Value
+		}
 	}
 	agent, exp, err := p.verify(w, tok)
 	if err != nil {

@@ -85,9 +85,24 @@ func (b *browser) eval(js string) string {
 	return s
 }
 
+// wait polls js until it is true; a navigation under way (a form posted,
+// a redirect) ends a poll, or makes it throw on a half-built page, and it
+// then starts again on the new page.
 func (b *browser) wait(name, js string) {
 	b.t.Helper()
-	b.step(name, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(20*time.Second)))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sctx, scancel := context.WithTimeout(b.ctx, 20*time.Second)
+		err := chromedp.Do(sctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(20*time.Second)))
+		scancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || b.ctx.Err() != nil {
+			b.t.Fatalf("%s: %v", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (b *browser) shot(name string) {
@@ -120,8 +135,10 @@ func TestPanelInChromium(t *testing.T) {
 
 	step("open panel", chromedp.Navigate(in.srv.URL+"/agent?token="+token(t, "1001")))
 	wait("connected", `document.getElementById("conn").dataset.state === "live"`)
-	if got := eval(`location.search`); got != "" {
-		t.Errorf("token left in the address bar: %q", got)
+	// Exchanged for an HttpOnly cookie: not in the address, nor anything
+	// the page's scripts can read.
+	if got := eval(`location.search + "|" + document.cookie + "|" + JSON.stringify(sessionStorage)`); got != "||{}" {
+		t.Errorf("token left in the address bar, history or page storage: %q", got)
 	}
 
 	// Earlier call today, for the recent list.
@@ -306,4 +323,13 @@ func TestPanelRefusedTokenInChromium(t *testing.T) {
 	br.shot("panel-refused.png")
 	br.step("sign in", chromedp.SendKeys("#token-input", token(t, "1001")), chromedp.Click("#login-form button[type=submit]"))
 	br.wait("connected", `document.getElementById("conn").dataset.state === "live"`)
+	// The pasted token went in a POST body: not in the address, not readable
+	// by the page (an HttpOnly cookie holds it).
+	if got := br.eval(`location.pathname + location.search + "|" + document.cookie`); got != "/agent|" {
+		t.Errorf("after sign-in: %q, want /agent and no script-readable cookie", got)
+	}
+	br.step("sign out", chromedp.Click("#logout"))
+	br.wait("signed out", `document.readyState === "complete" && !document.getElementById("login").hidden && document.body.dataset.agent === ""`)
+	br.step("reload", chromedp.Reload())
+	br.wait("still signed out", `document.readyState === "complete" && !document.getElementById("login").hidden`)
 }

@@ -3,7 +3,6 @@
 (function () {
   "use strict";
 
-  var TOKEN_KEY = "callpop.token";
   var FLAG_BADGES = {
     fraud: ["Fraud suspect", "bad"], fraud_suspect: ["Fraud suspect", "bad"],
     ani_verified: ["ANI verified", "good"], region_mismatch: ["Region mismatch", "warn"],
@@ -16,18 +15,10 @@
   var FIXED = { id: 1, name: 1, tier: 1, language: 1, url: 1, open_tickets: 1, recent_interactions: 1, topics: 1 };
 
   var $ = function (id) { return document.getElementById(id); };
-  var es = null, token = "", agent = "", exp = 0, lastId = "", retry = 0, retryTimer = 0;
+  // The agent's token lives in an HttpOnly cookie the server set; the page
+  // knows only who is signed in and until when (from the server).
+  var es = null, agent = "", exp = 0, lastId = "", retry = 0, retryTimer = 0;
   var seen = {}, live = {}, recent = [];
-
-  function decodeToken(t) {
-    try {
-      var p = t.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
-      while (p.length % 4) p += "=";
-      var parts = atob(p).split("|");
-      if (parts.length !== 2 || !parts[0]) return null;
-      return { agent: parts[0], exp: parseInt(parts[1], 10) * 1000 };
-    } catch (e) { return null; }
-  }
 
   function safeHref(u) {
     try {
@@ -61,12 +52,9 @@
     setConn("idle", "Not connected");
   }
 
-  function start(t) {
-    var info = decodeToken(t);
-    if (!info) { showLogin("That is not a callpop token."); return; }
-    if (info.exp <= Date.now()) { showLogin("This token has expired; ask for a new one."); return; }
-    token = t; agent = info.agent; exp = info.exp;
-    try { sessionStorage.setItem(TOKEN_KEY, t); } catch (e) { /* private mode */ }
+  function start(a, expMs) {
+    if (expMs <= Date.now()) { showLogin("Your token has expired; sign in again."); return; }
+    agent = a; exp = expMs;
     $("agent-id").textContent = agent;
     $("who").hidden = false;
     $("logout").hidden = false;
@@ -80,8 +68,8 @@
     if (es) es.close();
     if (exp <= Date.now()) { showLogin("Your token has expired; sign in again."); return; }
     setConn("connecting", retry ? "Reconnecting…" : "Connecting…");
-    var url = "/v1/agents/" + encodeURIComponent(agent) + "/pops?token=" + encodeURIComponent(token);
-    if (lastId) url += "&last_event_id=" + encodeURIComponent(lastId);
+    var url = "/v1/agents/" + encodeURIComponent(agent) + "/pops"; // the session cookie goes along
+    if (lastId) url += "?last_event_id=" + encodeURIComponent(lastId);
     es = new EventSource(url);
     es.onopen = function () { retry = 0; setConn("live", "Live"); };
     es.addEventListener("pop", function (ev) {
@@ -106,9 +94,7 @@
   }
 
   function probeThenConnect() {
-    fetch("/v1/agents/" + encodeURIComponent(agent) + "/pops", {
-      headers: { "Authorization": "Bearer " + token }, cache: "no-store"
-    }).then(function (r) {
+    fetch("/v1/agents/" + encodeURIComponent(agent) + "/pops", { credentials: "same-origin", cache: "no-store" }).then(function (r) {
       if (r.status === 401 || r.status === 403) { showLogin("The server refused this token; sign in again."); return; }
       if (r.body && r.body.cancel) r.body.cancel();
       connect();
@@ -278,30 +264,19 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    $("login-form").addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      start($("token-input").value.trim());
-      $("token-input").value = "";
-    });
-    $("logout").addEventListener("click", function () {
-      try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* ignore */ }
-      token = ""; lastId = ""; seen = {}; live = {}; recent = [];
-      render();
-      showLogin("");
-    });
     $("notify").addEventListener("click", function () {
       Notification.requestPermission().then(function () { $("notify").hidden = true; });
     });
-    // The server's reason when it refused the token in the address.
+    // The server's reason when it refused a token; a refused token still in
+    // the address is taken out of it (a good one was exchanged for the
+    // cookie and redirected away by the server).
     var refused = $("login-error").textContent.trim();
     var q = new URLSearchParams(location.search);
-    var t = q.get("token");
-    if (t) {
+    if (q.has("token")) {
       q.delete("token");
       history.replaceState(null, "", location.pathname + (q.toString() ? "?" + q : ""));
-    } else {
-      try { t = sessionStorage.getItem(TOKEN_KEY); } catch (e) { t = null; }
     }
-    if (refused) showLogin(refused); else if (t) start(t); else showLogin("");
+    var signedIn = document.body.dataset.agent, until = parseInt(document.body.dataset.exp, 10) * 1000;
+    if (refused) showLogin(refused); else if (signedIn && until) start(signedIn, until); else showLogin("");
   });
 })();
