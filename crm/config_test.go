@@ -90,12 +90,12 @@ func TestSecrets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Setenv("CALLPOP_TEST_SECRET", tt.env)
-		got, err := secret(tt.inline, tt.file, "CALLPOP_TEST_SECRET", "x.secret_file")
+		got, err := readSecret(tt.inline, tt.file, "CALLPOP_TEST_SECRET", "x.secret")
 		if err != nil || got != tt.want {
 			t.Fatalf("env %q: secret(%q,%q) = %q, %v; want %q", tt.env, tt.inline, tt.file, got, err, tt.want)
 		}
 	}
-	if _, err := secret("", filepath.Join(dir, "missing"), "X", "x.secret_file"); err == nil || !strings.Contains(err.Error(), "x.secret_file") {
+	if _, err := readSecret("", filepath.Join(dir, "missing"), "X", "x.secret"); err == nil || !strings.Contains(err.Error(), "x.secret_file") {
 		t.Fatalf("missing file: %v", err)
 	}
 	if got := dsnEnv("crm-main.1"); got != "CALLPOP_CRM_CRM_MAIN_1_DSN" {

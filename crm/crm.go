@@ -239,7 +239,7 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	if err := cc.Validate(); err != nil {
 		return nil, err
 	}
-	secretKey, err := secret(cc.KeySecret, cc.KeySecretFile, EnvKeySecret, "cache.key_secret_file")
+	secretKey, err := readSecret(cc.KeySecret, cc.KeySecretFile, EnvKeySecret, "cache.key_secret")
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ type pgSource struct {
 }
 
 func newPGSource(ctx context.Context, sc SourceConfig, log *slog.Logger) (*pgSource, error) {
-	dsn, err := secret(sc.DSN, sc.DSNFile, dsnEnv(sc.Name), "dsn_file")
+	dsn, err := readSecret(sc.DSN, sc.DSNFile, dsnEnv(sc.Name), "dsn")
 	if err != nil {
 		return nil, err
 	}

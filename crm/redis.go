@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/callpop/callpop/internal/secret"
 )
 
 var setLoggerOnce sync.Once
@@ -36,7 +37,7 @@ func OpenRedis(cfg RedisConfig, log *slog.Logger) (redis.UniversalClient, error)
 	setLoggerOnce.Do(func() {
 		redis.SetLogger(slogRedis{log.With("component", "redis")})
 	})
-	pw, err := secret(cfg.Password, cfg.PasswordFile, "CALLPOP_CACHE_REDIS_PASSWORD", "cache.redis.password_file")
+	pw, err := readSecret(cfg.Password, cfg.PasswordFile, "CALLPOP_CACHE_REDIS_PASSWORD", "cache.redis.password")
 	if err != nil {
 		return nil, err
 	}
@@ -75,19 +76,11 @@ func OpenRedis(cfg RedisConfig, log *slog.Logger) (redis.UniversalClient, error)
 	return redis.NewUniversalClient(opts), nil
 }
 
-// secret returns the environment variable env when set, else the trimmed
-// content of file, else the inline value (as the README says: a variable
-// wins over the file).
-func secret(inline, file, env, key string) (string, error) {
-	if v := os.Getenv(env); v != "" {
-		return v, nil
+// readSecret is the secret for key: its variable, else its file, else inline.
+func readSecret(inline, file, env, key string) (string, error) {
+	v, err := secret.Resolve(env, file, inline, key)
+	if err != nil {
+		return "", fmt.Errorf("crm: %w", err)
 	}
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("crm: %s: %w", key, err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	}
-	return inline, nil
+	return v, nil
 }

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path"
 	"strings"
 	"time"
+
+	"github.com/callpop/callpop/internal/secret"
 )
 
 // Env variables that override secrets from the file.
@@ -301,29 +302,20 @@ func checkTemplateURL(t string) error {
 // ResolveTokenSecret returns the token secret: env CALLPOP_POPPER_TOKEN_SECRET,
 // else token_secret_file, else token_secret. Empty means agent endpoints are off.
 func (c Config) ResolveTokenSecret() ([]byte, error) {
-	return resolveSecret(os.Getenv(EnvTokenSecret), c.TokenSecretFile, c.TokenSecret, "popper.token_secret")
+	return resolveSecret(EnvTokenSecret, c.TokenSecretFile, c.TokenSecret, "popper.token_secret")
 }
 
 // ResolveSecret returns webhook i's secret: env CALLPOP_POPPER_WEBHOOKS_<i>_SECRET, else secret_file, else secret.
 func (w WebhookConfig) ResolveSecret(i int) ([]byte, error) {
-	return resolveSecret(os.Getenv(fmt.Sprintf(EnvWebhookSecret, i)), w.SecretFile, w.Secret, fmt.Sprintf("popper.webhooks[%d].secret", i))
+	return resolveSecret(fmt.Sprintf(EnvWebhookSecret, i), w.SecretFile, w.Secret, fmt.Sprintf("popper.webhooks[%d].secret", i))
 }
 
 const minSecret = 16
 
 func resolveSecret(env, file, inline, key string) ([]byte, error) {
-	var s string
-	switch {
-	case env != "":
-		s = env
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("%s_file: %w", key, err)
-		}
-		s = strings.TrimRight(string(b), "\r\n")
-	default:
-		s = inline
+	s, err := secret.Resolve(env, file, inline, key)
+	if err != nil {
+		return nil, err
 	}
 	if s != "" && len(s) < minSecret {
 		return nil, fmt.Errorf("%s: must be at least %d bytes", key, minSecret)

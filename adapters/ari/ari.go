@@ -66,7 +66,7 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 	}
 	pass, err := cfg.password()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("adapters/ari: %w", err)
 	}
 	u, _ := url.Parse(strings.TrimRight(cfg.URL, "/"))
 	ws := *u

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/callpop/callpop/internal/secret"
 )
 
 // PasswordEnv overrides pbx.asterisk.password and password_file when set.
@@ -129,15 +130,5 @@ func (c *Config) Validate() error {
 
 // password resolves the password: env override, then password_file, then password.
 func (c *Config) password() (string, error) {
-	if v, ok := os.LookupEnv(PasswordEnv); ok {
-		return v, nil
-	}
-	if c.PasswordFile != "" {
-		b, err := os.ReadFile(c.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("adapters/ari: pbx.asterisk.password_file: %w", err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	}
-	return c.Password, nil
+	return secret.Resolve(PasswordEnv, c.PasswordFile, c.Password, "pbx.asterisk.password")
 }

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/callpop/callpop/internal/netallow"
+	"github.com/callpop/callpop/internal/secret"
 )
 
 // PasswordEnv overrides pbx.freeswitch.password.
@@ -116,7 +116,7 @@ func (c *Config) Validate() error {
 		pw, err := c.password()
 		switch {
 		case err != nil:
-			bad("password_file", "%v", err)
+			errs = append(errs, err)
 		case pw == "":
 			if c.Mode == "outbound" {
 				bad("password", "required for the event connection (set password_file or %s), or set pbx.freeswitch.events: false (no agent-leg pops)", PasswordEnv)
@@ -160,17 +160,7 @@ func (c *Config) Validate() error {
 
 // password resolves the password: env, then file, then the key.
 func (c *Config) password() (string, error) {
-	if v := os.Getenv(PasswordEnv); v != "" {
-		return v, nil
-	}
-	if c.PasswordFile != "" {
-		b, err := os.ReadFile(c.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("read: %w", err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	}
-	return c.Password, nil
+	return secret.Resolve(PasswordEnv, c.PasswordFile, c.Password, "pbx.freeswitch.password")
 }
 
 func isToken(s string) bool {

@@ -27,7 +27,7 @@ func TestConfigValidate(t *testing.T) {
 		{"outbound with events needs a password", "", func(c *Config) {}, "pbx.freeswitch.password: required for the event connection"},
 		{"password from env", "from-env", func(c *Config) {}, ""},
 		{"password from file", "", func(c *Config) { c.PasswordFile = pwFile }, ""},
-		{"missing password file", "", func(c *Config) { c.PasswordFile = "/nonexistent/pw" }, "pbx.freeswitch.password_file: read"},
+		{"missing password file", "", func(c *Config) { c.PasswordFile = "/nonexistent/pw" }, "pbx.freeswitch.password_file: open /nonexistent/pw"},
 		{"password and file", "", func(c *Config) { c.Password = "x"; c.PasswordFile = pwFile }, "can not both be set"},
 		{"default password refused", "", func(c *Config) { c.Password = "ClueCon" }, "pbx.freeswitch.password: is FreeSWITCH's default"},
 		{"default password allowed", "", func(c *Config) { c.Password = "ClueCon"; c.AllowDefaultPassword = true }, ""},

@@ -67,7 +67,7 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 	if cfg.needsSocket() {
 		pw, err := cfg.password()
 		if err != nil {
-			return nil, fmt.Errorf("adapters/esl: pbx.freeswitch.password_file: %w", err)
+			return nil, fmt.Errorf("adapters/esl: %w", err)
 		}
 		a.password = pw
 	}
