@@ -2,13 +2,14 @@ package crm
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/callpop/callpop/internal/tlsfiles"
 )
 
 // Config is the `crm` section of callpop.yaml. mapstructure tags are the YAML
@@ -324,13 +325,9 @@ func (t RedisTLS) config() (*tls.Config, error) {
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("cache.redis.tls.ca_file: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("cache.redis.tls.ca_file: %s holds no PEM certificate", t.CAFile)
+		var err error
+		if c.RootCAs, err = tlsfiles.CAPool("cache.redis.tls.ca_file", t.CAFile); err != nil {
+			return nil, err
 		}
 	}
 	if t.CertFile != "" && t.KeyFile != "" {

@@ -73,9 +73,7 @@ type pageData struct {
 // in no history, proxy log or Referer; one that does not verify gets the
 // sign-in form with the reason, as 401.
 func (p *Popper) servePage(w http.ResponseWriter, r *http.Request) {
-	if !p.originAllowed(r) {
-		authFailuresTotal.WithLabelValues("origin").Inc()
-		http.Error(w, "origin not allowed", http.StatusForbidden)
+	if p.refuseOrigin(w, r) {
 		return
 	}
 	if t := r.URL.Query().Get("token"); t != "" {
@@ -99,9 +97,7 @@ func (p *Popper) servePage(w http.ResponseWriter, r *http.Request) {
 // signIn takes the token pasted into the sign-in form (a POST, so it never
 // appears in an address) and exchanges it for the session cookie.
 func (p *Popper) signIn(w http.ResponseWriter, r *http.Request) {
-	if !p.originAllowed(r) {
-		authFailuresTotal.WithLabelValues("origin").Inc()
-		http.Error(w, "origin not allowed", http.StatusForbidden)
+	if p.refuseOrigin(w, r) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
@@ -131,9 +127,7 @@ func (p *Popper) exchange(w http.ResponseWriter, r *http.Request, token string) 
 
 // signOut drops the session cookie.
 func (p *Popper) signOut(w http.ResponseWriter, r *http.Request) {
-	if !p.originAllowed(r) {
-		authFailuresTotal.WithLabelValues("origin").Inc()
-		http.Error(w, "origin not allowed", http.StatusForbidden)
+	if p.refuseOrigin(w, r) {
 		return
 	}
 	p.clearCookie(w, r)
@@ -180,6 +174,16 @@ func (p *Popper) tokenReason(err error) string {
 	}
 }
 
+// refuseOrigin answers 403 to a request from an origin not allowed.
+func (p *Popper) refuseOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if p.originAllowed(r) {
+		return false
+	}
+	authFailuresTotal.WithLabelValues("origin").Inc()
+	http.Error(w, "origin not allowed", http.StatusForbidden)
+	return true
+}
+
 // originAllowed accepts no Origin (not a browser), the server's own origin
 // and the configured popper.allowed_origins.
 func (p *Popper) originAllowed(r *http.Request) bool {
@@ -217,9 +221,7 @@ func (p *Popper) setCORS(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Popper) servePreflight(w http.ResponseWriter, r *http.Request) {
-	if !p.originAllowed(r) {
-		authFailuresTotal.WithLabelValues("origin").Inc()
-		http.Error(w, "origin not allowed", http.StatusForbidden)
+	if p.refuseOrigin(w, r) {
 		return
 	}
 	p.setCORS(w, r)
@@ -231,9 +233,7 @@ func (p *Popper) servePreflight(w http.ResponseWriter, r *http.Request) {
 
 // authAgent returns the agent of the request's token, or writes the error.
 func (p *Popper) authAgent(w http.ResponseWriter, r *http.Request) (string, time.Time, bool) {
-	if !p.originAllowed(r) {
-		authFailuresTotal.WithLabelValues("origin").Inc()
-		http.Error(w, "origin not allowed", http.StatusForbidden)
+	if p.refuseOrigin(w, r) {
 		return "", time.Time{}, false
 	}
 	if len(p.secret) == 0 {

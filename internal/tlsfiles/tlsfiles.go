@@ -84,16 +84,25 @@ func load(c Config) (*loaded, error) {
 	}
 	l.cert = &cert
 	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
-		}
-		l.pool = x509.NewCertPool()
-		if !l.pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.client_ca_file: %s holds no PEM certificate", c.ClientCAFile)
+		if l.pool, err = CAPool("tls.client_ca_file", c.ClientCAFile); err != nil {
+			return nil, err
 		}
 	}
 	return l, nil
+}
+
+// CAPool reads the PEM certificates of path into a pool; key names the
+// config key in errors.
+func CAPool(key, path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", key, path)
+	}
+	return pool, nil
 }
 
 // Server hands out the current TLS settings.
