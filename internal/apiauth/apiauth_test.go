@@ -277,3 +277,33 @@ func FuzzParseBearer(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRequire is the guard's cost per request: parse the header, hash
+// the key, compare it with every configured key, take a rate-limit token.
+func BenchmarkRequire(b *testing.B) {
+	for _, n := range []int{1, 10} {
+		b.Run(strconv.Itoa(n)+"keys", func(b *testing.B) {
+			cfg := Config{RateLimit: RateLimit{PerSecond: 1e9, Burst: 1 << 30}}
+			for i := range n {
+				name := "k" + strconv.Itoa(i)
+				cfg.Keys = append(cfg.Keys, KeyConfig{Name: name, Scopes: []string{ScopeRoute}})
+				b.Setenv(EnvName(name), "key-"+name+"-0123456789abcdef")
+			}
+			a, err := New(cfg, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := a.Require(ScopeRoute, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			req := httptest.NewRequest("GET", "/v1/route", nil)
+			req.Header.Set("Authorization", "Bearer key-k0-0123456789abcdef")
+			w := httptest.NewRecorder()
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServeHTTP(w, req)
+			}
+			if w.Code != 200 {
+				b.Fatal(w.Code)
+			}
+		})
+	}
+}
