@@ -3,7 +3,49 @@
 # or override keys with CALLPOP_* environment variables).
 #
 #   docker build -t callpop --build-arg VERSION=$(git describe --tags --always) .
-#   docker run --rm -p 8080:8080 callpop
+#
+# The listeners face the container's network (ENV below), so the image does not
+# start until you say who may connect (docs/security.md):
+#   - CALLPOP_ROUTER_FASTAGI_ALLOW: the Asterisk servers allowed on FastAGI (4573),
+#     as callpop sees them (behind Docker's port publishing that may be the bridge's
+#     gateway: a refused connection is logged with its peer);
+#   - CALLPOP_API_KEYS (a JSON list) and each key's CALLPOP_API_KEYS_<NAME>_KEY: the
+#     HTTP API answers other hosts only with a key (Authorization: Bearer <key>);
+#     `-e NAME` without a value passes the variable from your shell, keeping the
+#     secret off the command line;
+#   - CALLPOP_CRM_SOURCES: `callpop run` refuses the embedded sample customers.
+#
+#   export CALLPOP_API_KEYS_DIALPLAN_KEY="$(openssl rand -hex 32)" CRM_TOKEN=...
+#   docker run --rm -p 8080:8080 -p 4573:4573 \
+#     -e CALLPOP_ROUTER_FASTAGI_ALLOW=10.0.0.5/32,10.0.0.6/32 \
+#     -e CALLPOP_API_KEYS='[{"name":"dialplan","scopes":["route"]}]' \
+#     -e CALLPOP_API_KEYS_DIALPLAN_KEY \
+#     -e CALLPOP_CRM_SOURCES='[{"name":"main","kind":"http","url":"https://crm.example/api/customers?phone={e164}","headers":{"Authorization":"Bearer ${CRM_TOKEN}"}}]' \
+#     -e CRM_TOKEN \
+#     callpop
+#
+# FreeSWITCH in outbound mode (its socket application connects to 8084) also needs
+# the FreeSWITCH servers' addresses and the event socket's password:
+#
+#   export CALLPOP_PBX_FREESWITCH_PASSWORD=...
+#   docker run --rm -p 8080:8080 -p 8084:8084 \
+#     -e CALLPOP_PBX_KIND=freeswitch \
+#     -e CALLPOP_PBX_FREESWITCH_ALLOW=10.0.0.7/32 \
+#     -e CALLPOP_PBX_FREESWITCH_ADDRESS=10.0.0.7:8021 \
+#     -e CALLPOP_PBX_FREESWITCH_PASSWORD \
+#     -e CALLPOP_ROUTER_FASTAGI_LISTEN= \
+#     -e CALLPOP_API_KEYS='[{"name":"ops","scopes":["lookup","cache","metrics"]}]' \
+#     -e CALLPOP_API_KEYS_OPS_KEY \
+#     -e CALLPOP_CRM_SOURCES='[{"name":"main","kind":"http","url":"https://crm.example/api/customers?phone={e164}","headers":{"Authorization":"Bearer ${CRM_TOKEN}"}}]' \
+#     -e CRM_TOKEN \
+#     callpop
+#
+# Add as needed: -e CALLPOP_CACHE_REDIS_ADDRS=redis:6379 -e CALLPOP_CACHE_KEY_SECRET
+# (a shared cache); -v /srv/callpop/tls:/etc/callpop/tls:ro
+# -e CALLPOP_TLS_CERT_FILE=/etc/callpop/tls/tls.crt -e CALLPOP_TLS_KEY_FILE=/etc/callpop/tls/tls.key
+# (TLS); -e CALLPOP_POPPER_TOKEN_SECRET (the agent panel). Mounted files must be
+# readable by the image's user, nonroot (65532). cmd/callpop/docker_test.go checks
+# these commands against config.example.yaml and the ENV below.
 
 FROM golang:1.26 AS build
 WORKDIR /src

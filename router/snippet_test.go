@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,27 +19,53 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/callpop/callpop/internal/apiauth"
 )
 
 // The dialplan snippets of docs/dialplan-routing.md are run as written: their
-// URLs go to the real HTTP handler, and a small model of each dialplan (only
-// the applications and functions the snippets use; anything else fails the
+// URLs and headers go to the real HTTP handler behind the API-key check (as
+// callpop run wires it), and a small model of each dialplan (only the
+// applications and functions the snippets use; anything else fails the
 // test) follows the answer to the queue the call reaches.
 func TestDocsDialplanSnippets(t *testing.T) {
 	te := newTestEnv(t, testConfig(), nil, testBudget)
+	const routeKey, lookupKey = "dialplan-0123456789abcdef0123", "ops-0123456789abcdef01234567"
+	keys := []apiauth.KeyConfig{
+		{Name: "dialplan", Scopes: []string{apiauth.ScopeRoute}, KeyFile: writeKey(t, routeKey)},
+		{Name: "ops", Scopes: []string{apiauth.ScopeLookup}, KeyFile: writeKey(t, lookupKey)},
+	}
 	rec := &requestLog{}
-	srv := httptest.NewServer(rec.wrap(te.router.Handler()))
-	t.Cleanup(srv.Close)
+	guarded := func(rl apiauth.RateLimit) string {
+		auth, err := apiauth.New(apiauth.Config{Keys: keys, RateLimit: rl}, apiauth.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/v1/route", auth.Require(apiauth.ScopeRoute, te.router.Handler()))
+		srv := httptest.NewServer(rec.wrap(mux))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	base := guarded(apiauth.DefaultConfig().RateLimit)
+	// One request a key, then 429 for as long as the test runs.
+	spent := guarded(apiauth.RateLimit{PerSecond: 1e-9, Burst: 1})
+	if code, _ := rec.send(t, spent, http.MethodGet, "http://127.0.0.1:8080/v1/route?number=1", "", []string{"Authorization: Bearer " + routeKey}); code != 200 {
+		t.Fatalf("spending the only request: %d", code)
+	}
 	down := closingListener(t) // accepts and hangs up at once: callpop gone
 
 	asterisk := docsBlock(t, "## Asterisk: HTTP with `CURL()`", "ini")
 	freeswitch := docsBlock(t, "## FreeSWITCH: mod_curl", "xml")
 
 	const vip, unknown = "+31201234567", "+31201111111"
+	type env = map[string]string // the PBX's environment
+	keyed := env{"CALLPOP_API_KEY": routeKey}
 	tests := []struct {
 		name     string
 		cli, ani string
 		withheld bool
+		env      env
 		base     string // where http://127.0.0.1:8080 points
 		status   int    // what callpop answers; 0: no answer
 		astQueue string // Asterisk: Queue() and QUEUE_PRIO
@@ -46,12 +73,18 @@ func TestDocsDialplanSnippets(t *testing.T) {
 		fsQueue  string // FreeSWITCH: callcenter and cc_base_score
 		fsScore  string
 	}{
-		{"known caller", vip, vip, false, srv.URL, 200, "vip", "10", "vip@default", "600"},
-		{"withheld, known by ANI", "anonymous", vip, true, srv.URL, 200, "vip", "10", "vip@default", "600"},
-		{"unknown caller", unknown, unknown, false, srv.URL, 200, "general", "1", "general@default", "60"},
+		{"known caller", vip, vip, false, keyed, base, 200, "vip", "10", "vip@default", "600"},
+		{"withheld, known by ANI", "anonymous", vip, true, keyed, base, 200, "vip", "10", "vip@default", "600"},
+		{"unknown caller", unknown, unknown, false, keyed, base, 200, "general", "1", "general@default", "60"},
+		// A quote (url_encode keeps it) must not move mod_curl's arguments.
+		{"a caller ID with a quote", "'" + unknown, unknown, false, keyed, base, 200, "general", "1", "general@default", "60"},
 		// The fallbacks: QUEUE_PRIO and cc_base_score stay unset.
-		{"number over 256 bytes", strings.Repeat("1", 300), "", false, srv.URL, 400, "general", "", "support@default", ""},
-		{"callpop down", vip, vip, false, "http://" + down, 0, "general", "", "support@default", ""},
+		{"number over 256 bytes", strings.Repeat("1", 300), "", false, keyed, base, 400, "general", "", "support@default", ""},
+		{"no key in the PBX's environment", vip, vip, false, env{}, base, 401, "general", "", "support@default", ""},
+		{"a wrong key", vip, vip, false, env{"CALLPOP_API_KEY": "not-the-key-0123456789abcdef"}, base, 401, "general", "", "support@default", ""},
+		{"a key without the route scope", vip, vip, false, env{"CALLPOP_API_KEY": lookupKey}, base, 403, "general", "", "support@default", ""},
+		{"over the rate limit", vip, vip, false, keyed, spent, 429, "general", "", "support@default", ""},
+		{"callpop down", vip, vip, false, keyed, "http://" + down, 0, "general", "", "support@default", ""},
 	}
 	for _, tt := range tests {
 		t.Run("asterisk/"+tt.name, func(t *testing.T) {
@@ -59,7 +92,7 @@ func TestDocsDialplanSnippets(t *testing.T) {
 			if tt.withheld {
 				pres = "prohib_not_screened"
 			}
-			ch := &astChannel{t: t, base: tt.base, rec: rec, opts: map[string]string{}, vars: map[string]string{
+			ch := &astChannel{t: t, base: tt.base, rec: rec, env: tt.env, opts: map[string]string{}, vars: map[string]string{
 				"CALLERID(num)": tt.cli, "CALLERID(ani)": tt.ani, "CALLERID(num-pres)": pres, "EXTEN": "0800123456"}}
 			rec.reset()
 			queue := ch.run(asterisk)
@@ -69,7 +102,7 @@ func TestDocsDialplanSnippets(t *testing.T) {
 			}
 		})
 		t.Run("freeswitch/"+tt.name, func(t *testing.T) {
-			ch := &fsChannel{t: t, base: tt.base, rec: rec, vars: map[string]string{
+			ch := &fsChannel{t: t, base: tt.base, rec: rec, env: tt.env, vars: map[string]string{
 				"caller_id_number": tt.cli, "ani": tt.ani, "privacy_hide_number": strconv.FormatBool(tt.withheld),
 				"destination_number": "0800123456"}}
 			rec.reset()
@@ -80,6 +113,16 @@ func TestDocsDialplanSnippets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeKey stores an API key in a file, as a mounted secret.
+func writeKey(t *testing.T, key string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(f, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // A list of fields is one decision, answered as name=value pairs in the order asked.
@@ -189,8 +232,9 @@ func (l *requestLog) check(t *testing.T, status int) {
 }
 
 // send is the HTTP request of CURL() or mod_curl: the snippets' address
-// replaced by base. status 0 means no answer.
-func (l *requestLog) send(t *testing.T, base, method, rawURL, body string) (int, string) {
+// replaced by base, headers ("Name: value") sent as libcurl sends them.
+// status 0 means no answer.
+func (l *requestLog) send(t *testing.T, base, method, rawURL, body string, headers []string) (int, string) {
 	t.Helper()
 	const docsAddr = "http://127.0.0.1:8080/"
 	if !strings.HasPrefix(rawURL, docsAddr) {
@@ -202,6 +246,13 @@ func (l *requestLog) send(t *testing.T, base, method, rawURL, body string) (int,
 	req, err := http.NewRequest(method, base+"/"+strings.TrimPrefix(rawURL, docsAddr), strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("%s: %v", rawURL, err) // libcurl would refuse it too
+	}
+	for _, h := range headers {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok {
+			t.Fatalf("header %q: no colon", h)
+		}
+		req.Header.Add(name, strings.TrimLeft(value, " "))
 	}
 	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 	if err != nil {
@@ -275,20 +326,37 @@ type astChannel struct {
 	t    *testing.T
 	base string
 	rec  *requestLog
-	vars map[string]string // channel variables; CALLERID(x) and EXTEN included
+	env  map[string]string // Asterisk's environment, for ENV()
+	vars map[string]string // channel and global variables; CALLERID(x) and EXTEN included
 	opts map[string]string // CURLOPT
+	// CURLOPT(httpheader): each Set adds one, and every later CURL() sends them all.
+	headers []string
 }
 
 // run returns the queue Queue() was called with, or "" at Hangup().
 func (c *astChannel) run(conf string) string {
 	type prio struct{ label, app, data string }
 	var prios []prio
+	context := ""
 	for line := range strings.SplitSeq(conf, "\n") {
 		line, _, _ = strings.Cut(line, ";") // a comment; the snippets escape no ';'
 		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			context = line[1 : len(line)-1]
+			continue
+		}
+		if context == "globals" && line != "" {
+			// Expanded once, without a channel, when the dialplan loads.
+			name, value, ok := strings.Cut(line, "=")
+			if !ok {
+				c.t.Fatalf("[globals] %q: no =", line)
+			}
+			c.vars[strings.TrimSpace(name)] = expand(c.t, strings.TrimLeft(strings.TrimPrefix(value, ">"), " "), c.evalGlobal, nil)
+			continue
+		}
 		kind, rest, ok := strings.Cut(line, "=>")
 		if !ok {
-			continue // [context] or blank
+			continue // blank
 		}
 		rest = strings.TrimSpace(rest)
 		if strings.TrimSpace(kind) == "exten" {
@@ -315,9 +383,12 @@ func (c *astChannel) run(conf string) string {
 			if !ok {
 				c.t.Fatalf("Set(%s): no =", data)
 			}
-			if m := callForm.FindStringSubmatch(name); m != nil && m[1] == "CURLOPT" {
+			switch m := callForm.FindStringSubmatch(name); {
+			case m != nil && m[1] == "CURLOPT" && m[2] == "httpheader":
+				c.headers = append(c.headers, value)
+			case m != nil && m[1] == "CURLOPT":
 				c.opts[m[2]] = value
-			} else {
+			default:
 				c.vars[name] = value
 			}
 		case "GotoIf":
@@ -373,7 +444,7 @@ func (c *astChannel) eval(s string) string {
 		if isPost {
 			method = http.MethodPost
 		}
-		status, body := c.rec.send(c.t, c.base, method, u, post)
+		status, body := c.rec.send(c.t, c.base, method, u, post, c.headers)
 		for code := range strings.SplitSeq(c.opts["failurecodes"], ",") {
 			if code == strconv.Itoa(status) {
 				return "" // the function fails: it expands to nothing
@@ -410,6 +481,15 @@ func (c *astChannel) eval(s string) string {
 	return ""
 }
 
+// evalGlobal expands a [globals] value: only ENV() is modelled.
+func (c *astChannel) evalGlobal(s string) string {
+	m := callForm.FindStringSubmatch(s)
+	if m == nil || m[1] != "ENV" {
+		c.t.Fatalf("[globals]: ${%s} is not modelled", s)
+	}
+	return c.env[m[2]] // unset: empty
+}
+
 var astCompare = regexp.MustCompile(`^\s*"([^"]*)"\s*(=|!=)\s*"([^"]*)"\s*$`)
 
 // expr evaluates $[…]: string comparisons only.
@@ -442,7 +522,8 @@ type fsChannel struct {
 	t    *testing.T
 	base string
 	rec  *requestLog
-	vars map[string]string
+	env  map[string]string // FreeSWITCH's environment, for env-set
+	vars map[string]string // channel and global variables
 }
 
 type fsAction struct {
@@ -455,6 +536,10 @@ type fsAction struct {
 // the actions found; it returns callcenter's argument, or "".
 func (c *fsChannel) run(doc string) string {
 	var dp struct {
+		Pre []struct {
+			Cmd  string `xml:"cmd,attr"`
+			Data string `xml:"data,attr"`
+		} `xml:"X-PRE-PROCESS"`
 		Extensions []struct {
 			Name       string `xml:"name,attr"`
 			Continue   bool   `xml:"continue,attr"`
@@ -468,6 +553,14 @@ func (c *fsChannel) run(doc string) string {
 	}
 	if err := xml.NewDecoder(bytes.NewReader([]byte("<x>" + doc + "</x>"))).Decode(&dp); err != nil {
 		c.t.Fatalf("dialplan XML: %v", err)
+	}
+	for _, p := range dp.Pre {
+		name, ref, _ := strings.Cut(p.Data, "=")
+		env, ok := strings.CutPrefix(ref, "$")
+		if p.Cmd != "env-set" || !ok {
+			c.t.Fatalf("X-PRE-PROCESS %s %q is not modelled", p.Cmd, p.Data)
+		}
+		c.vars[name] = c.env[env] // unset: the global stays unset, ${name} expands to nothing
 	}
 	var queued []fsAction
 	for _, ext := range dp.Extensions {
@@ -525,11 +618,7 @@ func (c *fsChannel) exec(a fsAction) string {
 		}
 		c.vars[name] = value
 	case "curl":
-		args := strings.Split(data, " ")
-		if len(args) != 1 {
-			c.t.Fatalf("curl options %q are not modelled", args[1:])
-		}
-		status, body := c.rec.send(c.t, c.base, http.MethodGet, args[0], "")
+		status, body := c.curl(data)
 		c.vars["curl_response_code"], c.vars["curl_response_data"] = strconv.Itoa(status), body
 	case "callcenter":
 		return data
@@ -553,12 +642,74 @@ func (c *fsChannel) expand(s string) string {
 		case "url_encode":
 			return freeswitchURLEncode(m[2])
 		case "curl": // the API: the body, whatever the status
-			_, body := c.rec.send(c.t, c.base, http.MethodGet, m[2], "")
+			_, body := c.curl(m[2])
 			return body
 		}
 		c.t.Fatalf("API %s is not modelled", m[1])
 		return ""
 	}, nil)
+}
+
+// curl is mod_curl's request: "url [append_headers 'Name: value']… [get]",
+// split as switch_separate_string splits it.
+func (c *fsChannel) curl(data string) (int, string) {
+	args := fsSeparate(data)
+	var headers []string
+	for i := 1; i < len(args); i++ {
+		switch args[i] {
+		case "append_headers":
+			if i++; i < len(args) {
+				headers = append(headers, args[i])
+			}
+		case "get", "secure", "insecure":
+		default:
+			c.t.Fatalf("curl option %q is not modelled", args[i])
+		}
+	}
+	return c.rec.send(c.t, c.base, http.MethodGet, args[0], "", headers)
+}
+
+// fsSeparate is switch_separate_string(data, ' '): a leading "^^X" makes X
+// the separator; '…' quotes separators (with ' ' any quote toggles, with
+// another separator only one with a partner later on); a backslash keeps the
+// next character from splitting. Each part then loses its quotes, the
+// backslash before a quote, backslash or separator, and outer spaces.
+func fsSeparate(s string) []string {
+	delim := byte(' ')
+	if len(s) > 3 && strings.HasPrefix(s, "^^") {
+		delim, s = s[2], s[3:]
+	}
+	var parts []string
+	inside, from := false, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\':
+			i++
+		case s[i] == '\'' && (delim == ' ' || inside || strings.IndexByte(s[i+1:], '\'') >= 0):
+			inside = !inside
+		case s[i] == delim && !inside:
+			parts = append(parts, s[from:i])
+			from = i + 1
+		}
+	}
+	parts = append(parts, s[from:])
+	for i, p := range parts {
+		var b strings.Builder
+		inside := false
+		for j := 0; j < len(p); j++ {
+			switch {
+			case p[j] == '\\' && j+1 < len(p) && (strings.IndexByte(`'"\\`, p[j+1]) >= 0 || p[j+1] == delim):
+				j++
+				b.WriteByte(p[j])
+			case p[j] == '\'' && (inside || strings.IndexByte(p[j+1:], '\'') >= 0):
+				inside = !inside
+			default:
+				b.WriteByte(p[j])
+			}
+		}
+		parts[i] = strings.Trim(b.String(), " ")
+	}
+	return parts
 }
 
 // freeswitchURLEncode is url_encode: controls, non-ASCII and
