@@ -302,38 +302,7 @@ func (s *Server) setVar(w http.ResponseWriter, r *http.Request, id string, q url
 		return
 	}
 	s.stats.sets.Add(1)
-	bare := strings.TrimLeft(name, "_")
-	switch {
-	case name == "CALLERID(name)":
-		ch.callerName = value
-	case name == "CALLERID(num)":
-		ch.callerNum = value
-	case strings.Contains(name, "("):
-		// an unknown function: 204 and nothing happens
-	case !hasValue:
-		delete(ch.vars, bare)
-		delete(ch.inherit, bare)
-	default:
-		ch.vars[bare] = value
-		if strings.HasPrefix(name, "__") {
-			ch.inherit[bare] = true
-		}
-	}
-	if rec != nil {
-		if hasValue {
-			rec.Vars[name] = value
-		} else {
-			delete(rec.Vars, name)
-		}
-	}
-	if !strings.Contains(name, "(") {
-		now := time.Now()
-		j := ch.json()
-		s.emitLocked(ch, func(app string) []byte {
-			return mustJSON(varsetJSON{Variable: name, Value: value, Type: "ChannelVarset", Timestamp: stamp(now),
-				Channel: j, AsteriskID: asteriskID, Application: app})
-		})
-	}
+	s.setLocked(ch, name, value, hasValue)
 	s.mu.Unlock()
 	writeNoContent(w)
 }
