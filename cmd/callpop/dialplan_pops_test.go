@@ -113,18 +113,7 @@ func TestRunPopsDialplanCallsOnAsterisk(t *testing.T) {
 	defer sim.Close()
 	t.Setenv("CALLPOP_PBX_ASTERISK_PASSWORD", "test-ari-secret")
 	t.Setenv("CALLPOP_POPPER_TOKEN_SECRET", popSecret)
-	cfg := runConfig + `
-call: {budget: 2s}
-pbx:
-  kind: asterisk
-  asterisk:
-    url: ` + sim.URL() + `
-    username: callpop
-    app: callpop-test
-    reconnect_min: 20ms
-    reconnect_max: 200ms
-`
-	base, logs, stop := startRun(t, writeConfig(t, cfg))
+	base, logs, stop := startRun(t, writeConfig(t, asteriskRunConfig(sim.URL())))
 	defer func() { _ = stop() }()
 	waitPBXReady(t, base)
 	agiAddr := logged(t, logs, regexp.MustCompile(`"msg":"fastagi listening".*"addr":"([^"]+)"`))
@@ -149,44 +138,42 @@ pbx:
 		}
 	}
 
-	t.Run("fastagi", func(t *testing.T) {
-		id := sim.NewDialplanChannel(spec)
-		release := sim.HoldSubscriptions()
-		defer release()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		vars, err := sim.RunAGI(ctx, id, agiAddr, "route")
-		if err != nil || vars["CALLPOP_MATCH"] != "hit" || vars["__CALLPOP_CALL_ID"] != id || vars["CALLPOP_NAME"] == "" {
-			t.Fatalf("FastAGI session: %v, set %v", err, vars)
-		}
-		// The session is over; the subscription was asked for and is still unanswered.
-		held()
-		if sim.Subscribed("callpop-test", id) {
-			t.Fatal("subscribed while held")
-		}
-		release()
-		subscribed(id)
-		sim.RunAgents(id)
-		expectPops(t, pops, id, "+14155550123", vars["CALLPOP_NAME"], popper.StateRinging, popper.StateAnswered, popper.StateEnded)
-	})
-
-	t.Run("http", func(t *testing.T) {
-		id := sim.NewDialplanChannel(spec)
-		release := sim.HoldSubscriptions()
-		defer release()
-		code, name := get(t, base+"/v1/route?number=%2B14155550123&dnis=1000&field=name&call_id="+url.QueryEscape(id))
-		if code != 200 || name == "" {
-			t.Fatalf("/v1/route: %d %q", code, name)
-		}
-		held()
-		if sim.Subscribed("callpop-test", id) {
-			t.Fatal("subscribed while held")
-		}
-		release()
-		subscribed(id)
-		sim.RunAgents(id)
-		expectPops(t, pops, id, "+14155550123", name, popper.StateRinging, popper.StateAnswered, popper.StateEnded)
-	})
+	// Each way in decides for channel id and returns the caller's name it was told.
+	ways := map[string]func(t *testing.T, id string) string{
+		"fastagi": func(t *testing.T, id string) string {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			vars, err := sim.RunAGI(ctx, id, agiAddr, "route")
+			if err != nil || vars["CALLPOP_MATCH"] != "hit" || vars["__CALLPOP_CALL_ID"] != id || vars["CALLPOP_NAME"] == "" {
+				t.Fatalf("FastAGI session: %v, set %v", err, vars)
+			}
+			return vars["CALLPOP_NAME"]
+		},
+		"http": func(t *testing.T, id string) string {
+			code, name := get(t, base+"/v1/route?number=%2B14155550123&dnis=1000&field=name&call_id="+url.QueryEscape(id))
+			if code != 200 || name == "" {
+				t.Fatalf("/v1/route: %d %q", code, name)
+			}
+			return name
+		},
+	}
+	for _, way := range []string{"fastagi", "http"} {
+		t.Run(way, func(t *testing.T) {
+			id := sim.NewDialplanChannel(spec)
+			release := sim.HoldSubscriptions()
+			defer release()
+			name := ways[way](t, id)
+			// Answered; the subscription was asked for and is still unanswered.
+			held()
+			if sim.Subscribed("callpop-test", id) {
+				t.Fatal("subscribed while held")
+			}
+			release()
+			subscribed(id)
+			sim.RunAgents(id)
+			expectPops(t, pops, id, "+14155550123", name, popper.StateRinging, popper.StateAnswered, popper.StateEnded)
+		})
+	}
 
 	// Without the call's id nothing is followed or popped.
 	t.Run("no id", func(t *testing.T) {

@@ -14,20 +14,7 @@ import (
 // hears of it until one subscribes to channel:<id>. It returns the id; the
 // channel lives until Hangup (or, with spec.Agents, the end of RunAgents).
 func (s *Server) NewDialplanChannel(spec CallSpec) string {
-	if spec.DNIS == "" {
-		spec.DNIS = "0800123456"
-	}
-	if spec.Context == "" {
-		spec.Context = "from-pstn"
-	}
-	id := spec.ID
-	if id == "" {
-		id = s.newID()
-	}
-	name := spec.Name
-	if name == "" {
-		name = fmt.Sprintf("PJSIP/trunk-%08x", s.seq.Add(1))
-	}
+	id, name := s.specDefaults(&spec)
 	ch := &channel{
 		id: id, linkedid: id, name: name, state: "Ring", channelVars: s.opts.ChannelVars,
 		callerNum: spec.CLI, callerName: spec.CLIName, ani: spec.ANI, numPres: spec.NumPres, rdnis: spec.RDNIS,

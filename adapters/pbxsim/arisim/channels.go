@@ -88,20 +88,7 @@ func (s *Server) OfferCall(spec CallSpec) string {
 	if spec.App == "" {
 		spec.App = s.opts.App
 	}
-	if spec.DNIS == "" {
-		spec.DNIS = "0800123456"
-	}
-	if spec.Context == "" {
-		spec.Context = "from-pstn"
-	}
-	id := spec.ID
-	if id == "" {
-		id = s.newID()
-	}
-	name := spec.Name
-	if name == "" {
-		name = fmt.Sprintf("PJSIP/trunk-%08x", s.seq.Add(1))
-	}
+	id, name := s.specDefaults(&spec)
 	now := time.Now()
 	ch := &channel{
 		id: id, linkedid: id, name: name, state: "Ring", channelVars: s.opts.ChannelVars,
@@ -147,6 +134,24 @@ func (s *Server) OfferCall(spec CallSpec) string {
 		s.after(spec.HangupIn, func() { s.Hangup(id) })
 	}
 	return id
+}
+
+// specDefaults fills spec's dialplan defaults and returns the channel's id and name.
+func (s *Server) specDefaults(spec *CallSpec) (id, name string) {
+	if spec.DNIS == "" {
+		spec.DNIS = "0800123456"
+	}
+	if spec.Context == "" {
+		spec.Context = "from-pstn"
+	}
+	id, name = spec.ID, spec.Name
+	if id == "" {
+		id = s.newID()
+	}
+	if name == "" {
+		name = fmt.Sprintf("PJSIP/trunk-%08x", s.seq.Add(1))
+	}
+	return id, name
 }
 
 // Hangup hangs up channel id as the caller would.
