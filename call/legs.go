@@ -53,3 +53,17 @@ type NopSink struct{}
 func (NopSink) CallEnriched(Enriched) {}
 func (NopSink) AgentLeg(LegEvent)     {}
 func (NopSink) CallEnded(CallEnd)     {}
+
+// Follower is told about a call callpop decided for the dialplan itself
+// (FastAGI, GET /v1/route with a call id) rather than through an adapter, so
+// the call is registered for pops and its agent legs are followed as an
+// adapter's are. Follow must not block: the call's answer never waits for it.
+type Follower interface {
+	Follow(e Enriched)
+}
+
+// FollowFunc adapts a function to Follower.
+type FollowFunc func(e Enriched)
+
+// Follow calls f.
+func (f FollowFunc) Follow(e Enriched) { f(e) }

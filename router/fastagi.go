@@ -348,6 +348,7 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 	dctx, cancel := context.WithDeadline(ctx, received.Add(r.deps.Budget))
 	d := r.endpointDecide(dctx, c)
 	cancel()
+	r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
 
 	vars := d.Vars()
 	vars = append(vars, call.Var{Name: "QUEUE_PRIO", Value: strconv.Itoa(d.QueuePrio)})

@@ -226,6 +226,7 @@ func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	d := r.endpointDecide(req.Context(), c)
+	r.follow("route", c, d)
 	if len(names) == 0 {
 		writeJSON(w, DecisionJSON(d))
 		return

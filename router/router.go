@@ -53,7 +53,8 @@ type Router struct {
 
 	prepared *lru.Cache[*call.Customer, *preparedCustomer] // by the CRM's shared record
 
-	endpoint atomic.Pointer[call.Decider] // what /v1/route, /v1/lookup and FastAGI decide with; nil = the router
+	endpoint atomic.Pointer[call.Decider]  // what /v1/route, /v1/lookup and FastAGI decide with; nil = the router
+	follower atomic.Pointer[call.Follower] // told of FastAGI and /v1/route calls that carry a call id; nil = nobody
 }
 
 // SetEndpointDecider makes /v1/route, /v1/lookup and FastAGI decide through

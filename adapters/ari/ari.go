@@ -33,6 +33,8 @@ type Adapter struct {
 	auth   string
 	follow *followState
 
+	dialplan dialplanFollow // calls decided outside Stasis whose channels are followed (follow.go)
+
 	inflight  sync.Map     // channel id → *callRun: calls being handled
 	enriching atomic.Int64 // calls being enriched (bounded by max_calls)
 
@@ -124,6 +126,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 		return errors.New("adapters/ari: Run called twice")
 	}
 	defer a.rest.close()
+	defer a.startFollowing(ctx)()
 	var sweep sync.WaitGroup
 	sweep.Add(1)
 	go func() { defer sweep.Done(); a.follow.runSweeper(ctx) }()

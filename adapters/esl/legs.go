@@ -69,15 +69,16 @@ func (t *legTracker) prune(maxAge time.Duration) {
 	}
 }
 
-// enriched starts tracking a caller channel.
-func (t *legTracker) enriched(caller, callID string) {
+// enriched starts tracking a caller channel; false when the bound is reached.
+func (t *legTracker) enriched(caller, callID string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.callers) >= maxTracked {
-		return
+	if _, ok := t.callers[caller]; !ok && len(t.callers) >= maxTracked {
+		return false
 	}
 	t.callers[caller] = callID
 	t.seen[caller] = time.Now()
+	return true
 }
 
 func endpointOf(ev *eslwire.Event) string {

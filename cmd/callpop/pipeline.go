@@ -114,15 +114,32 @@ func (p *pipeline) adapter() (adapters.Adapter, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pbx.asterisk: %w", err)
 		}
+		p.followDialplan(a)
 		return a, nil
 	case PBXFreeSWITCH:
 		a, err := esl.New(p.cfg.PBX.FreeSWITCH, p.adapterDeps())
 		if err != nil {
 			return nil, fmt.Errorf("pbx.freeswitch: %w", err)
 		}
+		p.followDialplan(a)
 		return a, nil
 	}
 	return nil, fmt.Errorf("pbx.kind: unknown %q", p.cfg.PBX.Kind)
+}
+
+// followDialplan makes FastAGI sessions and /v1/route requests that carry
+// the call's id register the call with the popper, as an adapter's call,
+// and has the adapter follow its agent legs, so ring → pop works whichever
+// way the call came in. Neither step blocks the call's answer.
+func (p *pipeline) followDialplan(a call.Follower) {
+	if p.popper == nil {
+		return // nothing to pop to (lookup, cache forget)
+	}
+	sink := p.popper
+	p.router.SetFollower(call.FollowFunc(func(e call.Enriched) {
+		sink.CallEnriched(e)
+		a.Follow(e)
+	}))
 }
 
 // Close releases the CRM sources and the Redis client.

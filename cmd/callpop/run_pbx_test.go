@@ -89,18 +89,7 @@ func TestRunWithAsterisk(t *testing.T) {
 	}
 	defer sim.Close()
 	t.Setenv("CALLPOP_PBX_ASTERISK_PASSWORD", "test-ari-secret")
-	cfg := runConfig + `
-call: {budget: 2s}
-pbx:
-  kind: asterisk
-  asterisk:
-    url: ` + sim.URL() + `
-    username: callpop
-    app: callpop-test
-    reconnect_min: 20ms
-    reconnect_max: 200ms
-`
-	base, logs, stop := startRun(t, writeConfig(t, cfg))
+	base, logs, stop := startRun(t, writeConfig(t, asteriskRunConfig(sim.URL())))
 	defer func() { _ = stop() }()
 
 	waitPBXReady(t, base)
@@ -122,6 +111,22 @@ pbx:
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// asteriskRunConfig is runConfig with the ARI adapter on the simulator at
+// url (user callpop, app callpop-test, the password from the environment).
+func asteriskRunConfig(url string) string {
+	return runConfig + `
+call: {budget: 2s}
+pbx:
+  kind: asterisk
+  asterisk:
+    url: ` + url + `
+    username: callpop
+    app: callpop-test
+    reconnect_min: 20ms
+    reconnect_max: 200ms
+`
 }
 
 // waitPBXReady waits for /readyz to report ready with the pbx check alone.

@@ -88,20 +88,7 @@ func (s *Server) OfferCall(spec CallSpec) string {
 	if spec.App == "" {
 		spec.App = s.opts.App
 	}
-	if spec.DNIS == "" {
-		spec.DNIS = "0800123456"
-	}
-	if spec.Context == "" {
-		spec.Context = "from-pstn"
-	}
-	id := spec.ID
-	if id == "" {
-		id = s.newID()
-	}
-	name := spec.Name
-	if name == "" {
-		name = fmt.Sprintf("PJSIP/trunk-%08x", s.seq.Add(1))
-	}
+	id, name := s.specDefaults(&spec)
 	now := time.Now()
 	ch := &channel{
 		id: id, linkedid: id, name: name, state: "Ring", channelVars: s.opts.ChannelVars,
@@ -147,6 +134,24 @@ func (s *Server) OfferCall(spec CallSpec) string {
 		s.after(spec.HangupIn, func() { s.Hangup(id) })
 	}
 	return id
+}
+
+// specDefaults fills spec's dialplan defaults and returns the channel's id and name.
+func (s *Server) specDefaults(spec *CallSpec) (id, name string) {
+	if spec.DNIS == "" {
+		spec.DNIS = "0800123456"
+	}
+	if spec.Context == "" {
+		spec.Context = "from-pstn"
+	}
+	id, name = spec.ID, spec.Name
+	if id == "" {
+		id = s.newID()
+	}
+	if name == "" {
+		name = fmt.Sprintf("PJSIP/trunk-%08x", s.seq.Add(1))
+	}
+	return id, name
 }
 
 // Hangup hangs up channel id as the caller would.
@@ -302,38 +307,7 @@ func (s *Server) setVar(w http.ResponseWriter, r *http.Request, id string, q url
 		return
 	}
 	s.stats.sets.Add(1)
-	bare := strings.TrimLeft(name, "_")
-	switch {
-	case name == "CALLERID(name)":
-		ch.callerName = value
-	case name == "CALLERID(num)":
-		ch.callerNum = value
-	case strings.Contains(name, "("):
-		// an unknown function: 204 and nothing happens
-	case !hasValue:
-		delete(ch.vars, bare)
-		delete(ch.inherit, bare)
-	default:
-		ch.vars[bare] = value
-		if strings.HasPrefix(name, "__") {
-			ch.inherit[bare] = true
-		}
-	}
-	if rec != nil {
-		if hasValue {
-			rec.Vars[name] = value
-		} else {
-			delete(rec.Vars, name)
-		}
-	}
-	if !strings.Contains(name, "(") {
-		now := time.Now()
-		j := ch.json()
-		s.emitLocked(ch, func(app string) []byte {
-			return mustJSON(varsetJSON{Variable: name, Value: value, Type: "ChannelVarset", Timestamp: stamp(now),
-				Channel: j, AsteriskID: asteriskID, Application: app})
-		})
-	}
+	s.setLocked(ch, name, value, hasValue)
 	s.mu.Unlock()
 	writeNoContent(w)
 }

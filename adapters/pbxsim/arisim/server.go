@@ -73,6 +73,8 @@ type Server struct {
 	tmu    sync.Mutex
 	timers map[*time.Timer]struct{} // pending after() calls
 
+	hold subHold // HoldSubscriptions
+
 	stats struct {
 		offered, failed, continued, hungUp, sets, gets, requests, connections, replaced, dropped, accepted atomic.Int64
 	}
@@ -228,6 +230,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 3 && parts[0] == "applications" && parts[2] == "subscription":
 		switch r.Method {
 		case http.MethodPost, http.MethodDelete:
+			if r.Method == http.MethodPost {
+				s.holdSubscription(r.Context())
+			}
 			s.subscription(w, parts[1], q.Get("eventSource"), r.Method == http.MethodPost)
 		default:
 			writeMsg(w, http.StatusMethodNotAllowed, "Invalid method")

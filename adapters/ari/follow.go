@@ -1,0 +1,167 @@
+package ari
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/callpop/callpop/call"
+)
+
+// Bounds of following dialplan calls (FastAGI, /v1/route): subscription
+// requests in flight at once, and waiting for one of those. A call beyond
+// them is decided as usual but not followed (counted as "busy").
+const (
+	followWorkers = 8
+	followQueue   = 1024
+)
+
+var (
+	metricDialplanFollow = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_ari_dialplan_follow_total",
+		Help: "Calls decided over FastAGI or /v1/route that the adapter was asked to follow, by result: subscribed, gone (the channel hung up first), failed, busy (queue full), full (max_follow), stopped, disabled (follow_legs off), invalid (not a channel id).",
+	}, []string{"result"})
+	metricDialplanQueued = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "callpop_ari_dialplan_follow_queued",
+		Help: "Channel subscriptions for dialplan calls waiting or in flight.",
+	})
+)
+
+// dialplanFollow subscribes the app to channels of calls decided outside
+// Stasis, on at most followWorkers goroutines that exist only while there is
+// work, from a bounded queue.
+type dialplanFollow struct {
+	mu      sync.Mutex
+	ctx     context.Context // Run's; nil while the adapter is not running
+	queue   []string        // channel ids
+	workers int
+	wg      sync.WaitGroup
+}
+
+// startFollowing lets Follow work until stop is called (Run's lifetime).
+func (a *Adapter) startFollowing(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	d := &a.dialplan
+	d.mu.Lock()
+	d.ctx = ctx
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		d.ctx = nil
+		left := d.queue
+		d.queue = nil
+		d.mu.Unlock()
+		cancel()
+		d.wg.Wait()
+		for _, id := range left {
+			a.follow.drop(id)
+		}
+		metricDialplanQueued.Set(0)
+	}
+}
+
+// Follow starts following the agent legs of a call decided for the dialplan
+// (FastAGI, /v1/route) that never entered Stasis: the app subscribes to its
+// channel (POST /applications/{app}/subscription?eventSource=channel:{id}),
+// after which its Dials, transfers and hang-up arrive as for an enriched
+// call. It never blocks: the subscription is sent later, from a bounded
+// queue, and Asterisk drops it itself when the channel is destroyed.
+func (a *Adapter) Follow(e call.Enriched) {
+	chanID := e.Call.ID
+	callID := e.CallID
+	if callID == "" {
+		callID = chanID
+	}
+	switch {
+	case !a.cfg.FollowLegs:
+		metricDialplanFollow.WithLabelValues("disabled").Inc()
+		return
+	case chanID == "" || call.CleanToken(chanID) != chanID:
+		metricDialplanFollow.WithLabelValues("invalid").Inc()
+		return
+	case a.follow.following(chanID):
+		return // followed already (it went through Stasis too)
+	}
+	d := &a.dialplan
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.ctx == nil:
+		metricDialplanFollow.WithLabelValues("stopped").Inc()
+		return
+	case len(d.queue) >= followQueue:
+		metricDialplanFollow.WithLabelValues("busy").Inc()
+		return
+	case !a.follow.add(chanID, callID):
+		// Taken before the subscription, so its first Dial finds the call.
+		metricDialplanFollow.WithLabelValues("full").Inc()
+		return
+	}
+	d.queue = append(d.queue, chanID)
+	metricDialplanQueued.Inc()
+	if d.workers < followWorkers {
+		d.workers++
+		d.wg.Add(1)
+		go a.followWorker(d.ctx) // ends when the queue is empty
+	}
+}
+
+func (a *Adapter) followWorker(ctx context.Context) {
+	d := &a.dialplan
+	defer d.wg.Done()
+	for {
+		d.mu.Lock()
+		if len(d.queue) == 0 || ctx.Err() != nil {
+			d.workers--
+			d.mu.Unlock()
+			return
+		}
+		id := d.queue[0]
+		d.queue[0] = ""
+		d.queue = d.queue[1:]
+		d.mu.Unlock()
+		a.subscribeDialplan(ctx, id)
+		metricDialplanQueued.Dec()
+	}
+}
+
+// subscribeDialplan subscribes the app to a dialplan call's channel; a
+// channel already gone ends the call, any other failure leaves it unfollowed.
+func (a *Adapter) subscribeDialplan(ctx context.Context, chanID string) {
+	defer func() {
+		if r := recover(); r != nil {
+			metricPanics.Inc()
+			a.log.Error("panic following a dialplan call", "chan", chanID, "panic", r)
+		}
+	}()
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	err := a.rest.subscribe(rctx, a.cfg.App, chanID)
+	var se *StatusError
+	switch {
+	case err == nil:
+		metricDialplanFollow.WithLabelValues("subscribed").Inc()
+	case errors.As(err, &se) && se.Code == http.StatusUnprocessableEntity:
+		// "Event source does not exist": the caller hung up already.
+		metricDialplanFollow.WithLabelValues("gone").Inc()
+		a.follow.callerGone(chanID, a.follow.now(), true)
+	default:
+		metricDialplanFollow.WithLabelValues("failed").Inc()
+		a.follow.drop(chanID)
+		a.log.Debug("subscribing to a dialplan call failed; its agent legs are not followed", "chan", chanID, "err", err)
+	}
+}
+
+// drop forgets a call that is not followed after all, without reporting
+// its end (the call goes on; it just pops nothing).
+func (f *followState) drop(callerChan string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fc := f.calls[callerChan]; fc != nil {
+		f.forgetLocked(fc)
+	}
+}
