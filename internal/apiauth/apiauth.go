@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"golang.org/x/time/rate"
 
 	"github.com/callpop/callpop/internal/loglimit"
@@ -30,7 +32,7 @@ import (
 // The scopes a key may hold. Stats, contacts and callbacks guard endpoints
 // still to come; they are accepted so that configs can name them already.
 const (
-	ScopeRoute     = "route"     // GET /v1/route (it can return a customer's name)
+	ScopeRoute     = "route"     // GET /v1/route (it returns the decision, the customer's record included)
 	ScopeLookup    = "lookup"    // GET /v1/lookup
 	ScopeCache     = "cache"     // DELETE /v1/cache/{number}
 	ScopeMetrics   = "metrics"   // /metrics
@@ -38,6 +40,13 @@ const (
 	ScopeContacts  = "contacts"  // reserved
 	ScopeCallbacks = "callbacks" // reserved
 )
+
+// refusals counts requests turned away, by scope and why: a key rotated
+// away that a dialplan still sends shows here.
+var refusals = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "callpop_api_refused_total",
+	Help: "API requests refused: reason is unauthenticated (no, unknown or malformed key; not loopback without keys), scope (the key lacks it) or rate (over api.rate_limit).",
+}, []string{"scope", "reason"})
 
 // Scopes lists every scope, in the order the docs give them.
 var Scopes = []string{ScopeRoute, ScopeLookup, ScopeCache, ScopeMetrics, ScopeStats, ScopeContacts, ScopeCallbacks}
@@ -279,6 +288,7 @@ func (a *Auth) Require(scope string, h http.Handler) http.Handler {
 				challenge += `, error="invalid_token"`
 			}
 			w.Header().Set("WWW-Authenticate", challenge)
+			refusals.WithLabelValues(scope, "unauthenticated").Inc()
 			deny(w, status, why)
 			return
 		case p == nil: // loopback with no keys configured
@@ -286,6 +296,7 @@ func (a *Auth) Require(scope string, h http.Handler) http.Handler {
 			return
 		case !slices.Contains(p.scopes, scope):
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="callpop", error="insufficient_scope", scope=%q`, scope))
+			refusals.WithLabelValues(scope, "scope").Inc()
 			deny(w, http.StatusForbidden, fmt.Sprintf("%q lacks the %s scope", p.name, scope))
 			return
 		}
@@ -297,6 +308,7 @@ func (a *Auth) Require(scope string, h http.Handler) http.Handler {
 					d = time.Second
 				}
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+				refusals.WithLabelValues(scope, "rate").Inc()
 				deny(w, http.StatusTooManyRequests, "rate limit of "+p.name+" exceeded")
 				return
 			}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/callpop/callpop/internal/testcerts"
 	"github.com/callpop/callpop/internal/tlsfiles"
 )
@@ -102,6 +104,11 @@ func TestScopes(t *testing.T) {
 		}
 		if tt.code != 200 && (strings.Contains(body, dialplanKey) || strings.Contains(body, crmKey)) {
 			t.Errorf("%s: the answer repeats a key: %q", tt.path, body)
+		}
+	}
+	for reason, want := range map[string]float64{"unauthenticated": 1, "scope": 1} {
+		if got := testutil.ToFloat64(refusals.WithLabelValues(ScopeCache, reason)); got < want-0.5 {
+			t.Errorf("callpop_api_refused_total{scope=cache,reason=%s} = %v, want %v", reason, got, want)
 		}
 	}
 	if _, body := get(t, srv.URL+"/lookup", "Bearer "+crmKey); body != "ok ops-team" {
