@@ -118,7 +118,7 @@ func benchHeld(b *testing.B, channelVars []string, async bool) {
 			}
 			return entered.Load()
 		}
-		h := start(b, sim, dec, 5*time.Minute, func(c *Config) { c.MaxCalls = n + 100; c.MaxConns = 64 })
+		h := start(b, sim, dec, 5*time.Minute, func(c *Config) { c.MaxCalls = n + 100; c.MaxConnections = 129 })
 		g0, heap0, stack0 := goroutinesAndHeap()
 		for i := range n {
 			sim.OfferCall(arisim.CallSpec{CLI: fmt.Sprintf("+3120%07d", i)})

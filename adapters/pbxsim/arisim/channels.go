@@ -278,29 +278,44 @@ func (s *Server) setVar(w http.ResponseWriter, r *http.Request, id string, q url
 	p := params(r, q)
 	name := p.Get("variable")
 	value, hasValue := p.Get("value"), p.Has("value")
-	s.mu.Lock()
-	ch := s.channels[id]
-	rec := s.records[id]
-	switch {
-	case name == "":
-		s.mu.Unlock()
+	if name == "" {
 		writeMsg(w, http.StatusBadRequest, "Variable name is required")
 		return
-	case ch == nil:
-		if rec != nil {
-			rec.SetErrors++
-		}
+	}
+	s.delaySet()
+	s.mu.Lock()
+	ch, ok := s.controlLocked(w, id)
+	if !ok {
 		s.mu.Unlock()
-		writeMsg(w, http.StatusNotFound, "Channel not found")
-		return
-	case ch.stasisApp == "":
-		if rec != nil {
-			rec.SetErrors++
-		}
-		s.mu.Unlock()
-		writeMsg(w, http.StatusConflict, "Channel not in Stasis application")
 		return
 	}
+	s.setLocked(ch, name, value, hasValue)
+	s.mu.Unlock()
+	writeNoContent(w)
+}
+
+// controlLocked finds a channel callpop may act on, as Asterisk's
+// find_control does: 404 when it does not exist, 409 when it is not in
+// Stasis (both counted on its record as a failed set).
+func (s *Server) controlLocked(w http.ResponseWriter, id string) (*channel, bool) {
+	ch := s.channels[id]
+	if ch != nil && ch.stasisApp != "" {
+		return ch, true
+	}
+	if rec := s.records[id]; rec != nil {
+		rec.SetErrors++
+	}
+	if ch == nil {
+		writeMsg(w, http.StatusNotFound, "Channel not found")
+	} else {
+		writeMsg(w, http.StatusConflict, "Channel not in Stasis application")
+	}
+	return nil, false
+}
+
+// setLocked sets one variable (or the functions the simulator knows) and
+// emits its ChannelVarset, as pbx_builtin_setvar_helper does.
+func (s *Server) setLocked(ch *channel, name, value string, hasValue bool) {
 	s.stats.sets.Add(1)
 	bare := strings.TrimLeft(name, "_")
 	switch {
@@ -319,7 +334,7 @@ func (s *Server) setVar(w http.ResponseWriter, r *http.Request, id string, q url
 			ch.inherit[bare] = true
 		}
 	}
-	if rec != nil {
+	if rec := s.records[ch.id]; rec != nil {
 		if hasValue {
 			rec.Vars[name] = value
 		} else {
@@ -334,8 +349,6 @@ func (s *Server) setVar(w http.ResponseWriter, r *http.Request, id string, q url
 				Channel: j, AsteriskID: asteriskID, Application: app})
 		})
 	}
-	s.mu.Unlock()
-	writeNoContent(w)
 }
 
 func (s *Server) continueChannel(w http.ResponseWriter, r *http.Request, id string, q url.Values) {
