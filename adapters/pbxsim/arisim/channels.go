@@ -214,6 +214,7 @@ func (s *Server) getChannel(w http.ResponseWriter, id string) {
 
 func (s *Server) getVar(w http.ResponseWriter, id string, q url.Values) {
 	s.stats.gets.Add(1)
+	s.hold(s.opts.GetDelay)
 	name := q.Get("variable")
 	if name == "" {
 		writeMsg(w, http.StatusBadRequest, "Variable name is required")
@@ -335,6 +336,7 @@ func (s *Server) setLocked(ch *channel, name, value string, hasValue bool) {
 		}
 	}
 	if rec := s.records[ch.id]; rec != nil {
+		rec.SetOrder = append(rec.SetOrder, name)
 		if hasValue {
 			rec.Vars[name] = value
 		} else {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,8 @@ type Options struct {
 	// SetDelay holds every variable request (single or multiple) this long
 	// before it is carried out, as a loaded Asterisk would.
 	SetDelay time.Duration
+	// GetDelay holds every variable read (single or multiple) this long.
+	GetDelay time.Duration
 	// SessionLimit is http.conf sessionlimit: beyond this many open HTTP
 	// sessions (a WebSocket counts while open) a new connection is accepted
 	// and closed unanswered, as Asterisk does. 0 = no limit (Asterisk's
@@ -103,6 +106,7 @@ type Record struct {
 	Continued time.Time         // zero until continued
 	Target    ContinueTarget    // where it was continued to
 	Vars      map[string]string // every variable set over ARI, by the name used (prefixes kept)
+	SetOrder  []string          // the names in the order they were set
 	HungUp    bool              // the caller hung up while in Stasis
 	SetErrors int               // variable sets answered 404/409
 }
@@ -414,6 +418,7 @@ func (s *Server) Record(id string) (Record, bool) {
 		return Record{}, false
 	}
 	c := *r
+	c.SetOrder = slices.Clone(r.SetOrder)
 	c.Vars = make(map[string]string, len(r.Vars))
 	for k, v := range r.Vars {
 		c.Vars[k] = v

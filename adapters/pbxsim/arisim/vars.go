@@ -166,6 +166,7 @@ func (s *Server) setVars(w http.ResponseWriter, r *http.Request, id string) {
 func (s *Server) getVars(w http.ResponseWriter, id string, names string) {
 	s.stats.gets.Add(1)
 	s.stats.multiGets.Add(1)
+	s.hold(s.opts.GetDelay)
 	var list []string
 	for n := range strings.SplitSeq(names, ",") {
 		list = append(list, strings.TrimSpace(n))
@@ -209,8 +210,11 @@ func (s *Server) getVars(w http.ResponseWriter, id string, names string) {
 // delaySet holds a variable request for Options.SetDelay: an Asterisk whose
 // HTTP threads are slow to get to it. The variables are set after it, so a
 // continue that arrives meanwhile is taken first (and the set answers 409).
-func (s *Server) delaySet() {
-	if d := s.opts.SetDelay; d > 0 {
+func (s *Server) delaySet() { s.hold(s.opts.SetDelay) }
+
+// hold waits d, or until the server closes.
+func (s *Server) hold(d time.Duration) {
+	if d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
