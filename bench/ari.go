@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -228,15 +229,12 @@ func bareVars(d call.Decision) []call.Var {
 	return slices.DeleteFunc(vars, func(v call.Var) bool { return v.Value == "" })
 }
 
-// bareApplyWorkers is the adapter's bound on one call's requests in flight
-// while it applies (adapters/ari applyWorkers).
-const bareApplyWorkers = 4
-
 // bareARI is an ARI client that does the adapter's per-call round trips and
-// nothing else, the way the adapter does them: the same two keep-alive pools
-// (per-call requests; continue) with the adapter's connection limit, the two
-// caller-variable GETs in parallel (none when channelvars carry them), then
-// the subscription and the sets at most bareApplyWorkers at a time, then continue.
+// nothing else, the way the adapter does them on an Asterisk with
+// /channels/{id}/variables (as the simulator is): the same two keep-alive
+// pools (per-call requests; continue) with the adapter's connection limit,
+// one GET of both caller variables (none when channelvars carry them), then
+// the subscription and one POST of every variable concurrently, then continue.
 type bareARI struct {
 	base    string
 	log     *slog.Logger
@@ -256,9 +254,9 @@ func bareTransport(maxConns int) *http.Transport {
 }
 
 func (b *bareARI) start(ctx context.Context) error {
-	n := ari.DefaultConfig().MaxConns
-	b.hc = &http.Client{Transport: bareTransport(n)}
-	b.ctl = &http.Client{Transport: bareTransport(n)}
+	perCall, control := ari.PoolSizes(ari.DefaultConfig().MaxConnections)
+	b.hc = &http.Client{Transport: bareTransport(perCall)}
+	b.ctl = &http.Client{Transport: bareTransport(control)}
 	u := strings.Replace(b.base, "http", "ws", 1) + "/ari/events?" + url.Values{"app": {benchARIApp}, "api_key": {benchARIUser + ":" + benchARIPass}, "subscribeAll": {"false"}}.Encode()
 	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: b.ctl})
 	if err != nil {
@@ -304,48 +302,42 @@ func (b *bareARI) handle(id string, getVars bool) {
 	defer cancel()
 	path := "/ari/channels/" + url.PathEscape(id)
 	if getVars {
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b.do(ctx, b.hc, http.MethodGet, path+"/variable", url.Values{"variable": {"CALLERID(ani)"}})
-		}()
-		b.do(ctx, b.hc, http.MethodGet, path+"/variable", url.Values{"variable": {"CALLERID(num-pres)"}})
-		wg.Wait()
+		b.do(ctx, b.hc, http.MethodGet, path+"/variables", url.Values{"variables": {"CALLERID(ani),CALLERID(num-pres)"}}, nil)
 	}
-	// The subscription first, as the adapter does: its answer is the longest.
 	vars := b.vars[int(b.seq.Add(1))%len(b.vars)]
-	var next atomic.Int64
-	work := func() {
-		for i := int(next.Add(1) - 1); i <= len(vars); i = int(next.Add(1) - 1) {
-			if i == 0 {
-				b.do(ctx, b.hc, http.MethodPost, "/ari/applications/"+benchARIApp+"/subscription", url.Values{"eventSource": {"channel:" + id}})
-				continue
-			}
-			v := vars[i-1]
-			b.do(ctx, b.hc, http.MethodPost, path+"/variable", url.Values{"variable": {v.Name}, "value": {v.Value}})
-		}
+	m := make(map[string]string, len(vars))
+	for _, v := range vars {
+		m[v.Name] = v.Value
 	}
+	body, _ := json.Marshal(map[string]any{"variables": m})
 	var wg sync.WaitGroup
-	for range bareApplyWorkers - 1 {
-		wg.Add(1)
-		go func() { defer wg.Done(); work() }()
-	}
-	work()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.do(ctx, b.hc, http.MethodPost, "/ari/applications/"+benchARIApp+"/subscription", url.Values{"eventSource": {"channel:" + id}}, nil)
+	}()
+	b.do(ctx, b.hc, http.MethodPost, path+"/variables", nil, body)
 	wg.Wait()
-	b.do(ctx, b.ctl, http.MethodPost, path+"/continue", nil)
+	b.do(ctx, b.ctl, http.MethodPost, path+"/continue", nil, nil)
 }
 
-func (b *bareARI) do(ctx context.Context, hc *http.Client, method, path string, q url.Values) {
+func (b *bareARI) do(ctx context.Context, hc *http.Client, method, path string, q url.Values, body []byte) {
 	u := b.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return
 	}
 	req.SetBasicAuth(benchARIUser, benchARIPass)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {

@@ -35,6 +35,10 @@ type Adapter struct {
 
 	dialplan dialplanFollow // calls decided outside Stasis whose channels are followed (follow.go)
 
+	// multi says this connection's Asterisk serves /channels/{id}/variables
+	// (asked once per connection, never guessed from a call's 404).
+	multi atomic.Bool
+
 	inflight  sync.Map     // channel id → *callRun: calls being handled
 	enriching atomic.Int64 // calls being enriched (bounded by max_calls)
 
@@ -42,6 +46,8 @@ type Adapter struct {
 	ready    bool
 	reason   string
 	replaced atomic.Bool
+
+	refusedSince, refusedLogged atomic.Int64 // refused sessions not logged yet; when the last line was
 
 	calls   sync.WaitGroup // calls being handled (and their variable reads): Run waits for them
 	running atomic.Bool
@@ -82,12 +88,13 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 	log := deps.Logger.With("component", "adapters/ari", "app", cfg.App)
 	a := &Adapter{recheck: make(chan struct{}, 1),
 		cfg: cfg, deps: deps, log: log,
-		rest:   newRESTClient(cfg.URL, cfg.Username, pass, cfg.MaxConns),
+		rest:   newRESTClient(cfg.URL, cfg.Username, pass, cfg.MaxConnections),
 		wsURL:  ws.String(),
 		follow: newFollowState(cfg.MaxFollow, cfg.LegTTL, deps.Sink, log),
 		reason: "not connected yet",
 	}
 	a.rest.finish = cfg.RequestTimeout
+	a.rest.refused = a.sessionRefused
 	a.follow.expired = func(chanID string) {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout)
 		defer cancel()
@@ -212,6 +219,9 @@ func (a *Adapter) session(ctx context.Context) (connected bool, err error) {
 	c, resp, err := websocket.Dial(dctx, a.wsURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: a.rest.ctl})
 	cancel()
 	if err != nil {
+		if resp == nil && closedUnanswered(err) && ctx.Err() == nil {
+			a.sessionRefused(http.MethodGet, "/events", err)
+		}
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
 			err = fmt.Errorf("adapters/ari: connect: 401 (check pbx.asterisk.username/password): %w", err)
 		} else {
@@ -224,6 +234,21 @@ func (a *Adapter) session(ctx context.Context) (connected bool, err error) {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer c.CloseNow()
+
+	// What this Asterisk serves decides how a call's variables go out; a
+	// restarted (maybe upgraded) Asterisk is asked again.
+	pctx, pcancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	multi, perr := a.rest.multiVars(pctx)
+	pcancel()
+	a.multi.Store(multi)
+	switch {
+	case perr != nil:
+		a.log.Warn("could not tell whether Asterisk sets several variables per request; setting one per request, CALLPOP_MATCH last", "err", perr)
+	case multi:
+		a.log.Info("Asterisk sets a call's variables in one request (POST /channels/{id}/variables)")
+	default:
+		a.log.Info("Asterisk before 20.20/22.10/23.4: one request per variable, CALLPOP_MATCH last")
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -431,6 +456,25 @@ func stasisArgs(appData string) []string {
 	}
 	return parts[1:]
 }
+
+// sessionRefused reports a connection Asterisk closed unanswered: counted
+// every time, logged at most once per refusedLogEvery with the count since.
+func (a *Adapter) sessionRefused(method, path string, err error) {
+	metricSessionsRefused.Inc()
+	n := a.refusedSince.Add(1)
+	now := time.Now().UnixNano()
+	last := a.refusedLogged.Load()
+	if now-last < int64(refusedLogEvery) || !a.refusedLogged.CompareAndSwap(last, now) {
+		return
+	}
+	a.refusedSince.Add(-n)
+	perCall, control := PoolSizes(a.cfg.MaxConnections)
+	a.log.Error("Asterisk refused HTTP sessions: it closed new connections without answering, as it does beyond http.conf sessionlimit (default 100); raise sessionlimit above pbx.asterisk.max_connections plus every other HTTP client of Asterisk, or lower max_connections",
+		"refused", n, "request", method+" "+path, "max_connections", a.cfg.MaxConnections, "per_call_pool", perCall, "control_pool", control, "err", err)
+}
+
+// refusedLogEvery bounds the refused-session log lines.
+const refusedLogEvery = 10 * time.Second
 
 // Budget returns the call budget in use.
 func (a *Adapter) Budget() time.Duration { return a.deps.Budget }

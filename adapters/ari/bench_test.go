@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -118,7 +119,7 @@ func benchHeld(b *testing.B, channelVars []string, async bool) {
 			}
 			return entered.Load()
 		}
-		h := start(b, sim, dec, 5*time.Minute, func(c *Config) { c.MaxCalls = n + 100; c.MaxConns = 64 })
+		h := start(b, sim, dec, 5*time.Minute, func(c *Config) { c.MaxCalls = n + 100; c.MaxConnections = 129 })
 		g0, heap0, stack0 := goroutinesAndHeap()
 		for i := range n {
 			sim.OfferCall(arisim.CallSpec{CLI: fmt.Sprintf("+3120%07d", i)})
@@ -180,4 +181,50 @@ func goroutinesAndHeap() (goroutines int, heap, stack int64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return runtime.NumGoroutine(), int64(ms.HeapAlloc), int64(ms.StackInuse)
+}
+
+// BenchmarkApplyDecision measures putting a known caller's decision on a
+// channel held in Stasis at the simulator over real HTTP: one POST
+// /channels/{id}/variables, or one request per variable (an older Asterisk,
+// applyWorkers at a time, CALLPOP_MATCH last). It reports p50/p99 per
+// decision: the figure apply_reserve must cover. Run it on a loaded machine
+// to size apply_reserve: go test ./adapters/ari -run XXX -bench ApplyDecision
+func BenchmarkApplyDecision(b *testing.B) {
+	for _, tt := range []struct {
+		name    string
+		version string
+	}{{"post", ""}, {"single", "22.9.0"}} {
+		b.Run(tt.name, func(b *testing.B) {
+			sim := newSim(b, arisim.Options{Version: tt.version})
+			release := make(chan struct{})
+			hold := call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision {
+				select { // the channel stays in Stasis until the benchmark ends
+				case <-release:
+				case <-ctx.Done():
+				}
+				return knownCaller
+			})
+			h := start(b, sim, hold, 5*time.Minute, nil)
+			defer close(release)
+			id := sim.OfferCall(arisim.CallSpec{CLI: "+14155550123"})
+			r := &callRun{a: h.a, ch: stasisChannel{ID: id}, deadline: time.Now().Add(time.Hour)}
+			vars := channelVars(id, knownCaller)
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				r.setDecision(ctx, cancel, id, vars)
+				cancel()
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+			if v := sim.Vars(id); v["CALLPOP_MATCH"] != "hit" {
+				b.Fatalf("decision not applied: %v", v)
+			}
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -51,6 +52,13 @@ type callRun struct {
 	continued atomic.Bool
 	gone      atomic.Bool
 	by        atomic.Pointer[string] // who continued: "handler" or "watchdog" (set by the winner)
+
+	// The decision's variables and the continue exclude each other: apply
+	// holds setting while it sets them; release closes it (no variable is
+	// set after) before it continues, waiting for a set in flight. So no
+	// path continues the channel between a decision's first and last variable.
+	setting sync.Mutex
+	closed  bool // under setting
 
 	// The asynchronous path (both caller-ID functions in channelvars): while
 	// the decider holds the call, this struct, the decision's context and
@@ -106,7 +114,7 @@ func (a *Adapter) startCall(ch stasisChannel, received time.Time, reconciled boo
 			defer a.calls.Done()
 			defer a.enriching.Add(-1)
 			defer a.inflight.CompareAndDelete(ch.ID, r)
-			r.continueOnce("shed")
+			r.release("shed")
 			metricCalls.WithLabelValues("shed").Inc()
 		}()
 		return true
@@ -192,7 +200,7 @@ func (r *callRun) onDecision(d call.Decision) {
 // if the answer never comes.
 func (r *callRun) watchdog() {
 	defer r.wdRun.Done()
-	r.continueOnce("watchdog")
+	r.release("watchdog")
 	if r.decided.Load() {
 		return
 	}
@@ -222,7 +230,7 @@ func (r *callRun) finish(d call.Decision, fired bool) {
 		if p := recover(); p != nil {
 			metricPanics.Inc()
 			a.log.Error("panic handling call; continuing it", "chan", r.ch.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			r.continueOnce("handler")
+			r.release("handler")
 		}
 	}()
 	r.cancel()
@@ -253,7 +261,7 @@ func (r *callRun) run(reconciled bool) {
 	wdDone := make(chan struct{})
 	wd := time.AfterFunc(time.Until(r.deadline.Add(-watchdogLead)), func() {
 		defer close(wdDone)
-		r.continueOnce("watchdog")
+		r.release("watchdog")
 	})
 	defer func() {
 		if !wd.Stop() {
@@ -264,7 +272,7 @@ func (r *callRun) run(reconciled bool) {
 		if p := recover(); p != nil {
 			metricPanics.Inc()
 			a.log.Error("panic handling call; continuing it", "chan", r.ch.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			r.continueOnce("handler")
+			r.release("handler")
 		}
 	}()
 
@@ -284,7 +292,7 @@ func (r *callRun) conclude(c call.Call, d decided, reconciled bool) {
 		r.apply(c, dec)
 	}
 	if !r.gone.Load() {
-		r.continueOnce("handler")
+		r.release("handler")
 	}
 	outcome := "none"
 	if by := r.by.Load(); by != nil {
@@ -317,71 +325,117 @@ type decided struct {
 // snapshot (when channelvars carried both, startCall takes the asynchronous
 // path instead: decideAsync). The call needs CALLERID(ani) and
 // CALLERID(num-pres) besides the event's caller number: the look-up on the
-// caller number starts at once and the missing ones are read concurrently,
-// bounded by caller_vars_timeout. When they show
-// nothing the first decision did not know (no ANI or the same number, not
-// withheld) it stands; otherwise the pipeline runs again with them: the
-// router then picks ANI when the CLI is withheld or invalid, and marks
-// privacy. The second run is cheap: the first one warmed the cache
-// (concurrent look-ups of one number share a request). A CLI that is
-// plainly withheld skips the first run.
+// caller number starts at once and the missing ones are read concurrently
+// (one GET /variables where Asterisk has it). With a usable caller number
+// the reads are bounded by caller_vars_timeout (its decision stands without
+// them); without one they are waited for until the decision's deadline,
+// since nothing can be decided without them. When they show nothing the
+// first decision did not know (no ANI or the same number, not withheld) it
+// stands; otherwise the pipeline runs again with them: the router then
+// picks ANI when the CLI is withheld or invalid, and marks privacy. The
+// second run is cheap: the first one warmed the cache (concurrent look-ups
+// of one number share a request). A CLI that is plainly withheld skips the
+// first run. A read that did not answer is not an answer: the call is
+// never called anonymous for it (see unread).
 func (r *callRun) decide(c call.Call) decided {
 	a := r.a
 	ctx, cancel := context.WithDeadline(context.Background(), r.deadline.Add(-a.cfg.ApplyReserve))
 	defer cancel()
 
 	var spec chan call.Decision
+	bound := ctx
 	if usableCLI(c.CLI) {
 		spec = make(chan call.Decision, 1)
 		a.decideInto(ctx, c, spec)
 		// (a decider that ignores its deadline is cut off in wait below)
+		var vcancel context.CancelFunc
+		bound, vcancel = context.WithTimeout(ctx, a.cfg.CallerVarsTimeout)
+		defer vcancel()
 	}
-
-	vctx, vcancel := context.WithTimeout(ctx, a.cfg.CallerVarsTimeout)
-	ani, pres := r.ch.ANI, r.ch.NumPres
-	var aniErr, presErr error
-	// The reads run on goroutines of their own, not this one (a request's
-	// deep stack would stay with the call while the look-up holds it). At
-	// caller_vars_timeout the call goes on without them; a read already on
-	// its connection still finishes there, so the connection stays open.
-	var aniC, presC <-chan varRead
-	if !r.ch.hasANI {
-		aniC = a.readVar(vctx, c.ID, varANI)
+	got := map[string]string{}
+	if r.ch.hasANI {
+		got[varANI] = r.ch.ANI
 	}
-	if !r.ch.hasPres {
-		presC = a.readVar(vctx, c.ID, varNumPres)
+	if r.ch.hasPres {
+		got[varNumPres] = r.ch.NumPres
 	}
-	for aniC != nil || presC != nil {
-		select {
-		case v := <-aniC:
-			ani, aniErr, aniC = v.value, v.err, nil
-		case v := <-presC:
-			pres, presErr, presC = v.value, v.err, nil
-		case <-vctx.Done():
-			if aniC != nil {
-				aniErr, aniC = vctx.Err(), nil
-			}
-			if presC != nil {
-				presErr, presC = vctx.Err(), nil
-			}
-		}
-	}
-	vcancel()
-	if errors.Is(aniErr, ErrGone) || errors.Is(presErr, ErrGone) {
-		r.gone.Store(true)
-	}
-	for _, err := range []error{aniErr, presErr} {
-		if err != nil && !errors.Is(err, ErrGone) {
-			metricRESTErrors.WithLabelValues("get_callerid").Inc()
-		}
-	}
-	full := withCallerVars(c, ani, pres)
+	r.readCallerVars(bound, got)
+	_, knowANI := got[varANI]
+	_, knowPres := got[varNumPres]
+	full := withCallerVars(c, got[varANI], got[varNumPres])
 	if spec != nil && addsNothing(c, full) {
 		return decided{Decision: wait(ctx, spec), ani: full.ANI}
 	}
 	out := make(chan call.Decision, 1)
 	a.decideInto(ctx, full, out)
-	return decided{Decision: wait(ctx, out), ani: full.ANI, privacy: full.Privacy}
+	d := wait(ctx, out)
+	if d.Match == call.MatchAnonymous && !(knowANI && knowPres) {
+		d = unread(d)
+	}
+	return decided{Decision: d, ani: full.ANI, privacy: full.Privacy}
+}
+
+// unread turns an "anonymous" decision taken without the caller's ANI or
+// presentation (their read did not answer in time) into what it is: the
+// call was not identified in time. A known customer calling withheld must
+// not be told apart from a caller who withheld everything by a slow read.
+func unread(d call.Decision) call.Decision {
+	metricCallerVarsUnread.Inc()
+	d.Match = call.MatchTimeout
+	d.Err = "caller-ID variables not read in time"
+	return d
+}
+
+// readCallerVars reads into got the caller-ID functions it lacks, until
+// bound ends: one GET /channels/{id}/variables where Asterisk has it, else
+// one GET per function, concurrently. The reads run on goroutines of their
+// own (counted in a.calls), not the call's; one already on its connection
+// when bound ends still finishes there, so the connection stays open. A
+// function missing from got afterwards was not read.
+func (r *callRun) readCallerVars(bound context.Context, got map[string]string) {
+	a := r.a
+	var names []string
+	for _, n := range []string{varANI, varNumPres} {
+		if _, ok := got[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	// At most two reads: a nil channel is one not made or already answered.
+	var first, second <-chan varsRead
+	if a.multi.Load() {
+		first = a.readVars(bound, r.ch.ID, names...)
+	} else {
+		first = a.readVars(bound, r.ch.ID, names[0])
+		if len(names) > 1 {
+			second = a.readVars(bound, r.ch.ID, names[1])
+		}
+	}
+	for first != nil || second != nil {
+		var v varsRead
+		select {
+		case v = <-first:
+			first = nil
+		case v = <-second:
+			second = nil
+		case <-bound.Done():
+			metricRESTErrors.WithLabelValues("get_callerid_timeout").Inc()
+			return
+		}
+		switch {
+		case v.err == nil:
+			maps.Copy(got, v.values)
+		case errors.Is(v.err, ErrGone):
+			r.gone.Store(true)
+			return
+		case errors.Is(v.err, context.DeadlineExceeded) || errors.Is(v.err, context.Canceled):
+			metricRESTErrors.WithLabelValues("get_callerid_timeout").Inc()
+		default:
+			metricRESTErrors.WithLabelValues("get_callerid").Inc()
+		}
+	}
 }
 
 // decideInto asks for c's decision on a goroutine of its own and delivers
@@ -396,20 +450,27 @@ func (a *Adapter) decideInto(ctx context.Context, c call.Call, out chan<- call.D
 	go func() { out <- adapters.Decide(ctx, a.deps.Decider, c, a.log) }()
 }
 
-type varRead struct {
-	value string
-	err   error
+// varsRead is what one read of caller variables gave.
+type varsRead struct {
+	values map[string]string
+	err    error
 }
 
-// readVar reads a channel variable on a goroutine of its own (counted in
-// a.calls, so Run waits for it; it ends within request_timeout).
-func (a *Adapter) readVar(ctx context.Context, chanID, name string) <-chan varRead {
-	out := make(chan varRead, 1)
+// readVars reads channel variables on a goroutine of its own (counted in
+// a.calls, so Run waits for it; it ends within request_timeout): all names
+// in one GET /variables, or a single name with GET /variable.
+func (a *Adapter) readVars(ctx context.Context, chanID string, names ...string) <-chan varsRead {
+	out := make(chan varsRead, 1)
 	a.calls.Add(1)
 	go func() {
 		defer a.calls.Done()
-		v, err := a.rest.getVar(ctx, chanID, name)
-		out <- varRead{v, err}
+		if len(names) == 1 && !a.multi.Load() {
+			v, err := a.rest.getVar(ctx, chanID, names[0])
+			out <- varsRead{map[string]string{names[0]: v}, err}
+			return
+		}
+		v, err := a.rest.getVars(ctx, chanID, names...)
+		out <- varsRead{v, err}
 	}()
 	return out
 }
@@ -472,16 +533,20 @@ func channelVars(callID string, d call.Decision) []call.Var {
 	return vars
 }
 
-// applyWorkers bounds the requests one call has in flight while applying
-// (the call's own goroutine is one of them). A typical call has 6-8 sets and
-// a subscription: a few rounds on warm keep-alive connections, without a
-// goroutine and a connection per request.
+// matchVar is the decision's commit marker on an Asterisk that takes one
+// variable per request: written last, only when all others were.
+const matchVar = "CALLPOP_MATCH"
+
+// applyWorkers bounds the requests one call has in flight while it sets
+// variables one per request (an Asterisk without POST /variables; the
+// call's own goroutine is one of them): a few rounds on warm keep-alive
+// connections, without a goroutine and a connection per request.
 const applyWorkers = 4
 
-// apply sets the variables and the follow subscription on the keep-alive
-// pool, applyWorkers at a time, bounded by the budget (less the watchdog's
-// lead). When the watchdog has continued the channel already, the variables
-// are too late, but the call is still followed for its pops.
+// apply sets the decision's variables and the follow subscription (the two
+// concurrently), bounded by the budget (less the watchdog's lead). When the
+// watchdog has continued the channel already, the variables are too late,
+// but the call is still followed for its pops.
 func (r *callRun) apply(c call.Call, d call.Decision) {
 	a := r.a
 	late := r.continued.Load()
@@ -493,47 +558,36 @@ func (r *callRun) apply(c call.Call, d call.Decision) {
 	defer cancel()
 	// A call seen before keeps its follow entry (and its subscription).
 	seen := a.follow.following(c.ID)
-	var vars []call.Var
-	if !late {
-		vars = channelVars(d.CallID, d)
-		// On a channel's first trip through callpop none of these variables
-		// exist (CALLPOP_* are not inherited), so an empty value needs no
-		// request: unset reads as empty. A channel seen before (re-entering
-		// Stasis) gets every variable, empty ones as "value=", so nothing
-		// stale survives. This halves the requests of a typical call.
-		if !seen {
-			vars = slices.DeleteFunc(vars, func(v call.Var) bool { return v.Value == "" })
-		}
+	vars := channelVars(d.CallID, d)
+	// On a channel's first trip through callpop none of these variables
+	// exist (CALLPOP_* are not inherited), so an empty value needs no
+	// setting: unset reads as empty. A channel seen before (re-entering
+	// Stasis) gets every variable, empty ones as "", so nothing stale
+	// survives.
+	if !seen {
+		vars = slices.DeleteFunc(vars, func(v call.Var) bool { return v.Value == "" })
 	}
-	// Follow the call only once it is subscribed. The subscription goes
-	// first: its answer is the longest.
+	// Follow the call only once it is subscribed: best effort, and never a
+	// sign the caller left (the app itself may be unregistered for a moment:
+	// 404 while the socket is down).
 	subscribe := a.cfg.FollowLegs && (seen || a.follow.room())
-	first := 0
-	if subscribe {
-		first = 1
-	}
 	var subscribed atomic.Bool
-	parallel(first+len(vars), applyWorkers, func(i int) {
-		if i < first {
-			// Best effort, and never a sign the caller left: the app itself
-			// may be unregistered for a moment (404 while the socket is down).
-			if err := a.rest.subscribe(ctx, a.cfg.App, c.ID); err != nil {
-				metricRESTErrors.WithLabelValues("subscribe").Inc()
-				if a.log.Enabled(ctx, slog.LevelDebug) {
-					a.log.Debug("subscribe failed; agent legs of this call are not followed", "chan", c.ID, "err", err)
-				}
-				return
-			}
-			subscribed.Store(true)
+	parallel(2, 2, func(i int) {
+		if i == 1 {
+			r.setDecision(ctx, cancel, c.ID, vars)
 			return
 		}
-		if r.gone.Load() {
-			return // the caller hung up: the rest would fail the same way
+		if !subscribe {
+			return
 		}
-		v := vars[i-first]
-		if err := a.rest.setVar(ctx, c.ID, v.Name, v.Value); err != nil {
-			r.restErr("set_variable", err, cancel)
+		if err := a.rest.subscribe(ctx, a.cfg.App, c.ID); err != nil {
+			metricRESTErrors.WithLabelValues("subscribe").Inc()
+			if a.log.Enabled(ctx, slog.LevelDebug) {
+				a.log.Debug("subscribe failed; agent legs of this call are not followed", "chan", c.ID, "err", err)
+			}
+			return
 		}
+		subscribed.Store(true)
 	})
 	if r.gone.Load() {
 		return
@@ -542,6 +596,73 @@ func (r *callRun) apply(c call.Call, d call.Decision) {
 		a.follow.add(c.ID, d.CallID)
 	}
 	a.sink().CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
+}
+
+// setDecision puts the decision on the channel whole, or leaves
+// CALLPOP_MATCH empty. Where Asterisk has it that is one POST
+// /channels/{id}/variables. An older Asterisk gets one request per variable,
+// applyWorkers at a time, and CALLPOP_MATCH last, only once every other one
+// went through: a dialplan that sees CALLPOP_MATCH may trust the rest. It
+// holds r.setting throughout, so nothing continues the channel in between;
+// once the channel is released (the watchdog) it sets nothing.
+func (r *callRun) setDecision(ctx context.Context, abort context.CancelFunc, chanID string, vars []call.Var) {
+	a := r.a
+	r.setting.Lock()
+	defer r.setting.Unlock()
+	if r.closed || r.continued.Load() {
+		metricApplied.WithLabelValues("late").Inc()
+		return
+	}
+	if r.gone.Load() || len(vars) == 0 {
+		return
+	}
+	if a.multi.Load() {
+		if err := a.rest.setVars(ctx, chanID, vars); err != nil {
+			r.restErr("set_variables", err, nil)
+			metricApplied.WithLabelValues("none").Inc()
+			return
+		}
+		metricApplied.WithLabelValues("whole").Inc()
+		return
+	}
+	i := slices.IndexFunc(vars, func(v call.Var) bool { return v.Name == matchVar })
+	var match call.Var
+	if i >= 0 {
+		match = vars[i]
+		vars = slices.Delete(slices.Clone(vars), i, i+1)
+	}
+	var failed atomic.Bool
+	parallel(len(vars), applyWorkers, func(i int) {
+		if r.gone.Load() || failed.Load() {
+			failed.Store(true)
+			return // the rest would fail the same way, or not count
+		}
+		v := vars[i]
+		if err := a.rest.setVar(ctx, chanID, v.Name, v.Value); err != nil {
+			failed.Store(true)
+			r.restErr("set_variable", err, abort)
+		}
+	})
+	if !failed.Load() && match.Name != "" {
+		if err := a.rest.setVar(ctx, chanID, match.Name, match.Value); err != nil {
+			failed.Store(true)
+			r.restErr("set_variable", err, abort)
+		}
+	}
+	if failed.Load() {
+		metricApplied.WithLabelValues("none").Inc()
+		return
+	}
+	metricApplied.WithLabelValues("whole").Inc()
+}
+
+// release ends the channel's variables (waiting for a set in flight: see
+// setDecision) and continues it.
+func (r *callRun) release(by string) {
+	r.setting.Lock()
+	r.closed = true
+	r.setting.Unlock()
+	r.continueOnce(by)
 }
 
 // parallel runs f(0..n-1) on at most k goroutines, the caller's among them,

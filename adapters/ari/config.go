@@ -29,7 +29,7 @@ type Config struct {
 	PingTimeout       time.Duration `mapstructure:"ping_timeout"`        // a pong later than this drops the connection
 	ReconnectMin      time.Duration `mapstructure:"reconnect_min"`       // first reconnect delay
 	ReconnectMax      time.Duration `mapstructure:"reconnect_max"`       // reconnect delay cap
-	MaxConns          int           `mapstructure:"max_conns"`           // keep-alive connections to Asterisk
+	MaxConnections    int           `mapstructure:"max_connections"`     // HTTP connections to Asterisk at most, WebSocket and both pools together
 	MaxCalls          int           `mapstructure:"max_calls"`           // calls enriched at once; beyond, channels are continued at once, unenriched
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`  // also reconcile this often while connected; 0 = only after a connect
 
@@ -48,6 +48,10 @@ type ContinueConfig struct {
 	Label     string `mapstructure:"label"`
 }
 
+// minConnections is the fewest HTTP connections the adapter works with:
+// the WebSocket, one for continues and two for the calls' requests.
+const minConnections = 4
+
 // DefaultConfig returns the defaults documented in config.example.yaml.
 func DefaultConfig() Config {
 	return Config{
@@ -61,7 +65,7 @@ func DefaultConfig() Config {
 		PingTimeout:       3 * time.Second,
 		ReconnectMin:      100 * time.Millisecond,
 		ReconnectMax:      10 * time.Second,
-		MaxConns:          64,
+		MaxConnections:    32,
 		MaxCalls:          1000,
 		ReconcileInterval: 30 * time.Second,
 		FollowLegs:        true,
@@ -104,8 +108,8 @@ func (c *Config) Validate() error {
 	if c.MaxCalls <= 0 {
 		bad("max_calls", "must be positive")
 	}
-	if c.MaxConns <= 0 {
-		bad("max_conns", "must be positive")
+	if c.MaxConnections < minConnections {
+		bad("max_connections", fmt.Sprintf("must be at least %d (the event WebSocket, a control and a per-call pool)", minConnections))
 	}
 	if c.MaxFollow <= 0 {
 		bad("max_follow", "must be positive")

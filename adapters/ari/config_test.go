@@ -29,7 +29,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative reserve", func(c *Config) { c.ApplyReserve = -time.Millisecond }, "pbx.asterisk.apply_reserve:"},
 		{"zero ping", func(c *Config) { c.PingInterval = 0 }, "pbx.asterisk.ping_interval: must be positive"},
 		{"backoff inverted", func(c *Config) { c.ReconnectMax = time.Millisecond }, "pbx.asterisk.reconnect_max: must not be below reconnect_min"},
-		{"no conns", func(c *Config) { c.MaxConns = 0 }, "pbx.asterisk.max_conns:"},
+		{"too few conns", func(c *Config) { c.MaxConnections = 3 }, "pbx.asterisk.max_connections:"},
 		{"no follow bound", func(c *Config) { c.MaxFollow = 0 }, "pbx.asterisk.max_follow:"},
 		{"label and priority", func(c *Config) { c.Continue = ContinueConfig{Label: "a", Priority: 2} }, "pbx.asterisk.continue.label:"},
 		{"extension without priority", func(c *Config) { c.Continue = ContinueConfig{Extension: "s"} }, "pbx.asterisk.continue.priority:"},

@@ -244,3 +244,15 @@ func runAdapter(t testing.TB, a *Adapter) func() {
 	go func() { defer close(done); a.Run(ctx) }()
 	return func() { cancel(); <-done }
 }
+
+// contains reports whether a log line holds s.
+func (b *logBuf) contains(s string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}

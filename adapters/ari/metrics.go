@@ -63,6 +63,18 @@ var (
 		Name: "callpop_ari_legs_total",
 		Help: "Agent-leg events reported to the pop sink, by state.",
 	}, []string{"state"})
+	metricSessionsRefused = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "callpop_ari_sessions_refused_total",
+		Help: "Requests whose new HTTP connection Asterisk closed without answering (beyond http.conf sessionlimit).",
+	})
+	metricApplied = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_ari_decisions_applied_total",
+		Help: "Decisions by what reached the channel: whole, none (a request failed: CALLPOP_MATCH stays empty) or late (continued before the variables could be set).",
+	}, []string{"result"})
+	metricCallerVarsUnread = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "callpop_ari_caller_vars_unread_total",
+		Help: "Calls that would have been called anonymous without their CALLERID(ani)/CALLERID(num-pres), unread in time: decided timeout instead.",
+	})
 	metricFollowFull = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "callpop_ari_follow_full_total",
 		Help: "Enriched calls not followed because pbx.asterisk.max_follow was reached.",

@@ -1,6 +1,7 @@
 package ari
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -11,9 +12,14 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/callpop/callpop/call"
 )
 
 // The per-call REST calls go straight over HTTP rather than through the
@@ -45,9 +51,26 @@ type restClient struct {
 	// keep-alive connection: a call's deadline or its caller hanging up
 	// would then cost a dial, and under load a dial per request.
 	finish time.Duration
+	// refused is told about a request whose new connection Asterisk closed
+	// unanswered (http.conf sessionlimit reached).
+	refused func(method, path string, err error)
 }
 
-// newTransport keeps max_conns connections open and idle between bursts
+// PoolSizes splits pbx.asterisk.max_connections between the event
+// WebSocket (one), the control pool (continue, reconcile: a quarter, at
+// least one) and the per-call pool (the rest), so callpop never holds more
+// HTTP sessions than that.
+func PoolSizes(maxConnections int) (perCall, control int) {
+	control = max(1, (maxConnections-1)/4)
+	return maxConnections - 1 - control, control
+}
+
+// idleTimeout closes an idle keep-alive connection before Asterisk does
+// (http.conf session_keep_alive, 15 s by default): a request then never
+// goes out on a connection Asterisk is closing.
+const idleTimeout = 10 * time.Second
+
+// newTransport keeps maxConns connections open and idle between bursts
 // (MaxIdleConnsPerHost = MaxConnsPerHost), so a steady load never dials.
 func newTransport(maxConns int) *http.Transport {
 	return &http.Transport{
@@ -56,15 +79,16 @@ func newTransport(maxConns int) *http.Transport {
 		MaxIdleConns:        maxConns,
 		MaxIdleConnsPerHost: maxConns,
 		MaxConnsPerHost:     maxConns, // no connection storm when many calls reach their deadline at once
-		IdleConnTimeout:     90 * time.Second,
+		IdleConnTimeout:     idleTimeout,
 		ForceAttemptHTTP2:   false,
 	}
 }
 
-func newRESTClient(base, user, pass string, maxConns int) *restClient {
+func newRESTClient(base, user, pass string, maxConnections int) *restClient {
+	perCall, control := PoolSizes(maxConnections)
 	r := &restClient{base: strings.TrimRight(base, "/") + "/ari",
-		hc:  &http.Client{Transport: newTransport(maxConns)},
-		ctl: &http.Client{Transport: newTransport(maxConns)},
+		hc:  &http.Client{Transport: newTransport(perCall)},
+		ctl: &http.Client{Transport: newTransport(control)},
 	}
 	if user != "" || pass != "" {
 		r.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
@@ -81,12 +105,13 @@ func (r *restClient) close() {
 // already (an empty value stays "value=", which Asterisk reads as "set to
 // empty", not "unset").
 func (r *restClient) do(ctx context.Context, method, path, query string) ([]byte, error) {
-	return r.doWith(r.hc, ctx, method, path, query, true)
+	return r.doWith(r.hc, ctx, method, path, query, nil, true)
 }
 
-// doWith sends one request on hc. Without wantBody a 2xx answer's body is
-// drained and dropped (a subscription's lists every channel of the app).
-func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, query string, wantBody bool) ([]byte, error) {
+// doWith sends one request on hc, with body as JSON when not nil. Without
+// wantBody a 2xx answer's body is drained and dropped (a subscription's
+// lists every channel of the app).
+func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, query string, body []byte, wantBody bool) ([]byte, error) {
 	u := r.base + path
 	if query != "" {
 		u += "?" + query
@@ -99,15 +124,35 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 		ctx, cancel = r.letFinish(ctx)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	// Whether the request went out on a new connection: one Asterisk closes
+	// unanswered is a refused session, not a hang-up or a lost answer.
+	var fresh, answered atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn:              func(i httptrace.GotConnInfo) { fresh.Store(!i.Reused) },
+		GotFirstResponseByte: func() { answered.Store(true) },
+	})
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err)
 	}
 	if r.auth != "" {
 		req.Header["Authorization"] = []string{r.auth}
 	}
+	if body != nil {
+		req.Header["Content-Type"] = []string{"application/json"}
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		if fresh.Load() && !answered.Load() && closedUnanswered(err) {
+			err = fmt.Errorf("%w: %w", ErrSessionRefused, err)
+			if r.refused != nil {
+				r.refused(method, path, err)
+			}
+		}
 		// *url.Error carries the whole URL, query values (caller data) included:
 		// keep it out of errors and logs.
 		var ue *url.Error
@@ -123,7 +168,7 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 		}
 		return nil, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return nil, fmt.Errorf("adapters/ari: %s %s: read: %w", method, path, err)
 	}
@@ -131,14 +176,25 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 		var m struct {
 			Message string `json:"message"`
 		}
-		json.Unmarshal(body, &m)
+		json.Unmarshal(answer, &m)
 		se := &StatusError{Code: resp.StatusCode, Message: m.Message}
 		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusConflict {
 			return nil, fmt.Errorf("%w: %s %s: %w", ErrGone, method, path, se)
 		}
 		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, se)
 	}
-	return body, nil
+	return answer, nil
+}
+
+// ErrSessionRefused means Asterisk accepted a new HTTP connection and
+// closed it without an answer: what it does beyond http.conf sessionlimit.
+var ErrSessionRefused = errors.New("adapters/ari: Asterisk closed a new connection unanswered (http.conf sessionlimit reached?)")
+
+// closedUnanswered reports an error of a connection closed or reset by the
+// other side before any answer.
+func closedUnanswered(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // letFinish returns a context for one request that ends with ctx while the
@@ -182,8 +238,105 @@ func (r *restClient) getVar(ctx context.Context, chanID, name string) (string, e
 
 func (r *restClient) setVar(ctx context.Context, chanID, name, value string) error {
 	_, err := r.doWith(r.hc, ctx, http.MethodPost, channelPath(chanID, "variable"),
-		"variable="+url.QueryEscape(name)+"&value="+url.QueryEscape(value), false)
+		"variable="+url.QueryEscape(name)+"&value="+url.QueryEscape(value), nil, false)
 	return err
+}
+
+// setVars sets every variable in one POST /channels/{id}/variables
+// (Asterisk 20.20, 22.10, 23.4 and later): 204, or 404/409 when the
+// channel is gone or out of Stasis.
+func (r *restClient) setVars(ctx context.Context, chanID string, vars []call.Var) error {
+	m := make(map[string]string, len(vars))
+	for _, v := range vars {
+		m[v.Name] = v.Value
+	}
+	body, err := json.Marshal(struct {
+		Variables map[string]string `json:"variables"`
+	}{m})
+	if err != nil {
+		return fmt.Errorf("adapters/ari: variables: %w", err)
+	}
+	_, err = r.doWith(r.hc, ctx, http.MethodPost, channelPath(chanID, "variables"), "", body, false)
+	return err
+}
+
+// getVars reads several variables or functions in one GET
+// /channels/{id}/variables?variables=A,B.
+func (r *restClient) getVars(ctx context.Context, chanID string, names ...string) (map[string]string, error) {
+	body, err := r.do(ctx, http.MethodGet, channelPath(chanID, "variables"), "variables="+url.QueryEscape(strings.Join(names, ",")))
+	if err != nil {
+		return nil, err
+	}
+	var v struct {
+		Variables map[string]string `json:"variables"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("adapters/ari: variables: %w", err)
+	}
+	return v.Variables, nil
+}
+
+// multiVarsPath is the path api-docs/channels.json lists when Asterisk
+// serves the multi-variable requests.
+const multiVarsPath = "/channels/{channelId}/variables"
+
+// multiVars asks Asterisk whether it serves /channels/{id}/variables: the
+// API description lists the path, or (api-docs not installed) its version
+// is one that has it. Never guessed from a 404 on a call: that also means
+// the caller hung up.
+func (r *restClient) multiVars(ctx context.Context) (bool, error) {
+	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/api-docs/channels.json", "", nil, true)
+	if err == nil {
+		type api struct {
+			Path string `json:"path"`
+		}
+		var doc struct {
+			APIs []api `json:"apis"`
+		}
+		if err := json.Unmarshal(body, &doc); err == nil && len(doc.APIs) > 0 {
+			return slices.ContainsFunc(doc.APIs, func(a api) bool { return a.Path == multiVarsPath }), nil
+		}
+	}
+	body, err = r.doWith(r.ctl, ctx, http.MethodGet, "/asterisk/info", "", nil, true)
+	if err != nil {
+		return false, err
+	}
+	var info struct {
+		System struct {
+			Version string `json:"version"`
+		} `json:"system"`
+	}
+	if err := json.Unmarshal(body, &info); err != nil {
+		return false, fmt.Errorf("adapters/ari: GET /asterisk/info: %w", err)
+	}
+	return versionHasMultiVars(info.System.Version), nil
+}
+
+// versionHasMultiVars reports whether an Asterisk version string ("22.10.1",
+// "certified-20.7-cert5", "GIT-master-…") names a release with
+// /channels/{id}/variables: 20.20, 22.10, 23.4 and later. Unknown = no.
+func versionHasMultiVars(v string) bool {
+	v = strings.TrimPrefix(strings.TrimPrefix(v, "certified/"), "certified-")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(c rune) bool { return c < '0' || c > '9' }))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	switch major {
+	case 20:
+		return minor >= 20
+	case 21:
+		return false
+	case 22:
+		return minor >= 10
+	case 23:
+		return minor >= 4
+	}
+	return major > 23
 }
 
 func (r *restClient) continueChannel(ctx context.Context, chanID string, to ContinueConfig) error {
@@ -200,13 +353,13 @@ func (r *restClient) continueChannel(ctx context.Context, chanID string, to Cont
 	if to.Label != "" {
 		q.Set("label", to.Label)
 	}
-	_, err := r.doWith(r.ctl, ctx, http.MethodPost, channelPath(chanID, "continue"), q.Encode(), false)
+	_, err := r.doWith(r.ctl, ctx, http.MethodPost, channelPath(chanID, "continue"), q.Encode(), nil, false)
 	return err
 }
 
 func (r *restClient) subscribe(ctx context.Context, app, chanID string) error {
 	_, err := r.doWith(r.hc, ctx, http.MethodPost, "/applications/"+url.PathEscape(app)+"/subscription",
-		"eventSource="+url.QueryEscape("channel:"+chanID), false)
+		"eventSource="+url.QueryEscape("channel:"+chanID), nil, false)
 	var se *StatusError
 	if errors.As(err, &se) && se.Code == http.StatusUnprocessableEntity {
 		// 422 "Event source does not exist": the channel is gone.
@@ -217,7 +370,7 @@ func (r *restClient) subscribe(ctx context.Context, app, chanID string) error {
 
 func (r *restClient) unsubscribe(ctx context.Context, app, chanID string) error {
 	_, err := r.doWith(r.ctl, ctx, http.MethodDelete, "/applications/"+url.PathEscape(app)+"/subscription",
-		"eventSource="+url.QueryEscape("channel:"+chanID), false)
+		"eventSource="+url.QueryEscape("channel:"+chanID), nil, false)
 	return err
 }
 
@@ -241,7 +394,7 @@ type restChannel struct {
 }
 
 func (r *restClient) channels(ctx context.Context) ([]restChannel, error) {
-	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/channels", "", true)
+	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/channels", "", nil, true)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +406,7 @@ func (r *restClient) channels(ctx context.Context) ([]restChannel, error) {
 }
 
 func (r *restClient) appChannels(ctx context.Context, app string) ([]string, error) {
-	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/applications/"+url.PathEscape(app), "", true)
+	body, err := r.doWith(r.ctl, ctx, http.MethodGet, "/applications/"+url.PathEscape(app), "", nil, true)
 	if err != nil {
 		return nil, err
 	}

@@ -101,7 +101,7 @@ func TestRequestInFlightKeepsConnection(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	rc := newRESTClient(srv.URL, "", "", 1)
+	rc := newRESTClient(srv.URL, "", "", 3) // a per-call pool of one
 	rc.finish = 10 * time.Second
 	defer rc.close()
 

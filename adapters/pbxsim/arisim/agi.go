@@ -101,43 +101,6 @@ func (s *Server) RunAgents(id string) {
 	s.runAgents(id)
 }
 
-// setLocked sets a variable (a "__" prefix makes it inherited) or a known
-// function, records it and tells the channel's apps.
-func (s *Server) setLocked(ch *channel, name, value string, hasValue bool) {
-	bare := strings.TrimLeft(name, "_")
-	switch {
-	case name == "CALLERID(name)":
-		ch.callerName = value
-	case name == "CALLERID(num)":
-		ch.callerNum = value
-	case strings.Contains(name, "("):
-		// an unknown function: nothing happens
-	case !hasValue:
-		delete(ch.vars, bare)
-		delete(ch.inherit, bare)
-	default:
-		ch.vars[bare] = value
-		if strings.HasPrefix(name, "__") {
-			ch.inherit[bare] = true
-		}
-	}
-	if rec := s.records[ch.id]; rec != nil {
-		if hasValue {
-			rec.Vars[name] = value
-		} else {
-			delete(rec.Vars, name)
-		}
-	}
-	if !strings.Contains(name, "(") {
-		now := time.Now()
-		j := ch.json()
-		s.emitLocked(ch, func(app string) []byte {
-			return mustJSON(varsetJSON{Variable: name, Value: value, Type: "ChannelVarset", Timestamp: stamp(now),
-				Channel: j, AsteriskID: asteriskID, Application: app})
-		})
-	}
-}
-
 // agiPres is agi_callingpres: the presentation as res_agi prints it, a number.
 var agiPres = map[string]int{
 	"": 0, "allowed_not_screened": 0, "allowed_passed_screen": 1, "allowed_failed_screen": 2, "allowed": 3,

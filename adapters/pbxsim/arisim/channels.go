@@ -219,6 +219,7 @@ func (s *Server) getChannel(w http.ResponseWriter, id string) {
 
 func (s *Server) getVar(w http.ResponseWriter, id string, q url.Values) {
 	s.stats.gets.Add(1)
+	s.wait(s.opts.GetDelay)
 	name := q.Get("variable")
 	if name == "" {
 		writeMsg(w, http.StatusBadRequest, "Variable name is required")
@@ -283,33 +284,78 @@ func (s *Server) setVar(w http.ResponseWriter, r *http.Request, id string, q url
 	p := params(r, q)
 	name := p.Get("variable")
 	value, hasValue := p.Get("value"), p.Has("value")
-	s.mu.Lock()
-	ch := s.channels[id]
-	rec := s.records[id]
-	switch {
-	case name == "":
-		s.mu.Unlock()
+	if name == "" {
 		writeMsg(w, http.StatusBadRequest, "Variable name is required")
 		return
-	case ch == nil:
-		if rec != nil {
-			rec.SetErrors++
-		}
+	}
+	s.delaySet()
+	s.mu.Lock()
+	ch, ok := s.controlLocked(w, id)
+	if !ok {
 		s.mu.Unlock()
-		writeMsg(w, http.StatusNotFound, "Channel not found")
-		return
-	case ch.stasisApp == "":
-		if rec != nil {
-			rec.SetErrors++
-		}
-		s.mu.Unlock()
-		writeMsg(w, http.StatusConflict, "Channel not in Stasis application")
 		return
 	}
-	s.stats.sets.Add(1)
 	s.setLocked(ch, name, value, hasValue)
 	s.mu.Unlock()
 	writeNoContent(w)
+}
+
+// controlLocked finds a channel callpop may act on, as Asterisk's
+// find_control does: 404 when it does not exist, 409 when it is not in
+// Stasis (both counted on its record as a failed set).
+func (s *Server) controlLocked(w http.ResponseWriter, id string) (*channel, bool) {
+	ch := s.channels[id]
+	if ch != nil && ch.stasisApp != "" {
+		return ch, true
+	}
+	if rec := s.records[id]; rec != nil {
+		rec.SetErrors++
+	}
+	if ch == nil {
+		writeMsg(w, http.StatusNotFound, "Channel not found")
+	} else {
+		writeMsg(w, http.StatusConflict, "Channel not in Stasis application")
+	}
+	return nil, false
+}
+
+// setLocked sets one variable (or the functions the simulator knows) and
+// emits its ChannelVarset, as pbx_builtin_setvar_helper does.
+func (s *Server) setLocked(ch *channel, name, value string, hasValue bool) {
+	s.stats.sets.Add(1)
+	bare := strings.TrimLeft(name, "_")
+	switch {
+	case name == "CALLERID(name)":
+		ch.callerName = value
+	case name == "CALLERID(num)":
+		ch.callerNum = value
+	case strings.Contains(name, "("):
+		// an unknown function: 204 and nothing happens
+	case !hasValue:
+		delete(ch.vars, bare)
+		delete(ch.inherit, bare)
+	default:
+		ch.vars[bare] = value
+		if strings.HasPrefix(name, "__") {
+			ch.inherit[bare] = true
+		}
+	}
+	if rec := s.records[ch.id]; rec != nil {
+		rec.SetOrder = append(rec.SetOrder, name)
+		if hasValue {
+			rec.Vars[name] = value
+		} else {
+			delete(rec.Vars, name)
+		}
+	}
+	if !strings.Contains(name, "(") {
+		now := time.Now()
+		j := ch.json()
+		s.emitLocked(ch, func(app string) []byte {
+			return mustJSON(varsetJSON{Variable: name, Value: value, Type: "ChannelVarset", Timestamp: stamp(now),
+				Channel: j, AsteriskID: asteriskID, Application: app})
+		})
+	}
 }
 
 func (s *Server) continueChannel(w http.ResponseWriter, r *http.Request, id string, q url.Values) {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,20 @@ type Options struct {
 	// the simulator knows (CALLERID(ani), CALLERID(num-pres), CHANNEL(linkedid), ...)
 	// are evaluated. nil = no "channelvars" key, as without the option.
 	ChannelVars []string
+	// Version is the Asterisk version reported (GET /asterisk/info); before
+	// 20.20, 22.10 and 23.4 there is no /channels/{id}/variables (api-docs
+	// does not list it, the route answers 404). Default DefaultVersion.
+	Version string
+	// SetDelay holds every variable request (single or multiple) this long
+	// before it is carried out, as a loaded Asterisk would.
+	SetDelay time.Duration
+	// GetDelay holds every variable read (single or multiple) this long.
+	GetDelay time.Duration
+	// SessionLimit is http.conf sessionlimit: beyond this many open HTTP
+	// sessions (a WebSocket counts while open) a new connection is accepted
+	// and closed unanswered, as Asterisk does. 0 = no limit (Asterisk's
+	// default is 100).
+	SessionLimit int
 }
 
 // Server is a running ARI simulator: real HTTP and WebSocket on a loopback port.
@@ -70,6 +85,9 @@ type Server struct {
 
 	faults map[string]int // op → requests left to fail with 500
 
+	multiVars bool // the version serves /channels/{id}/variables
+	sessions  *sessionListener
+
 	tmu    sync.Mutex
 	timers map[*time.Timer]struct{} // pending after() calls
 
@@ -77,6 +95,7 @@ type Server struct {
 
 	stats struct {
 		offered, failed, continued, hungUp, sets, gets, requests, connections, replaced, dropped, accepted atomic.Int64
+		multiSets, multiGets, refused                                                                      atomic.Int64
 	}
 }
 
@@ -89,6 +108,7 @@ type Record struct {
 	Continued time.Time         // zero until continued
 	Target    ContinueTarget    // where it was continued to
 	Vars      map[string]string // every variable set over ARI, by the name used (prefixes kept)
+	SetOrder  []string          // the names in the order they were set
 	HungUp    bool              // the caller hung up while in Stasis
 	SetErrors int               // variable sets answered 404/409
 }
@@ -104,6 +124,12 @@ type Stats struct {
 	Offered, Failed, Continued, HungUp, VarSets, VarGets, Requests, Connections, Replaced, Dropped int64
 	Accepted                                                                                       int64 // TCP connections accepted (HTTP and WebSocket): a client's dials
 	Waiting                                                                                        int   // in Stasis, not continued, now
+	// MultiSets and MultiGets count POST and GET /channels/{id}/variables
+	// (a MultiGet is in VarGets too; VarSets counts each variable set).
+	MultiSets, MultiGets int64
+	// Refused counts connections closed unanswered past SessionLimit;
+	// Sessions is the HTTP sessions open now, PeakSessions the most at once.
+	Refused, Sessions, PeakSessions int64
 }
 
 // New starts a simulator on a loopback port.
@@ -119,6 +145,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Linger == 0 {
 		opts.Linger = time.Second
+	}
+	if opts.Version == "" {
+		opts.Version = DefaultVersion
 	}
 	if opts.EventBuf <= 0 {
 		opts.EventBuf = 1 << 16
@@ -140,18 +169,14 @@ func New(opts Options) (*Server, error) {
 		epoch:    time.Now().Unix(),
 		channels: map[string]*channel{}, apps: map[string]*app{}, appIndex: map[string]*appIndex{},
 		conns: map[*wsConn]struct{}{}, records: map[string]*Record{}, faults: map[string]int{},
-		timers: map[*time.Timer]struct{}{},
+		timers: map[*time.Timer]struct{}{}, multiVars: hasMultiVars(opts.Version),
 	}
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx },
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				s.stats.accepted.Add(1)
-			}
-		}}
+	s.sessions = &sessionListener{Listener: ln, limit: opts.SessionLimit, refused: &s.stats.refused, accepted: &s.stats.accepted}
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(s.sessions); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("serve", "err", err)
 		}
 	}()
@@ -203,7 +228,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 1 && parts[0] == "events":
 		s.serveEvents(w, r)
 	case len(parts) == 2 && parts[0] == "asterisk" && parts[1] == "info" && r.Method == http.MethodGet:
-		writeJSON(w, http.StatusOK, map[string]any{"system": map[string]string{"version": "22.10.1", "entity_id": asteriskID}})
+		writeJSON(w, http.StatusOK, map[string]any{"system": map[string]string{"version": s.opts.Version, "entity_id": asteriskID}})
+	case len(parts) == 2 && parts[0] == "api-docs":
+		s.apiDocs(w, r, parts[1])
+	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "variables" && s.multiVars:
+		switch r.Method {
+		case http.MethodGet:
+			s.getVars(w, parts[1], q.Get("variables"))
+		case http.MethodPost:
+			s.setVars(w, r, parts[1])
+		default:
+			writeMsg(w, http.StatusMethodNotAllowed, "Invalid method")
+		}
 	case len(parts) == 2 && parts[0] == "asterisk" && parts[1] == "ping" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, map[string]string{"asterisk_id": asteriskID, "ping": "pong", "timestamp": stamp(time.Now())})
 	case len(parts) == 1 && parts[0] == "channels" && r.Method == http.MethodGet:
@@ -318,7 +354,7 @@ func params(r *http.Request, q url.Values) url.Values {
 }
 
 // FailNext makes the next n requests of op answer 500: op is "continue",
-// "set" (POST variable), "get" (GET variable), "channels" (GET /channels) or
+// "set" (POST variable or variables), "get" (GET variable or variables), "channels" (GET /channels) or
 // "subscribe".
 func (s *Server) FailNext(op string, n int) {
 	s.mu.Lock()
@@ -331,9 +367,9 @@ func (s *Server) fault(method string, parts []string) bool {
 	switch {
 	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "continue":
 		op = "continue"
-	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "variable" && method == http.MethodPost:
+	case len(parts) == 3 && parts[0] == "channels" && (parts[2] == "variable" || parts[2] == "variables") && method == http.MethodPost:
 		op = "set"
-	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "variable" && method == http.MethodGet:
+	case len(parts) == 3 && parts[0] == "channels" && (parts[2] == "variable" || parts[2] == "variables") && method == http.MethodGet:
 		op = "get"
 	case len(parts) == 1 && parts[0] == "channels":
 		op = "channels"
@@ -358,6 +394,8 @@ func (s *Server) Stats() Stats {
 		HungUp: s.stats.hungUp.Load(), VarSets: s.stats.sets.Load(), VarGets: s.stats.gets.Load(),
 		Requests: s.stats.requests.Load(), Connections: s.stats.connections.Load(),
 		Replaced: s.stats.replaced.Load(), Dropped: s.stats.dropped.Load(), Accepted: s.stats.accepted.Load(),
+		MultiSets: s.stats.multiSets.Load(), MultiGets: s.stats.multiGets.Load(), Refused: s.stats.refused.Load(),
+		Sessions: s.sessions.open.Load(), PeakSessions: s.sessions.peak.Load(),
 	}
 	st.Waiting = len(s.Waiting())
 	return st
@@ -385,6 +423,7 @@ func (s *Server) Record(id string) (Record, bool) {
 		return Record{}, false
 	}
 	c := *r
+	c.SetOrder = slices.Clone(r.SetOrder)
 	c.Vars = make(map[string]string, len(r.Vars))
 	for k, v := range r.Vars {
 		c.Vars[k] = v
