@@ -468,6 +468,10 @@ func decodeErrors(err error) error {
 				if name != "" {
 					k = name + "." + k
 				}
+				if to, ok := renamedKeys[k]; ok {
+					msgs = append(msgs, k+": renamed: "+to)
+					continue
+				}
 				msgs = append(msgs, k+": unknown key")
 			}
 			return
@@ -533,6 +537,12 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf("log.format: must be json or text, got %q", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// renamedKeys are keys of earlier releases, each with what replaced it:
+// a config written for one says so rather than "unknown key".
+var renamedKeys = map[string]string{
+	"pbx.asterisk.max_conns": "use pbx.asterisk.max_connections (the HTTP connections to Asterisk, both pools together, default 32)",
 }
 
 // errNoCRMSources is why `run` refuses a config without crm.sources.

@@ -439,3 +439,11 @@ func TestLoadReportsPastUnknownKeys(t *testing.T) {
 		t.Fatalf("the keys that did decode are lost: decoded %v %+v %+v", lc.Decoded, lc.Call, lc.CRM.Sources)
 	}
 }
+
+// A key of an earlier release says what replaced it.
+func TestRenamedKey(t *testing.T) {
+	_, err := loadConfig(writeConfig(t, "pbx:\n  asterisk:\n    max_conns: 64\n"), true)
+	if err == nil || !strings.Contains(err.Error(), "pbx.asterisk.max_conns: renamed: use pbx.asterisk.max_connections") {
+		t.Fatalf("err = %v", err)
+	}
+}
