@@ -443,6 +443,7 @@ type fsChannel struct {
 	base string
 	rec  *requestLog
 	vars map[string]string
+	curl func(args string) string // the curl API; nil: a plain GET through rec
 }
 
 type fsAction struct {
@@ -531,6 +532,8 @@ func (c *fsChannel) exec(a fsAction) string {
 		}
 		status, body := c.rec.send(c.t, c.base, http.MethodGet, args[0], "")
 		c.vars["curl_response_code"], c.vars["curl_response_data"] = strconv.Itoa(status), body
+	case "multiset":
+		c.vars = applyMultiset(c.t, data, c.vars)
 	case "callcenter":
 		return data
 	default:
@@ -553,6 +556,9 @@ func (c *fsChannel) expand(s string) string {
 		case "url_encode":
 			return freeswitchURLEncode(m[2])
 		case "curl": // the API: the body, whatever the status
+			if c.curl != nil {
+				return c.curl(m[2])
+			}
 			_, body := c.rec.send(c.t, c.base, http.MethodGet, m[2], "")
 			return body
 		}
