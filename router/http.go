@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -27,7 +28,7 @@ func (r *Router) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/lookup", r.guard("lookup", r.handleLookup))
 	mux.HandleFunc("GET /v1/route", r.guard("route", r.handleRoute))
 	mux.HandleFunc("DELETE /v1/cache/{number}", r.guard("cache", r.handleForget))
-	return mux
+	return MultisetSafe(mux)
 }
 
 // statusWriter remembers the status for the metrics.
@@ -200,13 +201,27 @@ func (r *Router) handleLookup(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, DecisionJSON(d))
 }
 
-// handleRoute: GET /v1/route?number=&ani=&dnis=[&field=x[,y…]] → JSON, one
-// value as text/plain, or several as name=value&… (one decision for all, so a
-// dialplan that needs two values asks once).
+// routeFormats are the values of /v1/route's `format=`; json is the default.
+var routeFormats = []string{"json", "multiset"}
+
+// handleRoute: GET /v1/route?number=&ani=&dnis=[&field=x[,y…]|&format=multiset]
+// → JSON, one value as text/plain, several as name=value&… (one decision for
+// all, so a dialplan that needs two values asks once), or every FreeSWITCH
+// variable as the argument of the multiset application.
 func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
-	p, err := params(req.URL.RawQuery, "number", "ani", "dnis", "name", "privacy", "profile", "call_id", "field")
+	p, err := params(req.URL.RawQuery, "number", "ani", "dnis", "name", "privacy", "profile", "call_id", "field", "format")
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	format, hasFormat := p["format"]
+	if hasFormat && !slices.Contains(routeFormats, format) {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("format: %q is not one of %s",
+			call.CleanValueN(format, 32), strings.Join(routeFormats, ", ")))
+		return
+	}
+	if _, ok := p["field"]; ok && hasFormat {
+		httpError(w, http.StatusBadRequest, "field and format: give only one of the two")
 		return
 	}
 	var names, varNames []string
@@ -227,6 +242,10 @@ func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
 	}
 	d := r.endpointDecide(req.Context(), c)
 	r.follow("route", c, d)
+	if format == "multiset" {
+		writeMultiset(w, d, cmp.Or(d.CallID, c.ID))
+		return
+	}
 	if len(names) == 0 {
 		writeJSON(w, DecisionJSON(d))
 		return

@@ -519,11 +519,12 @@ func asteriskURIEncode(s string) string {
 
 // fsChannel runs an XML dialplan snippet on one channel.
 type fsChannel struct {
-	t    *testing.T
-	base string
-	rec  *requestLog
-	env  map[string]string // FreeSWITCH's environment, for env-set
-	vars map[string]string // channel and global variables
+	t       *testing.T
+	base    string
+	rec     *requestLog
+	env     map[string]string        // FreeSWITCH's environment, for env-set
+	vars    map[string]string        // channel and global variables
+	curlAPI func(args string) string // the curl API, when a test answers it itself; nil: c.curl
 }
 
 type fsAction struct {
@@ -620,6 +621,8 @@ func (c *fsChannel) exec(a fsAction) string {
 	case "curl":
 		status, body := c.curl(data)
 		c.vars["curl_response_code"], c.vars["curl_response_data"] = strconv.Itoa(status), body
+	case "multiset":
+		c.vars = applyMultiset(c.t, data, c.vars)
 	case "callcenter":
 		return data
 	default:
@@ -642,6 +645,9 @@ func (c *fsChannel) expand(s string) string {
 		case "url_encode":
 			return freeswitchURLEncode(m[2])
 		case "curl": // the API: the body, whatever the status
+			if c.curlAPI != nil {
+				return c.curlAPI(m[2])
+			}
 			_, body := c.curl(m[2])
 			return body
 		}
@@ -653,7 +659,7 @@ func (c *fsChannel) expand(s string) string {
 // curl is mod_curl's request: "url [append_headers 'Name: value']… [get]",
 // split as switch_separate_string splits it.
 func (c *fsChannel) curl(data string) (int, string) {
-	args := fsSeparate(data)
+	args := fsSeparate(data, ' ', 64) // mod_curl's argv
 	var headers []string
 	for i := 1; i < len(args); i++ {
 		switch args[i] {
@@ -667,49 +673,6 @@ func (c *fsChannel) curl(data string) (int, string) {
 		}
 	}
 	return c.rec.send(c.t, c.base, http.MethodGet, args[0], "", headers)
-}
-
-// fsSeparate is switch_separate_string(data, ' '): a leading "^^X" makes X
-// the separator; '…' quotes separators (with ' ' any quote toggles, with
-// another separator only one with a partner later on); a backslash keeps the
-// next character from splitting. Each part then loses its quotes, the
-// backslash before a quote, backslash or separator, and outer spaces.
-func fsSeparate(s string) []string {
-	delim := byte(' ')
-	if len(s) > 3 && strings.HasPrefix(s, "^^") {
-		delim, s = s[2], s[3:]
-	}
-	var parts []string
-	inside, from := false, 0
-	for i := 0; i < len(s); i++ {
-		switch {
-		case s[i] == '\\':
-			i++
-		case s[i] == '\'' && (delim == ' ' || inside || strings.IndexByte(s[i+1:], '\'') >= 0):
-			inside = !inside
-		case s[i] == delim && !inside:
-			parts = append(parts, s[from:i])
-			from = i + 1
-		}
-	}
-	parts = append(parts, s[from:])
-	for i, p := range parts {
-		var b strings.Builder
-		inside := false
-		for j := 0; j < len(p); j++ {
-			switch {
-			case p[j] == '\\' && j+1 < len(p) && (strings.IndexByte(`'"\\`, p[j+1]) >= 0 || p[j+1] == delim):
-				j++
-				b.WriteByte(p[j])
-			case p[j] == '\'' && (inside || strings.IndexByte(p[j+1:], '\'') >= 0):
-				inside = !inside
-			default:
-				b.WriteByte(p[j])
-			}
-		}
-		parts[i] = strings.Trim(b.String(), " ")
-	}
-	return parts
 }
 
 // freeswitchURLEncode is url_encode: controls, non-ASCII and

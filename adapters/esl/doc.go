@@ -28,7 +28,7 @@
 // delivers events in order on one goroutine, and eslwire.Decode keeps invalid
 // escapes literally.
 //
-// Values: every value is reduced by eslValue (call.CleanValue plus the
-// FreeSWITCH rules in vars.go) before it is written, so it can neither split a
+// Values: every value is reduced by fsvars.Text (call.CleanValue plus the
+// FreeSWITCH rules in internal/fsvars) before it is written, so it can neither split a
 // command nor be expanded later by the dialplan.
 package esl

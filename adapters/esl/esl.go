@@ -16,6 +16,7 @@ import (
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/adapters/esl/eslwire"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/fsvars"
 	"github.com/callpop/callpop/internal/netallow"
 )
 
@@ -329,10 +330,11 @@ func (a *Adapter) apply(ctx context.Context, run func(context.Context, string) (
 	if err := replyErr(out); err != nil {
 		return err
 	}
-	if ci, ok := callInfo(d); ok {
-		out, err := run(ctx, "uuid_setvar "+c.ID+" "+ci.name+" "+ci.value)
+	if ci, ok := fsvars.CallInfo(d); ok {
+		// its `;purpose=info` would split uuid_setvar_multi
+		out, err := run(ctx, "uuid_setvar "+c.ID+" "+ci.Name+" "+ci.Value)
 		if err != nil {
-			return fmt.Errorf("adapters/esl: uuid_setvar %s: %w", ci.name, err)
+			return fmt.Errorf("adapters/esl: uuid_setvar %s: %w", ci.Name, err)
 		}
 		return replyErr(out)
 	}

@@ -29,8 +29,8 @@ func FuzzSetvarLine(f *testing.F) {
 		}
 		for i, p := range pairs {
 			name, val, ok := strings.Cut(p, "=")
-			if !ok || name != vars[i].name {
-				t.Fatalf("pair %d = %q, want variable %s", i, p, vars[i].name)
+			if !ok || name != vars[i].Name {
+				t.Fatalf("pair %d = %q, want variable %s", i, p, vars[i].Name)
 			}
 			if strings.ContainsAny(val, "${}\\'\"`") || val != strings.TrimSpace(val) || !utf8.ValidString(val) ||
 				strings.HasPrefix(val, "^^") || strings.HasPrefix(strings.ToUpper(val), "ARRAY::") {

@@ -11,6 +11,7 @@ import (
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/fsvars"
 )
 
 // hostile are the strings the issue names, plus random ones below.
@@ -70,7 +71,7 @@ func checkSafe(t *testing.T, v string, ch eslsim.Channel) {
 			t.Fatalf("value %q: %s set %d times", v, name, n)
 		}
 	}
-	if want := eslValue(v); ch.Vars["callpop_name"] != want {
+	if want := fsvars.Text(v); ch.Vars["callpop_name"] != want {
 		t.Fatalf("value %q: callpop_name = %q, want the sanitised %q", v, ch.Vars["callpop_name"], want)
 	}
 	if ch.Vars["callpop_call_id"] != ch.UUID {

@@ -1,58 +1,20 @@
 package esl
 
 import (
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/callpop/callpop/adapters/esl/eslwire"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/fsvars"
 )
-
-func TestESLValue(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"Erika Mustermann", "Erika Mustermann"},
-		{"it's Bob's", "its Bobs"},
-		{"O'Brien", "OBrien"},
-		{"${system(touch /tmp/x)}", "system(touch /tmp/x)"},
-		{"$${domain}", "domain"},
-		{`back\slash \s`, "backslash s"},
-		{"   padded   ", "padded"},
-		{"a=b;c=d", "a=b c=d"},
-		{"^^:a=b:c", ":a=b:c"},
-		{"ARRAY::x|:y", "x|:y"},
-		{"^ ARRAY::z", "z"},
-		{"line1\n\napi uuid_kill all", "line1 api uuid_kill all"},
-		{"Jürgen Groß 東京", "Jürgen Groß 東京"},
-		{strings.Repeat("x", 300), strings.Repeat("x", call.MaxValueLen)},
-	}
-	for _, tt := range tests {
-		if got := eslValue(tt.in); got != tt.want {
-			t.Errorf("eslValue(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestAppendList(t *testing.T) {
-	tests := []struct{ list, want string }{
-		{"", "callpop_call_id"},
-		{"a,b", "a,b,callpop_call_id"},
-		{"callpop_call_id,a", "a,callpop_call_id"},
-		{"a, b ,${x},c;d", "a,b,callpop_call_id"},
-	}
-	for _, tt := range tests {
-		if got := appendList(tt.list, "callpop_call_id"); got != tt.want {
-			t.Errorf("appendList(%q) = %q, want %q", tt.list, got, tt.want)
-		}
-	}
-}
 
 func TestVariablesPrivacyAndCallInfo(t *testing.T) {
 	c := callFromCaller()
 	d := call.Decision{Match: call.MatchHit, CallerName: "VIP Erika", BaseScore: 1000, InfoURL: "https://crm.example/c/1?a=b;c"}
 	names := map[string]string{}
 	for _, a := range variables(c, d, func(string) string { return "" }) {
-		names[a.name] = a.value
+		names[a.Name] = a.Value
 	}
 	if names["effective_caller_id_name"] != "VIP Erika" || names["cc_base_score"] != "1000" || names["callpop_call_id"] != c.ID {
 		t.Fatalf("%v", names)
@@ -62,13 +24,13 @@ func TestVariablesPrivacyAndCallInfo(t *testing.T) {
 	}
 	d.Privacy = true
 	for _, a := range variables(c, d, func(string) string { return "" }) {
-		if a.name == "effective_caller_id_name" {
+		if a.Name == "effective_caller_id_name" {
 			t.Fatal("caller name rewritten for a withheld number")
 		}
 	}
-	ci, ok := callInfo(d)
-	if !ok || ci.value != "<https://crm.example/c/1?a=b%3Bc>;purpose=info" {
-		t.Fatalf("call info %q", ci.value)
+	ci, ok := fsvars.CallInfo(d)
+	if !ok || ci.Value != "<https://crm.example/c/1?a=b%3Bc>;purpose=info" {
+		t.Fatalf("call info %q", ci.Value)
 	}
 }
 

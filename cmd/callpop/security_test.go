@@ -82,6 +82,7 @@ api:
 	const route = "/v1/route?number=%2B31201234567&field=name"
 	const lookup = "/v1/lookup?number=%2B31201234567"
 	const forget = "/v1/cache/%2B31201234567"
+	const multiset = "/v1/route?number=%2B31201234567&format=multiset"
 	tests := []struct {
 		name         string
 		hc           *http.Client
@@ -94,6 +95,8 @@ api:
 		{"route, a key of other scopes", plain, "GET", route, opsKey, 403},
 		{"route, its key", plain, "GET", route, dialplanKey, 200},
 		{"route, client certificate", pbx, "GET", route, "", 200},
+		{"multiset, no key", plain, "GET", multiset, "", 401},
+		{"multiset, its key", plain, "GET", multiset, dialplanKey, 200},
 		{"lookup, no key", plain, "GET", lookup, "", 401},
 		{"lookup, the dialplan's key", plain, "GET", lookup, dialplanKey, 403},
 		{"lookup, client certificate", pbx, "GET", lookup, "", 403},
@@ -122,6 +125,13 @@ api:
 	}
 	if _, _, body := do(plain, "GET", route, dialplanKey); body != "Anna de Vries" {
 		t.Errorf("route answer %q", body)
+	}
+	// FreeSWITCH's multiset would take a refusal's words for variables
+	if _, h, body := do(plain, "GET", multiset, ""); body != "" || h.Get("X-Callpop-Error") == "" {
+		t.Errorf("multiset refusal %q %v, want an empty body", body, h)
+	}
+	if _, _, body := do(plain, "GET", multiset, dialplanKey); !strings.HasPrefix(body, "^^|callpop_match=hit|") {
+		t.Errorf("multiset answer %q", body)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/callpop/callpop/internal/apiauth"
 	"github.com/callpop/callpop/internal/netallow"
 	"github.com/callpop/callpop/internal/tlsfiles"
+	"github.com/callpop/callpop/router"
 )
 
 // HTTP server limits. Look-ups answer within call.budget; the agents' pop
@@ -97,7 +98,8 @@ func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handle
 	// no api.keys, a loopback client); probes and the panel's own token
 	// scheme stay as they are.
 	mux.Handle("/v1/lookup", p.router.Audited("lookup", p.auth.Require(apiauth.ScopeLookup, rh)))
-	mux.Handle("/v1/route", p.auth.Require(apiauth.ScopeRoute, rh))
+	// a refused format=multiset request must not hand its error text to multiset
+	mux.Handle("/v1/route", router.MultisetSafe(p.auth.Require(apiauth.ScopeRoute, rh)))
 	mux.Handle("/v1/cache/", p.router.Audited("cache", p.auth.Require(apiauth.ScopeCache, rh)))
 	if p.popper != nil {
 		ph := p.popper.Handler()
