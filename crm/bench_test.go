@@ -65,7 +65,7 @@ func BenchmarkWarmLookup(b *testing.B) {
 	for b.Loop() {
 		res := n.Pick("(415) 555-0123", "", false, "US")
 		num := res.Number
-		r, err := c.Lookup(ctx, Query{E164: num.E164, National: num.National, NationalFormat: num.NationalFormat, Digits: num.Digits})
+		r, err := c.Lookup(ctx, Query{E164: num.E164, National: num.National, Digits: num.Digits})
 		if err != nil || r.Customer == nil {
 			b.Fatal(r, err)
 		}

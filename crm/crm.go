@@ -26,8 +26,8 @@ var errClosed = errors.New("crm: closed")
 
 // Query is one look-up: the number's variants and, optionally, which sources to ask.
 type Query struct {
-	E164, National, NationalFormat, Digits string
-	Sources                                []string // source names to use, in configured order; nil or empty = all
+	E164, National, Digits string
+	Sources                []string // source names to use, in configured order; nil or empty = all
 }
 
 // LogValue masks the number in logs.
@@ -532,7 +532,7 @@ func (c *CRM) joinAs(k localKey, q Query, srcs []*source, refresh bool, w *waite
 		return nil
 	}
 	f := &flight{key: k, h: c.cache.hashKey(k.e164), srcs: srcs, started: time.Now(), refresh: refresh,
-		q:    Query{E164: q.E164, National: q.National, NationalFormat: q.NationalFormat, Digits: q.Digits},
+		q:    Query{E164: q.E164, National: q.National, Digits: q.Digits},
 		done: make(chan struct{})}
 	if w != nil {
 		f.waiters = append(f.waiters, w)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/call"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -144,5 +143,3 @@ func (s *pgSource) Close() error {
 	s.pool.Close()
 	return nil
 }
-
-var _ = pgx.ErrNoRows

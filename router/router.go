@@ -368,7 +368,7 @@ func (r *Router) lookup(ctx context.Context, c *call.Call, d *call.Decision, st 
 
 func lookupQuery(n *callerid.Number, prof *profile) crm.Query {
 	return crm.Query{
-		E164: n.E164, National: n.National, NationalFormat: n.NationalFormat,
+		E164: n.E164, National: n.National,
 		Digits: n.Digits, Sources: prof.Sources,
 	}
 }

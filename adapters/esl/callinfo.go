@@ -35,11 +35,9 @@ func callFrom(h headerGetter, received time.Time) call.Call {
 			c.Privacy = true
 		}
 	}
-	if c.ANI == "" || c.ANI == c.CLI {
+	if c.ANI == "" {
 		// a SIP trunk's network-asserted number, when FreeSWITCH did not copy it
-		if n := paiNumber(h.Get("variable_sip_P-Asserted-Identity")); n != "" && c.ANI == "" {
-			c.ANI = n
-		}
+		c.ANI = paiNumber(h.Get("variable_sip_P-Asserted-Identity"))
 	}
 	return c
 }
