@@ -202,7 +202,7 @@ func TestMaxConnectionsHonoured(t *testing.T) {
 	}
 	waitSettled(t, sim, ids, 30*time.Second)
 	if st := sim.Stats(); st.PeakSessions > limit || st.PeakSessions < 2 {
-		t.Errorf("%d HTTP sessions at once, want at most max_connections=%d", st.PeakSessions, limit)
+		t.Errorf("%d HTTP sessions at once, want at most max_connections=%d (%+v)", st.PeakSessions, limit, st)
 	}
 }
 

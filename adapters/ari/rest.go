@@ -57,12 +57,14 @@ type restClient struct {
 }
 
 // PoolSizes splits pbx.asterisk.max_connections between the event
-// WebSocket (one), the control pool (continue, reconcile: a quarter, at
-// least one) and the per-call pool (the rest), so callpop never holds more
-// HTTP sessions than that.
+// WebSocket (one), one spare, the control pool (continue, reconcile: a
+// quarter, at least one) and the per-call pool (the rest), so callpop never
+// holds more HTTP sessions than that. The spare covers the moment a pool
+// replaces a connection (or the WebSocket is re-dialled) before Asterisk has
+// ended the old session: under load one more session was seen at once.
 func PoolSizes(maxConnections int) (perCall, control int) {
-	control = max(1, (maxConnections-1)/4)
-	return maxConnections - 1 - control, control
+	control = max(1, (maxConnections-2)/4)
+	return max(1, maxConnections-2-control), control
 }
 
 // idleTimeout closes an idle keep-alive connection before Asterisk does

@@ -2,9 +2,11 @@ package arisim
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,6 +266,19 @@ type sessionConn struct {
 }
 
 func (c *sessionConn) Close() error {
-	c.once.Do(func() { c.l.open.Add(-1) })
+	c.end()
 	return c.Conn.Close()
 }
+
+// Read ends the session as soon as the client has closed it (EOF), as
+// Asterisk's session thread ends on its failed read, not later when the
+// server gets round to closing its side.
+func (c *sessionConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.end()
+	}
+	return n, err
+}
+
+func (c *sessionConn) end() { c.once.Do(func() { c.l.open.Add(-1) }) }
