@@ -59,7 +59,8 @@ type RealOptions struct {
 	// Listen is the address the bench's FastAGI, HTTP and socket listeners
 	// bind (port 0 = any); the PBX must reach it. Default 127.0.0.1:0.
 	Listen     string
-	Population int // customers in the CRM stub (all warmed in the cache first)
+	Population int      // customers in the CRM stub (all warmed in the cache first)
+	allow      []string // the listeners' allow-list: loopback and the PBX's address
 	Logger     *slog.Logger
 	Progress   io.Writer
 }
@@ -233,12 +234,16 @@ func (w *reportWaiter) report(benchID string, s stamps) bool {
 	return ok
 }
 
-// parseStamp reads a dialplan's epoch with a fraction ("1795311890.123456").
+// parseStamp reads a dialplan's epoch: seconds with a fraction (Asterisk
+// "1795311890.123456") or microseconds (FreeSWITCH "1795311890123456").
 func parseStamp(s string) (time.Time, error) {
-	sec, frac, _ := strings.Cut(strings.TrimSpace(s), ".")
+	sec, frac, hasFrac := strings.Cut(strings.TrimSpace(s), ".")
 	n, err := strconv.ParseInt(sec, 10, 64)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("bench: stamp %q is not epoch seconds", s)
+	}
+	if !hasFrac && n > 1e14 { // no second count is that large before the year 3 million
+		return time.UnixMicro(n), nil
 	}
 	var ns int64
 	if frac != "" {
@@ -344,6 +349,7 @@ func RunReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 			bits = 32
 		}
 		pc.Allow = append(slices.Clone(netallow.DefaultAllow), fmt.Sprintf("%s/%d", ip, bits))
+		o.allow = pc.Allow
 	}
 	p, err := NewPipeline(pc)
 	if err != nil {

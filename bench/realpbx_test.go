@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/adapters/pbxsim/arisim"
+	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 )
 
 // docSnippet returns the code block of docs/performance.md whose first line is first.
@@ -181,5 +182,76 @@ func TestRealOptionsErrors(t *testing.T) {
 	}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("good options: %v", err)
+	}
+}
+
+func TestRealFreeSWITCHWays(t *testing.T) {
+	const pass = "bench-ClueCon"
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: pass, Dialplan: docSnippet(t, "xml", "<include>\n  <context name=\"callpop-bench\">")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var progress bytes.Buffer
+	o := RealOptions{ESLAddress: sim.Addr(), ESLPassword: pass, Ways: []string{WayESLOutbound, WayHTTP}, Rate: 20, Duration: time.Second,
+		Budget: 300 * time.Millisecond, Population: 50, Progress: &progress}
+	rep, err := RunReal(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	var out bytes.Buffer
+	_ = rep.WriteTable(&out)
+	t.Log("\n" + out.String())
+	if rep.Kind != "freeswitch" || len(rep.Ways) != 2 {
+		t.Fatalf("report: %+v", rep)
+	}
+	for _, w := range rep.Ways {
+		for who, s := range map[string]SideReport{"callpop": w.Callpop, "bare": w.Bare} {
+			if s.Offered < 5 || s.Completed != s.Offered || s.Clean == 0 || s.StepP50 <= 0 || s.StepP99 < s.StepP50 {
+				t.Errorf("%s %s: %+v (notes %v)", w.Way, who, s, w.Notes)
+			}
+		}
+		switch w.Way {
+		case WayESLOutbound:
+			// callpop: connect, the variables, exit at least; bare: connect, exit.
+			if w.Callpop.RequestsPerCall < 3 || w.Bare.RequestsPerCall != 2 {
+				t.Errorf("esl-outbound commands per call: callpop %.2f, bare %.2f", w.Callpop.RequestsPerCall, w.Bare.RequestsPerCall)
+			}
+			// the socket's end is seen at FreeSWITCH's next 20 ms wake-up unless the handler is done within ~2 ms
+			if w.Callpop.StepP50 < 1 {
+				t.Errorf("esl-outbound step p50 %.3f ms: the outbound socket's wake-up is missing", w.Callpop.StepP50)
+			}
+		case WayHTTP:
+			if w.Callpop.RequestsPerCall != 1 || w.Bare.RequestsPerCall != 1 {
+				t.Errorf("http requests per call: callpop %.2f, bare %.2f", w.Callpop.RequestsPerCall, w.Bare.RequestsPerCall)
+			}
+		}
+	}
+	if len(sim.Parked()) > 0 {
+		t.Errorf("%d channels left parked", len(sim.Parked()))
+	}
+}
+
+func TestRealFreeSWITCHRefusesLiveChannels(t *testing.T) {
+	const pass = "bench-ClueCon"
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: pass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	sim.OfferCall(eslsim.Caller{Number: "+15550000001"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = RunReal(ctx, RealOptions{ESLAddress: sim.Addr(), ESLPassword: pass, Ways: []string{WayHTTP}, Rate: 20, Duration: 200 * time.Millisecond,
+		Budget: 300 * time.Millisecond, Population: 5})
+	if err == nil || !strings.Contains(err.Error(), "1 live channels") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("want a refusal, got %v", err)
+	}
+	_, err = RunReal(ctx, RealOptions{ESLAddress: sim.Addr(), ESLPassword: "wrong", Ways: []string{WayHTTP}, Rate: 20, Duration: 200 * time.Millisecond,
+		Budget: 300 * time.Millisecond, Population: 5})
+	if err == nil || !strings.Contains(err.Error(), "auth") || strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("want an auth error without the password, got %v", err)
 	}
 }

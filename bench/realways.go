@@ -45,7 +45,7 @@ func (h *agiHandler) start(ctx context.Context) error {
 	}
 	go func() { // ends with ctx or close
 		defer h.wg.Done()
-		_ = h.p.Router.ServeFastAGIListener(ctx, &countingListener{Listener: ln, lines: &h.commands})
+		_ = h.p.Router.ServeFastAGIListener(ctx, &countingListener{Listener: ln, sep: "\n", lines: &h.commands})
 	}()
 	return nil
 }
@@ -91,9 +91,11 @@ func (h *agiHandler) close() {
 	h.wg.Wait()
 }
 
-// countingListener counts the lines its connections write: AGI commands.
+// countingListener counts the commands its connections write: what ends
+// each (AGI: a line; Event Socket: a blank line).
 type countingListener struct {
 	net.Listener
+	sep   string
 	lines *atomic.Int64
 }
 
@@ -102,16 +104,17 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{Conn: c, lines: l.lines}, nil
+	return &countingConn{Conn: c, sep: []byte(l.sep), lines: l.lines}, nil
 }
 
 type countingConn struct {
 	net.Conn
+	sep   []byte
 	lines *atomic.Int64
 }
 
 func (c *countingConn) Write(b []byte) (int, error) {
-	c.lines.Add(int64(bytes.Count(b, []byte{'\n'})))
+	c.lines.Add(int64(bytes.Count(b, c.sep)))
 	return c.Conn.Write(b)
 }
 
