@@ -255,3 +255,33 @@ func TestRealFreeSWITCHRefusesLiveChannels(t *testing.T) {
 		t.Fatalf("want an auth error without the password, got %v", err)
 	}
 }
+
+// The PBX's CPU time comes from /proc/<pid>/stat of the process found by
+// name: checked on this test process, which burns CPU until its reading moves.
+func TestPBXCPUReadsProc(t *testing.T) {
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	if pid := findProcess(strings.TrimSpace(string(comm))); pid == 0 {
+		t.Fatalf("findProcess(%q) found nothing", comm)
+	}
+	c := &pbxCPU{pid: os.Getpid(), name: "self"}
+	t0 := c.ticks()
+	deadline := time.Now().Add(30 * time.Second)
+	x := 0
+	for c.ticks() == t0 && time.Now().Before(deadline) {
+		for i := range 1_000_000 {
+			x += i
+		}
+	}
+	if c.ticks() <= t0 {
+		t.Fatalf("CPU ticks stayed at %d while burning CPU (%d)", t0, x)
+	}
+	if !localHost("127.0.0.1") || !localHost("localhost") || localHost("192.0.2.1") {
+		t.Error("localHost: loopback is local, a documentation address is not")
+	}
+	if d := newPBXCPU(&realARI{o: RealOptions{ARIURL: "http://192.0.2.1:8088"}}).describe(); !strings.Contains(d, "not on this host") {
+		t.Errorf("remote PBX: %q", d)
+	}
+}
