@@ -265,7 +265,6 @@ type realTarget struct {
 	runID  string
 	seq    *atomic.Int64
 	n      atomic.Int64 // offered
-	budget time.Duration
 }
 
 func (t *realTarget) Start(ctx context.Context, _ adapters.Deps) error { return t.h.start(ctx) }
@@ -401,7 +400,7 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 		if err != nil {
 			return wr, err
 		}
-		t := &realTarget{pbx: pbx, way: way, h: h, w: w, runID: runID, seq: seq, budget: o.Budget}
+		t := &realTarget{pbx: pbx, way: way, h: h, w: w, runID: runID, seq: seq}
 		if err := t.Start(ctx, adapters.Deps{}); err != nil {
 			t.Close()
 			return wr, err
@@ -448,6 +447,10 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 			who := [2]string{"callpop", "bare client"}[i]
 			wr.Notes = append(wr.Notes, fmt.Sprintf("%s: %d calls never reported their stamps", who, lost))
 		}
+	}
+	if wr.Callpop.Completed == 0 && wr.Bare.Completed == 0 {
+		return wr, fmt.Errorf("none of %d calls reported its stamps: is the %s context loaded as docs/performance.md (\"Bench on a real PBX\") has it?",
+			wr.Callpop.Offered+wr.Bare.Offered, BenchContext)
 	}
 	wr.Ratio = map[string]float64{}
 	for k, v := range map[string][2]float64{

@@ -285,3 +285,21 @@ func TestPBXCPUReadsProc(t *testing.T) {
 		t.Errorf("remote PBX: %q", d)
 	}
 }
+
+// A PBX without the bench context: every call goes unreported, and the run
+// says what to check instead of printing empty figures.
+func TestRealWithoutBenchContext(t *testing.T) {
+	sim, err := arisim.New(arisim.Options{Username: realUser, Password: realPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o := realARIOptions(sim.URL(), WayHTTP)
+	o.Duration, o.Rate = 100*time.Millisecond, 10
+	_, err = RunReal(ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "callpop-bench context loaded") {
+		t.Fatalf("want the bench context named, got %v", err)
+	}
+}
