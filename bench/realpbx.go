@@ -258,13 +258,13 @@ func parseStamp(s string) (time.Time, error) {
 // realTarget is one side of one way as a Target: Offer originates a call
 // and waits for its stamps; Sent and Released are the dialplan's t0 and t1.
 type realTarget struct {
-	pbx    realPBX
-	way    string
-	h      wayHandler
-	w      *reportWaiter
-	runID  string
-	seq    *atomic.Int64
-	n      atomic.Int64 // offered
+	pbx   realPBX
+	way   string
+	h     wayHandler
+	w     *reportWaiter
+	runID string
+	seq   *atomic.Int64
+	n     atomic.Int64 // offered
 }
 
 func (t *realTarget) Start(ctx context.Context, _ adapters.Deps) error { return t.h.start(ctx) }
