@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,7 +72,7 @@ func (t *ariTarget) Start(ctx context.Context, deps adapters.Deps) error {
 	case t.external:
 		return nil
 	case t.bare:
-		t.cl = &bareARI{base: sim.URL(), log: t.tc.log}
+		t.cl = &bareARI{base: sim.URL(), user: benchARIUser, pass: benchARIPass, app: benchARIApp, log: t.tc.log}
 		for _, d := range t.tc.decisions() {
 			t.cl.vars = append(t.cl.vars, bareVars(d))
 		}
@@ -89,6 +90,11 @@ func startARIAdapter(ctx context.Context, url string, maxCalls int, deps adapter
 	if maxCalls > 0 {
 		cfg.MaxCalls = maxCalls
 	}
+	return runARIAdapter(ctx, cfg, deps, log)
+}
+
+// runARIAdapter runs callpop's ARI adapter with cfg until ctx ends.
+func runARIAdapter(ctx context.Context, cfg ari.Config, deps adapters.Deps, log *slog.Logger) (*ari.Adapter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bench: ari config: %w", err)
 	}
@@ -237,7 +243,11 @@ func bareVars(d call.Decision) []call.Var {
 // the subscription and one POST of every variable concurrently, then continue.
 type bareARI struct {
 	base    string
+	user    string
+	pass    string
+	app     string // its Stasis application
 	log     *slog.Logger
+	sent    atomic.Int64 // REST requests
 	hc, ctl *http.Client
 	vars    [][]call.Var // per call in turn
 	seq     atomic.Int64
@@ -257,8 +267,7 @@ func (b *bareARI) start(ctx context.Context) error {
 	perCall, control := ari.PoolSizes(ari.DefaultConfig().MaxConnections)
 	b.hc = &http.Client{Transport: bareTransport(perCall)}
 	b.ctl = &http.Client{Transport: bareTransport(control)}
-	u := strings.Replace(b.base, "http", "ws", 1) + "/ari/events?" + url.Values{"app": {benchARIApp}, "api_key": {benchARIUser + ":" + benchARIPass}, "subscribeAll": {"false"}}.Encode()
-	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: b.ctl})
+	c, err := dialARIEvents(ctx, b.base, b.user, b.pass, b.app, b.ctl)
 	if err != nil {
 		return fmt.Errorf("bench: bare ARI: %w", err)
 	}
@@ -314,7 +323,7 @@ func (b *bareARI) handle(id string, getVars bool) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		b.do(ctx, b.hc, http.MethodPost, "/ari/applications/"+benchARIApp+"/subscription", url.Values{"eventSource": {"channel:" + id}}, nil)
+		b.do(ctx, b.hc, http.MethodPost, "/ari/applications/"+url.PathEscape(b.app)+"/subscription", url.Values{"eventSource": {"channel:" + id}}, nil)
 	}()
 	b.do(ctx, b.hc, http.MethodPost, path+"/variables", nil, body)
 	wg.Wait()
@@ -334,7 +343,8 @@ func (b *bareARI) do(ctx context.Context, hc *http.Client, method, path string, 
 	if err != nil {
 		return
 	}
-	req.SetBasicAuth(benchARIUser, benchARIPass)
+	req.SetBasicAuth(b.user, b.pass)
+	b.sent.Add(1)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -347,6 +357,16 @@ func (b *bareARI) do(ctx context.Context, hc *http.Client, method, path string, 
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+}
+
+// dialARIEvents opens app's event WebSocket, the credentials in a Basic
+// Authorization header (never in the URL, where logs and proxies keep it).
+func dialARIEvents(ctx context.Context, base, user, pass, app string, hc *http.Client) (*websocket.Conn, error) {
+	u := strings.Replace(base, "http", "ws", 1) + "/ari/events?" + url.Values{"app": {app}, "subscribeAll": {"false"}}.Encode()
+	h := http.Header{}
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: hc, HTTPHeader: h})
+	return c, err
 }
 
 func (b *bareARI) close() {

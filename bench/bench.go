@@ -364,7 +364,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		if bare != nil {
 			bareCol = bare.atRate
 		}
-		busy := interleave(runCtx, tgt, rec, bt, callers, o, final, bareCol)
+		busy := interleave(runCtx, tgt, rec, bt, callers, o, final, bareCol, nil)
 		rep.AchievedCPS = rate(final.completed.Load(), busy)
 		if final.misses.Load() == 0 {
 			rep.CallsPerSecond = rep.AchievedCPS
@@ -638,8 +638,12 @@ const interleaveSlice = 500 * time.Millisecond
 // interleave offers calls at o.Rate to callpop (tgt) for o.Duration and,
 // when bt is not nil, to the bare client for o.BareDuration, in alternating
 // slices spread evenly over the phase. It returns the time callpop's slices
-// spent offering (see drive).
-func interleave(ctx context.Context, tgt Target, rec *recorder, bt Target, callers *Callers, o Options, col, bareCol *collector) time.Duration {
+// spent offering (see drive). turn, when set, runs each slice (bare: the
+// bare client's), e.g. to take the PBX's CPU time around it.
+func interleave(ctx context.Context, tgt Target, rec *recorder, bt Target, callers *Callers, o Options, col, bareCol *collector, turn func(bare bool, slice func())) time.Duration {
+	if turn == nil {
+		turn = func(_ bool, slice func()) { slice() }
+	}
 	slices := func(d time.Duration) int { return int(max(1, (d+interleaveSlice-1)/interleaveSlice)) }
 	nc, nb := slices(o.Duration), 0
 	if bt != nil {
@@ -649,11 +653,13 @@ func interleave(ctx context.Context, tgt Target, rec *recorder, bt Target, calle
 	for i, j := 0, 0; (i < nc || j < nb) && ctx.Err() == nil; {
 		// The bare client's turn whenever it is behind its share of the schedule.
 		if j < nb && (i >= nc || j*nc < i*nb) {
-			drive(ctx, bt, nil, callers, o.Rate, o.BareDuration/time.Duration(nb), o.MaxInFlight, bareCol)
+			turn(true, func() { drive(ctx, bt, nil, callers, o.Rate, o.BareDuration/time.Duration(nb), o.MaxInFlight, bareCol) })
 			j++
 			continue
 		}
-		busy += drive(ctx, tgt, rec, callers, o.Rate, o.Duration/time.Duration(nc), o.MaxInFlight, col)
+		turn(false, func() {
+			busy += drive(ctx, tgt, rec, callers, o.Rate, o.Duration/time.Duration(nc), o.MaxInFlight, col)
+		})
 		i++
 	}
 	return busy

@@ -32,6 +32,7 @@ type PipelineConfig struct {
 	KeyPrefix  string        // cache.key_prefix; "" = callpop's own
 	Budget     time.Duration // call.budget
 	Logger     *slog.Logger
+	Allow      []string // router.fastagi.allow; nil = its default (loopback)
 }
 
 // with returns cfg with call.budget and crm.timeout (0 = the default) set.
@@ -78,6 +79,9 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		return nil, fmt.Errorf("bench: crm: %w", err)
 	}
 	rcfg := router.DefaultConfig()
+	if cfg.Allow != nil {
+		rcfg.FastAGI.Allow = cfg.Allow
+	}
 	if err := rcfg.Validate(); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("bench: router config: %w", err)

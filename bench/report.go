@@ -137,3 +137,48 @@ func verdictMark(ok bool) string {
 	}
 	return "NOT met"
 }
+
+// WriteJSON writes the report as one JSON object.
+func (r *RealReport) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("bench: json: %w", err)
+	}
+	return nil
+}
+
+// WriteTable writes each way's two sides and their ratio.
+func (r *RealReport) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format+"\n", a...) }
+	p("callpop bench\t%s at %s, %d calls/s, %.0fs per way, budget %.0f ms", r.Kind, r.PBX, r.Rate, r.DurationS, r.BudgetMs)
+	p("machine\t%d × %s, %s %s", r.Machine.NProc, r.Machine.CPU, r.Machine.GoVersion, r.Machine.OS)
+	p("PBX CPU\t%s", r.CPU)
+	cpu := func(v float64) string {
+		if v == 0 {
+			return "not measured"
+		}
+		return fmt.Sprintf("%.3f ms", v)
+	}
+	ratio := func(wr WayReport, k string) string { // none when the bare side's figure is 0
+		if v, ok := wr.Ratio[k]; ok {
+			return fmt.Sprintf("%.2f", v)
+		}
+		return "—"
+	}
+	for _, wr := range r.Ways {
+		p("")
+		p("way %s\tcallpop\tbare client\tratio", wr.Way)
+		p("calls offered / completed\t%d / %d\t%d / %d\t", wr.Callpop.Offered, wr.Callpop.Completed, wr.Bare.Offered, wr.Bare.Completed)
+		p("clean calls/s\t%.1f\t%.1f\t%s", wr.Callpop.CleanCPS, wr.Bare.CleanCPS, ratio(wr, "clean_calls_per_second"))
+		p("step p50\t%.3f ms\t%.3f ms\t%s", wr.Callpop.StepP50, wr.Bare.StepP50, ratio(wr, "step_p50"))
+		p("step p99\t%.3f ms\t%.3f ms\t%s", wr.Callpop.StepP99, wr.Bare.StepP99, ratio(wr, "step_p99"))
+		p("PBX CPU per call\t%s\t%s\t%s", cpu(wr.Callpop.CPUPerCallMs), cpu(wr.Bare.CPUPerCallMs), ratio(wr, "pbx_cpu_per_call"))
+		p("requests per call\t%.2f\t%.2f\t%s", wr.Callpop.RequestsPerCall, wr.Bare.RequestsPerCall, ratio(wr, "requests_per_call"))
+		for _, n := range wr.Notes {
+			p("note\t%s", n)
+		}
+	}
+	return tw.Flush()
+}

@@ -54,6 +54,8 @@ type restClient struct {
 	// refused is told about a request whose new connection Asterisk closed
 	// unanswered (http.conf sessionlimit reached).
 	refused func(method, path string, err error)
+	// requests counts the requests sent (callpop bench's requests per call).
+	requests atomic.Int64
 }
 
 // PoolSizes splits pbx.asterisk.max_connections between the event
@@ -114,6 +116,7 @@ func (r *restClient) do(ctx context.Context, method, path, query string) ([]byte
 // wantBody a 2xx answer's body is drained and dropped (a subscription's
 // lists every channel of the app).
 func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, query string, body []byte, wantBody bool) ([]byte, error) {
+	r.requests.Add(1)
 	u := r.base + path
 	if query != "" {
 		u += "?" + query

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/callpop/callpop/adapters/ari"
+	"github.com/callpop/callpop/adapters/esl"
 	"github.com/callpop/callpop/bench"
 )
 
@@ -27,6 +30,8 @@ func newBenchCmd() *cobra.Command {
 	var jsonOut, plotOut, cpuProfile, memProfile, logLevel string
 	var sidecarChild, inProcess bool
 	var sidecarProfile, sidecarMemLimit string
+	var real bench.RealOptions
+	var ways []string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure what callpop adds to a call: PBX simulator, CRM stub and redis-server on loopback",
@@ -54,6 +59,14 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 					PBXFreeSWITCH, simFreeSWITCHMode, benchFreeSWITCH)
 			}
 			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})).With("component", "bench")
+			if real.ARIURL != "" || real.ESLAddress != "" || cmd.Flags().Changed("way") {
+				return runRealBench(cmd, o, &real, ways, jsonOut)
+			}
+			for _, name := range benchRealFlags {
+				if cmd.Flags().Changed(name) {
+					return fmt.Errorf("--%s: only against a real PBX (with --ari-url or --esl-address)", name)
+				}
+			}
 			if sidecarChild {
 				return bench.RunSidecar(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), o.Logger)
 			}
@@ -145,6 +158,12 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 	f.BoolVar(&inProcess, "in-process", false, "hold the in-flight calls in this process instead of a sidecar child (memory figures then include the simulator)")
 	f.StringVar(&sidecarProfile, "sidecar-profile", "", "write the sidecar child's goroutine and heap profiles to PREFIX.* while the in-flight calls are held")
 	f.StringVar(&sidecarMemLimit, "sidecar-memlimit", "", "run the in-flight sidecar child with GOMEMLIMIT=VALUE (e.g. 48MiB), the Go runtime's soft memory limit an operator can set the same way")
+	f.StringVar(&real.ARIURL, "ari-url", "", "bench a real Asterisk at this HTTP base (e.g. http://127.0.0.1:8088; password from "+ari.PasswordEnv+"); see docs/performance.md, \"Bench on a real PBX\"")
+	f.StringVar(&real.ARIUser, "ari-user", "", "ARI user of --ari-url (ari.conf)")
+	f.StringVar(&real.ESLAddress, "esl-address", "", "bench a real FreeSWITCH at this Event Socket HOST:PORT (e.g. 127.0.0.1:8021; password from "+esl.PasswordEnv+")")
+	f.StringSliceVar(&ways, "way", nil, "ways in to bench on the real PBX, comma-separated: ari|fastagi|http (Asterisk), esl-outbound|http (FreeSWITCH)")
+	f.BoolVar(&real.Force, "force", false, "bench the real PBX although it has other live channels")
+	f.StringVar(&real.Listen, "listen", "127.0.0.1:0", "IP:PORT the bench's FastAGI, HTTP and socket listeners bind; the real PBX must reach it")
 	f.BoolVar(&sidecarChild, "sidecar-child", false, "internal: run as the sidecar child of a bench")
 	_ = f.MarkHidden("sidecar-child")
 	return cmd
@@ -164,4 +183,55 @@ func benchWriteFile(name string, write func(io.Writer) error) error {
 
 func benchWriteProfile(name, profile string) error {
 	return benchWriteFile(name, func(w io.Writer) error { return pprof.Lookup(profile).WriteTo(w, 0) })
+}
+
+// benchRealFlags are the flags of a bench against a real PBX alone;
+// benchSimFlags those of a bench against the simulators alone.
+var (
+	benchRealFlags = []string{"ari-user", "force", "listen"}
+	benchSimFlags  = []string{"pbx", "redis", "zipf", "unknown", "anonymous", "junk", "crm-latency", "crm-jitter", "burst-numbers", "burst",
+		"inflight", "bare-duration", "ari-channelvars", "seed", "plot", "in-process", "sidecar-profile", "sidecar-memlimit", "max-inflight"}
+)
+
+// runRealBench is `callpop bench --ari-url …|--esl-address …`: the ways in
+// on a real PBX (bench.RunReal), 20 calls/s and 1,000 customers unless given.
+func runRealBench(cmd *cobra.Command, o bench.Options, real *bench.RealOptions, ways []string, jsonOut string) error {
+	for _, name := range benchSimFlags {
+		if cmd.Flags().Changed(name) {
+			return fmt.Errorf("--%s: a simulator setting; not with --ari-url or --esl-address", name)
+		}
+	}
+	if real.ARIURL == "" && real.ESLAddress == "" {
+		return errors.New("--way: give the real PBX too: --ari-url URL --ari-user U, or --esl-address HOST:8021")
+	}
+	real.Ways, real.Duration, real.Budget, real.Logger, real.Progress = ways, o.Duration, o.Budget, o.Logger, cmd.ErrOrStderr()
+	real.Rate, real.Population = o.Rate, o.Population
+	if !cmd.Flags().Changed("rate") {
+		real.Rate = 20
+	}
+	if !cmd.Flags().Changed("population") {
+		real.Population = 1000
+	}
+	real.ARIPassword, real.ESLPassword = os.Getenv(ari.PasswordEnv), os.Getenv(esl.PasswordEnv)
+	if err := real.Validate(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.RunReal(ctx, *real)
+	if err != nil {
+		return err
+	}
+	if jsonOut == "-" {
+		return rep.WriteJSON(cmd.OutOrStdout())
+	}
+	if err := rep.WriteTable(cmd.OutOrStdout()); err != nil {
+		return err
+	}
+	if jsonOut != "" {
+		if err := benchWriteFile(jsonOut, rep.WriteJSON); err != nil {
+			return fmt.Errorf("--json: %w", err)
+		}
+	}
+	return nil
 }

@@ -37,10 +37,16 @@ func (s *Server) NewDialplanChannel(spec CallSpec) string {
 func (s *Server) RunAGI(ctx context.Context, id, addr, script string) (map[string]string, error) {
 	s.mu.Lock()
 	ch := s.channels[id]
+	s.mu.Unlock()
 	if ch == nil {
-		s.mu.Unlock()
 		return nil, fmt.Errorf("arisim: no channel %s", id)
 	}
+	return s.agiSession(ctx, ch, addr, script)
+}
+
+// agiSession is one AGI() application on ch (RunAGI's, or a dialplan's).
+func (s *Server) agiSession(ctx context.Context, ch *channel, addr, script string) (map[string]string, error) {
+	s.mu.Lock()
 	ch.app, ch.appData = "AGI", "agi://"+addr+"/"+script
 	env := agiEnv(ch, addr, script)
 	s.mu.Unlock()

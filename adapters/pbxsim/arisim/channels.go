@@ -55,6 +55,8 @@ type channel struct {
 	channelVars           []string // Options.ChannelVars
 	inApps                []string // apps whose index holds this channel
 	destroyed             bool
+	gone                  chan struct{}       // dialplan channels: closed at the hang-up
+	resume                chan ContinueTarget // dialplan channels in Stasis: the continue's target
 }
 
 func (ch *channel) json() channelJSON {
@@ -98,16 +100,10 @@ func (s *Server) OfferCall(spec CallSpec) string {
 		created: now, vars: map[string]string{}, subs: map[string]bool{}, inherit: map[string]bool{},
 		args: spec.Args, spec: spec,
 	}
-	rec := &Record{ID: id, Spec: spec, Vars: map[string]string{}}
 	s.stats.offered.Add(1)
 
 	s.mu.Lock()
-	s.records[id] = rec
-	s.order = append(s.order, id)
-	if len(s.order) > s.opts.MaxRecords {
-		delete(s.records, s.order[0])
-		s.order = s.order[1:]
-	}
+	rec := s.addRecordLocked(id, spec)
 	a := s.apps[spec.App]
 	if a == nil || a.conn == nil {
 		rec.Failed = true
@@ -163,6 +159,9 @@ func (s *Server) Hangup(id string) {
 		return
 	}
 	ch.hungUp = true
+	if ch.gone != nil {
+		close(ch.gone)
+	}
 	now := time.Now()
 	j := ch.json()
 	s.emitLocked(ch, func(app string) []byte {
@@ -384,8 +383,8 @@ func (s *Server) continueChannel(w http.ResponseWriter, r *http.Request, id stri
 		rec.Continued = now
 		rec.Target = ContinueTarget{Context: p.Get("context"), Extension: p.Get("extension"), Label: label, Priority: prio}
 	}
-	app := ch.stasisApp
-	ch.stasisApp = ""
+	app, resume := ch.stasisApp, ch.resume
+	ch.stasisApp, ch.resume = "", nil
 	s.indexLocked(ch)
 	ch.continued = true
 	j := ch.json()
@@ -415,7 +414,9 @@ func (s *Server) continueChannel(w http.ResponseWriter, r *http.Request, id stri
 				AsteriskID: asteriskID, Application: a})
 		})
 		s.mu.Unlock()
-		if len(ch.spec.Agents) > 0 {
+		if resume != nil { // a dialplan channel: its dialplan goes on
+			resume <- ContinueTarget{Context: p.Get("context"), Extension: p.Get("extension"), Label: label, Priority: prio}
+		} else if len(ch.spec.Agents) > 0 {
 			s.runAgents(id)
 		} else if s.opts.Linger > 0 {
 			s.after(s.opts.Linger, func() { s.Hangup(id) })

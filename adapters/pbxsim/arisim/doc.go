@@ -4,6 +4,8 @@
 // callpop uses: /ari/events (one socket per app, ApplicationReplaced for the
 // older one), channel variables (204/400/404/409 with Asterisk's bodies),
 // continue (204, then StasisEnd asynchronously), application subscriptions,
-// GET /channels and /applications/{app}; it offers calls at a rate, plays
+// GET /channels and /applications/{app}, POST /channels (a Local channel
+// whose ;2 half runs an extensions.conf subset, Options.Dialplan) and DELETE
+// /channels/{id}; it offers calls at a rate, plays
 // agent legs (Dial RINGING/ANSWER/CANCEL) and records what callpop did.
 package arisim

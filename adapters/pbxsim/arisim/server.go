@@ -58,6 +58,9 @@ type Options struct {
 	// and closed unanswered, as Asterisk does. 0 = no limit (Asterisk's
 	// default is 100).
 	SessionLimit int
+	// Dialplan is an extensions.conf subset (see dialplan.go) that channels
+	// originated to Local/<exten>@<context> run; "" = none (they hang up).
+	Dialplan string
 }
 
 // Server is a running ARI simulator: real HTTP and WebSocket on a loopback port.
@@ -86,6 +89,7 @@ type Server struct {
 	faults map[string]int // op → requests left to fail with 500
 
 	multiVars bool // the version serves /channels/{id}/variables
+	dialplan  dialplan
 	sessions  *sessionListener
 
 	tmu    sync.Mutex
@@ -95,7 +99,7 @@ type Server struct {
 
 	stats struct {
 		offered, failed, continued, hungUp, sets, gets, requests, connections, replaced, dropped, accepted atomic.Int64
-		multiSets, multiGets, refused                                                                      atomic.Int64
+		multiSets, multiGets, refused, originated                                                          atomic.Int64
 	}
 }
 
@@ -130,6 +134,7 @@ type Stats struct {
 	// Refused counts connections closed unanswered past SessionLimit;
 	// Sessions is the HTTP sessions open now, PeakSessions the most at once.
 	Refused, Sessions, PeakSessions int64
+	Originated                      int64 // POST /channels answered 200
 }
 
 // New starts a simulator on a loopback port.
@@ -156,6 +161,10 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	dp, err := parseDialplan(opts.Dialplan)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("arisim: listen: %w", err)
@@ -169,7 +178,7 @@ func New(opts Options) (*Server, error) {
 		epoch:    time.Now().Unix(),
 		channels: map[string]*channel{}, apps: map[string]*app{}, appIndex: map[string]*appIndex{},
 		conns: map[*wsConn]struct{}{}, records: map[string]*Record{}, faults: map[string]int{},
-		timers: map[*time.Timer]struct{}{}, multiVars: hasMultiVars(opts.Version),
+		timers: map[*time.Timer]struct{}{}, multiVars: hasMultiVars(opts.Version), dialplan: dp,
 	}
 	s.sessions = &sessionListener{Listener: ln, limit: opts.SessionLimit, refused: &s.stats.refused, accepted: &s.stats.accepted}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
@@ -244,6 +253,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"asterisk_id": asteriskID, "ping": "pong", "timestamp": stamp(time.Now())})
 	case len(parts) == 1 && parts[0] == "channels" && r.Method == http.MethodGet:
 		s.listChannels(w)
+	case len(parts) == 1 && parts[0] == "channels" && r.Method == http.MethodPost:
+		s.originate(w, r, q)
+	case len(parts) == 2 && parts[0] == "channels" && r.Method == http.MethodDelete:
+		s.hangupChannel(w, parts[1])
 	case len(parts) == 2 && parts[0] == "channels" && r.Method == http.MethodGet:
 		s.getChannel(w, parts[1])
 	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "variable":
@@ -395,7 +408,7 @@ func (s *Server) Stats() Stats {
 		Requests: s.stats.requests.Load(), Connections: s.stats.connections.Load(),
 		Replaced: s.stats.replaced.Load(), Dropped: s.stats.dropped.Load(), Accepted: s.stats.accepted.Load(),
 		MultiSets: s.stats.multiSets.Load(), MultiGets: s.stats.multiGets.Load(), Refused: s.stats.refused.Load(),
-		Sessions: s.sessions.open.Load(), PeakSessions: s.sessions.peak.Load(),
+		Sessions: s.sessions.open.Load(), PeakSessions: s.sessions.peak.Load(), Originated: s.stats.originated.Load(),
 	}
 	st.Waiting = len(s.Waiting())
 	return st

@@ -19,7 +19,8 @@
 //
 // Inbound: NewInbound, OfferCall / OfferRecorded / ParkCalls / ParkWithoutEvent,
 // RingAgents (agent legs of a ring-all bridge), Hangup, DropConnections,
-// Shutdown, EmitRaw. Outbound: NewOutbound(target).Call / CallRecorded / Load
+// Shutdown, EmitRaw; `originate {…}loopback/<exten>/<context>` runs the -b
+// leg through an XML dialplan subset (Options.Dialplan, dialplan.go). Outbound: NewOutbound(target).Call / CallRecorded / Load
 // dial callpop's listener per call. Both: Channel, Vars, Released,
 // WaitReleased, Parked, Stats.
 package eslsim

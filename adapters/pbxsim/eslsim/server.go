@@ -78,6 +78,7 @@ func (in *Inbound) Close() {
 	}
 	_ = in.ln.Close()
 	in.DropConnections()
+	in.stopDialplans()
 	in.wg.Wait()
 }
 

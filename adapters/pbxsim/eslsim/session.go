@@ -366,6 +366,8 @@ func (s *sim) expand(ch *channel, arg string) string {
 				switch fn {
 				case "version":
 					return Version
+				case "strmicroepoch":
+					return strconv.FormatInt(time.Now().UnixMicro(), 10)
 				case "system":
 					ch.Expansions = append(ch.Expansions, "system:"+a)
 					return ""
@@ -473,6 +475,8 @@ func (s *sim) api(cmd, args string) string {
 			return s.showChannelsJSON()
 		}
 		return "-USAGE: show channels as json\n"
+	case "originate":
+		return s.originate(args)
 	case "status":
 		return "UP 0 years, 0 days, 0 hours, 0 minutes, 1 second\nFreeSWITCH (Version 1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit) is ready (eslsim)\n"
 	}

@@ -50,6 +50,9 @@ type Options struct {
 	// Source is the local address an outbound socket app connects from ("" =
 	// any): a FreeSWITCH on another host, for allow-list tests.
 	Source string
+	// Dialplan is a FreeSWITCH XML dialplan subset (see dialplan.go) that
+	// loopback legs made by `originate` run; "" = none (NO_ROUTE_DESTINATION).
+	Dialplan string
 }
 
 func (o Options) withDefaults() Options {
@@ -140,6 +143,7 @@ type sim struct {
 	sessions map[*session]struct{}
 	stats    Stats
 	seq      int
+	dpRuns   dialplanRuns
 }
 
 func newSim(opts Options) *sim {

@@ -1,0 +1,78 @@
+package eslsim
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callpop/callpop/adapters/esl/eslwire"
+)
+
+const testFSDialplan = `<include>
+  <context name="bench">
+    <extension name="t">
+      <condition field="destination_number" expression="^t$">
+        <action application="set" data="t0=${strmicroepoch()}"/>
+        <action application="event" data="Event-Name=CUSTOM,Event-Subclass=test::bench,id=${bench_id},t0=${t0},who=${origination_caller_id_number}"/>
+        <action application="hangup"/>
+      </condition>
+    </extension>
+  </context>
+</include>`
+
+// originate of a loopback leg runs the -b leg through the dialplan, with
+// the originate's variables (mod_loopback's __loopback_vars__); the event
+// app fires a CUSTOM event to its subscribers; other endpoints and unknown
+// extensions fail as FreeSWITCH answers them.
+func TestOriginateLoopbackDialplan(t *testing.T) {
+	in, err := NewInbound(Options{Password: "pw", Dialplan: testFSDialplan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Close)
+	c := dial(t, in.Addr())
+	c.next()
+	c.write("auth pw\n\n")
+	c.next()
+	c.write("event plain CUSTOM test::bench\n\n")
+	if got := c.next().ReplyText(); !strings.HasPrefix(got, "+OK") {
+		t.Fatalf("event: %q", got)
+	}
+	if got := c.api("originate sofia/gateway/x/1000 &park()"); got != "-ERR CHAN_NOT_IMPLEMENTED\n" {
+		t.Errorf("sofia originate: %q", got)
+	}
+	if got := c.api("originate loopback/nope/bench &park()"); got != "-ERR NO_ROUTE_DESTINATION\n" {
+		t.Errorf("no extension: %q", got)
+	}
+	got := c.api("originate {origination_caller_id_number='(212) 234-0000',bench_id=b-1}loopback/t/bench &park()")
+	if !strings.HasPrefix(got, "+OK ") {
+		t.Fatalf("originate: %q", got)
+	}
+	ev := c.event("CUSTOM")
+	get := func(n string) string { return eslwire.Decode(ev.Headers.Get(n)) }
+	if get("Event-Subclass") != "test::bench" || get("id") != "b-1" || get("who") != "(212) 234-0000" {
+		t.Errorf("event headers: subclass %q id %q who %q", get("Event-Subclass"), get("id"), get("who"))
+	}
+	if us := get("t0"); len(us) != 16 || time.Since(time.UnixMicro(mustInt(t, us))) > time.Minute {
+		t.Errorf("strmicroepoch: %q", us)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(c.api("show channels as json"), `"row_count":0`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the loopback pair was not hung up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func mustInt(t *testing.T, s string) int64 {
+	t.Helper()
+	var n int64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			t.Fatalf("%q is not a number", s)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}

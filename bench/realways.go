@@ -1,0 +1,175 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The dialplan ways in, on the bench's own listeners (--listen): callpop's
+// FastAGI server and /v1/route, or a bare server doing the minimum.
+
+// agiHandler serves `AGI(${CALLPOP_BENCH_AGI})`: callpop's FastAGI (its
+// commands counted) or a bare server that reads the environment and ends
+// the session.
+type agiHandler struct {
+	bare     bool
+	listen   string
+	p        *Pipeline
+	ln       net.Listener
+	commands atomic.Int64
+	wg       sync.WaitGroup
+}
+
+func (h *agiHandler) start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", h.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	h.ln = ln
+	h.wg.Add(1)
+	if h.bare {
+		go func() { // ends when the listener closes
+			defer h.wg.Done()
+			serveConns(ln, &h.wg, bareAGI)
+		}()
+		return nil
+	}
+	go func() { // ends with ctx or close
+		defer h.wg.Done()
+		_ = h.p.Router.ServeFastAGIListener(ctx, &countingListener{Listener: ln, sep: "\n", lines: &h.commands})
+	}()
+	return nil
+}
+
+// bareAGI reads the agi_* environment up to its blank line and hangs up the session.
+func bareAGI(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	rd := bufio.NewReader(c)
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil || line == "\n" || line == "\r\n" {
+			return
+		}
+	}
+}
+
+// serveConns runs serve on each connection ln accepts, on a goroutine wg
+// counts, until ln closes.
+func serveConns(ln net.Listener, wg *sync.WaitGroup, serve func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() { // ends with its connection
+			defer wg.Done()
+			defer c.Close()
+			serve(c)
+		}()
+	}
+}
+
+func (h *agiHandler) ready() bool { return h.ln != nil }
+func (h *agiHandler) vars(string) map[string]string {
+	return map[string]string{"CALLPOP_BENCH_AGI": "agi://" + h.ln.Addr().String() + "/route"}
+}
+func (h *agiHandler) requests() int64 { return h.commands.Load() }
+func (h *agiHandler) close() {
+	if h.ln != nil {
+		h.ln.Close()
+	}
+	h.wg.Wait()
+}
+
+// countingListener counts the commands its connections write: what ends
+// each (AGI: a line; Event Socket: a blank line).
+type countingListener struct {
+	net.Listener
+	sep   string
+	lines *atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, sep: []byte(l.sep), lines: l.lines}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	sep   []byte
+	lines *atomic.Int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.lines.Add(int64(bytes.Count(b, c.sep)))
+	return c.Conn.Write(b)
+}
+
+// httpHandler serves the dialplan's HTTP GET (Asterisk `${CURL(...)}`,
+// FreeSWITCH `${curl(...)}`): callpop's /v1/route or a bare server
+// answering a fixed body. The dialplan appends &call_id=<the call's id>.
+type httpHandler struct {
+	bare    bool
+	listen  string
+	p       *Pipeline
+	varName string // the channel variable carrying the URL
+	ln      net.Listener
+	srv     *http.Server
+	served  atomic.Int64
+	done    chan struct{}
+}
+
+func (h *httpHandler) start(context.Context) error {
+	ln, err := net.Listen("tcp", h.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	h.ln = ln
+	var inner http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("hit"))
+	})
+	if !h.bare {
+		inner = h.p.Router.Handler()
+	}
+	h.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.served.Add(1)
+		inner.ServeHTTP(w, r)
+	})}
+	h.done = make(chan struct{})
+	go func() { // ends when close shuts the server down
+		defer close(h.done)
+		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener failed: calls will report nothing, and the report says so
+		}
+	}()
+	return nil
+}
+
+func (h *httpHandler) ready() bool { return h.ln != nil }
+func (h *httpHandler) vars(cli string) map[string]string {
+	return map[string]string{h.varName: "http://" + h.ln.Addr().String() + "/v1/route?number=" + url.QueryEscape(cli)}
+}
+func (h *httpHandler) requests() int64 { return h.served.Load() }
+func (h *httpHandler) close() {
+	if h.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = h.srv.Shutdown(ctx)
+	<-h.done
+}
