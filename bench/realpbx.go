@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,8 @@ const (
 	WayFastAGI     = "fastagi"
 	WayESLOutbound = "esl-outbound"
 	WayHTTP        = "http"
+	WayMultiset    = "multiset"  // FreeSWITCH: multiset(${curl(…&format=multiset)})
+	WayCIDLookup   = "cidlookup" // FreeSWITCH: mod_cidlookup, the baseline for multiset
 )
 
 // BenchContext is the dialplan context the bench originates into; its
@@ -72,7 +75,7 @@ func (o *RealOptions) Real() bool { return o.ARIURL != "" || o.ESLAddress != "" 
 func (o *RealOptions) asterisk() bool { return o.ARIURL != "" }
 
 // waysOf lists the ways each PBX has.
-var waysOf = map[bool][]string{true: {WayARI, WayFastAGI, WayHTTP}, false: {WayESLOutbound, WayHTTP}}
+var waysOf = map[bool][]string{true: {WayARI, WayFastAGI, WayHTTP}, false: {WayESLOutbound, WayHTTP, WayMultiset, WayCIDLookup}}
 
 // Validate checks the options; messages name the flag or variable.
 func (o *RealOptions) Validate() error {
@@ -192,6 +195,12 @@ type wayHandler interface {
 	vars(cli string) map[string]string
 	requests() int64
 	close()
+}
+
+// turnTaker is a wayHandler that points the PBX at itself before each of
+// its turns (a setting the PBX holds for every call, not one per call).
+type turnTaker interface {
+	turn(ctx context.Context) error
 }
 
 // stamps is what a call reported: its PBX id and the times around the step.
@@ -417,10 +426,14 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 	half := max(o.Duration/2, time.Millisecond)
 	phase := Options{Rate: o.Rate, Duration: half, BareDuration: half, MaxInFlight: 4096}
 	sliceLen := half / max(1, (half+interleaveSlice-1)/interleaveSlice) // interleave's slices
+	var turnErr error
 	turn := func(bare bool, slice func()) {
 		i := 0
 		if bare {
 			i = 1
+		}
+		if tt, ok := sides[i].h.(turnTaker); ok && turnErr == nil {
+			turnErr = tt.turn(ctx)
 		}
 		c0, t0 := cpu.ticks(), time.Now()
 		slice()
@@ -429,7 +442,7 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 	}
 	note("%s: %d calls/s for %s, callpop and the bare client in turn", way, o.Rate, o.Duration)
 	interleave(ctx, sides[0], nil, sides[1], callers, phase, cols[0], cols[1], turn)
-	if err := ctx.Err(); err != nil {
+	if err := cmp.Or(ctx.Err(), turnErr); err != nil {
 		return wr, err
 	}
 	for i, sr := range []*SideReport{&wr.Callpop, &wr.Bare} {
@@ -451,6 +464,12 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 	if wr.Callpop.Completed == 0 && wr.Bare.Completed == 0 {
 		return wr, fmt.Errorf("none of %d calls reported its stamps: is the %s context loaded as docs/performance.md (\"Bench on a real PBX\") has it?",
 			wr.Callpop.Offered+wr.Bare.Offered, BenchContext)
+	}
+	for i, sr := range []SideReport{wr.Callpop, wr.Bare} {
+		// A way that asks the bench on every call, which did not: the step ran without it.
+		if hh, ok := sides[i].h.(interface{ hint() string }); ok && sr.Completed > 0 && sr.RequestsPerCall == 0 {
+			return wr, fmt.Errorf("%d calls reported their stamps but none asked the bench: %s", sr.Completed, hh.hint())
+		}
 	}
 	wr.Ratio = map[string]float64{}
 	for k, v := range map[string][2]float64{

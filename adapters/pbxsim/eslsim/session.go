@@ -374,10 +374,31 @@ func (s *sim) expand(ch *channel, arg string) string {
 				}
 				return ""
 			}
-			return ch.Vars[inner]
+			return s.lookup(ch, inner)
 		})
 	}
 	return arg
+}
+
+// lookup resolves ${name} as FreeSWITCH does: the channel's variable, its
+// caller profile's field, then the global variable.
+func (s *sim) lookup(ch *channel, name string) string {
+	if v, ok := ch.Vars[name]; ok {
+		return v
+	}
+	if h, ok := profileFields[name]; ok {
+		if v := ch.headers.Get(h); v != "" {
+			return eslwire.Decode(v)
+		}
+	}
+	return s.globals[name]
+}
+
+// profileFields are the caller profile fields ${…} reads, by their event header.
+var profileFields = map[string]string{
+	"caller_id_number":   "Caller-Caller-ID-Number",
+	"caller_id_name":     "Caller-Caller-ID-Name",
+	"destination_number": "Caller-Destination-Number",
 }
 
 // api runs one api command and returns its reply body.
@@ -477,6 +498,18 @@ func (s *sim) api(cmd, args string) string {
 		return "-USAGE: show channels as json\n"
 	case "originate":
 		return s.originate(args)
+	case "global_setvar": // mod_commands: name=value, "+OK" without a line break
+		name, val, ok := strings.Cut(args, "=")
+		if name = strings.TrimSpace(name); !ok || name == "" {
+			return "-USAGE: <var>=<value>\n"
+		}
+		if s.globals == nil {
+			s.globals = map[string]string{}
+		}
+		s.globals[name] = val
+		return "+OK"
+	case "global_getvar":
+		return s.globals[strings.TrimSpace(args)]
 	case "status":
 		return "UP 0 years, 0 days, 0 hours, 0 minutes, 1 second\nFreeSWITCH (Version 1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit) is ready (eslsim)\n"
 	}
