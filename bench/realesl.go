@@ -319,12 +319,12 @@ type cidlookupHandler struct {
 func (h *cidlookupHandler) vars(string) map[string]string { return nil }
 
 func (h *cidlookupHandler) turn(ctx context.Context) error {
-	return h.r.globalSet(ctx, CIDLookupURLVar, "http://"+h.ln.Addr().String()+"/v1/route?field=name")
+	return h.r.globalSet(ctx, CIDLookupURLVar, "http://"+h.ln.Addr().String())
 }
 
 func (h *cidlookupHandler) hint() string {
 	return `mod_cidlookup did not ask the bench: give cidlookup.conf.xml <param name="url" value="${` + CIDLookupURLVar +
-		`}&amp;number=${caller_id_number}"/>, then "reload mod_cidlookup" (docs/performance.md, "FreeSWITCH bench context")`
+		`}/v1/route?field=name&amp;number=${caller_id_number}"/>, then "reload mod_cidlookup" (docs/performance.md, "FreeSWITCH bench context")`
 }
 
 func (h *cidlookupHandler) close() {
@@ -334,8 +334,11 @@ func (h *cidlookupHandler) close() {
 	h.httpHandler.close()
 }
 
-// globalSet sets a FreeSWITCH global variable (api global_setvar).
+// globalSet sets a FreeSWITCH global variable (api global_setvar; "" deletes it).
 func (r *realESL) globalSet(ctx context.Context, name, value string) error {
+	if strings.ContainsAny(value, "=\r\n") { // global_setvar takes "a=b=c" as "a=b if a is c"
+		return fmt.Errorf("bench: global_setvar %s: %q cannot be set", name, value)
+	}
 	f, err := r.command(ctx, "api global_setvar "+name+"="+value)
 	if err != nil {
 		return err

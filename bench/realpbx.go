@@ -144,6 +144,9 @@ type SideReport struct {
 	CleanCPS  float64 `json:"clean_calls_per_second"`
 	StepP50   float64 `json:"step_p50_ms"`
 	StepP99   float64 `json:"step_p99_ms"`
+	// StepMean stays right when the PBX's clock ticks coarser than the step
+	// (FreeSWITCH's 20 ms): a step of d spans a tick T apart with odds d/T.
+	StepMean float64 `json:"step_mean_ms"`
 	// CPUPerCallMs is the PBX's CPU time per completed call; 0 = not measured.
 	CPUPerCallMs float64 `json:"pbx_cpu_per_call_ms,omitempty"`
 	// RequestsPerCall is what the client sent the PBX per call (ARI: REST
@@ -451,7 +454,7 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 		sr.Clean = sr.Completed - (col.misses.Load() - col.lost.Load())
 		sr.CleanCPS = rate(sr.Clean, spent[i])
 		lat := summarize(col.all.sorted(), int(sr.Completed))
-		sr.StepP50, sr.StepP99 = lat.P50, lat.P99
+		sr.StepP50, sr.StepP99, sr.StepMean = lat.P50, lat.P99, lat.Mean
 		if cpu.ok() && sr.Completed > 0 {
 			sr.CPUPerCallMs = round3(cpu.ms(ticks[i]) / float64(sr.Completed))
 		}
@@ -476,6 +479,7 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 		"clean_calls_per_second": {wr.Callpop.CleanCPS, wr.Bare.CleanCPS},
 		"step_p50":               {wr.Callpop.StepP50, wr.Bare.StepP50},
 		"step_p99":               {wr.Callpop.StepP99, wr.Bare.StepP99},
+		"step_mean":              {wr.Callpop.StepMean, wr.Bare.StepMean},
 		"pbx_cpu_per_call":       {wr.Callpop.CPUPerCallMs, wr.Bare.CPUPerCallMs},
 		"requests_per_call":      {wr.Callpop.RequestsPerCall, wr.Bare.RequestsPerCall},
 	} {

@@ -122,8 +122,14 @@ func TestDialplanMultisetCurlCIDLookup(t *testing.T) {
 	c.next()
 	c.write("event plain CUSTOM test::bench\n\n")
 	c.next()
-	if r := c.api("global_setvar cid_base=" + srv.URL); r != "+OK" {
-		t.Fatalf("global_setvar: %q", r)
+	// a value with "=" is a conditional set, refused here: cid_base is not "x"
+	for _, set := range []string{"cid_base=" + srv.URL, "cid_base=http://127.0.0.1:1/?a=x"} {
+		if r := c.api("global_setvar " + set); r != "+OK" {
+			t.Fatalf("global_setvar: %q", r)
+		}
+	}
+	if r := c.api("global_getvar cid_base"); r != srv.URL {
+		t.Errorf("global_getvar cid_base: %q", r)
 	}
 	if r := c.api("originate {origination_caller_id_number=+1-212-234-0000,gone=1,crm=" + srv.URL + "/route}loopback/m/bench &park()"); !strings.HasPrefix(r, "+OK ") {
 		t.Fatalf("originate: %q", r)

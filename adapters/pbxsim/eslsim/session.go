@@ -394,6 +394,35 @@ func (s *sim) lookup(ch *channel, name string) string {
 	return s.globals[name]
 }
 
+// globalSetvar is mod_commands' global_setvar `<var>=<value> [=<value2>]`:
+// an empty value deletes the variable; with value2, the variable is set only
+// when it holds value2 now (so a value cannot hold "=").
+func (s *sim) globalSetvar(args string) string {
+	a := separate(args, '=', 3)
+	if len(a) == 0 || a[0] == "" {
+		return "-USAGE: <var>=<value> [=<value2>]\n"
+	}
+	if s.globals == nil {
+		s.globals = map[string]string{}
+	}
+	name, val, cond := a[0], "", ""
+	if len(a) > 1 {
+		val = a[1]
+	}
+	if len(a) > 2 {
+		cond = a[2]
+	}
+	old, had := s.globals[name]
+	switch {
+	case cond != "" && (!had || old != cond): // switch_core_set_var_conditional refuses
+	case val == "":
+		delete(s.globals, name)
+	default:
+		s.globals[name] = val
+	}
+	return "+OK"
+}
+
 // profileFields are the caller profile fields ${…} reads, by their event header.
 var profileFields = map[string]string{
 	"caller_id_number":   "Caller-Caller-ID-Number",
@@ -498,16 +527,8 @@ func (s *sim) api(cmd, args string) string {
 		return "-USAGE: show channels as json\n"
 	case "originate":
 		return s.originate(args)
-	case "global_setvar": // mod_commands: name=value, "+OK" without a line break
-		name, val, ok := strings.Cut(args, "=")
-		if name = strings.TrimSpace(name); !ok || name == "" {
-			return "-USAGE: <var>=<value>\n"
-		}
-		if s.globals == nil {
-			s.globals = map[string]string{}
-		}
-		s.globals[name] = val
-		return "+OK"
+	case "global_setvar":
+		return s.globalSetvar(args)
 	case "global_getvar":
 		return s.globals[strings.TrimSpace(args)]
 	case "status":
