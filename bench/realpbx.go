@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -267,6 +268,10 @@ func parseStamp(s string) (time.Time, error) {
 	return time.Unix(n, ns), nil
 }
 
+// stampTick is the coarsest clock tick a bench context stamps with
+// (FreeSWITCH's core timer: ${strmicroepoch()} moves in 20 ms steps).
+const stampTick = 20 * time.Millisecond
+
 // realTarget is one side of one way as a Target: Offer originates a call
 // and waits for its stamps; Sent and Released are the dialplan's t0 and t1.
 type realTarget struct {
@@ -292,6 +297,13 @@ func (t *realTarget) Offer(ctx context.Context, c Caller, _ string) (Outcome, er
 	vars := map[string]string{"CALLPOP_BENCH_ID": id}
 	for k, v := range t.h.vars(c.CLI) {
 		vars[k] = v
+	}
+	// At a random phase of the PBX's clock tick: paced calls would sample
+	// it at a fixed phase, and the stamped steps' mean would not be the true one.
+	select {
+	case <-time.After(rand.N(stampTick)):
+	case <-ctx.Done():
+		return Outcome{}, ctx.Err()
 	}
 	if err := t.pbx.originate(ctx, t.way, c.CLI, vars); err != nil {
 		return Outcome{}, err
