@@ -194,6 +194,18 @@ func (r *realESL) handler(way string, bare bool, o *RealOptions, p *Pipeline) (w
 		return &eslOutbound{bare: bare, o: o, p: p, log: r.log}, nil
 	case WayHTTP:
 		return &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL"}, nil
+	case WayMultiset:
+		h := &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL"}
+		if bare {
+			h.body = sampleAnswer(p, "format=multiset&call_id="+sampleCallID)
+		}
+		return h, nil
+	case WayCIDLookup:
+		h := &cidlookupHandler{httpHandler: httpHandler{bare: bare, listen: o.Listen, p: p}, r: r}
+		if bare {
+			h.body = sampleAnswer(p, "field=name")
+		}
+		return h, nil
 	}
 	return nil, fmt.Errorf("no way %q into FreeSWITCH", way)
 }
@@ -288,4 +300,51 @@ func (h *eslOutbound) close() {
 		h.ln.Close()
 	}
 	h.wg.Wait()
+}
+
+// CIDLookupURLVar is the global variable cidlookup.conf.xml's url starts
+// with on a PBX benched with --way cidlookup: mod_cidlookup's url is one
+// setting for every call and expands only ${caller_id_number} and global
+// variables, so the bench points it at callpop or the bare server before
+// each of their turns (`global_setvar`), a turn's calls all done before the next.
+const CIDLookupURLVar = "callpop_bench_cidlookup_url"
+
+// cidlookupHandler answers mod_cidlookup's GET (`…&number=<digits>`):
+// callpop's /v1/route?field=name, or a bare server answering a fixed name.
+type cidlookupHandler struct {
+	httpHandler
+	r *realESL
+}
+
+func (h *cidlookupHandler) vars(string) map[string]string { return nil }
+
+func (h *cidlookupHandler) turn(ctx context.Context) error {
+	return h.r.globalSet(ctx, CIDLookupURLVar, "http://"+h.ln.Addr().String())
+}
+
+func (h *cidlookupHandler) hint() string {
+	return `mod_cidlookup did not ask the bench: give cidlookup.conf.xml <param name="url" value="${` + CIDLookupURLVar +
+		`}/v1/route?field=name&amp;number=${caller_id_number}"/>, then "reload mod_cidlookup" (docs/performance.md, "FreeSWITCH bench context")`
+}
+
+func (h *cidlookupHandler) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = h.r.globalSet(ctx, CIDLookupURLVar, "") // a look-up after the bench fails at once, not against a closed port's successor
+	h.httpHandler.close()
+}
+
+// globalSet sets a FreeSWITCH global variable (api global_setvar; "" deletes it).
+func (r *realESL) globalSet(ctx context.Context, name, value string) error {
+	if strings.ContainsAny(value, "=\r\n") { // global_setvar takes "a=b=c" as "a=b if a is c"
+		return fmt.Errorf("bench: global_setvar %s: %q cannot be set", name, value)
+	}
+	f, err := r.command(ctx, "api global_setvar "+name+"="+value)
+	if err != nil {
+		return err
+	}
+	if reply := strings.TrimSpace(string(f.Body)); !strings.HasPrefix(reply, "+OK") {
+		return fmt.Errorf("bench: global_setvar %s: %q", name, reply)
+	}
+	return nil
 }

@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -33,6 +35,8 @@ const (
 	WayFastAGI     = "fastagi"
 	WayESLOutbound = "esl-outbound"
 	WayHTTP        = "http"
+	WayMultiset    = "multiset"  // FreeSWITCH: multiset(${curl(…&format=multiset)})
+	WayCIDLookup   = "cidlookup" // FreeSWITCH: mod_cidlookup, the baseline for multiset
 )
 
 // BenchContext is the dialplan context the bench originates into; its
@@ -72,7 +76,7 @@ func (o *RealOptions) Real() bool { return o.ARIURL != "" || o.ESLAddress != "" 
 func (o *RealOptions) asterisk() bool { return o.ARIURL != "" }
 
 // waysOf lists the ways each PBX has.
-var waysOf = map[bool][]string{true: {WayARI, WayFastAGI, WayHTTP}, false: {WayESLOutbound, WayHTTP}}
+var waysOf = map[bool][]string{true: {WayARI, WayFastAGI, WayHTTP}, false: {WayESLOutbound, WayHTTP, WayMultiset, WayCIDLookup}}
 
 // Validate checks the options; messages name the flag or variable.
 func (o *RealOptions) Validate() error {
@@ -141,6 +145,9 @@ type SideReport struct {
 	CleanCPS  float64 `json:"clean_calls_per_second"`
 	StepP50   float64 `json:"step_p50_ms"`
 	StepP99   float64 `json:"step_p99_ms"`
+	// StepMean stays right when the PBX's clock ticks coarser than the step
+	// (FreeSWITCH's 20 ms): a step of d spans a tick T apart with odds d/T.
+	StepMean float64 `json:"step_mean_ms"`
 	// CPUPerCallMs is the PBX's CPU time per completed call; 0 = not measured.
 	CPUPerCallMs float64 `json:"pbx_cpu_per_call_ms,omitempty"`
 	// RequestsPerCall is what the client sent the PBX per call (ARI: REST
@@ -192,6 +199,12 @@ type wayHandler interface {
 	vars(cli string) map[string]string
 	requests() int64
 	close()
+}
+
+// turnTaker is a wayHandler that points the PBX at itself before each of
+// its turns (a setting the PBX holds for every call, not one per call).
+type turnTaker interface {
+	turn(ctx context.Context) error
 }
 
 // stamps is what a call reported: its PBX id and the times around the step.
@@ -255,6 +268,10 @@ func parseStamp(s string) (time.Time, error) {
 	return time.Unix(n, ns), nil
 }
 
+// stampTick is the coarsest clock tick a bench context stamps with
+// (FreeSWITCH's core timer: ${strmicroepoch()} moves in 20 ms steps).
+const stampTick = 20 * time.Millisecond
+
 // realTarget is one side of one way as a Target: Offer originates a call
 // and waits for its stamps; Sent and Released are the dialplan's t0 and t1.
 type realTarget struct {
@@ -280,6 +297,13 @@ func (t *realTarget) Offer(ctx context.Context, c Caller, _ string) (Outcome, er
 	vars := map[string]string{"CALLPOP_BENCH_ID": id}
 	for k, v := range t.h.vars(c.CLI) {
 		vars[k] = v
+	}
+	// At a random phase of the PBX's clock tick: paced calls would sample
+	// it at a fixed phase, and the stamped steps' mean would not be the true one.
+	select {
+	case <-time.After(rand.N(stampTick)):
+	case <-ctx.Done():
+		return Outcome{}, ctx.Err()
 	}
 	if err := t.pbx.originate(ctx, t.way, c.CLI, vars); err != nil {
 		return Outcome{}, err
@@ -417,10 +441,14 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 	half := max(o.Duration/2, time.Millisecond)
 	phase := Options{Rate: o.Rate, Duration: half, BareDuration: half, MaxInFlight: 4096}
 	sliceLen := half / max(1, (half+interleaveSlice-1)/interleaveSlice) // interleave's slices
+	var turnErr error
 	turn := func(bare bool, slice func()) {
 		i := 0
 		if bare {
 			i = 1
+		}
+		if tt, ok := sides[i].h.(turnTaker); ok && turnErr == nil {
+			turnErr = tt.turn(ctx)
 		}
 		c0, t0 := cpu.ticks(), time.Now()
 		slice()
@@ -429,7 +457,7 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 	}
 	note("%s: %d calls/s for %s, callpop and the bare client in turn", way, o.Rate, o.Duration)
 	interleave(ctx, sides[0], nil, sides[1], callers, phase, cols[0], cols[1], turn)
-	if err := ctx.Err(); err != nil {
+	if err := cmp.Or(ctx.Err(), turnErr); err != nil {
 		return wr, err
 	}
 	for i, sr := range []*SideReport{&wr.Callpop, &wr.Bare} {
@@ -438,7 +466,7 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 		sr.Clean = sr.Completed - (col.misses.Load() - col.lost.Load())
 		sr.CleanCPS = rate(sr.Clean, spent[i])
 		lat := summarize(col.all.sorted(), int(sr.Completed))
-		sr.StepP50, sr.StepP99 = lat.P50, lat.P99
+		sr.StepP50, sr.StepP99, sr.StepMean = lat.P50, lat.P99, lat.Mean
 		if cpu.ok() && sr.Completed > 0 {
 			sr.CPUPerCallMs = round3(cpu.ms(ticks[i]) / float64(sr.Completed))
 		}
@@ -452,11 +480,18 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 		return wr, fmt.Errorf("none of %d calls reported its stamps: is the %s context loaded as docs/performance.md (\"Bench on a real PBX\") has it?",
 			wr.Callpop.Offered+wr.Bare.Offered, BenchContext)
 	}
+	for i, sr := range []SideReport{wr.Callpop, wr.Bare} {
+		// A way that asks the bench on every call, which did not: the step ran without it.
+		if hh, ok := sides[i].h.(interface{ hint() string }); ok && sr.Completed > 0 && sr.RequestsPerCall == 0 {
+			return wr, fmt.Errorf("%d calls reported their stamps but none asked the bench: %s", sr.Completed, hh.hint())
+		}
+	}
 	wr.Ratio = map[string]float64{}
 	for k, v := range map[string][2]float64{
 		"clean_calls_per_second": {wr.Callpop.CleanCPS, wr.Bare.CleanCPS},
 		"step_p50":               {wr.Callpop.StepP50, wr.Bare.StepP50},
 		"step_p99":               {wr.Callpop.StepP99, wr.Bare.StepP99},
+		"step_mean":              {wr.Callpop.StepMean, wr.Bare.StepMean},
 		"pbx_cpu_per_call":       {wr.Callpop.CPUPerCallMs, wr.Bare.CPUPerCallMs},
 		"requests_per_call":      {wr.Callpop.RequestsPerCall, wr.Bare.RequestsPerCall},
 	} {

@@ -3,12 +3,15 @@ package bench
 import (
 	"bytes"
 	"context"
+	"html"
+	"net"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/callpop/callpop/adapters/esl/eslwire"
 	"github.com/callpop/callpop/adapters/pbxsim/arisim"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 )
@@ -187,15 +190,17 @@ func TestRealOptionsErrors(t *testing.T) {
 
 func TestRealFreeSWITCHWays(t *testing.T) {
 	const pass = "bench-ClueCon"
-	sim, err := eslsim.NewInbound(eslsim.Options{Password: pass, Dialplan: docSnippet(t, "xml", "<include>\n  <context name=\"callpop-bench\">")})
+	sim, err := eslsim.NewInbound(eslsim.Options{Password: pass, Dialplan: docSnippet(t, "xml", "<include>\n  <context name=\"callpop-bench\">"),
+		CIDLookupURL: cidlookupURL(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sim.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var progress bytes.Buffer
-	o := RealOptions{ESLAddress: sim.Addr(), ESLPassword: pass, Ways: []string{WayESLOutbound, WayHTTP}, Rate: 20, Duration: time.Second,
+	ways := []string{WayESLOutbound, WayHTTP, WayMultiset, WayCIDLookup}
+	o := RealOptions{ESLAddress: sim.Addr(), ESLPassword: pass, Ways: ways, Rate: 20, Duration: time.Second,
 		Budget: 300 * time.Millisecond, Population: 50, Progress: &progress}
 	rep, err := RunReal(ctx, o)
 	if err != nil {
@@ -204,7 +209,7 @@ func TestRealFreeSWITCHWays(t *testing.T) {
 	var out bytes.Buffer
 	_ = rep.WriteTable(&out)
 	t.Log("\n" + out.String())
-	if rep.Kind != "freeswitch" || len(rep.Ways) != 2 {
+	if rep.Kind != "freeswitch" || len(rep.Ways) != len(ways) {
 		t.Fatalf("report: %+v", rep)
 	}
 	for _, w := range rep.Ways {
@@ -223,11 +228,15 @@ func TestRealFreeSWITCHWays(t *testing.T) {
 			if w.Callpop.StepP50 < 1 {
 				t.Errorf("esl-outbound step p50 %.3f ms: the outbound socket's wake-up is missing", w.Callpop.StepP50)
 			}
-		case WayHTTP:
+		case WayHTTP, WayMultiset, WayCIDLookup:
 			if w.Callpop.RequestsPerCall != 1 || w.Bare.RequestsPerCall != 1 {
-				t.Errorf("http requests per call: callpop %.2f, bare %.2f", w.Callpop.RequestsPerCall, w.Bare.RequestsPerCall)
+				t.Errorf("%s requests per call: callpop %.2f, bare %.2f", w.Way, w.Callpop.RequestsPerCall, w.Bare.RequestsPerCall)
 			}
 		}
+	}
+	// cidlookup: each turn pointed mod_cidlookup's global url at its side, and the bench emptied it at the end.
+	if got := eslAPI(t, sim.Addr(), pass, "global_getvar "+CIDLookupURLVar); got != "" {
+		t.Errorf("%s left as %q", CIDLookupURLVar, got)
 	}
 	if len(sim.Parked()) > 0 {
 		t.Errorf("%d channels left parked", len(sim.Parked()))
@@ -302,4 +311,42 @@ func TestRealWithoutBenchContext(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "callpop-bench context loaded") {
 		t.Fatalf("want the bench context named, got %v", err)
 	}
+}
+
+// cidlookupURL is cidlookup.conf.xml's url as docs/performance.md has it.
+func cidlookupURL(t *testing.T) string {
+	t.Helper()
+	m := regexp.MustCompile(`<param name="url" value="([^"]*)"/>`).FindStringSubmatch(docSnippet(t, "xml", "<configuration name=\"cidlookup.conf\""))
+	if m == nil {
+		t.Fatal("docs/performance.md: the cidlookup.conf.xml block has no url param")
+	}
+	return html.UnescapeString(m[1])
+}
+
+// eslAPI runs one api command on an inbound Event Socket and returns its body.
+func eslAPI(t *testing.T, addr, pass, cmd string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	rd := eslwire.NewReader(c)
+	for _, line := range []string{"", "auth " + pass, "api " + cmd} {
+		if line != "" {
+			if _, err := c.Write([]byte(line + "\n\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := rd.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.ContentType() == eslwire.TypeAPIResponse {
+			return string(f.Body)
+		}
+	}
+	t.Fatal("no api/response")
+	return ""
 }

@@ -3,11 +3,13 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -125,7 +127,8 @@ type httpHandler struct {
 	bare    bool
 	listen  string
 	p       *Pipeline
-	varName string // the channel variable carrying the URL
+	varName string // the channel variable carrying the URL ("" = none)
+	body    string // the bare server's answer ("" = "hit")
 	ln      net.Listener
 	srv     *http.Server
 	served  atomic.Int64
@@ -140,7 +143,7 @@ func (h *httpHandler) start(context.Context) error {
 	h.ln = ln
 	var inner http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte("hit"))
+		_, _ = w.Write([]byte(cmp.Or(h.body, "hit")))
 	})
 	if !h.bare {
 		inner = h.p.Router.Handler()
@@ -161,6 +164,9 @@ func (h *httpHandler) start(context.Context) error {
 
 func (h *httpHandler) ready() bool { return h.ln != nil }
 func (h *httpHandler) vars(cli string) map[string]string {
+	if h.varName == "" {
+		return nil
+	}
 	return map[string]string{h.varName: "http://" + h.ln.Addr().String() + "/v1/route?number=" + url.QueryEscape(cli)}
 }
 func (h *httpHandler) requests() int64 { return h.served.Load() }
@@ -172,4 +178,16 @@ func (h *httpHandler) close() {
 	defer cancel()
 	_ = h.srv.Shutdown(ctx)
 	<-h.done
+}
+
+// sampleCallID is a call id of FreeSWITCH's ${uuid} shape, for sampleAnswer.
+const sampleCallID = "0b1e5c7a-3f2d-4c8e-9a6b-2d4f6e8a0c1e"
+
+// sampleAnswer is callpop's /v1/route answer to query for a known customer:
+// the bare server answers it, a body of the same size and shape.
+func sampleAnswer(p *Pipeline, query string) string {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/v1/route?number="+url.QueryEscape(CustomerNumber(0))+"&"+query, nil)
+	p.Router.Handler().ServeHTTP(rec, req)
+	return rec.Body.String()
 }

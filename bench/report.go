@@ -174,6 +174,7 @@ func (r *RealReport) WriteTable(w io.Writer) error {
 		p("clean calls/s\t%.1f\t%.1f\t%s", wr.Callpop.CleanCPS, wr.Bare.CleanCPS, ratio(wr, "clean_calls_per_second"))
 		p("step p50\t%.3f ms\t%.3f ms\t%s", wr.Callpop.StepP50, wr.Bare.StepP50, ratio(wr, "step_p50"))
 		p("step p99\t%.3f ms\t%.3f ms\t%s", wr.Callpop.StepP99, wr.Bare.StepP99, ratio(wr, "step_p99"))
+		p("step mean\t%.3f ms\t%.3f ms\t%s", wr.Callpop.StepMean, wr.Bare.StepMean, ratio(wr, "step_mean"))
 		p("PBX CPU per call\t%s\t%s\t%s", cpu(wr.Callpop.CPUPerCallMs), cpu(wr.Bare.CPUPerCallMs), ratio(wr, "pbx_cpu_per_call"))
 		p("requests per call\t%.2f\t%.2f\t%s", wr.Callpop.RequestsPerCall, wr.Bare.RequestsPerCall, ratio(wr, "requests_per_call"))
 		for _, n := range wr.Notes {

@@ -161,7 +161,7 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 	f.StringVar(&real.ARIURL, "ari-url", "", "bench a real Asterisk at this HTTP base (e.g. http://127.0.0.1:8088; password from "+ari.PasswordEnv+"); see docs/performance.md, \"Bench on a real PBX\"")
 	f.StringVar(&real.ARIUser, "ari-user", "", "ARI user of --ari-url (ari.conf)")
 	f.StringVar(&real.ESLAddress, "esl-address", "", "bench a real FreeSWITCH at this Event Socket HOST:PORT (e.g. 127.0.0.1:8021; password from "+esl.PasswordEnv+")")
-	f.StringSliceVar(&ways, "way", nil, "ways in to bench on the real PBX, comma-separated: ari|fastagi|http (Asterisk), esl-outbound|http (FreeSWITCH)")
+	f.StringSliceVar(&ways, "way", nil, "ways in to bench on the real PBX, comma-separated: ari|fastagi|http (Asterisk), esl-outbound|http|multiset|cidlookup (FreeSWITCH)")
 	f.BoolVar(&real.Force, "force", false, "bench the real PBX although it has other live channels")
 	f.StringVar(&real.Listen, "listen", "127.0.0.1:0", "IP:PORT the bench's FastAGI, HTTP and socket listeners bind; the real PBX must reach it")
 	f.BoolVar(&sidecarChild, "sidecar-child", false, "internal: run as the sidecar child of a bench")

@@ -22,8 +22,12 @@ import (
 // expression>, and the actions set, socket (<addr> async full: the outbound
 // socket conversation on this channel, then the dialplan goes on at the
 // next 20 ms wake-up), curl (mod_curl's app: curl_response_data and
-// curl_response_code), event (a CUSTOM event with the channel's headers) and
-// hangup. ${strmicroepoch()} and ${uuid} expand at execution, as the rest do.
+// curl_response_code), multiset (mod_dptools: "a=1 b=2", or "^^<d>a=1<d>b=2"
+// with its own delimiter; an empty value unsets), cidlookup (mod_cidlookup
+// with a url only: Options.CIDLookupURL), event (a CUSTOM event with the
+// channel's headers) and hangup. ${strmicroepoch()}, ${uuid} and the
+// ${curl(url [timeout <s>])} API (mod_curl: the body whatever the status, ""
+// when the request fails) expand at execution, as the rest do.
 
 type xmlDialplan struct {
 	Contexts []struct {
@@ -166,13 +170,10 @@ func (s *sim) runFSDialplan(ctx context.Context, ch *channel, actions []fsAction
 		if ctx.Err() != nil {
 			return
 		}
-		s.mu.Lock()
-		if ch.Dead {
-			s.mu.Unlock()
+		data, ok := s.expandDialplan(ctx, ch, a.data)
+		if !ok {
 			return
 		}
-		data := s.expand(ch, a.data)
-		s.mu.Unlock()
 		switch a.app {
 		case "set":
 			name, val, _ := strings.Cut(data, "=")
@@ -194,10 +195,124 @@ func (s *sim) runFSDialplan(ctx context.Context, ch *channel, actions []fsAction
 			s.assign(ch, "curl_response_code", strconv.Itoa(code), "execute curl")
 			s.assign(ch, "curl_response_data", body, "execute curl")
 			s.mu.Unlock()
+		case "multiset":
+			s.multiset(ch, data)
+		case "cidlookup":
+			s.cidlookup(ctx, ch, data)
 		case "event":
 			s.fireEvent(ch, data)
 		case "hangup":
 			return
+		}
+	}
+}
+
+// expandDialplan expands an action's data on the session thread: the
+// channel's ${…} under s.mu, each ${curl(…)} API call outside it (FreeSWITCH
+// runs it on the channel's own thread). false when the channel is gone.
+func (s *sim) expandDialplan(ctx context.Context, ch *channel, data string) (string, bool) {
+	done := 0 // data[:done] is expanded
+	for {
+		loc := curlRe.FindStringSubmatchIndex(data[done:])
+		s.mu.Lock()
+		if ch.Dead {
+			s.mu.Unlock()
+			return "", false
+		}
+		if loc == nil {
+			data = data[:done] + s.expand(ch, data[done:])
+			s.mu.Unlock()
+			return data, true
+		}
+		start, end := done+loc[0], done+loc[1]
+		args := s.expand(ch, data[done+loc[2]:done+loc[3]])
+		ch.Expansions = append(ch.Expansions, "curl:"+args)
+		s.stats.Expansions++
+		s.mu.Unlock()
+		body := fsCurlAPI(ctx, args)
+		data = data[:start] + body + data[end:]
+		done = start + len(body)
+	}
+}
+
+// curlRe is a ${curl(…)} call whose argument may hold ${var}s (no deeper nesting).
+var curlRe = regexp.MustCompile(`\$\{curl\(((?:[^{}()]|\$\{[^{}]*\})*)\)\}`)
+
+// fsCurlAPI is mod_curl's API: `url [timeout <s>] …`, a GET answering the
+// body whatever the status, "" when it fails.
+func fsCurlAPI(ctx context.Context, args string) string {
+	f := strings.Fields(args)
+	if len(f) == 0 {
+		return ""
+	}
+	timeout := 10 * time.Second
+	for i := 1; i+1 < len(f); i++ {
+		if n, err := strconv.Atoi(f[i+1]); f[i] == "timeout" && err == nil && n > 0 {
+			timeout = time.Duration(n) * time.Second
+		}
+	}
+	_, body := fsGet(ctx, f[0], timeout, "freeswitch-curl/1.0")
+	return body
+}
+
+// multiset is mod_dptools' multiset: set each name=value of the list.
+func (s *sim) multiset(ch *channel, data string) {
+	delim := " "
+	if len(data) >= 3 && strings.HasPrefix(data, "^^") {
+		delim, data = data[2:3], data[3:]
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, kv := range strings.Split(data, delim) {
+		if name, val, _ := strings.Cut(kv, "="); name != "" {
+			s.assign(ch, name, val, "execute multiset")
+		}
+	}
+}
+
+// cidlookup is mod_cidlookup's app with only a url configured: the number
+// (its argument, else the caller's) kept to its digits, the url expanded
+// with ${caller_id_number} and global variables alone (not the channel's),
+// GET within curl-timeout (2 s); a body other than "", " ", UNKNOWN or
+// UNAVAILABLE becomes the caller ID name, else the name is UNKNOWN.
+func (s *sim) cidlookup(ctx context.Context, ch *channel, data string) {
+	num := strings.Fields(data)
+	s.mu.Lock()
+	number := s.lookup(ch, "caller_id_number")
+	if len(num) > 0 {
+		number = num[0]
+	}
+	number = strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, number)
+	url := expRe.ReplaceAllStringFunc(s.opts.CIDLookupURL, func(m string) string {
+		if n := expRe.FindStringSubmatch(m)[1]; n != "caller_id_number" {
+			return s.globals[n]
+		}
+		return number
+	})
+	s.mu.Unlock()
+	name, src := "UNKNOWN", "UNKNOWN"
+	if s.opts.CIDLookupURL != "" {
+		_, body := fsGet(ctx, url, 2*time.Second, "freeswitch-cidlookup/1.0")
+		if body != "" && body != " " && !strings.EqualFold(body, "UNKNOWN") && !strings.EqualFold(body, "UNAVAILABLE") {
+			name, src = body, "url"
+		}
+	}
+	if strings.Contains(name, "${") {
+		return // "Invalid CID data … contains a variable": nothing set
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.assign(ch, "original_caller_id_name", s.lookup(ch, "caller_id_name"), "execute cidlookup")
+	s.assign(ch, "cidlookup_source", src, "execute cidlookup")
+	s.assign(ch, "cidlookup_area", "UNKNOWN", "execute cidlookup")
+	for i := range ch.headers { // the caller profile's name
+		if ch.headers[i].Name == "Caller-Caller-ID-Name" {
+			ch.headers[i].Value = eslwire.Encode(name)
 		}
 	}
 }
@@ -207,12 +322,18 @@ func fsCurl(ctx context.Context, args []string) (int, string) {
 	if len(args) == 0 {
 		return 0, ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	return fsGet(ctx, args[0], 10*time.Second, "freeswitch-curl/1.0")
+}
+
+// fsGet is libcurl's GET as FreeSWITCH's modules use it: the status and at most 1 MiB of body.
+func fsGet(ctx context.Context, url string, timeout time.Duration, agent string) (int, string) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, ""
 	}
+	req.Header.Set("User-Agent", agent)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, ""

@@ -1,7 +1,10 @@
 package eslsim
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,4 +78,71 @@ func mustInt(t *testing.T, s string) int64 {
 		n = n*10 + int64(c-'0')
 	}
 	return n
+}
+
+const testFSMultisetDialplan = `<include>
+  <context name="bench">
+    <extension name="m">
+      <condition field="destination_number" expression="^m$">
+        <action application="multiset" data="${curl(${crm}?n=${origination_caller_id_number} timeout 2)}"/>
+        <action application="cidlookup" data="${caller_id_number}"/>
+        <action application="event" data="Event-Name=CUSTOM,Event-Subclass=test::bench,q=${callpop_queue},s=${callpop_skill},x=${gone},src=${cidlookup_source},name=${caller_id_name}"/>
+        <action application="hangup"/>
+      </condition>
+    </extension>
+  </context>
+</include>`
+
+// multiset(${curl(…)}) sets every name=value of the body (an empty value
+// unsets; a custom delimiter keeps spaces); cidlookup GETs the configured url
+// with the caller's digits and global variables only, and the name it gets
+// becomes the caller ID name.
+func TestDialplanMultisetCurlCIDLookup(t *testing.T) {
+	var got []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.Path+"?"+r.URL.RawQuery+" "+r.UserAgent())
+		mu.Unlock()
+		if r.URL.Path == "/name" {
+			_, _ = w.Write([]byte("Alice Example"))
+			return
+		}
+		_, _ = w.Write([]byte("^^|callpop_queue=sales|callpop_skill=en a b|gone="))
+	}))
+	defer srv.Close()
+	in, err := NewInbound(Options{Password: "pw", Dialplan: testFSMultisetDialplan, CIDLookupURL: "${cid_base}/name?number=${caller_id_number}&u=${uuid}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Close)
+	c := dial(t, in.Addr())
+	c.next()
+	c.write("auth pw\n\n")
+	c.next()
+	c.write("event plain CUSTOM test::bench\n\n")
+	c.next()
+	// a value with "=" is a conditional set, refused here: cid_base is not "x"
+	for _, set := range []string{"cid_base=" + srv.URL, "cid_base=http://127.0.0.1:1/?a=x"} {
+		if r := c.api("global_setvar " + set); r != "+OK" {
+			t.Fatalf("global_setvar: %q", r)
+		}
+	}
+	if r := c.api("global_getvar cid_base"); r != srv.URL {
+		t.Errorf("global_getvar cid_base: %q", r)
+	}
+	if r := c.api("originate {origination_caller_id_number=+1-212-234-0000,gone=1,crm=" + srv.URL + "/route}loopback/m/bench &park()"); !strings.HasPrefix(r, "+OK ") {
+		t.Fatalf("originate: %q", r)
+	}
+	ev := c.event("CUSTOM")
+	get := func(n string) string { return eslwire.Decode(ev.Headers.Get(n)) }
+	if get("q") != "sales" || get("s") != "en a b" || get("x") != "" || get("src") != "url" || get("name") != "Alice Example" {
+		t.Errorf("after multiset and cidlookup: q %q s %q x %q src %q name %q", get("q"), get("s"), get("x"), get("src"), get("name"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"/route?n=+1-212-234-0000 freeswitch-curl/1.0", "/name?number=12122340000&u= freeswitch-cidlookup/1.0"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

@@ -374,10 +374,60 @@ func (s *sim) expand(ch *channel, arg string) string {
 				}
 				return ""
 			}
-			return ch.Vars[inner]
+			return s.lookup(ch, inner)
 		})
 	}
 	return arg
+}
+
+// lookup resolves ${name} as FreeSWITCH does: the channel's variable, its
+// caller profile's field, then the global variable.
+func (s *sim) lookup(ch *channel, name string) string {
+	if v, ok := ch.Vars[name]; ok {
+		return v
+	}
+	if h, ok := profileFields[name]; ok {
+		if v := ch.headers.Get(h); v != "" {
+			return eslwire.Decode(v)
+		}
+	}
+	return s.globals[name]
+}
+
+// globalSetvar is mod_commands' global_setvar `<var>=<value> [=<value2>]`:
+// an empty value deletes the variable; with value2, the variable is set only
+// when it holds value2 now (so a value cannot hold "=").
+func (s *sim) globalSetvar(args string) string {
+	a := separate(args, '=', 3)
+	if len(a) == 0 || a[0] == "" {
+		return "-USAGE: <var>=<value> [=<value2>]\n"
+	}
+	if s.globals == nil {
+		s.globals = map[string]string{}
+	}
+	name, val, cond := a[0], "", ""
+	if len(a) > 1 {
+		val = a[1]
+	}
+	if len(a) > 2 {
+		cond = a[2]
+	}
+	old, had := s.globals[name]
+	switch {
+	case cond != "" && (!had || old != cond): // switch_core_set_var_conditional refuses
+	case val == "":
+		delete(s.globals, name)
+	default:
+		s.globals[name] = val
+	}
+	return "+OK"
+}
+
+// profileFields are the caller profile fields ${…} reads, by their event header.
+var profileFields = map[string]string{
+	"caller_id_number":   "Caller-Caller-ID-Number",
+	"caller_id_name":     "Caller-Caller-ID-Name",
+	"destination_number": "Caller-Destination-Number",
 }
 
 // api runs one api command and returns its reply body.
@@ -477,6 +527,10 @@ func (s *sim) api(cmd, args string) string {
 		return "-USAGE: show channels as json\n"
 	case "originate":
 		return s.originate(args)
+	case "global_setvar":
+		return s.globalSetvar(args)
+	case "global_getvar":
+		return s.globals[strings.TrimSpace(args)]
 	case "status":
 		return "UP 0 years, 0 days, 0 hours, 0 minutes, 1 second\nFreeSWITCH (Version 1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit) is ready (eslsim)\n"
 	}

@@ -53,6 +53,9 @@ type Options struct {
 	// Dialplan is a FreeSWITCH XML dialplan subset (see dialplan.go) that
 	// loopback legs made by `originate` run; "" = none (NO_ROUTE_DESTINATION).
 	Dialplan string
+	// CIDLookupURL is cidlookup.conf.xml's url param, which the cidlookup
+	// app of a dialplan GETs; "" = none (every look-up answers UNKNOWN).
+	CIDLookupURL string
 }
 
 func (o Options) withDefaults() Options {
@@ -144,6 +147,7 @@ type sim struct {
 	stats    Stats
 	seq      int
 	dpRuns   dialplanRuns
+	globals  map[string]string // global_setvar
 }
 
 func newSim(opts Options) *sim {

@@ -12,9 +12,10 @@ import (
 
 // client is a bare ESL client for checking the simulator byte by byte.
 type client struct {
-	t  *testing.T
-	nc net.Conn
-	r  *eslwire.Reader
+	t      *testing.T
+	nc     net.Conn
+	r      *eslwire.Reader
+	passed []*eslwire.Frame // events next read past
 }
 
 func dial(t *testing.T, addr string) *client {
@@ -35,7 +36,8 @@ func (c *client) write(s string) {
 	}
 }
 
-// next reads frames until one that is not an event.
+// next reads frames until one that is not an event; the events it passes
+// are kept for event (one may come before the api reply that caused it).
 func (c *client) next() *eslwire.Frame {
 	c.t.Helper()
 	for {
@@ -46,15 +48,21 @@ func (c *client) next() *eslwire.Frame {
 		if f.ContentType() != eslwire.TypeEventPlain {
 			return f
 		}
+		c.passed = append(c.passed, f)
 	}
 }
 
 func (c *client) event(name string) *eslwire.Event {
 	c.t.Helper()
 	for {
-		f, err := c.r.ReadFrame()
-		if err != nil {
-			c.t.Fatal(err)
+		var f *eslwire.Frame
+		if len(c.passed) > 0 {
+			f, c.passed = c.passed[0], c.passed[1:]
+		} else {
+			var err error
+			if f, err = c.r.ReadFrame(); err != nil {
+				c.t.Fatal(err)
+			}
 		}
 		if f.ContentType() == eslwire.TypeEventPlain {
 			ev, err := eslwire.ParseEvent(f.Body)
