@@ -224,10 +224,8 @@ func TestRealFreeSWITCHWays(t *testing.T) {
 			if w.Callpop.RequestsPerCall < 3 || w.Bare.RequestsPerCall != 2 {
 				t.Errorf("esl-outbound commands per call: callpop %.2f, bare %.2f", w.Callpop.RequestsPerCall, w.Bare.RequestsPerCall)
 			}
-			// the socket's end is seen at FreeSWITCH's next 20 ms wake-up unless the handler is done within ~2 ms
-			if w.Callpop.StepP50 < 1 {
-				t.Errorf("esl-outbound step p50 %.3f ms: the outbound socket's wake-up is missing", w.Callpop.StepP50)
-			}
+			// (Whether the socket's end waits for FreeSWITCH's 20 ms wake-up
+			// depends on how fast the handler was: a timing, not asserted.)
 		case WayHTTP, WayMultiset, WayCIDLookup:
 			if w.Callpop.RequestsPerCall != 1 || w.Bare.RequestsPerCall != 1 {
 				t.Errorf("%s requests per call: callpop %.2f, bare %.2f", w.Way, w.Callpop.RequestsPerCall, w.Bare.RequestsPerCall)
