@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -32,7 +33,7 @@ const benchESLPassword = "bench-not-ClueCon"
 // eslTarget is the ESL simulator (outbound: it dials callpop's socket
 // listener per call; inbound: callpop connects to it and takes parked calls)
 // with callpop's ESL adapter, or with a bare client doing the adapter's round
-// trips (outbound: connect, api uuid_setvar_multi, exit; inbound: bgapi
+// trips (outbound: connect + resume, api uuid_setvar_multi, exit; inbound: bgapi
 // uuid_setvar_multi, bgapi uuid_transfer) with no look-up.
 type eslTarget struct {
 	outbound, bare bool
@@ -225,7 +226,44 @@ func bareSetvar(uuid string, d call.Decision) string {
 	return b.String()
 }
 
-// serveBareOutbound answers each socket-app connection: connect, api uuid_setvar_multi, exit.
+// replyReader returns a function that sends one command (line "" = none,
+// already written) and returns the next command/reply or api/response.
+func replyReader(w io.Writer, r *eslwire.Reader) func(line string) (*eslwire.Frame, error) {
+	return func(line string) (*eslwire.Frame, error) {
+		if line != "" {
+			if _, err := io.WriteString(w, line+"\n\n"); err != nil {
+				return nil, err
+			}
+		}
+		for {
+			f, err := r.ReadFrame()
+			if err != nil {
+				return nil, err
+			}
+			if ct := f.ContentType(); ct == eslwire.TypeReply || ct == eslwire.TypeAPIResponse {
+				return f, nil
+			}
+		}
+	}
+}
+
+// socketConnect opens an outbound socket session as callpop's adapter does:
+// connect and resume in one write (without resume, a session that ends
+// before FreeSWITCH's channel thread has parked leaves the call parked for
+// good; see adapters/esl), and returns connect's reply.
+func socketConnect(w io.Writer, cmd func(string) (*eslwire.Frame, error)) (*eslwire.Frame, error) {
+	if _, err := io.WriteString(w, "connect\n\nresume\n\n"); err != nil {
+		return nil, err
+	}
+	f, err := cmd("")
+	if err != nil {
+		return nil, err
+	}
+	_, err = cmd("")
+	return f, err
+}
+
+// serveBareOutbound answers each socket-app connection: connect + resume, api uuid_setvar_multi, exit.
 func (t *eslTarget) serveBareOutbound(ln net.Listener) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -239,24 +277,8 @@ func (t *eslTarget) serveBareOutbound(ln net.Listener) {
 			defer wg.Done()
 			defer nc.Close()
 			_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
-			r := eslwire.NewReader(nc)
-			w := bufio.NewWriter(nc)
-			cmd := func(line string) (*eslwire.Frame, error) {
-				w.WriteString(line + "\n\n")
-				if err := w.Flush(); err != nil {
-					return nil, err
-				}
-				for {
-					f, err := r.ReadFrame()
-					if err != nil {
-						return nil, err
-					}
-					if ct := f.ContentType(); ct == eslwire.TypeReply || ct == eslwire.TypeAPIResponse {
-						return f, nil
-					}
-				}
-			}
-			f, err := cmd("connect")
+			cmd := replyReader(nc, eslwire.NewReader(nc))
+			f, err := socketConnect(nc, cmd)
 			if err != nil {
 				return
 			}

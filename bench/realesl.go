@@ -218,8 +218,8 @@ func (r *realESL) close() {
 }
 
 // eslOutbound answers `socket ${callpop_bench_socket} async full`: callpop's
-// ESL adapter in outbound mode, or a bare handler that answers connect and
-// sends exit. Commands are counted on the bench's side of the socket.
+// ESL adapter in outbound mode, or a bare handler that sends connect with resume
+// then exit. Commands are counted on the bench's side of the socket.
 type eslOutbound struct {
 	bare     bool
 	o        *RealOptions
@@ -267,24 +267,16 @@ func (h *eslOutbound) start(ctx context.Context) error {
 	return nil
 }
 
-// bareSocket does the least a socket app handler can: connect, exit.
+// bareSocket does the least a socket app handler can that still lets the
+// dialplan go on: connect with resume, exit.
 func bareSocket(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	rd := eslwire.NewReader(c)
-	for _, cmd := range []string{"connect", "exit"} {
-		if _, err := c.Write([]byte(cmd + "\n\n")); err != nil {
-			return
-		}
-		for {
-			f, err := rd.ReadFrame()
-			if err != nil {
-				return
-			}
-			if f.ContentType() == eslwire.TypeReply {
-				break
-			}
-		}
+	cmd := replyReader(c, rd)
+	if _, err := socketConnect(c, cmd); err != nil {
+		return
 	}
+	_, _ = cmd("exit")
 }
 
 func (h *eslOutbound) ready() bool { return h.ln != nil }

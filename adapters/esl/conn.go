@@ -188,6 +188,11 @@ func (c *conn) command(ctx context.Context, line string, headers []eslwire.Heade
 	if err != nil {
 		return nil, err
 	}
+	return c.wait(ctx, w)
+}
+
+// wait returns w's reply, or why it will not come.
+func (c *conn) wait(ctx context.Context, w *waiter) (*eslwire.Frame, error) {
 	select {
 	case f := <-w.ch:
 		return f, nil
@@ -196,6 +201,29 @@ func (c *conn) command(ctx context.Context, line string, headers []eslwire.Heade
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// resumeCommand makes FreeSWITCH go on with the dialplan when an outbound
+// socket session ends. Without it, a session that ends before the channel
+// thread has entered the socket app's park (a fast exit or close, or a close
+// before connect) leaves the call parked until it hangs up:
+// mod_event_socket.c socket_function parks after the listener thread has
+// already cleared CF_CONTROLLED, and nothing clears it again. With it, the
+// listener sets CS_RESET, which park checks before it waits and which ends
+// its loop (switch_channel_ready is false in CS_RESET).
+const resumeCommand = "resume"
+
+// connect sends `connect` and `resume` in one go (FreeSWITCH reads them in
+// order; resume costs no round trip) and returns connect's reply.
+func (c *conn) connect(ctx context.Context) (*eslwire.Frame, error) {
+	w, err := c.send("connect", nil, nil, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.send(resumeCommand, nil, nil, "", nil); err != nil {
+		return nil, err
+	}
+	return c.wait(ctx, w)
 }
 
 // api runs `api cmd` and returns the reply body.

@@ -1,7 +1,9 @@
 // Package esl connects callpop to FreeSWITCH over the Event Socket, outbound and inbound modes.
 //
 // Outbound (recommended): the dialplan runs `socket <listen> async full`; for
-// each call callpop reads the channel from the `connect` reply, decides within
+// each call callpop sends `connect` with `resume` (without resume a session
+// that ends before FreeSWITCH has parked the call leaves it parked for good),
+// reads the channel from the `connect` reply, decides within
 // the budget, stores the variables with one `api uuid_setvar_multi` (synchronous:
 // +OK means stored, no 20 ms wait for CHANNEL_EXECUTE_COMPLETE as with sendmsg)
 // and sends `exit`. A watchdog closes the socket at the budget's end whatever

@@ -166,8 +166,11 @@ func (a *Adapter) serveOutbound(ctx context.Context, ln net.Listener) error {
 		select {
 		case a.slots <- struct{}{}:
 		default:
-			// overloaded: closing the socket lets the dialplan go on at once
+			// overloaded: let the dialplan go on at once. A bare close would
+			// leave the call parked for good (see resumeCommand).
 			callsTotal.WithLabelValues("outbound", "overload").Inc()
+			_ = nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = nc.Write([]byte(resumeCommand + "\n\n"))
 			_ = nc.Close()
 			continue
 		}
@@ -203,9 +206,10 @@ type frameHeaders struct{ eslwire.Headers }
 
 func (h frameHeaders) Get(name string) string { return eslwire.Decode(h.Headers.Get(name)) }
 
-// outboundCall runs one socket session: connect → decide → uuid_setvar_multi
-// (synchronous: +OK means stored) → exit. A watchdog closes the socket at the
-// budget's end whatever happens, which also lets the dialplan go on.
+// outboundCall runs one socket session: connect + resume → decide →
+// uuid_setvar_multi (synchronous: +OK means stored) → exit. A watchdog closes
+// the socket at the budget's end whatever happens, which (resume sent) also
+// lets the dialplan go on.
 //
 // The budget counts from the accepted connection: the call has been waiting in
 // the socket app since then (the connect reply follows within ~0.1 ms).
@@ -221,7 +225,7 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 		}
 	}()
 	cctx, cancel := context.WithDeadline(ctx, accepted.Add(a.deps.Budget))
-	f, err := cn.command(cctx, "connect", nil, nil)
+	f, err := cn.connect(cctx)
 	cancel()
 	if err != nil {
 		callsTotal.WithLabelValues("outbound", "error").Inc()

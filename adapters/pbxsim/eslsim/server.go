@@ -300,10 +300,23 @@ func (o *Outbound) run(ctx context.Context, ch *channel, recordedBody []byte) (R
 	go func() {
 		defer close(done)
 		f, err := r.ReadFrame()
+		for first := true; err == nil && strings.TrimSpace(f.First) == "resume"; first = false {
+			// accepted before connect; the first command's reply is not sent
+			o.mu.Lock()
+			ss.resume = true
+			o.mu.Unlock()
+			if !first {
+				ss.reply("+OK")
+			}
+			f, err = r.ReadFrame()
+		}
 		if err != nil || f.First != "connect" {
 			ss.close()
 			return
 		}
+		o.mu.Lock()
+		ch.connect = time.Now()
+		o.mu.Unlock()
 		reply := o.connectReply(ch, recordedBody)
 		o.mu.Lock()
 		ch.offered = time.Now()

@@ -25,6 +25,7 @@ type session struct {
 	events  map[string]bool // event names subscribed ("ALL" = everything)
 	subs    map[string]bool // CUSTOM subclasses
 	linger  bool
+	resume  bool // outbound: the dialplan goes on when the session ends
 	exited  bool
 	closed  bool
 	handled time.Time // outbound: when the first command after connect arrived
@@ -81,10 +82,7 @@ func (ss *session) close() {
 	}
 	ss.closed = true
 	delete(ss.s.sessions, ss)
-	if ch := ss.bound; ch != nil && !ch.Dead {
-		// the socket app returns: the dialplan goes on
-		ss.s.release(ch, "close")
-	}
+	ss.s.endSocket(ss, "close")
 	ss.s.mu.Unlock()
 	_ = ss.nc.Close()
 }
@@ -185,6 +183,15 @@ func (ss *session) command(f *eslwire.Frame) bool {
 		ss.linger = false
 		s.mu.Unlock()
 		ss.reply("+OK will not linger")
+	case "resume":
+		if ss.bound == nil {
+			ss.reply("-ERR command not found")
+			break
+		}
+		s.mu.Lock()
+		ss.resume = true
+		s.mu.Unlock()
+		ss.reply("+OK")
 	case "getvar":
 		v := "_undef_"
 		s.mu.Lock()
@@ -199,9 +206,7 @@ func (ss *session) command(f *eslwire.Frame) bool {
 		s.mu.Lock()
 		s.stats.Exits++
 		ss.exited = true
-		if ch := ss.bound; ch != nil && !ch.Dead {
-			s.release(ch, "exit")
-		}
+		s.endSocket(ss, "exit")
 		s.mu.Unlock()
 		ss.reply("+OK bye")
 		hs := []eslwire.Header{{Name: "Content-Type", Value: eslwire.TypeDisconnect}}

@@ -44,6 +44,12 @@ type Options struct {
 	// APIDelay, when set, delays the reply to an api command (the connection
 	// stays blocked meanwhile, as FreeSWITCH runs api commands one at a time).
 	APIDelay func(cmd, args string) time.Duration
+	// ParkDelay is how long after `connect` the socket app's channel thread
+	// takes to park (it polls for connect with switch_cond_next). An outbound
+	// session that ends sooner (exit or close), or closes before connect,
+	// without `resume` leaves the call parked until it hangs up, as
+	// mod_event_socket does; 0 = 1ms, negative = at once.
+	ParkDelay time.Duration
 	// Reject makes the inbound socket refuse every client as an ACL does
 	// (text/rude-rejection, then close).
 	Reject bool
@@ -70,6 +76,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ExecDelay < 0 {
 		o.ExecDelay = 0
+	}
+	if o.ParkDelay == 0 {
+		o.ParkDelay = time.Millisecond
+	}
+	if o.ParkDelay < 0 {
+		o.ParkDelay = 0
 	}
 	return o
 }
@@ -106,7 +118,10 @@ type Channel struct {
 	Created    time.Time
 	Released   time.Time // transfer, exit, socket close or hangup
 	ReleasedBy string    // "transfer", "exit", "close", "hangup"
-	TransferTo string    // "dest dialplan context"
+	// Stuck: the outbound socket session ended before the socket app parked,
+	// without resume; the call stays parked until it hangs up.
+	Stuck      bool
+	TransferTo string // "dest dialplan context"
 }
 
 type channel struct {
@@ -116,6 +131,7 @@ type channel struct {
 	varLines []byte    // "variable_<n>: <encoded>\n" for varOrder, rendered once per change; nil = stale
 	parkBody []byte    // the recorded CHANNEL_PARK, when offered from a recording
 	offered  time.Time // outbound: when the connect reply was written
+	connect  time.Time // outbound: when connect arrived (the socket app then parks)
 	done     chan struct{}
 }
 
@@ -132,6 +148,7 @@ type Stats struct {
 	DeadUUID      int // commands on channels that do not exist
 	Transfers     int
 	Exits         int
+	Stuck         int // outbound calls left parked by a socket session that ended too early without resume
 	Offered       int
 	Released      int
 }
@@ -395,6 +412,25 @@ func (s *sim) release(ch *channel, by string) {
 	ch.ReleasedBy = by
 	s.stats.Released++
 	close(ch.done)
+}
+
+// endSocket is the end of an outbound socket session (exit or close):
+// mod_event_socket's listener thread clears CF_CONTROLLED, which ends the
+// socket app's park, and with resume sets CS_RESET first. If the channel
+// thread has not parked yet (no connect, or connect less than ParkDelay ago),
+// park sets CF_CONTROLLED afterwards and, without resume, nothing clears it.
+// Caller holds s.mu.
+func (s *sim) endSocket(ss *session, by string) {
+	ch := ss.bound
+	if ch == nil || ch.Dead || ch.ReleasedBy != "" || ch.Stuck {
+		return
+	}
+	if !ss.resume && (ch.connect.IsZero() || time.Since(ch.connect) < s.opts.ParkDelay) {
+		ch.Stuck = true
+		s.stats.Stuck++
+		return
+	}
+	s.release(ch, by)
 }
 
 func (s *sim) snapshot(id string) (Channel, bool) {

@@ -12,10 +12,10 @@ import (
 
 // client is a bare ESL client for checking the simulator byte by byte.
 type client struct {
-	t      *testing.T
-	nc     net.Conn
-	r      *eslwire.Reader
-	passed []*eslwire.Frame // events next read past
+	t       *testing.T
+	nc      net.Conn
+	r       *eslwire.Reader
+	skipped []*eslwire.Frame // events read while waiting for a reply, for event
 }
 
 func dial(t *testing.T, addr string) *client {
@@ -48,7 +48,7 @@ func (c *client) next() *eslwire.Frame {
 		if f.ContentType() != eslwire.TypeEventPlain {
 			return f
 		}
-		c.passed = append(c.passed, f)
+		c.skipped = append(c.skipped, f)
 	}
 }
 
@@ -56,8 +56,9 @@ func (c *client) event(name string) *eslwire.Event {
 	c.t.Helper()
 	for {
 		var f *eslwire.Frame
-		if len(c.passed) > 0 {
-			f, c.passed = c.passed[0], c.passed[1:]
+		if len(c.skipped) > 0 {
+			// an event can overtake the reply to the command that caused it
+			f, c.skipped = c.skipped[0], c.skipped[1:]
 		} else {
 			var err error
 			if f, err = c.r.ReadFrame(); err != nil {
@@ -280,7 +281,7 @@ func TestOutboundConnectAndExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	out := NewOutbound(ln.Addr().String(), Options{})
+	out := NewOutbound(ln.Addr().String(), Options{ParkDelay: -1}) // parked before exit: no resume needed
 	got := make(chan error, 1)
 	go func() {
 		nc, err := ln.Accept()
@@ -335,4 +336,58 @@ func TestShutdown(t *testing.T) {
 	if f.ContentType() != eslwire.TypeDisconnect || string(f.Body) != "The system is being shut down.\n" {
 		t.Fatalf("%q %q", f.ContentType(), f.Body)
 	}
+}
+
+// An outbound session that ends before the socket app's channel thread has
+// parked leaves the call parked for good unless the handler sent resume, as
+// the real FreeSWITCH 1.10.12 does (mod_event_socket.c socket_function:
+// switch_ivr_park after the listener thread cleared CF_CONTROLLED).
+func TestOutboundEndBeforeParkNeedsResume(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		park   time.Duration
+		script string // written at once; "" = close without a word
+		stuck  bool
+		by     string
+	}{
+		{"connect exit", time.Hour, "connect\n\nexit\n\n", true, ""},
+		{"connect resume exit", time.Hour, "connect\n\nresume\n\nexit\n\n", false, "exit"},
+		{"close before connect", time.Hour, "", true, ""},
+		{"resume close", time.Hour, "resume\n\n", false, "close"},
+		{"connect exit after park", -1, "connect\n\nexit\n\n", false, "exit"},
+		{"connect close after park", -1, "connect\n\n", false, "close"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			out := NewOutbound(ln.Addr().String(), Options{ParkDelay: tc.park})
+			go func() {
+				nc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer nc.Close()
+				_, _ = nc.Write([]byte(tc.script))
+				if strings.HasPrefix(tc.script, "connect") {
+					_, _ = eslwire.NewReader(nc).ReadFrame() // the connect reply
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			res, err := out.Call(ctx, Caller{Number: "0201234567"})
+			if tc.stuck != (err != nil) || res.Stuck != tc.stuck || res.ReleasedBy != tc.by || out.Stats().Stuck != btoi(tc.stuck) {
+				t.Fatalf("stuck %v (err %v), released by %q, stats %d; want stuck %v, by %q", res.Stuck, err, res.ReleasedBy, out.Stats().Stuck, tc.stuck, tc.by)
+			}
+		})
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

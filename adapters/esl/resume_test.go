@@ -1,0 +1,61 @@
+package esl
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/callpop/callpop/adapters"
+	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
+)
+
+// A socket session that ends before FreeSWITCH's channel thread has parked
+// (a fast decision on a busy PBX) must still let the dialplan go on: without
+// `resume`, the real FreeSWITCH 1.10.12 left such calls in the socket app for
+// good. The simulator's channel thread here never parks in time.
+func TestOutboundFastExitNeverStuck(t *testing.T) {
+	a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: numbersDecider(t, nil), Budget: 2 * time.Second})
+	sim := eslsim.NewOutbound(waitAddr(t, a), eslsim.Options{ParkDelay: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, errs := sim.Load(ctx, 20, 200, func(int) eslsim.Caller { return eslsim.Caller{Number: "0201234567"} })
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("call %d: %v", i, err)
+			continue
+		}
+		if res[i].ReleasedBy != "exit" || res[i].Vars["callpop_match"] == "" {
+			t.Errorf("call %d: released by %q, callpop_match %q", i, res[i].ReleasedBy, res[i].Vars["callpop_match"])
+		}
+	}
+	if st := sim.Stats(); st.Stuck != 0 {
+		t.Errorf("%d calls stuck in the socket app", st.Stuck)
+	}
+}
+
+// An overloaded adapter (max_calls reached) turns a call away without a
+// connect; the dialplan must still go on at once.
+func TestOutboundOverloadNeverStuck(t *testing.T) {
+	cfg := outboundConfig()
+	cfg.MaxCalls = 1
+	a := startAdapter(t, cfg, adapters.Deps{Decider: numbersDecider(t, nil), Budget: 5 * time.Second})
+	addr := waitAddr(t, a)
+	// a socket app that never answers connect holds the only slot
+	hold, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	waitFor(t, 5*time.Second, "the silent socket to hold the only slot", func() bool { return len(a.slots) == 1 })
+	sim := eslsim.NewOutbound(addr, eslsim.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := sim.Call(ctx, eslsim.Caller{Number: "0201234567"})
+	if err != nil || res.ReleasedBy != "close" {
+		t.Errorf("overloaded call: released by %q, err %v", res.ReleasedBy, err)
+	}
+	if st := sim.Stats(); st.Stuck != 0 {
+		t.Errorf("%d calls stuck in the socket app", st.Stuck)
+	}
+}
