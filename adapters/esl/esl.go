@@ -187,9 +187,14 @@ func (a *Adapter) serveOutbound(ctx context.Context, ln net.Listener) error {
 			})
 		}
 		go func() {
-			defer release() // a no-op once the call is handed off
+			handedOff := false
+			defer func() {
+				if !handedOff { // else the continuation releases, when the call ends
+					release()
+				}
+			}()
 			defer a.recoverPanic()
-			a.outboundCall(ctx, nc, accepted, release)
+			handedOff = a.outboundCall(ctx, nc, accepted, release)
 		}()
 	}
 }
@@ -213,11 +218,14 @@ func (h frameHeaders) Get(name string) string { return eslwire.Decode(h.Headers.
 //
 // The budget counts from the accepted connection: the call has been waiting in
 // the socket app since then (the connect reply follows within ~0.1 ms).
-func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.Time, release func()) {
+//
+// It reports whether it handed the call off: the continuation then owns the
+// call's slot and gives it back when the call ends, so max_calls counts the
+// calls waiting for their decision too.
+func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.Time, release func()) (handedOff bool) {
 	cn := newConn(nc, a.log)
 	cn.start(nil)
 	hard := time.AfterFunc(time.Until(accepted.Add(a.deps.Budget)), cn.Close)
-	handedOff := false
 	defer func() {
 		if !handedOff {
 			hard.Stop()
@@ -266,6 +274,7 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 		defer a.recoverPanic()
 		a.finishOutbound(ctx, cn, c, d, chanVar, received)
 	})
+	return true
 }
 
 // decideThen asks for c's decision without holding a goroutine while it is

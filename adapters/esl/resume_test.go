@@ -3,6 +3,7 @@ package esl
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,6 +56,54 @@ func TestOutboundOverloadNeverStuck(t *testing.T) {
 	if err != nil || res.ReleasedBy != "close" {
 		t.Errorf("overloaded call: released by %q, err %v", res.ReleasedBy, err)
 	}
+	if st := sim.Stats(); st.Stuck != 0 {
+		t.Errorf("%d calls stuck in the socket app", st.Stuck)
+	}
+}
+
+// TestOutboundMaxCallsCountsWaitingCalls: a call waiting for its decision
+// (handed off, no goroutine of its own) still holds its max_calls slot, so
+// a call beyond max_calls is let go at once instead of piling up; the slot
+// comes back when the call ends.
+func TestOutboundMaxCallsCountsWaitingCalls(t *testing.T) {
+	cfg := outboundConfig()
+	cfg.MaxCalls = 2
+	dec := &asyncDecider{delay: -1} // never answers: the calls wait for their deadline
+	a := startAdapter(t, cfg, adapters.Deps{Decider: dec, Budget: 3 * time.Second})
+	addr := waitAddr(t, a)
+	sim := eslsim.NewOutbound(addr, eslsim.Options{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := sim.Call(ctx, eslsim.Caller{Number: "0201234567"}); err != nil {
+				t.Errorf("waiting call: %v", err)
+			}
+		})
+	}
+	waitFor(t, 5*time.Second, "two calls waiting for their decision", func() bool {
+		dec.mu.Lock()
+		defer dec.mu.Unlock()
+		return dec.n == 2
+	})
+	if n := len(a.slots); n != 2 {
+		t.Errorf("slots held by the two waiting calls: %d, want 2", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := sim.Call(ctx, eslsim.Caller{Number: "0201234567"})
+	if err != nil || res.ReleasedBy != "close" {
+		t.Errorf("call beyond max_calls: released by %q, err %v; want let go at once", res.ReleasedBy, err)
+	}
+	dec.mu.Lock()
+	asked := dec.n
+	dec.mu.Unlock()
+	if asked != 2 {
+		t.Errorf("decisions asked: %d, want 2 (the third call was over max_calls)", asked)
+	}
+	wg.Wait()
+	waitFor(t, 5*time.Second, "the slots back once the calls ended", func() bool { return len(a.slots) == 0 })
 	if st := sim.Stats(); st.Stuck != 0 {
 		t.Errorf("%d calls stuck in the socket app", st.Stuck)
 	}
