@@ -17,6 +17,7 @@ import (
 	"github.com/callpop/callpop/adapters/esl/eslwire"
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/internal/fsvars"
+	"github.com/callpop/callpop/internal/loglimit"
 	"github.com/callpop/callpop/internal/netallow"
 )
 
@@ -30,6 +31,7 @@ type Adapter struct {
 	password string
 	legs     *legTracker
 	slots    chan struct{}
+	dropWarn loglimit.Limiter // rule variables left out of uuid_setvar_multi
 
 	mu        sync.Mutex
 	cur       *conn         // the event connection, nil while down
@@ -335,7 +337,14 @@ var errDead = errors.New("adapters/esl: no such channel (caller hung up)")
 
 // apply sets the call's variables with run (api or bgapi).
 func (a *Adapter) apply(ctx context.Context, run func(context.Context, string) (string, error), c call.Call, d call.Decision, chanVar func(string) string) error {
-	vars := variables(c, d, func(n string) string { return chanVar("variable_" + n) })
+	vars, dropped := fsvars.FitExtras(variables(c, d, func(n string) string { return chanVar("variable_" + n) }), fsvars.SetvarMultiMax)
+	if dropped > 0 {
+		varsDropped.Add(float64(dropped))
+		if n, ok := a.dropWarn.Allow(); ok {
+			a.log.Warn("rules set more variables than one uuid_setvar_multi takes; the last extra ones are left out",
+				"dropped", dropped, "max", fsvars.SetvarMultiMax, "suppressed", n)
+		}
+	}
 	out, err := run(ctx, setvarMulti(c.ID, vars))
 	if err != nil {
 		return fmt.Errorf("adapters/esl: uuid_setvar_multi: %w", err)

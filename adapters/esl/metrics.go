@@ -27,6 +27,10 @@ var (
 		Name: "callpop_esl_reconciled_total",
 		Help: "Parked calls found by reconcile after a (re)connect and processed.",
 	})
+	varsDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "callpop_esl_variables_dropped_total",
+		Help: "Rule variables left out because one uuid_setvar_multi takes 64 pairs (callpop's own always go).",
+	})
 	panicsTotal = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "callpop_esl_panics_total",
 		Help: "Panics recovered at an event-loop boundary.",

@@ -2,13 +2,18 @@ package esl
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
+	"github.com/callpop/callpop/call"
 )
 
 // A socket session that ends before FreeSWITCH's channel thread has parked
@@ -106,5 +111,42 @@ func TestOutboundMaxCallsCountsWaitingCalls(t *testing.T) {
 	waitFor(t, 5*time.Second, "the slots back once the calls ended", func() bool { return len(a.slots) == 0 })
 	if st := sim.Stats(); st.Stuck != 0 {
 		t.Errorf("%d calls stuck in the socket app", st.Stuck)
+	}
+}
+
+// TestOutboundManyRuleVariables: uuid_setvar_multi takes 64 pairs
+// (mod_commands.c argv[64]; the rest of the line stays in the 64th value).
+// Rules setting 80 variables must not push callpop's own out or corrupt
+// them: the last extra ones are left out and counted.
+func TestOutboundManyRuleVariables(t *testing.T) {
+	extra := map[string]string{}
+	for i := range 80 {
+		extra[fmt.Sprintf("X%02d", i)] = "v"
+	}
+	dec := call.DeciderFunc(func(context.Context, call.Call) call.Decision {
+		return call.Decision{CallID: "cp-1", Match: call.MatchHit, E164: "+31201234567", Priority: 7, BaseScore: 420, Extra: extra}
+	})
+	before := testutil.ToFloat64(varsDropped)
+	a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: dec, Budget: 2 * time.Second})
+	sim := eslsim.NewOutbound(waitAddr(t, a), eslsim.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := sim.Call(ctx, eslsim.Caller{Number: "0201234567", Vars: map[string]string{"export_vars": "a,b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"callpop_match": "hit", "cc_base_score": "420", "callpop_call_id": "cp-1",
+		"export_vars": "a,b,callpop_call_id", "cc_export_vars": "callpop_call_id"} {
+		if got := res.Vars[name]; got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	for n, v := range res.Vars {
+		if strings.Contains(v, ";") || strings.Contains(v, "=") && strings.HasPrefix(n, "callpop_x") {
+			t.Errorf("%s = %q: pairs ran together", n, v)
+		}
+	}
+	if got := testutil.ToFloat64(varsDropped) - before; got < 1 {
+		t.Errorf("dropped variables counted: %v", got)
 	}
 }

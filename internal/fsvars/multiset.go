@@ -61,6 +61,26 @@ func multisetText(s string) string {
 	return Text(s)
 }
 
+// SetvarMultiMax is how many pairs one uuid_setvar_multi takes: mod_commands.c
+// splits its argument into argv[64], and past the 64th the rest of the line
+// stays in the last value.
+const SetvarMultiMax = 64
+
+// FitExtras drops the rules' extra variables (Vars puts them between
+// callpop_pop_url and cc_base_score) from the end until vars has at most max
+// entries, so callpop's own variables (the call id and the export lists
+// last) always arrive; it returns vars and how many were dropped.
+func FitExtras(vars []call.Var, max int) ([]call.Var, int) {
+	from := slices.IndexFunc(vars, func(v call.Var) bool { return v.Name == "callpop_pop_url" }) + 1
+	to := slices.IndexFunc(vars, func(v call.Var) bool { return v.Name == "cc_base_score" })
+	over := len(vars) - max
+	if over <= 0 || from <= 0 || to < from {
+		return vars, 0
+	}
+	n := min(over, to-from)
+	return slices.Delete(vars, to-n, to), n
+}
+
 // dropExtras blanks the rules' extra variables (Vars puts them between
 // callpop_pop_url and cc_base_score) from the end until the non-empty ones
 // fit in one multiset: callpop's own variables are never the ones FreeSWITCH

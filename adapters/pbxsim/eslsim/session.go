@@ -472,7 +472,7 @@ func (s *sim) api(cmd, args string) string {
 		if ch == nil {
 			return dead()
 		}
-		for _, kv := range separate(a[1], ';', 256) {
+		for _, kv := range separate(a[1], ';', 64) { // argv[64] in mod_commands.c: the rest stays in the 64th
 			n, v, _ := strings.Cut(kv, "=")
 			if n == "" {
 				return "-ERR No variable specified\n"
