@@ -243,20 +243,12 @@ func ParseBearer(header string) (string, bool) {
 	return token, true
 }
 
-type ctxKey struct{}
-
-// Principal is the name of the key (or "tls:<subject>", or "loopback") a
-// request was let in as, for audit lines; "" outside Require.
-func Principal(ctx context.Context) string {
-	s, _ := ctx.Value(ctxKey{}).(string)
-	return s
-}
-
 type slotKey struct{}
 
-// Track returns a context in which Require records who a request came as,
-// let in or refused, and a func that reads it once the request is done: an
-// audit wrapper outside Require sees the refused requests too.
+// Track returns a context in which Require records who a request came as
+// (the key's name, "tls:<subject>" or "loopback"), let in or refused, and a
+// func that reads it once the request is done: an audit wrapper outside
+// Require sees the refused requests too.
 func Track(ctx context.Context) (context.Context, func() string) {
 	name := new(string)
 	return context.WithValue(ctx, slotKey{}, name), func() string { return *name }
@@ -292,7 +284,7 @@ func (a *Auth) Require(scope string, h http.Handler) http.Handler {
 			deny(w, status, why)
 			return
 		case p == nil: // loopback with no keys configured
-			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, "loopback")))
+			h.ServeHTTP(w, r)
 			return
 		case !slices.Contains(p.scopes, scope):
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="callpop", error="insufficient_scope", scope=%q`, scope))
@@ -313,7 +305,7 @@ func (a *Auth) Require(scope string, h http.Handler) http.Handler {
 				return
 			}
 		}
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p.name)))
+		h.ServeHTTP(w, r)
 	})
 }
 

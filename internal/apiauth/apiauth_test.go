@@ -46,13 +46,23 @@ func newAuth(t *testing.T, rl RateLimit) *Auth {
 func api(t *testing.T, a *Auth) *httptest.Server {
 	mux := http.NewServeMux()
 	for _, s := range []string{ScopeRoute, ScopeLookup, ScopeCache, ScopeMetrics} {
-		mux.Handle("/"+s, a.Require(s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.WriteString(w, "ok "+Principal(r.Context()))
-		})))
+		mux.Handle("/"+s, tracked(a.Require(s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "ok ")
+		}))))
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// tracked serves h and writes, after its answer, who Require took the
+// request for (Track), as an audit wrapper reads it.
+func tracked(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, who := Track(r.Context())
+		h.ServeHTTP(w, r.WithContext(ctx))
+		_, _ = io.WriteString(w, who())
+	})
 }
 
 func get(t *testing.T, url, auth string) (*http.Response, string) {
@@ -153,9 +163,7 @@ func TestNoKeysLoopbackOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := a.Require(ScopeLookup, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, Principal(r.Context()))
-	}))
+	h := tracked(a.Require(ScopeLookup, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
 	for _, tt := range []struct {
 		remote string
 		code   int
@@ -169,6 +177,9 @@ func TestNoKeysLoopbackOnly(t *testing.T) {
 		h.ServeHTTP(w, req)
 		if w.Code != tt.code {
 			t.Errorf("from %s: %d, want %d", tt.remote, w.Code, tt.code)
+		}
+		if tt.code == 200 && w.Body.String() != "loopback" {
+			t.Errorf("from %s: taken for %q, want loopback", tt.remote, w.Body.String())
 		}
 		if tt.code == 401 && !strings.Contains(w.Header().Get("WWW-Authenticate"), "Bearer") {
 			t.Errorf("from %s: no Bearer challenge", tt.remote)
