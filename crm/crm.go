@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/loglimit"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
@@ -59,7 +60,7 @@ type source struct {
 	slots   int
 
 	mu   sync.Mutex
-	warn logLimiter // its failures are logged at most once a second
+	warn loglimit.Limiter // its failures are logged at most once a second
 
 	running int        // workers asking this source
 	queue   flightFIFO // flights waiting for a worker; non-empty only when running == slots
@@ -146,7 +147,7 @@ type CRM struct {
 	maxFetch  time.Duration // the longest a fetch can run: the sum of the source timeouts
 	writes    atomic.Int64  // Redis writes under way (tests wait for them)
 
-	redisReadWarn, redisWriteWarn logLimiter
+	redisReadWarn, redisWriteWarn loglimit.Limiter // a failing Redis fails every call: a line a second, not a line a call
 }
 
 // New builds the CRM from its config sections. rdb may be nil (in-process
@@ -468,7 +469,7 @@ func (c *CRM) fromRedis(ctx context.Context, k localKey, h string) (entry, bool)
 	case err != nil:
 		cacheTotal.WithLabelValues("redis", "error").Inc()
 		if !isOpen(err) && ctx.Err() == nil {
-			c.redisReadWarn.warn(c.log, "redis read failed; asking the sources", "err", err)
+			c.redisReadWarn.Warn(c.log, "redis read failed; asking the sources", "err", err)
 		}
 		return entry{}, false
 	case !ok:
@@ -695,7 +696,7 @@ func (c *CRM) ask(s *source, q Query, timeout time.Duration) (*call.Customer, er
 		result = "open"
 	default:
 		result = "error"
-		s.warn.warn(c.log, "crm source failed", "source", s.Name(), "err", err, "elapsed", time.Since(start))
+		s.warn.Warn(c.log, "crm source failed", "source", s.Name(), "err", err, "elapsed", time.Since(start))
 	}
 	sourceSeconds.WithLabelValues(s.Name(), result).Observe(since(start))
 	return cust, err
@@ -723,7 +724,7 @@ func (c *CRM) store(f *flight, e entry) {
 			return
 		}
 		if err := c.cache.putRedis(c.wctx, h, field, e); err != nil && !isOpen(err) && c.wctx.Err() == nil {
-			c.redisWriteWarn.warn(c.log, "redis write failed", "err", err)
+			c.redisWriteWarn.Warn(c.log, "redis write failed", "err", err)
 		}
 	}()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/loglimit"
 )
 
 // Adapter connects callpop to one Asterisk over ARI. It owns the event
@@ -47,7 +48,7 @@ type Adapter struct {
 	reason   string
 	replaced atomic.Bool
 
-	refusedSince, refusedLogged atomic.Int64 // refused sessions not logged yet; when the last line was
+	refusedWarn loglimit.Limiter // refused sessions: a line per refusedLogEvery, with the count since
 
 	calls   sync.WaitGroup // calls being handled (and their variable reads): Run waits for them
 	running atomic.Bool
@@ -87,7 +88,7 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 	ws.RawQuery = url.Values{"app": {cfg.App}, "subscribeAll": {"false"}}.Encode()
 	log := deps.Logger.With("component", "adapters/ari", "app", cfg.App)
 	a := &Adapter{recheck: make(chan struct{}, 1),
-		cfg: cfg, deps: deps, log: log,
+		cfg: cfg, deps: deps, log: log, refusedWarn: loglimit.Limiter{Every: refusedLogEvery},
 		rest:   newRESTClient(cfg.URL, cfg.Username, pass, cfg.MaxConnections),
 		wsURL:  ws.String(),
 		follow: newFollowState(cfg.MaxFollow, cfg.LegTTL, deps.Sink, log),
@@ -461,16 +462,13 @@ func stasisArgs(appData string) []string {
 // every time, logged at most once per refusedLogEvery with the count since.
 func (a *Adapter) sessionRefused(method, path string, err error) {
 	metricSessionsRefused.Inc()
-	n := a.refusedSince.Add(1)
-	now := time.Now().UnixNano()
-	last := a.refusedLogged.Load()
-	if now-last < int64(refusedLogEvery) || !a.refusedLogged.CompareAndSwap(last, now) {
+	n, ok := a.refusedWarn.Allow()
+	if !ok {
 		return
 	}
-	a.refusedSince.Add(-n)
 	perCall, control := PoolSizes(a.cfg.MaxConnections)
 	a.log.Error("Asterisk refused HTTP sessions: it closed new connections without answering, as it does beyond http.conf sessionlimit (default 100); raise sessionlimit above pbx.asterisk.max_connections plus every other HTTP client of Asterisk, or lower max_connections",
-		"refused", n, "request", method+" "+path, "max_connections", a.cfg.MaxConnections, "per_call_pool", perCall, "control_pool", control, "err", err)
+		"refused", n+1, "request", method+" "+path, "max_connections", a.cfg.MaxConnections, "per_call_pool", perCall, "control_pool", control, "err", err)
 }
 
 // refusedLogEvery bounds the refused-session log lines.

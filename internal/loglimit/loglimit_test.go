@@ -24,3 +24,20 @@ func TestLimiter(t *testing.T) {
 		}
 	})
 }
+
+func TestLimiterEvery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := Limiter{Every: 10 * time.Second}
+		if _, ok := l.Allow(); !ok {
+			t.Fatal("first line held back")
+		}
+		time.Sleep(5 * time.Second)
+		if _, ok := l.Allow(); ok {
+			t.Fatal("a line within Every let through")
+		}
+		time.Sleep(6 * time.Second)
+		if n, ok := l.Allow(); !ok || n != 1 {
+			t.Fatalf("after Every: %d held back, let through %v; want 1, true", n, ok)
+		}
+	})
+}
