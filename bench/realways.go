@@ -123,12 +123,16 @@ func (c *countingConn) Write(b []byte) (int, error) {
 // httpHandler serves the dialplan's HTTP GET (Asterisk `${CURL(...)}`,
 // FreeSWITCH `${curl(...)}`): callpop's /v1/route or a bare server
 // answering a fixed body. The dialplan appends &call_id=<the call's id>.
+// With --crm-delay the bare server stands for the PBX asking the slow CRM
+// itself: it answers delay late (or when it closes).
 type httpHandler struct {
 	bare    bool
 	listen  string
 	p       *Pipeline
-	varName string // the channel variable carrying the URL ("" = none)
-	body    string // the bare server's answer ("" = "hit")
+	varName string        // the channel variable carrying the URL ("" = none)
+	body    string        // the bare server's answer ("" = "hit")
+	delay   time.Duration // the bare server's answer time (--crm-delay)
+	stop    chan struct{} // closed by close: a delayed answer is given up
 	ln      net.Listener
 	srv     *http.Server
 	served  atomic.Int64
@@ -140,8 +144,19 @@ func (h *httpHandler) start(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	h.ln = ln
-	var inner http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	h.ln, h.stop = ln, make(chan struct{})
+	var inner http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.delay > 0 {
+			t := time.NewTimer(h.delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				return
+			case <-h.stop:
+				return
+			}
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte(cmp.Or(h.body, "hit")))
 	})
@@ -173,6 +188,11 @@ func (h *httpHandler) requests() int64 { return h.served.Load() }
 func (h *httpHandler) close() {
 	if h.srv == nil {
 		return
+	}
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
