@@ -139,7 +139,7 @@ func (r *realARI) handler(way string, bare bool, o *RealOptions, p *Pipeline) (w
 	case way == WayFastAGI:
 		return &agiHandler{bare: bare, listen: o.Listen, p: p}, nil
 	case way == WayHTTP:
-		return &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL", delay: o.CRMDelay}, nil
+		return &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL", delay: o.CRMDelay, recordMatch: true}, nil
 	}
 	return nil, fmt.Errorf("no way %q into Asterisk", way)
 }

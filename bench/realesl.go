@@ -193,7 +193,7 @@ func (r *realESL) handler(way string, bare bool, o *RealOptions, p *Pipeline) (w
 	case WayESLOutbound:
 		return &eslOutbound{bare: bare, o: o, p: p, log: r.log}, nil
 	case WayHTTP:
-		return &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL", delay: o.CRMDelay}, nil
+		return &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL", delay: o.CRMDelay, recordMatch: true}, nil
 	case WayMultiset:
 		h := &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL", delay: o.CRMDelay}
 		if bare {

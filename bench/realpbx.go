@@ -180,7 +180,8 @@ type SideReport struct {
 	OverBudgetShare float64 `json:"over_budget_share"`
 	// Matches counts what the dialplan saw per call, as the bench context
 	// reports it (callpop_bench_match): callpop_match for multiset and
-	// esl-outbound, the caller ID name mod_cidlookup set for cidlookup
+	// esl-outbound, the caller ID name mod_cidlookup set for cidlookup, and
+	// for http the match of the answer the bench served to the call's id
 	// ("name" for a name, else its value such as UNKNOWN); "(empty)" = nothing.
 	Matches map[string]int64 `json:"matches,omitempty"`
 	// AfterTimeout (with --crm-delay) is the next call from a number whose
@@ -361,6 +362,11 @@ func (t *realTarget) Offer(ctx context.Context, c Caller, _ string) (Outcome, er
 	}
 	select {
 	case s := <-got:
+		if m, ok := t.h.(interface{ match(string) (string, bool) }); ok && s.match == "" {
+			if v, ok := m.match(s.id); ok { // what the handler answered, where the dialplan cannot say
+				s.match = v
+			}
+		}
 		t.calls.add(cmp.Or(c.E164, c.CLI), s)
 		return Outcome{CallID: s.id, Sent: s.t0, Released: s.t1}, nil
 	case <-ctx.Done():

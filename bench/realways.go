@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -132,11 +133,15 @@ type httpHandler struct {
 	varName string        // the channel variable carrying the URL ("" = none)
 	body    string        // the bare server's answer ("" = "hit")
 	delay   time.Duration // the bare server's answer time (--crm-delay)
-	stop    chan struct{} // closed by close: a delayed answer is given up
-	ln      net.Listener
-	srv     *http.Server
-	served  atomic.Int64
-	done    chan struct{}
+	// recordMatch keeps the match of each answer by its call_id (the http
+	// way, whose dialplan cannot read the match out of the JSON body).
+	recordMatch bool
+	answered    sync.Map      // call_id → match
+	stop        chan struct{} // closed by close: a delayed answer is given up
+	ln          net.Listener
+	srv         *http.Server
+	served      atomic.Int64
+	done        chan struct{}
 }
 
 func (h *httpHandler) start(context.Context) error {
@@ -165,7 +170,15 @@ func (h *httpHandler) start(context.Context) error {
 	}
 	h.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.served.Add(1)
-		inner.ServeHTTP(w, r)
+		if !h.recordMatch {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		rec := &bodyRecorder{ResponseWriter: w}
+		inner.ServeHTTP(rec, r)
+		if id := r.URL.Query().Get("call_id"); id != "" {
+			h.answered.Store(id, answerMatch(rec.body.Bytes()))
+		}
 	})}
 	h.done = make(chan struct{})
 	go func() { // ends when close shuts the server down
@@ -210,4 +223,38 @@ func sampleAnswer(p *Pipeline, query string) string {
 	req := httptest.NewRequest(http.MethodGet, "/v1/route?number="+url.QueryEscape(CustomerNumber(0))+"&"+query, nil)
 	p.Router.Handler().ServeHTTP(rec, req)
 	return rec.Body.String()
+}
+
+// bodyRecorder keeps a copy of what a handler writes (one /v1/route answer, a few hundred bytes).
+type bodyRecorder struct {
+	http.ResponseWriter
+	body bytes.Buffer
+}
+
+func (b *bodyRecorder) Write(p []byte) (int, error) {
+	if b.body.Len() < 64<<10 {
+		b.body.Write(p)
+	}
+	return b.ResponseWriter.Write(p)
+}
+
+// answerMatch is the match of a /v1/route answer: the JSON's "match", or
+// a bare server's plain-text body as it is.
+func answerMatch(body []byte) string {
+	var d struct {
+		Match string `json:"match"`
+	}
+	if json.Unmarshal(body, &d) == nil {
+		return d.Match
+	}
+	return string(bytes.TrimSpace(body))
+}
+
+// match is what the handler answered the call with id (the PBX's call id), if it recorded it.
+func (h *httpHandler) match(id string) (string, bool) {
+	v, ok := h.answered.LoadAndDelete(id)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
 }
