@@ -97,8 +97,8 @@ func (r *realARI) file(w *reportWaiter, chanID string, args []string) {
 
 // parseReport reads a report's fields: bench id, PBX call id, t0, t1.
 func parseReport(f []string) (stamps, string, error) {
-	if len(f) != 4 {
-		return stamps{}, "", fmt.Errorf("bench: report has %d fields, want 4 (id, uniqueid, t0, t1)", len(f))
+	if len(f) != 4 && len(f) != 5 {
+		return stamps{}, "", fmt.Errorf("bench: report has %d fields, want 4 or 5 (id, uniqueid, t0, t1[, match])", len(f))
 	}
 	t0, err := parseStamp(f[2])
 	if err != nil {
@@ -108,7 +108,11 @@ func parseReport(f []string) (stamps, string, error) {
 	if err != nil {
 		return stamps{}, "", err
 	}
-	return stamps{id: f[1], t0: t0, t1: t1}, f[0], nil
+	s := stamps{id: f[1], t0: t0, t1: t1}
+	if len(f) == 5 {
+		s.match = f[4]
+	}
+	return s, f[0], nil
 }
 
 func (r *realARI) liveChannels(ctx context.Context) (int, error) {
@@ -135,7 +139,7 @@ func (r *realARI) handler(way string, bare bool, o *RealOptions, p *Pipeline) (w
 	case way == WayFastAGI:
 		return &agiHandler{bare: bare, listen: o.Listen, p: p}, nil
 	case way == WayHTTP:
-		return &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL"}, nil
+		return &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL", delay: o.CRMDelay, recordMatch: true}, nil
 	}
 	return nil, fmt.Errorf("no way %q into Asterisk", way)
 }

@@ -102,7 +102,7 @@ func (r *realESL) file(w *reportWaiter, body []byte) {
 		return
 	}
 	get := func(n string) string { return eslwire.Decode(ev.Headers.Get(n)) }
-	s, id, err := parseReport([]string{get("callpop_bench_id"), get("Unique-ID"), get("callpop_bench_t0"), get("callpop_bench_t1")})
+	s, id, err := parseReport([]string{get("callpop_bench_id"), get("Unique-ID"), get("callpop_bench_t0"), get("callpop_bench_t1"), get("callpop_bench_match")})
 	if err != nil {
 		r.log.Warn("bench: a call reported no stamps: is the bench context as docs/performance.md has it?", "err", err)
 		return
@@ -193,15 +193,15 @@ func (r *realESL) handler(way string, bare bool, o *RealOptions, p *Pipeline) (w
 	case WayESLOutbound:
 		return &eslOutbound{bare: bare, o: o, p: p, log: r.log}, nil
 	case WayHTTP:
-		return &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL"}, nil
+		return &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL", delay: o.CRMDelay, recordMatch: true}, nil
 	case WayMultiset:
-		h := &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL"}
+		h := &httpHandler{bare: bare, listen: o.Listen, p: p, varName: "CALLPOP_BENCH_URL", delay: o.CRMDelay}
 		if bare {
 			h.body = sampleAnswer(p, "format=multiset&call_id="+sampleCallID)
 		}
 		return h, nil
 	case WayCIDLookup:
-		h := &cidlookupHandler{httpHandler: httpHandler{bare: bare, listen: o.Listen, p: p}, r: r}
+		h := &cidlookupHandler{httpHandler: httpHandler{bare: bare, listen: o.Listen, p: p, delay: o.CRMDelay}, r: r}
 		if bare {
 			h.body = sampleAnswer(p, "field=name")
 		}

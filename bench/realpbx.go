@@ -20,6 +20,7 @@ import (
 
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/crm"
 	"github.com/callpop/callpop/internal/netallow"
 )
 
@@ -63,11 +64,28 @@ type RealOptions struct {
 	// Listen is the address the bench's FastAGI, HTTP and socket listeners
 	// bind (port 0 = any); the PBX must reach it. Default 127.0.0.1:0.
 	Listen     string
-	Population int      // customers in the CRM stub (all warmed in the cache first)
-	allow      []string // the listeners' allow-list: loopback and the PBX's address
-	Logger     *slog.Logger
-	Progress   io.Writer
+	Population int // customers in the CRM stub (all warmed in the cache first, unless CRMDelay)
+	// CRMDelay (--crm-delay) makes the CRM slow: the CRM stub answers each
+	// request this late, and the bare HTTP servers (which stand for the PBX
+	// asking the CRM itself) answer as late. The cache starts cold, and each
+	// way has a pipeline (and cache) of its own, so every way meets the slow
+	// CRM on its first calls. 0 = a CRM answering at once, warm cache.
+	CRMDelay time.Duration
+	allow    []string // the listeners' allow-list: loopback and the PBX's address
+	// sample (with CRMDelay) is a warm pipeline on a CRM answering at once,
+	// where the bare servers take callpop's answer for a known customer from.
+	sample   *Pipeline
+	Logger   *slog.Logger
+	Progress io.Writer
 }
+
+// MaxCRMDelay bounds --crm-delay: a bare call waits that long for the slow
+// CRM and must still report its stamps before it is given up.
+const MaxCRMDelay = 4 * time.Second
+
+// giveUpAfter is how long after the budget a call that has not reported
+// its stamps is given up (the collector's bound).
+const giveUpAfter = 5 * time.Second
 
 // Real reports whether o names a real PBX.
 func (o *RealOptions) Real() bool { return o.ARIURL != "" || o.ESLAddress != "" }
@@ -131,6 +149,9 @@ func (o *RealOptions) Validate() error {
 	} else if ip := net.ParseIP(host); o.Listen != "" && (ip == nil || ip.IsUnspecified()) {
 		bad("--listen: %q: give the IP address the PBX reaches the bench at (not a name, not 0.0.0.0)", o.Listen)
 	}
+	if o.CRMDelay < 0 || o.CRMDelay > MaxCRMDelay {
+		bad("--crm-delay: must be between 0 and %s (a call whose stamps are not back %s after --budget is given up)", MaxCRMDelay, giveUpAfter)
+	}
 	if o.Population < 1 || o.Population > 100_000 {
 		bad("--population: must be between 1 and 100000 with a real PBX (every customer is looked up once first)")
 	}
@@ -153,6 +174,28 @@ type SideReport struct {
 	// RequestsPerCall is what the client sent the PBX per call (ARI: REST
 	// requests; FastAGI: AGI commands; HTTP: requests it served; ESL: commands).
 	RequestsPerCall float64 `json:"requests_per_call"`
+	StepMax         float64 `json:"step_max_ms"`
+	// OverBudget counts the completed calls whose step exceeded --budget.
+	OverBudget      int64   `json:"over_budget"`
+	OverBudgetShare float64 `json:"over_budget_share"`
+	// Matches counts what the dialplan saw per call, as the bench context
+	// reports it (callpop_bench_match): callpop_match for multiset and
+	// esl-outbound, the caller ID name mod_cidlookup set for cidlookup, and
+	// for http the match of the answer the bench served to the call's id
+	// ("name" for a name, else its value such as UNKNOWN); "(empty)" = nothing.
+	Matches map[string]int64 `json:"matches,omitempty"`
+	// AfterTimeout (with --crm-delay) is the next call from a number whose
+	// call saw "timeout", once the slow CRM has answered it (starting at
+	// least --crm-delay + --budget later): how many, and how many were
+	// answered from the cache the late answer filled.
+	AfterTimeout *AfterTimeout `json:"after_timeout,omitempty"`
+}
+
+// AfterTimeout is what happened to the next call from a number after callpop
+// answered "timeout" for it and the slow CRM's late answer came in.
+type AfterTimeout struct {
+	Calls int64 `json:"calls"`
+	Hits  int64 `json:"hits"` // match hit (cidlookup: a name)
 }
 
 // WayReport is one way in, both sides and their ratios (callpop / bare).
@@ -166,14 +209,20 @@ type WayReport struct {
 
 // RealReport is a run against a real PBX.
 type RealReport struct {
-	PBX       string      `json:"pbx"` // the URL or address
-	Kind      string      `json:"kind"`
-	Machine   Machine     `json:"machine"`
-	Rate      int         `json:"rate"`
-	DurationS float64     `json:"duration_s"`
-	BudgetMs  float64     `json:"budget_ms"`
-	CPU       string      `json:"pbx_cpu"` // how the PBX's CPU was measured, or why not
-	Ways      []WayReport `json:"ways"`
+	PBX       string  `json:"pbx"` // the URL or address
+	Kind      string  `json:"kind"`
+	Machine   Machine `json:"machine"`
+	Rate      int     `json:"rate"`
+	DurationS float64 `json:"duration_s"`
+	BudgetMs  float64 `json:"budget_ms"`
+	// CRMDelayMs is --crm-delay; CRMTimeoutMs callpop's crm.timeout (its
+	// default), after which callpop gives a slow CRM up; Cache "warm" (every
+	// customer looked up first) or "cold" (with --crm-delay).
+	CRMDelayMs   float64     `json:"crm_delay_ms"`
+	CRMTimeoutMs float64     `json:"crm_timeout_ms"`
+	Cache        string      `json:"cache"`
+	CPU          string      `json:"pbx_cpu"` // how the PBX's CPU was measured, or why not
+	Ways         []WayReport `json:"ways"`
 }
 
 // realPBX is the PBX side of a run: the live-channel count, originating a
@@ -207,10 +256,12 @@ type turnTaker interface {
 	turn(ctx context.Context) error
 }
 
-// stamps is what a call reported: its PBX id and the times around the step.
+// stamps is what a call reported: its PBX id, the times around the step and
+// what the way in decided (callpop_bench_match; "" when not reported).
 type stamps struct {
 	id     string
 	t0, t1 time.Time
+	match  string
 }
 
 // reportWaiter hands each call's stamps to its Offer, by the bench's call id.
@@ -282,6 +333,7 @@ type realTarget struct {
 	runID string
 	seq   *atomic.Int64
 	n     atomic.Int64 // offered
+	calls callLog
 }
 
 func (t *realTarget) Start(ctx context.Context, _ adapters.Deps) error { return t.h.start(ctx) }
@@ -310,6 +362,12 @@ func (t *realTarget) Offer(ctx context.Context, c Caller, _ string) (Outcome, er
 	}
 	select {
 	case s := <-got:
+		if m, ok := t.h.(interface{ match(string) (string, bool) }); ok && s.match == "" {
+			if v, ok := m.match(s.id); ok { // what the handler answered, where the dialplan cannot say
+				s.match = v
+			}
+		}
+		t.calls.add(cmp.Or(c.E164, c.CLI), s)
 		return Outcome{CallID: s.id, Sent: s.t0, Released: s.t1}, nil
 	case <-ctx.Done():
 		return Outcome{}, ctx.Err()
@@ -360,7 +418,7 @@ func RunReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 		note("--force: %d live channels on the PBX; its CPU figures include them", n)
 	}
 
-	stub, err := StartCRMStub(o.Population, 0, 0)
+	stub, err := StartCRMStub(o.Population, o.CRMDelay, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -374,13 +432,31 @@ func RunReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 		pc.Allow = append(slices.Clone(netallow.DefaultAllow), fmt.Sprintf("%s/%d", ip, bits))
 		o.allow = pc.Allow
 	}
-	p, err := NewPipeline(pc)
-	if err != nil {
-		return nil, err
+	rep.CRMDelayMs, rep.CRMTimeoutMs, rep.Cache = ms(o.CRMDelay), ms(crm.DefaultConfig().Timeout), "warm"
+	var p *Pipeline
+	if o.CRMDelay == 0 {
+		if p, err = NewPipeline(pc); err != nil {
+			return nil, err
+		}
+		defer p.Close()
+		warm(ctx, p, o.Population)
+		note("cache warmed: %d customers looked up once", o.Population)
+	} else {
+		rep.Cache = "cold"
+		fast, err := StartCRMStub(o.Population, 0, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer fast.Close()
+		spc := pc
+		spc.CRMURL = fast.SourceURL()
+		if o.sample, err = NewPipeline(spc); err != nil {
+			return nil, err
+		}
+		defer o.sample.Close()
+		warm(ctx, o.sample, 1)
+		note("--crm-delay %s: the CRM stub and the bare servers answer %s late; each way starts with a cold cache of its own", o.CRMDelay, o.CRMDelay)
 	}
-	defer p.Close()
-	warm(ctx, p, o.Population)
-	note("cache warmed: %d customers looked up once", o.Population)
 
 	cpu := newPBXCPU(pbx)
 	rep.CPU = cpu.describe()
@@ -388,7 +464,16 @@ func RunReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 	var seq atomic.Int64
 	runID := strconv.FormatInt(time.Now().UnixNano()%1_000_000_000, 36)
 	for _, way := range o.Ways {
-		wr, err := runWay(ctx, pbx, way, o, p, w, runID, &seq, callers, cpu, note)
+		wp := p
+		if wp == nil { // --crm-delay: a cold cache for each way
+			if wp, err = NewPipeline(pc); err != nil {
+				return nil, err
+			}
+		}
+		wr, err := runWay(ctx, pbx, way, o, wp, w, runID, &seq, callers, cpu, note)
+		if wp != p {
+			wp.Close()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("bench: --way %s: %w", way, err)
 		}
@@ -420,11 +505,16 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 	wr := WayReport{Way: way}
 	var sides [2]*realTarget
 	for i, bare := range []bool{false, true} {
-		h, err := pbx.handler(way, bare, &o, p)
+		hp := p
+		if bare && o.sample != nil {
+			hp = o.sample // the bare body: callpop's answer for a known customer, not a cold cache's timeout
+		}
+		h, err := pbx.handler(way, bare, &o, hp)
 		if err != nil {
 			return wr, err
 		}
 		t := &realTarget{pbx: pbx, way: way, h: h, w: w, runID: runID, seq: seq}
+		t.calls.keep, t.calls.names = o.CRMDelay > 0, way == WayCIDLookup
 		if err := t.Start(ctx, adapters.Deps{}); err != nil {
 			t.Close()
 			return wr, err
@@ -471,6 +561,17 @@ func runWay(ctx context.Context, pbx realPBX, way string, o RealOptions, p *Pipe
 			sr.CPUPerCallMs = round3(cpu.ms(ticks[i]) / float64(sr.Completed))
 		}
 		sr.RequestsPerCall = perCall(sides[i])
+		sr.OverBudget = sr.Completed - sr.Clean
+		if sr.Completed > 0 {
+			sr.OverBudgetShare = round3(float64(sr.OverBudget) / float64(sr.Completed))
+		}
+		cl := &sides[i].calls
+		cl.mu.Lock()
+		sr.StepMax, sr.Matches = ms(cl.max), cl.matches
+		if cl.keep {
+			sr.AfterTimeout = afterTimeout(cl.calls, o.CRMDelay+o.Budget)
+		}
+		cl.mu.Unlock()
 		if lost := col.lost.Load(); lost > 0 {
 			who := [2]string{"callpop", "bare client"}[i]
 			wr.Notes = append(wr.Notes, fmt.Sprintf("%s: %d calls never reported their stamps", who, lost))

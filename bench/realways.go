@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -123,16 +124,24 @@ func (c *countingConn) Write(b []byte) (int, error) {
 // httpHandler serves the dialplan's HTTP GET (Asterisk `${CURL(...)}`,
 // FreeSWITCH `${curl(...)}`): callpop's /v1/route or a bare server
 // answering a fixed body. The dialplan appends &call_id=<the call's id>.
+// With --crm-delay the bare server stands for the PBX asking the slow CRM
+// itself: it answers delay late (or when it closes).
 type httpHandler struct {
 	bare    bool
 	listen  string
 	p       *Pipeline
-	varName string // the channel variable carrying the URL ("" = none)
-	body    string // the bare server's answer ("" = "hit")
-	ln      net.Listener
-	srv     *http.Server
-	served  atomic.Int64
-	done    chan struct{}
+	varName string        // the channel variable carrying the URL ("" = none)
+	body    string        // the bare server's answer ("" = "hit")
+	delay   time.Duration // the bare server's answer time (--crm-delay)
+	// recordMatch keeps the match of each answer by its call_id (the http
+	// way, whose dialplan cannot read the match out of the JSON body).
+	recordMatch bool
+	answered    sync.Map      // call_id → match
+	stop        chan struct{} // closed by close: a delayed answer is given up
+	ln          net.Listener
+	srv         *http.Server
+	served      atomic.Int64
+	done        chan struct{}
 }
 
 func (h *httpHandler) start(context.Context) error {
@@ -140,8 +149,19 @@ func (h *httpHandler) start(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	h.ln = ln
-	var inner http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	h.ln, h.stop = ln, make(chan struct{})
+	var inner http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.delay > 0 {
+			t := time.NewTimer(h.delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				return
+			case <-h.stop:
+				return
+			}
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte(cmp.Or(h.body, "hit")))
 	})
@@ -150,7 +170,15 @@ func (h *httpHandler) start(context.Context) error {
 	}
 	h.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.served.Add(1)
-		inner.ServeHTTP(w, r)
+		if !h.recordMatch {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		rec := &bodyRecorder{ResponseWriter: w}
+		inner.ServeHTTP(rec, r)
+		if id := r.URL.Query().Get("call_id"); id != "" {
+			h.answered.Store(id, answerMatch(rec.body.Bytes()))
+		}
 	})}
 	h.done = make(chan struct{})
 	go func() { // ends when close shuts the server down
@@ -174,6 +202,11 @@ func (h *httpHandler) close() {
 	if h.srv == nil {
 		return
 	}
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = h.srv.Shutdown(ctx)
@@ -190,4 +223,38 @@ func sampleAnswer(p *Pipeline, query string) string {
 	req := httptest.NewRequest(http.MethodGet, "/v1/route?number="+url.QueryEscape(CustomerNumber(0))+"&"+query, nil)
 	p.Router.Handler().ServeHTTP(rec, req)
 	return rec.Body.String()
+}
+
+// bodyRecorder keeps a copy of what a handler writes (one /v1/route answer, a few hundred bytes).
+type bodyRecorder struct {
+	http.ResponseWriter
+	body bytes.Buffer
+}
+
+func (b *bodyRecorder) Write(p []byte) (int, error) {
+	if b.body.Len() < 64<<10 {
+		b.body.Write(p)
+	}
+	return b.ResponseWriter.Write(p)
+}
+
+// answerMatch is the match of a /v1/route answer: the JSON's "match", or
+// a bare server's plain-text body as it is.
+func answerMatch(body []byte) string {
+	var d struct {
+		Match string `json:"match"`
+	}
+	if json.Unmarshal(body, &d) == nil {
+		return d.Match
+	}
+	return string(bytes.TrimSpace(body))
+}
+
+// match is what the handler answered the call with id (the PBX's call id), if it recorded it.
+func (h *httpHandler) match(id string) (string, bool) {
+	v, ok := h.answered.LoadAndDelete(id)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
 }

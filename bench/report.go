@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -155,6 +158,11 @@ func (r *RealReport) WriteTable(w io.Writer) error {
 	p("callpop bench\t%s at %s, %d calls/s, %.0fs per way, budget %.0f ms", r.Kind, r.PBX, r.Rate, r.DurationS, r.BudgetMs)
 	p("machine\t%d × %s, %s %s", r.Machine.NProc, r.Machine.CPU, r.Machine.GoVersion, r.Machine.OS)
 	p("PBX CPU\t%s", r.CPU)
+	if r.CRMDelayMs > 0 {
+		p("CRM\tanswers %.0f ms late (--crm-delay; the bare HTTP servers too), %s cache, callpop's crm.timeout %.0f ms", r.CRMDelayMs, r.Cache, r.CRMTimeoutMs)
+	} else {
+		p("CRM\tanswers at once, %s cache", r.Cache)
+	}
 	cpu := func(v float64) string {
 		if v == 0 {
 			return "not measured"
@@ -175,6 +183,12 @@ func (r *RealReport) WriteTable(w io.Writer) error {
 		p("step p50\t%.3f ms\t%.3f ms\t%s", wr.Callpop.StepP50, wr.Bare.StepP50, ratio(wr, "step_p50"))
 		p("step p99\t%.3f ms\t%.3f ms\t%s", wr.Callpop.StepP99, wr.Bare.StepP99, ratio(wr, "step_p99"))
 		p("step mean\t%.3f ms\t%.3f ms\t%s", wr.Callpop.StepMean, wr.Bare.StepMean, ratio(wr, "step_mean"))
+		p("step max\t%.3f ms\t%.3f ms\t", wr.Callpop.StepMax, wr.Bare.StepMax)
+		p("over the budget\t%d (%.1f %%)\t%d (%.1f %%)\t", wr.Callpop.OverBudget, 100*wr.Callpop.OverBudgetShare, wr.Bare.OverBudget, 100*wr.Bare.OverBudgetShare)
+		p("matches seen\t%s\t%s\t", matchList(wr.Callpop.Matches), matchList(wr.Bare.Matches))
+		if wr.Callpop.AfterTimeout != nil || wr.Bare.AfterTimeout != nil {
+			p("next call after a timeout\t%s\t%s\t", afterList(wr.Callpop.AfterTimeout), afterList(wr.Bare.AfterTimeout))
+		}
 		p("PBX CPU per call\t%s\t%s\t%s", cpu(wr.Callpop.CPUPerCallMs), cpu(wr.Bare.CPUPerCallMs), ratio(wr, "pbx_cpu_per_call"))
 		p("requests per call\t%.2f\t%.2f\t%s", wr.Callpop.RequestsPerCall, wr.Bare.RequestsPerCall, ratio(wr, "requests_per_call"))
 		for _, n := range wr.Notes {
@@ -182,4 +196,25 @@ func (r *RealReport) WriteTable(w io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// matchList prints match counts, the most frequent first.
+func matchList(m map[string]int64) string {
+	if len(m) == 0 {
+		return "—"
+	}
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func afterList(a *AfterTimeout) string {
+	if a == nil || a.Calls == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d of %d hit", a.Hits, a.Calls)
 }

@@ -163,6 +163,7 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 	f.StringVar(&real.ESLAddress, "esl-address", "", "bench a real FreeSWITCH at this Event Socket HOST:PORT (e.g. 127.0.0.1:8021; password from "+esl.PasswordEnv+")")
 	f.StringSliceVar(&ways, "way", nil, "ways in to bench on the real PBX, comma-separated: ari|fastagi|http (Asterisk), esl-outbound|http|multiset|cidlookup (FreeSWITCH)")
 	f.BoolVar(&real.Force, "force", false, "bench the real PBX although it has other live channels")
+	f.DurationVar(&real.CRMDelay, "crm-delay", 0, "real PBX: a slow CRM: the CRM stub (and the bare HTTP servers, which stand for the PBX asking the CRM itself) answer this late (at most "+bench.MaxCRMDelay.String()+"), each way with a cold cache of its own; 0 = at once, warm cache")
 	f.StringVar(&real.Listen, "listen", "127.0.0.1:0", "IP:PORT the bench's FastAGI, HTTP and socket listeners bind; the real PBX must reach it")
 	f.BoolVar(&sidecarChild, "sidecar-child", false, "internal: run as the sidecar child of a bench")
 	_ = f.MarkHidden("sidecar-child")
@@ -188,7 +189,7 @@ func benchWriteProfile(name, profile string) error {
 // benchRealFlags are the flags of a bench against a real PBX alone;
 // benchSimFlags those of a bench against the simulators alone.
 var (
-	benchRealFlags = []string{"ari-user", "force", "listen"}
+	benchRealFlags = []string{"ari-user", "force", "listen", "crm-delay"}
 	benchSimFlags  = []string{"pbx", "redis", "zipf", "unknown", "anonymous", "junk", "crm-latency", "crm-jitter", "burst-numbers", "burst",
 		"inflight", "bare-duration", "ari-channelvars", "seed", "plot", "in-process", "sidecar-profile", "sidecar-memlimit", "max-inflight"}
 )
