@@ -259,6 +259,73 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	r := newBenchRun(ctx, o)
+	defer func() {
+		r.close()
+		if r.dropKeys {
+			// last: after every pipeline and sidecar child that could still write has closed
+			err = rep.dropRunKeys(ctx, err, r.redisAddr, r.keyPrefix, r.log, r.note)
+		}
+	}()
+	if err := r.startServices(); err != nil {
+		return nil, err
+	}
+	if err := r.startSidecar(); err != nil {
+		return nil, err
+	}
+	r.prepareBare()
+	r.load()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r.reportLoad()
+	r.burstPhase()
+	r.stopSidecar()
+	r.bareRamp()
+	r.compareBare()
+	r.inFlight()
+	if r.rep.PeakRSSMiB == 0 {
+		r.rep.PeakRSSMiB = mib(procStatusKiB("VmHWM"))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return r.rep, nil
+}
+
+// benchRun is one Run: what its phases share, in the order they set it.
+type benchRun struct {
+	ctx    context.Context // the caller's: its end ends the run
+	runCtx context.Context // the phases' (cancelled when the run is over)
+	o      Options
+	log    *slog.Logger
+	note   func(format string, a ...any)
+	rep    *Report
+	// closers run in reverse order when the run is over, as defers would.
+	closers []func()
+
+	// startServices
+	redisAddr, keyPrefix string
+	dropKeys             bool // a Redis of the user's: delete the run's keys at the end
+	stub                 *CRMStub
+	pc                   PipelineConfig
+	// startSidecar
+	p   *Pipeline
+	rec *recorder
+	tc  targetConfig
+	tgt Target
+	// prepareBare
+	wantBare bool
+	// load
+	callers *Callers
+	final   *collector // the load's calls (a ramp: the clean steps' latencies)
+	atRate  *collector // callpop at the bare client's rate: the whole fixed-rate phase; a ramp's highest clean step
+	lowCol  *collector // a ramp: its first step
+	lowRate int        // a ramp: its first step's rate
+	bare    *bareResult
+}
+
+func newBenchRun(ctx context.Context, o Options) *benchRun {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -267,232 +334,283 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if progress == nil {
 		progress = io.Discard
 	}
-	note := func(format string, a ...any) { fmt.Fprintf(progress, "bench: "+format+"\n", a...) }
-	rep = &Report{
-		PBX: o.PBX, Machine: machine(), Rate: o.Rate, DurationS: o.Duration.Seconds(), BudgetMs: ms(o.Budget),
-		Population: o.Population, CRMLatencyMs: ms(o.CRMLatency), dists: map[string][]time.Duration{},
+	return &benchRun{
+		ctx: ctx, o: o, log: log,
+		note: func(format string, a ...any) { fmt.Fprintf(progress, "bench: "+format+"\n", a...) },
+		rep: &Report{
+			PBX: o.PBX, Machine: machine(), Rate: o.Rate, DurationS: o.Duration.Seconds(), BudgetMs: ms(o.Budget),
+			Population: o.Population, CRMLatencyMs: ms(o.CRMLatency), dists: map[string][]time.Duration{},
+		},
 	}
+}
 
-	redisAddr, keyPrefix := o.Redis, newRunPrefix()
-	if redisAddr == "" {
+// onClose runs f when the run is over, before what was registered earlier.
+func (r *benchRun) onClose(f func()) { r.closers = append(r.closers, f) }
+
+func (r *benchRun) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+// startServices starts what the sidecar talks to: Redis (unless --redis
+// names one) and the CRM stub.
+func (r *benchRun) startServices() error {
+	o := r.o
+	r.redisAddr, r.keyPrefix = o.Redis, newRunPrefix()
+	if r.redisAddr == "" {
 		rs, err := StartRedis()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		defer rs.Close()
-		redisAddr = rs.Addr
-		note("redis-server on %s", redisAddr)
+		r.onClose(rs.Close)
+		r.redisAddr = rs.Addr
+		r.note("redis-server on %s", r.redisAddr)
 	} else {
-		// Deferred first, so it runs last: after every pipeline and sidecar
-		// child that could still write has closed.
-		defer func() { err = rep.dropRunKeys(ctx, err, redisAddr, keyPrefix, log, note) }()
-		note("redis at %s: keys under %s", redisAddr, keyPrefix)
+		r.dropKeys = true
+		r.note("redis at %s: keys under %s", r.redisAddr, r.keyPrefix)
 	}
-	pc := PipelineConfig{RedisAddr: redisAddr, KeyPrefix: keyPrefix, Logger: log}
+	r.pc = PipelineConfig{RedisAddr: r.redisAddr, KeyPrefix: r.keyPrefix, Logger: r.log}
 	stub, err := StartCRMStub(o.Population, o.CRMLatency, o.CRMJitter)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer stub.Close()
-	note("CRM stub on %s: %d customers, latency %s + up to %s", stub.URL, o.Population, o.CRMLatency, o.CRMJitter)
+	r.onClose(func() { _ = stub.Close() })
+	r.stub = stub
+	r.note("CRM stub on %s: %d customers, latency %s + up to %s", stub.URL, o.Population, o.CRMLatency, o.CRMJitter)
+	return nil
+}
 
-	// Start → ready.
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
+// startSidecar builds the pipeline and the adapter on the PBX simulator and
+// times start → ready.
+func (r *benchRun) startSidecar() error {
+	o := r.o
+	runCtx, stop := context.WithCancel(r.ctx)
+	r.runCtx = runCtx
+	r.onClose(stop)
 	t0 := time.Now()
-	pc.CRMURL = stub.SourceURL()
-	p, err := NewPipeline(pc.with(o.Budget, 0))
+	r.pc.CRMURL = r.stub.SourceURL()
+	p, err := NewPipeline(r.pc.with(o.Budget, 0))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer p.Close()
-	rec := &recorder{dec: p.Router}
-	tc := o.targetConfig(log)
-	tgt, err := newTarget(o.PBX, false, tc)
+	r.onClose(p.Close)
+	r.p, r.rec = p, &recorder{dec: p.Router}
+	r.tc = o.targetConfig(r.log)
+	tgt, err := newTarget(o.PBX, false, r.tc)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer tgt.Close()
-	if err := tgt.Start(runCtx, adapters.Deps{Decider: rec, Logger: log, Budget: o.Budget}); err != nil {
-		return nil, err
+	r.onClose(func() { _ = tgt.Close() })
+	r.tgt = tgt
+	if err := tgt.Start(runCtx, adapters.Deps{Decider: r.rec, Logger: r.log, Budget: o.Budget}); err != nil {
+		return err
 	}
 	if err := waitReady(runCtx, tgt, 10*time.Second); err != nil {
-		return nil, err
+		return err
 	}
-	rep.ReadyMs = ms(time.Since(t0))
-	note("%s ready in %.1f ms", o.PBX, rep.ReadyMs)
+	r.rep.ReadyMs = ms(time.Since(t0))
+	r.note("%s ready in %.1f ms", o.PBX, r.rep.ReadyMs)
+	return nil
+}
 
-	// The bare client sets what callpop sets for known callers, one of each
-	// CRM stub tier in turn (customers the load phase's Zipf draw all but never picks).
+// prepareBare decides whether there is a bare client and gives it what
+// callpop sets for known callers, one of each CRM stub tier in turn
+// (customers the load phase's Zipf draw all but never picks).
+func (r *benchRun) prepareBare() {
+	o := r.o
 	for i := max(o.Population-len(tiers), 0); i < o.Population; i++ {
-		if d := p.Router.Decide(runCtx, call.Call{ID: "bench-bare", PBX: "bench", CLI: CustomerNumber(i), DNIS: dnis, Received: time.Now()}); d.Match == call.MatchHit {
-			tc.bareDecisions = append(tc.bareDecisions, d)
+		if d := r.p.Router.Decide(r.runCtx, call.Call{ID: "bench-bare", PBX: "bench", CLI: CustomerNumber(i), DNIS: dnis, Received: time.Now()}); d.Match == call.MatchHit {
+			r.tc.bareDecisions = append(r.tc.bareDecisions, d)
 		}
 	}
-	wantBare := o.PBX != PBXDirect && o.BareDuration > 0
-	if !wantBare && o.PBX == PBXDirect {
-		rep.Notes = append(rep.Notes, "--pbx direct has no protocol round trips: no bare client, no overhead ratio")
+	r.wantBare = o.PBX != PBXDirect && o.BareDuration > 0
+	if !r.wantBare && o.PBX == PBXDirect {
+		r.rep.Notes = append(r.rep.Notes, "--pbx direct has no protocol round trips: no bare client, no overhead ratio")
 	}
+}
 
-	// Load. Each measured phase starts on a fresh simulator after a
-	// collection. At a fixed rate the bare client runs interleaved with
-	// callpop, so both meet the same machine (others' load comes and goes).
-	callers := NewCallers(o.Population, o.Zipf, o.Mix, o.Seed)
-	final := newCollector(o.Budget)
-	// atRate is callpop at the bare client's rate: the whole phase at a fixed
-	// rate; the highest clean step of a ramp.
-	atRate := final
-	var bare *bareResult
-	var lowCol *collector // a ramp: its first step
-	lowRate := 0
+// load is the measured load phase: a fixed rate or a ramp. Each measured
+// phase starts on a fresh simulator after a collection.
+func (r *benchRun) load() {
+	o := r.o
+	r.callers = NewCallers(o.Population, o.Zipf, o.Mix, o.Seed)
+	r.final = newCollector(o.Budget)
+	r.atRate = r.final
 	if o.Rate > 0 {
-		var bt Target
-		if wantBare {
-			if bt, err = startBare(runCtx, o, tc, log); err != nil {
-				rep.Notes = append(rep.Notes, "bare client: "+err.Error())
-			} else {
-				defer bt.Close()
-				bare = &bareResult{atRate: newCollector(o.Budget)}
-				note("load: %d calls/s for %s, interleaved with the bare client for %s", o.Rate, o.Duration, o.BareDuration)
-			}
-		}
-		if bare == nil {
-			note("load: %d calls/s for %s", o.Rate, o.Duration)
-		}
-		runtime.GC()
-		var bareCol *collector
-		if bare != nil {
-			bareCol = bare.atRate
-		}
-		busy := interleave(runCtx, tgt, rec, bt, callers, o, final, bareCol, nil)
-		rep.AchievedCPS = rate(final.completed.Load(), busy)
-		if final.misses.Load() == 0 {
-			rep.CallsPerSecond = rep.AchievedCPS
-		}
-		rep.BareRate = o.Rate
-		if bare != nil {
-			if rc, ok := bt.(requestCounter); ok {
-				bare.requestsPerCall = perCall(rc)
-			}
-			_ = bt.Close()
-		}
+		r.loadFixed()
 	} else {
-		runtime.GC()
-		var r rampResult
-		r = ramp(runCtx, tgt, rec, callers, 250, o.Duration, o, "", note)
-		rep.Steps, final, atRate, lowCol = r.steps, r.clean, r.top, r.first
-		rep.CallsPerSecond, rep.AchievedCPS, rep.BreakRate = r.cleanRate, r.cleanAchieved, r.breakRate
-		rep.BareRate = int(r.cleanRate)
-		for _, s := range rep.Steps {
-			rep.SaturationCPS = max(rep.SaturationCPS, s.Goodput)
-		}
-		if len(rep.Steps) > 0 {
-			lowRate = rep.Steps[0].Rate
-		}
-		if rep.BareRate == 0 {
-			rep.BareRate = lowRate
+		r.loadRamp()
+	}
+	if rc, ok := r.tgt.(requestCounter); ok {
+		r.rep.RequestsPerCall = perCall(rc)
+	}
+}
+
+// loadFixed offers o.Rate calls/s. The bare client runs interleaved with
+// callpop, so both meet the same machine (others' load comes and goes).
+func (r *benchRun) loadFixed() {
+	o, rep := r.o, r.rep
+	var bt Target
+	if r.wantBare {
+		var err error
+		if bt, err = startBare(r.runCtx, o, r.tc, r.log); err != nil {
+			rep.Notes = append(rep.Notes, "bare client: "+err.Error())
+		} else {
+			r.onClose(func() { _ = bt.Close() })
+			r.bare = &bareResult{atRate: newCollector(o.Budget)}
+			r.note("load: %d calls/s for %s, interleaved with the bare client for %s", o.Rate, o.Duration, o.BareDuration)
 		}
 	}
-	if rc, ok := tgt.(requestCounter); ok {
-		rep.RequestsPerCall = perCall(rc)
+	if r.bare == nil {
+		r.note("load: %d calls/s for %s", o.Rate, o.Duration)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	runtime.GC()
+	var bareCol *collector
+	if r.bare != nil {
+		bareCol = r.bare.atRate
 	}
+	busy := interleave(r.runCtx, r.tgt, r.rec, bt, r.callers, o, r.final, bareCol, nil)
+	rep.AchievedCPS = rate(r.final.completed.Load(), busy)
+	if r.final.misses.Load() == 0 {
+		rep.CallsPerSecond = rep.AchievedCPS
+	}
+	rep.BareRate = o.Rate
+	if r.bare != nil {
+		if rc, ok := bt.(requestCounter); ok {
+			r.bare.requestsPerCall = perCall(rc)
+		}
+		_ = bt.Close()
+	}
+}
+
+// loadRamp raises the rate from 250 calls/s until a step is not clean.
+func (r *benchRun) loadRamp() {
+	rep := r.rep
+	runtime.GC()
+	res := ramp(r.runCtx, r.tgt, r.rec, r.callers, 250, r.o.Duration, r.o, "", r.note)
+	rep.Steps, r.final, r.atRate, r.lowCol = res.steps, res.clean, res.top, res.first
+	rep.CallsPerSecond, rep.AchievedCPS, rep.BreakRate = res.cleanRate, res.cleanAchieved, res.breakRate
+	rep.BareRate = int(res.cleanRate)
+	for _, s := range rep.Steps {
+		rep.SaturationCPS = max(rep.SaturationCPS, s.Goodput)
+	}
+	if len(rep.Steps) > 0 {
+		r.lowRate = rep.Steps[0].Rate
+	}
+	if rep.BareRate == 0 {
+		rep.BareRate = r.lowRate
+	}
+}
+
+// reportLoad files the load phase's counts and latencies.
+func (r *benchRun) reportLoad() {
+	rep, final := r.rep, r.final
 	rep.CallsOffered, rep.CallsCompleted = final.offered.Load(), final.completed.Load()
 	rep.BudgetMisses, rep.Lost = final.misses.Load(), final.lost.Load()
 	final.mu.Lock()
 	rep.Matches = final.matches
 	final.mu.Unlock()
-	for name, s := range map[string]*series{"warm": &final.warm, "cold": &final.cold, "no_lookup": &final.nolookup, "all": &final.all} {
-		sorted := s.sorted()
-		rep.dists[name] = sorted
-		l := summarize(sorted, s.n)
-		switch name {
-		case "warm":
-			rep.Warm = l
-		case "cold":
-			rep.Cold = l
-		case "no_lookup":
-			rep.NoLookup = l
-		case "all":
-			rep.All = l
-		}
+	for _, l := range []struct {
+		name string
+		s    *series
+		into *Latency
+	}{{"warm", &final.warm, &rep.Warm}, {"cold", &final.cold, &rep.Cold}, {"no_lookup", &final.nolookup, &rep.NoLookup}, {"all", &final.all, &rep.All}} {
+		sorted := l.s.sorted()
+		rep.dists[l.name] = sorted
+		*l.into = summarize(sorted, l.s.n)
 	}
+}
 
-	// Singleflight burst.
-	if o.BurstNumbers > 0 && o.BurstCalls > 0 && ctx.Err() == nil {
-		note("burst: %d simultaneous calls from each of %d uncached numbers", o.BurstCalls, o.BurstNumbers)
-		rep.Burst = burst(runCtx, tgt, rec, stub, o)
+// burstPhase is the singleflight burst.
+func (r *benchRun) burstPhase() {
+	o, rep := r.o, r.rep
+	if o.BurstNumbers > 0 && o.BurstCalls > 0 && r.ctx.Err() == nil {
+		r.note("burst: %d simultaneous calls from each of %d uncached numbers", o.BurstCalls, o.BurstNumbers)
+		rep.Burst = burst(r.runCtx, r.tgt, r.rec, r.stub, o)
 		rep.CRMRequestsPerBurstNumber = rep.Burst.RequestsMean
-		stub.SetLatency(o.CRMLatency, o.CRMJitter)
+		r.stub.SetLatency(o.CRMLatency, o.CRMJitter)
 	}
-	rep.CRMRequests = stub.Total()
-	// The main sidecar is done; the bare client and the in-flight phase have
-	// simulators of their own.
-	_ = tgt.Close()
-	p.Close()
+	rep.CRMRequests = r.stub.Total()
+}
 
-	// Bare client of a ramp: the same round trips, no look-up, from
-	// callpop's highest clean rate up to the bare client's own break.
-	if wantBare && o.Rate == 0 && ctx.Err() == nil {
-		note("bare client: %d calls/s, then a ramp from %d calls/s, for %s", lowRate, rep.BareRate, o.BareDuration)
-		var err error
-		if bare, err = bareRun(runCtx, o, tc, callers, lowRate, rep.BareRate, log, note); err != nil {
-			rep.Notes = append(rep.Notes, "bare client: "+err.Error())
-		}
+// stopSidecar closes the main sidecar: it is done (the bare client and the
+// in-flight phase have simulators of their own).
+func (r *benchRun) stopSidecar() {
+	_ = r.tgt.Close()
+	r.p.Close()
+}
+
+// bareRamp is the bare client of a ramp: the same round trips, no look-up,
+// from callpop's highest clean rate up to the bare client's own break.
+func (r *benchRun) bareRamp() {
+	o, rep := r.o, r.rep
+	if !r.wantBare || o.Rate != 0 || r.ctx.Err() != nil {
+		return
 	}
-	if bare != nil && bare.atRate.completed.Load() == 0 {
+	r.note("bare client: %d calls/s, then a ramp from %d calls/s, for %s", r.lowRate, rep.BareRate, o.BareDuration)
+	var err error
+	if r.bare, err = bareRun(r.runCtx, o, r.tc, r.callers, r.lowRate, rep.BareRate, r.log, r.note); err != nil {
+		rep.Notes = append(rep.Notes, "bare client: "+err.Error())
+	}
+}
+
+// compareBare files the bare client's figures and the overhead ratios.
+func (r *benchRun) compareBare() {
+	rep, bare := r.rep, r.bare
+	if bare == nil {
+		return
+	}
+	if bare.atRate.completed.Load() == 0 {
 		rep.Notes = append(rep.Notes, "bare client: no call completed")
-	} else if bare != nil {
-		if bare.atRate == bare.low {
-			rep.BareRate = lowRate
-		}
-		sorted := bare.atRate.all.sorted()
-		rep.dists["bare"] = sorted
-		rep.Bare = summarize(sorted, bare.atRate.all.n)
-		rep.BareRequestsPerCall = bare.requestsPerCall
-		rep.BareSteps, rep.BareCleanCPS, rep.BareBreakRate = bare.steps, bare.cleanRate, bare.breakRate
-		if o.Rate > 0 {
-			rep.overhead(summarize(atRate.warm.sorted(), atRate.warm.n), rep.All, rep.Bare)
-			rep.OverheadBasis = fmt.Sprintf("callpop's warm calls / the bare client's calls, interleaved, both at %d calls/s", rep.BareRate)
-		} else {
-			// The headline at the lightest load; then at callpop's highest clean rate.
-			lowBare := summarize(bare.low.all.sorted(), bare.low.all.n)
-			rep.overhead(summarize(lowCol.warm.sorted(), lowCol.warm.n), summarize(lowCol.all.sorted(), lowCol.all.n), lowBare)
-			rep.OverheadBasis = fmt.Sprintf("callpop's warm calls in its first ramp step / the bare client's step at the same rate, %d calls/s (lightest load)", lowRate)
-			top := summarize(atRate.warm.sorted(), atRate.warm.n)
-			if rep.CallsPerSecond > 0 && bare.atRate != bare.low && rep.Bare.P50 > 0 && rep.Bare.P99 > 0 {
-				rep.OverheadAtCleanRate = round2(top.P50 / rep.Bare.P50)
-				rep.OverheadAtCleanRateP99 = round2(top.P99 / rep.Bare.P99)
-			}
-		}
+		return
 	}
+	if bare.atRate == bare.low {
+		rep.BareRate = r.lowRate
+	}
+	sorted := bare.atRate.all.sorted()
+	rep.dists["bare"] = sorted
+	rep.Bare = summarize(sorted, bare.atRate.all.n)
+	rep.BareRequestsPerCall = bare.requestsPerCall
+	rep.BareSteps, rep.BareCleanCPS, rep.BareBreakRate = bare.steps, bare.cleanRate, bare.breakRate
+	if r.o.Rate > 0 {
+		rep.overhead(summarize(r.atRate.warm.sorted(), r.atRate.warm.n), rep.All, rep.Bare)
+		rep.OverheadBasis = fmt.Sprintf("callpop's warm calls / the bare client's calls, interleaved, both at %d calls/s", rep.BareRate)
+		return
+	}
+	// The headline at the lightest load; then at callpop's highest clean rate.
+	lowBare := summarize(bare.low.all.sorted(), bare.low.all.n)
+	rep.overhead(summarize(r.lowCol.warm.sorted(), r.lowCol.warm.n), summarize(r.lowCol.all.sorted(), r.lowCol.all.n), lowBare)
+	rep.OverheadBasis = fmt.Sprintf("callpop's warm calls in its first ramp step / the bare client's step at the same rate, %d calls/s (lightest load)", r.lowRate)
+	top := summarize(r.atRate.warm.sorted(), r.atRate.warm.n)
+	if rep.CallsPerSecond > 0 && bare.atRate != bare.low && rep.Bare.P50 > 0 && rep.Bare.P99 > 0 {
+		rep.OverheadAtCleanRate = round2(top.P50 / rep.Bare.P50)
+		rep.OverheadAtCleanRateP99 = round2(top.P99 / rep.Bare.P99)
+	}
+}
 
-	if o.InFlight > 0 && ctx.Err() == nil && len(o.SidecarCommand) > 0 && o.PBX != PBXDirect {
-		note("in flight: holding %d calls in a sidecar child process", o.InFlight)
+// inFlight holds o.InFlight calls for the memory and goroutine figures: in
+// a sidecar child process when there is a command for one, else in process.
+func (r *benchRun) inFlight() {
+	o, rep := r.o, r.rep
+	if o.InFlight <= 0 || r.ctx.Err() != nil {
+		return
+	}
+	var err error
+	if len(o.SidecarCommand) > 0 && o.PBX != PBXDirect {
+		r.note("in flight: holding %d calls in a sidecar child process", o.InFlight)
 		var readyMs float64
-		rep.InFlight, rep.PeakRSSMiB, readyMs, err = holdInFlightChild(runCtx, o, stub, pc, log, note)
-		if err != nil {
-			rep.Notes = append(rep.Notes, "in flight: "+err.Error())
-		}
+		rep.InFlight, rep.PeakRSSMiB, readyMs, err = holdInFlightChild(r.runCtx, o, r.stub, r.pc, r.log, r.note)
 		if readyMs > 0 {
 			rep.ReadyInProcessMs, rep.ReadyMs = rep.ReadyMs, readyMs
 		}
-	} else if o.InFlight > 0 && ctx.Err() == nil {
-		note("in flight: holding %d calls", o.InFlight)
-		rep.InFlight, rep.PeakRSSMiB, err = holdInFlight(runCtx, o, stub, pc, log, note)
-		if err != nil {
-			rep.Notes = append(rep.Notes, "in flight: "+err.Error())
-		}
+	} else {
+		r.note("in flight: holding %d calls", o.InFlight)
+		rep.InFlight, rep.PeakRSSMiB, err = holdInFlight(r.runCtx, o, r.stub, r.pc, r.log, r.note)
 	}
-	if rep.PeakRSSMiB == 0 {
-		rep.PeakRSSMiB = mib(procStatusKiB("VmHWM"))
+	if err != nil {
+		rep.Notes = append(rep.Notes, "in flight: "+err.Error())
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return rep, nil
 }
 
 // dropRunKeys deletes the run's Redis keys (see dropKeys) once it is over,

@@ -183,6 +183,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// badFunc reports what is wrong with a key of the section.
+type badFunc func(key, format string, args ...any)
+
 // Validate checks the section as a whole; errors name the key ("popper.x: why").
 func (c *Config) Validate() error {
 	var errs []error
@@ -208,6 +211,40 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("allowed_origins[%d]", i), "must be an origin like https://crm.example.com")
 		}
 	}
+	c.checkAgents(bad)
+	c.checkLinks(bad)
+	if c.Softphone.InfoURL != "" && !strings.HasPrefix(c.Softphone.InfoURL, "{pop_url}") {
+		if err := checkTemplateURL(c.Softphone.InfoURL); err != nil {
+			bad("softphone.info_url", "%v", err)
+		}
+	}
+	if c.Softphone.CallerNameMax < 0 || c.Softphone.CallerNameMax > 128 {
+		bad("softphone.caller_name_max", "must be between 1 and 128")
+	}
+	c.checkWebhooks(bad)
+	if c.Queue < 0 {
+		bad("queue", "must not be negative")
+	}
+	if c.MaxCalls < 0 {
+		bad("max_calls", "must not be negative")
+	}
+	if c.CallTTL < 0 {
+		bad("call_ttl", "must not be negative")
+	}
+	if c.Recent < 0 || c.Recent > 1000 {
+		bad("recent", "must be between 1 and 1000")
+	}
+	if c.Heartbeat < 0 || (c.Heartbeat > 0 && c.Heartbeat < 100*time.Millisecond) {
+		bad("heartbeat", "must be at least 100ms")
+	}
+	if c.MaxTokenTTL < 0 {
+		bad("max_token_ttl", "must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// checkAgents checks the endpoint → agent map.
+func (c *Config) checkAgents(bad badFunc) {
 	for i, a := range c.Agents {
 		if a.Agent == "" || cleanAgent(a.Agent) != a.Agent {
 			bad(fmt.Sprintf("agents[%d].agent", i), "must be letters, digits or + - _ . @ : (at most 64)")
@@ -221,6 +258,10 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+}
+
+// checkLinks checks the pop's links.
+func (c *Config) checkLinks(bad badFunc) {
 	for i, l := range c.Links {
 		key := fmt.Sprintf("links[%d]", i)
 		if l.Name == "" {
@@ -235,14 +276,10 @@ func (c *Config) Validate() error {
 			bad(key+".when", "must be hit, miss or always, not %q", l.When)
 		}
 	}
-	if c.Softphone.InfoURL != "" && !strings.HasPrefix(c.Softphone.InfoURL, "{pop_url}") {
-		if err := checkTemplateURL(c.Softphone.InfoURL); err != nil {
-			bad("softphone.info_url", "%v", err)
-		}
-	}
-	if c.Softphone.CallerNameMax < 0 || c.Softphone.CallerNameMax > 128 {
-		bad("softphone.caller_name_max", "must be between 1 and 128")
-	}
+}
+
+// checkWebhooks checks the webhooks.
+func (c *Config) checkWebhooks(bad badFunc) {
 	for i, w := range c.Webhooks {
 		key := fmt.Sprintf("webhooks[%d]", i)
 		u, err := url.Parse(w.URL)
@@ -266,25 +303,6 @@ func (c *Config) Validate() error {
 			bad(key+".queue", "must not be negative")
 		}
 	}
-	if c.Queue < 0 {
-		bad("queue", "must not be negative")
-	}
-	if c.MaxCalls < 0 {
-		bad("max_calls", "must not be negative")
-	}
-	if c.CallTTL < 0 {
-		bad("call_ttl", "must not be negative")
-	}
-	if c.Recent < 0 || c.Recent > 1000 {
-		bad("recent", "must be between 1 and 1000")
-	}
-	if c.Heartbeat < 0 || (c.Heartbeat > 0 && c.Heartbeat < 100*time.Millisecond) {
-		bad("heartbeat", "must be at least 100ms")
-	}
-	if c.MaxTokenTTL < 0 {
-		bad("max_token_ttl", "must not be negative")
-	}
-	return errors.Join(errs...)
 }
 
 // checkTemplateURL checks a link template: http(s) only, so no javascript: reaches a browser.

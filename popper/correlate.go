@@ -131,6 +131,15 @@ func (c *correlator) find(callID, channel, leg string) (string, *callState) {
 	return "", nil
 }
 
+// parkUnder keeps an event of a call that is not known yet under both its
+// names: the enrichment may know either.
+func (c *correlator) parkUnder(callID, channel string, now time.Time, leg *call.LegEvent, end *call.CallEnd) {
+	c.park(callID, now, leg, end)
+	if channel != callID {
+		c.park(channel, now, leg, end)
+	}
+}
+
 // park keeps an event of a call that is not known yet.
 func (c *correlator) park(key string, now time.Time, leg *call.LegEvent, end *call.CallEnd) {
 	if key == "" {
@@ -152,121 +161,176 @@ func (c *correlator) park(key string, now time.Time, leg *call.LegEvent, end *ca
 	}
 }
 
-// Leg applies one agent-leg event.
+// legCase is one cell of legTable: the leg's last state ("" = not seen yet)
+// and the state an event reports for it.
+type legCase struct{ from, on call.LegState }
+
+// legMove is what an event does to a leg: its next state and the action on
+// the agent's pop.
+type legMove struct {
+	to  call.LegState
+	act func(c *correlator, u legUpdate)
+}
+
+// legTable is the life of one agent leg, state × event → next state and
+// action. A cell left out changes nothing: a repeated report, a ring after the
+// leg was answered or stopped (late), an answer after it ended, a second stop
+// (Queue() repeats its CANCELs).
+var legTable = map[legCase]legMove{
+	{"", call.LegRinging}:  {call.LegRinging, (*correlator).ring},
+	{"", call.LegAnswered}: {call.LegAnswered, (*correlator).answer},
+	{"", call.LegStopped}:  {call.LegStopped, (*correlator).stop},
+	{"", call.LegEnded}:    {call.LegEnded, (*correlator).stop},
+
+	{call.LegRinging, call.LegAnswered}: {call.LegAnswered, (*correlator).answer},
+	{call.LegRinging, call.LegStopped}:  {call.LegStopped, (*correlator).stop},
+	{call.LegRinging, call.LegEnded}:    {call.LegEnded, (*correlator).stop},
+
+	// an answered leg that stops has ended
+	{call.LegAnswered, call.LegStopped}: {call.LegEnded, (*correlator).stop},
+	{call.LegAnswered, call.LegEnded}:   {call.LegEnded, (*correlator).stop},
+
+	// an answer after the stop is taken (TestCorrelateLegTable pins it)
+	{call.LegStopped, call.LegAnswered}: {call.LegAnswered, (*correlator).answer},
+}
+
+// legUpdate is one agent-leg event applied to its call and agent.
+type legUpdate struct {
+	cs    *callState
+	agent string
+	as    *agentState
+	e     call.LegEvent
+	state call.LegState // the leg's state after the event
+	at    time.Time     // when it happened (PBX time, else arrival)
+}
+
+// Leg applies one agent-leg event: it finds the call (or parks the event
+// until the call is enriched), the agent and the leg, and moves the leg
+// through legTable.
 func (c *correlator) Leg(e call.LegEvent, now time.Time) {
 	id, cs := c.find(e.CallID, e.CallerChannel, e.Leg)
 	if cs == nil {
-		// Keep it under both names: the enrichment may know either.
-		c.park(e.CallID, now, &e, nil)
-		if e.CallerChannel != e.CallID {
-			c.park(e.CallerChannel, now, &e, nil)
-		}
+		c.parkUnder(e.CallID, e.CallerChannel, now, &e, nil)
 		return
 	}
 	cs.last = now
 	if cs.ended {
 		return
 	}
-	agent := c.agents.Agent(e.Endpoint)
+	agent, legKey := c.agentLeg(id, cs, e)
+	if agent == "" {
+		return
+	}
+	as := cs.agentState(agent)
+	move, ok := legTable[legCase{as.legs[legKey], e.State}]
+	if !ok {
+		return
+	}
+	as.legs[legKey] = move.to
+	at := e.At
+	if at.IsZero() {
+		at = now
+	}
+	move.act(c, legUpdate{cs: cs, agent: agent, as: as, e: e, state: move.to, at: at})
+}
+
+// agentLeg names the agent of a leg event and the key its leg is kept
+// under, and registers the leg with the call. agent is "" for an endpoint
+// no agent maps to.
+func (c *correlator) agentLeg(id string, cs *callState, e call.LegEvent) (agent, legKey string) {
+	agent = c.agents.Agent(e.Endpoint)
 	if agent == "" && e.Leg != "" {
 		agent = cs.legAgent[e.Leg] // a later event of a leg may lack the endpoint
 	}
 	if agent == "" {
-		return
+		return "", ""
 	}
-	if e.Leg != "" && cs.legAgent[e.Leg] == "" {
+	if e.Leg == "" {
+		return agent, endpointKey + e.Endpoint
+	}
+	if cs.legAgent[e.Leg] == "" {
 		cs.legAgent[e.Leg] = agent
 	}
-	legKey := e.Leg
-	if legKey == "" {
-		legKey = endpointKey + e.Endpoint
+	if _, ok := c.byLeg[e.Leg]; !ok {
+		c.byLeg[e.Leg] = id
+		cs.legs = append(cs.legs, e.Leg)
 	}
-	if e.Leg != "" {
-		if _, ok := c.byLeg[e.Leg]; !ok {
-			c.byLeg[e.Leg] = id
-			cs.legs = append(cs.legs, e.Leg)
-		}
-	}
+	return agent, e.Leg
+}
+
+// agentState returns the call's state for agent, created on first use.
+func (cs *callState) agentState(agent string) *agentState {
 	as := cs.agents[agent]
 	if as == nil {
 		as = &agentState{legs: make(map[string]call.LegState, 1)}
 		cs.agents[agent] = as
 	}
-	at := e.At
-	if at.IsZero() {
-		at = now
+	return as
+}
+
+// ring opens the agent's pop, unless the ring happened before someone
+// answered (reported late: already over) or the agent's pop is open.
+func (c *correlator) ring(u legUpdate) {
+	if !u.e.At.IsZero() && u.e.At.Before(u.cs.answeredAt) {
+		return
 	}
-	prev := as.legs[legKey]
-	switch e.State {
-	case call.LegRinging:
-		if prev != "" {
-			return // repeated, or late after the leg was answered or stopped
+	switch u.as.state {
+	case "", StateRetracted, StateEnded:
+		u.as.state = StateRinging
+		if c.popRing {
+			u.as.delivered = true
+			c.send(u.cs, u.agent, StateRinging, "", u.at)
 		}
-		as.legs[legKey] = call.LegRinging
-		if !e.At.IsZero() && e.At.Before(cs.answeredAt) {
-			return // rang before someone answered, reported late: already over
+	}
+}
+
+// answer pops the call as answered to the agent and closes every other
+// agent's pop: retracted where it rang, ended where it was answered (transferred).
+func (c *correlator) answer(u legUpdate) {
+	cs := u.cs
+	if u.at.After(cs.answeredAt) {
+		cs.answeredAt = u.at
+	}
+	if u.as.state != StateAnswered {
+		u.as.state = StateAnswered
+		u.as.delivered = true
+		c.send(cs, u.agent, StateAnswered, "", u.at)
+	}
+	for _, other := range sortedAgents(cs.agents) {
+		if other == u.agent {
+			continue
 		}
-		switch as.state {
-		case "", StateRetracted, StateEnded:
-			as.state = StateRinging
-			if c.popRing {
-				as.delivered = true
-				c.send(cs, agent, StateRinging, "", at)
-			}
-		}
-	case call.LegAnswered:
-		if prev == call.LegAnswered || prev == call.LegEnded {
-			return
-		}
-		as.legs[legKey] = call.LegAnswered
-		if at.After(cs.answeredAt) {
-			cs.answeredAt = at
-		}
-		if as.state != StateAnswered {
-			as.state = StateAnswered
-			as.delivered = true
-			c.send(cs, agent, StateAnswered, "", at)
-		}
-		for _, other := range sortedAgents(cs.agents) {
-			if other == agent {
-				continue
-			}
-			o := cs.agents[other]
-			switch o.state {
-			case StateRinging:
-				c.close(cs, other, o, StateRetracted, "answered_elsewhere", at)
-			case StateAnswered:
-				c.close(cs, other, o, StateEnded, "transferred", at)
-			}
-		}
-	case call.LegStopped, call.LegEnded:
-		if prev == call.LegStopped || prev == call.LegEnded {
-			return // Queue() repeats its CANCELs
-		}
-		final := call.LegStopped
-		if prev == call.LegAnswered || e.State == call.LegEnded {
-			final = call.LegEnded
-		}
-		as.legs[legKey] = final
-		if e.Leg != "" {
-			// A leg reported earlier by endpoint only (mod_callcenter's
-			// agent-offering) is this one: it stops with it.
-			for k, st := range as.legs {
-				if strings.HasPrefix(k, endpointKey) && (st == call.LegRinging || st == call.LegAnswered) {
-					as.legs[k] = final
-				}
-			}
-		}
-		if as.live() {
-			return // another leg of this agent still rings or talks
-		}
-		cause := call.CleanToken(e.Cause)
-		switch as.state {
+		o := cs.agents[other]
+		switch o.state {
 		case StateRinging:
-			c.close(cs, agent, as, StateRetracted, cause, at)
+			c.close(cs, other, o, StateRetracted, "answered_elsewhere", u.at)
 		case StateAnswered:
-			c.close(cs, agent, as, StateEnded, cause, at)
+			c.close(cs, other, o, StateEnded, "transferred", u.at)
 		}
+	}
+}
+
+// stop closes the agent's pop once none of its legs rings or talks any more:
+// retracted where it rang, ended where it was answered.
+func (c *correlator) stop(u legUpdate) {
+	if u.e.Leg != "" {
+		// A leg reported earlier by endpoint only (mod_callcenter's
+		// agent-offering) is this one: it stops with it.
+		for k, st := range u.as.legs {
+			if strings.HasPrefix(k, endpointKey) && (st == call.LegRinging || st == call.LegAnswered) {
+				u.as.legs[k] = u.state
+			}
+		}
+	}
+	if u.as.live() {
+		return // another leg of this agent still rings or talks
+	}
+	cause := call.CleanToken(u.e.Cause)
+	switch u.as.state {
+	case StateRinging:
+		c.close(u.cs, u.agent, u.as, StateRetracted, cause, u.at)
+	case StateAnswered:
+		c.close(u.cs, u.agent, u.as, StateEnded, cause, u.at)
 	}
 }
 
@@ -293,10 +357,7 @@ func (c *correlator) close(cs *callState, agent string, as *agentState, state, c
 func (c *correlator) End(e call.CallEnd, now time.Time) {
 	_, cs := c.find(e.CallID, e.CallerChannel, "")
 	if cs == nil {
-		c.park(e.CallID, now, nil, &e)
-		if e.CallerChannel != e.CallID {
-			c.park(e.CallerChannel, now, nil, &e)
-		}
+		c.parkUnder(e.CallID, e.CallerChannel, now, nil, &e)
 		return
 	}
 	cs.last = now

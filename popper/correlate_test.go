@@ -379,3 +379,43 @@ func TestLinksFromPopURL(t *testing.T) {
 		t.Errorf("privacy: link with the number kept: %+v", pops[0].Links)
 	}
 }
+
+// The cells of legTable whose outcome is not obvious, pinned as the
+// correlator has always handled them.
+func TestCorrelateLegTable(t *testing.T) {
+	d := hitDecision()
+	tests := []struct {
+		name  string
+		steps []step
+		want  string
+	}{
+		{"a stopped leg then reported answered answers", []step{
+			enriched("c1", d), leg("c1", "l1", "user/1001", call.LegRinging), leg("c1", "l1", "user/1001", call.LegStopped),
+			leg("c1", "l1", "user/1001", call.LegAnswered),
+		}, "1001=ringing,retracted,answered"},
+		{"an answered leg reported stopped has ended", []step{
+			enriched("c1", d), leg("c1", "l1", "user/1001", call.LegAnswered), leg("c1", "l1", "user/1001", call.LegStopped),
+			leg("c1", "l1", "user/1001", call.LegAnswered),
+		}, "1001=answered,ended"},
+		{"a stop of a leg never seen closes the agent's pop when no other leg of it is live", []step{
+			enriched("c1", d), {leg: &call.LegEvent{CallID: "c1", Endpoint: "user/1001", State: call.LegRinging}},
+			leg("c1", "l9", "user/1001", call.LegEnded),
+		}, "1001=ringing,retracted"},
+		{"a second leg of an answered agent neither pops nor closes", []step{
+			enriched("c1", d), leg("c1", "l1", "user/1001", call.LegAnswered), leg("c1", "l2", "user/1001", call.LegRinging),
+			leg("c1", "l2", "user/1001", call.LegStopped), end("c1"),
+		}, "1001=answered,ended"},
+		{"an event of an unknown state pops nothing but registers its leg", []step{
+			enriched("c1", d), leg("c1", "l1", "user/1001", call.LegState("held")),
+			{leg: &call.LegEvent{Leg: "l1", State: call.LegRinging}},
+		}, "1001=ringing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := run(t, Config{}, tt.steps)
+			if format(got) != tt.want {
+				t.Fatalf("pops = %q, want %q", format(got), tt.want)
+			}
+		})
+	}
+}

@@ -110,23 +110,8 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Address); err != nil {
 			bad("address", "must be host:port (%v)", err)
 		}
-		if c.Password != "" && c.PasswordFile != "" {
-			bad("password_file", "password and password_file can not both be set")
-		}
-		pw, err := c.password()
-		switch {
-		case err != nil:
+		if err := c.checkPassword(bad); err != nil {
 			errs = append(errs, err)
-		case pw == "":
-			if c.Mode == "outbound" {
-				bad("password", "required for the event connection (set password_file or %s), or set pbx.freeswitch.events: false (no agent-leg pops)", PasswordEnv)
-			} else {
-				bad("password", "required (set password_file or %s)", PasswordEnv)
-			}
-		case pw == DefaultPassword && !c.AllowDefaultPassword:
-			bad("password", "is FreeSWITCH's default %q; change it in event_socket.conf.xml or set allow_default_password: true", DefaultPassword)
-		case strings.ContainsAny(pw, "\r\n\x00"):
-			bad("password", "must not contain line breaks")
 		}
 	}
 	if c.Mode == "inbound" {
@@ -156,6 +141,31 @@ func (c *Config) Validate() error {
 		bad("max_calls", "must be positive")
 	}
 	return errors.Join(errs...)
+}
+
+// checkPassword checks the event socket's password: set once, not
+// FreeSWITCH's default unless allowed, one line. It reports through bad, and
+// returns an error resolving it (a password_file that cannot be read).
+func (c *Config) checkPassword(bad func(key, why string, a ...any)) error {
+	if c.Password != "" && c.PasswordFile != "" {
+		bad("password_file", "password and password_file can not both be set")
+	}
+	pw, err := c.password()
+	switch {
+	case err != nil:
+		return err
+	case pw == "":
+		if c.Mode == "outbound" {
+			bad("password", "required for the event connection (set password_file or %s), or set pbx.freeswitch.events: false (no agent-leg pops)", PasswordEnv)
+		} else {
+			bad("password", "required (set password_file or %s)", PasswordEnv)
+		}
+	case pw == DefaultPassword && !c.AllowDefaultPassword:
+		bad("password", "is FreeSWITCH's default %q; change it in event_socket.conf.xml or set allow_default_password: true", DefaultPassword)
+	case strings.ContainsAny(pw, "\r\n\x00"):
+		bad("password", "must not contain line breaks")
+	}
+	return nil
 }
 
 // password resolves the password: env, then file, then the key.

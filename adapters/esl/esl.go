@@ -274,7 +274,7 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 		defer cn.Close()
 		defer hard.Stop()
 		defer a.recoverPanic()
-		a.finishOutbound(ctx, cn, c, d, chanVar, received)
+		a.setVarsAndExit(ctx, cn, c, d, chanVar, received)
 	})
 	return true
 }
@@ -286,7 +286,7 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 func (a *Adapter) decideThen(ctx context.Context, c call.Call, deadline time.Time, then func(call.Decision)) {
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	var once atomic.Bool
-	finish := func(d call.Decision) {
+	handOnce := func(d call.Decision) { // the first decision goes on; a second is dropped
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
@@ -296,31 +296,37 @@ func (a *Adapter) decideThen(ctx context.Context, c call.Call, deadline time.Tim
 		}
 		go then(d) // ends with the call
 	}
-	timeout := time.AfterFunc(time.Until(deadline), func() { finish(call.Decision{Match: call.MatchTimeout}) })
+	timeout := time.AfterFunc(time.Until(deadline), func() { handOnce(call.Decision{Match: call.MatchTimeout}) })
 	adapters.DecideAsync(dctx, a.deps.Decider, c, a.log, func(d call.Decision) {
 		timeout.Stop()
-		finish(d)
+		handOnce(d)
 	})
 }
 
-// finishOutbound sets a decided outbound call's variables (synchronous api:
-// +OK means stored) and ends the socket session with exit.
-func (a *Adapter) finishOutbound(ctx context.Context, cn *conn, c call.Call, d call.Decision, chanVar func(string) string, received time.Time) {
+// setVarsAndExit sets an outbound call's variables from its decision
+// (synchronous api: +OK means stored) and ends the socket session with exit.
+func (a *Adapter) setVarsAndExit(ctx context.Context, cn *conn, c call.Call, d call.Decision, chanVar func(string) string, received time.Time) {
 	actx, cancel := context.WithDeadline(ctx, received.Add(a.deps.Budget))
 	defer cancel()
-	outcome := "released"
-	if err := a.apply(actx, cn.api, c, d, chanVar); err != nil {
-		outcome = classify(err)
-		a.log.Info("variables not set", "call", c, "err", err)
-	} else {
-		a.legs.enriched(c.ID, d.CallID)
-		a.deps.Sink.CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
-	}
+	outcome := a.applyAndReport(actx, cn.api, c, d, chanVar)
 	if _, err := cn.command(actx, "exit", nil, nil); err != nil && outcome == "released" {
 		outcome = "late"
 	}
 	callsTotal.WithLabelValues("outbound", outcome).Inc()
 	callSeconds.WithLabelValues("outbound").Observe(time.Since(received).Seconds())
+}
+
+// applyAndReport sets the call's variables with run (api or bgapi); once they
+// are stored it follows the call's agent legs and reports the call enriched.
+// It returns the call's outcome so far: released, or what went wrong.
+func (a *Adapter) applyAndReport(ctx context.Context, run func(context.Context, string) (string, error), c call.Call, d call.Decision, chanVar func(string) string) (outcome string) {
+	if err := a.apply(ctx, run, c, d, chanVar); err != nil {
+		a.log.Info("variables not set", "call", c, "err", err)
+		return classify(err)
+	}
+	a.legs.enriched(c.ID, d.CallID)
+	a.deps.Sink.CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
+	return "released"
 }
 
 func classify(err error) string {
@@ -625,20 +631,12 @@ func (a *Adapter) startParked(ctx context.Context, c call.Call, chanVar func(str
 	})
 }
 
-// inboundCall: (decided) → bgapi uuid_setvar_multi → bgapi uuid_transfer.
+// inboundCall: (decision) → bgapi uuid_setvar_multi → bgapi uuid_transfer.
 // The transfer is sent whatever happened before it.
 func (a *Adapter) inboundCall(ctx context.Context, c call.Call, d call.Decision, chanVar func(string) string) {
 	actx, cancel := context.WithDeadline(ctx, c.Received.Add(a.deps.Budget))
-	err := a.apply(actx, a.bgapi, c, d, chanVar)
+	outcome := a.applyAndReport(actx, a.bgapi, c, d, chanVar)
 	cancel()
-	outcome := "released"
-	if err != nil {
-		outcome = classify(err)
-		a.log.Info("variables not set", "call", c, "err", err)
-	} else {
-		a.legs.enriched(c.ID, d.CallID)
-		a.deps.Sink.CallEnriched(call.Enriched{CallID: d.CallID, Call: c, Decision: d})
-	}
 	if outcome != "dead" {
 		if terr := a.transfer(ctx, c); terr != nil {
 			outcome = classify(terr)

@@ -96,7 +96,6 @@ func endpointOf(ev *eslwire.Event) string {
 
 // observe takes one event, in arrival order (FreeSWITCH keeps order per channel).
 func (t *legTracker) observe(ev *eslwire.Event) {
-	name := ev.Name()
 	id := ev.Get("Unique-ID")
 	if id == "" {
 		return
@@ -105,81 +104,13 @@ func (t *legTracker) observe(ev *eslwire.Event) {
 	t.mu.Lock()
 	var out []call.LegEvent
 	var ended *call.CallEnd
-	switch name {
+	switch name := ev.Name(); name {
 	case "CHANNEL_HANGUP_COMPLETE":
-		if callID, ok := t.callers[id]; ok {
-			delete(t.callers, id)
-			delete(t.seen, id)
-			ended = &call.CallEnd{CallID: callID, CallerChannel: id, At: now}
-		}
-		if l, ok := t.legs[id]; ok {
-			delete(t.legs, id)
-			st := call.LegStopped
-			if l.answered {
-				st = call.LegEnded
-			}
-			out = append(out, call.LegEvent{CallID: l.callID, CallerChannel: l.caller, Leg: id, Endpoint: l.endpoint, State: st, Cause: call.CleanToken(ev.Get("Hangup-Cause")), At: now})
-		}
-		delete(t.orphans, id)
+		out, ended = t.hangup(ev, id, now)
 	case "CHANNEL_BRIDGE":
-		callID, ok := t.callers[id]
-		if !ok {
-			break
-		}
-		b := ev.Get("Bridge-B-Unique-ID")
-		if b == "" || b == id {
-			b = ev.Get("Other-Leg-Unique-ID")
-		}
-		l, known := t.legs[b]
-		if !known {
-			ep, orphan := t.orphans[b]
-			if !orphan {
-				break
-			}
-			delete(t.orphans, b)
-			l = &agentLeg{caller: id, callID: callID, endpoint: ep, at: now}
-			t.legs[b] = l
-		}
-		if !l.answered {
-			l.answered = true
-			out = append(out, call.LegEvent{CallID: l.callID, CallerChannel: l.caller, Leg: b, Endpoint: l.endpoint, State: call.LegAnswered, At: now})
-		}
+		out = t.bridge(ev, id, now)
 	default:
-		if ev.Get("Call-Direction") != "outbound" {
-			break
-		}
-		l, known := t.legs[id]
-		if !known {
-			caller, callID := t.link(ev)
-			if caller == "" {
-				if name == "CHANNEL_CREATE" && len(t.orphans) < maxTracked {
-					if ep := endpointOf(ev); ep != "" {
-						t.orphans[id] = ep
-					}
-				}
-				break
-			}
-			if len(t.legs) >= maxTracked {
-				break
-			}
-			l = &agentLeg{caller: caller, callID: callID, endpoint: endpointOf(ev), at: now}
-			t.legs[id] = l
-		}
-		if l.endpoint == "" {
-			l.endpoint = endpointOf(ev)
-		}
-		switch name {
-		case "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA":
-			if !l.ringing && !l.answered {
-				l.ringing = true
-				out = append(out, call.LegEvent{CallID: l.callID, CallerChannel: l.caller, Leg: id, Endpoint: l.endpoint, State: call.LegRinging, At: now})
-			}
-		case "CHANNEL_ANSWER":
-			if !l.answered {
-				l.answered = true
-				out = append(out, call.LegEvent{CallID: l.callID, CallerChannel: l.caller, Leg: id, Endpoint: l.endpoint, State: call.LegAnswered, At: now})
-			}
-		}
+		out = t.outboundStep(ev, name, id, now)
 	}
 	t.mu.Unlock()
 	for _, e := range out {
@@ -189,6 +120,101 @@ func (t *legTracker) observe(ev *eslwire.Event) {
 	if ended != nil {
 		t.sink.CallEnded(*ended)
 	}
+}
+
+// event is a step of the agent leg with PBX id leg.
+func (l *agentLeg) event(leg string, st call.LegState, cause string, at time.Time) call.LegEvent {
+	return call.LegEvent{CallID: l.callID, CallerChannel: l.caller, Leg: leg, Endpoint: l.endpoint, State: st, Cause: cause, At: at}
+}
+
+// hangup ends a caller channel (the call is over) or an agent leg (stopped,
+// or ended once answered). Caller holds t.mu.
+func (t *legTracker) hangup(ev *eslwire.Event, id string, now time.Time) (out []call.LegEvent, ended *call.CallEnd) {
+	if callID, ok := t.callers[id]; ok {
+		delete(t.callers, id)
+		delete(t.seen, id)
+		ended = &call.CallEnd{CallID: callID, CallerChannel: id, At: now}
+	}
+	if l, ok := t.legs[id]; ok {
+		delete(t.legs, id)
+		st := call.LegStopped
+		if l.answered {
+			st = call.LegEnded
+		}
+		out = append(out, l.event(id, st, call.CleanToken(ev.Get("Hangup-Cause")), now))
+	}
+	delete(t.orphans, id)
+	return out, ended
+}
+
+// bridge answers the agent leg an enriched caller is bridged to, adopting an
+// orphan leg it names. Caller holds t.mu.
+func (t *legTracker) bridge(ev *eslwire.Event, id string, now time.Time) []call.LegEvent {
+	callID, ok := t.callers[id]
+	if !ok {
+		return nil
+	}
+	b := ev.Get("Bridge-B-Unique-ID")
+	if b == "" || b == id {
+		b = ev.Get("Other-Leg-Unique-ID")
+	}
+	l, known := t.legs[b]
+	if !known {
+		ep, orphan := t.orphans[b]
+		if !orphan {
+			return nil
+		}
+		delete(t.orphans, b)
+		l = &agentLeg{caller: id, callID: callID, endpoint: ep, at: now}
+		t.legs[b] = l
+	}
+	if l.answered {
+		return nil
+	}
+	l.answered = true
+	return []call.LegEvent{l.event(b, call.LegAnswered, "", now)}
+}
+
+// outboundStep follows an outbound channel: linked to an enriched caller it
+// is an agent leg (ringing on progress, answered on answer); unlinked, its
+// endpoint is remembered as an orphan. Caller holds t.mu.
+func (t *legTracker) outboundStep(ev *eslwire.Event, name, id string, now time.Time) []call.LegEvent {
+	if ev.Get("Call-Direction") != "outbound" {
+		return nil
+	}
+	l, known := t.legs[id]
+	if !known {
+		caller, callID := t.link(ev)
+		if caller == "" {
+			if name == "CHANNEL_CREATE" && len(t.orphans) < maxTracked {
+				if ep := endpointOf(ev); ep != "" {
+					t.orphans[id] = ep
+				}
+			}
+			return nil
+		}
+		if len(t.legs) >= maxTracked {
+			return nil
+		}
+		l = &agentLeg{caller: caller, callID: callID, endpoint: endpointOf(ev), at: now}
+		t.legs[id] = l
+	}
+	if l.endpoint == "" {
+		l.endpoint = endpointOf(ev)
+	}
+	switch name {
+	case "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA":
+		if !l.ringing && !l.answered {
+			l.ringing = true
+			return []call.LegEvent{l.event(id, call.LegRinging, "", now)}
+		}
+	case "CHANNEL_ANSWER":
+		if !l.answered {
+			l.answered = true
+			return []call.LegEvent{l.event(id, call.LegAnswered, "", now)}
+		}
+	}
+	return nil
 }
 
 // link finds the enriched caller an outbound leg belongs to. Caller holds t.mu.
