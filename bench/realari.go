@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -39,6 +40,17 @@ func newRealARI(o RealOptions, log *slog.Logger) *realARI {
 func (r *realARI) host() string {
 	u, _ := url.Parse(r.o.ARIURL)
 	return u.Hostname()
+}
+
+func (r *realARI) port() int {
+	u, _ := url.Parse(r.o.ARIURL)
+	if p, err := strconv.Atoi(u.Port()); err == nil {
+		return p
+	}
+	if u.Scheme == "https" {
+		return 443
+	}
+	return 80
 }
 
 func (r *realARI) process() string { return "asterisk" }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,12 @@ func newRealESL(o RealOptions, log *slog.Logger) realPBX {
 func (r *realESL) host() string {
 	h, _, _ := net.SplitHostPort(r.o.ESLAddress)
 	return h
+}
+
+func (r *realESL) port() int {
+	_, p, _ := net.SplitHostPort(r.o.ESLAddress)
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 func (r *realESL) process() string { return "freeswitch" }

@@ -236,6 +236,7 @@ type realPBX interface {
 	// handler builds what answers way: callpop's (bare false) or the bare client's.
 	handler(way string, bare bool, o *RealOptions, p *Pipeline) (wayHandler, error)
 	host() string    // where it runs
+	port() int       // the TCP port the bench reaches it on
 	process() string // its process name (/proc/*/comm)
 	close()
 }
@@ -621,8 +622,18 @@ func newPBXCPU(pbx realPBX) *pbxCPU {
 		c.why = "not measured: the PBX is not on this host"
 		return c
 	}
-	if c.pid = findProcess(c.name); c.pid == 0 {
-		c.why = "not measured: no " + c.name + " process on this host"
+	// The PBX is the process listening on the port the bench reaches, not
+	// any process of that name: another PBX, or a simulator, may run here.
+	pid, err := listenerPID(pbx.port())
+	switch {
+	case err != nil:
+		c.why = "not measured: " + err.Error()
+	case pid == 0:
+		c.why = fmt.Sprintf("not measured: no process on this host listens on port %d", pbx.port())
+	case processName(pid) != c.name:
+		c.why = fmt.Sprintf("not measured: port %d is served by %q (pid %d), not %s", pbx.port(), processName(pid), pid, c.name)
+	default:
+		c.pid = pid
 	}
 	return c
 }
@@ -658,20 +669,64 @@ func (c *pbxCPU) ticks() int64 {
 
 func (c *pbxCPU) ms(ticks int64) float64 { return float64(ticks) * 1000 / clockTicks }
 
-// findProcess returns the pid of the oldest process named name, 0 if none.
-func findProcess(name string) int {
-	ents, _ := os.ReadDir("/proc")
-	best := 0
+// processName is /proc/pid/comm ("" when unreadable).
+func processName(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// listenerPID returns the pid of the process holding a listening TCP socket
+// on port (IPv4 or IPv6), 0 when none does.
+func listenerPID(port int) (int, error) {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			fs := strings.Fields(line)
+			if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			i := strings.LastIndexByte(fs[1], ':')
+			if p, err := strconv.ParseUint(fs[1][i+1:], 16, 16); err == nil && int(p) == port {
+				inodes["socket:["+fs[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0, nil
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	denied := false
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if b, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err == nil && strings.TrimSpace(string(b)) == name && (best == 0 || pid < best) {
-			best = pid
+		fds, err := os.ReadDir("/proc/" + e.Name() + "/fd")
+		if err != nil {
+			denied = denied || os.IsPermission(err)
+			continue
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink("/proc/" + e.Name() + "/fd/" + fd.Name()); err == nil && inodes[l] {
+				return pid, nil
+			}
 		}
 	}
-	return best
+	if denied {
+		return 0, fmt.Errorf("the process listening on port %d is not readable (run as the PBX's user or root)", port)
+	}
+	return 0, nil
 }
 
 // localHost reports whether host is this machine (loopback or one of its addresses).
