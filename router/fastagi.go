@@ -247,7 +247,7 @@ func agiQuote(v string) string {
 }
 
 // How res_agi reads a command line and MSet its argument (Asterisk 13 and
-// later; docs/asterisk.md, "FastAGI: the decision in one command"):
+// later; docs/dialplan-routing.md, "How FastAGI sets the decision"):
 //
 //  1. res_agi reads a line into an 8192-byte buffer; a longer line is cut
 //     and its rest read as the next command. Then it splits it into words:

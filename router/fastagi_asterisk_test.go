@@ -21,7 +21,7 @@ import (
 // CALLPOP_TEST_ASTERISK_ARI is set (a loopback ARI base such as
 // http://127.0.0.1:8088; user CALLPOP_TEST_ASTERISK_ARI_USER, default
 // callpop-bench, password CALLPOP_PBX_ASTERISK_PASSWORD) and Asterisk has
-// this context (docs/asterisk.md, "FastAGI: the decision in one command"):
+// this context (docs/dialplan-routing.md, "How FastAGI sets the decision"):
 //
 //	[callpop-agicheck]
 //	exten => agicheck,1,AGI(${CALLPOP_AGICHECK}/plain)
