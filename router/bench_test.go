@@ -126,7 +126,7 @@ func BenchmarkDecideWarmVars(b *testing.B) {
 }
 
 // BenchmarkFastAGISession is one whole FastAGI session over loopback TCP for
-// a repeat caller: environment, GET VARIABLE, Decide, 14 SET VARIABLEs.
+// a repeat caller: environment, GET VARIABLE, Decide, one EXEC MSet of 14 variables.
 func BenchmarkFastAGISession(b *testing.B) {
 	te := newTestEnv(b, testConfig(), nil, testBudget)
 	addr := startAGI(b, te.router)

@@ -161,6 +161,10 @@ func (a *agiConn) command(line string) (agiReply, error) {
 		// Values are CleanValue'd before they get here; this is the last guard.
 		return agiReply{}, fmt.Errorf("router/fastagi: refusing to send a command with a line break")
 	}
+	if len(line) > agiMaxCommand {
+		// res_agi would cut it and run the rest as another command.
+		return agiReply{}, fmt.Errorf("router/fastagi: refusing to send a command of %d bytes", len(line))
+	}
 	if err := a.conn.SetWriteDeadline(time.Now().Add(a.timeout)); err != nil {
 		return agiReply{}, err
 	}
@@ -240,6 +244,116 @@ func agiQuote(v string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// How res_agi reads a command line and MSet its argument (Asterisk 13 and
+// later; docs/dialplan-routing.md, "How FastAGI sets the decision"):
+//
+//  1. res_agi reads a line into an 8192-byte buffer; a longer line is cut
+//     and its rest read as the next command. Then it splits it into words:
+//     outside double quotes a space or tab ends a word, `"` toggles quoting,
+//     `\` makes the next byte literal (agiQuote).
+//  2. EXEC hands its third word to the application as it is, unless the
+//     channel variable AGIEXECFULL is true: then `${…}` and `$[…]` in it are
+//     substituted first. Nothing else is.
+//  3. MSet separates the argument at commas into at most 99 pairs; `\`
+//     makes the next byte literal and is removed, `"` is removed and
+//     toggles quoting, and a comma inside quotes, ( ) or [ ] does not
+//     separate. The 99th pair is what is left, unparsed.
+//  4. Each pair is separated at its first `=` by the same rules, and only the
+//     name is parsed: the value is what follows that `=`, as it is. Each goes
+//     to pbx_builtin_setvar_helper, as SET VARIABLE's does.
+//
+// So a value with `\` before each of \ " , ( ) [ ] { } $ comes out of step 3
+// as it went in, and carries no `${` or `$[` for step 2; names are checked
+// (agiVarName) and need nothing.
+const (
+	agiMaxCommand   = 8190 // bytes in one command line, without its newline
+	agiMSetMaxPairs = 98   // MSet parses 98 pairs; the 99th would keep its escapes
+)
+
+// agiVarName reports whether name can stand unquoted and unescaped in SET
+// VARIABLE and in an MSet pair: letters, digits and _, optionally one
+// function argument list of the same and - (CALLERID(name)).
+func agiVarName(name string) bool {
+	base, arg, fn := strings.Cut(name, "(")
+	if fn {
+		var ok bool
+		if arg, ok = strings.CutSuffix(arg, ")"); !ok || arg == "" {
+			return false
+		}
+	}
+	word := func(s string, dash bool) bool {
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || dash && c == '-') {
+				return false
+			}
+		}
+		return s != ""
+	}
+	return word(base, false) && (!fn || word(arg, true))
+}
+
+// msetEscape appends v so that MSet's separation gives back v exactly.
+func msetEscape(b *strings.Builder, v string) {
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '\\', '"', ',', '(', ')', '[', ']', '{', '}', '$':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(v[i])
+	}
+}
+
+// agiMSetCommand builds one `EXEC MSet "…"` line for as many of vars (from
+// the first, in order) as fit in agiMSetMaxPairs pairs and agiMaxCommand
+// bytes, and returns it with how many it carries (0: the first alone does
+// not fit). Names must pass agiVarName; values must carry no line break.
+func agiMSetCommand(vars []call.Var) (string, int) {
+	var arg, pair strings.Builder
+	n, size := 0, len(`EXEC MSet ""`)
+	for _, v := range vars[:min(len(vars), agiMSetMaxPairs)] {
+		pair.Reset()
+		if n > 0 {
+			pair.WriteByte(',')
+		}
+		pair.WriteString(v.Name)
+		pair.WriteByte('=')
+		msetEscape(&pair, v.Value)
+		p := pair.String()
+		quoted := len(p) + strings.Count(p, `"`) + strings.Count(p, `\`) // what agiQuote makes of it
+		if size+quoted > agiMaxCommand {
+			break
+		}
+		arg.WriteString(p)
+		size += quoted
+		n++
+	}
+	if n == 0 {
+		return "", 0
+	}
+	return "EXEC MSet " + agiQuote(arg.String()), n
+}
+
+// agiMSetSafe reports whether the Asterisk that sent agi_version passes
+// EXEC's argument on untouched. Before 13, `res_agi = 1.4` compatibility in
+// asterisk.conf rewrote it (`|` became `,` and `,` became `\,`); a version
+// that does not say is not trusted either.
+func agiMSetSafe(version string) bool {
+	v := strings.TrimSpace(version)
+	for _, p := range []string{"certified/", "certified-", "GIT-"} {
+		v = strings.TrimPrefix(v, p)
+	}
+	if strings.HasPrefix(v, "master") {
+		return true
+	}
+	i := 0
+	for i < len(v) && i < 4 && v[i] >= '0' && v[i] <= '9' {
+		i++
+	}
+	major, err := strconv.Atoi(v[:i])
+	return err == nil && major >= 13
 }
 
 // agiScript reads the profile from the network script: "route",
@@ -362,22 +476,71 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 	if u := call.CleanURL(d.InfoURL); u != "" {
 		vars = append(vars, call.Var{Name: "CALLPOP_INFO_URL", Value: u})
 	}
-	for _, v := range vars {
-		if strings.ContainsAny(v.Value, "\r\n") || strings.ContainsAny(v.Name, " \t\"\\\r\n") {
-			r.log.Error("fastagi: unsafe variable skipped", "name", call.CleanToken(v.Name))
+	result = r.agiSetVars(a, agiSafeVars(r.log, vars), agiMSetSafe(env["agi_version"]))
+}
+
+// agiSafeVars drops what no command can carry safely (a name Asterisk would
+// misread, a value with a line break) and moves CALLPOP_MATCH last: it is
+// the commit marker, written only after everything else went through.
+func agiSafeVars(log *slog.Logger, vars []call.Var) []call.Var {
+	out := make([]call.Var, 0, len(vars))
+	var match *call.Var
+	for i, v := range vars {
+		if !agiVarName(v.Name) || strings.ContainsAny(v.Value, "\r\n\x00") {
+			log.Error("fastagi: unsafe variable skipped", "name", call.CleanToken(v.Name))
 			continue
 		}
+		if v.Name == "CALLPOP_MATCH" {
+			match = &vars[i]
+			continue
+		}
+		out = append(out, v)
+	}
+	if match != nil {
+		out = append(out, *match)
+	}
+	return out
+}
+
+// agiSetVars sets vars on the channel: a few EXEC MSet commands when mset
+// is true, else (or once Asterisk refuses MSet) one SET VARIABLE each. It
+// returns the session's result for the metric.
+func (r *Router) agiSetVars(a *agiConn, vars []call.Var, mset bool) string {
+	if mset {
+		for len(vars) > 0 {
+			line, n := agiMSetCommand(vars)
+			if n == 0 {
+				break // a pair too long for one line: the rest goes one by one
+			}
+			rep, err := a.command(line)
+			switch {
+			case errors.Is(err, errHangup):
+				return "hangup"
+			case err != nil:
+				r.log.Debug("fastagi: session ended", "err", err)
+				return "closed"
+			case rep.code == 200 && rep.result == "0":
+				vars = vars[n:]
+				continue
+			}
+			// 200 result=-2: no such application; 510/520: no EXEC. Nothing
+			// of this command was set: SET VARIABLE sets the same values.
+			r.msetWarn.Warn(r.log, "fastagi: Asterisk refused EXEC MSet; setting variables one by one",
+				"code", rep.code, "result", call.CleanValueN(rep.result, 16))
+			break
+		}
+	}
+	for _, v := range vars {
 		rep, err := a.command("SET VARIABLE " + v.Name + " " + agiQuote(v.Value))
 		switch {
 		case errors.Is(err, errHangup):
-			result = "hangup"
-			return
+			return "hangup"
 		case err != nil:
-			result = "closed"
 			r.log.Debug("fastagi: session ended", "err", err)
-			return
+			return "closed"
 		case rep.code != 200:
 			r.log.Warn("fastagi: SET VARIABLE refused", "name", v.Name, "code", rep.code)
 		}
 	}
+	return "ok"
 }

@@ -14,24 +14,31 @@ import (
 
 // asterisk plays Asterisk's side of a FastAGI session over a real TCP
 // connection: it sends the agi_* environment block, then answers each
-// command the way res_agi does, and records what it was asked.
+// command the way res_agi does (SET VARIABLE, GET VARIABLE, EXEC MSet as
+// Asterisk 13+ parses it: asteriskParseArgs, appSeparateArgs, asteriskMSet),
+// and records what it was asked.
 type asterisk struct {
 	env      map[string]string
 	ani      string // CALLERID(ani); "" answers 200 result=0
 	aniReply string // overrides the GET VARIABLE reply when set (e.g. a 520 usage block)
-	// hangupAfter sends HANGUP instead of the reply to the n-th SET VARIABLE
-	// (1-based) and answers 511 from then on; 0 = never.
+	// hangupAfter sends HANGUP instead of the reply to the n-th command that
+	// sets variables (SET VARIABLE or EXEC, 1-based) and answers 511 from
+	// then on; 0 = never.
 	hangupAfter int
-	closeAfter  int    // closes the socket instead of replying to the n-th SET VARIABLE; 0 = never
+	closeAfter  int    // closes the socket instead of replying to the n-th command that sets variables; 0 = never
 	source      string // the local address to connect from; "" = any
+	noMSet      bool   // EXEC MSet answers 200 result=-2, as for an application Asterisk does not have
+	noExec      bool   // EXEC answers 510, as for a command Asterisk does not have
+	execFull    bool   // the channel has AGIEXECFULL=yes: EXEC substitutes ${…} and $[…] in its argument
 }
 
 // agiSession is what the fake Asterisk saw.
 type agiSession struct {
 	commands []string
-	vars     []call.Var // parsed SET VARIABLE arguments, in order
-	bad      []string   // commands that did not parse as SET VARIABLE/GET VARIABLE with the right arity
-	closedBy string     // "server" when the server closed the connection
+	vars     []call.Var        // variables set (SET VARIABLE or one MSet pair each), in order
+	chanvars map[string]string // the channel's variables after the session
+	bad      []string          // commands Asterisk would not take as sent, or would misread
+	closedBy string            // "server" when the server closed the connection
 }
 
 func defaultAGIEnv(script, cli, name, dnid string) map[string]string {
@@ -77,7 +84,11 @@ func (a *asterisk) run(t testing.TB, addr string) agiSession {
 	if _, err := conn.Write([]byte(b.String())); err != nil {
 		t.Fatalf("write env: %v", err)
 	}
-	var s agiSession
+	s := agiSession{chanvars: map[string]string{}}
+	set := func(name, value string) {
+		s.vars = append(s.vars, call.Var{Name: name, Value: value})
+		s.chanvars[name] = value
+	}
 	rd := bufio.NewReader(conn)
 	sets, hungUp := 0, false
 	for {
@@ -88,12 +99,23 @@ func (a *asterisk) run(t testing.TB, addr string) agiSession {
 		}
 		line = strings.TrimSuffix(line, "\n")
 		s.commands = append(s.commands, line)
+		if len(line)+1 > asteriskAGIBuf-1 {
+			// res_agi's fgets would cut it and read the rest as another command
+			s.bad = append(s.bad, line)
+		}
 		args := asteriskParseArgs(line)
 		reply := "200 result=1"
+		setting := len(args) >= 2 && (strings.EqualFold(args[0], "EXEC") || strings.EqualFold(args[0], "SET") && strings.EqualFold(args[1], "VARIABLE"))
+		if setting && !hungUp {
+			sets++
+			if a.closeAfter > 0 && sets == a.closeAfter {
+				return s
+			}
+		}
 		switch {
 		case hungUp:
 			reply = "511 Command Not Permitted on a dead channel or intercept routine"
-		case len(args) == 3 && args[0] == "GET" && args[1] == "VARIABLE":
+		case len(args) == 3 && args[0] == "GET" && args[1] == "VARIABLE" && args[2] == "CALLERID(ani)":
 			switch {
 			case a.aniReply != "":
 				reply = a.aniReply
@@ -102,24 +124,132 @@ func (a *asterisk) run(t testing.TB, addr string) agiSession {
 			default:
 				reply = "200 result=1 (" + a.ani + ")"
 			}
+		case len(args) == 3 && args[0] == "GET" && args[1] == "VARIABLE":
+			if v, ok := s.chanvars[args[2]]; ok {
+				reply = "200 result=1 (" + v + ")"
+			} else {
+				reply = "200 result=0"
+			}
 		case len(args) == 4 && args[0] == "SET" && args[1] == "VARIABLE":
-			sets++
-			s.vars = append(s.vars, call.Var{Name: args[2], Value: args[3]})
-			if a.closeAfter > 0 && sets == a.closeAfter {
-				return s
+			set(args[2], args[3])
+		case len(args) >= 2 && args[0] == "EXEC":
+			if a.noExec {
+				reply = "510 Invalid or unknown command"
+				break
 			}
-			if a.hangupAfter > 0 && sets == a.hangupAfter {
-				reply, hungUp = "HANGUP", true
+			if !strings.EqualFold(args[1], "MSet") || a.noMSet {
+				reply = "200 result=-2" // pbx_findapp found nothing
+				break
 			}
+			data := ""
+			if len(args) > 2 {
+				data = args[2]
+			}
+			if len(args) > 3 {
+				s.bad = append(s.bad, line) // handle_exec would ignore the rest
+			}
+			if a.execFull && (strings.Contains(data, "${") || strings.Contains(data, "$[")) {
+				s.bad = append(s.bad, line) // AGIEXECFULL would substitute it
+			}
+			pairs, ignored := asteriskMSet(data)
+			if len(ignored) > 0 {
+				s.bad = append(s.bad, line)
+			}
+			for _, v := range pairs {
+				set(v.Name, v.Value)
+			}
+			reply = "200 result=0"
 		default:
 			s.bad = append(s.bad, line)
 			reply = "510 Invalid or unknown command"
+		}
+		if setting && a.hangupAfter > 0 && sets == a.hangupAfter && !hungUp {
+			reply, hungUp = "HANGUP", true
 		}
 		if _, err := conn.Write([]byte(reply + "\n")); err != nil {
 			s.closedBy = "server"
 			return s
 		}
 	}
+}
+
+// asteriskAGIBuf is res_agi's command buffer: fgets reads at most one byte
+// less, so a longer line (with its newline) is cut in two commands.
+const asteriskAGIBuf = 8192
+
+// appSeparateArgs splits buf as main/app.c's __ast_app_separate_args does
+// (AST_STANDARD_APP_ARGS / AST_NONSTANDARD_APP_ARGS): delim separates
+// arguments outside double quotes, ( ) and [ ] (counts that carry over from
+// one argument to the next; a closing one without an opening one is
+// ignored); with removeChars a quote is dropped and a backslash dropped with
+// the byte after it taken as it is. Only arraylen-1 arguments are parsed: the
+// arraylen-th is the rest, untouched. A delimiter at the very end adds an
+// empty argument.
+func appSeparateArgs(buf string, delim byte, removeChars bool, arraylen int) []string {
+	var out []string
+	paren, bracket, quote := 0, 0, false
+	scan, lastDelim := 0, -1
+	for scan < len(buf) && len(out) < arraylen-1 {
+		var arg []byte
+	arg:
+		for ; scan < len(buf); scan++ {
+			c := buf[scan]
+			switch {
+			case c == '(':
+				paren++
+			case c == ')':
+				if paren > 0 {
+					paren--
+				}
+			case c == '[':
+				bracket++
+			case c == ']':
+				if bracket > 0 {
+					bracket--
+				}
+			case c == '"' && delim != '"':
+				quote = !quote
+				if removeChars {
+					continue
+				}
+			case c == '\\':
+				if !removeChars {
+					arg = append(arg, c)
+				}
+				if scan+1 < len(buf) { // the next byte is taken as it is
+					scan++
+					arg = append(arg, buf[scan])
+				}
+				continue
+			case c == delim && paren == 0 && bracket == 0 && !quote:
+				lastDelim = scan
+				scan++
+				break arg
+			}
+			arg = append(arg, c)
+		}
+		out = append(out, string(arg))
+	}
+	if scan < len(buf) || scan > 0 && scan-1 == lastDelim {
+		out = append(out, buf[scan:])
+	}
+	return out
+}
+
+// asteriskMSet is what main/pbx_variables.c's pbx_builtin_setvar_multiple
+// sets for data: up to 99 comma-separated pairs, each split at its first
+// `=` (AST_DECLARE_APP_ARGS with two fields: only the name is parsed). A
+// pair without `=` is ignored (with a warning in Asterisk's log).
+func asteriskMSet(data string) (set []call.Var, ignored []string) {
+	for _, p := range appSeparateArgs(data, ',', true, 99) {
+		kv := appSeparateArgs(p, '=', true, 2)
+		if len(kv) != 2 {
+			ignored = append(ignored, p)
+			continue
+		}
+		set = append(set, call.Var{Name: kv[0], Value: kv[1]})
+	}
+	return set, ignored
 }
 
 // asteriskParseArgs splits an AGI command line as res_agi.c's parse_args does:
@@ -200,8 +330,16 @@ func startAGI(t testing.TB, r *Router) string {
 func expectedVars(t *testing.T, r *Router, c call.Call) []call.Var {
 	t.Helper()
 	d := r.Decide(context.Background(), c)
-	vars := append(d.Vars(), call.Var{Name: "QUEUE_PRIO", Value: fmt.Sprint(d.QueuePrio)})
-	return append(vars, call.Var{Name: "__CALLPOP_CALL_ID", Value: call.CleanToken(c.ID)})
+	all := append(d.Vars(), call.Var{Name: "QUEUE_PRIO", Value: fmt.Sprint(d.QueuePrio)})
+	all = append(all, call.Var{Name: "__CALLPOP_CALL_ID", Value: call.CleanToken(c.ID)})
+	// CALLPOP_MATCH, the commit marker, comes last
+	var vars []call.Var
+	for _, v := range all {
+		if v.Name != "CALLPOP_MATCH" {
+			vars = append(vars, v)
+		}
+	}
+	return append(vars, all[0])
 }
 
 // TestFastAGIAllowList: a peer outside router.fastagi.allow is closed
@@ -214,7 +352,7 @@ func TestFastAGIAllowList(t *testing.T) {
 	addr := startAGI(t, te.router)
 	env := defaultAGIEnv("route", "0201234567", "x", "0800123456")
 	listed := asterisk{env: env, ani: "0201234567", source: "127.0.0.2"}
-	if s := listed.run(t, addr); len(s.vars) == 0 || s.vars[0] != (call.Var{Name: "CALLPOP_MATCH", Value: "hit"}) {
+	if s := listed.run(t, addr); s.chanvars["CALLPOP_MATCH"] != "hit" {
 		t.Fatalf("listed peer: %q", s.commands)
 	}
 	other := asterisk{env: env, ani: "0201234567", source: "127.0.0.3"}
@@ -296,8 +434,8 @@ func TestFastAGISession(t *testing.T) {
 			if len(s.bad) > 0 {
 				t.Fatalf("commands Asterisk would not take: %q", s.bad)
 			}
-			if len(s.commands) != 1+len(want) || s.commands[0] != "GET VARIABLE CALLERID(ani)" {
-				t.Fatalf("got %d commands, want GET VARIABLE + %d SET VARIABLE: %q", len(s.commands), len(want), s.commands)
+			if len(s.commands) != 2 || s.commands[0] != "GET VARIABLE CALLERID(ani)" || !strings.HasPrefix(s.commands[1], "EXEC MSet ") {
+				t.Fatalf("got %d commands, want GET VARIABLE + one EXEC MSet: %q", len(s.commands), s.commands)
 			}
 			if fmt.Sprint(s.vars) != fmt.Sprint(want) {
 				t.Fatalf("variables differ\n got  %q\n want %q", s.vars, want)
@@ -327,10 +465,20 @@ func TestFastAGIHangup(t *testing.T) {
 	addr := startAGI(t, te.router)
 	env := defaultAGIEnv("route", "0201234567", "Jan", "0800123456")
 
-	t.Run("HANGUP mid-session", func(t *testing.T) {
-		s := (&asterisk{env: env, ani: "0201234567", hangupAfter: 3}).run(t, addr)
+	t.Run("HANGUP on the MSet", func(t *testing.T) {
+		s := (&asterisk{env: env, ani: "0201234567", hangupAfter: 1}).run(t, addr)
+		if s.closedBy != "server" || len(s.commands) != 2 || s.chanvars["CALLPOP_MATCH"] != "hit" {
+			t.Fatalf("after HANGUP: commands %q, closed by %q", s.commands, s.closedBy)
+		}
+	})
+	t.Run("HANGUP mid-session, one by one", func(t *testing.T) {
+		// the EXEC MSet refused, then HANGUP on the third SET VARIABLE
+		s := (&asterisk{env: env, ani: "0201234567", noMSet: true, hangupAfter: 4}).run(t, addr)
 		if s.closedBy != "server" || len(s.vars) != 3 {
 			t.Fatalf("after HANGUP: %d variables set, closed by %q; want 3 and the server to close", len(s.vars), s.closedBy)
+		}
+		if _, ok := s.chanvars["CALLPOP_MATCH"]; ok {
+			t.Fatalf("a torn decision carries CALLPOP_MATCH: %q", s.vars)
 		}
 	})
 	t.Run("HANGUP before the ani reply", func(t *testing.T) {
@@ -346,7 +494,8 @@ func TestFastAGIHangup(t *testing.T) {
 		}
 	})
 	t.Run("socket closed mid-session", func(t *testing.T) {
-		(&asterisk{env: env, ani: "0201234567", closeAfter: 2}).run(t, addr)
+		(&asterisk{env: env, ani: "0201234567", closeAfter: 1}).run(t, addr)
+		(&asterisk{env: env, ani: "0201234567", noMSet: true, closeAfter: 3}).run(t, addr)
 		// The server must still serve the next session.
 		s := (&asterisk{env: env, ani: "0201234567"}).run(t, addr)
 		if len(s.vars) < 13 {
@@ -515,5 +664,59 @@ func TestFastAGIMaxSessions(t *testing.T) {
 	s := (&asterisk{env: defaultAGIEnv("route", "0201234567", "Jan", "0800123456"), ani: "0201234567"}).run(t, addr)
 	if len(s.vars) < 13 {
 		t.Fatalf("after the slot was freed: %d variables", len(s.vars))
+	}
+}
+
+// Asterisk without MSet (200 result=-2) or without EXEC (510), and an
+// Asterisk before 13, whose res_agi may rewrite EXEC's argument, get one
+// SET VARIABLE per variable, CALLPOP_MATCH last; the values are the same.
+// AGIEXECFULL on the channel changes nothing.
+func TestFastAGIMSetFallback(t *testing.T) {
+	te := newTestEnv(t, testConfig(), nil, testBudget)
+	addr := startAGI(t, te.router)
+	c := call.Call{ID: "1763780000.42", CLI: "0209999999", ANI: "0209999999", DNIS: "0800123456"} // the hostile CRM record
+	want := expectedVars(t, te.router, c)
+	env := func(version string) map[string]string {
+		e := defaultAGIEnv("route", "0209999999", "x", "0800123456")
+		e["agi_version"] = version
+		return e
+	}
+	tests := []struct {
+		name  string
+		ast   asterisk
+		execs int // EXEC commands sent before the SET VARIABLEs
+		sets  int
+	}{
+		{"MSet", asterisk{env: env("22.10.1"), ani: "0209999999"}, 1, 0},
+		{"MSet with AGIEXECFULL", asterisk{env: env("22.10.1"), ani: "0209999999", execFull: true}, 1, 0},
+		{"no MSet application", asterisk{env: env("22.10.1"), ani: "0209999999", noMSet: true}, 1, len(want)},
+		{"no EXEC command", asterisk{env: env("22.10.1"), ani: "0209999999", noExec: true}, 1, len(want)},
+		{"Asterisk 11", asterisk{env: env("11.25.3"), ani: "0209999999"}, 0, len(want)},
+		{"no version", asterisk{env: env(""), ani: "0209999999"}, 0, len(want)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.ast.run(t, addr)
+			if len(s.bad) > 0 {
+				t.Fatalf("commands Asterisk would not take as sent: %q", s.bad)
+			}
+			execs, sets := 0, 0
+			for _, cmd := range s.commands[1:] {
+				switch {
+				case strings.HasPrefix(cmd, "EXEC MSet "):
+					execs++
+				case strings.HasPrefix(cmd, "SET VARIABLE "):
+					sets++
+				default:
+					t.Errorf("unexpected command %q", cmd)
+				}
+			}
+			if execs != tt.execs || sets != tt.sets {
+				t.Fatalf("%d EXEC MSet and %d SET VARIABLE, want %d and %d: %q", execs, sets, tt.execs, tt.sets, s.commands)
+			}
+			if fmt.Sprint(s.vars) != fmt.Sprint(want) {
+				t.Fatalf("variables differ\n got  %q\n want %q", s.vars, want)
+			}
+		})
 	}
 }

@@ -12,13 +12,16 @@ import (
 
 // FuzzAGISession plays arbitrary bytes as Asterisk's side of a FastAGI
 // session: the server must neither panic nor hang, and every command it
-// sends must be one Asterisk parses as GET VARIABLE or SET VARIABLE with the
-// right number of arguments.
+// sends must be one Asterisk parses as GET VARIABLE, SET VARIABLE or EXEC
+// MSet with the right number of arguments (MSet: every pair with its `=`,
+// nothing AGIEXECFULL would substitute).
 func FuzzAGISession(f *testing.F) {
 	f.Add("agi_network: yes\nagi_network_script: route\nagi_callerid: 0201234567\nagi_dnid: 0800123456\n\n200 result=1 (0201234567)\n" + strings.Repeat("200 result=1\n", 20))
 	f.Add("agi_network_script: route/vip\nagi_callerid: \"q\\\" ${x}\nagi_callingpres: 35\n\nHANGUP\n")
 	f.Add("agi_network_script: route?profile=a\n\n520-Invalid command syntax.  Proper usage follows:\nx\n520 End of proper usage.\n511 dead\n")
 	f.Add("agi_network_script: route\n\n200 result=1 (a) b) c)\n200 result=1\nHANGUP\n")
+	f.Add("agi_network_script: route\nagi_version: 22.10.1\nagi_callerid: 0201234567\n\n200 result=1 (0201234567)\n200 result=-2\n" + strings.Repeat("200 result=1\n", 20))
+	f.Add("agi_network_script: route\nagi_version: 13.38.3\n\n200 result=0\n510 Invalid or unknown command\n200 result=0\n")
 	f.Add("\n")
 	f.Add("agi_network_script: lookup\n\n")
 	cfg := testConfig()
@@ -45,6 +48,10 @@ func FuzzAGISession(f *testing.F) {
 			args := asteriskParseArgs(line)
 			ok := len(args) == 3 && args[0] == "GET" && args[1] == "VARIABLE" ||
 				len(args) == 4 && args[0] == "SET" && args[1] == "VARIABLE"
+			if len(args) == 3 && args[0] == "EXEC" && args[1] == "MSet" {
+				_, ignored := asteriskMSet(args[2])
+				ok = len(ignored) == 0 && !strings.Contains(args[2], "${") && !strings.Contains(args[2], "$[")
+			}
 			if !ok {
 				t.Fatalf("command Asterisk would misread: %q → %q", line, args)
 			}
