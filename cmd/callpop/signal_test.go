@@ -26,8 +26,15 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	// call.drain_delay is 0 in tests (the environment wins over the files
+	// they write; child processes inherit it); TestDrainDelay sets its own.
+	if _, ok := os.LookupEnv(drainDelayEnv); !ok {
+		os.Setenv(drainDelayEnv, "0")
+	}
 	os.Exit(m.Run())
 }
+
+const drainDelayEnv = "CALLPOP_CALL_DRAIN_DELAY"
 
 // startProcess runs `callpop run --config cfg` as a child process and
 // returns it with its base URL and its logs.
