@@ -87,6 +87,12 @@ const (
 	maxDrainDelay   = 5 * time.Minute
 )
 
+// drainDelay is call.drain_delay's default; defaultDrainDelay is what
+// DefaultConfig uses (0 in this package's tests, which set TestMain).
+const drainDelay = 5 * time.Second
+
+var defaultDrainDelay = drainDelay
+
 // keyDelimiter separates key levels inside viper.
 const keyDelimiter = "::"
 
@@ -98,7 +104,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:  "127.0.0.1:8080",
 		API:     apiauth.DefaultConfig(),
-		Call:    CallConfig{Budget: 300 * time.Millisecond, DrainDelay: 5 * time.Second, DrainTimeout: 10 * time.Second},
+		Call:    CallConfig{Budget: 300 * time.Millisecond, DrainDelay: defaultDrainDelay, DrainTimeout: 10 * time.Second},
 		Numbers: callerid.DefaultConfig(),
 		CRM:     crm.DefaultConfig(),
 		Cache:   crm.DefaultCacheConfig(),

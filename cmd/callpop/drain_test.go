@@ -116,9 +116,8 @@ func TestDrainDelay(t *testing.T) {
 	}
 	defer sim.Close()
 	t.Setenv("CALLPOP_PBX_ASTERISK_PASSWORD", "test-ari-secret")
-	t.Setenv(drainDelayEnv, "5m") // ended by the test
 	cfg := testConfig + `
-call: {budget: 8s, drain_timeout: 1m}
+call: {budget: 8s, drain_delay: 5m, drain_timeout: 1m} # the test ends the delay
 crm:
   sources:
     - {name: main, kind: http, url: "` + crmSrv.URL + `/customers?phone={e164}", timeout: 7s}

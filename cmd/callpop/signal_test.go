@@ -22,19 +22,16 @@ import (
 const execMainEnv = "CALLPOP_TEST_EXEC_MAIN"
 
 func TestMain(m *testing.M) {
+	// call.drain_delay defaults to 0 in tests, child processes included: a
+	// stop does not wait for load balancers that are not there. Tests of
+	// the delay set it in their config.
+	defaultDrainDelay = 0
 	if os.Getenv(execMainEnv) == "1" {
 		main()
 		os.Exit(0)
 	}
-	// call.drain_delay is 0 in tests (the environment wins over the files
-	// they write; child processes inherit it); TestDrainDelay sets its own.
-	if _, ok := os.LookupEnv(drainDelayEnv); !ok {
-		os.Setenv(drainDelayEnv, "0")
-	}
 	os.Exit(m.Run())
 }
-
-const drainDelayEnv = "CALLPOP_CALL_DRAIN_DELAY"
 
 // startProcess runs `callpop run --config cfg` as a child process and
 // returns it with its base URL and its logs.
