@@ -52,7 +52,10 @@ type Config struct {
 type CallConfig struct {
 	// Budget is how long a call may wait on callpop, from the moment its event is read.
 	Budget time.Duration `mapstructure:"budget"`
-	// DrainTimeout bounds how long SIGTERM waits for work in flight.
+	// DrainDelay is how long SIGTERM keeps taking calls with /readyz at 503,
+	// so load balancers see the instance leave first.
+	DrainDelay time.Duration `mapstructure:"drain_delay"`
+	// DrainTimeout bounds how long SIGTERM then waits for work in flight.
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 }
 
@@ -81,7 +84,14 @@ const (
 const (
 	maxBudget       = 10 * time.Second
 	maxDrainTimeout = 5 * time.Minute
+	maxDrainDelay   = 5 * time.Minute
 )
+
+// drainDelay is call.drain_delay's default; defaultDrainDelay is what
+// DefaultConfig uses (0 in this package's tests, which set TestMain).
+const drainDelay = 5 * time.Second
+
+var defaultDrainDelay = drainDelay
 
 // keyDelimiter separates key levels inside viper.
 const keyDelimiter = "::"
@@ -94,7 +104,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:  "127.0.0.1:8080",
 		API:     apiauth.DefaultConfig(),
-		Call:    CallConfig{Budget: 300 * time.Millisecond, DrainTimeout: 10 * time.Second},
+		Call:    CallConfig{Budget: 300 * time.Millisecond, DrainDelay: defaultDrainDelay, DrainTimeout: 10 * time.Second},
 		Numbers: callerid.DefaultConfig(),
 		CRM:     crm.DefaultConfig(),
 		Cache:   crm.DefaultCacheConfig(),
@@ -505,6 +515,9 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf("call.budget: must be above 0 (default 300ms), got %s", c.Call.Budget))
 	case c.Call.Budget > maxBudget:
 		add(fmt.Errorf("call.budget: must be at most %s: a call must not wait on callpop longer, got %s", maxBudget, c.Call.Budget))
+	}
+	if c.Call.DrainDelay < 0 || c.Call.DrainDelay > maxDrainDelay {
+		add(fmt.Errorf("call.drain_delay: must be between 0 and %s, got %s", maxDrainDelay, c.Call.DrainDelay))
 	}
 	if c.Call.DrainTimeout < 0 || c.Call.DrainTimeout > maxDrainTimeout {
 		add(fmt.Errorf("call.drain_timeout: must be between 0 and %s, got %s", maxDrainTimeout, c.Call.DrainTimeout))

@@ -303,8 +303,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml: %v", err)
 	}
-	if lc.Call.Budget != 300*time.Millisecond || lc.Listen != "127.0.0.1:8080" {
-		t.Fatalf("example differs from the documented defaults: %q %s", lc.Listen, lc.Call.Budget)
+	if lc.Call.Budget != 300*time.Millisecond || lc.Listen != "127.0.0.1:8080" || lc.Call.DrainDelay != drainDelay {
+		t.Fatalf("example differs from the documented defaults: %q %s %s", lc.Listen, lc.Call.Budget, lc.Call.DrainDelay)
 	}
 }
 

@@ -74,6 +74,9 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	if o.Rate <= 0 || math.IsInf(o.Rate, 0) || math.IsNaN(o.Rate) {
 		return errors.New("demo: --rate must be positive")
 	}
+	pbxName := map[string]string{PBXAsterisk: "Asterisk (ARI)", PBXFreeSWITCH: "FreeSWITCH (Event Socket)"}[o.PBX]
+	fmt.Fprintf(out, "callpop demo: starting callpop with the sample CRM, the in-process cache and the default rules, "+
+		"and a simulated %s offering %g calls a second\n", pbxName, o.Rate)
 	if o.PBX == PBXFreeSWITCH {
 		return runDemoFreeSWITCH(ctx, o, out, errOut)
 	}
@@ -127,6 +130,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	}
 
 	// Wait for the adapter to connect before offering calls.
+	fmt.Fprintln(out, "callpop demo: connecting to the simulated Asterisk…")
 	for ok := false; !ok; {
 		if ok, _ = adapter.Ready(); ok {
 			break

@@ -28,7 +28,7 @@ func TestDemoHandlesCalls(t *testing.T) {
 	}
 	o := out.String()
 	t.Log(o)
-	for _, want := range []string{"agent 1002's panel: http://127.0.0.1:", "known", "hit", "anonymous", "ani-only", "junk", "invalid", "summary:", " 0 still waiting"} {
+	for _, want := range []string{"callpop demo: starting callpop with the sample CRM", "connecting to the simulated Asterisk", "agent 1002's panel: http://127.0.0.1:", "known", "hit", "anonymous", "ani-only", "junk", "invalid", "summary:", " 0 still waiting"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -22,6 +22,10 @@ import (
 const execMainEnv = "CALLPOP_TEST_EXEC_MAIN"
 
 func TestMain(m *testing.M) {
+	// call.drain_delay defaults to 0 in tests, child processes included: a
+	// stop does not wait for load balancers that are not there. Tests of
+	// the delay set it in their config.
+	defaultDrainDelay = 0
 	if os.Getenv(execMainEnv) == "1" {
 		main()
 		os.Exit(0)
