@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/internal/netallow"
 )
 
@@ -171,7 +172,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		for j, d := range r.DNIS {
-			if dnisDigits(strings.TrimSuffix(d, "*")) == "" {
+			if !callerid.ValidDNIS(d) {
 				errs = append(errs, fmt.Errorf("%s.dnis[%d]: %q has no digits", key, j, d))
 			}
 		}
@@ -280,22 +281,4 @@ func isRegion(s string) bool {
 		}
 	}
 	return true
-}
-
-// dnisDigits keeps the ASCII digits of a dialled number.
-func dnisDigits(s string) string {
-	digits := true
-	for i := 0; i < len(s) && digits; i++ {
-		digits = s[i] >= '0' && s[i] <= '9'
-	}
-	if digits {
-		return s // nothing to drop: no copy
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] >= '0' && s[i] <= '9' {
-			b.WriteByte(s[i])
-		}
-	}
-	return b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/internal/netallow"
 )
 
@@ -320,7 +321,7 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 	}
 	dnis := agiUnknown(env["agi_dnid"])
 	if dnis == "" {
-		if ext := env["agi_extension"]; dnisDigits(ext) != "" {
+		if ext := env["agi_extension"]; callerid.Digits(ext) != "" {
 			dnis = ext
 		}
 	}

@@ -117,9 +117,8 @@ type state struct {
 
 type profile struct {
 	Profile
-	exact    map[string]bool // digits
-	prefixes []string        // digits
-	rules    []*compiledRule
+	dnis  callerid.DNISPatterns
+	rules []*compiledRule
 }
 
 // New builds a Router from a config section and its dependencies.
@@ -208,16 +207,9 @@ func compile(cfg Config) (*state, error) {
 		st.vipTiers[strings.ToLower(strings.TrimSpace(t))] = true
 	}
 	for _, p := range cfg.Profiles {
-		cp := &profile{Profile: p, exact: map[string]bool{}, rules: st.rules}
+		cp := &profile{Profile: p, dnis: callerid.NewDNISPatterns(p.DNIS), rules: st.rules}
 		if p.RuleSet != "" {
 			cp.rules = st.sets[strings.ToLower(p.RuleSet)]
-		}
-		for _, d := range p.DNIS {
-			if pre, ok := strings.CutSuffix(d, "*"); ok {
-				cp.prefixes = append(cp.prefixes, dnisDigits(pre))
-			} else {
-				cp.exact[dnisDigits(d)] = true
-			}
 		}
 		st.profiles = append(st.profiles, cp)
 	}
@@ -225,7 +217,7 @@ func compile(cfg Config) (*state, error) {
 }
 
 // profileFor picks the profile named by the call, else the one whose DNIS
-// matches, else the default.
+// matches (an exact entry of any profile before a prefix), else the default.
 func (st *state) profileFor(c *call.Call) *profile {
 	if c.Profile != "" {
 		for _, p := range st.profiles {
@@ -237,17 +229,15 @@ func (st *state) profileFor(c *call.Call) *profile {
 			return st.def
 		}
 	}
-	if d := dnisDigits(c.DNIS); d != "" {
+	if d := callerid.Digits(c.DNIS); d != "" {
 		for _, p := range st.profiles {
-			if p.exact[d] {
+			if p.dnis.MatchExact(d) {
 				return p
 			}
 		}
 		for _, p := range st.profiles {
-			for _, pre := range p.prefixes {
-				if strings.HasPrefix(d, pre) {
-					return p
-				}
+			if p.dnis.MatchPrefix(d) {
+				return p
 			}
 		}
 	}
@@ -597,7 +587,7 @@ func regionMismatch(c *call.Customer, field string, n callerid.Number) bool {
 		return n.Region != "" && !strings.EqualFold(usual, n.Region)
 	}
 	cc := strings.TrimPrefix(usual, "+")
-	if cc != "" && dnisDigits(cc) == cc && n.CountryCode != 0 {
+	if cc != "" && callerid.Digits(cc) == cc && n.CountryCode != 0 {
 		return cc != strconv.Itoa(n.CountryCode)
 	}
 	return false
