@@ -309,12 +309,36 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 		}
 		return
 	}
-	received := time.Now()
-	profile, ok := agiScript(env["agi_network_script"])
+	c, ok := r.agiCall(env, time.Now())
 	if !ok {
 		result = "error"
-		r.log.Warn("fastagi: unknown script; use agi://host:port/route", "script", call.CleanValueN(env["agi_network_script"], 64))
 		return
+	}
+	rep, err := a.command("GET VARIABLE CALLERID(ani)")
+	if err != nil {
+		result = r.agiEnded(err)
+		return
+	}
+	if rep.code == 200 && rep.result == "1" {
+		c.ANI = rep.data
+	}
+
+	dctx, cancel := context.WithDeadline(ctx, c.Received.Add(r.deps.Budget))
+	d := r.endpointDecide(dctx, c)
+	cancel()
+	r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
+	if err := r.agiSetVars(a, agiVars(c, d)); err != nil {
+		result = r.agiEnded(err)
+	}
+}
+
+// agiCall is the call an AGI session's environment describes, received at
+// received; ok=false (logged) when the script is not callpop's.
+func (r *Router) agiCall(env map[string]string, received time.Time) (c call.Call, ok bool) {
+	profile, ok := agiScript(env["agi_network_script"])
+	if !ok {
+		r.log.Warn("fastagi: unknown script; use agi://host:port/route", "script", call.CleanValueN(env["agi_network_script"], 64))
+		return call.Call{}, false
 	}
 	if profile == "" {
 		profile = call.CleanToken(env["agi_arg_1"])
@@ -325,7 +349,7 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 			dnis = ext
 		}
 	}
-	c := call.Call{
+	c = call.Call{
 		ID: env["agi_uniqueid"], PBX: "agi", CLI: agiUnknown(env["agi_callerid"]), CLIName: agiUnknown(env["agi_calleridname"]),
 		DNIS: dnis, Privacy: agiPrivacy(env["agi_callingpres"]), Profile: profile, Received: received,
 	}
@@ -333,52 +357,52 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 		r.log.Warn("fastagi: unknown profile; choosing by DNIS", "profile", profile)
 		c.Profile = ""
 	}
-	rep, err := a.command("GET VARIABLE CALLERID(ani)")
-	switch {
-	case errors.Is(err, errHangup):
-		result = "hangup"
-		return
-	case err != nil:
-		result = "closed"
-		r.log.Debug("fastagi: session ended", "err", err)
-		return
-	case rep.code == 200 && rep.result == "1":
-		c.ANI = rep.data
-	}
+	return c, true
+}
 
-	dctx, cancel := context.WithDeadline(ctx, received.Add(r.deps.Budget))
-	d := r.endpointDecide(dctx, c)
-	cancel()
-	r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
-
+// agiVars are the variables an AGI session sets: the decision's, QUEUE_PRIO,
+// the call id for the dialplan's agent legs, and the softphone's caller name
+// and info URL, as the ARI adapter sets them.
+func agiVars(c call.Call, d call.Decision) []call.Var {
 	vars := d.Vars()
 	vars = append(vars, call.Var{Name: "QUEUE_PRIO", Value: strconv.Itoa(d.QueuePrio)})
 	if id := call.CleanToken(c.ID); id != "" {
 		vars = append(vars, call.Var{Name: "__CALLPOP_CALL_ID", Value: id})
 	}
-	// the softphone's caller name and info URL, as the ARI adapter sets them
 	if n := call.CleanValue(d.CallerName); n != "" {
 		vars = append(vars, call.Var{Name: "CALLERID(name)", Value: n})
 	}
 	if u := call.CleanURL(d.InfoURL); u != "" {
 		vars = append(vars, call.Var{Name: "CALLPOP_INFO_URL", Value: u})
 	}
+	return vars
+}
+
+// agiSetVars sets vars one SET VARIABLE each; an unsafe one is skipped
+// (logged), a refused one logged. The error is the session's end.
+func (r *Router) agiSetVars(a *agiConn, vars []call.Var) error {
 	for _, v := range vars {
 		if strings.ContainsAny(v.Value, "\r\n") || strings.ContainsAny(v.Name, " \t\"\\\r\n") {
 			r.log.Error("fastagi: unsafe variable skipped", "name", call.CleanToken(v.Name))
 			continue
 		}
 		rep, err := a.command("SET VARIABLE " + v.Name + " " + agiQuote(v.Value))
-		switch {
-		case errors.Is(err, errHangup):
-			result = "hangup"
-			return
-		case err != nil:
-			result = "closed"
-			r.log.Debug("fastagi: session ended", "err", err)
-			return
-		case rep.code != 200:
+		if err != nil {
+			return err
+		}
+		if rep.code != 200 {
 			r.log.Warn("fastagi: SET VARIABLE refused", "name", v.Name, "code", rep.code)
 		}
 	}
+	return nil
+}
+
+// agiEnded is the session's result for the error that ended it: hangup, or
+// closed (logged at debug).
+func (r *Router) agiEnded(err error) string {
+	if errors.Is(err, errHangup) {
+		return "hangup"
+	}
+	r.log.Debug("fastagi: session ended", "err", err)
+	return "closed"
 }
