@@ -177,34 +177,12 @@ func New(cfg Config, cache CacheConfig, rdb redis.UniversalClient, log *slog.Log
 		srcs = append(srcs, s)
 	}
 	for i, sc := range cfg.Sources {
-		var (
-			s   Source
-			err error
-		)
-		switch sc.Kind {
-		case "http":
-			s, err = newHTTPSource(sc, log)
-		case "postgres":
-			var p *pgSource
-			p, err = newPGSource(ctx, sc, log)
-			if err == nil {
-				closers = append(closers, p.Close)
-				s = p
-			}
-		case "csv":
-			region := sc.Region
-			if region == "" {
-				region = cfg.Region
-			}
-			var cs *csvSource
-			cs, err = newCSVFileSource(ctx, sc.Name, sc.Path, region, log)
-			if err == nil {
-				closers = append(closers, cs.Close)
-				s = cs
-			}
-		}
+		s, closer, err := openSource(ctx, cfg, sc, log)
 		if err != nil {
 			return fail(fmt.Errorf("crm: crm.sources[%d] (%s): %w", i, sc.Name, err))
+		}
+		if closer != nil {
+			closers = append(closers, closer)
 		}
 		srcs = append(srcs, s)
 	}
@@ -214,6 +192,33 @@ func New(cfg Config, cache CacheConfig, rdb redis.UniversalClient, log *slog.Log
 	}
 	c.closers = closers
 	return c, nil
+}
+
+// openSource opens one configured source; closer (nil when it holds
+// nothing open) releases it. ctx ends the source's background work.
+func openSource(ctx context.Context, cfg Config, sc SourceConfig, log *slog.Logger) (s Source, closer func() error, err error) {
+	switch sc.Kind {
+	case "http":
+		s, err = newHTTPSource(sc, log)
+		return s, nil, err
+	case "postgres":
+		p, err := newPGSource(ctx, sc, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.Close, nil
+	case "csv":
+		region := sc.Region
+		if region == "" {
+			region = cfg.Region
+		}
+		cs, err := newCSVFileSource(ctx, sc.Name, sc.Path, region, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cs, cs.Close, nil
+	}
+	return nil, nil, fmt.Errorf("unknown kind %q", sc.Kind)
 }
 
 // NewWithSources builds a CRM over sources given by the caller (tests, other
@@ -234,6 +239,31 @@ func NewWithSources(cache CacheConfig, rdb redis.UniversalClient, log *slog.Logg
 }
 
 func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc CacheConfig, rdb redis.UniversalClient, log *slog.Logger, srcs []Source) (*CRM, error) {
+	ch, err := newCache(cc, rdb, log)
+	if err != nil {
+		return nil, err
+	}
+	c := &CRM{
+		byName:  map[string]int{},
+		flights: map[localKey]*flight{},
+		log:     log,
+		ctx:     ctx,
+		cancel:  cancel,
+		cache:   ch,
+		rslots:  cc.Redis.PoolSize,
+	}
+	if c.rslots <= 0 {
+		c.rslots = DefaultMaxConns
+	}
+	if err := c.addSources(cfg, srcs); err != nil {
+		return nil, err
+	}
+	c.wctx, c.wcancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// newCache builds the cache tiers of cache section cc (validated here).
+func newCache(cc CacheConfig, rdb redis.UniversalClient, log *slog.Logger) (*cache, error) {
 	if err := cc.Validate(); err != nil {
 		return nil, err
 	}
@@ -247,36 +277,22 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	if rdb != nil && len(secretKey) < minKeySecret {
 		return nil, fmt.Errorf("crm: cache.key_secret: must be at least %d bytes", minKeySecret)
 	}
-	size := cc.LocalSize
-	if size <= 0 {
-		size = 1
-	}
-	local, err := lru.New[localKey, localEntry](size)
-	if err != nil {
-		return nil, fmt.Errorf("crm: cache.local_size: %w", err)
-	}
 	if cc.KeyPrefix == "" {
 		cc.KeyPrefix = DefaultCacheConfig().KeyPrefix
 	}
-	wctx, wcancel := context.WithCancel(context.Background())
-	c := &CRM{
-		byName:  map[string]int{},
-		flights: map[localKey]*flight{},
-		log:     log,
-		ctx:     ctx,
-		cancel:  cancel,
-		wctx:    wctx,
-		wcancel: wcancel,
-		cache: &cache{cfg: cc, key: []byte(secretKey), local: local, now: time.Now,
-			rdb: rdb, breaker: newBreaker[[]byte]("redis", cc.Redis.Breaker, func(err error) bool { return errors.Is(err, redis.Nil) }, log)},
+	ch := &cache{cfg: cc, key: []byte(secretKey), now: time.Now,
+		rdb: rdb, breaker: newBreaker[[]byte]("redis", cc.Redis.Breaker, func(err error) bool { return errors.Is(err, redis.Nil) }, log)}
+	if cc.LocalSize != 0 {
+		if ch.local, err = lru.New[localKey, localEntry](max(cc.LocalSize, 1)); err != nil {
+			return nil, fmt.Errorf("crm: cache.local_size: %w", err)
+		}
 	}
-	if cc.LocalSize == 0 {
-		c.cache.local = nil
-	}
-	c.rslots = cc.Redis.PoolSize
-	if c.rslots <= 0 {
-		c.rslots = DefaultMaxConns
-	}
+	return ch, nil
+}
+
+// addSources takes srcs in order, each with its timeout, slots and breaker
+// from cfg (crm defaults for a source cfg does not name).
+func (c *CRM) addSources(cfg Config, srcs []Source) error {
 	timeouts := map[string]time.Duration{}
 	slots := map[string]int{}
 	for _, sc := range cfg.Sources {
@@ -285,7 +301,7 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	}
 	for i, s := range srcs {
 		if _, dup := c.byName[s.Name()]; dup {
-			return nil, fmt.Errorf("crm: source %q twice", s.Name())
+			return fmt.Errorf("crm: source %q twice", s.Name())
 		}
 		c.byName[s.Name()] = i
 		t := timeouts[s.Name()]
@@ -298,9 +314,9 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 			n = DefaultMaxConns
 		}
 		c.sources = append(c.sources, &source{Source: s, timeout: t, slots: n,
-			breaker: newBreaker[*call.Customer](s.Name(), cfg.Breaker, func(err error) bool { return errors.Is(err, ErrNotFound) }, log)})
+			breaker: newBreaker[*call.Customer](s.Name(), cfg.Breaker, func(err error) bool { return errors.Is(err, ErrNotFound) }, c.log)})
 	}
-	return c, nil
+	return nil
 }
 
 // Lookup finds the customer owning q.E164. Miss: Result{Customer: nil}, nil.
