@@ -61,7 +61,7 @@ func (c *CRM) LookupAsync(ctx context.Context, q Query, done func(Result, error)
 // when that comes before ctx's end, as if ctx had that deadline, but with one
 // timer instead of a derived context (zero deadline: ctx's alone).
 func (c *CRM) LookupAsyncBy(ctx context.Context, deadline time.Time, q Query, done func(Result, error)) {
-	if r, err, w := c.lookup(ctx, deadline, q, done, true); w == nil {
+	if r, w, err := c.lookup(ctx, deadline, q, done, true); w == nil {
 		done(r, err)
 	}
 }
@@ -72,13 +72,13 @@ func (c *CRM) LookupAsyncBy(ctx context.Context, deadline time.Time, q Query, do
 // flight, and done gets the answer exactly once. With timed, w ends by
 // itself at deadline (zero: ctx's alone) or ctx's end; without, the caller
 // ends it (c.expire) when it stops waiting.
-func (c *CRM) lookup(ctx context.Context, deadline time.Time, q Query, done func(Result, error), timed bool) (r Result, err error, w *waiter) {
+func (c *CRM) lookup(ctx context.Context, deadline time.Time, q Query, done func(Result, error), timed bool) (r Result, w *waiter, err error) {
 	if q.E164 == "" {
-		return Result{}, errors.New("crm: query without e164"), nil
+		return Result{}, nil, errors.New("crm: query without e164")
 	}
 	srcs, field, err := c.pick(q.Sources)
 	if err != nil {
-		return Result{}, err, nil
+		return Result{}, nil, err
 	}
 	k := localKey{q.E164, field}
 	if r, ok := c.fromLocal(k, q, srcs); ok {
@@ -91,7 +91,7 @@ func (c *CRM) lookup(ctx context.Context, deadline time.Time, q Query, done func
 	wait, err := waitBound(ctx, deadline)
 	if err != nil {
 		lookupsTotal.WithLabelValues("timeout").Inc()
-		return Result{}, err, nil
+		return Result{}, nil, err
 	}
 	wt := &waiter{done: done} // not w: the closures would move the result to the heap on every look-up
 	if timed {
@@ -104,7 +104,7 @@ func (c *CRM) lookup(ctx context.Context, deadline time.Time, q Query, done func
 		wt.stopAll()
 		c.deliver(wt, Result{}, errClosed)
 	}
-	return Result{}, nil, wt
+	return Result{}, wt, nil
 }
 
 // waitBound is how long a waiter may wait for deadline, when that comes

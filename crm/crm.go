@@ -326,7 +326,7 @@ func (c *CRM) addSources(cfg Config, srcs []Source) error {
 func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) {
 	lw := lookupWaits.Get().(*lookupWait)
 	defer lookupWaits.Put(lw)
-	r, err, w := c.lookup(ctx, time.Time{}, q, lw.done, false)
+	r, w, err := c.lookup(ctx, time.Time{}, q, lw.done, false)
 	if w == nil {
 		return r, err
 	}
