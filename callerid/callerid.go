@@ -70,8 +70,7 @@ type memoEntry struct {
 }
 
 type profile struct {
-	exact  map[string]bool
-	prefix []string
+	dnis   DNISPatterns
 	region string
 }
 
@@ -125,15 +124,7 @@ func New(cfg Config, log *slog.Logger) (*Normalizer, error) {
 		n.anonymous[strings.ToLower(strings.TrimSpace(a))] = true
 	}
 	for _, p := range cfg.Profiles {
-		pr := profile{exact: map[string]bool{}, region: strings.ToUpper(p.Region)}
-		for _, d := range p.DNIS {
-			if strings.HasSuffix(d, "*") {
-				pr.prefix = append(pr.prefix, digitsOf(d))
-			} else {
-				pr.exact[digitsOf(d)] = true
-			}
-		}
-		n.profiles = append(n.profiles, pr)
+		n.profiles = append(n.profiles, profile{dnis: NewDNISPatterns(p.DNIS), region: strings.ToUpper(p.Region)})
 	}
 	return n, nil
 }
@@ -210,18 +201,13 @@ func (n *Normalizer) RegionFor(dnis string) string {
 	if len(n.profiles) == 0 || dnis == "" {
 		return n.region
 	}
-	d := digitsOf(dnis)
+	d := Digits(dnis)
 	if d == "" {
 		return n.region
 	}
 	for _, p := range n.profiles {
-		if p.exact[d] {
+		if p.dnis.MatchExact(d) || p.dnis.MatchPrefix(d) {
 			return p.region
-		}
-		for _, pre := range p.prefix {
-			if strings.HasPrefix(d, pre) {
-				return p.region
-			}
 		}
 	}
 	return n.region

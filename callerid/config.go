@@ -60,7 +60,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("numbers.profiles[%d].dnis: must list at least one number", i))
 		}
 		for j, d := range p.DNIS {
-			if digitsOf(strings.TrimSuffix(d, "*")) == "" {
+			if !ValidDNIS(d) {
 				errs = append(errs, fmt.Errorf("numbers.profiles[%d].dnis[%d]: %q has no digits", i, j, d))
 			}
 		}
@@ -73,14 +73,4 @@ func (c *Config) Validate() error {
 
 func knownRegion(r string) bool {
 	return r != "" && phonenumbers.GetSupportedRegions()[strings.ToUpper(r)]
-}
-
-func digitsOf(s string) string {
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] >= '0' && s[i] <= '9' {
-			b = append(b, s[i])
-		}
-	}
-	return string(b)
 }

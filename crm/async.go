@@ -9,14 +9,15 @@ import (
 	"time"
 )
 
-// waiter is one LookupAsync caller waiting for a flight: its callback and
-// what ends it at its context's end (and at its own deadline, when earlier).
-// Whichever of the flight's answer and the end claims it first calls done.
-// Its stops are set before the waiter joins a flight.
+// waiter is one caller waiting for a flight: its callback and what ends it
+// at its context's end (and at its own deadline, when earlier). Whichever of
+// the flight's answer and the end claims it first calls done. Its stops are
+// set before the waiter joins a flight; a blocking Lookup has none (it ends
+// its waiter itself at its context's end).
 type waiter struct {
 	claimed atomic.Bool
 	done    func(Result, error)
-	stop    func() bool // cancels context.AfterFunc's callback
+	stop    func() bool // cancels context.AfterFunc's callback; nil for Lookup
 	timer   *time.Timer // the deadline's; nil when ctx's own is as early
 }
 
@@ -25,7 +26,9 @@ func (w *waiter) claim() bool { return w.claimed.CompareAndSwap(false, true) }
 
 // stopAll cancels the callbacks that would end w.
 func (w *waiter) stopAll() {
-	w.stop()
+	if w.stop != nil {
+		w.stop()
+	}
 	if w.timer != nil {
 		w.timer.Stop()
 	}
@@ -36,7 +39,7 @@ func (w *waiter) stopAll() {
 // (byTimer) stops the context's callback; a timer left running finds w claimed.
 func (c *CRM) expire(w *waiter, err error, byTimer bool) {
 	if w.claim() {
-		if byTimer {
+		if byTimer && w.stop != nil {
 			w.stop()
 		}
 		lookupsTotal.WithLabelValues("timeout").Inc()
@@ -58,50 +61,74 @@ func (c *CRM) LookupAsync(ctx context.Context, q Query, done func(Result, error)
 // when that comes before ctx's end, as if ctx had that deadline, but with one
 // timer instead of a derived context (zero deadline: ctx's alone).
 func (c *CRM) LookupAsyncBy(ctx context.Context, deadline time.Time, q Query, done func(Result, error)) {
-	if q.E164 == "" {
-		done(Result{}, errors.New("crm: query without e164"))
-		return
-	}
-	srcs, field, err := c.pick(q.Sources)
-	if err != nil {
-		done(Result{}, err)
-		return
-	}
-	k := localKey{q.E164, field}
-	if r, ok := c.fromLocal(k, q, srcs); ok {
-		lookupsTotal.WithLabelValues(resultOf(r)).Inc()
-		done(r, nil)
-		return
-	}
-	err = ctx.Err()
-	var wait time.Duration
-	if err == nil && !deadline.IsZero() {
-		if d, ok := ctx.Deadline(); !ok || deadline.Before(d) {
-			if wait = time.Until(deadline); wait <= 0 {
-				err = context.DeadlineExceeded
-			}
-		}
-	}
-	if err != nil {
-		lookupsTotal.WithLabelValues("timeout").Inc()
-		done(Result{}, err)
-		return
-	}
-	w := &waiter{done: done}
-	w.stop = context.AfterFunc(ctx, func() { c.expire(w, ctx.Err(), false) })
-	if wait > 0 {
-		w.timer = time.AfterFunc(wait, func() { c.expire(w, context.DeadlineExceeded, true) })
-	}
-	if c.joinAs(k, q, srcs, false, w) == nil {
-		if w.claim() {
-			w.stopAll()
-			c.deliver(w, Result{}, errClosed)
-		}
+	if r, w, err := c.lookup(ctx, deadline, q, done, true); w == nil {
+		done(r, err)
 	}
 }
 
-// answer ends w with its flight's outcome unless its deadline came first.
-func (c *CRM) answer(w *waiter, e entry, err error) {
+// lookup is every look-up: Lookup waits on it, LookupAsync does not. It
+// answers at once (w == nil: r, err) from the in-process tier or with an
+// error known at once; otherwise the caller waits as w on the number's
+// flight, and done gets the answer exactly once. With timed, w ends by
+// itself at deadline (zero: ctx's alone) or ctx's end; without, the caller
+// ends it (c.expire) when it stops waiting.
+func (c *CRM) lookup(ctx context.Context, deadline time.Time, q Query, done func(Result, error), timed bool) (r Result, w *waiter, err error) {
+	if q.E164 == "" {
+		return Result{}, nil, errors.New("crm: query without e164")
+	}
+	srcs, field, err := c.pick(q.Sources)
+	if err != nil {
+		return Result{}, nil, err
+	}
+	k := localKey{q.E164, field}
+	if r, ok := c.fromLocal(k, q, srcs); ok {
+		countLookup(r)
+		return r, nil, nil
+	}
+	if c.cache.local != nil {
+		localMisses.Inc()
+	}
+	wait, err := waitBound(ctx, deadline)
+	if err != nil {
+		lookupsTotal.WithLabelValues("timeout").Inc()
+		return Result{}, nil, err
+	}
+	wt := &waiter{done: done} // not w: the closures would move the result to the heap on every look-up
+	if timed {
+		wt.stop = context.AfterFunc(ctx, func() { c.expire(wt, ctx.Err(), false) })
+		if wait > 0 {
+			wt.timer = time.AfterFunc(wait, func() { c.expire(wt, context.DeadlineExceeded, true) })
+		}
+	}
+	if c.join(k, q, srcs, false, wt) == nil && wt.claim() {
+		wt.stopAll()
+		c.deliver(wt, Result{}, errClosed)
+	}
+	return Result{}, wt, nil
+}
+
+// waitBound is how long a waiter may wait for deadline, when that comes
+// before ctx's end (0: ctx's end alone bounds it); an error when ctx ended
+// or deadline passed already.
+func waitBound(ctx context.Context, deadline time.Time) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if deadline.IsZero() {
+		return 0, nil
+	}
+	if d, ok := ctx.Deadline(); ok && !deadline.Before(d) {
+		return 0, nil
+	}
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return 0, context.DeadlineExceeded
+	}
+	return wait, nil
+}
+
+// answerWaiter ends w with its flight's outcome unless its deadline came first.
+func (c *CRM) answerWaiter(w *waiter, e entry, err error) {
 	if !w.claim() {
 		return
 	}
@@ -112,7 +139,7 @@ func (c *CRM) answer(w *waiter, e entry, err error) {
 		return
 	}
 	r := e.result()
-	lookupsTotal.WithLabelValues(resultOf(r)).Inc()
+	countLookup(r)
 	c.deliver(w, r, nil)
 }
 
@@ -139,7 +166,7 @@ func (c *CRM) readRedis(f *flight) {
 	}
 	if !c.track(&c.wg) {
 		c.rmu.Unlock()
-		c.finish(f, entry{}, errClosed)
+		c.endFlight(f, entry{}, errClosed)
 		return
 	}
 	c.rrunning++
@@ -162,7 +189,7 @@ func (c *CRM) redisWorker(f *flight) {
 	}
 }
 
-// redisFirst reads the Redis tier for a flight started by LookupAsync; on a
+// redisFirst reads the Redis tier for a flight a waiter started; on a
 // miss it hands the flight on to its sources.
 func (c *CRM) redisFirst(f *flight) {
 	e, ok := c.fromRedis(c.ctx, f.key, f.h)
@@ -170,8 +197,8 @@ func (c *CRM) redisFirst(f *flight) {
 		c.advance(f)
 		return
 	}
-	c.finish(f, e, nil)
-	if e.stale { // after finish: the refresh is a flight of its own
+	c.endFlight(f, e, nil)
+	if e.stale { // after endFlight: the refresh is a flight of its own
 		c.refresh(f.key, f.q, f.srcs)
 	}
 }

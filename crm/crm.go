@@ -80,10 +80,7 @@ type flight struct {
 	errs    []error
 	refresh bool // a stale-while-revalidate refresh (counted in refreshTotal)
 
-	waiters []*waiter     // async callers (LookupAsync); guarded by CRM.fmu until finish takes them
-	done    chan struct{} // closed once val and err are set
-	val     entry
-	err     error
+	waiters []*waiter // callers waiting; guarded by CRM.fmu until endFlight takes them
 }
 
 // flightFIFO is a queue of flights, oldest first.
@@ -180,34 +177,12 @@ func New(cfg Config, cache CacheConfig, rdb redis.UniversalClient, log *slog.Log
 		srcs = append(srcs, s)
 	}
 	for i, sc := range cfg.Sources {
-		var (
-			s   Source
-			err error
-		)
-		switch sc.Kind {
-		case "http":
-			s, err = newHTTPSource(sc, log)
-		case "postgres":
-			var p *pgSource
-			p, err = newPGSource(ctx, sc, log)
-			if err == nil {
-				closers = append(closers, p.Close)
-				s = p
-			}
-		case "csv":
-			region := sc.Region
-			if region == "" {
-				region = cfg.Region
-			}
-			var cs *csvSource
-			cs, err = newCSVFileSource(ctx, sc.Name, sc.Path, region, log)
-			if err == nil {
-				closers = append(closers, cs.Close)
-				s = cs
-			}
-		}
+		s, closer, err := openSource(ctx, cfg, sc, log)
 		if err != nil {
 			return fail(fmt.Errorf("crm: crm.sources[%d] (%s): %w", i, sc.Name, err))
+		}
+		if closer != nil {
+			closers = append(closers, closer)
 		}
 		srcs = append(srcs, s)
 	}
@@ -217,6 +192,33 @@ func New(cfg Config, cache CacheConfig, rdb redis.UniversalClient, log *slog.Log
 	}
 	c.closers = closers
 	return c, nil
+}
+
+// openSource opens one configured source; closer (nil when it holds
+// nothing open) releases it. ctx ends the source's background work.
+func openSource(ctx context.Context, cfg Config, sc SourceConfig, log *slog.Logger) (s Source, closer func() error, err error) {
+	switch sc.Kind {
+	case "http":
+		s, err = newHTTPSource(sc, log)
+		return s, nil, err
+	case "postgres":
+		p, err := newPGSource(ctx, sc, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.Close, nil
+	case "csv":
+		region := sc.Region
+		if region == "" {
+			region = cfg.Region
+		}
+		cs, err := newCSVFileSource(ctx, sc.Name, sc.Path, region, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cs, cs.Close, nil
+	}
+	return nil, nil, fmt.Errorf("unknown kind %q", sc.Kind)
 }
 
 // NewWithSources builds a CRM over sources given by the caller (tests, other
@@ -237,6 +239,31 @@ func NewWithSources(cache CacheConfig, rdb redis.UniversalClient, log *slog.Logg
 }
 
 func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc CacheConfig, rdb redis.UniversalClient, log *slog.Logger, srcs []Source) (*CRM, error) {
+	ch, err := newCache(cc, rdb, log)
+	if err != nil {
+		return nil, err
+	}
+	c := &CRM{
+		byName:  map[string]int{},
+		flights: map[localKey]*flight{},
+		log:     log,
+		ctx:     ctx,
+		cancel:  cancel,
+		cache:   ch,
+		rslots:  cc.Redis.PoolSize,
+	}
+	if c.rslots <= 0 {
+		c.rslots = DefaultMaxConns
+	}
+	if err := c.addSources(cfg, srcs); err != nil {
+		return nil, err
+	}
+	c.wctx, c.wcancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// newCache builds the cache tiers of cache section cc (validated here).
+func newCache(cc CacheConfig, rdb redis.UniversalClient, log *slog.Logger) (*cache, error) {
 	if err := cc.Validate(); err != nil {
 		return nil, err
 	}
@@ -250,36 +277,22 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	if rdb != nil && len(secretKey) < minKeySecret {
 		return nil, fmt.Errorf("crm: cache.key_secret: must be at least %d bytes", minKeySecret)
 	}
-	size := cc.LocalSize
-	if size <= 0 {
-		size = 1
-	}
-	local, err := lru.New[localKey, localEntry](size)
-	if err != nil {
-		return nil, fmt.Errorf("crm: cache.local_size: %w", err)
-	}
 	if cc.KeyPrefix == "" {
 		cc.KeyPrefix = DefaultCacheConfig().KeyPrefix
 	}
-	wctx, wcancel := context.WithCancel(context.Background())
-	c := &CRM{
-		byName:  map[string]int{},
-		flights: map[localKey]*flight{},
-		log:     log,
-		ctx:     ctx,
-		cancel:  cancel,
-		wctx:    wctx,
-		wcancel: wcancel,
-		cache: &cache{cfg: cc, key: []byte(secretKey), local: local, now: time.Now,
-			rdb: rdb, breaker: newBreaker[[]byte]("redis", cc.Redis.Breaker, func(err error) bool { return errors.Is(err, redis.Nil) }, log)},
+	ch := &cache{cfg: cc, key: []byte(secretKey), now: time.Now,
+		rdb: rdb, breaker: newBreaker[[]byte]("redis", cc.Redis.Breaker, func(err error) bool { return errors.Is(err, redis.Nil) }, log)}
+	if cc.LocalSize != 0 {
+		if ch.local, err = lru.New[localKey, localEntry](max(cc.LocalSize, 1)); err != nil {
+			return nil, fmt.Errorf("crm: cache.local_size: %w", err)
+		}
 	}
-	if cc.LocalSize == 0 {
-		c.cache.local = nil
-	}
-	c.rslots = cc.Redis.PoolSize
-	if c.rslots <= 0 {
-		c.rslots = DefaultMaxConns
-	}
+	return ch, nil
+}
+
+// addSources takes srcs in order, each with its timeout, slots and breaker
+// from cfg (crm defaults for a source cfg does not name).
+func (c *CRM) addSources(cfg Config, srcs []Source) error {
 	timeouts := map[string]time.Duration{}
 	slots := map[string]int{}
 	for _, sc := range cfg.Sources {
@@ -288,7 +301,7 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 	}
 	for i, s := range srcs {
 		if _, dup := c.byName[s.Name()]; dup {
-			return nil, fmt.Errorf("crm: source %q twice", s.Name())
+			return fmt.Errorf("crm: source %q twice", s.Name())
 		}
 		c.byName[s.Name()] = i
 		t := timeouts[s.Name()]
@@ -301,92 +314,76 @@ func newCRM(ctx context.Context, cancel context.CancelFunc, cfg Config, cc Cache
 			n = DefaultMaxConns
 		}
 		c.sources = append(c.sources, &source{Source: s, timeout: t, slots: n,
-			breaker: newBreaker[*call.Customer](s.Name(), cfg.Breaker, func(err error) bool { return errors.Is(err, ErrNotFound) }, log)})
+			breaker: newBreaker[*call.Customer](s.Name(), cfg.Breaker, func(err error) bool { return errors.Is(err, ErrNotFound) }, c.log)})
 	}
-	return c, nil
+	return nil
 }
 
 // Lookup finds the customer owning q.E164. Miss: Result{Customer: nil}, nil.
 // ctx deadline: ctx.Err() (a late CRM answer still fills the cache).
 // Sources failing: an error. The returned Customer is shared with the cache:
-// treat it as read-only.
+// treat it as read-only. It is LookupAsync, waited for.
 func (c *CRM) Lookup(ctx context.Context, q Query) (Result, error) {
-	if q.E164 == "" {
-		return Result{}, errors.New("crm: query without e164")
-	}
-	srcs, field, err := c.pick(q.Sources)
-	if err != nil {
-		return Result{}, err
-	}
-	k := localKey{q.E164, field}
-	if r, ok := c.fromCache(ctx, k, q, srcs); ok {
-		lookupsTotal.WithLabelValues(resultOf(r)).Inc()
-		return r, nil
-	}
-	if err := ctx.Err(); err != nil {
-		lookupsTotal.WithLabelValues("timeout").Inc()
-		return Result{}, err
-	}
-	f := c.join(k, q, srcs, false)
-	if f == nil {
-		return Result{}, errClosed
+	lw := lookupWaits.Get().(*lookupWait)
+	defer lookupWaits.Put(lw)
+	r, w, err := c.lookup(ctx, time.Time{}, q, lw.done, false)
+	if w == nil {
+		return r, err
 	}
 	select {
-	case <-f.done:
-		if f.err != nil {
-			lookupsTotal.WithLabelValues("error").Inc()
-			return Result{}, f.err
-		}
-		res := f.val.result()
-		lookupsTotal.WithLabelValues(resultOf(res)).Inc()
-		return res, nil
+	case a := <-lw.ch:
+		return a.r, a.err
 	case <-ctx.Done():
-		lookupsTotal.WithLabelValues("timeout").Inc()
-		return Result{}, ctx.Err()
+		c.expire(w, ctx.Err(), false) // unless the answer claimed w first
 	}
+	a := <-lw.ch
+	return a.r, a.err
 }
+
+// lookupWait is what a blocking Lookup waits on; pooled, so a cache hit
+// allocates nothing. Its done is called at most once per look-up (a waiter
+// is claimed once), and Lookup reads that before the wait goes back to the pool.
+type lookupWait struct {
+	ch   chan lookupAnswer
+	done func(Result, error)
+}
+
+type lookupAnswer struct {
+	r   Result
+	err error
+}
+
+var lookupWaits = sync.Pool{New: func() any {
+	w := &lookupWait{ch: make(chan lookupAnswer, 1)}
+	w.done = func(r Result, err error) { w.ch <- lookupAnswer{r, err} }
+	return w
+}}
 
 // LookupLocal answers q from the in-process tier alone: no context, no
 // waiting, nothing allocated on a hit. ok=false when it cannot (no such
 // entry, an expired one, no in-process tier, an unknown source): then call
 // Lookup. A stale entry is served and refreshed in the background, as Lookup does.
 func (c *CRM) LookupLocal(q Query) (r Result, ok bool) {
-	if q.E164 == "" || c.cache.local == nil {
+	if q.E164 == "" {
 		return Result{}, false
 	}
 	srcs, field, err := c.pick(q.Sources)
 	if err != nil {
 		return Result{}, false
 	}
-	k := localKey{q.E164, field}
-	e, found := c.cache.getLocal(k)
-	if !found {
-		return Result{}, false
-	}
-	switch c.cache.state(e, c.cache.now()) {
-	case fresh:
-		localHits.Inc()
-		r = Result{Customer: e.Customer, Cached: true, Source: "cache"}
-	case stale:
-		localStale.Inc()
-		c.refresh(k, q, srcs)
-		r = Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}
-	default:
-		return Result{}, false // Lookup counts the miss
-	}
+	if r, ok = c.fromLocal(localKey{q.E164, field}, q, srcs); ok {
+		countLookup(r)
+	} // a miss is counted by the Lookup that follows
+	return r, ok
+}
+
+// countLookup counts an answered look-up as a hit or a miss.
+func countLookup(r Result) {
 	if r.Customer == nil {
 		lookupMisses.Inc()
 	} else {
 		lookupHits.Inc()
 	}
-	return r, true
-}
-
-func resultOf(r Result) string {
-	if r.Customer == nil {
-		return "miss"
-	}
-	return "hit"
 }
 
 // pick resolves the query's source names to configured sources in configured
@@ -417,43 +414,25 @@ func (c *CRM) pick(names []string) ([]*source, string, error) {
 	return srcs, strings.Join(fieldNames, ","), nil
 }
 
-// fromCache answers from the in-process tier, then Redis. A stale entry is
-// served at once and refreshed in the background.
-func (c *CRM) fromCache(ctx context.Context, k localKey, q Query, srcs []*source) (Result, bool) {
-	if r, ok := c.fromLocal(k, q, srcs); ok {
-		return r, true
-	}
-	if c.cache.rdb == nil {
-		return Result{}, false
-	}
-	e, ok := c.fromRedis(ctx, k, c.cache.hashKey(k.e164))
-	if !ok {
-		return Result{}, false
-	}
-	if e.stale {
-		c.refresh(k, q, srcs)
-	}
-	return e.result(), true
-}
-
 // fromLocal answers from the in-process tier; a stale entry is served and
-// refreshed in the background.
+// refreshed in the background. A miss is the caller's to count.
 func (c *CRM) fromLocal(k localKey, q Query, srcs []*source) (Result, bool) {
 	if c.cache.local == nil {
 		return Result{}, false
 	}
-	if e, ok := c.cache.getLocal(k); ok {
-		switch c.cache.state(e, c.cache.now()) {
-		case fresh:
-			localHits.Inc()
-			return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
-		case stale:
-			localStale.Inc()
-			c.refresh(k, q, srcs)
-			return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
-		}
+	e, ok := c.cache.getLocal(k)
+	if !ok {
+		return Result{}, false
 	}
-	cacheTotal.WithLabelValues("local", "miss").Inc()
+	switch c.cache.state(e, c.cache.now()) {
+	case fresh:
+		localHits.Inc()
+		return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
+	case stale:
+		localStale.Inc()
+		c.refresh(k, q, srcs)
+		return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
+	}
 	return Result{}, false
 }
 
@@ -509,14 +488,10 @@ func (c *CRM) track(wg *sync.WaitGroup) bool {
 }
 
 // join returns the flight for a number and source set, starting one when
-// none is under way; nil after Close.
-func (c *CRM) join(k localKey, q Query, srcs []*source, refresh bool) *flight {
-	return c.joinAs(k, q, srcs, refresh, nil)
-}
-
-// joinAs is join for w too when w is not nil: w joins the flight's waiters,
-// and a flight it starts reads the Redis tier first, on its own worker.
-func (c *CRM) joinAs(k localKey, q Query, srcs []*source, refresh bool, w *waiter) *flight {
+// none is under way; nil after Close. A waiter w (nil for a refresh) joins
+// the flight's waiters, and a flight it starts reads the Redis tier first,
+// on a worker of its own.
+func (c *CRM) join(k localKey, q Query, srcs []*source, refresh bool, w *waiter) *flight {
 	c.fmu.Lock()
 	if f, ok := c.flights[k]; ok {
 		if w != nil {
@@ -533,8 +508,7 @@ func (c *CRM) joinAs(k localKey, q Query, srcs []*source, refresh bool, w *waite
 		return nil
 	}
 	f := &flight{key: k, h: c.cache.hashKey(k.e164), srcs: srcs, started: time.Now(), refresh: refresh,
-		q:    Query{E164: q.E164, National: q.National, Digits: q.Digits},
-		done: make(chan struct{})}
+		q: Query{E164: q.E164, National: q.National, Digits: q.Digits}}
 	if w != nil {
 		f.waiters = append(f.waiters, w)
 	}
@@ -545,7 +519,7 @@ func (c *CRM) joinAs(k localKey, q Query, srcs []*source, refresh bool, w *waite
 	if c.cache.local != nil {
 		if e, ok := c.cache.getLocal(k); ok && c.cache.state(e, c.cache.now()) == fresh {
 			e.cached = true
-			c.finish(f, e, nil)
+			c.endFlight(f, e, nil)
 			return f
 		}
 	}
@@ -559,12 +533,11 @@ func (c *CRM) joinAs(k localKey, q Query, srcs []*source, refresh bool, w *waite
 
 // refresh re-fetches a stale entry in the background, once per key at a time.
 func (c *CRM) refresh(k localKey, q Query, srcs []*source) {
-	c.join(k, q, srcs, true)
+	c.join(k, q, srcs, true, nil)
 }
 
-// finish delivers a flight's outcome to its waiters.
-func (c *CRM) finish(f *flight, e entry, err error) {
-	f.val, f.err = e, err
+// endFlight delivers a flight's outcome to its waiters.
+func (c *CRM) endFlight(f *flight, e entry, err error) {
 	c.fmu.Lock()
 	if c.flights[f.key] == f {
 		delete(c.flights, f.key)
@@ -572,9 +545,8 @@ func (c *CRM) finish(f *flight, e entry, err error) {
 	ws := f.waiters
 	f.waiters = nil
 	c.fmu.Unlock()
-	close(f.done)
 	for _, w := range ws {
-		c.answer(w, e, err)
+		c.answerWaiter(w, e, err)
 	}
 	if f.refresh {
 		if err != nil {
@@ -591,23 +563,23 @@ func (c *CRM) finish(f *flight, e entry, err error) {
 // (not cached).
 func (c *CRM) advance(f *flight) {
 	if c.ctx.Err() != nil {
-		c.finish(f, entry{}, errClosed)
+		c.endFlight(f, entry{}, errClosed)
 		return
 	}
 	if f.next >= len(f.srcs) {
 		if len(f.errs) > 0 {
-			c.finish(f, entry{}, errors.Join(f.errs...))
+			c.endFlight(f, entry{}, errors.Join(f.errs...))
 			return
 		}
 		e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Miss: true}
 		if c.cache.cfg.MissTTL > 0 {
 			c.store(f, e)
 		}
-		c.finish(f, e, nil)
+		c.endFlight(f, e, nil)
 		return
 	}
 	if !c.track(&c.wg) {
-		c.finish(f, entry{}, errClosed)
+		c.endFlight(f, entry{}, errClosed)
 		return
 	}
 	s := f.srcs[f.next]
@@ -647,7 +619,7 @@ func (c *CRM) work(s *source, f *flight) {
 // queue. It reports whether f goes on to its next source; false when f ended.
 func (c *CRM) step(s *source, f *flight) bool {
 	if c.ctx.Err() != nil {
-		c.finish(f, entry{}, errClosed)
+		c.endFlight(f, entry{}, errClosed)
 		return false
 	}
 	timeout := s.timeout
@@ -666,7 +638,7 @@ func (c *CRM) step(s *source, f *flight) bool {
 	case err == nil && cust != nil:
 		e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Source: s.Name(), Customer: capCustomer(cust)}
 		c.store(f, e)
-		c.finish(f, e, nil)
+		c.endFlight(f, e, nil)
 		return false
 	case err == nil || errors.Is(err, ErrNotFound):
 	default:

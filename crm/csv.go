@@ -205,22 +205,9 @@ func (s *csvSource) parse(r io.Reader) (idx map[string]*call.Customer, customers
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("header: %w", err)
 	}
-	col := map[string]int{}
-	for i, h := range header {
-		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
-		col[h] = i
-	}
-	if _, ok := col["phones"]; !ok {
-		return nil, 0, 0, errors.New("header has no phones column")
-	}
-	if _, ok := col["id"]; !ok {
-		return nil, 0, 0, errors.New("header has no id column")
-	}
-	get := func(rec []string, name string) string {
-		if i, ok := col[name]; ok && i < len(rec) {
-			return strings.TrimSpace(rec[i])
-		}
-		return ""
+	h, err := readCSVHeader(header)
+	if err != nil {
+		return nil, 0, 0, err
 	}
 	idx = map[string]*call.Customer{}
 	for line := 2; ; line++ {
@@ -231,25 +218,11 @@ func (s *csvSource) parse(r io.Reader) (idx map[string]*call.Customer, customers
 		if err != nil {
 			return nil, 0, 0, fmt.Errorf("line %d: %w", line, err)
 		}
-		c := &call.Customer{ID: get(rec, "id"), Name: get(rec, "name"), Tier: get(rec, "tier"),
-			Language: get(rec, "language"), URL: get(rec, "url")}
-		if c.ID == "" && c.Name == "" {
+		c := h.customer(rec)
+		if c == nil {
 			continue
 		}
-		for i, h := range header {
-			h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
-			switch h {
-			case "id", "name", "tier", "language", "url", "phones":
-				continue
-			}
-			if i < len(rec) && strings.TrimSpace(rec[i]) != "" {
-				if c.Extra == nil {
-					c.Extra = map[string]any{}
-				}
-				c.Extra[h] = strings.TrimSpace(rec[i])
-			}
-		}
-		nums, bad := s.phones(get(rec, "phones"))
+		nums, bad := s.phones(h.cell(rec, "phones"))
 		skipped += bad
 		c.Phones = nums
 		c = capCustomer(c)
@@ -263,6 +236,60 @@ func (s *csvSource) parse(r io.Reader) (idx map[string]*call.Customer, customers
 		}
 	}
 	return idx, customers, skipped, nil
+}
+
+// csvHeader is a CSV file's header: its column names (lower-cased, trimmed,
+// without a byte-order mark) and each name's column.
+type csvHeader struct {
+	names []string
+	col   map[string]int
+}
+
+func readCSVHeader(header []string) (csvHeader, error) {
+	h := csvHeader{col: map[string]int{}}
+	for i, name := range header {
+		name = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(name, "\ufeff")))
+		h.names = append(h.names, name)
+		h.col[name] = i
+	}
+	if _, ok := h.col["phones"]; !ok {
+		return h, errors.New("header has no phones column")
+	}
+	if _, ok := h.col["id"]; !ok {
+		return h, errors.New("header has no id column")
+	}
+	return h, nil
+}
+
+// cell is rec's value in the column name ("" when there is none).
+func (h csvHeader) cell(rec []string, name string) string {
+	if i, ok := h.col[name]; ok && i < len(rec) {
+		return strings.TrimSpace(rec[i])
+	}
+	return ""
+}
+
+// customer is rec's customer without phones; nil when the row has neither
+// an id nor a name. Columns other than the customer fields go to Extra.
+func (h csvHeader) customer(rec []string) *call.Customer {
+	c := &call.Customer{ID: h.cell(rec, "id"), Name: h.cell(rec, "name"), Tier: h.cell(rec, "tier"),
+		Language: h.cell(rec, "language"), URL: h.cell(rec, "url")}
+	if c.ID == "" && c.Name == "" {
+		return nil
+	}
+	for i, name := range h.names {
+		switch name {
+		case "id", "name", "tier", "language", "url", "phones":
+			continue
+		}
+		if i < len(rec) && strings.TrimSpace(rec[i]) != "" {
+			if c.Extra == nil {
+				c.Extra = map[string]any{}
+			}
+			c.Extra[name] = strings.TrimSpace(rec[i])
+		}
+	}
+	return c
 }
 
 // phones splits a phones cell: numbers separated by ';', '|', ',' or white

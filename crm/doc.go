@@ -7,14 +7,16 @@
 // sources' timeouts) and its answer fills both tiers for the next call. A
 // source runs at most max_conns requests at once; further flights wait in its
 // queue (a struct each, no goroutine) for at most its timeout.
-// LookupAsync (async.go) is the same look-up for a caller that must not hold
-// a goroutine while it waits: an in-process hit answers at once; otherwise
-// the caller joins the number's flight as a waiter (its callback, a
-// context.AfterFunc for its context's end and, with LookupAsyncBy, a timer
-// for an earlier deadline), a Redis reader (at most cache.redis.pool_size)
-// reads Redis for the flight, a source worker asks the sources, and the first
-// of the answer and the end calls back, once. The Redis read is counted once
-// per flight, not per caller.
+// The look-up is written once, for a caller that must not hold a goroutine
+// while it waits (CRM.lookup in async.go; LookupAsync and LookupAsyncBy call
+// back, Lookup waits for the callback): an in-process hit answers at once;
+// otherwise the caller joins the number's flight as a waiter (its callback
+// and, for LookupAsync, a context.AfterFunc for its context's end and, with
+// LookupAsyncBy, a timer for an earlier deadline), a Redis reader (at most
+// cache.redis.pool_size) reads Redis for the flight, a source worker asks the
+// sources, and the first of the answer and the end calls back, once. The
+// Redis read is counted once per flight, not per caller. LookupLocal is its
+// in-process step alone.
 // Hits live cache.ttl, then are served stale for cache.stale_for while one
 // background request refreshes them; misses live cache.miss_ttl; errors are not
 // cached. Each source and Redis sit behind a circuit breaker (sony/gobreaker).

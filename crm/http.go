@@ -72,6 +72,18 @@ func newHTTPSource(sc SourceConfig, log *slog.Logger) (*httpSource, error) {
 			s.fields[f] = path{f}
 		}
 	}
+	client, err := httpClient(sc)
+	if err != nil {
+		return nil, err
+	}
+	s.client = client
+	return s, nil
+}
+
+// httpClient is a source's client: TLS verified (against ca_file too, when
+// set), at most max_conns connections, redirects only to the same host and
+// never from https to http.
+func httpClient(sc SourceConfig) (*http.Client, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12} // verification always on
 	if sc.CAFile != "" {
 		pem, err := os.ReadFile(sc.CAFile)
@@ -98,7 +110,7 @@ func newHTTPSource(sc SourceConfig, log *slog.Logger) (*httpSource, error) {
 	}
 	tr.MaxIdleConnsPerHost = tr.MaxConnsPerHost
 	// tr.Proxy stays http.ProxyFromEnvironment: HTTPS_PROXY/NO_PROXY are honoured.
-	s.client = &http.Client{
+	return &http.Client{
 		Transport: tr,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 3 {
@@ -110,8 +122,7 @@ func newHTTPSource(sc SourceConfig, log *slog.Logger) (*httpSource, error) {
 			}
 			return nil
 		},
-	}
-	return s, nil
+	}, nil
 }
 
 func (s *httpSource) Name() string { return s.name }

@@ -40,6 +40,7 @@ var (
 var (
 	localHits    = cacheTotal.WithLabelValues("local", "hit")
 	localStale   = cacheTotal.WithLabelValues("local", "stale")
+	localMisses  = cacheTotal.WithLabelValues("local", "miss")
 	lookupHits   = lookupsTotal.WithLabelValues("hit")
 	lookupMisses = lookupsTotal.WithLabelValues("miss")
 )

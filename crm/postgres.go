@@ -73,42 +73,7 @@ func (s *pgSource) Lookup(ctx context.Context, q Query) (*call.Customer, error) 
 		if i >= len(vals) || vals[i] == nil {
 			continue
 		}
-		name := strings.ToLower(fd.Name)
-		v := vals[i]
-		switch name {
-		case "id":
-			c.ID = pgText(v)
-		case "name":
-			c.Name = pgText(v)
-		case "tier":
-			c.Tier = pgText(v)
-		case "language":
-			c.Language = pgText(v)
-		case "url":
-			c.URL = pgText(v)
-		case "phones":
-			switch p := v.(type) {
-			case []any:
-				for _, x := range p {
-					if t := pgText(x); t != "" {
-						c.Phones = append(c.Phones, t)
-					}
-				}
-			default:
-				if t := pgText(v); t != "" {
-					c.Phones = []string{t}
-				}
-			}
-		default:
-			if c.Extra == nil {
-				c.Extra = map[string]any{}
-			}
-			if x, ok := scalar(v); ok {
-				c.Extra[name] = x
-			} else if t := pgText(v); t != "" {
-				c.Extra[name] = t
-			}
-		}
+		setPGColumn(c, strings.ToLower(fd.Name), vals[i])
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -118,6 +83,42 @@ func (s *pgSource) Lookup(ctx context.Context, q Query) (*call.Customer, error) 
 		return nil, ErrNotFound
 	}
 	return c, nil
+}
+
+// setPGColumn sets the customer field a column (lower-cased name, non-nil
+// value) stands for; a column of another name goes to Extra.
+func setPGColumn(c *call.Customer, name string, v any) {
+	switch name {
+	case "id":
+		c.ID = pgText(v)
+	case "name":
+		c.Name = pgText(v)
+	case "tier":
+		c.Tier = pgText(v)
+	case "language":
+		c.Language = pgText(v)
+	case "url":
+		c.URL = pgText(v)
+	case "phones": // an array, or one number
+		if p, ok := v.([]any); ok {
+			for _, x := range p {
+				if t := pgText(x); t != "" {
+					c.Phones = append(c.Phones, t)
+				}
+			}
+		} else if t := pgText(v); t != "" {
+			c.Phones = []string{t}
+		}
+	default:
+		if c.Extra == nil {
+			c.Extra = map[string]any{}
+		}
+		if x, ok := scalar(v); ok {
+			c.Extra[name] = x
+		} else if t := pgText(v); t != "" {
+			c.Extra[name] = t
+		}
+	}
 }
 
 // pgText renders a column value as text: strings as is, times as RFC 3339,

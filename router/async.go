@@ -16,18 +16,25 @@ import (
 
 // DecideAsync is Decide without holding the caller's goroutine while the CRM
 // (or the shared block list) is asked: the call waits as a held struct. It
-// runs decide's parts (begin, the look-up, conclude, end) and calls done
-// exactly once by ctx's deadline: before it returns when nothing is waited
-// for (an in-process hit, no number), else on the CRM's worker or the
-// goroutine the deadline starts. A panic in any part becomes a Match=error
-// decision. done must not block.
+// calls done exactly once by ctx's deadline: before it returns when nothing
+// is waited for (an in-process hit, no number), else on the CRM's worker or
+// the goroutine the deadline starts. A panic in any step becomes a
+// Match=error decision. done must not block.
 func (r *Router) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
-	p := parts{c: c} // on the stack: only a call that waits costs a held struct
+	r.decideAsync(ctx, c, nil, done)
+}
+
+// decideAsync is the one decision path, Decide's and DecideAsync's: identify
+// the caller, look the number up (at once from the in-process tier, else as
+// a held call), apply the rules, stamp, done. trace, when not nil, gets the
+// rules' trace before done is called.
+func (r *Router) decideAsync(ctx context.Context, c call.Call, trace *[]RuleTrace, done func(call.Decision)) {
+	p := pending{c: c, trace: trace} // on the stack: only a call that waits costs a held struct
 	q, deadline, wait := r.decideNow(ctx, &p, done)
 	if !wait {
 		return
 	}
-	h := &held{r: r, ctx: ctx, done: done, parts: p, until: lookupDeadline(deadline)}
+	h := &held{r: r, ctx: ctx, done: done, pending: p, until: lookupDeadline(deadline)}
 	defer h.recover()
 	// The look-up ends at h.until by a timer of the CRM's (no derived context
 	// to hold); the shared block list's Redis call needs the context.
@@ -43,33 +50,35 @@ func (r *Router) DecideAsync(ctx context.Context, c call.Call, done func(call.De
 	r.deps.CRM.LookupAsyncBy(lctx, h.until, q, h.looked)
 }
 
-// parts is what decide keeps between its parts.
-type parts struct {
+// pending is one call's decision under way: what each step (identify, the
+// look-up, applyRules, stamp) hands the next.
+type pending struct {
 	c       call.Call
 	d       call.Decision
-	start   time.Time
+	trace   *[]RuleTrace // the rules' trace, for Explain; nil otherwise
+	start   time.Time    // the call's arrival: c.Received, else when the decision began
 	st      *state
 	prof    *profile
-	region  string
+	region  string // the region national numbers are read in
 	number  callerid.Number
-	blocked bool
-	cust    *call.Customer
+	blocked bool           // on a block list
+	cust    *call.Customer // the CRM's record (cleaned once applyRules began); nil on no hit
 }
 
-// decideNow runs DecideAsync's parts up to the wait: when there is nothing
-// to wait for (no number, an in-process hit) it decides and calls done, and
-// wait is false; else it returns the query and the deadline to wait for.
-func (r *Router) decideNow(ctx context.Context, p *parts, done func(call.Decision)) (q crm.Query, deadline time.Time, wait bool) {
-	finished := false
+// decideNow runs the steps up to the wait: when there is nothing to wait
+// for (no number, an in-process hit) it decides and calls done, and wait is
+// false; else it returns the query and the deadline to wait for.
+func (r *Router) decideNow(ctx context.Context, p *pending, done func(call.Decision)) (q crm.Query, deadline time.Time, wait bool) {
+	delivered := false
 	defer func() {
 		if x := recover(); x != nil {
 			wait = false
-			if finished { // in done itself: the decision is out already
+			if delivered { // in done itself: the decision is out already
 				r.log.Error("decide panicked after its decision", "call", p.c, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
 				return
 			}
-			r.end(&p.c, &p.d, p.start, x)
-			finished = true
+			r.stamp(p, x)
+			delivered = true
 			done(p.d)
 		}
 	}()
@@ -77,8 +86,7 @@ func (r *Router) decideNow(ctx context.Context, p *parts, done func(call.Decisio
 	if p.start.IsZero() {
 		p.start = time.Now()
 	}
-	var lookup bool
-	p.st, p.prof, p.region, p.number, deadline, lookup = r.begin(ctx, &p.c, &p.d, p.start)
+	deadline, lookup := r.identify(ctx, p)
 	if lookup {
 		p.blocked = r.block.contains(p.d.E164)
 		q = lookupQuery(&p.number, p.prof)
@@ -89,22 +97,22 @@ func (r *Router) decideNow(ctx context.Context, p *parts, done func(call.Decisio
 		if !ok {
 			return q, deadline, true
 		}
-		p.cust = r.settle(&p.c, &p.d, res, nil, false)
+		r.takeAnswer(p, res, nil, false)
 	}
-	r.conclude(ctx, &p.c, &p.d, p.st, p.prof, &p.number, p.region, p.cust, p.blocked, nil)
-	r.end(&p.c, &p.d, p.start, nil)
-	finished = true
+	r.applyRules(ctx, p)
+	r.stamp(p, nil)
+	delivered = true
 	done(p.d)
 	return q, deadline, false
 }
 
-// held is a call whose decision waits for its look-up: what decide keeps on
-// its stack while it waits, kept in one struct instead.
+// held is a call whose decision waits for its look-up: its pending decision
+// and the look-up's answers, in one struct instead of a goroutine's stack.
 type held struct {
 	r    *Router
 	ctx  context.Context
 	done func(call.Decision)
-	parts
+	pending
 
 	until  time.Time          // the look-up's share of the deadline
 	cancel context.CancelFunc // of the block list's context, if any
@@ -115,15 +123,15 @@ type held struct {
 	timedOut     bool
 	redisBlocked bool // on the shared block list (set before its arm ends, when it answered in time)
 
-	mu       sync.Mutex  // held while the decision is written after the look-up, and by a recovered panic
-	finished atomic.Bool // done was called (or is being called)
+	mu        sync.Mutex  // held while the decision is written after the look-up, and by a recovered panic
+	delivered atomic.Bool // done was called (or is being called)
 }
 
 // looked is the CRM's answer.
 func (h *held) looked(res crm.Result, err error) {
 	defer h.recover()
 	h.res, h.err = res, err
-	// As decide's errors.Is(lctx.Err(), context.DeadlineExceeded).
+	// The deadline (not the caller's cancelling) ended the look-up.
 	h.timedOut = err != nil && (!time.Now().Before(h.until) || errors.Is(h.ctx.Err(), context.DeadlineExceeded))
 	h.armDone()
 }
@@ -135,7 +143,8 @@ func (h *held) blockListed(b, ok bool) {
 	h.armDone()
 }
 
-// armDone ends one part of the look-up; the last one concludes.
+// armDone ends one part of the look-up; the last one applies the rules and
+// delivers the decision.
 func (h *held) armDone() {
 	if h.arms.Add(-1) != 0 {
 		return
@@ -145,40 +154,35 @@ func (h *held) armDone() {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.finished.Load() { // a panic ended the decision already
+	if h.delivered.Load() { // a panic ended the decision already
 		return
 	}
 	if h.redisBlocked {
 		h.blocked = true
 	}
-	h.cust = h.r.settle(&h.c, &h.d, h.res, h.err, h.timedOut)
-	h.conclude()
+	h.r.takeAnswer(&h.pending, h.res, h.err, h.timedOut)
+	h.r.applyRules(h.ctx, &h.pending)
+	h.deliver(nil)
 }
 
-// conclude runs the rules and hands the decision to done.
-func (h *held) conclude() {
-	h.r.conclude(h.ctx, &h.c, &h.d, h.st, h.prof, &h.number, h.region, h.cust, h.blocked, nil)
-	h.finish(nil)
-}
-
-// finish ends the decision (p: a recovered panic) and calls done, once.
-func (h *held) finish(p any) {
-	if !h.finished.CompareAndSwap(false, true) {
-		if p != nil { // in done itself, or after it: the decision is out already
-			h.r.log.Error("decide panicked after its decision", "call", h.c, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+// deliver stamps the decision (x: a recovered panic) and calls done, once.
+func (h *held) deliver(x any) {
+	if !h.delivered.CompareAndSwap(false, true) {
+		if x != nil { // in done itself, or after it: the decision is out already
+			h.r.log.Error("decide panicked after its decision", "call", h.c, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
 		}
 		return
 	}
-	h.r.end(&h.c, &h.d, h.start, p)
+	h.r.stamp(&h.pending, x)
 	h.done(h.d)
 }
 
-// recover turns a panic in any part, on any goroutine, into the error
+// recover turns a panic in any step, on any goroutine, into the error
 // decision (or a log line once done was called).
 func (h *held) recover() {
-	if p := recover(); p != nil {
+	if x := recover(); x != nil {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		h.finish(p)
+		h.deliver(x)
 	}
 }

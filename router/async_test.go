@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -80,41 +79,6 @@ func blockListEnvRedis(t *testing.T) (*testEnv, *testredis.Server, redis.Univers
 	cfg := testConfig()
 	cfg.Flags.BlockListRedisKey = "callpop:blocklist"
 	return newTestEnv(t, cfg, rdb, testBudget), srv, rdb
-}
-
-// TestDecideAsyncSameAsDecide: every TestDecide call, first-time and
-// repeat, decides the same through DecideAsync as through Decide.
-func TestDecideAsyncSameAsDecide(t *testing.T) {
-	for _, redisBlockList := range []bool{false, true} {
-		t.Run(fmt.Sprintf("redis_block_list=%v", redisBlockList), func(t *testing.T) {
-			var syncEnv, asyncEnv *testEnv
-			if redisBlockList {
-				syncEnv, asyncEnv = blockListEnv(t), blockListEnv(t)
-			} else {
-				syncEnv = newTestEnv(t, testConfig(), nil, testBudget)
-				asyncEnv = newTestEnv(t, testConfig(), nil, testBudget)
-			}
-			received := time.Now()
-			for _, pass := range []string{"first", "repeat"} {
-				for _, tt := range decideCases {
-					c := tt.call
-					c.Received = received // the same time of day for the rules
-					want := syncEnv.router.Decide(context.Background(), c)
-					got := decideAsync(t, asyncEnv.router, context.Background(), c)
-					if got.Elapsed <= 0 {
-						t.Errorf("%s %s: elapsed %v", pass, tt.name, got.Elapsed)
-					}
-					want.Elapsed, got.Elapsed = 0, 0
-					if !reflect.DeepEqual(got, want) {
-						t.Errorf("%s %s:\nasync %+v\nsync  %+v", pass, tt.name, got, want)
-					}
-				}
-			}
-			if s, a := syncEnv.fake.requests.Load(), asyncEnv.fake.requests.Load(); s != a {
-				t.Errorf("CRM requests: sync %d, async %d", s, a)
-			}
-		})
-	}
 }
 
 // TestDecideAsyncTimeout: a stalled CRM; the decision is a timeout by the

@@ -173,7 +173,7 @@ func parseBlockList(f io.Reader, n *callerid.Normalizer) (*blockSet, []int, erro
 			continue
 		}
 		if pre, ok := strings.CutSuffix(s, "*"); ok {
-			d := dnisDigits(pre)
+			d := callerid.Digits(pre)
 			pre = strings.TrimSpace(pre)
 			switch {
 			case strings.HasPrefix(pre, "+") && d != "":

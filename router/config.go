@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/internal/netallow"
 )
 
@@ -160,6 +161,15 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("router.flags.vip_tiers[%d]: empty", i))
 		}
 	}
+	errs = append(errs, c.validateProfiles()...)
+	errs = append(errs, c.FastAGI.validate()...)
+	errs = append(errs, c.validateRules()...)
+	return errors.Join(errs...)
+}
+
+// validateProfiles checks router.profiles.
+func (c *Config) validateProfiles() []error {
+	var errs []error
 	for i, r := range c.Profiles {
 		key := fmt.Sprintf("router.profiles[%d]", i)
 		if r.Name == "" {
@@ -171,7 +181,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		for j, d := range r.DNIS {
-			if dnisDigits(strings.TrimSuffix(d, "*")) == "" {
+			if !callerid.ValidDNIS(d) {
 				errs = append(errs, fmt.Errorf("%s.dnis[%d]: %q has no digits", key, j, d))
 			}
 		}
@@ -187,21 +197,34 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.new_customer_url: %w", key, err))
 		}
 	}
-	if a := c.FastAGI; a.Listen != "" {
-		if _, _, err := net.SplitHostPort(a.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("router.fastagi.listen: %w", err))
-		}
-		if a.ReadTimeout <= 0 {
-			errs = append(errs, errors.New("router.fastagi.read_timeout: must be positive"))
-		}
-		if a.MaxSessions <= 0 {
-			errs = append(errs, errors.New("router.fastagi.max_sessions: must be positive"))
-		}
-		if _, err := netallow.Parse("router.fastagi.allow", a.Allow); err != nil {
-			errs = append(errs, err)
-		}
-		errs = append(errs, netallow.CheckBind(a.Listen, a.Allow, "router.fastagi.allow", "CALLPOP_ROUTER_FASTAGI_ALLOW"))
+	return errs
+}
+
+// validate checks router.fastagi (nothing when it is off).
+func (a FastAGIConfig) validate() []error {
+	if a.Listen == "" {
+		return nil
 	}
+	var errs []error
+	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("router.fastagi.listen: %w", err))
+	}
+	if a.ReadTimeout <= 0 {
+		errs = append(errs, errors.New("router.fastagi.read_timeout: must be positive"))
+	}
+	if a.MaxSessions <= 0 {
+		errs = append(errs, errors.New("router.fastagi.max_sessions: must be positive"))
+	}
+	if _, err := netallow.Parse("router.fastagi.allow", a.Allow); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, netallow.CheckBind(a.Listen, a.Allow, "router.fastagi.allow", "CALLPOP_ROUTER_FASTAGI_ALLOW"))
+	return errs
+}
+
+// validateRules checks that router.rules and every rule set compile.
+func (c *Config) validateRules() []error {
+	var errs []error
 	if _, err := compileRules("router.rules", c.Rules, c.Timezone); err != nil {
 		errs = append(errs, err)
 	}
@@ -210,7 +233,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // CheckSources reports profiles naming CRM sources that are not among names
@@ -280,22 +303,4 @@ func isRegion(s string) bool {
 		}
 	}
 	return true
-}
-
-// dnisDigits keeps the ASCII digits of a dialled number.
-func dnisDigits(s string) string {
-	digits := true
-	for i := 0; i < len(s) && digits; i++ {
-		digits = s[i] >= '0' && s[i] <= '9'
-	}
-	if digits {
-		return s // nothing to drop: no copy
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] >= '0' && s[i] <= '9' {
-			b.WriteByte(s[i])
-		}
-	}
-	return b.String()
 }

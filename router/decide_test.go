@@ -29,7 +29,7 @@ type decideCase struct {
 	lookups    int64 // CRM requests this call may cause
 }
 
-// decideCases are TestDecide's calls; TestDecideAsyncSameAsDecide decides them asynchronously too.
+// decideCases are TestDecide's calls.
 var decideCases = []decideCase{
 	{"hit by national cli", call.Call{ID: "c1", CLI: "020 123 4567", ANI: "0201234567", DNIS: "0800123456"},
 		call.MatchHit, "+31201234567", call.SourceCLI, false, "C-1001", "vip", 10, []string{"vip", "ani_verified"}, "https://crm.example/c/1001", 1},

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/internal/netallow"
 )
 
@@ -396,7 +397,7 @@ func agiUnknown(v string) string {
 	return v
 }
 
-// serveAGI runs one session: environment → ANI → Decide → SET VARIABLE …
+// serveAGI runs one session: environment → ANI → Decide → EXEC MSet (or SET VARIABLE …)
 func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -422,23 +423,45 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 		}
 		return
 	}
-	received := time.Now()
-	profile, ok := agiScript(env["agi_network_script"])
+	c, ok := r.agiCall(env, time.Now())
 	if !ok {
 		result = "error"
-		r.log.Warn("fastagi: unknown script; use agi://host:port/route", "script", call.CleanValueN(env["agi_network_script"], 64))
 		return
+	}
+	rep, err := a.command("GET VARIABLE CALLERID(ani)")
+	if err != nil {
+		result = r.agiEnded(err)
+		return
+	}
+	if rep.code == 200 && rep.result == "1" {
+		c.ANI = rep.data
+	}
+
+	dctx, cancel := context.WithDeadline(ctx, c.Received.Add(r.deps.Budget))
+	d := r.endpointDecide(dctx, c)
+	cancel()
+	r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
+	result = r.agiSetVars(a, agiSafeVars(r.log, agiVars(c, d)), agiMSetSafe(env["agi_version"]))
+}
+
+// agiCall is the call an AGI session's environment describes, received at
+// received; ok=false (logged) when the script is not callpop's.
+func (r *Router) agiCall(env map[string]string, received time.Time) (c call.Call, ok bool) {
+	profile, ok := agiScript(env["agi_network_script"])
+	if !ok {
+		r.log.Warn("fastagi: unknown script; use agi://host:port/route", "script", call.CleanValueN(env["agi_network_script"], 64))
+		return call.Call{}, false
 	}
 	if profile == "" {
 		profile = call.CleanToken(env["agi_arg_1"])
 	}
 	dnis := agiUnknown(env["agi_dnid"])
 	if dnis == "" {
-		if ext := env["agi_extension"]; dnisDigits(ext) != "" {
+		if ext := env["agi_extension"]; callerid.Digits(ext) != "" {
 			dnis = ext
 		}
 	}
-	c := call.Call{
+	c = call.Call{
 		ID: env["agi_uniqueid"], PBX: "agi", CLI: agiUnknown(env["agi_callerid"]), CLIName: agiUnknown(env["agi_calleridname"]),
 		DNIS: dnis, Privacy: agiPrivacy(env["agi_callingpres"]), Profile: profile, Received: received,
 	}
@@ -446,37 +469,25 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 		r.log.Warn("fastagi: unknown profile; choosing by DNIS", "profile", profile)
 		c.Profile = ""
 	}
-	rep, err := a.command("GET VARIABLE CALLERID(ani)")
-	switch {
-	case errors.Is(err, errHangup):
-		result = "hangup"
-		return
-	case err != nil:
-		result = "closed"
-		r.log.Debug("fastagi: session ended", "err", err)
-		return
-	case rep.code == 200 && rep.result == "1":
-		c.ANI = rep.data
-	}
+	return c, true
+}
 
-	dctx, cancel := context.WithDeadline(ctx, received.Add(r.deps.Budget))
-	d := r.endpointDecide(dctx, c)
-	cancel()
-	r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
-
+// agiVars are the variables an AGI session sets: the decision's, QUEUE_PRIO,
+// the call id for the dialplan's agent legs, and the softphone's caller name
+// and info URL, as the ARI adapter sets them.
+func agiVars(c call.Call, d call.Decision) []call.Var {
 	vars := d.Vars()
 	vars = append(vars, call.Var{Name: "QUEUE_PRIO", Value: strconv.Itoa(d.QueuePrio)})
 	if id := call.CleanToken(c.ID); id != "" {
 		vars = append(vars, call.Var{Name: "__CALLPOP_CALL_ID", Value: id})
 	}
-	// the softphone's caller name and info URL, as the ARI adapter sets them
 	if n := call.CleanValue(d.CallerName); n != "" {
 		vars = append(vars, call.Var{Name: "CALLERID(name)", Value: n})
 	}
 	if u := call.CleanURL(d.InfoURL); u != "" {
 		vars = append(vars, call.Var{Name: "CALLPOP_INFO_URL", Value: u})
 	}
-	result = r.agiSetVars(a, agiSafeVars(r.log, vars), agiMSetSafe(env["agi_version"]))
+	return vars
 }
 
 // agiSafeVars drops what no command can carry safely (a name Asterisk would
@@ -513,13 +524,10 @@ func (r *Router) agiSetVars(a *agiConn, vars []call.Var, mset bool) string {
 				break // a pair too long for one line: the rest goes one by one
 			}
 			rep, err := a.command(line)
-			switch {
-			case errors.Is(err, errHangup):
-				return "hangup"
-			case err != nil:
-				r.log.Debug("fastagi: session ended", "err", err)
-				return "closed"
-			case rep.code == 200 && rep.result == "0":
+			if err != nil {
+				return r.agiEnded(err)
+			}
+			if rep.code == 200 && rep.result == "0" {
 				vars = vars[n:]
 				continue
 			}
@@ -532,15 +540,22 @@ func (r *Router) agiSetVars(a *agiConn, vars []call.Var, mset bool) string {
 	}
 	for _, v := range vars {
 		rep, err := a.command("SET VARIABLE " + v.Name + " " + agiQuote(v.Value))
-		switch {
-		case errors.Is(err, errHangup):
-			return "hangup"
-		case err != nil:
-			r.log.Debug("fastagi: session ended", "err", err)
-			return "closed"
-		case rep.code != 200:
+		if err != nil {
+			return r.agiEnded(err)
+		}
+		if rep.code != 200 {
 			r.log.Warn("fastagi: SET VARIABLE refused", "name", v.Name, "code", rep.code)
 		}
 	}
 	return "ok"
+}
+
+// agiEnded is the session's result for the error that ended it: hangup, or
+// closed (logged at debug).
+func (r *Router) agiEnded(err error) string {
+	if errors.Is(err, errHangup) {
+		return "hangup"
+	}
+	r.log.Debug("fastagi: session ended", "err", err)
+	return "closed"
 }

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -145,12 +144,6 @@ func testConfig() Config {
 	cfg.FastAGI.Listen = ""
 	cfg.NewCustomerURL = "https://crm.example/new?phone={e164}"
 	return cfg
-}
-
-func bg(t *testing.T) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func readAll(t testing.TB, r io.Reader) string {

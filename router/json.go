@@ -85,9 +85,8 @@ func (r *Router) Explain(ctx context.Context, c call.Call) any {
 	if c.Received.IsZero() {
 		c.Received = time.Now()
 	}
-	var d call.Decision
 	trace := []RuleTrace{}
-	r.decide(ctx, &c, &d, &trace)
+	d := r.decideWait(ctx, c, &trace)
 	if trace == nil {
 		trace = []RuleTrace{}
 	}

@@ -118,9 +118,8 @@ type state struct {
 
 type profile struct {
 	Profile
-	exact    map[string]bool // digits
-	prefixes []string        // digits
-	rules    []*compiledRule
+	dnis  callerid.DNISPatterns
+	rules []*compiledRule
 }
 
 // New builds a Router from a config section and its dependencies.
@@ -209,16 +208,9 @@ func compile(cfg Config) (*state, error) {
 		st.vipTiers[strings.ToLower(strings.TrimSpace(t))] = true
 	}
 	for _, p := range cfg.Profiles {
-		cp := &profile{Profile: p, exact: map[string]bool{}, rules: st.rules}
+		cp := &profile{Profile: p, dnis: callerid.NewDNISPatterns(p.DNIS), rules: st.rules}
 		if p.RuleSet != "" {
 			cp.rules = st.sets[strings.ToLower(p.RuleSet)]
-		}
-		for _, d := range p.DNIS {
-			if pre, ok := strings.CutSuffix(d, "*"); ok {
-				cp.prefixes = append(cp.prefixes, dnisDigits(pre))
-			} else {
-				cp.exact[dnisDigits(d)] = true
-			}
 		}
 		st.profiles = append(st.profiles, cp)
 	}
@@ -226,7 +218,7 @@ func compile(cfg Config) (*state, error) {
 }
 
 // profileFor picks the profile named by the call, else the one whose DNIS
-// matches, else the default.
+// matches (an exact entry of any profile before a prefix), else the default.
 func (st *state) profileFor(c *call.Call) *profile {
 	if c.Profile != "" {
 		for _, p := range st.profiles {
@@ -238,17 +230,15 @@ func (st *state) profileFor(c *call.Call) *profile {
 			return st.def
 		}
 	}
-	if d := dnisDigits(c.DNIS); d != "" {
+	if d := callerid.Digits(c.DNIS); d != "" {
 		for _, p := range st.profiles {
-			if p.exact[d] {
+			if p.dnis.MatchExact(d) {
 				return p
 			}
 		}
 		for _, p := range st.profiles {
-			for _, pre := range p.prefixes {
-				if strings.HasPrefix(d, pre) {
-					return p
-				}
+			if p.dnis.MatchPrefix(d) {
+				return p
 			}
 		}
 	}
@@ -270,101 +260,80 @@ func (st *state) hasProfile(name string) bool {
 
 // Decide runs the pipeline for one call: normalise → look up → rules. It
 // returns by ctx's deadline (Deps.Budget from c.Received when ctx has none)
-// and never panics.
+// and never panics. It is DecideAsync, waited for.
 func (r *Router) Decide(ctx context.Context, c call.Call) call.Decision {
-	var d call.Decision
-	r.decide(ctx, &c, &d, nil)
-	return d
+	return r.decideWait(ctx, c, nil)
 }
 
-// decide is Decide with an optional rule trace. It is split so that a call
-// held on a slow CRM waits in small frames (decide → lookup): the rules'
-// and outputs' locals (conclude) are not on its stack while it waits, and a
-// held goroutine's stack can shrink to the minimum. DecideAsync runs the
-// same parts (begin, the look-up, conclude, end) without the goroutine.
-func (r *Router) decide(ctx context.Context, c *call.Call, d *call.Decision, trace *[]RuleTrace) {
-	start := c.Received
-	if start.IsZero() {
-		start = time.Now()
-	}
-	defer func() { r.end(c, d, start, recover()) }()
-
-	st, prof, region, number, deadline, lookup := r.begin(ctx, c, d, start)
-	var cust *call.Customer
-	blocked := false
-	if lookup {
-		cust, blocked = r.lookup(ctx, c, d, st, prof, &number, deadline)
-	}
-	r.conclude(ctx, c, d, st, prof, &number, region, cust, blocked, trace)
+// decideWait is Decide with an optional rule trace (Explain): the
+// asynchronous core, waited for. The waiting goroutine holds only this
+// frame; the call's state is in the core's held struct.
+func (r *Router) decideWait(ctx context.Context, c call.Call, trace *[]RuleTrace) call.Decision {
+	w := decisionWaits.Get().(*decisionWait)
+	defer decisionWaits.Put(w)
+	r.decideAsync(ctx, c, trace, w.done)
+	return <-w.ch
 }
 
-// begin is decide up to the look-up: the profile, the caller's number and
-// the decision's first fields. lookup is false when there is no number to
-// look up (anonymous, invalid: d.Match is set).
-func (r *Router) begin(ctx context.Context, c *call.Call, d *call.Decision, start time.Time) (
-	st *state, prof *profile, region string, number callerid.Number, deadline time.Time, lookup bool) {
+// decisionWait is what a blocking Decide waits on; pooled, so a repeat
+// caller's wait allocates nothing. The core calls its done exactly once, and
+// decideWait reads that before the wait goes back to the pool.
+type decisionWait struct {
+	ch   chan call.Decision
+	done func(call.Decision)
+}
+
+var decisionWaits = sync.Pool{New: func() any {
+	w := &decisionWait{ch: make(chan call.Decision, 1)}
+	w.done = func(d call.Decision) { w.ch <- d }
+	return w
+}}
+
+// identify is the decision up to the look-up: the profile, the caller's
+// number and the decision's first fields. lookup is false when there is no
+// number to look up (anonymous, invalid: p.d.Match is set). deadline is the
+// call's: ctx's, else p.start plus the budget.
+func (r *Router) identify(ctx context.Context, p *pending) (deadline time.Time, lookup bool) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		deadline = start.Add(r.deps.Budget)
+		deadline = p.start.Add(r.deps.Budget)
 	}
-	st = r.state.Load()
-	prof = st.profileFor(c)
-	region = prof.Region
-	if region == "" {
-		region = r.deps.Numbers.RegionFor(c.DNIS)
+	p.st = r.state.Load()
+	p.prof = p.st.profileFor(&p.c)
+	p.region = p.prof.Region
+	if p.region == "" {
+		p.region = r.deps.Numbers.RegionFor(p.c.DNIS)
 	}
-	pick := r.deps.Numbers.Pick(c.CLI, c.ANI, c.Privacy, region)
-	*d = call.Decision{CallID: c.ID, Profile: prof.Name, Privacy: pick.Privacy || c.Privacy}
+	pick := r.deps.Numbers.Pick(p.c.CLI, p.c.ANI, p.c.Privacy, p.region)
+	p.number = pick.Number
+	p.d = call.Decision{CallID: p.c.ID, Profile: p.prof.Name, Privacy: pick.Privacy || p.c.Privacy}
 	switch pick.Status {
 	case call.MatchAnonymous:
-		d.Match = call.MatchAnonymous
+		p.d.Match = call.MatchAnonymous
 	case call.MatchInvalid:
-		d.Match = call.MatchInvalid
+		p.d.Match = call.MatchInvalid
 		if pick.Err != nil {
-			d.Err = call.CleanValue(pick.Err.Error())
+			p.d.Err = call.CleanValue(pick.Err.Error())
 		}
 	default:
-		d.E164, d.Source = pick.Number.E164, pick.Source
+		p.d.E164, p.d.Source = pick.Number.E164, pick.Source
 		lookup = true
 	}
-	return st, prof, region, pick.Number, deadline, lookup
+	return deadline, lookup
 }
 
-// end finishes d: a panic p (recovered from any part) becomes an error
-// decision; then its elapsed time and the decision metrics.
-func (r *Router) end(c *call.Call, d *call.Decision, start time.Time, p any) {
-	if p != nil {
-		r.log.Error("decide panicked", "call", *c, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-		*d = call.Decision{CallID: c.ID, Match: call.MatchError, Err: "internal error"}
+// stamp ends p.d: a panic x (recovered from any step) becomes an error
+// decision; then its elapsed time and the decision metrics (once a call).
+func (r *Router) stamp(p *pending, x any) {
+	if x != nil {
+		r.log.Error("decide panicked", "call", p.c, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
+		p.d = call.Decision{CallID: p.c.ID, Match: call.MatchError, Err: "internal error"}
 		st := r.state.Load()
-		r.applyPriority(st, d, st.cfg.Priority.Default)
+		r.applyPriority(st, &p.d, st.cfg.Priority.Default)
 	}
-	d.Elapsed = time.Since(start)
-	countDecision(d.Match)
-	decideSeconds.Observe(d.Elapsed.Seconds())
-}
-
-// lookup asks the CRM (and the shared block list) for d.E164 within the
-// deadline, less a sliver left for the rules; it sets d.Match and d.Cached.
-func (r *Router) lookup(ctx context.Context, c *call.Call, d *call.Decision, st *state, prof *profile,
-	n *callerid.Number, deadline time.Time) (cust *call.Customer, blocked bool) {
-	blocked = r.block.contains(d.E164)
-	q := lookupQuery(n, prof)
-	if r.localFirst(st) {
-		// A repeat caller: answered in-process, no context or timer to build.
-		if res, ok := r.deps.CRM.LookupLocal(q); ok {
-			return r.settle(c, d, res, nil, false), blocked
-		}
-	}
-	lctx, cancel := lookupContext(ctx, deadline)
-	defer cancel()
-	redisBlocked := r.redisBlocked(lctx, st.cfg.Flags.BlockListRedisKey, d.E164)
-	res, err := r.deps.CRM.Lookup(lctx, q)
-	timedOut := err != nil && errors.Is(lctx.Err(), context.DeadlineExceeded)
-	if b, ok := redisBlocked(); ok && b {
-		blocked = true
-	}
-	return r.settle(c, d, res, err, timedOut), blocked
+	p.d.Elapsed = time.Since(p.start)
+	countDecision(p.d.Match)
+	decideSeconds.Observe(p.d.Elapsed.Seconds())
 }
 
 func lookupQuery(n *callerid.Number, prof *profile) crm.Query {
@@ -380,76 +349,87 @@ func (r *Router) localFirst(st *state) bool {
 	return st.cfg.Flags.BlockListRedisKey == "" || r.deps.Redis == nil
 }
 
-// lookupContext is the look-up's share of the deadline: the rules, which
+// lookupDeadline is the look-up's share of the deadline: the rules, which
 // run after it, keep a sliver.
-func lookupContext(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
-	return context.WithDeadline(ctx, lookupDeadline(deadline))
-}
-
-// lookupDeadline is the deadline less the rules' sliver.
 func lookupDeadline(deadline time.Time) time.Time {
 	reserve := min(2*time.Millisecond, time.Until(deadline)/10)
 	return deadline.Add(-reserve)
 }
 
-// settle sets d.Match and d.Cached from the CRM's answer and returns the
-// customer found.
-func (r *Router) settle(c *call.Call, d *call.Decision, res crm.Result, err error, timedOut bool) (cust *call.Customer) {
+// takeAnswer sets p.d.Match and p.d.Cached, and p.cust, from the CRM's answer.
+func (r *Router) takeAnswer(p *pending, res crm.Result, err error, timedOut bool) {
 	switch {
 	case err == nil && res.Customer != nil:
-		d.Match, d.Cached, cust = call.MatchHit, res.Cached, res.Customer
+		p.d.Match, p.d.Cached, p.cust = call.MatchHit, res.Cached, res.Customer
 	case err == nil:
-		d.Match, d.Cached = call.MatchMiss, res.Cached
+		p.d.Match, p.d.Cached = call.MatchMiss, res.Cached
 	case timedOut:
-		d.Match = call.MatchTimeout
+		p.d.Match = call.MatchTimeout
 	default:
-		d.Match = call.MatchError
-		d.Err = call.CleanValue(err.Error())
+		p.d.Match = call.MatchError
+		p.d.Err = call.CleanValue(err.Error())
 		if n, ok := r.crmWarn.Allow(); ok {
-			r.log.Warn("crm look-up failed", "call", *c, "err", err, "suppressed", n)
+			r.log.Warn("crm look-up failed", "call", p.c, "err", err, "suppressed", n)
 		}
 	}
-	return cust
 }
 
-// conclude runs the built-in flags and the rules over what the look-up
-// found and fills the rest of d; with trace non-nil it records the rules.
-func (r *Router) conclude(ctx context.Context, c *call.Call, d *call.Decision, st *state, prof *profile,
-	number *callerid.Number, region string, cust *call.Customer, blocked bool, trace *[]RuleTrace) {
+// applyRules runs the built-in flags and the rules over what the look-up
+// found and fills the rest of p.d; with p.trace set it records the rules.
+func (r *Router) applyRules(ctx context.Context, p *pending) {
 	var prep *preparedCustomer
-	if cust != nil {
+	if p.cust != nil {
 		// Rules, flags and outputs all see the cleaned record.
-		prep = r.prepare(cust)
-		cust = prep.cust
-		d.Customer = cust
+		prep = r.prepare(p.cust)
+		p.cust = prep.cust
+		p.d.Customer = p.cust
 	}
-
-	// Built-in flags, then the rules (which see them). Each is added once.
-	var flags []string
-	if cust != nil && st.vipTiers[strings.ToLower(cust.Tier)] {
-		flags = append(flags, "vip")
-	}
-	if blocked {
-		flags = append(flags, "fraud_suspect")
-	}
-	if cust != nil && regionMismatch(cust, st.cfg.Flags.RegionField, *number) {
-		flags = append(flags, "region_mismatch")
-	}
-	if cust != nil && !blocked && r.aniVerified(c, d, cust, region) {
-		flags = append(flags, "ani_verified")
-	}
-
 	env := envPool.Get().(*Env)
 	defer func() { *env = Env{}; envPool.Put(env) }()
+	r.fillEnv(env, p, prep)
+	o := evalRules(p.prof.rules, env, p.trace != nil, r.logRuleError)
+	r.setOutputs(p, o, env.Flags)
+	if p.trace != nil {
+		*p.trace = o.trace
+	}
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("decided", "call", p.c, "match", p.d.Match, "priority", p.d.Priority, "queue", p.d.Queue, "rules", p.d.Rules)
+	}
+}
+
+// builtinFlags are the flags callpop sets before the rules run (which see
+// them), each once.
+func (r *Router) builtinFlags(p *pending) []string {
+	var flags []string
+	cust := p.cust
+	if cust != nil && p.st.vipTiers[strings.ToLower(cust.Tier)] {
+		flags = append(flags, "vip")
+	}
+	if p.blocked {
+		flags = append(flags, "fraud_suspect")
+	}
+	if cust != nil && regionMismatch(cust, p.st.cfg.Flags.RegionField, p.number) {
+		flags = append(flags, "region_mismatch")
+	}
+	if cust != nil && !p.blocked && r.aniVerified(&p.c, &p.d, cust, p.region) {
+		flags = append(flags, "ani_verified")
+	}
+	return flags
+}
+
+// fillEnv sets what the rules see of p (prep: its prepared customer, nil on
+// no hit). The time fields read ruleClock, in router.timezone.
+func (r *Router) fillEnv(env *Env, p *pending, prep *preparedCustomer) {
+	d := &p.d
 	*env = Env{
 		Match: string(d.Match), E164: d.E164, Source: string(d.Source),
-		DNIS: c.DNIS, Profile: prof.Name, Flags: flags, ANI: c.ANI, CLI: c.CLI, CLIName: c.CLIName,
+		DNIS: p.c.DNIS, Profile: p.prof.Name, Flags: r.builtinFlags(p), ANI: p.c.ANI, CLI: p.c.CLI, CLIName: p.c.CLIName,
 		Privacy: d.Privacy, Cached: d.Cached,
 	}
 	if d.E164 != "" {
-		env.CountryCode, env.Region, env.NumberType = number.CountryCode, number.Region, number.Type
-		if st.readsGeo {
-			env.Geo = r.deps.Numbers.Geo(*number)
+		env.CountryCode, env.Region, env.NumberType = p.number.CountryCode, p.number.Region, p.number.Type
+		if p.st.readsGeo {
+			env.Geo = r.deps.Numbers.Geo(p.number)
 		}
 	}
 	if prep != nil {
@@ -457,27 +437,23 @@ func (r *Router) conclude(ctx context.Context, c *call.Call, d *call.Decision, s
 	} else {
 		env.Customer, env.Record = customerEnv(nil)
 	}
-	env.setTime(r.ruleClock().In(st.loc))
+	env.setTime(r.ruleClock().In(p.st.loc))
+}
 
-	base := st.cfg.Priority.Default
-	if cust != nil {
-		if p, ok := st.cfg.TierPriority[strings.ToLower(cust.Tier)]; ok {
-			base = p
-		} else if p, ok := st.cfg.TierPriority[cust.Tier]; ok {
-			base = p
-		}
-	}
-	o := evalRules(prof.rules, env, trace != nil, r.logRuleError)
+// setOutputs fills p.d from the rules' outcome o and the flags they ended with.
+func (r *Router) setOutputs(p *pending, o outcome, flags []string) {
+	d := &p.d
+	base := tierPriority(p.st, p.cust)
 	if o.prioritySet {
 		base = o.priority
 	}
-	r.applyPriority(st, d, base)
+	r.applyPriority(p.st, d, base)
 	d.Queue, d.Skill = call.CleanValue(o.queue), call.CleanValue(o.skill)
 	d.Language = call.CleanValue(o.language)
 	if d.Language == "" && d.Customer != nil {
 		d.Language = d.Customer.Language
 	}
-	d.Flags = env.Flags
+	d.Flags = flags
 	d.Rules = o.matched
 	if len(o.vars) > 0 {
 		d.Extra = make(map[string]string, len(o.vars))
@@ -485,24 +461,42 @@ func (r *Router) conclude(ctx context.Context, c *call.Call, d *call.Decision, s
 			d.Extra[k] = call.CleanValue(v)
 		}
 	}
+	d.PopURL = popURL(p)
+}
+
+// tierPriority is the priority before the rules: router.tier_priority for
+// the customer's tier, else router.priority.default.
+func tierPriority(st *state, cust *call.Customer) int {
+	if cust == nil {
+		return st.cfg.Priority.Default
+	}
+	if p, ok := st.cfg.TierPriority[strings.ToLower(cust.Tier)]; ok {
+		return p
+	}
+	if p, ok := st.cfg.TierPriority[cust.Tier]; ok {
+		return p
+	}
+	return st.cfg.Priority.Default
+}
+
+// popURL is the page an agent opens: the customer's, or for a caller the
+// CRM does not know (and who did not ask for privacy) the profile's or the
+// router's new-customer URL.
+func popURL(p *pending) string {
+	d := &p.d
 	switch {
 	case d.Customer != nil:
-		d.PopURL = d.Customer.URL
+		return d.Customer.URL
 	case d.Match == call.MatchMiss && !d.Privacy:
-		tpl := prof.NewCustomerURL
+		tpl := p.prof.NewCustomerURL
 		if tpl == "" {
-			tpl = st.cfg.NewCustomerURL
+			tpl = p.st.cfg.NewCustomerURL
 		}
 		if tpl != "" {
-			d.PopURL = call.CleanURL(strings.ReplaceAll(tpl, "{e164}", url.QueryEscape(d.E164)))
+			return call.CleanURL(strings.ReplaceAll(tpl, "{e164}", url.QueryEscape(d.E164)))
 		}
 	}
-	if trace != nil {
-		*trace = o.trace
-	}
-	if r.log.Enabled(ctx, slog.LevelDebug) {
-		r.log.Debug("decided", "call", *c, "match", d.Match, "priority", d.Priority, "queue", d.Queue, "rules", d.Rules)
-	}
+	return ""
 }
 
 // logRuleError logs a rule's first run-time error (per load); the rest are
@@ -519,20 +513,6 @@ func (r *Router) applyPriority(st *state, d *call.Decision, p int) {
 	d.Priority = p
 	d.QueuePrio = p * pc.QueuePrioScale
 	d.BaseScore = p * pc.CCBaseScoreScale
-}
-
-// redisBlocked starts the shared block-list check; the returned function
-// waits for it until ctx ends (ok=false when it did not answer in time).
-func (r *Router) redisBlocked(ctx context.Context, key, e164 string) func() (bool, bool) {
-	if key == "" || r.deps.Redis == nil {
-		return func() (bool, bool) { return false, false }
-	}
-	ch := make(chan [2]bool, 1)
-	r.checkBlocked(ctx, key, e164, func(b, ok bool) { ch <- [2]bool{b, ok} })
-	return func() (bool, bool) {
-		v := <-ch
-		return v[0], v[1]
-	}
 }
 
 // checkBlocked asks the shared block list whether e164 is on it and calls
@@ -608,7 +588,7 @@ func regionMismatch(c *call.Customer, field string, n callerid.Number) bool {
 		return n.Region != "" && !strings.EqualFold(usual, n.Region)
 	}
 	cc := strings.TrimPrefix(usual, "+")
-	if cc != "" && dnisDigits(cc) == cc && n.CountryCode != 0 {
+	if cc != "" && callerid.Digits(cc) == cc && n.CountryCode != 0 {
 		return cc != strconv.Itoa(n.CountryCode)
 	}
 	return false

@@ -377,104 +377,136 @@ func evalRules(rules []*compiledRule, env *Env, explain bool, logErr ...ruleErrL
 	var o outcome
 	m := vmPool.Get().(*vm.VM)
 	defer vmPool.Put(m)
+	run := ruleRun{m: m, env: env, o: &o}
+	if len(logErr) > 0 {
+		run.logErr = logErr[0]
+	}
 	for _, r := range rules {
-		var tr *RuleTrace
+		run.r, run.tr = r, nil
 		if explain {
 			o.trace = append(o.trace, RuleTrace{Name: r.name, When: r.when})
-			tr = &o.trace[len(o.trace)-1]
+			run.tr = &o.trace[len(o.trace)-1]
 		}
-		if r.whenProg != nil {
-			out, err := m.Run(r.whenProg, env)
-			if err != nil {
-				o.errors++
-				ruleErrors.Inc()
-				if len(logErr) > 0 && r.warned.CompareAndSwap(false, true) {
-					logErr[0](r.name, "when", err)
-				}
-				if tr != nil {
-					tr.Error = "when: " + firstLine(err.Error())
-				}
-				continue
-			}
-			if b, _ := out.(bool); !b {
-				continue
-			}
+		if !run.matches() {
+			continue
 		}
-		o.matched = append(o.matched, r.name)
-		r.matches.Inc()
-		if tr != nil {
-			tr.Matched = true
-			tr.Set = map[string]any{}
-		}
-		errorf := func(key string, err error) {
-			o.errors++
-			ruleErrors.Inc()
-			if len(logErr) > 0 && r.warned.CompareAndSwap(false, true) {
-				logErr[0](r.name, key, err)
-			}
-			if tr != nil {
-				tr.Error += key + ": " + firstLine(err.Error()) + "; "
-			}
-		}
-		if r.priority != nil {
-			if p, err := r.priority.intValue(m, env); err != nil {
-				errorf("then.priority", err)
-			} else {
-				o.priority, o.prioritySet = p, true
-				if tr != nil {
-					tr.Set["priority"] = p
-				}
-			}
-		}
-		for _, f := range []struct {
-			key string
-			v   *value
-			dst *string
-		}{{"queue", r.queue, &o.queue}, {"skill", r.skill, &o.skill}, {"language", r.language, &o.language}} {
-			if f.v == nil {
-				continue
-			}
-			s, err := f.v.stringValue(m, env)
-			if err != nil {
-				errorf("then."+f.key, err)
-				continue
-			}
-			*f.dst = s
-			if tr != nil {
-				tr.Set[f.key] = s
-			}
-		}
-		for _, f := range r.flags {
-			if !contains(env.Flags, f) {
-				env.Flags = append(env.Flags, f)
-				o.flags = append(o.flags, f)
-			}
-		}
-		if tr != nil && len(r.flags) > 0 {
-			tr.Set["flags"] = r.flags
-		}
-		for _, nv := range r.vars {
-			s, err := nv.v.stringValue(m, env)
-			if err != nil {
-				errorf("then.vars."+nv.name, err)
-				continue
-			}
-			if o.vars == nil {
-				o.vars = map[string]string{}
-			}
-			o.vars[nv.name] = s
-			if tr != nil {
-				tr.Set["vars."+nv.name] = s
-			}
-		}
+		run.apply()
 		if r.stop {
-			if tr != nil {
-				tr.Stop = true
+			if run.tr != nil {
+				run.tr.Stop = true
 			}
 			break
 		}
 	}
 	return o
+}
+
+// ruleRun is one rule's evaluation within evalRules.
+type ruleRun struct {
+	m      *vm.VM
+	env    *Env
+	o      *outcome
+	logErr ruleErrLog
+	r      *compiledRule
+	tr     *RuleTrace // nil unless explaining: the trace's values (boxed, concatenated) cost allocations
+}
+
+// matches runs the rule's condition; a failing one does not match.
+func (run *ruleRun) matches() bool {
+	r := run.r
+	if r.whenProg != nil {
+		out, err := run.m.Run(r.whenProg, run.env)
+		if err != nil {
+			run.fail("when", err)
+			return false
+		}
+		if b, _ := out.(bool); !b {
+			return false
+		}
+	}
+	run.o.matched = append(run.o.matched, r.name)
+	r.matches.Inc()
+	if run.tr != nil {
+		run.tr.Matched = true
+		run.tr.Set = map[string]any{}
+	}
+	return true
+}
+
+// fail counts a run-time error of the rule (the first one is logged) and
+// traces it.
+func (run *ruleRun) fail(key string, err error) {
+	run.o.errors++
+	ruleErrors.Inc()
+	if run.logErr != nil && run.r.warned.CompareAndSwap(false, true) {
+		run.logErr(run.r.name, key, err)
+	}
+	if run.tr == nil {
+		return
+	}
+	if key == "when" {
+		run.tr.Error = "when: " + firstLine(err.Error())
+		return
+	}
+	run.tr.Error += key + ": " + firstLine(err.Error()) + "; "
+}
+
+// apply runs a matched rule's then: priority, queue, skill, language,
+// flags, variables. An output that fails is skipped; the rest still apply.
+func (run *ruleRun) apply() {
+	r, o := run.r, run.o
+	if r.priority != nil {
+		if p, err := r.priority.intValue(run.m, run.env); err != nil {
+			run.fail("then.priority", err)
+		} else {
+			o.priority, o.prioritySet = p, true
+			if run.tr != nil {
+				run.tr.Set["priority"] = p
+			}
+		}
+	}
+	run.setString("queue", r.queue, &o.queue)
+	run.setString("skill", r.skill, &o.skill)
+	run.setString("language", r.language, &o.language)
+	for _, f := range r.flags {
+		if !contains(run.env.Flags, f) {
+			run.env.Flags = append(run.env.Flags, f)
+			o.flags = append(o.flags, f)
+		}
+	}
+	if run.tr != nil && len(r.flags) > 0 {
+		run.tr.Set["flags"] = r.flags
+	}
+	for _, nv := range r.vars {
+		s, err := nv.v.stringValue(run.m, run.env)
+		if err != nil {
+			run.fail("then.vars."+nv.name, err)
+			continue
+		}
+		if o.vars == nil {
+			o.vars = map[string]string{}
+		}
+		o.vars[nv.name] = s
+		if run.tr != nil {
+			run.tr.Set["vars."+nv.name] = s
+		}
+	}
+}
+
+// setString runs one string output (nil: the rule does not set it) into dst.
+func (run *ruleRun) setString(key string, v *value, dst *string) {
+	if v == nil {
+		return
+	}
+	s, err := v.stringValue(run.m, run.env)
+	if err != nil {
+		run.fail("then."+key, err)
+		return
+	}
+	*dst = s
+	if run.tr != nil {
+		run.tr.Set[key] = s
+	}
 }
 
 func (v *value) stringValue(m *vm.VM, env *Env) (string, error) {
