@@ -212,32 +212,62 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // session runs one WebSocket connection: dial, reconcile, read until it
 // fails. connected says whether the dial succeeded.
 func (a *Adapter) session(ctx context.Context) (connected bool, err error) {
+	c, err := a.dial(ctx)
+	if err != nil {
+		a.setReady(false, err.Error())
+		return false, err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer c.CloseNow()
+	a.probeMulti(ctx)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- a.read(sctx, c) }()
+	go func() { defer wg.Done(); errc <- a.ping(sctx, c) }()
+
+	// The socket is up, so new StasisStarts arrive; now take over anything
+	// left waiting while we were away, then report ready.
+	a.reconcileOnConnect(sctx)
+	if !a.replaced.Load() {
+		a.setReady(true, "")
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.reconcileLoop(sctx) }()
+	err = <-errc
+	stop()
+	c.CloseNow()
+	return true, err
+}
+
+// dial opens the event WebSocket.
+func (a *Adapter) dial(ctx context.Context) (*websocket.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
 	h := http.Header{}
 	if a.auth != "" {
 		h.Set("Authorization", a.auth)
 	}
 	c, resp, err := websocket.Dial(dctx, a.wsURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: a.rest.ctl})
-	cancel()
 	if err != nil {
 		if resp == nil && closedUnanswered(err) && ctx.Err() == nil {
 			a.sessionRefused(http.MethodGet, "/events", err)
 		}
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
-			err = fmt.Errorf("adapters/ari: connect: 401 (check pbx.asterisk.username/password): %w", err)
-		} else {
-			err = fmt.Errorf("adapters/ari: connect: %w", err)
+			return nil, fmt.Errorf("adapters/ari: connect: 401 (check pbx.asterisk.username/password): %w", err)
 		}
-		a.setReady(false, err.Error())
-		return false, err
+		return nil, fmt.Errorf("adapters/ari: connect: %w", err)
 	}
 	c.SetReadLimit(4 << 20)
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	defer c.CloseNow()
+	return c, nil
+}
 
-	// What this Asterisk serves decides how a call's variables go out; a
-	// restarted (maybe upgraded) Asterisk is asked again.
+// probeMulti asks what this Asterisk serves, which decides how a call's
+// variables go out; a restarted (maybe upgraded) Asterisk is asked again.
+func (a *Adapter) probeMulti(ctx context.Context) {
 	pctx, pcancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	multi, perr := a.rest.multiVars(pctx)
 	pcancel()
@@ -250,76 +280,64 @@ func (a *Adapter) session(ctx context.Context) (connected bool, err error) {
 	default:
 		a.log.Info("Asterisk before 20.20/22.10/23.4: one request per variable, CALLPOP_MATCH last")
 	}
+}
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	errc := make(chan error, 2)
-	wg.Add(2)
-	go func() { defer wg.Done(); errc <- a.read(sctx, c) }()
-	go func() { defer wg.Done(); errc <- a.ping(sctx, c) }()
-
-	// The socket is up, so new StasisStarts arrive; now take over anything
-	// left waiting while we were away, then report ready.
+// reconcileOnConnect takes over the channels left waiting in the app, a few
+// tries; a connection it cannot reconcile is used anyway.
+func (a *Adapter) reconcileOnConnect(ctx context.Context) {
 	for try := 0; ; try++ {
-		n, err := a.reconcile(sctx)
+		n, err := a.reconcile(ctx)
 		if err == nil {
 			a.log.Info("ARI connected", "reconciled", n)
-			break
+			return
 		}
-		if try == 2 || !sleepCtx(sctx, 50*time.Millisecond) {
+		if try == 2 || !sleepCtx(ctx, 50*time.Millisecond) {
 			a.log.Warn("reconcile failed; connected anyway", "err", err)
-			break
+			return
 		}
 	}
-	if !a.replaced.Load() {
-		a.setReady(true, "")
+}
+
+// reconcileLoop is a safety net until ctx ends: a channel whose StasisStart
+// never reached us (an undecodable event, a bug) is still continued within
+// reconcile_interval, and one whose continue failed is looked for again
+// within moments (askRecheck), backing off while rechecks keep failing.
+func (a *Adapter) reconcileLoop(ctx context.Context) {
+	var tick <-chan time.Time
+	if a.cfg.ReconcileInterval > 0 {
+		t := time.NewTicker(a.cfg.ReconcileInterval)
+		defer t.Stop()
+		tick = t.C
 	}
-	// A safety net: a channel whose StasisStart never reached us (an
-	// undecodable event, a bug) is still continued within an interval, and
-	// one whose continue failed is looked for again within moments.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var tick <-chan time.Time
-		if a.cfg.ReconcileInterval > 0 {
-			t := time.NewTicker(a.cfg.ReconcileInterval)
-			defer t.Stop()
-			tick = t.C
-		}
-		delay := recheckDelay
-		for {
-			rechecking := false
-			select {
-			case <-sctx.Done():
+	delay := recheckDelay
+	for {
+		rechecking := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		case <-a.recheck:
+			// Give the failed call's goroutine time to finish, and the
+			// PBX a breath.
+			rechecking = true
+			if !sleepCtx(ctx, delay) {
 				return
-			case <-tick:
-			case <-a.recheck:
-				// Give the failed call's goroutine time to finish, and the
-				// PBX a breath; back off while rechecks keep failing.
-				rechecking = true
-				if !sleepCtx(sctx, delay) {
-					return
-				}
-			}
-			n, err := a.reconcile(sctx)
-			switch {
-			case err != nil && sctx.Err() == nil:
-				a.log.Warn("reconcile failed", "err", err, "after_failed_continue", rechecking)
-			case n > 0:
-				a.log.Warn("reconcile found channels nobody handled", "count", n, "after_failed_continue", rechecking)
-			}
-			if rechecking && err != nil {
-				delay = min(2*delay, recheckMaxDelay)
-				a.askRecheck()
-			} else {
-				delay = recheckDelay
 			}
 		}
-	}()
-	err = <-errc
-	stop()
-	c.CloseNow()
-	return true, err
+		n, err := a.reconcile(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("reconcile failed", "err", err, "after_failed_continue", rechecking)
+		case n > 0:
+			a.log.Warn("reconcile found channels nobody handled", "count", n, "after_failed_continue", rechecking)
+		}
+		if rechecking && err != nil {
+			delay = min(2*delay, recheckMaxDelay)
+			a.askRecheck()
+		} else {
+			delay = recheckDelay
+		}
+	}
 }
 
 func (a *Adapter) read(ctx context.Context, c *websocket.Conn) error {

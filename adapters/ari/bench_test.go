@@ -82,9 +82,9 @@ func BenchmarkDispatchLegs(b *testing.B) {
 // with a plain socket reader) taken out. With ari.conf channelvars and an
 // AsyncDecider (the router) the call holds no goroutine: its state, the
 // decision's context and the watchdog's timer ("channelvars"). Without
-// channelvars the call's goroutine reads the variables and waits ("GET").
-// A plain Decider that blocks keeps a goroutine of its own per call besides
-// ("-plain").
+// channelvars the call's goroutine reads the variables first, then hands the
+// call over the same way ("GET": the read's answer besides). A plain Decider
+// that blocks keeps a goroutine per call ("-plain").
 func BenchmarkHeldCalls(b *testing.B) {
 	cv := []string{"CALLPOP_CALL_ID", "CALLERID(ani)", "CALLERID(num-pres)"}
 	b.Run("channelvars", func(b *testing.B) { benchHeld(b, cv, true) })

@@ -167,6 +167,14 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 		return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
+	return readAnswer(resp, method, path, wantBody)
+}
+
+// readAnswer reads a response: its body when wanted, a StatusError for a
+// status other than 2xx (ErrGone for 404 and 409: the channel is gone or out
+// of Stasis). The body is read to its end either way, so the connection is
+// kept.
+func readAnswer(resp *http.Response, method, path string, wantBody bool) ([]byte, error) {
 	if resp.StatusCode/100 == 2 && !wantBody {
 		if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 16<<20)); err != nil {
 			return nil, fmt.Errorf("adapters/ari: %s %s: read: %w", method, path, err)
