@@ -2,6 +2,7 @@ package ari
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,10 +180,24 @@ func TestUnreadCallerVarsNeverAnonymous(t *testing.T) {
 			sim := newSim(t, tt.opts)
 			start(t, sim, anonDecider{}, 500*time.Millisecond, nil)
 			sim.FailNext("get", tt.fail)
+			watchdog := metricCalls.WithLabelValues("watchdog")
+			before := counter(watchdog)
 			id := sim.OfferCall(arisim.CallSpec{CLI: "anonymous", ANI: "+14155550123", NumPres: "prohib"})
 			waitSettled(t, sim, []string{id}, 10*time.Second)
 			r, _ := sim.Record(id)
-			if got := r.Vars["CALLPOP_MATCH"]; got != string(tt.want) {
+			got := r.Vars["CALLPOP_MATCH"]
+			// On a loaded machine the timeout decision can miss the few ms
+			// left before the apply reserve and the watchdog: then the channel carries none of it (the
+			// dialplan's defaults apply), which is allowed; anything else is
+			// not. Before 22.10 each variable is its own request and the
+			// sets left when time ran out are abandoned: without the commit
+			// marker CALLPOP_MATCH the dialplan trusts none of them.
+			none := !carriesDecision(r.Vars) || tt.opts.Version != ""
+			if got == "" && tt.want == call.MatchTimeout && none {
+				t.Logf("the call went on with no decision on it (continued by the watchdog: %v)", counter(watchdog) > before)
+				return
+			}
+			if got != string(tt.want) {
 				t.Errorf("CALLPOP_MATCH=%q, want %q (vars %v)", got, tt.want, r.Vars)
 			}
 		})
@@ -222,4 +237,15 @@ func TestSessionLimitRefusalCounted(t *testing.T) {
 	if st := sim.Stats(); st.PeakSessions > 3 {
 		t.Errorf("simulator held %d sessions past its limit of 3", st.PeakSessions)
 	}
+}
+
+// carriesDecision reports whether vars hold any part of a decision (a
+// CALLPOP_* variable other than the call id, or QUEUE_PRIO).
+func carriesDecision(vars map[string]string) bool {
+	for k := range vars {
+		if k == "QUEUE_PRIO" || strings.HasPrefix(k, "CALLPOP_") && k != "CALLPOP_CALL_ID" && k != "__CALLPOP_CALL_ID" {
+			return true
+		}
+	}
+	return false
 }
