@@ -8,11 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/internal/netallow"
@@ -377,6 +380,52 @@ func agiScript(script string) (profile string, ok bool) {
 	return call.CleanToken(profile), true
 }
 
+// agiMaxANI bounds the ANI a FastAGI script carries (ani=), decoded: an
+// E.164 number has at most 15 digits; room for a national format and a few
+// separators, not for a payload.
+const agiMaxANI = 32
+
+// agiScriptANI reads `ani=` from the network script ("route?ani=%2B3120…",
+// the dialplan's ${URIENCODE(${CALLERID(ani)})}): given is false without
+// one (then callpop asks with GET VARIABLE). The value is the caller's, so
+// it is percent-decoded and refused (the ANI taken as absent, with the
+// reason) when the encoding is broken, it is given twice, it is longer than
+// agiMaxANI, or it carries invalid UTF-8 or control characters. An empty
+// ani= means "no ANI", not "ask".
+func agiScriptANI(script string) (ani string, given bool, refused string) {
+	_, query, _ := strings.Cut(script, "?")
+	var raw string
+	for _, kv := range strings.Split(query, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		if k != "ani" {
+			continue
+		}
+		if given {
+			return "", true, "given twice"
+		}
+		raw, given = v, true
+	}
+	if !given {
+		return "", false, ""
+	}
+	if len(raw) > 3*agiMaxANI {
+		return "", true, "too long"
+	}
+	// PathUnescape keeps a "+" that was not encoded; URIENCODE sends %2B.
+	v, err := url.PathUnescape(raw)
+	switch {
+	case err != nil:
+		return "", true, "bad percent-encoding"
+	case len(v) > agiMaxANI:
+		return "", true, "too long"
+	case !utf8.ValidString(v):
+		return "", true, "not UTF-8"
+	case strings.ContainsFunc(v, unicode.IsControl):
+		return "", true, "control characters"
+	}
+	return v, true, ""
+}
+
 // agiPrivacy reads agi_callingpres: Asterisk's presentation number, where
 // bits 0x60 = 0x20 (restricted) means the caller withheld the number.
 func agiPrivacy(pres string) bool {
@@ -396,7 +445,8 @@ func agiUnknown(v string) string {
 	return v
 }
 
-// serveAGI runs one session: environment → ANI → Decide → SET VARIABLE …
+// serveAGI runs one session: environment → ANI (ani= or GET VARIABLE) →
+// Decide → EXEC MSet (or SET VARIABLE …).
 func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -446,17 +496,30 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 		r.log.Warn("fastagi: unknown profile; choosing by DNIS", "profile", profile)
 		c.Profile = ""
 	}
-	rep, err := a.command("GET VARIABLE CALLERID(ani)")
-	switch {
-	case errors.Is(err, errHangup):
-		result = "hangup"
-		return
-	case err != nil:
-		result = "closed"
-		r.log.Debug("fastagi: session ended", "err", err)
-		return
-	case rep.code == 200 && rep.result == "1":
-		c.ANI = rep.data
+	// The ANI: from the script when the dialplan passed it (ani=), else one
+	// GET VARIABLE. Presentation needs no command: agi_callingpres has it.
+	if ani, given, refused := agiScriptANI(env["agi_network_script"]); given {
+		if refused != "" {
+			agiANI.WithLabelValues("refused").Inc()
+			r.aniWarn.Warn(r.log, "fastagi: ani= in the script refused; deciding without the ANI", "reason", refused)
+		} else {
+			agiANI.WithLabelValues("script").Inc()
+		}
+		c.ANI = ani
+	} else {
+		agiANI.WithLabelValues("get").Inc()
+		rep, err := a.command("GET VARIABLE CALLERID(ani)")
+		switch {
+		case errors.Is(err, errHangup):
+			result = "hangup"
+			return
+		case err != nil:
+			result = "closed"
+			r.log.Debug("fastagi: session ended", "err", err)
+			return
+		case rep.code == 200 && rep.result == "1":
+			c.ANI = rep.data
+		}
 	}
 
 	dctx, cancel := context.WithDeadline(ctx, received.Add(r.deps.Budget))
