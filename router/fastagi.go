@@ -525,7 +525,7 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 	dctx, cancel := context.WithDeadline(ctx, received.Add(r.deps.Budget))
 	d := r.endpointDecide(dctx, c)
 	cancel()
-	r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
+	ready := r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
 
 	vars := d.Vars()
 	vars = append(vars, call.Var{Name: "QUEUE_PRIO", Value: strconv.Itoa(d.QueuePrio)})
@@ -540,6 +540,11 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 		vars = append(vars, call.Var{Name: "CALLPOP_INFO_URL", Value: u})
 	}
 	result = r.agiSetVars(a, agiSafeVars(r.log, vars), agiMSetSafe(env["agi_version"]))
+	if result == "ok" {
+		// The dialplan goes on when the session ends: not before a Dial
+		// after AGI() would be seen, nor past the budget.
+		r.awaitFollow(ctx, "fastagi", ready, c)
+	}
 }
 
 // agiSafeVars drops what no command can carry safely (a name Asterisk would
