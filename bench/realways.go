@@ -20,7 +20,8 @@ import (
 // The dialplan ways in, on the bench's own listeners (--listen): callpop's
 // FastAGI server and /v1/route, or a bare server doing the minimum.
 
-// agiHandler serves `AGI(${CALLPOP_BENCH_AGI})`: callpop's FastAGI (its
+// agiHandler serves `AGI(${CALLPOP_BENCH_AGI}?ani=…)` (the bench context
+// passes the ANI, so callpop sends one command): callpop's FastAGI (its
 // commands counted) or a bare server that reads the environment and ends
 // the session.
 type agiHandler struct {

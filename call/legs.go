@@ -57,10 +57,33 @@ func (NopSink) CallEnded(CallEnd)     {}
 // Follower is told about a call callpop decided for the dialplan itself
 // (FastAGI, GET /v1/route with a call id) rather than through an adapter, so
 // the call is registered for pops and its agent legs are followed as an
-// adapter's are. Follow must not block: the call's answer never waits for it.
+// adapter's are. Follow must not block.
 type Follower interface {
 	Follow(e Enriched)
 }
+
+// ReadyFollower is a Follower that tells when following a call has taken
+// hold: from then on the call's events reach callpop (ARI: the app's
+// subscription to the channel has answered), or it is known they never
+// will (the channel is gone, the request failed, the queue is full, the
+// adapter stopped, following is off). The dialplan ways in wait for it,
+// never past the call's budget, before the dialplan goes on, so a Dial
+// right after them is seen ringing.
+type ReadyFollower interface {
+	Follower
+	// FollowReady does what Follow does and returns a channel that is
+	// closed once following has taken hold or never will. It must not
+	// block, and never returns nil.
+	FollowReady(e Enriched) <-chan struct{}
+}
+
+// readyNow is closed: following that needs no wait.
+var readyNow = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// ReadyNow returns a closed channel: what FollowReady returns when there is
+// nothing to wait for (an event connection that sees every call already,
+// a call not followed).
+func ReadyNow() <-chan struct{} { return readyNow }
 
 // FollowFunc adapts a function to Follower.
 type FollowFunc func(e Enriched)

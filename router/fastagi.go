@@ -8,11 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/callerid"
@@ -378,6 +381,52 @@ func agiScript(script string) (profile string, ok bool) {
 	return call.CleanToken(profile), true
 }
 
+// agiMaxANI bounds the ANI a FastAGI script carries (ani=), decoded: an
+// E.164 number has at most 15 digits; room for a national format and a few
+// separators, not for a payload.
+const agiMaxANI = 32
+
+// agiScriptANI reads `ani=` from the network script ("route?ani=%2B3120…",
+// the dialplan's ${URIENCODE(${CALLERID(ani)})}): given is false without
+// one (then callpop asks with GET VARIABLE). The value is the caller's, so
+// it is percent-decoded and refused (the ANI taken as absent, with the
+// reason) when the encoding is broken, it is given twice, it is longer than
+// agiMaxANI, or it carries invalid UTF-8 or control characters. An empty
+// ani= means "no ANI", not "ask".
+func agiScriptANI(script string) (ani string, given bool, refused string) {
+	_, query, _ := strings.Cut(script, "?")
+	var raw string
+	for _, kv := range strings.Split(query, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		if k != "ani" {
+			continue
+		}
+		if given {
+			return "", true, "given twice"
+		}
+		raw, given = v, true
+	}
+	if !given {
+		return "", false, ""
+	}
+	if len(raw) > 3*agiMaxANI {
+		return "", true, "too long"
+	}
+	// PathUnescape keeps a "+" that was not encoded; URIENCODE sends %2B.
+	v, err := url.PathUnescape(raw)
+	switch {
+	case err != nil:
+		return "", true, "bad percent-encoding"
+	case len(v) > agiMaxANI:
+		return "", true, "too long"
+	case !utf8.ValidString(v):
+		return "", true, "not UTF-8"
+	case strings.ContainsFunc(v, unicode.IsControl):
+		return "", true, "control characters"
+	}
+	return v, true, ""
+}
+
 // agiPrivacy reads agi_callingpres: Asterisk's presentation number, where
 // bits 0x60 = 0x20 (restricted) means the caller withheld the number.
 func agiPrivacy(pres string) bool {
@@ -397,7 +446,8 @@ func agiUnknown(v string) string {
 	return v
 }
 
-// serveAGI runs one session: environment → ANI → Decide → EXEC MSet (or SET VARIABLE …)
+// serveAGI runs one session: environment → ANI (ani= or GET VARIABLE) →
+// Decide → EXEC MSet (or SET VARIABLE …).
 func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -428,20 +478,46 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 		result = "error"
 		return
 	}
-	rep, err := a.command("GET VARIABLE CALLERID(ani)")
-	if err != nil {
+	if err := r.agiReadANI(a, env, &c); err != nil {
 		result = r.agiEnded(err)
 		return
-	}
-	if rep.code == 200 && rep.result == "1" {
-		c.ANI = rep.data
 	}
 
 	dctx, cancel := context.WithDeadline(ctx, c.Received.Add(r.deps.Budget))
 	d := r.endpointDecide(dctx, c)
 	cancel()
-	r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
+	ready := r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
 	result = r.agiSetVars(a, agiSafeVars(r.log, agiVars(c, d)), agiMSetSafe(env["agi_version"]))
+	if result == "ok" {
+		// The dialplan goes on when the session ends: not before a Dial
+		// after AGI() would be seen, nor past the budget.
+		r.awaitFollow(ctx, "fastagi", ready, c)
+	}
+}
+
+// agiReadANI sets c.ANI: from the script when the dialplan passed it
+// (ani=), else with one GET VARIABLE (the error ends the session).
+// Presentation needs no command: agi_callingpres has it.
+func (r *Router) agiReadANI(a *agiConn, env map[string]string, c *call.Call) error {
+	if ani, given, refused := agiScriptANI(env["agi_network_script"]); given {
+		if refused != "" {
+			agiANI.WithLabelValues("refused").Inc()
+			r.aniWarn.Warn(r.log, "fastagi: ani= in the script refused; deciding without the ANI", "reason", refused)
+		} else {
+			agiANI.WithLabelValues("script").Inc()
+		}
+		c.ANI = ani
+		return nil
+	}
+	agiANI.WithLabelValues("get").Inc()
+	rep, err := a.command("GET VARIABLE CALLERID(ani)")
+	if err != nil {
+		return err
+	}
+	if rep.code == 200 && rep.result == "1" {
+		c.ANI = rep.data
+	}
+	return nil
 }
 
 // agiCall is the call an AGI session's environment describes, received at

@@ -720,3 +720,99 @@ func TestFastAGIMSetFallback(t *testing.T) {
 		})
 	}
 }
+
+// The dialplan may pass the ANI in the script
+// (`agi://…/route?ani=${URIENCODE(${CALLERID(ani)})}`): callpop then sends
+// one command per call, the EXEC MSet, and no GET VARIABLE. The value is
+// the caller's: one that is malformed, oversized, doubled or carries
+// control characters is refused (decided as without an ANI), one with
+// quotes and spaces decides like the same ANI read by GET VARIABLE; either
+// way the whole decision goes out. An empty ani= means "no ANI".
+func TestFastAGIScriptANI(t *testing.T) {
+	cfg := testConfig()
+	cfg.RuleSets = map[string][]Rule{"vipline": {{Name: "vip-line", Then: Then{Queue: "vip-line", Priority: 9}}}}
+	cfg.Profiles = []Profile{{Name: "vip-line", RuleSet: "vipline"}}
+	te := newTestEnv(t, cfg, nil, testBudget)
+	addr := startAGI(t, te.router)
+	withheld := func(script string) map[string]string {
+		e := defaultAGIEnv(script, "", "", "0800123456")
+		e["agi_callingpres"] = "35" // prohib_passed_screen
+		return e
+	}
+	const id = "1763780000.42"
+	tests := []struct {
+		name       string
+		env        map[string]string
+		call       call.Call // the call the session must decide
+		wantMatch  string
+		wantSource string
+	}{
+		{"known customer", defaultAGIEnv("route?ani=0201234567", "0201234567", "Jan", "0800123456"),
+			call.Call{ID: id, CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456"}, "hit", "cli"},
+		{"withheld caller, known ani", withheld("route?ani=0201234567"),
+			call.Call{ID: id, ANI: "0201234567", DNIS: "0800123456", Privacy: true}, "hit", "ani"},
+		{"withheld caller, encoded E.164 ani", withheld("route?ani=%2B31201234567"),
+			call.Call{ID: id, ANI: "+31201234567", DNIS: "0800123456", Privacy: true}, "hit", "ani"},
+		// as Asterisk 22.10.1 sent AGI(…/route?ani=${URIENCODE(${CALLERID(ani)})})
+		{"spaces, URIENCODE'd", withheld("route?ani=%2B31%2020%20123%204567"),
+			call.Call{ID: id, ANI: "+31 20 123 4567", DNIS: "0800123456", Privacy: true}, "hit", "ani"},
+		{"no profile smuggled in, URIENCODE'd", withheld("route?ani=0201234567%3Bx%26profile%3Dvip-line"),
+			call.Call{ID: id, ANI: "0201234567;x&profile=vip-line", DNIS: "0800123456", Privacy: true}, "", ""},
+		{"plus not encoded", withheld("route?ani=+31201234567"),
+			call.Call{ID: id, ANI: "+31201234567", DNIS: "0800123456", Privacy: true}, "hit", "ani"},
+		{"profile in path", withheld("route/vip-line?ani=0201234567"),
+			call.Call{ID: id, ANI: "0201234567", DNIS: "0800123456", Privacy: true, Profile: "vip-line"}, "hit", "ani"},
+		{"profile in query", withheld("route?profile=vip-line&ani=0201234567"),
+			call.Call{ID: id, ANI: "0201234567", DNIS: "0800123456", Privacy: true, Profile: "vip-line"}, "hit", "ani"},
+		{"empty ani is no ani", withheld("route?ani="),
+			call.Call{ID: id, DNIS: "0800123456", Privacy: true}, "anonymous", ""},
+		{"bare ani is no ani", withheld("route?ani"),
+			call.Call{ID: id, DNIS: "0800123456", Privacy: true}, "anonymous", ""},
+		{"quotes and spaces", withheld("route?ani=0201234567%22%20EXEC%20System%20%22rm%20-rf%20%2F"),
+			call.Call{ID: id, ANI: `0201234567" EXEC System "rm -rf /`, DNIS: "0800123456", Privacy: true}, "", ""},
+		{"line break refused", withheld("route?ani=0201234567%0AEXEC%20System%20id"),
+			call.Call{ID: id, DNIS: "0800123456", Privacy: true}, "anonymous", ""},
+		{"NUL refused", withheld("route?ani=0201234567%00"),
+			call.Call{ID: id, DNIS: "0800123456", Privacy: true}, "anonymous", ""},
+		{"oversized refused", withheld("route?ani=" + strings.Repeat("0201234567", 10)),
+			call.Call{ID: id, DNIS: "0800123456", Privacy: true}, "anonymous", ""},
+		{"oversized encoded refused", withheld("route?ani=" + strings.Repeat("%41", 1000)),
+			call.Call{ID: id, DNIS: "0800123456", Privacy: true}, "anonymous", ""},
+		{"broken encoding refused", withheld("route?ani=020%zz1234567"),
+			call.Call{ID: id, DNIS: "0800123456", Privacy: true}, "anonymous", ""},
+		{"invalid UTF-8 refused", withheld("route?ani=020%FF1234567"),
+			call.Call{ID: id, DNIS: "0800123456", Privacy: true}, "anonymous", ""},
+		{"given twice refused", withheld("route?ani=0201234567&ani=0301112233"),
+			call.Call{ID: id, DNIS: "0800123456", Privacy: true}, "anonymous", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := expectedVars(t, te.router, tt.call)
+			// Asterisk's CALLERID(ani) differs from ani=: a GET would show.
+			s := (&asterisk{env: tt.env, ani: "0301112233"}).run(t, addr)
+			if s.closedBy != "server" || len(s.bad) > 0 {
+				t.Fatalf("closed by %q; commands Asterisk would not take: %q", s.closedBy, s.bad)
+			}
+			if len(s.commands) != 1 || !strings.HasPrefix(s.commands[0], "EXEC MSet ") {
+				t.Fatalf("got %d commands, want one EXEC MSet: %q", len(s.commands), s.commands)
+			}
+			if fmt.Sprint(s.vars) != fmt.Sprint(want) {
+				t.Fatalf("variables differ\n got  %q\n want %q", s.vars, want)
+			}
+			if tt.wantMatch != "" && s.chanvars["CALLPOP_MATCH"] != tt.wantMatch {
+				t.Errorf("CALLPOP_MATCH = %q, want %q", s.chanvars["CALLPOP_MATCH"], tt.wantMatch)
+			}
+			if tt.wantSource != "" && s.chanvars["CALLPOP_SOURCE"] != tt.wantSource {
+				t.Errorf("CALLPOP_SOURCE = %q, want %q", s.chanvars["CALLPOP_SOURCE"], tt.wantSource)
+			}
+			if (tt.call.Profile == "vip-line") != (s.chanvars["CALLPOP_QUEUE"] == "vip-line") {
+				t.Errorf("CALLPOP_QUEUE = %q with profile %q", s.chanvars["CALLPOP_QUEUE"], tt.call.Profile)
+			}
+			for _, v := range s.vars {
+				if strings.ContainsAny(v.Value, "\r\n\x00\"\\$") && v.Name != "CALLPOP_POP_URL" {
+					t.Errorf("%s carries unsafe characters: %q", v.Name, v.Value)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 
@@ -90,5 +91,38 @@ func TestDialplanFollowerPanics(t *testing.T) {
 	s := (&asterisk{env: defaultAGIEnv("route", "0201234567", "x", "0800123456"), ani: "0201234567"}).run(t, startAGI(t, te.router))
 	if len(s.vars) == 0 {
 		t.Fatalf("FastAGI session set nothing: %q", s.commands)
+	}
+}
+
+// neverReady follows calls whose following never takes hold: its channels
+// never close.
+type neverReady struct{ follows }
+
+func (n *neverReady) FollowReady(e call.Enriched) <-chan struct{} {
+	n.Follow(e)
+	return make(chan struct{})
+}
+
+// A ReadyFollower that never becomes ready holds the dialplan no longer
+// than the call's budget: the FastAGI session sets the whole decision and
+// ends, /v1/route answers it.
+func TestDialplanFollowWaitBounded(t *testing.T) {
+	te := newTestEnv(t, testConfig(), nil, testBudget)
+	f := &neverReady{}
+	te.router.SetFollower(f)
+	addr := startAGI(t, te.router)
+	srv := startHTTP(t, te.router)
+
+	c := call.Call{ID: "1763780000.42", CLI: "0201234567", ANI: "0201234567", DNIS: "0800123456"}
+	want := expectedVars(t, te.router, c)
+	s := (&asterisk{env: defaultAGIEnv("route", "0201234567", "Jan de Vries", "0800123456"), ani: "0201234567"}).run(t, addr)
+	if s.closedBy != "server" || fmt.Sprint(s.vars) != fmt.Sprint(want) {
+		t.Fatalf("FastAGI: closed by %q\n got  %q\n want %q", s.closedBy, s.vars, want)
+	}
+	if code, body, _ := get(t, srv, "/v1/route?number=%2B31201234567&call_id=abc&field=match,queue"); code != 200 || body != "match=hit&queue=vip" {
+		t.Fatalf("/v1/route: %d %q", code, body)
+	}
+	if got := f.take(); len(got) != 2 {
+		t.Fatalf("%d calls followed, want 2", len(got))
 	}
 }

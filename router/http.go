@@ -241,7 +241,8 @@ func (r *Router) handleRoute(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	d := r.endpointDecide(req.Context(), c)
-	r.follow("route", c, d)
+	// Answer once a Dial after this request would be seen, within the budget.
+	r.awaitFollow(req.Context(), "route", r.follow("route", c, d), c)
 	if format == "multiset" {
 		writeMultiset(w, d, cmp.Or(d.CallID, c.ID))
 		return

@@ -40,6 +40,10 @@ var (
 		Name: "callpop_router_fastagi_sessions_total",
 		Help: "FastAGI sessions, by result (ok, hangup, closed, error, refused).",
 	}, []string{"result"})
+	agiANI = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_router_fastagi_ani_total",
+		Help: "FastAGI sessions by where the ANI came from: get (GET VARIABLE CALLERID(ani)), script (ani= in the AGI URL), refused (ani= malformed, oversized or hostile; decided without the ANI).",
+	}, []string{"source"})
 	httpRequests = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "callpop_router_http_requests_total",
 		Help: "Dialplan HTTP requests, by endpoint and status code.",

@@ -51,6 +51,7 @@ type Router struct {
 	crmWarn   loglimit.Limiter // CRM failures are logged at most once a second
 	redisWarn loglimit.Limiter // so are shared block-list failures
 	msetWarn  loglimit.Limiter // so is an Asterisk that refuses FastAGI's EXEC MSet
+	aniWarn   loglimit.Limiter // and a FastAGI script's ani= refused
 
 	prepared *lru.Cache[*call.Customer, *preparedCustomer] // by the CRM's shared record
 

@@ -37,9 +37,16 @@ var (
 type dialplanFollow struct {
 	mu      sync.Mutex
 	ctx     context.Context // Run's; nil while the adapter is not running
-	queue   []string        // channel ids
+	queue   []followItem
 	workers int
 	wg      sync.WaitGroup
+}
+
+// followItem is a channel to subscribe to, and what FollowReady returned
+// for it: closed once the subscription has answered, whatever it said.
+type followItem struct {
+	chanID string
+	ready  chan struct{}
 }
 
 // startFollowing lets Follow work until stop is called (Run's lifetime).
@@ -57,8 +64,9 @@ func (a *Adapter) startFollowing(ctx context.Context) (stop func()) {
 		d.mu.Unlock()
 		cancel()
 		d.wg.Wait()
-		for _, id := range left {
-			a.follow.drop(id)
+		for _, it := range left {
+			a.follow.drop(it.chanID)
+			close(it.ready)
 		}
 		metricDialplanQueued.Set(0)
 	}
@@ -71,6 +79,15 @@ func (a *Adapter) startFollowing(ctx context.Context) (stop func()) {
 // call. It never blocks: the subscription is sent later, from a bounded
 // queue, and Asterisk drops it itself when the channel is destroyed.
 func (a *Adapter) Follow(e call.Enriched) {
+	a.FollowReady(e)
+}
+
+// FollowReady is Follow, and returns a channel closed once the
+// subscription has answered (events of the channel reach the app from
+// then on: Asterisk subscribes before it answers) or the call will not be
+// followed (disabled, invalid, full, busy, stopped, gone, failed). A call
+// followed already is ready at once.
+func (a *Adapter) FollowReady(e call.Enriched) <-chan struct{} {
 	chanID := e.Call.ID
 	callID := e.CallID
 	if callID == "" {
@@ -79,12 +96,12 @@ func (a *Adapter) Follow(e call.Enriched) {
 	switch {
 	case !a.cfg.FollowLegs:
 		metricDialplanFollow.WithLabelValues("disabled").Inc()
-		return
+		return call.ReadyNow()
 	case chanID == "" || call.CleanToken(chanID) != chanID:
 		metricDialplanFollow.WithLabelValues("invalid").Inc()
-		return
+		return call.ReadyNow()
 	case a.follow.following(chanID):
-		return // followed already (it went through Stasis too)
+		return call.ReadyNow() // followed already (it went through Stasis too)
 	}
 	d := &a.dialplan
 	d.mu.Lock()
@@ -92,22 +109,24 @@ func (a *Adapter) Follow(e call.Enriched) {
 	switch {
 	case d.ctx == nil:
 		metricDialplanFollow.WithLabelValues("stopped").Inc()
-		return
+		return call.ReadyNow()
 	case len(d.queue) >= followQueue:
 		metricDialplanFollow.WithLabelValues("busy").Inc()
-		return
+		return call.ReadyNow()
 	case !a.follow.add(chanID, callID):
 		// Taken before the subscription, so its first Dial finds the call.
 		metricDialplanFollow.WithLabelValues("full").Inc()
-		return
+		return call.ReadyNow()
 	}
-	d.queue = append(d.queue, chanID)
+	it := followItem{chanID: chanID, ready: make(chan struct{})}
+	d.queue = append(d.queue, it)
 	metricDialplanQueued.Inc()
 	if d.workers < followWorkers {
 		d.workers++
 		d.wg.Add(1)
 		go a.followWorker(d.ctx) // ends when the queue is empty
 	}
+	return it.ready
 }
 
 func (a *Adapter) followWorker(ctx context.Context) {
@@ -120,11 +139,12 @@ func (a *Adapter) followWorker(ctx context.Context) {
 			d.mu.Unlock()
 			return
 		}
-		id := d.queue[0]
-		d.queue[0] = ""
+		it := d.queue[0]
+		d.queue[0] = followItem{}
 		d.queue = d.queue[1:]
 		d.mu.Unlock()
-		a.subscribeDialplan(ctx, id)
+		a.subscribeDialplan(ctx, it.chanID) // recovers its own panics
+		close(it.ready)
 		metricDialplanQueued.Dec()
 	}
 }

@@ -102,9 +102,13 @@ const popSecret = "test-token-secret-0123456789abcdef"
 
 // Asterisk without Stasis: a call decided over FastAGI (agi_uniqueid) and
 // one over `CURL(…/v1/route?…&call_id=${UNIQUEID})` pop to the agent its
-// Dial rings, with the caller's record, as a Stasis call does. The session
-// and the HTTP answer end while callpop's subscription to the channel is
-// still held unanswered by Asterisk: nothing on the call's path waits for it.
+// Dial rings, with the caller's record, as a Stasis call does.
+//   - Dial at once: the session and the HTTP answer end only once Asterisk
+//     has answered callpop's subscription to the channel (held a while
+//     here), so a Dial issued the moment they end is seen ringing.
+//   - subscription never answered: the session and the HTTP answer still
+//     end, with the whole decision, by the call's budget (the call is then
+//     not followed: the subscription request times out).
 func TestRunPopsDialplanCallsOnAsterisk(t *testing.T) {
 	sim, err := arisim.New(arisim.Options{Username: "callpop", Password: "test-ari-secret", App: "callpop-test"})
 	if err != nil {
@@ -121,57 +125,55 @@ func TestRunPopsDialplanCallsOnAsterisk(t *testing.T) {
 	spec := arisim.CallSpec{CLI: "+14155550123", CLIName: "Caller", DNIS: "1000",
 		Agents: []string{"PJSIP/1002"}, Answer: 0, RingFor: 50 * time.Millisecond, TalkFor: 50 * time.Millisecond}
 
-	subscribed := func(id string) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !sim.Subscribed("callpop-test", id); time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("channel %s never subscribed:\n%s", id, logs.String())
-			}
-		}
-	}
-	held := func() {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); sim.HeldSubscriptions() != 1; time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d subscriptions held, want 1:\n%s", sim.HeldSubscriptions(), logs.String())
-			}
-		}
-	}
-
 	// Each way in decides for channel id and returns the caller's name it was told.
 	ways := map[string]func(t *testing.T, id string) string{
 		"fastagi": func(t *testing.T, id string) string {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			vars, err := sim.RunAGI(ctx, id, agiAddr, "route")
-			if err != nil || vars["CALLPOP_MATCH"] != "hit" || vars["__CALLPOP_CALL_ID"] != id || vars["CALLPOP_NAME"] == "" {
+			if err != nil || vars["CALLPOP_MATCH"] != "hit" || vars["__CALLPOP_CALL_ID"] != id || vars["CALLPOP_NAME"] == "" || vars["CALLPOP_QUEUE"] == "" || vars["QUEUE_PRIO"] == "" {
 				t.Fatalf("FastAGI session: %v, set %v", err, vars)
 			}
 			return vars["CALLPOP_NAME"]
 		},
 		"http": func(t *testing.T, id string) string {
-			code, name := get(t, base+"/v1/route?number=%2B14155550123&dnis=1000&field=name&call_id="+url.QueryEscape(id))
-			if code != 200 || name == "" {
-				t.Fatalf("/v1/route: %d %q", code, name)
+			code, body := get(t, base+"/v1/route?number=%2B14155550123&dnis=1000&field=match,name,queue&call_id="+url.QueryEscape(id))
+			q, err := url.ParseQuery(body)
+			if code != 200 || err != nil || q.Get("match") != "hit" || q.Get("name") == "" || q.Get("queue") == "" {
+				t.Fatalf("/v1/route: %d %q", code, body)
 			}
-			return name
+			return q.Get("name")
 		},
 	}
 	for _, way := range []string{"fastagi", "http"} {
-		t.Run(way, func(t *testing.T) {
+		t.Run(way+", Dial at once", func(t *testing.T) {
 			id := sim.NewDialplanChannel(spec)
 			release := sim.HoldSubscriptions()
 			defer release()
+			released := make(chan struct{})
+			go func() { // Asterisk answers the subscription late, within the budget
+				defer close(released)
+				for deadline := time.Now().Add(10 * time.Second); sim.HeldSubscriptions() != 1 && time.Now().Before(deadline); {
+					time.Sleep(5 * time.Millisecond)
+				}
+				time.Sleep(100 * time.Millisecond)
+				release()
+			}()
+			defer func() { <-released }()
 			name := ways[way](t, id)
-			// Answered; the subscription was asked for and is still unanswered.
-			held()
+			sim.RunAgents(id) // the dialplan's Dial, the moment callpop let the call go on
+			expectPops(t, pops, id, "+14155550123", name, popper.StateRinging, popper.StateAnswered, popper.StateEnded)
+		})
+		t.Run(way+", subscription never answered", func(t *testing.T) {
+			id := sim.NewDialplanChannel(spec)
+			release := sim.HoldSubscriptions()
+			defer release()
+			ways[way](t, id)
+			// Answered by the budget, the decision whole, while Asterisk
+			// still holds the subscription.
 			if sim.Subscribed("callpop-test", id) {
 				t.Fatal("subscribed while held")
 			}
-			release()
-			subscribed(id)
-			sim.RunAgents(id)
-			expectPops(t, pops, id, "+14155550123", name, popper.StateRinging, popper.StateAnswered, popper.StateEnded)
 		})
 	}
 

@@ -130,16 +130,31 @@ func (p *pipeline) adapter() (adapters.Adapter, error) {
 // followDialplan makes FastAGI sessions and /v1/route requests that carry
 // the call's id register the call with the popper, as an adapter's call,
 // and has the adapter follow its agent legs, so ring → pop works whichever
-// way the call came in. Neither step blocks the call's answer.
+// way the call came in. Neither step blocks; the router holds the call's
+// answer, within its budget, until the adapter's following has taken hold.
 func (p *pipeline) followDialplan(a call.Follower) {
 	if p.popper == nil {
 		return // nothing to pop to (lookup, cache forget)
 	}
-	sink := p.popper
-	p.router.SetFollower(call.FollowFunc(func(e call.Enriched) {
-		sink.CallEnriched(e)
-		a.Follow(e)
-	}))
+	p.router.SetFollower(dialplanFollower{sink: p.popper, adapter: a})
+}
+
+// dialplanFollower registers a dialplan call with the popper, then has the
+// adapter follow it.
+type dialplanFollower struct {
+	sink    call.LegSink
+	adapter call.Follower
+}
+
+func (f dialplanFollower) Follow(e call.Enriched) { f.FollowReady(e) }
+
+func (f dialplanFollower) FollowReady(e call.Enriched) <-chan struct{} {
+	f.sink.CallEnriched(e)
+	if rf, ok := f.adapter.(call.ReadyFollower); ok {
+		return rf.FollowReady(e)
+	}
+	f.adapter.Follow(e)
+	return call.ReadyNow()
 }
 
 // Close releases the CRM sources and the Redis client.

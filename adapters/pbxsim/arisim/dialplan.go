@@ -227,7 +227,11 @@ func (s *Server) runDialplan(ch *channel, ctx, exten string) {
 				continue
 			}
 			status := "SUCCESS"
-			if _, err := s.agiSession(s.ctx, ch, u.Host, strings.TrimPrefix(u.Path, "/")); err != nil {
+			script := strings.TrimPrefix(u.EscapedPath(), "/")
+			if u.RawQuery != "" || u.ForceQuery {
+				script += "?" + u.RawQuery // res_agi hands the script on with its query, as written
+			}
+			if _, err := s.agiSession(s.ctx, ch, u.Host, script); err != nil {
 				status = "FAILURE"
 			}
 			s.setDialplanVar(ch, "AGISTATUS", status)
@@ -359,7 +363,7 @@ func (s *Server) evaluate(ch *channel, expr string) string {
 		}
 		return strftime(at, f)
 	case isFn && fn == "URIENCODE":
-		return url.QueryEscape(arg)
+		return uriEncode(arg)
 	case isFn && fn == "CURL":
 		return s.curl(arg)
 	}
@@ -415,4 +419,20 @@ func (s *Server) curl(u string) string {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return string(body)
+}
+
+// uriEncode is Asterisk's URIENCODE (ast_uri_encode with ast_uri_http):
+// letters, digits and - _ . ! ~ * ' ( ) stay, every other byte becomes %XX
+// (a space %20, not +).
+func uriEncode(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.!~*'()", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
 }

@@ -91,3 +91,16 @@ func TestDialplanParseErrors(t *testing.T) {
 		}
 	}
 }
+
+// URIENCODE as Asterisk 22.10.1's answered `dialplan eval function`.
+func TestURIEncode(t *testing.T) {
+	for in, want := range map[string]string{
+		"+3120(1)ä;x=1&y": "%2B3120(1)%C3%A4%3Bx%3D1%26y",
+		"abc-_.!~*'x%":    "abc-_.!~*'x%25",
+		"a b\n":           "a%20b%0A",
+	} {
+		if got := uriEncode(in); got != want {
+			t.Errorf("URIENCODE(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
