@@ -1,11 +1,18 @@
 package popper
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/testredis"
 )
 
 // BenchmarkRingToPop: adapter report (ringing) → the event read from the
@@ -39,4 +46,111 @@ func BenchmarkCorrelate(b *testing.B) {
 		c.Leg(call.LegEvent{CallID: id, Leg: id + "1002", Endpoint: "PJSIP/1002-00000001", State: call.LegAnswered}, now)
 		c.End(call.CallEnd{CallID: id}, now)
 	}
+}
+
+// BenchmarkPopsFanOut: six instances on a three-master Redis Cluster, 15
+// agents with a stream on each; every instance's adapter produces pops for
+// all 90 agents. It reports deliveries per pop (pops received from Redis by
+// all instances / pops published), the Redis CPU the cluster spent per pop
+// (INFO cpu used_cpu_sys + used_cpu_user of the three nodes, after − before)
+// and pops/s, for the single shared channel with PUBLISH (how pops travelled
+// before agent groups: channel_groups 1) and per-group sharded channels.
+//
+//	go test ./popper -run '^$' -bench PopsFanOut -benchtime 3000x
+func BenchmarkPopsFanOut(b *testing.B) {
+	cl := testredis.StartCluster(b, 3)
+	const instances, perInstance = 6, 15
+	for _, v := range []struct {
+		name   string
+		groups int
+		plain  bool
+	}{
+		{"single-channel-publish", 1, true},
+		{"sharded-groups-256", 256, false},
+		{"sharded-groups-1024", 1024, false},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			// Each round (N=1, then N) has its own instances: the
+			// previous round's are cleaned up when it ends.
+			var ins []*instance
+			var agents []string
+			streams := map[string]*stream{}
+			{
+				for i := range instances {
+					k := i % len(cl.Addrs)
+					addrs := append(append([]string(nil), cl.Addrs[k:]...), cl.Addrs[:k]...)
+					ins = append(ins, startInstanceWith(b, Config{ChannelGroups: v.groups},
+						Deps{Redis: newRedis(b, addrs...), Logger: slog.New(slog.DiscardHandler)},
+						func(p *Popper) { p.forcePlain = v.plain }))
+				}
+				for i, in := range ins {
+					for j := range perInstance {
+						ag := fmt.Sprintf("ag%d_%d", i, j)
+						agents = append(agents, ag)
+						streams[ag] = openStream(b, in.srv.URL, ag, token(b, ag), nil)
+					}
+				}
+				for _, in := range ins {
+					waitFor(b, func() bool { return in.p.groups.held() > 0 })
+				}
+			}
+			count := func() (published, received int64) {
+				for _, in := range ins {
+					published += in.p.stats.published.Load()
+					received += in.received()
+				}
+				return
+			}
+			pub0, recv0 := count()
+			cpu0 := clusterCPU(b, cl)
+			b.ResetTimer()
+			const window = 300
+			for start := 0; start < b.N; start += window {
+				want := map[string]int{}
+				for i := start; i < min(start+window, b.N); i++ {
+					id := v.name + "-" + strconv.Itoa(b.N) + "-" + strconv.Itoa(i)
+					ag := agents[i%len(agents)]
+					from := ins[i%instances].p
+					enrich(from, id, hitDecision())
+					ring(from, id, ag)
+					want[ag]++
+				}
+				for ag, n := range want {
+					for range n {
+						streams[ag].next(b, 30*time.Second)
+					}
+				}
+			}
+			b.StopTimer()
+			cpu := clusterCPU(b, cl) - cpu0
+			pub1, recv1 := count()
+			published, received := pub1-pub0, recv1-recv0
+			b.ReportMetric(float64(received)/float64(published), "deliveries/pop")
+			b.ReportMetric(cpu*1e6/float64(published), "redis-cpu-µs/pop")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pops/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// clusterCPU is the CPU seconds (system + user) the cluster's nodes used so far.
+func clusterCPU(b *testing.B, cl *testredis.Cluster) float64 {
+	b.Helper()
+	var total float64
+	for _, addr := range cl.Addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		info, err := c.Info(context.Background(), "cpu").Result()
+		c.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for line := range strings.SplitSeq(info, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if k == "used_cpu_sys" || k == "used_cpu_user" {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += f
+			}
+		}
+	}
+	return total
 }
