@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,18 +57,29 @@ func BenchmarkCorrelate(b *testing.B) {
 // and pops/s, for the single shared channel with PUBLISH (how pops travelled
 // before agent groups: channel_groups 1) and per-group sharded channels.
 //
-//	go test ./popper -run '^$' -bench PopsFanOut -benchtime 3000x
+//	go test ./popper -run '^$' -bench PopsFanOut -benchtime 10000x -count 3
 func BenchmarkPopsFanOut(b *testing.B) {
 	cl := testredis.StartCluster(b, 3)
 	const instances, perInstance = 6, 15
+	// Agent ids: extension numbers (1000, 1001, …), or ids that hash like
+	// random ones (u<8 hex digits>, from a fixed seed).
+	ids := map[string]func(n int) string{
+		"ext": func(n int) string { return strconv.Itoa(1000 + n) },
+		"random": func(n int) string {
+			r := rand.New(rand.NewPCG(19, uint64(n)))
+			return fmt.Sprintf("u%08x", r.Uint32())
+		},
+	}
 	for _, v := range []struct {
 		name   string
 		groups int
 		plain  bool
+		ids    string
 	}{
-		{"single-channel-publish", 1, true},
-		{"sharded-groups-256", 256, false},
-		{"sharded-groups-1024", 1024, false},
+		{"single-channel-publish/ext", 1, true, "ext"},
+		{"sharded-groups-256/ext", 256, false, "ext"},
+		{"sharded-groups-256/random", 256, false, "random"},
+		{"sharded-groups-1024/random", 1024, false, "random"},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			// Each round (N=1, then N) has its own instances: the
@@ -85,9 +97,12 @@ func BenchmarkPopsFanOut(b *testing.B) {
 				}
 				for i, in := range ins {
 					for j := range perInstance {
-						ag := fmt.Sprintf("ag%d_%d", i, j)
+						ag := ids[v.ids](i*perInstance + j)
 						agents = append(agents, ag)
-						streams[ag] = openStream(b, in.srv.URL, ag, token(b, ag), nil)
+						// Resuming from now: no replay of earlier rounds' pops
+						// (the group logs outlive a round).
+						streams[ag] = openStream(b, in.srv.URL, ag, token(b, ag),
+							map[string]string{"Last-Event-ID": strconv.FormatInt(time.Now().UnixMicro(), 10)})
 					}
 				}
 				for _, in := range ins {
@@ -101,6 +116,7 @@ func BenchmarkPopsFanOut(b *testing.B) {
 				}
 				return
 			}
+			run := strconv.FormatInt(time.Now().UnixNano(), 36)
 			pub0, recv0 := count()
 			cpu0 := clusterCPU(b, cl)
 			b.ResetTimer()
@@ -108,7 +124,7 @@ func BenchmarkPopsFanOut(b *testing.B) {
 			for start := 0; start < b.N; start += window {
 				want := map[string]int{}
 				for i := start; i < min(start+window, b.N); i++ {
-					id := v.name + "-" + strconv.Itoa(b.N) + "-" + strconv.Itoa(i)
+					id := v.name + "-" + run + "-" + strconv.Itoa(i)
 					ag := agents[i%len(agents)]
 					from := ins[i%instances].p
 					enrich(from, id, hitDecision())

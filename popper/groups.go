@@ -208,6 +208,11 @@ func (p *Popper) followGroup(ctx context.Context, s *groupSub) {
 			attempt = 0
 		}
 		ps.Close()
+		// The group's slot may have moved (a Cluster answers MOVED, or ends
+		// the subscription): have the client read the slot map again.
+		if r, ok := p.rdb.(interface{ ReloadState(context.Context) }); ok && ctx.Err() == nil {
+			r.ReloadState(ctx)
+		}
 	}
 }
 
@@ -236,7 +241,9 @@ func (p *Popper) receiveGroup(ctx context.Context, ps *redis.PubSub, s *groupSub
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind != "subscribe" && m.Kind != "ssubscribe" {
-				continue
+				// Redis ended the subscription (a Cluster does when the
+				// group's slot moves to another master): subscribe again.
+				return confirmed
 			}
 			// Subscribed (first time, or again after go-redis reconnected):
 			// what was published before now is in the log.
@@ -283,7 +290,9 @@ func (p *Popper) catchUp(ctx context.Context, g int, last *streamID, first bool)
 			if id, ok := parseStreamID(m.ID); ok && id.after(*last) {
 				*last = id
 			}
-			if env, ok := decodeEnvelope(m.Values["p"]); ok {
+			// Only this group's agents (a log written under another
+			// channel_groups holds others).
+			if env, ok := decodeEnvelope(m.Values["p"]); ok && agentGroup(env.Pop.Agent, p.cfg.ChannelGroups) == g {
 				pops = append(pops, env.Pop)
 			}
 		}

@@ -324,3 +324,96 @@ func TestGroupsPlainPubSub(t *testing.T) {
 		t.Fatal(ch)
 	}
 }
+
+// The slot of an agent's group moves to another master while pops flow
+// (Redis ends the sharded subscription with an SUNSUBSCRIBE): the instance
+// subscribes again where the slot went, and no pop is lost.
+func TestGroupsSlotMoves(t *testing.T) {
+	cl := testredis.StartCluster(t, 3)
+	a := startInstance(t, Config{}, Deps{Redis: newRedis(t, cl.Addrs...)})
+	b := startInstance(t, Config{}, Deps{Redis: newRedis(t, cl.Addrs[1], cl.Addrs[2], cl.Addrs[0])})
+	const ag = "wanderer"
+	s := openStream(t, b.srv.URL, ag, token(t, ag), nil)
+	waitFor(t, func() bool { return b.p.groups.held() == 1 })
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			id := "w" + itoa(i)
+			enrich(a.p, id, hitDecision())
+			ring(a.p, id, ag)
+		}
+	}
+	seen := map[string]int{}
+	read := func(n int) {
+		for range n {
+			seen[popCall(t, s.next(t, 30*time.Second))]++
+		}
+	}
+	send(0, 5)
+	read(5)
+
+	ctx := context.Background()
+	key := groupLogKey("callpop:pops", agentGroup(ag, 256))
+	nodes := map[string]*redis.Client{}
+	ids := map[string]string{}
+	for _, addr := range cl.Addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		defer c.Close()
+		nodes[addr] = c
+		id, err := c.Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[addr] = id
+	}
+	slot, err := nodes[cl.Addrs[0]].ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src, dst string
+	for _, addr := range cl.Addrs {
+		n, _ := nodes[addr].ClusterCountKeysInSlot(ctx, int(slot)).Result()
+		if n > 0 {
+			src = addr
+		}
+	}
+	if src == "" {
+		t.Fatal("the group's log is on no node")
+	}
+	for _, addr := range cl.Addrs {
+		if addr != src {
+			dst = addr
+			break
+		}
+	}
+	must := func(c *redis.Client, args ...any) {
+		t.Helper()
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	must(nodes[dst], "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+	must(nodes[src], "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+	host, port, _ := strings.Cut(dst, ":")
+	keys, err := nodes[src].ClusterGetKeysInSlot(ctx, int(slot), 100).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		must(nodes[src], "MIGRATE", host, port, k, 0, 5000)
+	}
+	for _, addr := range cl.Addrs {
+		must(nodes[addr], "CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+	}
+	send(5, 15)
+	read(10)
+	for i := range 15 {
+		if n := seen["w"+itoa(i)]; n != 1 {
+			t.Errorf("pop w%d arrived %d times", i, n)
+		}
+	}
+	// The subscription is on the slot's new master.
+	waitFor(t, func() bool {
+		m, _ := nodes[dst].PubSubShardNumSub(ctx, groupChannel("callpop:pops", agentGroup(ag, 256))).Result()
+		return m[groupChannel("callpop:pops", agentGroup(ag, 256))] == 1
+	})
+}

@@ -86,20 +86,29 @@ func (ah *agentHub) has(id string) bool {
 }
 
 // Backfill adds pops read from Redis (a group's log, oldest first) to the
-// agents' recent pops; streams that start now replay them. The backlogs stay in id order, at most recent each.
+// agents' recent pops; streams that start now replay them. A stream already
+// open (it started before the group was caught up, Redis being slow) gets
+// those newer than anything it had. The backlogs stay in id order, at most
+// recent each.
 func (h *hub) Backfill(pops []Pop) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	touched := make(map[*agentHub]bool)
+	newest := make(map[*agentHub]string) // the backlog's last id before the backfill
 	for _, p := range pops {
 		ah := h.agent(p.Agent)
 		if ah.has(p.ID) {
 			continue
 		}
+		if _, ok := newest[ah]; !ok {
+			newest[ah] = ""
+			if n := len(ah.backlog); n > 0 {
+				newest[ah] = ah.backlog[n-1].ID
+			}
+		}
 		ah.backlog = append(ah.backlog, p)
-		touched[ah] = true
-		// A stream that started before the group was caught up (Redis was
-		// slow) did not replay this pop: it gets it now.
+		if cmpPopID(p.ID, newest[ah]) <= 0 {
+			continue
+		}
 		shared := &p
 		for s := range ah.subs {
 			select {
@@ -111,7 +120,7 @@ func (h *hub) Backfill(pops []Pop) {
 			}
 		}
 	}
-	for ah := range touched {
+	for ah := range newest {
 		ah.last = time.Now()
 		slices.SortStableFunc(ah.backlog, func(a, b Pop) int { return cmpPopID(a.ID, b.ID) })
 		if n := len(ah.backlog); n > h.recent {
