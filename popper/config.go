@@ -39,8 +39,11 @@ type Config struct {
 	Softphone SoftphoneConfig `mapstructure:"softphone"`
 	// Webhooks receive the pop JSON on ring/answer/end.
 	Webhooks []WebhookConfig `mapstructure:"webhooks"`
-	// Channel is the Redis Pub/Sub channel pops travel on between instances.
+	// Channel is the prefix of the Redis Pub/Sub channels pops travel on between
+	// instances: <channel>:{<group>}, one per agent group.
 	Channel string `mapstructure:"channel"`
+	// ChannelGroups is how many agent groups (channels) the agents are hashed into.
+	ChannelGroups int `mapstructure:"channel_groups"`
 	// Queue bounds the events buffered between the adapters and the correlator; beyond it events are dropped and counted.
 	Queue int `mapstructure:"queue"`
 	// MaxCalls bounds the calls the correlator tracks at once (oldest evicted).
@@ -106,16 +109,17 @@ const (
 // DefaultConfig returns the defaults documented in config.example.yaml.
 func DefaultConfig() Config {
 	return Config{
-		PopOn:       "ring",
-		Unmapped:    "default",
-		Softphone:   SoftphoneConfig{CallerNameMax: 40},
-		Channel:     "callpop:pops",
-		Queue:       4096,
-		MaxCalls:    20000,
-		CallTTL:     4 * time.Hour,
-		Recent:      50,
-		Heartbeat:   15 * time.Second,
-		MaxTokenTTL: 7 * 24 * time.Hour,
+		PopOn:         "ring",
+		Unmapped:      "default",
+		Softphone:     SoftphoneConfig{CallerNameMax: 40},
+		Channel:       "callpop:pops",
+		ChannelGroups: 256,
+		Queue:         4096,
+		MaxCalls:      20000,
+		CallTTL:       4 * time.Hour,
+		Recent:        50,
+		Heartbeat:     15 * time.Second,
+		MaxTokenTTL:   7 * 24 * time.Hour,
 	}
 }
 
@@ -143,6 +147,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Channel == "" {
 		c.Channel = d.Channel
+	}
+	if c.ChannelGroups <= 0 {
+		c.ChannelGroups = d.ChannelGroups
 	}
 	if c.Queue <= 0 {
 		c.Queue = d.Queue
@@ -222,6 +229,12 @@ func (c *Config) Validate() error {
 		bad("softphone.caller_name_max", "must be between 1 and 128")
 	}
 	c.checkWebhooks(bad)
+	if strings.ContainsAny(c.Channel, "{}") {
+		bad("channel", "must not hold { or } (the group's hash tag is added to it)")
+	}
+	if c.ChannelGroups < 0 || c.ChannelGroups > maxChannelGroups {
+		bad("channel_groups", "must be between 1 and %d", maxChannelGroups)
+	}
 	if c.Queue < 0 {
 		bad("queue", "must not be negative")
 	}
@@ -329,6 +342,9 @@ func (w WebhookConfig) ResolveSecret(i int) ([]byte, error) {
 }
 
 const minSecret = 16
+
+// maxChannelGroups bounds popper.channel_groups.
+const maxChannelGroups = 65536
 
 func resolveSecret(env, file, inline, key string) ([]byte, error) {
 	s, err := secret.Resolve(env, file, inline, key)

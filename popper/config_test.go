@@ -26,6 +26,9 @@ func TestConfigValidate(t *testing.T) {
 		{"info_url", Config{Softphone: SoftphoneConfig{InfoURL: "sip:x"}}, "popper.softphone.info_url"},
 		{"info_url pop_url", Config{Softphone: SoftphoneConfig{InfoURL: "{pop_url}"}}, ""},
 		{"heartbeat", Config{Heartbeat: 1}, "popper.heartbeat"},
+		{"channel hash tag", Config{Channel: "pops:{x}"}, "popper.channel: must not hold { or }"},
+		{"channel_groups", Config{ChannelGroups: 65537}, "popper.channel_groups: must be between 1 and 65536"},
+		{"channel_groups one", Config{ChannelGroups: 1}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,5 +40,11 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestConfigChannelGroupsDefault(t *testing.T) {
+	if g := (Config{}).withDefaults().ChannelGroups; g != 256 {
+		t.Fatalf("channel_groups default %d, want 256", g)
 	}
 }

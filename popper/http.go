@@ -23,6 +23,9 @@ var pageTmpl = template.Must(template.ParseFS(webFiles, "web/index.html"))
 // its goroutine.
 const writeTimeout = 10 * time.Second
 
+// groupWait bounds how long a new stream waits for its group's subscription.
+const groupWait = 5 * time.Second
+
 // Handler serves the agent panel (GET /agent, assets under /agent/), the
 // agents' pop streams (GET /v1/agents/{agent}/pops, Server-Sent Events) and
 // GET / as a redirect to the panel.
@@ -284,11 +287,6 @@ func (p *Popper) serveStream(w http.ResponseWriter, r *http.Request) {
 	if lastID == "" {
 		lastID = r.URL.Query().Get("last_event_id")
 	}
-	sub, replay := p.hub.Subscribe(agent, lastID, time.Now())
-	defer p.hub.Unsubscribe(agent, sub)
-	streamsGauge.Inc()
-	defer streamsGauge.Dec()
-
 	write := func(b []byte) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if _, err := w.Write(b); err != nil {
@@ -299,6 +297,16 @@ func (p *Popper) serveStream(w http.ResponseWriter, r *http.Request) {
 	if !write([]byte("retry: 2000\n: callpop pops for agent " + agent + "\n\n")) {
 		return
 	}
+	if p.rdb != nil {
+		// The agent's group channel, subscribed and caught up before the
+		// replay is taken (a slow Redis delays the replay at most groupWait).
+		release := p.groups.acquire(r.Context(), agent, groupWait)
+		defer release()
+	}
+	sub, replay := p.hub.Subscribe(agent, lastID, time.Now())
+	defer p.hub.Unsubscribe(agent, sub)
+	streamsGauge.Inc()
+	defer streamsGauge.Dec()
 	for _, pop := range replay {
 		if !write(sseEvent(pop)) {
 			return

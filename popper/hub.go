@@ -1,7 +1,9 @@
 package popper
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -45,14 +47,15 @@ func (h *hub) agent(a string) *agentHub {
 	return ah
 }
 
-// Deliver hands p to the agent's streams; it never blocks.
-func (h *hub) Deliver(p Pop) {
+// Deliver hands p to the agent's streams; it never blocks. It reports
+// whether the agent has a stream here.
+func (h *hub) Deliver(p Pop) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ah := h.agent(p.Agent)
 	ah.last = time.Now()
-	if n := len(ah.backlog); n > 0 && ah.backlog[n-1].ID == p.ID {
-		return // same pop twice (local fallback raced a late Redis delivery)
+	if ah.has(p.ID) {
+		return len(ah.subs) > 0 // same pop twice (delivered here while Redis was away, then published)
 	}
 	if len(ah.backlog) >= h.recent {
 		copy(ah.backlog, ah.backlog[1:])
@@ -69,6 +72,69 @@ func (h *hub) Deliver(p Pop) {
 			streamDropsTotal.Inc()
 		}
 	}
+	return len(ah.subs) > 0
+}
+
+// has reports whether the backlog holds the pop with this id.
+func (ah *agentHub) has(id string) bool {
+	for i := len(ah.backlog) - 1; i >= 0; i-- {
+		if ah.backlog[i].ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Backfill adds pops read from Redis (a group's log, oldest first) to the
+// agents' recent pops; streams that start now replay them. A stream already
+// open (it started before the group was caught up, Redis being slow) gets
+// those newer than anything it had. The backlogs stay in id order, at most
+// recent each.
+func (h *hub) Backfill(pops []Pop) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	newest := make(map[*agentHub]string) // the backlog's last id before the backfill
+	for _, p := range pops {
+		ah := h.agent(p.Agent)
+		if ah.has(p.ID) {
+			continue
+		}
+		if _, ok := newest[ah]; !ok {
+			newest[ah] = ""
+			if n := len(ah.backlog); n > 0 {
+				newest[ah] = ah.backlog[n-1].ID
+			}
+		}
+		ah.backlog = append(ah.backlog, p)
+		if cmpPopID(p.ID, newest[ah]) <= 0 {
+			continue
+		}
+		shared := &p
+		for s := range ah.subs {
+			select {
+			case s.ch <- shared:
+			default:
+				delete(ah.subs, s)
+				s.drop()
+				streamDropsTotal.Inc()
+			}
+		}
+	}
+	for ah := range newest {
+		ah.last = time.Now()
+		slices.SortStableFunc(ah.backlog, func(a, b Pop) int { return cmpPopID(a.ID, b.ID) })
+		if n := len(ah.backlog); n > h.recent {
+			ah.backlog = slices.Delete(ah.backlog, 0, n-h.recent)
+		}
+	}
+}
+
+// cmpPopID orders pop ids (decimal microseconds) numerically.
+func cmpPopID(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	return strings.Compare(a, b)
 }
 
 // Subscribe registers a stream for agent and returns the pops to replay

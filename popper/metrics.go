@@ -36,8 +36,24 @@ var (
 	}, []string{"reason"})
 	pubsubErrorsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "callpop_popper_pubsub_errors_total",
-		Help: "Redis Pub/Sub failures, by op (publish, decode); a failed publish is delivered locally.",
+		Help: "Redis Pub/Sub failures, by op (publish, subscribe, catch_up, decode, queue_full, retry_full); a failed publish is delivered locally and published again.",
 	}, []string{"op"})
+	popsPublishedTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "callpop_popper_pubsub_published_total",
+		Help: "Pops this instance published to Redis (on their agent group's channel).",
+	})
+	popsDeliveredTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "callpop_popper_pubsub_delivered_total",
+		Help: "Pops received from Redis for an agent with a stream on this instance.",
+	})
+	popsNotOursTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "callpop_popper_pubsub_not_ours_total",
+		Help: "Pops received from Redis for an agent with no stream on this instance (another agent of a group held here); should stay near 0.",
+	})
+	groupSubsGauge = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "callpop_popper_pubsub_groups",
+		Help: "Agent-group channels this instance is subscribed to (one per group with a stream here).",
+	})
 	webhookTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "callpop_popper_webhook_deliveries_total",
 		Help: "Webhook deliveries, by result (ok, retry, failed, gave_up).",

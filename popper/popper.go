@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/loglimit"
 )
 
 // Deps is what main hands the popper.
@@ -35,9 +37,26 @@ type Popper struct {
 	pubQ  chan envelope
 	corr  *correlator
 
+	groups *groupSubs
+	mode   atomic.Pointer[redisFeatures] // nil until detected
+	// forcePlain makes the popper use PUBLISH/SUBSCRIBE even on Redis ≥ 7
+	// (tests and the benchmark's baseline).
+	forcePlain bool
+	stats      popStats
+	// Redis failures repeat per pop and per group: a line a second each.
+	publishWarn, subscribeWarn loglimit.Limiter
+
 	runMu   sync.Mutex
 	running bool
 	ready   atomic.Bool
+}
+
+// popStats counts this instance's traffic through Redis (the Prometheus
+// counters add up every Popper of the process).
+type popStats struct {
+	published atomic.Int64 // pops this instance published
+	delivered atomic.Int64 // pops received for an agent with a stream here
+	notOurs   atomic.Int64 // pops received for an agent with no stream here
 }
 
 // report is one adapter report waiting for the correlator.
@@ -92,6 +111,7 @@ func New(cfg Config, deps Deps) (*Popper, error) {
 	if p.rdb != nil {
 		p.pubQ = make(chan envelope, cfg.Queue)
 	}
+	p.groups = newGroupSubs(p)
 	p.corr = newCorrelator(cfg, nil)
 	return p, nil
 }
@@ -143,13 +163,13 @@ func (p *Popper) Run(ctx context.Context) error {
 		wg.Go(func() { h.run(ctx) })
 	}
 	if p.rdb != nil {
-		ready := make(chan struct{})
-		wg.Go(func() { p.subscribe(ctx, ready) })
-		wg.Go(func() { p.publish(ctx) })
-		select {
-		case <-ready:
-		case <-ctx.Done():
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if _, err := p.redisMode(dctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("could not ask Redis for its version yet; asking again with the first pop or stream", "err", err)
 		}
+		cancel()
+		wg.Go(func() { p.groups.run(ctx) })
+		wg.Go(func() { p.publish(ctx) })
 	}
 	p.ready.Store(true)
 	defer p.ready.Store(false)
@@ -158,7 +178,8 @@ func (p *Popper) Run(ctx context.Context) error {
 	return nil
 }
 
-// Ready reports whether Run is delivering pops (with Redis: subscribed).
+// Ready reports whether Run is delivering pops (group subscriptions are
+// made with the streams that need them).
 func (p *Popper) Ready() (bool, string) {
 	if !p.ready.Load() {
 		return false, "popper not running"
@@ -222,65 +243,138 @@ func (p *Popper) dispatch(pop Pop, received time.Time) {
 	p.deliverLocal(pop, received)
 }
 
-func (p *Popper) deliverLocal(pop Pop, received time.Time) {
-	p.hub.Deliver(pop)
-	if !received.IsZero() {
+// deliverLocal hands pop to this instance's streams; it reports whether
+// the agent has one here.
+func (p *Popper) deliverLocal(pop Pop, received time.Time) bool {
+	ours := p.hub.Deliver(pop)
+	if ours && !received.IsZero() {
 		deliverSeconds.Observe(time.Since(received).Seconds())
 	}
+	return ours
 }
 
-// publish sends pops to the other instances (and this one) over Redis.
+// publish sends pops to the other instances (and this one) over Redis. A
+// pop whose publish fails is delivered here at once and published again,
+// in order within its group, when Redis takes it (at most popper.queue wait).
 func (p *Popper) publish(ctx context.Context) {
+	pending := make(map[int][]envelope)
+	waiting := 0
+	retry := time.NewTicker(250 * time.Millisecond)
+	defer retry.Stop()
+	hold := func(g int, env envelope) {
+		if waiting >= p.cfg.Queue {
+			pubsubErrorsTotal.WithLabelValues("retry_full").Inc()
+			return
+		}
+		pending[g] = append(pending[g], env)
+		waiting++
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case env := <-p.pubQ:
-			b, err := json.Marshal(env)
-			if err == nil {
-				pctx, cancel := context.WithTimeout(ctx, time.Second)
-				err = p.rdb.Publish(pctx, p.cfg.Channel, b).Err()
-				cancel()
-			}
-			if err != nil {
-				pubsubErrorsTotal.WithLabelValues("publish").Inc()
-				p.log.Warn("publish failed; delivering locally", "err", err)
+			g := agentGroup(env.Pop.Agent, p.cfg.ChannelGroups)
+			if len(pending[g]) > 0 {
 				p.deliverLocal(env.Pop, time.Unix(0, env.Received))
+				hold(g, env)
+				continue
+			}
+			if err := p.publishOne(ctx, g, env); err != nil {
+				pubsubErrorsTotal.WithLabelValues("publish").Inc()
+				p.publishWarn.Warn(p.log, "publish failed; delivering locally, publishing again later", "group", g, "err", err)
+				p.deliverLocal(env.Pop, time.Unix(0, env.Received))
+				hold(g, env)
+			}
+		case <-retry.C:
+			failed := 0
+			for g, q := range pending {
+				for len(q) > 0 && failed < 4 {
+					if err := p.publishOne(ctx, g, q[0]); err != nil {
+						failed++
+						break
+					}
+					q = q[1:]
+					waiting--
+				}
+				if len(q) == 0 {
+					delete(pending, g)
+				} else {
+					pending[g] = q
+				}
 			}
 		}
 	}
 }
 
-// subscribe delivers the pops every instance publishes to this instance's streams.
-func (p *Popper) subscribe(ctx context.Context, ready chan<- struct{}) {
-	ps := p.rdb.Subscribe(ctx, p.cfg.Channel)
-	defer ps.Close()
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	if _, err := ps.Receive(rctx); err != nil && ctx.Err() == nil {
-		pubsubErrorsTotal.WithLabelValues("subscribe").Inc()
-		p.log.Warn("redis subscribe not confirmed; go-redis keeps retrying", "channel", p.cfg.Channel, "err", err)
+// publishOne appends env to its group's log and publishes it, in one script.
+func (p *Popper) publishOne(ctx context.Context, g int, env envelope) error {
+	b, err := json.Marshal(env)
+	if err != nil {
+		return err
 	}
-	cancel()
-	close(ready)
-	ch := ps.Channel(redis.WithChannelSize(1024))
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m, ok := <-ch:
-			if !ok {
-				return
-			}
-			var env envelope
-			if err := json.Unmarshal([]byte(m.Payload), &env); err != nil || env.Pop.Agent == "" {
-				pubsubErrorsTotal.WithLabelValues("decode").Inc()
-				continue
-			}
-			var recv time.Time
-			if env.Received > 0 {
-				recv = time.Unix(0, env.Received)
-			}
-			p.deliverLocal(env.Pop, recv)
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	mode, err := p.redisMode(pctx)
+	if err != nil {
+		return err
+	}
+	op, minid := "p", "0"
+	if mode.sharded {
+		op = "s"
+	}
+	if mode.minID {
+		minid = "1"
+	}
+	ttl := max(p.cfg.CallTTL.Milliseconds(), 1)
+	err = publishScript.Run(pctx, p.rdb, []string{groupLogKey(p.cfg.Channel, g)},
+		groupChannel(p.cfg.Channel, g), b, ttl, groupLogMax, op, minid).Err()
+	if err == nil {
+		p.stats.published.Add(1)
+		popsPublishedTotal.Inc()
+	}
+	return err
+}
+
+// redisFeatures is what the Redis in use can do, detected once.
+type redisFeatures struct {
+	version string
+	sharded bool // SPUBLISH/SSUBSCRIBE (Redis ≥ 7)
+	minID   bool // XTRIM MINID (Redis ≥ 6.2)
+}
+
+// redisMode detects (once it succeeds) whether Redis has sharded Pub/Sub;
+// every instance talking to the same Redis decides the same way.
+func (p *Popper) redisMode(ctx context.Context) (redisFeatures, error) {
+	if f := p.mode.Load(); f != nil {
+		return *f, nil
+	}
+	info, err := p.rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return redisFeatures{}, err
+	}
+	f := redisFeatures{version: "unknown"}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			f.version = v
+			var major, minor int
+			_, _ = fmt.Sscanf(v, "%d.%d", &major, &minor)
+			f.sharded = major >= 7
+			f.minID = major > 6 || (major == 6 && minor >= 2)
 		}
 	}
+	if p.forcePlain {
+		f.sharded = false
+	}
+	if !p.mode.CompareAndSwap(nil, &f) {
+		return *p.mode.Load(), nil
+	}
+	if f.sharded {
+		p.log.Info("pops use sharded Pub/Sub (SPUBLISH/SSUBSCRIBE), one channel per agent group",
+			"redis_version", f.version, "channel_groups", p.cfg.ChannelGroups)
+	} else {
+		p.log.Info("Redis has no sharded Pub/Sub: pops use PUBLISH/SUBSCRIBE, one channel per agent group",
+			"redis_version", f.version, "channel_groups", p.cfg.ChannelGroups)
+	}
+	return f, nil
 }

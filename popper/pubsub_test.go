@@ -13,7 +13,7 @@ import (
 	"github.com/callpop/callpop/internal/testredis"
 )
 
-func newRedis(t *testing.T, addrs ...string) redis.UniversalClient {
+func newRedis(t testing.TB, addrs ...string) redis.UniversalClient {
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs: addrs, DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
 		WriteTimeout: 500 * time.Millisecond, ContextTimeoutEnabled: true, MaxRetries: -1,

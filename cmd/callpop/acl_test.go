@@ -11,15 +11,20 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/internal/testredis"
+	"github.com/callpop/callpop/popper"
 )
 
 // aclPassword replaces the ACL line's placeholder password.
 const aclPassword = "acl-pass-0123456789abcdef"
 
+// aclPopSecret signs the agent token of the pop stream the test opens.
+const aclPopSecret = "acl-popper-token-secret-0123456789"
+
 // The Redis ACL user docs/security.md gives is enough for everything callpop
 // run does with Redis (cache read, write and forget, the block list, the pop
-// channel and its health-check pings), on one server and on a Cluster with
+// channels with their logs and health-check pings), on one server and on a Cluster with
 // the permissions the page adds for it: Redis logs no command, key or
 // channel refused to it.
 func TestRedisACLOfTheDocs(t *testing.T) {
@@ -48,6 +53,7 @@ func TestRedisACLOfTheDocs(t *testing.T) {
 	t.Setenv("CALLPOP_CACHE_REDIS_PASSWORD", aclPassword)
 	t.Setenv("CALLPOP_CACHE_KEY_SECRET", "test-key-secret-for-hmac-0123456789")
 	t.Setenv("CALLPOP_ROUTER_FLAGS_BLOCK_LIST_REDIS_KEY", "callpop:blocklist")
+	t.Setenv("CALLPOP_POPPER_TOKEN_SECRET", aclPopSecret)
 
 	t.Run("server", func(t *testing.T) {
 		srv := testredis.Start(t)
@@ -103,8 +109,11 @@ func runAsACLUser(t *testing.T, acl []any, addrs string, nodes []string) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("cache forget: %d\n%s", resp.StatusCode, logs.String())
 	}
-	// The pop channel: callpop subscribes, and its idle subscription pings
-	// (every 3s); a pop is a PUBLISH by the same user.
+	// The pop channels: callpop subscribes to the group of an agent whose
+	// stream it serves, and its idle subscription pings (every 3s); a pop
+	// published by another instance as the same user (the group's log
+	// script) reaches that stream.
+	pops := openPops(t, base, aclPopSecret, "1001")
 	seen := func(check func(*redis.Client) bool) bool {
 		for _, a := range admins {
 			if check(a) {
@@ -116,20 +125,40 @@ func runAsACLUser(t *testing.T, acl []any, addrs string, nodes []string) {
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if seen(func(a *redis.Client) bool {
 			clients, _ := a.ClientList(ctx).Result()
-			return regexp.MustCompile(`(?m)^.* sub=1 .* cmd=ping .*user=callpop `).MatchString(clients)
+			return regexp.MustCompile(`(?m)^.* (sub=1 psub=0|ssub=1) .*cmd=ping .*user=callpop `).MatchString(clients)
 		}) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no subscription to callpop:pops that pinged\n%s", logs.String())
+			t.Fatalf("no subscription to the agent's pop channel that pinged\n%s", logs.String())
 		}
 	}
 	user := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addrs, ","), Username: "callpop",
 		Password: aclPassword, ClientName: "callpop", DisableIdentity: true})
 	defer user.Close()
-	if err := user.Publish(ctx, "callpop:pops", "{}").Err(); err != nil {
-		t.Fatalf("PUBLISH as the ACL user: %v", err)
+	other, err := popper.New(popper.Config{}, popper.Deps{Redis: user})
+	if err != nil {
+		t.Fatal(err)
 	}
+	octx, ocancel := context.WithCancel(ctx)
+	odone := make(chan struct{})
+	go func() { _ = other.Run(octx); close(odone) }()
+	for ok, _ := other.Ready(); !ok; ok, _ = other.Ready() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	other.CallEnriched(call.Enriched{CallID: "acl-call", Call: call.Call{ID: "acl-call", PBX: "asterisk"},
+		Decision: call.Decision{CallID: "acl-call", Match: call.MatchMiss}})
+	other.AgentLeg(call.LegEvent{CallID: "acl-call", Leg: "acl-leg", Endpoint: "PJSIP/1001-0000000a", State: call.LegRinging})
+	select {
+	case p := <-pops:
+		if p.CallID != "acl-call" || p.State != popper.StateRinging {
+			t.Errorf("pop from the other instance: %+v", p)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("no pop published as the ACL user reached the stream\n%s", logs.String())
+	}
+	ocancel()
+	<-odone
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
