@@ -33,6 +33,11 @@ type Config struct {
 	Profiles []Profile `mapstructure:"profiles"`
 	// FastAGI is the Asterisk FastAGI server.
 	FastAGI FastAGIConfig `mapstructure:"fastagi"`
+	// AnswerReserve is the part of call.budget kept back for the answer to
+	// reach the dialplan (/v1/route, /v1/lookup, FastAGI's EXEC MSet): they
+	// decide by received + budget − answer_reserve, so a call never waits on
+	// callpop past its budget because the answer was still on its way.
+	AnswerReserve time.Duration `mapstructure:"answer_reserve"`
 }
 
 // PriorityConfig bounds the priority output; all integers.
@@ -112,6 +117,7 @@ func DefaultConfig() Config {
 		Rules: DefaultRules(),
 		FastAGI: FastAGIConfig{Listen: "127.0.0.1:4573", ReadTimeout: 5 * time.Second, MaxSessions: 256,
 			Allow: slices.Clone(netallow.DefaultAllow)},
+		AnswerReserve: 10 * time.Millisecond,
 	}
 }
 
@@ -139,6 +145,9 @@ func (c *Config) Validate() error {
 	}
 	if err := checkURLTemplate(c.NewCustomerURL); err != nil {
 		errs = append(errs, fmt.Errorf("router.new_customer_url: %w", err))
+	}
+	if c.AnswerReserve < 0 {
+		errs = append(errs, fmt.Errorf("router.answer_reserve: must not be negative, got %s", c.AnswerReserve))
 	}
 	p := c.Priority
 	if p.Min > p.Max {

@@ -483,9 +483,7 @@ func (r *Router) serveAGI(ctx context.Context, conn net.Conn) {
 		return
 	}
 
-	dctx, cancel := context.WithDeadline(ctx, c.Received.Add(r.deps.Budget))
-	d := r.endpointDecide(dctx, c)
-	cancel()
+	d := r.endpointDecide(ctx, c)
 	ready := r.follow("fastagi", c, d) // before the SETs: the subscription gets a head start on the Dial
 	result = r.agiSetVars(a, agiSafeVars(r.log, agiVars(c, d)), agiMSetSafe(env["agi_version"]))
 	if result == "ok" {

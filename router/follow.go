@@ -65,8 +65,8 @@ func (r *Router) follow(endpoint string, c call.Call, d call.Decision) (ready <-
 
 // awaitFollow holds the dialplan until following the call has taken hold
 // (ready closed: a Dial from now on is seen ringing), never past the call's
-// deadline, c.Received plus call.budget on the monotonic clock, nor past
-// ctx. A nil ready returns at once.
+// answer deadline (answerBy: received plus call.budget less
+// router.answer_reserve, on the monotonic clock), nor past ctx. A nil ready returns at once.
 func (r *Router) awaitFollow(ctx context.Context, endpoint string, ready <-chan struct{}, c call.Call) {
 	if ready == nil {
 		return
@@ -77,7 +77,7 @@ func (r *Router) awaitFollow(ctx context.Context, endpoint string, ready <-chan 
 		return
 	default:
 	}
-	left := time.Until(c.Received.Add(r.deps.Budget))
+	left := time.Until(r.answerBy(c))
 	if left <= 0 {
 		dialplanFollowWait.WithLabelValues(endpoint, "budget").Inc()
 		return

@@ -67,12 +67,26 @@ func (r *Router) SetEndpointDecider(d call.Decider) {
 	r.endpoint.Store(&d)
 }
 
-// endpointDecide decides for the HTTP and FastAGI endpoints.
+// endpointDecide decides for the HTTP and FastAGI endpoints, by the call's
+// answer deadline (answerBy) unless ctx has an earlier one.
 func (r *Router) endpointDecide(ctx context.Context, c call.Call) call.Decision {
+	ctx, cancel := context.WithDeadline(ctx, r.answerBy(c))
+	defer cancel()
 	if d := r.endpoint.Load(); d != nil && *d != nil {
 		return (*d).Decide(ctx, c)
 	}
 	return r.Decide(ctx, c)
+}
+
+// answerBy is when a dialplan's call must have callpop's answer in hand:
+// received (real monotonic clock; now when unset) plus call.budget, less
+// router.answer_reserve for the answer's way back to the PBX.
+func (r *Router) answerBy(c call.Call) time.Time {
+	start := c.Received
+	if start.IsZero() {
+		start = time.Now()
+	}
+	return start.Add(r.deps.Budget - r.state.Load().cfg.AnswerReserve)
 }
 
 // preparedCustomer is a CRM record made ready for a decision once: cleaned,

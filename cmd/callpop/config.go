@@ -527,6 +527,7 @@ func (c *Config) Validate() error {
 	add(c.Cache.Validate())
 	add(c.Router.Validate())
 	add(c.Router.CheckSources(c.sourceNames()))
+	add(checkReserve("router.answer_reserve", c.Router.AnswerReserve, c.Call.Budget))
 	switch c.PBX.Kind {
 	case "", PBXNone:
 	case PBXAsterisk:
