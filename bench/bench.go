@@ -395,7 +395,7 @@ func (r *benchRun) startSidecar() error {
 		return err
 	}
 	r.onClose(p.Close)
-	r.p, r.rec = p, &recorder{dec: p.Router}
+	r.p, r.rec = p, &recorder{dec: p.Router, log: r.log}
 	r.tc = o.targetConfig(r.log)
 	tgt, err := newTarget(o.PBX, false, r.tc)
 	if err != nil {
@@ -879,6 +879,7 @@ func burst(ctx context.Context, t Target, rec *recorder, stub *CRMStub, o Option
 // entryCounter counts calls that reached the Decider and have not left it.
 type entryCounter struct {
 	dec call.Decider
+	log *slog.Logger // for a decider's panic (adapters.DecideAsync)
 	in  atomic.Int64
 }
 
@@ -888,10 +889,11 @@ func (e *entryCounter) Decide(ctx context.Context, c call.Call) call.Decision {
 	return e.dec.Decide(ctx, c)
 }
 
-// DecideAsync counts a call from its entry until its decision is handed on.
+// DecideAsync counts a call from its entry until its decision is handed on:
+// once, even if the decider panics or calls back twice (adapters.DecideAsync).
 func (e *entryCounter) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
 	e.in.Add(1)
-	call.DecideAsync(ctx, e.dec, c, func(d call.Decision) {
+	adapters.DecideAsync(ctx, e.dec, c, e.log, func(d call.Decision) {
 		e.in.Add(-1)
 		done(d)
 	})
@@ -954,7 +956,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, pc PipelineConf
 		return r, 0, err
 	}
 	defer p.Close()
-	ec := &entryCounter{dec: p.Router}
+	ec := &entryCounter{dec: p.Router, log: log}
 	tc := o.targetConfig(log)
 	tc.maxCalls = inFlightMaxCalls(o.InFlight)
 	t, err := newTarget(o.PBX, false, tc)

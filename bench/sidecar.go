@@ -74,7 +74,7 @@ func RunSidecar(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logg
 	defer p.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ec := &entryCounter{dec: p.Router}
+	ec := &entryCounter{dec: p.Router, log: log}
 	deps := adapters.Deps{Decider: ec, Logger: log, Budget: spec.Budget}
 	var ready func() (bool, string)
 	var addr func() string
