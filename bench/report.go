@@ -17,10 +17,13 @@ var Targets = struct {
 }{3000, 2, 1.3, 1, 64, 1000}
 
 // WriteJSON writes the report as one JSON object.
-func (r *Report) WriteJSON(w io.Writer) error {
+func (r *Report) WriteJSON(w io.Writer) error { return writeJSON(w, r) }
+
+// writeJSON writes a report as one indented JSON object.
+func writeJSON(w io.Writer, report any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
+	if err := enc.Encode(report); err != nil {
 		return fmt.Errorf("bench: json: %w", err)
 	}
 	return nil
@@ -183,14 +186,7 @@ func verdictMark(ok bool) string {
 }
 
 // WriteJSON writes the report as one JSON object.
-func (r *RealReport) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		return fmt.Errorf("bench: json: %w", err)
-	}
-	return nil
-}
+func (r *RealReport) WriteJSON(w io.Writer) error { return writeJSON(w, r) }
 
 // WriteTable writes each way's two sides and their ratio.
 func (r *RealReport) WriteTable(w io.Writer) error {
