@@ -75,7 +75,7 @@ func DecideAsync(ctx context.Context, dec call.Decider, c call.Call, log *slog.L
 		return
 	}
 	var once atomic.Bool
-	finish := func(d call.Decision) {
+	handOnce := func(d call.Decision) { // the first decision goes on; a second is dropped
 		if once.CompareAndSwap(false, true) {
 			done(d)
 		}
@@ -83,8 +83,8 @@ func DecideAsync(ctx context.Context, dec call.Decider, c call.Call, log *slog.L
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("decider panicked", "component", "adapters", "call", c, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			finish(call.Decision{Match: call.MatchError, Err: "internal error"})
+			handOnce(call.Decision{Match: call.MatchError, Err: "internal error"})
 		}
 	}()
-	ad.DecideAsync(ctx, c, finish)
+	ad.DecideAsync(ctx, c, handOnce)
 }

@@ -395,7 +395,7 @@ func (r *benchRun) startSidecar() error {
 		return err
 	}
 	r.onClose(p.Close)
-	r.p, r.rec = p, &recorder{dec: p.Router}
+	r.p, r.rec = p, &recorder{dec: p.Router, log: r.log}
 	r.tc = o.targetConfig(r.log)
 	tgt, err := newTarget(o.PBX, false, r.tc)
 	if err != nil {
@@ -879,6 +879,7 @@ func burst(ctx context.Context, t Target, rec *recorder, stub *CRMStub, o Option
 // entryCounter counts calls that reached the Decider and have not left it.
 type entryCounter struct {
 	dec call.Decider
+	log *slog.Logger // for a decider's panic (adapters.DecideAsync)
 	in  atomic.Int64
 }
 
@@ -888,10 +889,11 @@ func (e *entryCounter) Decide(ctx context.Context, c call.Call) call.Decision {
 	return e.dec.Decide(ctx, c)
 }
 
-// DecideAsync counts a call from its entry until its decision is handed on.
+// DecideAsync counts a call from its entry until its decision is handed on:
+// once, even if the decider panics or calls back twice (adapters.DecideAsync).
 func (e *entryCounter) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
 	e.in.Add(1)
-	call.DecideAsync(ctx, e.dec, c, func(d call.Decision) {
+	adapters.DecideAsync(ctx, e.dec, c, e.log, func(d call.Decision) {
 		e.in.Add(-1)
 		done(d)
 	})
@@ -954,7 +956,7 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, pc PipelineConf
 		return r, 0, err
 	}
 	defer p.Close()
-	ec := &entryCounter{dec: p.Router}
+	ec := &entryCounter{dec: p.Router, log: log}
 	tc := o.targetConfig(log)
 	tc.maxCalls = inFlightMaxCalls(o.InFlight)
 	t, err := newTarget(o.PBX, false, tc)
@@ -970,34 +972,63 @@ func holdInFlight(ctx context.Context, o Options, stub *CRMStub, pc PipelineConf
 	if err := waitReady(hctx, t, 10*time.Second); err != nil {
 		return r, 0, err
 	}
+	peak, err := holdSampleRelease(hctx, t, stub, &r, heldSampler{
+		place: "pipeline", poll: 10 * time.Millisecond,
+		inside: func() (int, error) { return int(ec.in.Load()), nil },
+		sample: func(r *InFlightReport) float64 {
+			r.Reached = int(ec.in.Load())
+			r.Goroutines = runtime.NumGoroutine()
+			r.RSSMiB = mib(procStatusKiB("VmRSS"))
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			r.HeapMiB = float64(ms.HeapInuse*10/(1<<20)) / 10
+			r.StackMiB = float64(ms.StackInuse*10/(1<<20)) / 10
+			if !peakReset {
+				return r.RSSMiB
+			}
+			return mib(procStatusKiB("VmHWM"))
+		},
+	}, cancel, note)
+	return r, peak, err
+}
+
+// heldSampler is where the in-flight phase counts and samples its held
+// calls: this process's pipeline or the sidecar child.
+type heldSampler struct {
+	place  string        // where the calls are held, for the error
+	poll   time.Duration // how often inside is asked while the calls arrive
+	inside func() (int, error)
+	// sample fills the figures taken with the calls held and returns the
+	// peak RSS in MiB.
+	sample func(r *InFlightReport) float64
+}
+
+// holdSampleRelease offers r.Calls calls at once from distinct uncached
+// numbers while the stub does not answer, waits (at most reachLimit) until s
+// counts them inside, lets them settle, samples them, then lets them all go
+// (the stub answers, the calls end; abort ends them if they do not).
+func holdSampleRelease(ctx context.Context, t Target, stub *CRMStub, r *InFlightReport, s heldSampler, abort func(), note func(string, ...any)) (float64, error) {
 	stub.Hold()
 	defer stub.Release()
-	col := newCollector(hold)
-	wg := offerHeld(hctx, t, col, o.InFlight)
+	col := newCollector(holdBudget)
+	wg := offerHeld(ctx, t, col, r.Calls)
+	var pollErr error
 	deadline := time.Now().Add(reachLimit)
-	for int(ec.in.Load()) < o.InFlight && time.Now().Before(deadline) && hctx.Err() == nil && col.completed.Load() == 0 {
-		time.Sleep(10 * time.Millisecond)
+	for time.Now().Before(deadline) && ctx.Err() == nil && col.completed.Load() == 0 {
+		var n int
+		if n, pollErr = s.inside(); pollErr != nil || n >= r.Calls {
+			break
+		}
+		time.Sleep(s.poll)
 	}
 	time.Sleep(200 * time.Millisecond) // let connections and buffers settle
-	r.Reached = int(ec.in.Load())
-	r.Goroutines = runtime.NumGoroutine()
-	r.RSSMiB = mib(procStatusKiB("VmRSS"))
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	r.HeapMiB = float64(ms.HeapInuse*10/(1<<20)) / 10
-	r.StackMiB = float64(ms.StackInuse*10/(1<<20)) / 10
-	peak := mib(procStatusKiB("VmHWM"))
-	if !peakReset {
-		peak = r.RSSMiB
-	}
-	// Let them go: the stub answers, the calls end.
+	peak := s.sample(r)
 	var drainErr error
-	r.DrainS, drainErr = releaseAndWait(stub, wg, col, cancel, note)
-	cancel()
-	if r.Reached < o.InFlight {
-		return r, peak, fmt.Errorf("only %d of %d calls were held in the pipeline (%d ended early)", r.Reached, o.InFlight, col.completed.Load())
+	r.DrainS, drainErr = releaseAndWait(stub, wg, col, abort, note)
+	if pollErr == nil && r.Reached < r.Calls {
+		pollErr = fmt.Errorf("only %d of %d calls were held in the %s (%d ended early)", r.Reached, r.Calls, s.place, col.completed.Load())
 	}
-	return r, peak, drainErr
+	return peak, errors.Join(pollErr, drainErr)
 }
 
 // offerHeld offers n calls at once from distinct uncached numbers, each on a
@@ -1050,35 +1081,27 @@ func holdInFlightChild(ctx context.Context, o Options, stub *CRMStub, pc Pipelin
 		return r, 0, readyMs, err
 	}
 	r.GoroutinesIdle, r.RSSIdleMiB = idle.Goroutines, mib(idle.RSSKiB)
-	stub.Hold()
-	defer stub.Release()
-	col := newCollector(hold)
-	wg := offerHeld(hctx, t, col, o.InFlight)
-	var st sidecarStats
-	deadline := time.Now().Add(reachLimit)
-	for time.Now().Before(deadline) && hctx.Err() == nil && col.completed.Load() == 0 {
-		if st, err = child.stats(); err != nil || int(st.InPipeline) >= o.InFlight {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond) // let connections and buffers settle
-	if o.SidecarProfile != "" {
-		_ = child.profile(o.SidecarProfile)
-	}
-	if st2, err2 := child.stats(); err2 == nil {
-		st = st2
-	}
-	r.Reached, r.Goroutines = int(st.InPipeline), st.Goroutines
-	r.RSSMiB, r.HeapMiB = mib(st.RSSKiB), float64(st.HeapInuse*10/(1<<20))/10
-	r.StackMiB = float64(st.StackInuse*10/(1<<20)) / 10
-	peak := mib(st.HWMKiB)
-	var drainErr error
-	r.DrainS, drainErr = releaseAndWait(stub, wg, col, cancel, note)
-	if err == nil && r.Reached < o.InFlight {
-		err = fmt.Errorf("only %d of %d calls were held in the sidecar (%d ended early)", r.Reached, o.InFlight, col.completed.Load())
-	}
-	err = errors.Join(err, drainErr)
+	var st sidecarStats // the last the child reported
+	peak, err := holdSampleRelease(hctx, t, stub, &r, heldSampler{
+		place: "sidecar", poll: 50 * time.Millisecond,
+		inside: func() (int, error) {
+			var err error
+			st, err = child.stats()
+			return int(st.InPipeline), err
+		},
+		sample: func(r *InFlightReport) float64 {
+			if o.SidecarProfile != "" {
+				_ = child.profile(o.SidecarProfile)
+			}
+			if st2, err := child.stats(); err == nil {
+				st = st2
+			}
+			r.Reached, r.Goroutines = int(st.InPipeline), st.Goroutines
+			r.RSSMiB, r.HeapMiB = mib(st.RSSKiB), float64(st.HeapInuse*10/(1<<20))/10
+			r.StackMiB = float64(st.StackInuse*10/(1<<20)) / 10
+			return mib(st.HWMKiB)
+		},
+	}, cancel, note)
 	return r, peak, readyMs, err
 }
 

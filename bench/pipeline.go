@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
@@ -113,7 +114,8 @@ type verdict struct {
 // the bench can split latencies warm/cold exactly as the cache answered.
 type recorder struct {
 	dec call.Decider
-	m   sync.Map // call id → verdict
+	log *slog.Logger // for a decider's panic (adapters.DecideAsync)
+	m   sync.Map     // call id → verdict
 }
 
 func (r *recorder) Decide(ctx context.Context, c call.Call) call.Decision {
@@ -123,9 +125,10 @@ func (r *recorder) Decide(ctx context.Context, c call.Call) call.Decision {
 }
 
 // DecideAsync records the verdict before handing the decision on, as Decide
-// does before returning it.
+// does before returning it: once, and a panic below becomes Match=error
+// (adapters.DecideAsync), so a call is recorded as the adapter sees it.
 func (r *recorder) DecideAsync(ctx context.Context, c call.Call, done func(call.Decision)) {
-	call.DecideAsync(ctx, r.dec, c, func(d call.Decision) {
+	adapters.DecideAsync(ctx, r.dec, c, r.log, func(d call.Decision) {
 		r.m.Store(c.ID, verdict{match: d.Match, cached: d.Cached})
 		done(d)
 	})

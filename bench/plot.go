@@ -16,14 +16,34 @@ var plotSeries = []struct{ key, label, colour string }{
 	{"no_lookup", "callpop, anonymous / invalid", "#2ca02c"},
 }
 
+// The plot's size and margins, in pixels; pw × ph is the plotting area.
+const (
+	plotWidth, plotHeight                    = 900, 520
+	plotLeft, plotRight, plotTop, plotBottom = 80, 30, 50, 150
+	plotPW, plotPH                           = plotWidth - plotLeft - plotRight, plotHeight - plotTop - plotBottom
+)
+
 // WritePlot draws the latency distribution as an SVG: one cumulative curve per
 // class of call on a logarithmic latency axis, with the budget marked.
 func (r *Report) WritePlot(w io.Writer) error {
-	const (
-		width, height          = 900, 520
-		left, right, top, bott = 80, 30, 50, 150
-		pw, ph                 = width - left - right, height - top - bott
-	)
+	ax := r.plotAxes()
+	b := bufio.NewWriter(w)
+	p := func(format string, a ...any) { fmt.Fprintf(b, format+"\n", a...) }
+	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`, plotWidth, plotHeight, plotWidth, plotHeight)
+	p(`<rect width="100%%" height="100%%" fill="white"/>`)
+	p(`<text x="%d" y="28" font-size="16" font-weight="bold">callpop bench --pbx %s: latency event → released (cumulative share of calls)</text>`, plotLeft, xmlEscape(r.PBX))
+	ax.drawGrid(p)
+	ax.drawBudget(p, r.BudgetMs)
+	r.drawCurves(p, ax)
+	p(`</svg>`)
+	return b.Flush()
+}
+
+// plotAxes spans the latency axis over whole decades, 10^dmin to 10^dmax ms.
+type plotAxes struct{ dmin, dmax float64 }
+
+// plotAxes covers every curve and the budget.
+func (r *Report) plotAxes() plotAxes {
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, s := range plotSeries {
 		d := r.dists[s.key]
@@ -42,60 +62,66 @@ func (r *Report) WritePlot(w io.Writer) error {
 	if dmax <= dmin {
 		dmax = dmin + 1
 	}
-	x := func(msv float64) float64 {
-		v := math.Log10(math.Max(msv, math.Pow(10, dmin)))
-		return left + (v-dmin)/(dmax-dmin)*pw
-	}
-	y := func(q float64) float64 { return top + (1-q)*ph }
+	return plotAxes{dmin: dmin, dmax: dmax}
+}
 
-	b := bufio.NewWriter(w)
-	p := func(format string, a ...any) { fmt.Fprintf(b, format+"\n", a...) }
-	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`, width, height, width, height)
-	p(`<rect width="100%%" height="100%%" fill="white"/>`)
-	p(`<text x="%d" y="28" font-size="16" font-weight="bold">callpop bench --pbx %s: latency event → released (cumulative share of calls)</text>`, left, xmlEscape(r.PBX))
-	// grid and axes
-	for dec := dmin; dec <= dmax; dec++ {
+// x is the abscissa of a latency in ms (log scale).
+func (a plotAxes) x(msv float64) float64 {
+	v := math.Log10(math.Max(msv, math.Pow(10, a.dmin)))
+	return plotLeft + (v-a.dmin)/(a.dmax-a.dmin)*plotPW
+}
+
+// y is the ordinate of a share of calls q (0 to 1).
+func (a plotAxes) y(q float64) float64 { return plotTop + (1-q)*plotPH }
+
+// drawGrid draws the decade and share grid lines, the frame and the axis labels.
+func (a plotAxes) drawGrid(p linef) {
+	for dec := a.dmin; dec <= a.dmax; dec++ {
 		for m := 1.0; m < 10; m++ {
 			v := m * math.Pow(10, dec)
-			if dec == dmax && m > 1 {
+			if dec == a.dmax && m > 1 {
 				break
 			}
-			xx := x(v)
+			xx := a.x(v)
 			stroke, sw := "#eeeeee", 1
 			if m == 1 {
 				stroke = "#cccccc"
-				p(`<text x="%.1f" y="%d" text-anchor="middle">%s</text>`, xx, top+ph+18, fmtMs(v))
+				p(`<text x="%.1f" y="%d" text-anchor="middle">%s</text>`, xx, plotTop+plotPH+18, fmtMs(v))
 			}
-			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="%d"/>`, xx, top, xx, top+ph, stroke, sw)
+			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="%d"/>`, xx, plotTop, xx, plotTop+plotPH, stroke, sw)
 		}
 	}
 	for _, q := range []float64{0, 0.25, 0.5, 0.75, 0.9, 0.99} {
-		p(`<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#dddddd"/>`, left, y(q), left+pw, y(q))
-		p(`<text x="%d" y="%.1f" text-anchor="end">%g%%</text>`, left-6, y(q)+4, q*100)
+		p(`<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#dddddd"/>`, plotLeft, a.y(q), plotLeft+plotPW, a.y(q))
+		p(`<text x="%d" y="%.1f" text-anchor="end">%g%%</text>`, plotLeft-6, a.y(q)+4, q*100)
 	}
-	p(`<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>`, left, top, pw, ph)
-	p(`<text x="%d" y="%d" text-anchor="middle">latency, ms (log scale)</text>`, left+pw/2, top+ph+38)
-	p(`<text transform="translate(18 %d) rotate(-90)" text-anchor="middle">share of calls released within</text>`, top+ph/2)
-	// budget
-	bx := x(r.BudgetMs)
-	p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ff7f0e" stroke-dasharray="6 4" stroke-width="2"/>`, bx, top, bx, top+ph)
-	p(`<text x="%.1f" y="%d" text-anchor="end" fill="#ff7f0e">budget %s ms</text>`, bx-4, top+14, fmtMs(r.BudgetMs))
-	// curves
-	legendY := top + ph + 60
-	const lx = left
+	p(`<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>`, plotLeft, plotTop, plotPW, plotPH)
+	p(`<text x="%d" y="%d" text-anchor="middle">latency, ms (log scale)</text>`, plotLeft+plotPW/2, plotTop+plotPH+38)
+	p(`<text transform="translate(18 %d) rotate(-90)" text-anchor="middle">share of calls released within</text>`, plotTop+plotPH/2)
+}
+
+// drawBudget marks the budget with a dashed line.
+func (a plotAxes) drawBudget(p linef, budgetMs float64) {
+	bx := a.x(budgetMs)
+	p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ff7f0e" stroke-dasharray="6 4" stroke-width="2"/>`, bx, plotTop, bx, plotTop+plotPH)
+	p(`<text x="%.1f" y="%d" text-anchor="end" fill="#ff7f0e">budget %s ms</text>`, bx-4, plotTop+14, fmtMs(budgetMs))
+}
+
+// drawCurves draws each class's cumulative curve and its legend line.
+func (r *Report) drawCurves(p linef, a plotAxes) {
+	legendY := plotTop + plotPH + 60
+	const lx = plotLeft
 	for _, s := range plotSeries {
 		d := r.dists[s.key]
 		if len(d) == 0 {
 			continue
 		}
-		p(`<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, s.colour, cdfPoints(d, x, y))
+		p(`<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, s.colour, cdfPoints(d, a.x, a.y))
 		p(`<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>`, lx, legendY, lx+24, legendY, s.colour)
 		label := fmt.Sprintf("%s: n=%d, p50 %s, p99 %s ms", s.label, len(d), fmtMs(float64(quantile(d, 0.5))/1e6), fmtMs(float64(quantile(d, 0.99))/1e6))
 		p(`<text x="%d" y="%d">%s</text>`, lx+30, legendY+4, xmlEscape(label))
 		legendY += 20
 	}
-	p(`</svg>`)
-	return b.Flush()
 }
 
 // cdfPoints samples a sorted distribution at up to ~400 points.

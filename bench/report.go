@@ -17,45 +17,75 @@ var Targets = struct {
 }{3000, 2, 1.3, 1, 64, 1000}
 
 // WriteJSON writes the report as one JSON object.
-func (r *Report) WriteJSON(w io.Writer) error {
+func (r *Report) WriteJSON(w io.Writer) error { return writeJSON(w, r) }
+
+// writeJSON writes a report as one indented JSON object.
+func writeJSON(w io.Writer, report any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
+	if err := enc.Encode(report); err != nil {
 		return fmt.Errorf("bench: json: %w", err)
 	}
 	return nil
 }
 
-// WriteTable writes the human-readable report.
+// WriteTable writes the human-readable report: its heading, the figures
+// against their targets, the latency table, the ramp steps and the rest.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	p := func(format string, a ...any) { fmt.Fprintf(tw, format+"\n", a...) }
+	r.tableHeading(p)
+	p("")
+	p("figure\tvalue\ttarget")
+	r.tableThroughput(p)
+	r.tableTargets(p)
+	p("")
+	r.tableLatencies(p)
+	p("")
+	r.tableOverheads(p)
+	r.tableSteps(p)
+	r.tableTail(p)
+	return tw.Flush()
+}
+
+// linef prints one line of a report (in a table, tabs separate the columns).
+type linef func(format string, a ...any)
+
+func (r *Report) tableHeading(p linef) {
 	mode := fmt.Sprintf("fixed %d calls/s", r.Rate)
 	if r.Rate == 0 {
 		mode = "ramp to saturation"
 	}
 	p("callpop bench\t--pbx %s, %s, %.0fs, budget %.0f ms, %d customers, CRM %.0f ms", r.PBX, mode, r.DurationS, r.BudgetMs, r.Population, r.CRMLatencyMs)
 	p("machine\t%d × %s, %s %s", r.Machine.NProc, r.Machine.CPU, r.Machine.GoVersion, r.Machine.OS)
-	p("")
-	p("figure\tvalue\ttarget")
+}
+
+// tableThroughput prints the calls/s figures: a ramp's saturation and break
+// (and the bare client's), or what a fixed rate achieved.
+func (r *Report) tableThroughput(p linef) {
 	p("calls/s sustained, 0 budget misses\t%.0f\t≥ %.0f %s", r.CallsPerSecond, Targets.CallsPerSecond, verdictMark(r.CallsPerSecond >= Targets.CallsPerSecond))
-	if r.Rate == 0 {
-		p("saturation (most calls/s released within budget, any step)\t%.0f\t", r.SaturationCPS)
-		if r.BreakRate > 0 {
-			p("ramp broke at (first step with misses or < 95%% achieved)\t%d calls/s\t", r.BreakRate)
-		} else {
-			p("ramp broke at\tnot within --duration\t")
-		}
-		switch {
-		case len(r.BareSteps) == 0:
-		case r.BareBreakRate > 0:
-			p("bare client: clean up to / broke at\t%.0f / %d calls/s\t", r.BareCleanCPS, r.BareBreakRate)
-		default:
-			p("bare client: clean up to\t%.0f calls/s (no break within --bare-duration)\t", r.BareCleanCPS)
-		}
-	} else {
+	if r.Rate != 0 {
 		p("calls/s completed at --rate %d\t%.0f\t(saturation: --rate 0)", r.Rate, r.AchievedCPS)
+		return
 	}
+	p("saturation (most calls/s released within budget, any step)\t%.0f\t", r.SaturationCPS)
+	if r.BreakRate > 0 {
+		p("ramp broke at (first step with misses or < 95%% achieved)\t%d calls/s\t", r.BreakRate)
+	} else {
+		p("ramp broke at\tnot within --duration\t")
+	}
+	switch {
+	case len(r.BareSteps) == 0:
+	case r.BareBreakRate > 0:
+		p("bare client: clean up to / broke at\t%.0f / %d calls/s\t", r.BareCleanCPS, r.BareBreakRate)
+	default:
+		p("bare client: clean up to\t%.0f calls/s (no break within --bare-duration)\t", r.BareCleanCPS)
+	}
+}
+
+// tableTargets prints the other figures with a target, and the in-flight
+// phase's.
+func (r *Report) tableTargets(p linef) {
 	p("calls offered / completed / budget misses / lost\t%d / %d / %d / %d\t", r.CallsOffered, r.CallsCompleted, r.BudgetMisses, r.Lost)
 	p("warm p99 (cache hit)\t%.3f ms\t≤ %.0f ms %s", r.Warm.P99, Targets.WarmP99Ms, verdictMark(r.Warm.Count > 0 && r.Warm.P99 <= Targets.WarmP99Ms))
 	if r.OverheadRatio > 0 {
@@ -82,7 +112,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p("goroutines, %d calls in flight (idle)\t%d (%d)\t", r.InFlight.Calls, r.InFlight.Goroutines, r.InFlight.GoroutinesIdle)
 	p("RSS, Go heap, goroutine stacks in flight\t%.1f, %.1f, %.1f MiB\t", r.InFlight.RSSMiB, r.InFlight.HeapMiB, r.InFlight.StackMiB)
 	p("ready after start\t%.1f ms\t≤ %.0f ms %s", r.ReadyMs, Targets.ReadyMs, verdictMark(r.ReadyMs <= Targets.ReadyMs))
-	p("")
+}
+
+// tableLatencies prints each class of call's latency quantiles.
+func (r *Report) tableLatencies(p linef) {
 	p("latency event → released (ms)\tcount\tp50\tp90\tp99\tp99.9\tmax")
 	for _, row := range []struct {
 		name string
@@ -90,7 +123,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}{{"warm (cache hit)", r.Warm}, {"cold (CRM)", r.Cold}, {"no look-up (anonymous, invalid)", r.NoLookup}, {"all calls", r.All}, {fmt.Sprintf("bare client, %d calls/s", r.BareRate), r.Bare}} {
 		p("%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f", row.name, row.l.Count, row.l.P50, row.l.P90, row.l.P99, row.l.P999, row.l.Max)
 	}
-	p("")
+}
+
+// tableOverheads prints the overhead ratios without a target and the PBX
+// requests per call.
+func (r *Report) tableOverheads(p linef) {
 	if r.OverheadBasis != "" {
 		p("overhead ratios compare\t%s", r.OverheadBasis)
 	}
@@ -103,6 +140,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		// variables); the bare client always sets a known caller's.
 		p("PBX requests per call: callpop, all callers / bare client, as for known callers\t%.2f / %.2f", r.RequestsPerCall, r.BareRequestsPerCall)
 	}
+}
+
+// tableSteps prints the ramp's steps, callpop's and the bare client's.
+func (r *Report) tableSteps(p linef) {
 	for _, st := range []struct {
 		who   string
 		steps []Step
@@ -116,6 +157,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 			p("%d\t%.0f\t%.0f\t%d\t%.3f\t%v", s.Rate, s.Achieved, s.Goodput, s.Misses, s.P99, s.Clean)
 		}
 	}
+}
+
+// tableTail prints the matches seen, the CRM requests and the notes.
+func (r *Report) tableTail(p linef) {
 	if len(r.Matches) > 0 {
 		var parts []string
 		for _, k := range []string{"hit", "miss", "anonymous", "invalid", "timeout", "error", "undecided"} {
@@ -131,7 +176,6 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, n := range r.Notes {
 		p("note\t%s", n)
 	}
-	return tw.Flush()
 }
 
 func verdictMark(ok bool) string {
@@ -142,14 +186,7 @@ func verdictMark(ok bool) string {
 }
 
 // WriteJSON writes the report as one JSON object.
-func (r *RealReport) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		return fmt.Errorf("bench: json: %w", err)
-	}
-	return nil
-}
+func (r *RealReport) WriteJSON(w io.Writer) error { return writeJSON(w, r) }
 
 // WriteTable writes each way's two sides and their ratio.
 func (r *RealReport) WriteTable(w io.Writer) error {

@@ -74,29 +74,10 @@ func RunSidecar(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logg
 	defer p.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ec := &entryCounter{dec: p.Router}
-	deps := adapters.Deps{Decider: ec, Logger: log, Budget: spec.Budget}
-	var ready func() (bool, string)
-	var addr func() string
-	switch spec.PBX {
-	case PBXAsterisk:
-		a, err := startARIAdapter(ctx, spec.Endpoint, spec.MaxCalls, deps, log)
-		if err != nil {
-			return fail(err)
-		}
-		ready, addr = a.Ready, func() string { return "" }
-	case PBXFreeSWITCHInbound, PBXFreeSWITCHOutbound:
-		m, where := "inbound", spec.Endpoint
-		if spec.PBX == PBXFreeSWITCHOutbound {
-			m, where = "outbound", "127.0.0.1:0"
-		}
-		a, err := startESLAdapter(ctx, m, where, spec.MaxCalls, deps, log)
-		if err != nil {
-			return fail(err)
-		}
-		ready, addr = a.Ready, a.Addr
-	default:
-		return fail(fmt.Errorf("bench: sidecar: --pbx %q has no sidecar", spec.PBX))
+	ec := &entryCounter{dec: p.Router, log: log}
+	ready, addr, err := startSidecarAdapter(ctx, spec, adapters.Deps{Decider: ec, Logger: log, Budget: spec.Budget}, log)
+	if err != nil {
+		return fail(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for ok, _ := ready(); !ok; ok, _ = ready() {
@@ -108,6 +89,36 @@ func RunSidecar(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logg
 	if err := enc.Encode(sidecarReady{Addr: addr()}); err != nil {
 		return err
 	}
+	return answerSidecar(sc, enc, ec)
+}
+
+// startSidecarAdapter starts the adapter spec.PBX names on deps; it returns
+// its readiness and the address the PBX connects to ("" but outbound ESL).
+func startSidecarAdapter(ctx context.Context, spec SidecarSpec, deps adapters.Deps, log *slog.Logger) (ready func() (bool, string), addr func() string, err error) {
+	switch spec.PBX {
+	case PBXAsterisk:
+		a, err := startARIAdapter(ctx, spec.Endpoint, spec.MaxCalls, deps, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return a.Ready, func() string { return "" }, nil
+	case PBXFreeSWITCHInbound, PBXFreeSWITCHOutbound:
+		m, where := "inbound", spec.Endpoint
+		if spec.PBX == PBXFreeSWITCHOutbound {
+			m, where = "outbound", "127.0.0.1:0"
+		}
+		a, err := startESLAdapter(ctx, m, where, spec.MaxCalls, deps, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return a.Ready, a.Addr, nil
+	}
+	return nil, nil, fmt.Errorf("bench: sidecar: --pbx %q has no sidecar", spec.PBX)
+}
+
+// answerSidecar answers the parent's lines until in ends: "stats" with a
+// sidecarStats, "profile PATH" by writing the profiles.
+func answerSidecar(sc *bufio.Scanner, enc *json.Encoder, ec *entryCounter) error {
 	for sc.Scan() {
 		if path, ok := strings.CutPrefix(sc.Text(), "profile "); ok {
 			writeProfiles(path)

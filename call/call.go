@@ -121,17 +121,6 @@ type AsyncDecider interface {
 	DecideAsync(ctx context.Context, c Call, done func(Decision))
 }
 
-// DecideAsync asks dec for a decision without holding the caller's goroutine
-// when dec is an AsyncDecider; otherwise it runs dec.Decide on a goroutine of
-// its own. Either way done is called exactly once.
-func DecideAsync(ctx context.Context, dec Decider, c Call, done func(Decision)) {
-	if ad, ok := dec.(AsyncDecider); ok {
-		ad.DecideAsync(ctx, c, done)
-		return
-	}
-	go func() { done(dec.Decide(ctx, c)) }() // ends when the decider returns
-}
-
 // DeciderFunc adapts a function to Decider.
 type DeciderFunc func(ctx context.Context, c Call) Decision
 

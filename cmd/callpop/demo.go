@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/adapters/ari"
 	"github.com/callpop/callpop/adapters/pbxsim/arisim"
 	"github.com/callpop/callpop/call"
@@ -80,71 +81,50 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	if o.PBX == PBXFreeSWITCH {
 		return runDemoFreeSWITCH(ctx, o, out, errOut)
 	}
-	if o.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Duration)
-		defer cancel()
-	}
-	log := newLogger(LogConfig{Level: "warn", Format: "text", MaskPersonalData: true}, errOut)
-	cfg, p, err := newDemoPipeline(log, func(ag string) string { return "PJSIP/" + ag + "-*" })
+	ctx, d, err := newDemo(ctx, o, out, errOut, func(ag string) string { return "PJSIP/" + ag + "-*" })
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-
+	defer d.close()
 	simPass := randomHex(12)
-	sim, err := arisim.New(arisim.Options{Username: "callpop", Password: simPass, App: "callpop", Logger: log})
+	sim, err := arisim.New(arisim.Options{Username: "callpop", Password: simPass, App: "callpop", Logger: d.log})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer sim.Close()
-
-	acfg := cfg.PBX.Asterisk
+	acfg := d.cfg.PBX.Asterisk
 	acfg.URL, acfg.Username, acfg.Password, acfg.App = sim.URL(), "callpop", simPass, "callpop"
-	lines := make(chan string, 256)
-	deps := p.adapterDeps()
-	deps.Sink = &demoSink{next: deps.Sink, lines: lines}
-	adapter, err := ari.New(acfg, deps)
+	adapter, err := ari.New(acfg, d.adapterDeps())
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	partsCtx, stopParts := context.WithCancel(context.Background())
-	defer stopParts()
-	wg.Go(func() { _ = p.popper.Run(partsCtx) })
-	wg.Go(func() { _ = adapter.Run(partsCtx) })
-
-	var srv *http.Server
-	if o.Listen != "" {
-		var base, panel string
-		if srv, base, panel, err = serveDemoAPI(o.Listen, cfg, p, adapter.Ready, partsCtx, &wg, log); err != nil {
-			return err
-		}
+	d.start(adapter.Run)
+	defer d.stop()
+	base, panel, err := d.serveAPI(adapter.Ready)
+	if err != nil {
+		return err
+	}
+	if base != "" {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s, API at %s\n", sim.URL(), base)
 		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
 		fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s\n", sim.URL())
 	}
-
-	// Wait for the adapter to connect before offering calls.
 	fmt.Fprintln(out, "callpop demo: connecting to the simulated Asterisk…")
-	for ok := false; !ok; {
-		if ok, _ = adapter.Ready(); ok {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return shutdownDemo(srv, stopParts, nil)
-		case <-time.After(10 * time.Millisecond):
-		}
+	if !d.waitFor(ctx, func() bool { ok, _ := adapter.Ready(); return ok }) {
+		return d.shutdown(nil)
 	}
-	fmt.Fprintf(out, "%-8s  %-9s  %-9s  %-5s  %-4s  %-10s  %-14s  %s\n", "time", "caller", "match", "src", "prio", "queue", "number", "elapsed")
+	mix := demoMix(o.Agents)
+	return d.offerAndPrint(ctx, func(ctx context.Context) { sim.Generate(ctx, o.Rate, 0, mix) },
+		func() { printDemoSummary(out, sim, d.cfg.Call.Budget) })
+}
 
+// demoMix is the simulated Asterisk's mix of callers, each rung to agents
+// 1001–1003 in turn when agents is set.
+func demoMix(agents bool) []arisim.CallSpec {
 	mix := arisim.Mix(demoKnown, "+14155550100")
-	if o.Agents {
+	if agents {
 		for i := range mix {
 			mix[i].Agents = []string{"PJSIP/1001", "PJSIP/1002", "PJSIP/1003"}
 			mix[i].Answer = i % 3
@@ -152,43 +132,129 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 			mix[i].TalkFor = 3 * time.Second
 		}
 	}
-	genDone := make(chan struct{})
-	go func() {
-		defer close(genDone)
-		sim.Generate(ctx, o.Rate, 0, mix)
+	return mix
+}
+
+// demo is what the demos on both simulated PBXs share: the options, the
+// pipeline, the lines printed per call, the parts that run, the HTTP server.
+type demo struct {
+	o         demoOptions
+	out       io.Writer
+	log       *slog.Logger
+	cfg       Config
+	p         *pipeline
+	lines     chan string
+	endRun    context.CancelFunc // ends --duration's context
+	wg        sync.WaitGroup
+	parts     context.Context // the popper's, the adapter's and the agents' streams
+	stopParts context.CancelFunc
+	srv       *http.Server // nil without --listen
+}
+
+// newDemo builds the demo's pipeline (agents' endpoints named by endpoint)
+// and returns ctx ended after --duration; close releases both.
+func newDemo(ctx context.Context, o demoOptions, out, errOut io.Writer, endpoint func(agent string) string) (context.Context, *demo, error) {
+	d := &demo{o: o, out: out, lines: make(chan string, 256), endRun: func() {}}
+	if o.Duration > 0 {
+		ctx, d.endRun = context.WithTimeout(ctx, o.Duration)
+	}
+	d.log = newLogger(LogConfig{Level: "warn", Format: "text", MaskPersonalData: true}, errOut)
+	var err error
+	if d.cfg, d.p, err = newDemoPipeline(d.log, endpoint); err != nil {
+		d.endRun()
+		return ctx, nil, err
+	}
+	return ctx, d, nil
+}
+
+// close releases the pipeline and --duration's context.
+func (d *demo) close() {
+	d.p.Close()
+	d.endRun()
+}
+
+// adapterDeps are the pipeline's, with a sink that prints a line per call.
+func (d *demo) adapterDeps() adapters.Deps {
+	deps := d.p.adapterDeps()
+	deps.Sink = &demoSink{next: deps.Sink, lines: d.lines}
+	return deps
+}
+
+// start runs the popper and the adapter until stop.
+func (d *demo) start(adapter func(context.Context) error) {
+	d.parts, d.stopParts = context.WithCancel(context.Background())
+	d.wg.Go(func() { _ = d.p.popper.Run(d.parts) })
+	d.wg.Go(func() { _ = adapter(d.parts) })
+}
+
+// stop ends what start and serveAPI run, and waits for it.
+func (d *demo) stop() {
+	d.stopParts()
+	d.wg.Wait()
+}
+
+// serveAPI serves the HTTP API and the agent panel on --listen, if given;
+// it returns the base URL and agent 1002's panel URL ("" without --listen).
+func (d *demo) serveAPI(ready func() (bool, string)) (base, panel string, err error) {
+	if d.o.Listen == "" {
+		return "", "", nil
+	}
+	d.srv, base, panel, err = serveDemoAPI(d.o.Listen, d.cfg, d.p, ready, d.parts, &d.wg, d.log)
+	return base, panel, err
+}
+
+// waitFor polls cond until it holds (true) or ctx ends (false).
+func (d *demo) waitFor(ctx context.Context, cond func() bool) bool {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// offerAndPrint prints the column heading, then offers calls (offer runs
+// until ctx ends) and prints their lines; it lets the calls in flight end
+// (each within its budget), prints what is left and shuts down with summary.
+func (d *demo) offerAndPrint(ctx context.Context, offer func(context.Context), summary func()) error {
+	fmt.Fprintf(d.out, "%-8s  %-9s  %-9s  %-5s  %-4s  %-10s  %-14s  %s\n", "time", "caller", "match", "src", "prio", "queue", "number", "elapsed")
+	offered := make(chan struct{})
+	go func() { // ends with ctx
+		defer close(offered)
+		offer(ctx)
 	}()
-	var printed int
 	for {
 		select {
-		case l := <-lines:
-			fmt.Fprintln(out, l)
-			printed++
+		case l := <-d.lines:
+			fmt.Fprintln(d.out, l)
 			continue
 		case <-ctx.Done():
 		}
 		break
 	}
-	<-genDone
-	// Let calls in flight finish (each within its budget), then report.
-	time.Sleep(cfg.Call.Budget + 50*time.Millisecond)
-	for drained := false; !drained; {
+	<-offered
+	time.Sleep(d.cfg.Call.Budget + 50*time.Millisecond)
+	for {
 		select {
-		case l := <-lines:
-			fmt.Fprintln(out, l)
-			printed++
+		case l := <-d.lines:
+			fmt.Fprintln(d.out, l)
+			continue
 		default:
-			drained = true
 		}
+		break
 	}
-	return shutdownDemo(srv, stopParts, func() { printDemoSummary(out, sim, cfg.Call.Budget) })
+	return d.shutdown(summary)
 }
 
-func shutdownDemo(srv *http.Server, stopParts context.CancelFunc, summary func()) error {
-	stopParts()
-	if srv != nil {
+// shutdown stops the parts and the HTTP server, then prints the summary.
+func (d *demo) shutdown(summary func()) error {
+	d.stopParts()
+	if d.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
+		_ = d.srv.Shutdown(ctx)
 	}
 	if summary != nil {
 		summary()
@@ -217,15 +283,21 @@ func printDemoSummary(out io.Writer, sim *arisim.Server, budget time.Duration) {
 			}
 		}
 	}
+	p50, p99 := demoQuantiles(held)
+	fmt.Fprintf(out, "summary: %d calls continued (p50 %v, p99 %v StasisStart→continue; %d over the %v budget), %d failed over, %d hung up, %d still waiting\n",
+		len(held), p50, p99, late, budget, failed, hungUp, waiting)
+}
+
+// demoQuantiles sorts held and returns its p50 and p99, to 10 µs (0 when empty).
+func demoQuantiles(held []time.Duration) (p50, p99 time.Duration) {
 	slices.Sort(held)
 	pct := func(p float64) time.Duration {
 		if len(held) == 0 {
 			return 0
 		}
-		return held[min(len(held)-1, int(p*float64(len(held))))]
+		return held[min(len(held)-1, int(p*float64(len(held))))].Round(10 * time.Microsecond)
 	}
-	fmt.Fprintf(out, "summary: %d calls continued (p50 %v, p99 %v StasisStart→continue; %d over the %v budget), %d failed over, %d hung up, %d still waiting\n",
-		len(held), pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), late, budget, failed, hungUp, waiting)
+	return pct(0.50), pct(0.99)
 }
 
 // demoSink prints a line per enriched call and forwards everything.

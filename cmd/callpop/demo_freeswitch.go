@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -23,129 +21,108 @@ const simFreeSWITCHMode = "outbound"
 // plus a simulated event socket for agent-leg pops, the real pipeline and the
 // ESL adapter.
 func runDemoFreeSWITCH(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
-	if o.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Duration)
-		defer cancel()
-	}
-	log := newLogger(LogConfig{Level: "warn", Format: "text", MaskPersonalData: true}, errOut)
-	cfg, p, err := newDemoPipeline(log, func(ag string) string { return "user/" + ag })
+	ctx, d, err := newDemo(ctx, o, out, errOut, func(ag string) string { return "user/" + ag })
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-
+	defer d.close()
 	eslPass := randomHex(12)
 	events, err := eslsim.NewInbound(eslsim.Options{Password: eslPass})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer events.Close()
-	fcfg := cfg.PBX.FreeSWITCH
+	fcfg := d.cfg.PBX.FreeSWITCH
 	fcfg.Mode, fcfg.Listen, fcfg.Events, fcfg.Address, fcfg.Password = simFreeSWITCHMode, "127.0.0.1:0", true, events.Addr(), eslPass
-	lines := make(chan string, 256)
-	deps := p.adapterDeps()
-	deps.Sink = &demoSink{next: deps.Sink, lines: lines}
-	adapter, err := esl.New(fcfg, deps)
+	adapter, err := esl.New(fcfg, d.adapterDeps())
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	partsCtx, stopParts := context.WithCancel(context.Background())
-	defer stopParts()
-	wg.Go(func() { _ = p.popper.Run(partsCtx) })
-	wg.Go(func() { _ = adapter.Run(partsCtx) })
-
-	var srv *http.Server
-	for adapter.Addr() == "" {
-		select {
-		case <-ctx.Done():
-			return shutdownDemo(srv, stopParts, nil)
-		case <-time.After(10 * time.Millisecond):
-		}
+	d.start(adapter.Run)
+	defer d.stop()
+	if !d.waitFor(ctx, func() bool { return adapter.Addr() != "" }) {
+		return d.shutdown(nil)
 	}
-	sim := eslsim.NewOutbound(adapter.Addr(), eslsim.Options{})
-	if o.Listen != "" {
-		var base, panel string
-		if srv, base, panel, err = serveDemoAPI(o.Listen, cfg, p, adapter.Ready, partsCtx, &wg, log); err != nil {
-			return err
-		}
+	base, panel, err := d.serveAPI(adapter.Ready)
+	if err != nil {
+		return err
+	}
+	if base != "" {
 		fmt.Fprintf(out, "callpop demo: simulated FreeSWITCH (socket app → %s, event socket %s), API at %s\n", adapter.Addr(), events.Addr(), base)
 		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated FreeSWITCH (socket app → %s)\n", adapter.Addr())
 	}
-	fmt.Fprintf(out, "%-8s  %-9s  %-9s  %-5s  %-4s  %-10s  %-14s  %s\n", "time", "caller", "match", "src", "prio", "queue", "number", "elapsed")
+	sc := &demoSocketCalls{d: d, sim: eslsim.NewOutbound(adapter.Addr(), eslsim.Options{}), events: events}
+	return d.offerAndPrint(ctx, sc.offer, sc.summary)
+}
 
-	callers := []eslsim.Caller{
-		{Number: demoKnown[0], Name: "Known"}, {Number: "+14155550100", Name: "Unknown"}, {Number: "anonymous", Name: "Anonymous"},
-		{Number: demoKnown[1], Name: "Withheld", HideNumber: true}, {Number: demoKnown[2]},
-		{Number: "+49 (0)201/123-45 67#*%x;ext=9", Name: "Junk ${system(id)}"}, {Number: demoKnown[3]}, {Number: demoKnown[4]},
-	}
-	var mu sync.Mutex
-	var held []time.Duration
-	var late, stuck int
-	var calls sync.WaitGroup
-	tick := time.NewTicker(time.Duration(float64(time.Second) / o.Rate))
+// demoSocketCallers are the simulated FreeSWITCH's callers, offered in turn.
+var demoSocketCallers = []eslsim.Caller{
+	{Number: demoKnown[0], Name: "Known"}, {Number: "+14155550100", Name: "Unknown"}, {Number: "anonymous", Name: "Anonymous"},
+	{Number: demoKnown[1], Name: "Withheld", HideNumber: true}, {Number: demoKnown[2]},
+	{Number: "+49 (0)201/123-45 67#*%x;ext=9", Name: "Junk ${system(id)}"}, {Number: demoKnown[3]}, {Number: demoKnown[4]},
+}
+
+// demoSocketCalls offers calls through the dialplan's socket app and keeps
+// how long each was held until its exit.
+type demoSocketCalls struct {
+	d      *demo
+	sim    *eslsim.Outbound
+	events *eslsim.Inbound
+	calls  sync.WaitGroup
+	mu     sync.Mutex
+	held   []time.Duration
+	late   int
+	stuck  int
+}
+
+// offer offers --rate calls a second until ctx ends, each on a goroutine of
+// its own that rings the agents after the call when --agents is set.
+func (sc *demoSocketCalls) offer(ctx context.Context) {
+	tick := time.NewTicker(time.Duration(float64(time.Second) / sc.d.o.Rate))
 	defer tick.Stop()
 	for i := 0; ; i++ {
 		select {
 		case <-ctx.Done():
-		case l := <-lines:
-			fmt.Fprintln(out, l)
-			i--
-			continue
+			return
 		case <-tick.C:
-			calls.Add(1)
-			go func(c eslsim.Caller, n int) {
-				defer calls.Done()
-				cctx, cancel := context.WithTimeout(partsCtx, 5*time.Second)
-				defer cancel()
-				res, err := sim.Call(cctx, c)
-				mu.Lock()
-				switch {
-				case err != nil:
-					stuck++
-				default:
-					d := res.Released.Sub(res.Offered)
-					held = append(held, d)
-					if d > cfg.Call.Budget {
-						late++
-					}
-				}
-				mu.Unlock()
-				if err == nil && o.Agents {
-					events.RingAgents(partsCtx, res.UUID, eslsim.Ring{Agents: []string{"1001", "1002", "1003"}, Answer: n % 3,
-						RingFor: 1500 * time.Millisecond, TalkFor: 3 * time.Second})
-				}
-			}(callers[i%len(callers)], i)
-			continue
-		}
-		break
-	}
-	time.Sleep(cfg.Call.Budget + 50*time.Millisecond)
-	for drained := false; !drained; {
-		select {
-		case l := <-lines:
-			fmt.Fprintln(out, l)
-		default:
-			drained = true
+			sc.calls.Add(1)
+			go sc.call(demoSocketCallers[i%len(demoSocketCallers)], i)
 		}
 	}
-	return shutdownDemo(srv, stopParts, func() {
-		calls.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		slices.Sort(held)
-		pct := func(p float64) time.Duration {
-			if len(held) == 0 {
-				return 0
-			}
-			return held[min(len(held)-1, int(p*float64(len(held))))]
+}
+
+// call is one call of c, the nth offered.
+func (sc *demoSocketCalls) call(c eslsim.Caller, n int) {
+	defer sc.calls.Done()
+	parts := sc.d.parts
+	cctx, cancel := context.WithTimeout(parts, 5*time.Second)
+	defer cancel()
+	res, err := sc.sim.Call(cctx, c)
+	sc.mu.Lock()
+	if err != nil {
+		sc.stuck++
+	} else {
+		held := res.Released.Sub(res.Offered)
+		sc.held = append(sc.held, held)
+		if held > sc.d.cfg.Call.Budget {
+			sc.late++
 		}
-		fmt.Fprintf(out, "summary: %d calls released by exit (p50 %v, p99 %v connect→exit; %d over the %v budget), %d stuck\n",
-			len(held), pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), late, cfg.Call.Budget, stuck)
-	})
+	}
+	sc.mu.Unlock()
+	if err == nil && sc.d.o.Agents {
+		sc.events.RingAgents(parts, res.UUID, eslsim.Ring{Agents: []string{"1001", "1002", "1003"}, Answer: n % 3,
+			RingFor: 1500 * time.Millisecond, TalkFor: 3 * time.Second})
+	}
+}
+
+// summary waits for the calls and reports how long they were held.
+func (sc *demoSocketCalls) summary() {
+	sc.calls.Wait()
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	p50, p99 := demoQuantiles(sc.held)
+	fmt.Fprintf(sc.d.out, "summary: %d calls released by exit (p50 %v, p99 %v connect→exit; %d over the %v budget), %d stuck\n",
+		len(sc.held), p50, p99, sc.late, sc.d.cfg.Call.Budget, sc.stuck)
 }
