@@ -115,21 +115,32 @@ func TestGroupsFanOutCluster(t *testing.T) {
 	admin := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs})
 	defer admin.Close()
 	ctx := context.Background()
-	for ag, ss := range streams {
-		ch := groupChannel("callpop:pops", agentGroup(ag, 256))
-		var n int64
-		for _, addr := range cl.Addrs {
-			node := redis.NewClient(&redis.Options{Addr: addr})
-			m, err := node.PubSubShardNumSub(ctx, ch).Result()
-			node.Close()
-			if err != nil {
-				t.Fatal(err)
+	// held() counts a group once its subscription is asked for; the shard
+	// lists it once the SSUBSCRIBE has reached it: wait for that.
+	wrong := func() (bad []string) {
+		for ag, ss := range streams {
+			ch := groupChannel("callpop:pops", agentGroup(ag, 256))
+			var n int64
+			for _, addr := range cl.Addrs {
+				node := redis.NewClient(&redis.Options{Addr: addr})
+				m, err := node.PubSubShardNumSub(ctx, ch).Result()
+				node.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				n += m[ch]
 			}
-			n += m[ch]
+			if n != int64(len(ss)) {
+				bad = append(bad, fmt.Sprintf("%s: %d shard subscribers, want %d", ch, n, len(ss)))
+			}
 		}
-		if n != int64(len(ss)) {
-			t.Errorf("%s: %d shard subscribers, want %d", ch, n, len(ss))
-		}
+		return bad
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(wrong()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, b := range wrong() {
+		t.Error(b)
 	}
 
 	// Pops from every instance, c included (its adapter sees calls too).
@@ -302,9 +313,12 @@ func TestGroupsPlainPubSub(t *testing.T) {
 	ctx := context.Background()
 	rdb := newRedis(t, srv.Addr)
 	ch := groupChannel("callpop:pops", agentGroup("1001", 256))
-	if n, err := rdb.PubSubNumSub(ctx, ch).Result(); err != nil || n[ch] != 1 {
-		t.Fatalf("PUBSUB NUMSUB %s: %v %v", ch, n, err)
-	}
+	// held() counts the group once its subscription is asked for; Redis
+	// lists it once the SUBSCRIBE has reached it.
+	waitFor(t, func() bool {
+		n, err := rdb.PubSubNumSub(ctx, ch).Result()
+		return err == nil && n[ch] == 1
+	})
 	if chans, err := rdb.PubSubChannels(ctx, "*").Result(); err != nil || len(chans) != 1 {
 		t.Fatalf("channels subscribed: %v %v", chans, err)
 	}
