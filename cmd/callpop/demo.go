@@ -359,6 +359,7 @@ func randomHex(n int) string {
 func newDemoPipeline(log *slog.Logger, endpoint func(agent string) string) (Config, *pipeline, error) {
 	cfg := DefaultConfig()
 	cfg.Popper.TokenSecret = randomHex(16)
+	cfg.Popper.Supervisors = []string{"1002"} // the panel URL printed also opens /stats
 	for _, ag := range []string{"1001", "1002", "1003"} {
 		cfg.Popper.Agents = append(cfg.Popper.Agents, popper.AgentConfig{Agent: ag, Endpoints: []string{endpoint(ag)}})
 	}
