@@ -107,6 +107,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	if base != "" {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s, API at %s\n", sim.URL(), base)
 		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
+		fmt.Fprintf(out, "  live stats (1002 is a supervisor; open the panel first): %s/stats\n", base)
 		fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s\n", sim.URL())
