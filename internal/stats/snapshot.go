@@ -285,12 +285,12 @@ func (s *Stats) chart(now sample, step time.Duration, n int, keys []string) []fl
 	end := calls(now)
 	for i := n - 1; i >= 0; i-- {
 		from := now.at.Add(-time.Duration(n-i) * step)
-		if from.Before(oldest.Add(-step / 2)) {
-			break // not sampled that far back
-		}
 		start := calls(s.before(from.Add(step / 10)))
 		out[i] = math.Max(0, end-start)
 		end = start
+		if !from.After(oldest) {
+			break // not sampled further back: this step began before the first sample
+		}
 	}
 	return out
 }

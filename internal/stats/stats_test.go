@@ -308,3 +308,25 @@ func TestStreamSendsSnapshots(t *testing.T) {
 		t.Fatalf("snapshots %v (%v)", seen, sc.Err())
 	}
 }
+
+// The charts count the calls per second (minute) and per minute (hour),
+// the newest step last, the current minute included.
+func TestCharts(t *testing.T) {
+	r := newRegistry()
+	s := newStats(t, r, time.Hour)
+	for i := range 5 {
+		r.decisions.WithLabelValues("hit").Add(float64(i + 1)) // 1..5 calls in five steps
+		s.sampleNow()
+	}
+	snap := s.Snapshot(nil)
+	sum := 0.0
+	for _, v := range snap.Minute.Chart {
+		sum += v
+	}
+	if sum != 15 || snap.Minute.Chart[59] == 0 {
+		t.Errorf("minute chart %v", snap.Minute.Chart)
+	}
+	if h := snap.Hour.Chart; len(h) != 60 || h[59] != 15 {
+		t.Errorf("hour chart %v", h)
+	}
+}
