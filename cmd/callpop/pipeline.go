@@ -14,7 +14,7 @@ import (
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
 	"github.com/callpop/callpop/internal/apiauth"
-	"github.com/callpop/callpop/internal/stats"
+	"github.com/callpop/callpop/stats"
 	"github.com/callpop/callpop/popper"
 	"github.com/callpop/callpop/router"
 )

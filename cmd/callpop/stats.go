@@ -5,7 +5,7 @@ import (
 	"net/http"
 
 	"github.com/callpop/callpop/internal/apiauth"
-	"github.com/callpop/callpop/internal/stats"
+	"github.com/callpop/callpop/stats"
 )
 
 // statsRoutes adds the live stats to mux: the page /stats and its assets,

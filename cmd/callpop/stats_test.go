@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/internal/apiauth"
-	"github.com/callpop/callpop/internal/stats"
+	"github.com/callpop/callpop/stats"
 	"github.com/callpop/callpop/popper"
 )
 
