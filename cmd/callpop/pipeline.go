@@ -14,9 +14,9 @@ import (
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
 	"github.com/callpop/callpop/internal/apiauth"
-	"github.com/callpop/callpop/stats"
 	"github.com/callpop/callpop/popper"
 	"github.com/callpop/callpop/router"
+	"github.com/callpop/callpop/stats"
 )
 
 // pipeline is callpop's decision path built from one Config, in the order a

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/internal/apiauth"
-	"github.com/callpop/callpop/stats"
 	"github.com/callpop/callpop/popper"
+	"github.com/callpop/callpop/stats"
 )
 
 // metricLine is one sample of /metrics in the text format.
