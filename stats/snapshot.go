@@ -98,20 +98,16 @@ func (s *Stats) Fresh(pbx PBXFunc) Snapshot {
 }
 
 func (s *Stats) snapshot(now sample, pbx PBXFunc) Snapshot {
-	s.mu.Lock()
+	out := Snapshot{At: now.at, Calls: s.calls.list()}
+	s.mu.Lock() // the views read the series index, which a sample may grow
 	keys := s.keys
 	nv := view{s: s, smp: now, keys: keys}
-	minAgo := s.before(now.at.Add(-time.Minute))
-	hourAgo := s.before(now.at.Add(-time.Hour))
-	minChart := s.chart(now, time.Second, 60, keys)
-	hourChart := s.chart(now, time.Minute, 60, keys)
+	out.Totals = totals(nv)
+	out.Minute = window(nv, view{s: s, smp: s.before(now.at.Add(-time.Minute)), keys: keys})
+	out.Minute.Chart, out.Minute.ChartStep = s.chart(now, time.Second, 60, keys), 1
+	out.Hour = window(nv, view{s: s, smp: s.before(now.at.Add(-time.Hour)), keys: keys})
+	out.Hour.Chart, out.Hour.ChartStep = s.chart(now, time.Minute, 60, keys), 60
 	s.mu.Unlock()
-
-	out := Snapshot{At: now.at, Totals: totals(nv), Calls: s.calls.list()}
-	out.Minute = window(nv, view{s: s, smp: minAgo, keys: keys})
-	out.Minute.Chart, out.Minute.ChartStep = minChart, 1
-	out.Hour = window(nv, view{s: s, smp: hourAgo, keys: keys})
-	out.Hour.Chart, out.Hour.ChartStep = hourChart, 60
 	out.AgentsConnected = int(now.gauges.streams)
 	names := make([]string, 0, len(now.gauges.breakers))
 	for n := range now.gauges.breakers {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -328,5 +329,27 @@ func TestCharts(t *testing.T) {
 	}
 	if h := snap.Hour.Chart; len(h) != 60 || h[59] != 15 {
 		t.Errorf("hour chart %v", h)
+	}
+}
+
+// Snapshots taken while samples add new series (a new breaker, a new
+// match) race with nothing (go test -race).
+func TestSnapshotsWhileSampling(t *testing.T) {
+	r := newRegistry()
+	s := newStats(t, r, time.Hour)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 200 {
+			r.source.WithLabelValues("src"+strconv.Itoa(i%50), "hit").Observe(.01)
+			s.sampleNow()
+		}
+	})
+	for range 200 {
+		_ = s.Fresh(nil)
+		_ = s.Snapshot(nil)
+	}
+	wg.Wait()
+	if n := len(s.Snapshot(nil).Hour.CRM); n != 50 {
+		t.Fatalf("%d sources", n)
 	}
 }
