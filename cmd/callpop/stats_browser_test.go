@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/callpop/callpop/internal/apiauth"
+	"github.com/callpop/callpop/stats"
 )
 
 // chromium finds Debian's chromium; without it the test skips, except
@@ -65,44 +69,7 @@ func TestStatsPageInChromium(t *testing.T) {
 		t.Errorf("the demo does not print the stats page:\n%s", out.String())
 	}
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("no-default-browser-check", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1600, 1000))
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	step := func(name string, acts ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, scancel := context.WithTimeout(bctx, 30*time.Second)
-		defer scancel()
-		if err := chromedp.Do(sctx, acts...); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	eval := func(js string) string {
-		t.Helper()
-		sctx, scancel := context.WithTimeout(bctx, 10*time.Second)
-		defer scancel()
-		s, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("eval %s: %v", js, err)
-		}
-		return s
-	}
-	wait := func(name, js string) {
-		t.Helper()
-		sctx, scancel := context.WithTimeout(bctx, 60*time.Second)
-		defer scancel()
-		if err := chromedp.Do(sctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(60*time.Second))); err != nil {
-			t.Fatalf("%s: %v (status %q)", name, err, eval(`document.getElementById("status").textContent`))
-		}
-	}
-
+	bctx, step, eval, wait := statsBrowser(t, bin)
 	step("sign in as 1002", chromedp.Navigate(panel))
 	step("open the stats", chromedp.Navigate(base+"/stats"))
 	wait("live", `document.getElementById("status").classList.contains("live")`)
@@ -148,5 +115,86 @@ func TestStatsPageInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("screenshot: %s", p)
+	}
+}
+
+// statsBrowser starts a headless Chromium for the test and returns its
+// context and its step, eval and wait helpers.
+func statsBrowser(t *testing.T, bin string) (bctx context.Context, step func(string, ...chromedp.Action[chromedp.Void]), eval func(string) string, wait func(string, string)) {
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("no-default-browser-check", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1600, 1000))
+	t.Cleanup(cancelAlloc)
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	step = func(name string, acts ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(bctx, 30*time.Second)
+		defer scancel()
+		if err := chromedp.Do(sctx, acts...); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	eval = func(js string) string {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(bctx, 10*time.Second)
+		defer scancel()
+		s, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatalf("eval %s: %v", js, err)
+		}
+		return s
+	}
+	wait = func(name, js string) {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(bctx, 60*time.Second)
+		defer scancel()
+		if err := chromedp.Do(sctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+			t.Fatalf("%s: %v (status %q)", name, err, eval(`document.getElementById("status").textContent`))
+		}
+	}
+
+	return bctx, step, eval, wait
+}
+
+// A wall screen with an API key: /stats#key=<key> streams with the key in
+// the Authorization header; a key without the scope stats is told why.
+func TestStatsPageWithKeyInChromium(t *testing.T) {
+	bin := chromium(t)
+	const statsKey, metricsKey, routeKey = "wall-key-0123456789abcdef", "prom-key-0123456789abcdef", "pbx-key-0123456789abcdef"
+	t.Setenv(apiauth.EnvName("wall"), statsKey)
+	t.Setenv(apiauth.EnvName("prom"), metricsKey)
+	t.Setenv(apiauth.EnvName("pbx"), routeKey)
+	cfg := DefaultConfig()
+	cfg.API.Keys = []apiauth.KeyConfig{{Name: "wall", Scopes: []string{apiauth.ScopeStats}},
+		{Name: "prom", Scopes: []string{apiauth.ScopeMetrics}}, {Name: "pbx", Scopes: []string{apiauth.ScopeRoute}}}
+	srv := newTestServer(t, cfg)
+	route := func() {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/route?number=%2B31201234567", nil)
+		req.Header.Set("Authorization", "Bearer "+routeKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("/v1/route: %d", resp.StatusCode)
+		}
+	}
+	_, step, eval, wait := statsBrowser(t, bin)
+	step("wrong scope", chromedp.Navigate(srv.URL+"/stats#key="+metricsKey))
+	wait("refused", `document.getElementById("status").textContent.includes("refused (403)")`)
+	step("open with the key", chromedp.Navigate(srv.URL+"/stats#key="+statsKey))
+	step("reload", chromedp.Reload())
+	wait("live", `document.getElementById("status").classList.contains("live")`)
+	route()
+	wait("the call listed", `document.querySelectorAll("#calls tbody tr").length >= 1`)
+	if got := eval(`document.querySelector("#calls tbody tr td:nth-child(2)").textContent`); got != stats.Mask("+31201234567") {
+		t.Errorf("number %q", got)
 	}
 }
