@@ -56,6 +56,9 @@ type Config struct {
 	Heartbeat time.Duration `mapstructure:"heartbeat"`
 	// MaxTokenTTL bounds the ttl `callpop token` issues.
 	MaxTokenTTL time.Duration `mapstructure:"max_token_ttl"`
+	// Supervisors are the agents whose panel token (or session cookie) also
+	// opens the live stats (/stats, /v1/stats: the scope stats).
+	Supervisors []string `mapstructure:"supervisors"`
 }
 
 // AgentConfig maps PBX endpoints to one agent id.
@@ -252,6 +255,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxTokenTTL < 0 {
 		bad("max_token_ttl", "must not be negative")
+	}
+	for i, a := range c.Supervisors {
+		if a == "" || cleanAgent(a) != a {
+			bad(fmt.Sprintf("supervisors[%d]", i), "agent %q: must be letters, digits or + - _ . @ : (at most 64)", a)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -107,6 +107,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	if base != "" {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s, API at %s\n", sim.URL(), base)
 		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
+		fmt.Fprintf(out, "  live stats (1002 is a supervisor; open the panel first): %s/stats\n", base)
 		fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s\n", sim.URL())
@@ -359,6 +360,7 @@ func randomHex(n int) string {
 func newDemoPipeline(log *slog.Logger, endpoint func(agent string) string) (Config, *pipeline, error) {
 	cfg := DefaultConfig()
 	cfg.Popper.TokenSecret = randomHex(16)
+	cfg.Popper.Supervisors = []string{"1002"} // the panel URL printed also opens /stats
 	for _, ag := range []string{"1001", "1002", "1003"} {
 		cfg.Popper.Agents = append(cfg.Popper.Agents, popper.AgentConfig{Agent: ag, Endpoints: []string{endpoint(ag)}})
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/callpop/callpop/internal/apiauth"
 	"github.com/callpop/callpop/popper"
 	"github.com/callpop/callpop/router"
+	"github.com/callpop/callpop/stats"
 )
 
 // pipeline is callpop's decision path built from one Config, in the order a
@@ -32,6 +33,7 @@ type pipeline struct {
 	popper  *popper.Popper
 	decider call.Decider  // router, decorated by popper
 	auth    *apiauth.Auth // the HTTP API's keys; built with the popper (the serving commands)
+	stats   *stats.Stats  // the live stats; built with the popper
 }
 
 // pipelineOptions say which optional parts to build.
@@ -83,6 +85,8 @@ func newPipeline(cfg Config, log *slog.Logger, opts pipelineOptions) (_ *pipelin
 			return nil, fmt.Errorf("popper: %w", err)
 		}
 		p.decider = p.popper.Decorate(p.router)
+		p.stats = stats.New(stats.Options{Logger: log})
+		p.decider = p.stats.Decorate(p.decider) // the last calls on /stats
 		// a dialplan asking /v1/route or FastAGI gets the same softphone
 		// caller name and info URL as a channel the adapter enriched
 		p.router.SetEndpointDecider(p.decider)
@@ -160,6 +164,9 @@ func (f dialplanFollower) FollowReady(e call.Enriched) <-chan struct{} {
 // Close releases the CRM sources and the Redis client.
 func (p *pipeline) Close() error {
 	var errs []error
+	if p.stats != nil {
+		p.stats.Close()
+	}
 	if p.crm != nil {
 		errs = append(errs, p.crm.Close())
 	}
