@@ -164,7 +164,7 @@ func newPopBase(e call.Enriched) popBase {
 	b.digits = strings.TrimPrefix(d.E164, "+")
 	if !b.privacy {
 		b.number = d.E164
-		b.network = networkName(e.Call.CLIName, b.digits)
+		b.network = call.NetworkName(e.Call.CLIName)
 	}
 	for _, c := range d.Candidates {
 		if len(b.candidates) == call.MaxCandidates {
@@ -214,32 +214,6 @@ func withoutNumber(m map[string]any, digits string) map[string]any {
 		x[k] = v
 	}
 	return x
-}
-
-// placeholderNames are caller names a PBX or carrier sends when it has none.
-var placeholderNames = map[string]bool{
-	"anonymous": true, "unknown": true, "unavailable": true, "restricted": true, "private": true,
-	"withheld": true, "blocked": true, "no caller id": true, "out of area": true, "unknown caller": true,
-}
-
-// networkName is the caller name the PBX saw, cleaned; "" when the network
-// gave none: empty, a placeholder ("Anonymous", "unknown"), or the number
-// itself.
-func networkName(name, digits string) string {
-	n := strings.TrimSpace(call.CleanValueN(name, 64))
-	if n == "" || placeholderNames[strings.ToLower(n)] {
-		return ""
-	}
-	nd := strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, n)
-	if len(nd) >= 5 && (holdsNumber(digits, nd) || holdsNumber(nd, digits)) || strings.Trim(n, "+0123456789 -()") == "" {
-		return "" // the number, not a name
-	}
-	return n
 }
 
 // linkVars are the values a link template may use.
