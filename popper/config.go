@@ -16,6 +16,8 @@ const (
 	EnvTokenSecret = "CALLPOP_POPPER_TOKEN_SECRET"
 	// EnvWebhookSecret is a format: CALLPOP_POPPER_WEBHOOKS_<index>_SECRET.
 	EnvWebhookSecret = "CALLPOP_POPPER_WEBHOOKS_%d_SECRET"
+	// EnvActionSecret is a format: CALLPOP_POPPER_ACTIONS_<index>_SECRET.
+	EnvActionSecret = "CALLPOP_POPPER_ACTIONS_%d_SECRET"
 )
 
 // Config is the `popper` section of callpop.yaml. mapstructure tags are the YAML
@@ -35,6 +37,12 @@ type Config struct {
 	Unmapped string `mapstructure:"unmapped"`
 	// Links are the templated links and actions shown on the pop card.
 	Links []LinkConfig `mapstructure:"links"`
+	// Actions are the one-click actions on the pop card: requests callpop
+	// sends to a CRM when the agent presses their button.
+	Actions []ActionConfig `mapstructure:"actions"`
+	// ActionHosts are the hosts (host or host:port) actions may send to;
+	// an action whose URL names another host is refused at load.
+	ActionHosts []string `mapstructure:"action_hosts"`
 	// Softphone caller-name rewrite and info link.
 	Softphone SoftphoneConfig `mapstructure:"softphone"`
 	// Webhooks receive the pop JSON on ring/answer/end.
@@ -72,7 +80,7 @@ type AgentConfig struct {
 type LinkConfig struct {
 	Name  string `mapstructure:"name"`
 	Label string `mapstructure:"label"`
-	// URL is a template: {e164}, {digits}, {customer_id}, {call_id}, {agent}, {queue}, {topics} are replaced, query-escaped.
+	// URL is a template: {e164}, {digits}, {network_name}, {customer_id}, {call_id}, {agent}, {queue}, {topics} are replaced, query-escaped.
 	URL string `mapstructure:"url"`
 	// When is "hit", "miss" or "always".
 	When string `mapstructure:"when"`
@@ -107,6 +115,9 @@ const (
 	StateAnswered  = "answered"
 	StateRetracted = "retracted"
 	StateEnded     = "ended"
+	// StateChosen is the event of an agent's pick among the candidates of a
+	// multiple match (webhooks only).
+	StateChosen = "chosen"
 )
 
 // DefaultConfig returns the defaults documented in config.example.yaml.
@@ -129,7 +140,7 @@ func DefaultConfig() Config {
 // DefaultWebhook returns the defaults of one webhooks[] entry.
 func DefaultWebhook() WebhookConfig {
 	return WebhookConfig{
-		Events:      []string{StateRinging, StateAnswered, StateEnded},
+		Events:      []string{StateRinging, StateAnswered, StateEnded, StateChosen},
 		Timeout:     2 * time.Second,
 		MaxAttempts: 5,
 		Queue:       1024,
@@ -232,6 +243,7 @@ func (c *Config) Validate() error {
 		bad("softphone.caller_name_max", "must be between 1 and 128")
 	}
 	c.checkWebhooks(bad)
+	c.checkActions(bad)
 	if strings.ContainsAny(c.Channel, "{}") {
 		bad("channel", "must not hold { or } (the group's hash tag is added to it)")
 	}
@@ -309,9 +321,9 @@ func (c *Config) checkWebhooks(bad badFunc) {
 		}
 		for j, e := range w.Events {
 			switch e {
-			case StateRinging, StateAnswered, StateRetracted, StateEnded:
+			case StateRinging, StateAnswered, StateRetracted, StateEnded, StateChosen:
 			default:
-				bad(fmt.Sprintf("%s.events[%d]", key, j), "must be ringing, answered, retracted or ended, not %q", e)
+				bad(fmt.Sprintf("%s.events[%d]", key, j), "must be ringing, answered, retracted, ended or chosen, not %q", e)
 			}
 		}
 		if w.Timeout < 0 || w.Timeout > time.Minute {

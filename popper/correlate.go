@@ -380,20 +380,23 @@ func (c *correlator) End(e call.CallEnd, now time.Time) {
 func (c *correlator) send(cs *callState, agent, state, cause string, at time.Time) {
 	b := &cs.base
 	p := Pop{
-		ID:       c.ids.next(at),
-		CallID:   b.callID,
-		Agent:    agent,
-		State:    state,
-		Match:    b.match,
-		Customer: b.customer,
-		Number:   b.number,
-		Privacy:  b.privacy,
-		Priority: b.priority,
-		Queue:    b.queue,
-		Flags:    b.flags,
-		Links:    b.links(c.cfg.Links, agent),
-		Cause:    cause,
-		At:       at,
+		ID:          c.ids.next(at),
+		CallID:      b.callID,
+		Agent:       agent,
+		State:       state,
+		Match:       b.match,
+		Customer:    b.customer,
+		Candidates:  b.candidates,
+		Number:      b.number,
+		NetworkName: b.network,
+		Privacy:     b.privacy,
+		Priority:    b.priority,
+		Queue:       b.queue,
+		Flags:       b.flags,
+		Links:       b.links(c.cfg.Links, agent),
+		Actions:     actionButtons(c.cfg.Actions),
+		Cause:       cause,
+		At:          at,
 	}
 	c.emit(p)
 }

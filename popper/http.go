@@ -27,8 +27,10 @@ const writeTimeout = 10 * time.Second
 const groupWait = 5 * time.Second
 
 // Handler serves the agent panel (GET /agent, assets under /agent/), the
-// agents' pop streams (GET /v1/agents/{agent}/pops, Server-Sent Events) and
-// GET / as a redirect to the panel.
+// agents' pop streams (GET /v1/agents/{agent}/pops, Server-Sent Events), the
+// agent's choice among candidates (POST /v1/pops/{id}/choice) and one-click
+// actions (POST /v1/pops/{id}/actions/{name}), all under the panel's token
+// or cookie, and GET / as a redirect to the panel.
 func (p *Popper) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(webFiles, "web")
@@ -42,6 +44,8 @@ func (p *Popper) Handler() http.Handler {
 	mux.Handle("GET /agent/", securityHeaders(files))
 	mux.HandleFunc("GET /v1/agents/{agent}/pops", p.serveStream)
 	mux.HandleFunc("OPTIONS /v1/agents/{agent}/pops", p.servePreflight)
+	mux.HandleFunc("POST /v1/pops/{id}/choice", p.serveChoice)
+	mux.HandleFunc("POST /v1/pops/{id}/actions/{name}", p.serveAction)
 	return mux
 }
 
@@ -234,8 +238,23 @@ func (p *Popper) servePreflight(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// authAgent returns the agent of the request's token, or writes the error.
+// authAgent returns the agent of the request's token, which must be the
+// agent of the path, or writes the error.
 func (p *Popper) authAgent(w http.ResponseWriter, r *http.Request) (string, time.Time, bool) {
+	agent, exp, ok := p.tokenAgent(w, r)
+	if !ok {
+		return "", time.Time{}, false
+	}
+	if r.PathValue("agent") != agent {
+		authFailuresTotal.WithLabelValues("agent").Inc()
+		http.Error(w, "this token is for another agent", http.StatusForbidden)
+		return "", time.Time{}, false
+	}
+	return agent, exp, true
+}
+
+// tokenAgent returns the agent of the request's token, or writes the error.
+func (p *Popper) tokenAgent(w http.ResponseWriter, r *http.Request) (string, time.Time, bool) {
 	if p.refuseOrigin(w, r) {
 		return "", time.Time{}, false
 	}
@@ -259,11 +278,6 @@ func (p *Popper) authAgent(w http.ResponseWriter, r *http.Request) (string, time
 	agent, exp, err := p.verify(w, tok)
 	if err != nil {
 		http.Error(w, p.tokenReason(err), http.StatusUnauthorized)
-		return "", time.Time{}, false
-	}
-	if r.PathValue("agent") != agent {
-		authFailuresTotal.WithLabelValues("agent").Inc()
-		http.Error(w, "this token is for another agent", http.StatusForbidden)
 		return "", time.Time{}, false
 	}
 	return agent, exp, true

@@ -75,6 +75,22 @@ func (h *hub) Deliver(p Pop) bool {
 	return len(ah.subs) > 0
 }
 
+// Find returns the agent's recent pop with this id.
+func (h *hub) Find(agent, id string) (Pop, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ah := h.agents[agent]
+	if ah == nil || id == "" {
+		return Pop{}, false
+	}
+	for i := len(ah.backlog) - 1; i >= 0; i-- {
+		if ah.backlog[i].ID == id {
+			return ah.backlog[i], true
+		}
+	}
+	return Pop{}, false
+}
+
 // has reports whether the backlog holds the pop with this id.
 func (ah *agentHub) has(id string) bool {
 	for i := len(ah.backlog) - 1; i >= 0; i-- {

@@ -58,6 +58,10 @@ var (
 		Name: "callpop_popper_webhook_deliveries_total",
 		Help: "Webhook deliveries, by result (ok, retry, failed, gave_up).",
 	}, []string{"result"})
+	actionsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_popper_actions_total",
+		Help: "One-click actions sent for agents, by result (ok, failed, busy).",
+	}, []string{"result"})
 	webhookDroppedTotal = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "callpop_popper_webhook_dropped_total",
 		Help: "Pops not sent to a webhook because its queue was full.",

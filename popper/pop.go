@@ -20,14 +20,31 @@ type Pop struct {
 	State    string     `json:"state"` // ringing, answered, retracted, ended
 	Match    call.Match `json:"match"`
 	Customer *Customer  `json:"customer,omitempty"`
-	Number   string     `json:"number,omitempty"` // E.164; omitted when the caller asked for privacy
-	Privacy  bool       `json:"privacy,omitempty"`
-	Priority int        `json:"priority"`
-	Queue    string     `json:"queue,omitempty"`
-	Flags    []string   `json:"flags"`
-	Links    []Link     `json:"links"`
-	Cause    string     `json:"cause,omitempty"` // why the pop was retracted or ended
-	At       time.Time  `json:"at"`
+	// Candidates are the customers sharing the number when Match is
+	// multiple (Customer is the best of them); Chosen is the one the agent
+	// picked, on a chosen event.
+	Candidates []call.Candidate `json:"candidates,omitempty"`
+	Chosen     *call.Candidate  `json:"chosen,omitempty"`
+	Number     string           `json:"number,omitempty"` // E.164; omitted when the caller asked for privacy
+	// NetworkName is the caller name the PBX saw (CALLERID(name),
+	// caller_id_name, a carrier's CNAM); omitted when the caller asked for
+	// privacy or the network gave none.
+	NetworkName string    `json:"network_name,omitempty"`
+	Privacy     bool      `json:"privacy,omitempty"`
+	Priority    int       `json:"priority"`
+	Queue       string    `json:"queue,omitempty"`
+	Flags       []string  `json:"flags"`
+	Links       []Link    `json:"links"`
+	Actions     []Action  `json:"actions,omitempty"` // the one-click actions (popper.actions) the panel offers
+	Cause       string    `json:"cause,omitempty"`   // why the pop was retracted or ended
+	At          time.Time `json:"at"`
+}
+
+// Action is a one-click action button on the pop card; pressing it asks
+// callpop (POST /v1/pops/{id}/actions/{name}), which sends the request.
+type Action struct {
+	Name  string `json:"name"`
+	Label string `json:"label"`
 }
 
 // LogValue keeps personal data out of logs.
@@ -44,6 +61,7 @@ type Customer struct {
 	Tier     string
 	Language string
 	URL      string
+	Lists    map[string][]map[string]any // named lists (history, tickets, ...), as "lists"
 	Extra    map[string]any
 }
 
@@ -62,6 +80,11 @@ func (c Customer) MarshalJSON() ([]byte, error) {
 	} else {
 		delete(m, "url")
 	}
+	if len(c.Lists) > 0 {
+		m["lists"] = c.Lists
+	} else {
+		delete(m, "lists")
+	}
 	return json.Marshal(m)
 }
 
@@ -77,6 +100,18 @@ func (c *Customer) UnmarshalJSON(b []byte) error {
 		return s
 	}
 	c.ID, c.Name, c.Tier, c.Language, c.URL = str("id"), str("name"), str("tier"), str("language"), str("url")
+	if raw, ok := m["lists"].(map[string]any); ok {
+		c.Lists = make(map[string][]map[string]any, len(raw))
+		for name, v := range raw {
+			items, _ := v.([]any)
+			for _, it := range items {
+				if x, ok := it.(map[string]any); ok {
+					c.Lists[name] = append(c.Lists[name], x)
+				}
+			}
+		}
+	}
+	delete(m, "lists")
 	if len(m) > 0 {
 		c.Extra = m
 	}
@@ -92,16 +127,18 @@ type Link struct {
 
 // popBase is what a call's pops share; built once when the call is enriched.
 type popBase struct {
-	callID   string
-	match    call.Match
-	customer *Customer
-	number   string
-	digits   string
-	privacy  bool
-	priority int
-	queue    string
-	flags    []string
-	popURL   string // the router's CALLPOP_POP_URL: CRM record, or the new-customer form on a miss
+	callID     string
+	match      call.Match
+	customer   *Customer
+	candidates []call.Candidate
+	network    string // the caller name the PBX saw; "" under privacy
+	number     string
+	digits     string
+	privacy    bool
+	priority   int
+	queue      string
+	flags      []string
+	popURL     string // the router's CALLPOP_POP_URL: CRM record, or the new-customer form on a miss
 }
 
 func newPopBase(e call.Enriched) popBase {
@@ -124,10 +161,17 @@ func newPopBase(e call.Enriched) popBase {
 	if b.match == "" {
 		b.match = call.MatchError
 	}
+	b.digits = strings.TrimPrefix(d.E164, "+")
 	if !b.privacy {
 		b.number = d.E164
+		b.network = call.NetworkName(e.Call.CLIName)
 	}
-	b.digits = strings.TrimPrefix(d.E164, "+")
+	for _, c := range d.Candidates {
+		if len(b.candidates) == call.MaxCandidates {
+			break
+		}
+		b.candidates = append(b.candidates, call.Candidate{ID: call.CleanValue(c.ID), Name: call.CleanValue(c.Name), Tier: call.CleanValue(c.Tier), URL: safeURL(c.URL)})
+	}
 	if b.privacy && b.popURL != "" && holdsNumber(b.popURL, b.digits) {
 		b.popURL = "" // the link would show the number the caller withheld
 	}
@@ -136,23 +180,40 @@ func newPopBase(e call.Enriched) popBase {
 		if lang == "" {
 			lang = d.Language
 		}
-		b.customer = &Customer{ID: c.ID, Name: c.Name, Tier: c.Tier, Language: lang, URL: safeURL(c.URL), Extra: c.Extra}
-		if b.privacy && b.customer.Extra != nil {
-			// Extra fields may carry the number; drop the obvious ones.
-			x := make(map[string]any, len(c.Extra))
-			for k, v := range c.Extra {
-				if s, ok := v.(string); ok && d.E164 != "" && strings.Contains(strings.ReplaceAll(s, " ", ""), b.digits) {
-					continue
+		b.customer = &Customer{ID: c.ID, Name: c.Name, Tier: c.Tier, Language: lang, URL: safeURL(c.URL), Lists: c.Lists, Extra: c.Extra}
+		if b.privacy && d.E164 != "" {
+			// Extra fields and list items may carry the number; drop the obvious ones.
+			b.customer.Extra = withoutNumber(c.Extra, b.digits)
+			if c.Lists != nil {
+				ls := make(map[string][]map[string]any, len(c.Lists))
+				for name, items := range c.Lists {
+					for _, it := range items {
+						ls[name] = append(ls[name], withoutNumber(it, b.digits))
+					}
 				}
-				x[k] = v
+				b.customer.Lists = ls
 			}
-			b.customer.Extra = x
 		}
 	}
 	if b.flags == nil {
 		b.flags = []string{}
 	}
 	return b
+}
+
+// withoutNumber returns m less its string values holding the number.
+func withoutNumber(m map[string]any, digits string) map[string]any {
+	if m == nil {
+		return nil
+	}
+	x := make(map[string]any, len(m))
+	for k, v := range m {
+		if s, ok := v.(string); ok && strings.Contains(strings.ReplaceAll(s, " ", ""), digits) {
+			continue
+		}
+		x[k] = v
+	}
+	return x
 }
 
 // linkVars are the values a link template may use.
@@ -165,6 +226,7 @@ func (b popBase) linkVars(agent string) map[string]string {
 	if !b.privacy {
 		v["e164"] = b.number
 		v["digits"] = b.digits
+		v["network_name"] = b.network
 	}
 	if b.customer != nil {
 		v["customer_id"] = b.customer.ID

@@ -34,8 +34,13 @@ type Popper struct {
 	in    chan report
 	hub   *hub
 	hooks []*webhook
-	pubQ  chan envelope
-	corr  *correlator
+	// actions by name, the slots bounding those under way, and the agents'
+	// picks among candidates.
+	actions     map[string]*action
+	actionSlots chan struct{}
+	choices     choices
+	pubQ        chan envelope
+	corr        *correlator
 
 	groups *groupSubs
 	mode   atomic.Pointer[redisFeatures] // nil until detected
@@ -107,6 +112,15 @@ func New(cfg Config, deps Deps) (*Popper, error) {
 			return nil, err
 		}
 		p.hooks = append(p.hooks, h)
+	}
+	p.actions = make(map[string]*action, len(cfg.Actions))
+	p.actionSlots = make(chan struct{}, maxActionsInFlight)
+	for i, a := range cfg.Actions {
+		act, err := newAction(i, a, cfg.ActionHosts)
+		if err != nil {
+			return nil, err
+		}
+		p.actions[a.Name] = act
 	}
 	if p.rdb != nil {
 		p.pubQ = make(chan envelope, cfg.Queue)

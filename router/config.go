@@ -17,7 +17,8 @@ import (
 type Config struct {
 	// Timezone is the IANA zone rules see as local time (hour, weekday); "Local" is the host's zone.
 	Timezone string `mapstructure:"timezone"`
-	// NewCustomerURL is the pop URL on a miss; "{e164}" is replaced by the URL-escaped number.
+	// NewCustomerURL is the pop URL on a miss; "{e164}" is replaced by the URL-escaped number,
+	// "{network_name}" by the caller name the PBX saw (call.NetworkName), URL-escaped.
 	NewCustomerURL string `mapstructure:"new_customer_url"`
 	// TierPriority is the base priority per customer tier, before the rules run (issue 2's minimal mapping).
 	TierPriority map[string]int `mapstructure:"tier_priority"`

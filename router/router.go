@@ -508,7 +508,8 @@ func popURL(p *pending) string {
 			tpl = p.st.cfg.NewCustomerURL
 		}
 		if tpl != "" {
-			return call.CleanURL(strings.ReplaceAll(tpl, "{e164}", url.QueryEscape(d.E164)))
+			return call.CleanURL(strings.NewReplacer("{e164}", url.QueryEscape(d.E164),
+				"{network_name}", url.QueryEscape(call.NetworkName(p.c.CLIName))).Replace(tpl))
 		}
 	}
 	return ""

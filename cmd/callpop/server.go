@@ -107,6 +107,7 @@ func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handle
 		mux.Handle("/agent", ph)
 		mux.Handle("/agent/", ph)
 		mux.Handle("/v1/agents/", longLived(ph, streams))
+		mux.Handle("/v1/pops/", ph) // the agent's choice and one-click actions, under the panel's token
 		statsRoutes(mux, p, rd, streams)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

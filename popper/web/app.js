@@ -12,13 +12,28 @@
     ringing: "Ringing", answered: "On call",
     retracted: "Answered by a colleague", ended: "Ended"
   };
-  var FIXED = { id: 1, name: 1, tier: 1, language: 1, url: 1, open_tickets: 1, recent_interactions: 1, topics: 1 };
+  var FIXED = { id: 1, name: 1, tier: 1, language: 1, url: 1, open_tickets: 1, recent_interactions: 1, topics: 1, lists: 1 };
+  var LIST_TITLES = { history: "History", tickets: "Tickets", orders: "Orders" };
+  var WHEN_KEYS = ["at", "date", "created", "updated", "time"];
+  var TEXT_KEYS = ["summary", "subject", "title", "topic", "text", "note", "description", "name"];
+  var STATUS_KIND = {
+    open: "warn", new: "warn", pending: "warn", waiting: "warn", escalated: "bad", urgent: "bad",
+    closed: "good", resolved: "good", done: "good", solved: "good"
+  };
 
   var $ = function (id) { return document.getElementById(id); };
   // The agent's token lives in an HttpOnly cookie the server set; the page
   // knows only who is signed in and until when (from the server).
   var es = null, agent = "", exp = 0, lastId = "", retry = 0, retryTimer = 0;
   var seen = {}, live = {}, recent = [];
+  // What the agent did on a call's card (a candidate picked, actions
+  // pressed and their results), kept across re-renders.
+  var ui = {};
+
+  function uiOf(callId) {
+    if (!ui[callId]) ui[callId] = { chosen: null, results: {}, pickError: "" };
+    return ui[callId];
+  }
 
   function safeHref(u) {
     try {
@@ -119,11 +134,202 @@
   }
 
   function displayName(p) {
+    var u = ui[p.call_id];
+    if (u && u.chosen && u.chosen.name) return u.chosen.name;
     if (p.customer && p.customer.name) return p.customer.name;
     if (p.match === "anonymous") return "Withheld number";
+    // The name the network gave ("Unknown caller" only when there is none);
+    // the server never sends it for a caller who asked for privacy.
+    if (p.network_name) return p.network_name;
     if (p.match === "miss") return "Unknown caller";
     if (p.match === "timeout" || p.match === "error") return "Caller (CRM unavailable)";
     return "Caller";
+  }
+
+  // post asks callpop to do something for a pop; the session cookie goes
+  // along, and the answer is JSON (or an error text).
+  function post(path, body) {
+    return fetch(path, {
+      method: "POST", credentials: "same-origin", cache: "no-store",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {})
+    }).then(function (r) {
+      return r.text().then(function (t) {
+        var j = null;
+        try { j = JSON.parse(t); } catch (e) { j = null; }
+        return { status: r.status, json: j, text: t };
+      });
+    });
+  }
+
+  function whenOf(x) {
+    for (var i = 0; i < WHEN_KEYS.length; i++) {
+      var v = x[WHEN_KEYS[i]];
+      if (typeof v === "string" || typeof v === "number") {
+        var d = new Date(v);
+        if (!isNaN(d)) return { key: WHEN_KEYS[i], value: v, time: d.getTime() };
+      }
+    }
+    return null;
+  }
+
+  function textOf(x) {
+    for (var i = 0; i < TEXT_KEYS.length; i++) {
+      var v = x[TEXT_KEYS[i]];
+      if (v !== undefined && v !== null && v !== "" && typeof v !== "object") return String(v);
+    }
+    return "";
+  }
+
+  // timelineItem is one item of a customer list: when, a status badge,
+  // what, and its link when it has an http(s) one.
+  function timelineItem(name, x) {
+    var li = el("li", "tl-item");
+    li.dataset.list = name;
+    var w = whenOf(x);
+    li.appendChild(el("span", "tl-when", w ? fmtWhen(w.value) : ""));
+    var body = el("div", "tl-body");
+    var head = el("div", "tl-head");
+    if (x.status !== undefined && x.status !== null && x.status !== "" && typeof x.status !== "object") {
+      var st = String(x.status);
+      var b = el("span", "badge tl-status " + (STATUS_KIND[st.toLowerCase()] || "plain"), st);
+      b.dataset.status = st.toLowerCase();
+      head.appendChild(b);
+    }
+    var meta = [x.id, x.channel, x.agent].filter(function (v) { return v !== undefined && v !== null && v !== "" && typeof v !== "object"; }).join(" · ");
+    if (meta) head.appendChild(el("span", "meta", meta));
+    if (head.childNodes.length) body.appendChild(head);
+    body.appendChild(el("span", "tl-text", textOf(x)));
+    li.appendChild(body);
+    var href = safeHref(x.url || x.link || "");
+    if (href) {
+      var a = el("a", "tl-link", "Open");
+      a.href = href; a.target = "_blank"; a.rel = "noopener noreferrer";
+      li.appendChild(a);
+    }
+    return li;
+  }
+
+  // timeline renders customer.lists: one short list each (history first,
+  // then tickets, then the others by name), newest first.
+  function timeline(n, lists) {
+    var box = n.querySelector(".lists");
+    if (!lists || typeof lists !== "object") return;
+    var names = Object.keys(lists).filter(function (k) { return Array.isArray(lists[k]) && lists[k].length; });
+    var rank = function (k) { return k === "history" ? 0 : (k === "tickets" ? 1 : 2); };
+    names.sort(function (a, b) { return rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0); });
+    names.forEach(function (name) {
+      var items = lists[name].filter(function (x) { return x && typeof x === "object"; }).map(function (x, i) {
+        var w = whenOf(x);
+        return { x: x, t: w ? w.time : -Infinity, i: i };
+      });
+      items.sort(function (a, b) { return (b.t - a.t) || (a.i - b.i); });
+      var sec = el("section", "tl");
+      sec.dataset.list = name;
+      sec.appendChild(el("h4", "", LIST_TITLES[name] || name.replace(/_/g, " ")));
+      var ul = el("ul");
+      items.slice(0, 6).forEach(function (it) { ul.appendChild(timelineItem(name, it.x)); });
+      sec.appendChild(ul);
+      if (items.length > 6) sec.appendChild(el("p", "muted small", "and " + (items.length - 6) + " more in the CRM"));
+      box.appendChild(sec);
+    });
+    box.hidden = names.length === 0;
+  }
+
+  // pickList shows the customers sharing the number; the agent's pick goes
+  // to callpop (and on to the CRM's webhook as a chosen event).
+  function pickList(n, p) {
+    var cands = Array.isArray(p.candidates) ? p.candidates : [];
+    if (p.match !== "multiple" || !cands.length) return;
+    var u = uiOf(p.call_id);
+    var current = u.chosen ? u.chosen.id : (p.customer && p.customer.id);
+    var sec = n.querySelector(".pick");
+    sec.querySelector("h4").textContent = cands.length + " customers share this number";
+    var ul = sec.querySelector("ul");
+    cands.forEach(function (c, i) {
+      if (!c || typeof c !== "object") return;
+      var li = el("li", "cand");
+      li.dataset.candidate = String(c.id);
+      var isCur = String(c.id) === String(current);
+      if (isCur) li.classList.add("current");
+      var who = el("div", "cand-who");
+      who.appendChild(el("span", "cand-name", c.name || c.id));
+      if (c.tier) who.appendChild(el("span", "badge tier", c.tier));
+      if (i === 0 && !u.chosen) who.appendChild(el("span", "cand-note", "best match"));
+      if (u.chosen && isCur) who.appendChild(el("span", "cand-note chosen", "chosen"));
+      li.appendChild(who);
+      var href = safeHref(c.url || "");
+      if (href) {
+        var a = el("a", "cand-link", "CRM");
+        a.href = href; a.target = "_blank"; a.rel = "noopener noreferrer";
+        li.appendChild(a);
+      } else {
+        li.appendChild(el("span", "cand-nolink"));
+      }
+      var btn = el("button", "pick-btn", isCur && u.chosen ? "Chosen" : "This caller");
+      btn.type = "button";
+      btn.disabled = !!(u.chosen && isCur);
+      btn.addEventListener("click", function () { choose(p, c, btn); });
+      li.appendChild(btn);
+      ul.appendChild(li);
+    });
+    var res = sec.querySelector(".pick-result");
+    res.textContent = u.pickError || "";
+    res.hidden = !u.pickError;
+    sec.hidden = false;
+  }
+
+  function choose(p, c, btn) {
+    btn.disabled = true;
+    var u = uiOf(p.call_id);
+    post("/v1/pops/" + encodeURIComponent(p.id) + "/choice", { id: String(c.id) }).then(function (r) {
+      if (r.status === 200 && r.json && r.json.chosen) {
+        u.chosen = r.json.chosen; u.pickError = "";
+      } else {
+        u.pickError = "Could not send the choice: " + (r.json && r.json.error ? r.json.error : (r.text || String(r.status))).trim();
+      }
+      render();
+    }, function () { u.pickError = "Could not send the choice: callpop did not answer"; render(); });
+  }
+
+  // actionButtons shows a button per one-click action and the last result
+  // of each; callpop sends the request, the browser holds no CRM key.
+  function actionButtons(n, p) {
+    var acts = Array.isArray(p.actions) ? p.actions : [];
+    if (!acts.length) return;
+    var u = uiOf(p.call_id);
+    var box = n.querySelector(".actions");
+    var bar = box.querySelector(".action-buttons");
+    var out = box.querySelector(".action-results");
+    acts.forEach(function (a) {
+      if (!a || !a.name) return;
+      var r = u.results[a.name];
+      var btn = el("button", "act-btn", a.label || a.name);
+      btn.type = "button";
+      btn.dataset.action = a.name;
+      btn.disabled = !!(r && r.pending);
+      btn.addEventListener("click", function () { press(p, a); });
+      bar.appendChild(btn);
+      if (r) {
+        var li = el("li", "action-result " + (r.pending ? "pending" : r.ok ? "ok" : "failed"));
+        li.dataset.action = a.name;
+        li.appendChild(el("span", "ar-label", a.label || a.name));
+        li.appendChild(el("span", "ar-text", r.text));
+        out.appendChild(li);
+      }
+    });
+    box.hidden = false;
+  }
+
+  function press(p, a) {
+    var u = uiOf(p.call_id);
+    u.results[a.name] = { pending: true, text: "sending…" };
+    render();
+    post("/v1/pops/" + encodeURIComponent(p.id) + "/actions/" + encodeURIComponent(a.name), {}).then(function (r) {
+      var j = r.json || {};
+      if (j.ok) u.results[a.name] = { ok: true, text: "done" + (j.status ? " (" + j.status + ")" : "") };
+      else u.results[a.name] = { ok: false, text: "failed: " + (j.error || (r.text || String(r.status)).trim()) };
+      render();
+    }, function () { u.results[a.name] = { ok: false, text: "failed: callpop did not answer" }; render(); });
   }
 
   // VIP is the router's decision (router.flags.vip_tiers or a rule), never a
@@ -170,10 +376,21 @@
     n.querySelector(".state").textContent = STATE_TEXT[p.state] || p.state;
     n.querySelector(".queue").textContent = p.queue ? "Queue " + p.queue : "";
     n.querySelector(".at").textContent = fmtTime(p.at);
+    var u = ui[p.call_id];
+    // Once the agent picked another candidate, the card is that customer's.
+    if (u && u.chosen) c = { id: u.chosen.id, name: u.chosen.name, tier: u.chosen.tier, url: u.chosen.url };
     var name = displayName(p);
     n.querySelector(".pop-name").textContent = name;
-    n.querySelector(".avatar").textContent = (p.customer && name ? name.trim().charAt(0) : "?").toUpperCase();
+    n.querySelector(".avatar").textContent = ((p.customer || p.network_name) && name ? name.trim().charAt(0) : "?").toUpperCase();
     n.querySelector(".number").textContent = p.number ? p.number : (p.privacy ? "Number withheld" : "");
+    // The network's name beside the CRM's when they may differ (a miss
+    // shows it as the name, a multiple match under the pick list's choice).
+    var net = n.querySelector(".network");
+    if (p.network_name && p.match !== "hit") {
+      net.textContent = (p.customer || (u && u.chosen) ? "Network name: " : "Name from the network (not in the CRM)") +
+        (p.customer || (u && u.chosen) ? p.network_name : "");
+      net.hidden = false;
+    }
 
     var badges = n.querySelector(".badges");
     if (isVIP(p)) badges.appendChild(badge("VIP", "vip", "vip"));
@@ -185,6 +402,7 @@
       badges.appendChild(b ? badge(b[0], b[1], f) : badge(f.replace(/_/g, " "), "plain", f));
     });
     if (p.match === "miss") badges.appendChild(badge("New caller", "plain", "miss"));
+    if (p.match === "multiple") badges.appendChild(badge("Shared number", "warn", "multiple"));
 
     var facts = n.querySelector(".facts");
     function fact(k, v) {
@@ -209,9 +427,15 @@
       sec.hidden = false;
     });
 
+    timeline(n, c.lists); // a chosen candidate brings no lists: they were the best one's
+    pickList(n, p);
+    actionButtons(n, p);
+
     var nav = n.querySelector(".links");
     (p.links || []).forEach(function (l) {
       var href = safeHref(l.url);
+      // The CRM record link follows the agent's pick among candidates.
+      if (l.name === "crm" && u && u.chosen) href = safeHref(u.chosen.url || "");
       if (!href) return;
       var a = el("a", "action", l.label || l.name);
       a.href = href;
