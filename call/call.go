@@ -44,7 +44,23 @@ type Customer struct {
 	URL      string         `json:"url,omitempty"`
 	Phones   []string       `json:"phones,omitempty"` // E.164 numbers the customer owns, when the source says
 	Extra    map[string]any `json:"extra,omitempty"`  // further fields kept for pops and rules
+	// Lists are the customer's named lists (history, tickets, any name the
+	// admin maps): items of scalar fields, in the source's order. Bounded
+	// by the crm package (MaxLists, MaxListItems, MaxItemFields).
+	Lists map[string][]map[string]any `json:"lists,omitempty"`
 }
+
+// Candidate is one of several customers owning the caller's number, as a
+// decision with Match = multiple lists them.
+type Candidate struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Tier string `json:"tier,omitempty"`
+	URL  string `json:"url,omitempty"`
+}
+
+// MaxCandidates bounds the candidates of a decision.
+const MaxCandidates = 10
 
 // LogValue masks personal data in logs.
 func (c Customer) LogValue() slog.Value {
@@ -57,6 +73,7 @@ type Match string
 // The values of CALLPOP_MATCH.
 const (
 	MatchHit       Match = "hit"
+	MatchMultiple  Match = "multiple" // several customers own the number: Customer is the best candidate
 	MatchMiss      Match = "miss"
 	MatchAnonymous Match = "anonymous"
 	MatchInvalid   Match = "invalid"
@@ -83,6 +100,7 @@ type Decision struct {
 	Source     Source            `json:"source"`
 	Privacy    bool              `json:"privacy,omitempty"` // the number must not be shown to agents
 	Customer   *Customer         `json:"customer,omitempty"`
+	Candidates []Candidate       `json:"candidates,omitempty"` // Match = multiple: every candidate (at most MaxCandidates), best first
 	Priority   int               `json:"priority"`      // CALLPOP_PRIORITY
 	QueuePrio  int               `json:"queue_prio"`    // Asterisk QUEUE_PRIO (scaled)
 	BaseScore  int               `json:"cc_base_score"` // FreeSWITCH cc_base_score (scaled)

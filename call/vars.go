@@ -31,7 +31,7 @@ func (d Decision) Vars() []Var {
 	if lang == "" {
 		lang = c.Language
 	}
-	vars := make([]Var, 0, 12+len(d.Extra))
+	vars := make([]Var, 0, 13+len(d.Extra))
 	vars = append(vars,
 		Var{"CALLPOP_MATCH", CleanToken(string(d.Match))},
 		Var{"CALLPOP_E164", CleanToken(d.E164)},
@@ -46,6 +46,9 @@ func (d Decision) Vars() []Var {
 		Var{"CALLPOP_FLAGS", cleanFlags(d.Flags)},
 		Var{"CALLPOP_POP_URL", CleanURL(d.PopURL)},
 	)
+	if d.Match == MatchMultiple {
+		vars = append(vars, Var{"CALLPOP_CANDIDATES", strconv.Itoa(len(d.Candidates))})
+	}
 	if len(d.Extra) > 0 {
 		names := make([]string, 0, len(d.Extra))
 		for k := range d.Extra {

@@ -107,3 +107,24 @@ func BenchmarkDecisionVars(b *testing.B) {
 		d.Vars()
 	}
 }
+
+func TestDecisionVarsMultiple(t *testing.T) {
+	d := Decision{Match: MatchMultiple, E164: "+14155550123", Source: SourceCLI,
+		Customer:   &Customer{ID: "c1", Name: "Ann\nDoe ${x}", Tier: "gold"},
+		Candidates: []Candidate{{ID: "c1", Name: "Ann Doe"}, {ID: "c2", Name: "Bob Doe"}, {ID: "c3", Name: "Cy Doe"}}}
+	got := map[string]string{}
+	for _, v := range d.Vars() {
+		got[v.Name] = v.Value
+	}
+	if got["CALLPOP_MATCH"] != "multiple" || got["CALLPOP_CANDIDATES"] != "3" || got["CALLPOP_CUSTOMER_ID"] != "c1" {
+		t.Fatalf("vars %v", got)
+	}
+	if n := got["CALLPOP_NAME"]; strings.ContainsAny(n, "\n${}") || n == "" {
+		t.Fatalf("CALLPOP_NAME %q not sanitised", n)
+	}
+	for _, v := range (Decision{Match: MatchHit, Customer: &Customer{ID: "c1"}}).Vars() {
+		if v.Name == "CALLPOP_CANDIDATES" {
+			t.Fatal("CALLPOP_CANDIDATES set on a plain hit")
+		}
+	}
+}

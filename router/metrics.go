@@ -53,7 +53,7 @@ var (
 // decisionCounters are the decisions counter's children, resolved once.
 var decisionCounters = func() map[call.Match]prometheus.Counter {
 	m := map[call.Match]prometheus.Counter{}
-	for _, k := range []call.Match{call.MatchHit, call.MatchMiss, call.MatchAnonymous, call.MatchInvalid, call.MatchTimeout, call.MatchError} {
+	for _, k := range []call.Match{call.MatchHit, call.MatchMultiple, call.MatchMiss, call.MatchAnonymous, call.MatchInvalid, call.MatchTimeout, call.MatchError} {
 		m[k] = decisions.WithLabelValues(string(k))
 	}
 	return m
