@@ -101,9 +101,9 @@ type Decision struct {
 	Privacy    bool              `json:"privacy,omitempty"` // the number must not be shown to agents
 	Customer   *Customer         `json:"customer,omitempty"`
 	Candidates []Candidate       `json:"candidates,omitempty"` // Match = multiple: every candidate (at most MaxCandidates), best first
-	Priority   int               `json:"priority"`      // CALLPOP_PRIORITY
-	QueuePrio  int               `json:"queue_prio"`    // Asterisk QUEUE_PRIO (scaled)
-	BaseScore  int               `json:"cc_base_score"` // FreeSWITCH cc_base_score (scaled)
+	Priority   int               `json:"priority"`             // CALLPOP_PRIORITY
+	QueuePrio  int               `json:"queue_prio"`           // Asterisk QUEUE_PRIO (scaled)
+	BaseScore  int               `json:"cc_base_score"`        // FreeSWITCH cc_base_score (scaled)
 	Queue      string            `json:"queue,omitempty"`
 	Skill      string            `json:"skill,omitempty"`
 	Language   string            `json:"language,omitempty"`
