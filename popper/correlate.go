@@ -395,6 +395,7 @@ func (c *correlator) send(cs *callState, agent, state, cause string, at time.Tim
 		Cause:    cause,
 		At:       at,
 	}
+	p.Candidates = b.cands
 	c.emit(p)
 }
 

@@ -28,6 +28,10 @@ type Pop struct {
 	Links    []Link     `json:"links"`
 	Cause    string     `json:"cause,omitempty"` // why the pop was retracted or ended
 	At       time.Time  `json:"at"`
+
+	// Candidates: match multiple — every customer owning the number (id,
+	// name, tier, url), the best (Customer) first.
+	Candidates []call.Candidate `json:"candidates,omitempty"`
 }
 
 // LogValue keeps personal data out of logs.
@@ -45,13 +49,19 @@ type Customer struct {
 	Language string
 	URL      string
 	Extra    map[string]any
+	Lists    map[string][]map[string]any // "lists": history, tickets, … (bounded by the crm package)
 }
 
 // MarshalJSON flattens Extra next to the fixed fields; fixed fields win.
 func (c Customer) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(c.Extra)+5)
+	m := make(map[string]any, len(c.Extra)+6)
 	for k, v := range c.Extra {
 		m[k] = v
+	}
+	if len(c.Lists) > 0 {
+		m["lists"] = c.Lists
+	} else {
+		delete(m, "lists")
 	}
 	m["id"] = c.ID
 	m["name"] = c.Name
@@ -77,6 +87,20 @@ func (c *Customer) UnmarshalJSON(b []byte) error {
 		return s
 	}
 	c.ID, c.Name, c.Tier, c.Language, c.URL = str("id"), str("name"), str("tier"), str("language"), str("url")
+	if l, ok := m["lists"].(map[string]any); ok {
+		c.Lists = make(map[string][]map[string]any, len(l))
+		for name, v := range l {
+			arr, _ := v.([]any)
+			items := make([]map[string]any, 0, len(arr))
+			for _, x := range arr {
+				if it, ok := x.(map[string]any); ok {
+					items = append(items, it)
+				}
+			}
+			c.Lists[name] = items
+		}
+	}
+	delete(m, "lists")
 	if len(m) > 0 {
 		c.Extra = m
 	}
@@ -95,6 +119,7 @@ type popBase struct {
 	callID   string
 	match    call.Match
 	customer *Customer
+	cands    []call.Candidate
 	number   string
 	digits   string
 	privacy  bool
@@ -136,7 +161,10 @@ func newPopBase(e call.Enriched) popBase {
 		if lang == "" {
 			lang = d.Language
 		}
-		b.customer = &Customer{ID: c.ID, Name: c.Name, Tier: c.Tier, Language: lang, URL: safeURL(c.URL), Extra: c.Extra}
+		b.customer = &Customer{ID: c.ID, Name: c.Name, Tier: c.Tier, Language: lang, URL: safeURL(c.URL), Extra: c.Extra, Lists: c.Lists}
+		if b.privacy && len(c.Lists) > 0 && d.E164 != "" {
+			b.customer.Lists = withoutNumber(c.Lists, b.digits)
+		}
 		if b.privacy && b.customer.Extra != nil {
 			// Extra fields may carry the number; drop the obvious ones.
 			x := make(map[string]any, len(c.Extra))
@@ -149,10 +177,35 @@ func newPopBase(e call.Enriched) popBase {
 			b.customer.Extra = x
 		}
 	}
+	for _, c := range d.Candidates {
+		b.cands = append(b.cands, call.Candidate{ID: call.CleanValue(c.ID), Name: call.CleanValue(c.Name),
+			Tier: call.CleanValue(c.Tier), URL: safeURL(c.URL)})
+	}
 	if b.flags == nil {
 		b.flags = []string{}
 	}
 	return b
+}
+
+// withoutNumber copies lists without the items' text fields that hold the
+// number (its digits): for a caller who asked for privacy.
+func withoutNumber(lists map[string][]map[string]any, digits string) map[string][]map[string]any {
+	out := make(map[string][]map[string]any, len(lists))
+	for name, items := range lists {
+		clean := make([]map[string]any, len(items))
+		for i, it := range items {
+			ci := make(map[string]any, len(it))
+			for k, v := range it {
+				if s, ok := v.(string); ok && strings.Contains(strings.ReplaceAll(s, " ", ""), digits) {
+					continue
+				}
+				ci[k] = v
+			}
+			clean[i] = ci
+		}
+		out[name] = clean
+	}
+	return out
 }
 
 // linkVars are the values a link template may use.
