@@ -330,3 +330,35 @@ func TestListsAndCandidatesCached(t *testing.T) {
 		}
 	}
 }
+
+// TestCSVListFileReload: a changed list file is read again with the customers.
+func TestCSVListFileReload(t *testing.T) {
+	dir := t.TempDir()
+	cust := filepath.Join(dir, "customers.csv")
+	hist := filepath.Join(dir, "history.csv")
+	if err := os.WriteFile(cust, []byte("id,name,phones\nC1,Ann,+14155550123\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hist, []byte("customer_id,summary\nC1,before\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newCSVFileSource(context.Background(), "csv", cust, "US", map[string]string{"history": hist}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	summary := func() any {
+		c, err := s.Lookup(context.Background(), q("+14155550123"))
+		if err != nil || len(c.Lists["history"]) == 0 {
+			return nil
+		}
+		return c.Lists["history"][0]["summary"]
+	}
+	if got := summary(); got != "before" {
+		t.Fatalf("history %v", got)
+	}
+	if err := os.WriteFile(hist, []byte("customer_id,summary\nC1,after the edit\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the list file reloaded", func() bool { return summary() == "after the edit" })
+}
