@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -97,5 +98,42 @@ func TestRecency(t *testing.T) {
 	}
 	if !recency(&call.Customer{}).IsZero() {
 		t.Fatal("undated record dated")
+	}
+}
+
+// TestRouteFieldCandidates: /v1/route?field=match,candidates answers a
+// multiple match's count (a hit has none); /v1/lookup's JSON carries the
+// candidates and the best one's lists.
+func TestRouteFieldCandidates(t *testing.T) {
+	cfg := testConfig()
+	cfg.TierPriority = map[string]int{"vip": 10}
+	te := newTestEnv(t, cfg, nil, testBudget)
+	te.fake.addAll("+31207771111", map[string]any{"id": "A", "name": "Ann"},
+		map[string]any{"id": "B", "name": "Bob", "tier": "vip", "tickets": []map[string]any{{"status": "open"}}})
+	srv := startHTTP(t, te.router)
+	for _, tt := range []struct{ number, want string }{
+		{"0207771111", "match=multiple&candidates=2"},
+		{"0201234567", "match=hit&candidates="},
+	} {
+		code, body, _ := get(t, srv, "/v1/route?number="+tt.number+"&field=match,candidates")
+		if code != 200 || body != tt.want {
+			t.Fatalf("%s: %d %q, want %q", tt.number, code, body, tt.want)
+		}
+	}
+	code, body, _ := get(t, srv, "/v1/lookup?number=0207771111")
+	var got struct {
+		Match    string `json:"match"`
+		Customer struct {
+			ID    string                      `json:"id"`
+			Lists map[string][]map[string]any `json:"lists"`
+		} `json:"customer"`
+		Candidates []call.Candidate `json:"candidates"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil {
+		t.Fatalf("lookup: %d %v %s", code, err, body)
+	}
+	if got.Match != "multiple" || got.Customer.ID != "B" || got.Customer.Lists["tickets"][0]["status"] != "open" ||
+		len(got.Candidates) != 2 || got.Candidates[0].ID != "B" || got.Candidates[1].Name != "Ann" {
+		t.Fatalf("lookup JSON: %s", body)
 	}
 }

@@ -396,14 +396,15 @@ func (r *Router) takeAnswer(p *pending, res crm.Result, err error, timedOut bool
 // found and fills the rest of p.d; with p.trace set it records the rules.
 func (r *Router) applyRules(ctx context.Context, p *pending) {
 	var prep *preparedCustomer
+	raw := p.cust
 	if p.cust != nil {
 		// Rules, flags and outputs all see the cleaned record.
 		prep = r.prepare(p.cust)
 		p.cust = prep.cust
 		p.d.Customer = p.cust
 	}
-	if len(p.cands) > 1 {
-		p.d.Candidates = candidates(p.cust, p.cands, r.prepare)
+	if len(p.cands) > 1 && prep != nil {
+		p.d.Candidates = candidates(raw, prep.cust, p.cands, r.prepare)
 	}
 	env := envPool.Get().(*Env)
 	defer func() { *env = Env{}; envPool.Put(env) }()
@@ -554,20 +555,20 @@ func recency(c *call.Customer) time.Time {
 	return newest
 }
 
-// candidates lists a multiple match for the decision: best (already
-// cleaned) first, then the others in the source's order, each cleaned, at
-// most call.MaxCandidates.
-func candidates(best *call.Customer, cands []*call.Customer, prepare func(*call.Customer) *preparedCustomer) []call.Candidate {
+// candidates lists a multiple match for the decision: the best (raw, as
+// the CRM gave it; clean, cleaned) first, then the others in the source's
+// order, each cleaned, at most call.MaxCandidates.
+func candidates(raw, clean *call.Customer, cands []*call.Customer, prepare func(*call.Customer) *preparedCustomer) []call.Candidate {
 	out := make([]call.Candidate, 0, min(len(cands), call.MaxCandidates))
 	add := func(c *call.Customer) {
 		if len(out) < call.MaxCandidates {
 			out = append(out, call.Candidate{ID: c.ID, Name: c.Name, Tier: c.Tier, URL: c.URL})
 		}
 	}
-	add(best)
+	add(clean)
 	for _, c := range cands {
-		if c = prepare(c).cust; c != best {
-			add(c)
+		if c != raw {
+			add(prepare(c).cust)
 		}
 	}
 	return out
