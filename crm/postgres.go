@@ -14,9 +14,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// pgSource runs a parameterised query ($1 = E.164) against PostgreSQL. The
-// first row's columns id, name, tier, language, url (and phones, a text array
-// or text) fill the customer; other columns go to Extra.
+// pgSource runs a parameterised query ($1 = E.164) against PostgreSQL. Each
+// row's columns id, name, tier, language, url (and phones, a text array or
+// text) fill a customer (several rows: several customers); other columns go
+// to Extra. On a hit the list queries ($1 = the customer's id) fill Lists.
 type pgSource struct {
 	name  string
 	query string
