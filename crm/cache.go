@@ -22,15 +22,17 @@ import (
 const minKeySecret = 16
 
 // entryVersion is the version of the cached value format; any other is a miss.
-const entryVersion = 1
+// 2: customers carry lists, and an entry every match (All).
+const entryVersion = 2
 
 // entry is one cached answer, stored as JSON in Redis and as is in-process.
 type entry struct {
-	V        int            `json:"v"`
-	At       int64          `json:"at"` // unix ms when the answer was fetched
-	Miss     bool           `json:"miss,omitempty"`
-	Source   string         `json:"src,omitempty"`
-	Customer *call.Customer `json:"c,omitempty"`
+	V        int              `json:"v"`
+	At       int64            `json:"at"` // unix ms when the answer was fetched
+	Miss     bool             `json:"miss,omitempty"`
+	Source   string           `json:"src,omitempty"`
+	Customer *call.Customer   `json:"c,omitempty"`
+	All      []*call.Customer `json:"all,omitempty"` // several matches: every customer owning the number, Customer first
 
 	cached bool // answered from the cache (not stored)
 	stale  bool // served stale while a refresh runs (not stored)
@@ -38,7 +40,7 @@ type entry struct {
 
 // result is what a look-up answered from e returns.
 func (e entry) result() Result {
-	r := Result{Customer: e.Customer, Source: e.Source}
+	r := Result{Customer: e.Customer, Candidates: e.All, Source: e.Source}
 	if e.cached {
 		r.Cached, r.Source, r.Stale = true, "cache", e.stale
 	}
@@ -167,8 +169,11 @@ func (c *cache) getRedis(ctx context.Context, h, field string) (entry, bool, err
 		return entry{}, false, err
 	}
 	var e entry
-	if err := json.Unmarshal(b, &e); err != nil || e.V != entryVersion || e.At <= 0 || (!e.Miss && e.Customer == nil) {
+	if err := json.Unmarshal(b, &e); err != nil || e.V != entryVersion || e.At <= 0 || (!e.Miss && e.Customer == nil) || len(e.All) == 1 || len(e.All) > call.MaxCandidates {
 		return entry{}, false, errCorrupt
+	}
+	if len(e.All) > 0 {
+		e.All[0] = e.Customer // one record, as stored
 	}
 	return e, true, nil
 }

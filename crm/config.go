@@ -4,8 +4,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +60,16 @@ type SourceConfig struct {
 	// timeout rather than opening one each. 0 = DefaultMaxConns for http, the
 	// DSN's pool_max_conns or pgx's default for postgres.
 	MaxConns int `mapstructure:"max_conns"`
+
+	// Lists are the customer's named lists (history, tickets, …), each name
+	// ([a-z][a-z0-9_]*) mapped to — http: the dotted path of an array of
+	// objects in the answer (data.0.tickets); postgres: a query run on a hit,
+	// $1 = the customer's id; csv: a CSV file with a customer_id column.
+	Lists map[string]string `mapstructure:"lists"`
+	// ListFields (http) renames and selects an item's fields, per list:
+	// {tickets: {at: created, summary: subject}}; a list not named here
+	// keeps each item's scalar fields as they are.
+	ListFields map[string]map[string]string `mapstructure:"list_fields"`
 
 	// postgres
 	DSN     string `mapstructure:"dsn"`      // may hold ${ENV}; or dsn_file, or env CALLPOP_CRM_<NAME>_DSN
@@ -170,6 +183,7 @@ func (c *Config) Validate() error {
 		if s.MaxConns < 0 {
 			errs = append(errs, fmt.Errorf("%s.max_conns: must not be negative (0 = the default)", k))
 		}
+		errs = append(errs, s.validateLists(k)...)
 		switch s.Kind {
 		case "http":
 			errs = append(errs, s.validateHTTP(k)...)
@@ -194,6 +208,39 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+var listName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+
+// validateLists checks lists and list_fields for the source's kind.
+func (s *SourceConfig) validateLists(k string) []error {
+	var errs []error
+	if len(s.Lists) > MaxLists {
+		errs = append(errs, fmt.Errorf("%s.lists: at most %d lists", k, MaxLists))
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Lists)) {
+		v := strings.TrimSpace(s.Lists[name])
+		switch {
+		case !listName.MatchString(name):
+			errs = append(errs, fmt.Errorf("%s.lists.%s: a list name is lower-case letters, digits and _ (starting with a letter, at most 32)", k, name))
+		case v == "":
+			errs = append(errs, fmt.Errorf("%s.lists.%s: empty", k, name))
+		case s.Kind == "postgres" && !strings.Contains(v, "$1"):
+			errs = append(errs, fmt.Errorf("%s.lists.%s: the query must use $1 (the customer's id)", k, name))
+		}
+	}
+	if len(s.ListFields) > 0 && s.Kind != "http" {
+		errs = append(errs, fmt.Errorf("%s.list_fields: only for kind http (name the columns in the query, or in the CSV header)", k))
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.ListFields)) {
+		if _, ok := s.Lists[name]; !ok {
+			errs = append(errs, fmt.Errorf("%s.list_fields.%s: no such list in lists", k, name))
+		}
+		if len(s.ListFields[name]) > MaxItemFields {
+			errs = append(errs, fmt.Errorf("%s.list_fields.%s: at most %d fields", k, name, MaxItemFields))
+		}
+	}
+	return errs
 }
 
 func (s *SourceConfig) validateHTTP(k string) []error {

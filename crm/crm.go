@@ -38,10 +38,14 @@ func (q Query) LogValue() slog.Value {
 
 // Result is the outcome of a look-up.
 type Result struct {
-	Customer *call.Customer // nil on a miss
-	Cached   bool           // served from a cache tier
-	Stale    bool           // served stale while a refresh runs
-	Source   string         // which source (or "cache") answered
+	Customer *call.Customer // nil on a miss; with several matches, the source's first
+	// Candidates are every customer owning the number, in the source's
+	// order (Customer first), when the source found more than one; at most
+	// call.MaxCandidates. nil on a single match.
+	Candidates []*call.Customer
+	Cached     bool   // served from a cache tier
+	Stale      bool   // served stale while a refresh runs
+	Source     string // which source (or "cache") answered
 }
 
 // Source is one CRM back-end.
@@ -50,13 +54,22 @@ type Source interface {
 	Lookup(ctx context.Context, q Query) (*call.Customer, error) // ErrNotFound on a miss
 }
 
+// MultiSource is a Source that can return every customer owning a number (a
+// company switchboard, a family landline): LookupAll answers them in the
+// source's order, ErrNotFound (or none) on a miss. The CRM asks LookupAll
+// when a source has it, and keeps at most call.MaxCandidates.
+type MultiSource interface {
+	Source
+	LookupAll(ctx context.Context, q Query) ([]*call.Customer, error)
+}
+
 // source is a configured Source with its timeout, breaker and slots: at most
 // slots requests run at once; flights beyond wait in queue, costing no
 // goroutine, for at most timeout.
 type source struct {
 	Source
 	timeout time.Duration
-	breaker *gobreaker.CircuitBreaker[*call.Customer]
+	breaker *gobreaker.CircuitBreaker[[]*call.Customer]
 	slots   int
 
 	mu   sync.Mutex
@@ -212,7 +225,7 @@ func openSource(ctx context.Context, cfg Config, sc SourceConfig, log *slog.Logg
 		if region == "" {
 			region = cfg.Region
 		}
-		cs, err := newCSVFileSource(ctx, sc.Name, sc.Path, region, log)
+		cs, err := newCSVFileSource(ctx, sc.Name, sc.Path, region, sc.Lists, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -314,7 +327,7 @@ func (c *CRM) addSources(cfg Config, srcs []Source) error {
 			n = DefaultMaxConns
 		}
 		c.sources = append(c.sources, &source{Source: s, timeout: t, slots: n,
-			breaker: newBreaker[*call.Customer](s.Name(), cfg.Breaker, func(err error) bool { return errors.Is(err, ErrNotFound) }, c.log)})
+			breaker: newBreaker[[]*call.Customer](s.Name(), cfg.Breaker, func(err error) bool { return errors.Is(err, ErrNotFound) }, c.log)})
 	}
 	return nil
 }
@@ -427,11 +440,11 @@ func (c *CRM) fromLocal(k localKey, q Query, srcs []*source) (Result, bool) {
 	switch c.cache.state(e, c.cache.now()) {
 	case fresh:
 		localHits.Inc()
-		return Result{Customer: e.Customer, Cached: true, Source: "cache"}, true
+		return Result{Customer: e.Customer, Candidates: e.All, Cached: true, Source: "cache"}, true
 	case stale:
 		localStale.Inc()
 		c.refresh(k, q, srcs)
-		return Result{Customer: e.Customer, Cached: true, Stale: true, Source: "cache"}, true
+		return Result{Customer: e.Customer, Candidates: e.All, Cached: true, Stale: true, Source: "cache"}, true
 	}
 	return Result{}, false
 }
@@ -633,10 +646,16 @@ func (c *CRM) step(s *source, f *flight) bool {
 		f.errs = append(f.errs, fmt.Errorf("crm: source %s: no free slot within its timeout (max_conns %d)", s.Name(), s.slots))
 		return true
 	}
-	cust, err := c.ask(s, f.q, timeout)
+	custs, err := c.ask(s, f.q, timeout)
 	switch {
-	case err == nil && cust != nil:
-		e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Source: s.Name(), Customer: capCustomer(cust)}
+	case err == nil && len(custs) > 0:
+		e := entry{V: entryVersion, At: c.cache.now().UnixMilli(), Source: s.Name(), Customer: capCustomer(custs[0])}
+		if len(custs) > 1 {
+			e.All = append(e.All, e.Customer)
+			for _, x := range custs[1:min(len(custs), call.MaxCandidates)] {
+				e.All = append(e.All, capCustomer(x))
+			}
+		}
 		c.store(f, e)
 		c.endFlight(f, e, nil)
 		return false
@@ -647,17 +666,35 @@ func (c *CRM) step(s *source, f *flight) bool {
 	return true
 }
 
-// ask calls one source through its breaker within timeout.
-func (c *CRM) ask(s *source, q Query, timeout time.Duration) (*call.Customer, error) {
+// ask calls one source through its breaker within timeout: every customer
+// it found (nil records dropped), ErrNotFound when none.
+func (c *CRM) ask(s *source, q Query, timeout time.Duration) ([]*call.Customer, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	cust, err := run(s.breaker, func() (*call.Customer, error) {
-		cust, err := s.Lookup(ctx, q)
-		if err == nil && cust == nil {
-			err = ErrNotFound
+	custs, err := run(s.breaker, func() ([]*call.Customer, error) {
+		var custs []*call.Customer
+		var err error
+		if ms, ok := s.Source.(MultiSource); ok {
+			custs, err = ms.LookupAll(ctx, q)
+		} else {
+			var cust *call.Customer
+			cust, err = s.Lookup(ctx, q)
+			custs = []*call.Customer{cust}
 		}
-		return cust, err
+		if err != nil {
+			return nil, err
+		}
+		out := custs[:0:0]
+		for _, x := range custs {
+			if x != nil {
+				out = append(out, x)
+			}
+		}
+		if len(out) == 0 {
+			return nil, ErrNotFound
+		}
+		return out, nil
 	})
 	result := "hit"
 	switch {
@@ -671,7 +708,7 @@ func (c *CRM) ask(s *source, q Query, timeout time.Duration) (*call.Customer, er
 		s.warn.Warn(c.log, "crm source failed", "source", s.Name(), "err", err, "elapsed", time.Since(start))
 	}
 	sourceSeconds.WithLabelValues(s.Name(), result).Observe(since(start))
-	return cust, err
+	return custs, err
 }
 
 // store writes both tiers; the Redis write runs in the background, bounded by

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,14 @@ import (
 //go:embed sample/customers.csv
 var sampleCSV []byte
 
+// The sample CRM's lists, keyed by customer_id.
+var (
+	//go:embed sample/history.csv
+	sampleHistory []byte
+	//go:embed sample/tickets.csv
+	sampleTickets []byte
+)
+
 // SampleCSV returns the embedded sample CRM (the default source).
 func SampleCSV() []byte { return bytes.Clone(sampleCSV) }
 
@@ -36,7 +46,9 @@ type csvSource struct {
 	region   string
 	norm     *callerid.Normalizer
 	log      *slog.Logger
-	index    atomic.Pointer[map[string]*call.Customer]
+	lists    map[string]string // list name → CSV file keyed by customer_id ("" path = embedded)
+	embedded map[string][]byte // the embedded sample's lists
+	index    atomic.Pointer[map[string][]*call.Customer]
 	count    atomic.Int64
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -57,7 +69,7 @@ func newCSV(name, path, region string, log *slog.Logger) (*csvSource, error) {
 		return nil, fmt.Errorf("crm/csv: region: %w", err)
 	}
 	s := &csvSource{name: name, path: path, region: region, norm: norm, log: log.With("source", name)}
-	empty := map[string]*call.Customer{}
+	empty := map[string][]*call.Customer{}
 	s.index.Store(&empty)
 	return s, nil
 }
@@ -71,17 +83,24 @@ func newSampleSource(region string, log *slog.Logger) (*csvSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crm/csv: embedded sample: %w", err)
 	}
+	s.embedded = map[string][]byte{"history": sampleHistory, "tickets": sampleTickets}
+	if err := s.attachLists(idx); err != nil {
+		return nil, fmt.Errorf("crm/csv: embedded sample: %w", err)
+	}
 	s.swap(idx, n)
 	return s, nil
 }
 
 // newCSVFileSource loads path now (an unreadable file is an error) and
 // watches it until ctx ends or Close.
-func newCSVFileSource(ctx context.Context, name, path, region string, log *slog.Logger) (*csvSource, error) {
+// lists name the files of the customers' lists (CSV files with a
+// customer_id column), read and watched with it.
+func newCSVFileSource(ctx context.Context, name, path, region string, lists map[string]string, log *slog.Logger) (*csvSource, error) {
 	s, err := newCSV(name, path, region, log)
 	if err != nil {
 		return nil, err
 	}
+	s.lists = lists
 	if err := s.reload(); err != nil {
 		return nil, err
 	}
@@ -96,10 +115,18 @@ func (s *csvSource) Name() string { return s.name }
 // Len is the number of customers loaded.
 func (s *csvSource) Len() int { return int(s.count.Load()) }
 
-// Lookup finds the customer owning q.E164.
+// Lookup finds the customer owning q.E164 (the file's first, when several do).
 func (s *csvSource) Lookup(ctx context.Context, q Query) (*call.Customer, error) {
-	if c, ok := (*s.index.Load())[q.E164]; ok {
-		return c, nil
+	if cs := (*s.index.Load())[q.E164]; len(cs) > 0 {
+		return cs[0], nil
+	}
+	return nil, ErrNotFound
+}
+
+// LookupAll finds every customer owning q.E164, in the file's order.
+func (s *csvSource) LookupAll(ctx context.Context, q Query) ([]*call.Customer, error) {
+	if cs := (*s.index.Load())[q.E164]; len(cs) > 0 {
+		return cs, nil
 	}
 	return nil, ErrNotFound
 }
@@ -113,7 +140,7 @@ func (s *csvSource) Close() error {
 	return nil
 }
 
-func (s *csvSource) swap(idx map[string]*call.Customer, customers int) {
+func (s *csvSource) swap(idx map[string][]*call.Customer, customers int) {
 	s.index.Store(&idx)
 	s.count.Store(int64(customers))
 }
@@ -126,12 +153,13 @@ func (s *csvSource) reload() error {
 		return fmt.Errorf("crm/csv: %w", err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil {
-		s.lastMod, s.lastSize = st.ModTime(), st.Size()
-	}
+	s.lastMod, s.lastSize = s.stamp()
 	idx, n, warnings, err := s.parse(f)
 	if err != nil {
 		return fmt.Errorf("crm/csv: %s: %w", s.path, err)
+	}
+	if err := s.attachLists(idx); err != nil {
+		return fmt.Errorf("crm/csv: %w", err)
 	}
 	s.swap(idx, n)
 	s.log.Info("crm csv loaded", "path", s.path, "customers", s.Len(), "numbers", len(idx), "skipped", warnings)
@@ -143,9 +171,15 @@ func (s *csvSource) reload() error {
 func (s *csvSource) watch(ctx context.Context) {
 	defer s.wg.Done()
 	var events chan fsnotify.Event
+	files := s.files()
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
-		if err = w.Add(filepath.Dir(s.path)); err == nil {
+		for _, f := range files {
+			if err = w.Add(filepath.Dir(f)); err != nil {
+				break
+			}
+		}
+		if err == nil {
 			events = w.Events
 			defer w.Close()
 			go func() { // drain errors so the watcher never blocks; ends when w closes
@@ -162,7 +196,10 @@ func (s *csvSource) watch(ctx context.Context) {
 	poll := time.NewTicker(2 * time.Second)
 	defer poll.Stop()
 	var debounce <-chan time.Time
-	base := filepath.Clean(s.path)
+	watched := map[string]bool{}
+	for _, f := range files {
+		watched[filepath.Clean(f)] = true
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -173,13 +210,12 @@ func (s *csvSource) watch(ctx context.Context) {
 				events = nil
 				continue
 			}
-			if filepath.Clean(ev.Name) == base && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+			if watched[filepath.Clean(ev.Name)] && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				debounce = time.After(100 * time.Millisecond)
 			}
 		case <-poll.C:
-			st, err := os.Stat(s.path)
 			s.mu.Lock()
-			changed := err == nil && (!st.ModTime().Equal(s.lastMod) || st.Size() != s.lastSize)
+			changed := s.changed()
 			s.mu.Unlock()
 			if changed {
 				debounce = time.After(0)
@@ -193,10 +229,143 @@ func (s *csvSource) watch(ctx context.Context) {
 	}
 }
 
+// files are the source's files: the customers', then its lists'.
+func (s *csvSource) files() []string {
+	out := []string{s.path}
+	for _, name := range slices.Sorted(maps.Keys(s.lists)) {
+		out = append(out, s.lists[name])
+	}
+	return out
+}
+
+// stamp sums up the files' state: the newest modification time and the
+// total size (a file that can not be read counts nothing).
+func (s *csvSource) stamp() (mod time.Time, size int64) {
+	for _, f := range s.files() {
+		if st, err := os.Stat(f); err == nil {
+			if st.ModTime().After(mod) {
+				mod = st.ModTime()
+			}
+			size += st.Size()
+		}
+	}
+	return mod, size
+}
+
+// changed reports whether a file changed since the last load (s.mu held).
+func (s *csvSource) changed() bool {
+	mod, size := s.stamp()
+	return !mod.Equal(s.lastMod) || size != s.lastSize
+}
+
+// attachLists reads the list files and gives each customer of idx its
+// items: every row whose customer_id is the customer's id, in file order,
+// the first MaxListItems kept, the other non-empty columns as fields.
+func (s *csvSource) attachLists(idx map[string][]*call.Customer) error {
+	names := slices.Sorted(maps.Keys(s.lists))
+	for name := range s.embedded {
+		if _, ok := s.lists[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	byID := map[string][]*call.Customer{}
+	for _, cs := range idx {
+		for _, c := range cs {
+			if c.ID != "" && !slices.Contains(byID[c.ID], c) {
+				byID[c.ID] = append(byID[c.ID], c)
+			}
+		}
+	}
+	for _, name := range names {
+		var data []byte
+		if p, ok := s.lists[name]; ok {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return fmt.Errorf("list %s: %w", name, err)
+			}
+			data = b
+		} else {
+			data = s.embedded[name]
+		}
+		items, err := readListCSV(bytes.NewReader(data))
+		if err != nil {
+			return fmt.Errorf("list %s: %w", name, err)
+		}
+		for id, cs := range byID {
+			for _, c := range cs {
+				if c.Lists == nil {
+					c.Lists = map[string][]map[string]any{}
+				}
+				c.Lists[name] = items[id]
+				if c.Lists[name] == nil {
+					c.Lists[name] = []map[string]any{}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// readListCSV reads a list file: a header with a customer_id column; each
+// row an item of that customer (the first MaxListItems), its other
+// non-empty columns the item's fields.
+func readListCSV(r io.Reader) (map[string][]map[string]any, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	header, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	key := -1
+	for i, name := range header {
+		name = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(name, "\ufeff")))
+		header[i] = name
+		if name == "customer_id" {
+			key = i
+		}
+	}
+	if key < 0 {
+		return nil, errors.New("header has no customer_id column")
+	}
+	out := map[string][]map[string]any{}
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		if key >= len(rec) {
+			continue
+		}
+		id := strings.TrimSpace(rec[key])
+		if id == "" || len(out[id]) >= MaxListItems {
+			continue
+		}
+		item := map[string]any{}
+		for i, v := range rec {
+			if i == key || i >= len(header) || header[i] == "" {
+				continue
+			}
+			if v = strings.TrimSpace(v); v != "" {
+				item[header[i]] = v
+			}
+		}
+		if len(item) > 0 {
+			out[id] = append(out[id], item)
+		}
+	}
+}
+
 // parse reads the CSV: a header row naming id,name,tier,language,url,phones
 // (any order, case-insensitive); other columns become Extra. Numbers that do
 // not parse are skipped and counted.
-func (s *csvSource) parse(r io.Reader) (idx map[string]*call.Customer, customers, skipped int, err error) {
+func (s *csvSource) parse(r io.Reader) (idx map[string][]*call.Customer, customers, skipped int, err error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
@@ -209,7 +378,7 @@ func (s *csvSource) parse(r io.Reader) (idx map[string]*call.Customer, customers
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	idx = map[string]*call.Customer{}
+	idx = map[string][]*call.Customer{}
 	for line := 2; ; line++ {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
@@ -228,11 +397,13 @@ func (s *csvSource) parse(r io.Reader) (idx map[string]*call.Customer, customers
 		c = capCustomer(c)
 		customers++
 		for _, n := range c.Phones {
-			if prev, dup := idx[n]; dup && prev.ID != c.ID {
-				s.log.Warn("crm csv: number owned by two customers; the first wins", "line", line, "number", call.MaskNumber(n))
+			// Several customers may own a number (a switchboard, a family
+			// line): all are kept, in file order; a row repeating an id
+			// already there adds nothing.
+			if slices.ContainsFunc(idx[n], func(p *call.Customer) bool { return p.ID == c.ID }) || len(idx[n]) >= call.MaxCandidates {
 				continue
 			}
-			idx[n] = c
+			idx[n] = append(idx[n], c)
 		}
 	}
 	return idx, customers, skipped, nil

@@ -22,7 +22,7 @@ func TestCSVSourceMultiNumber(t *testing.T) {
 	if err := os.WriteFile(path, []byte(testCSV), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := newCSVFileSource(context.Background(), "csv", path, "NL", quietLog())
+	s, err := newCSVFileSource(context.Background(), "csv", path, "NL", nil, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestCSVSourceReload(t *testing.T) {
 	if err := os.WriteFile(path, []byte("id,name,phones\nC1,Before,+14155550123\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := newCSVFileSource(context.Background(), "csv", path, "US", quietLog())
+	s, err := newCSVFileSource(context.Background(), "csv", path, "US", nil, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,12 +95,12 @@ func TestCSVSourceReload(t *testing.T) {
 
 func TestCSVSourceErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := newCSVFileSource(context.Background(), "csv", filepath.Join(dir, "missing.csv"), "US", quietLog()); err == nil {
+	if _, err := newCSVFileSource(context.Background(), "csv", filepath.Join(dir, "missing.csv"), "US", nil, quietLog()); err == nil {
 		t.Fatal("missing file accepted")
 	}
 	bad := filepath.Join(dir, "bad.csv")
 	_ = os.WriteFile(bad, []byte("id,name\nC1,No phones column\n"), 0o644)
-	if _, err := newCSVFileSource(context.Background(), "csv", bad, "US", quietLog()); err == nil || !strings.Contains(err.Error(), "phones") {
+	if _, err := newCSVFileSource(context.Background(), "csv", bad, "US", nil, quietLog()); err == nil || !strings.Contains(err.Error(), "phones") {
 		t.Fatalf("CSV without phones column: %v", err)
 	}
 }

@@ -25,7 +25,13 @@
 // no key holds a number. Each key is a hash whose fields are the source sets
 // asked ("*" = all sources, else the names joined by ","), so Forget deletes
 // every variant of a number with one DEL. Values are versioned JSON
-// ({"v":1,...}); an unreadable value or another version is a miss.
+// ({"v":2,...}); an unreadable value or another version is a miss.
+//
+// A source may find several customers for a number (MultiSource: an HTTP
+// array, several rows, several CSV lines): the Result lists them all as
+// Candidates (at most call.MaxCandidates; the router picks the best). A
+// customer may carry named Lists (history, tickets, …), bounded by
+// MaxLists, MaxListItems and MaxItemFields, cached with it.
 //
 // Metrics (default registry):
 //

@@ -2,6 +2,8 @@ package crm
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -14,6 +16,10 @@ import (
 const (
 	maxExtra  = 32 // extra fields per customer
 	maxPhones = 16 // phone numbers per customer
+
+	MaxLists      = 8  // named lists per customer
+	MaxListItems  = 20 // items per list (the first ones, in the source's order)
+	MaxItemFields = 16 // scalar fields per item (by name order when there are more)
 )
 
 // capCustomer bounds every field of a customer from a source.
@@ -40,6 +46,53 @@ func capCustomer(c *call.Customer) *call.Customer {
 			if v, ok := scalar(v); ok {
 				out.Extra[capString(k)] = v
 			}
+		}
+	}
+	out.Lists = capLists(c.Lists)
+	return out
+}
+
+// capLists bounds a customer's lists: at most MaxLists lists (by name order)
+// of at most MaxListItems items, each of at most MaxItemFields scalar fields
+// (strings capped); an item left empty is dropped. nil when nothing is left.
+func capLists(lists map[string][]map[string]any) map[string][]map[string]any {
+	if len(lists) == 0 {
+		return nil
+	}
+	var out map[string][]map[string]any
+	for _, name := range slices.Sorted(maps.Keys(lists)) {
+		if len(out) >= MaxLists {
+			break
+		}
+		items := make([]map[string]any, 0, min(len(lists[name]), MaxListItems))
+		for _, it := range lists[name] {
+			if len(items) >= MaxListItems {
+				break
+			}
+			if it := capItem(it); it != nil {
+				items = append(items, it)
+			}
+		}
+		if out == nil {
+			out = map[string][]map[string]any{}
+		}
+		out[capString(name)] = items // an empty list stays: the CRM said there is none
+	}
+	return out
+}
+
+// capItem keeps at most MaxItemFields scalar fields of one list item.
+func capItem(it map[string]any) map[string]any {
+	var out map[string]any
+	for _, k := range slices.Sorted(maps.Keys(it)) {
+		if len(out) >= MaxItemFields {
+			break
+		}
+		if v, ok := scalar(it[k]); ok {
+			if out == nil {
+				out = make(map[string]any, min(len(it), MaxItemFields))
+			}
+			out[capString(k)] = v
 		}
 	}
 	return out

@@ -28,7 +28,7 @@ func FuzzHTTPDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, s := range []*httpSource{plain, mapped} {
-			c, err := s.decode(body)
+			c, err := decodeFirst(s, body)
 			if err != nil {
 				continue
 			}

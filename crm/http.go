@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/callpop/callpop/call"
@@ -25,6 +27,8 @@ type httpSource struct {
 	headers  http.Header
 	fields   map[string]path
 	extra    map[string]path
+	lists    map[string]path
+	listMap  map[string]map[string]path // list → item field → path in the item
 	maxBody  int64
 	client   *http.Client
 	log      *slog.Logger
@@ -41,6 +45,8 @@ func newHTTPSource(sc SourceConfig, log *slog.Logger) (*httpSource, error) {
 		headers: http.Header{},
 		fields:  map[string]path{},
 		extra:   map[string]path{},
+		lists:   map[string]path{},
+		listMap: map[string]map[string]path{},
 		maxBody: sc.MaxBody,
 		log:     log.With("source", sc.Name),
 	}
@@ -65,6 +71,15 @@ func newHTTPSource(sc SourceConfig, log *slog.Logger) (*httpSource, error) {
 	}
 	for f, p := range sc.Extra {
 		s.extra[f] = parsePath(p)
+	}
+	for name, p := range sc.Lists {
+		s.lists[name] = parsePath(strings.TrimSpace(p))
+	}
+	for name, fm := range sc.ListFields {
+		s.listMap[name] = map[string]path{}
+		for f, p := range fm {
+			s.listMap[name][f] = parsePath(p)
+		}
 	}
 	if len(s.fields) == 0 {
 		s.defaults = true
@@ -157,9 +172,19 @@ func (s *httpSource) url(q Query) string {
 	return b.String()
 }
 
-// Lookup asks the CRM. 404, 204, an empty array/object or a record without id
-// and name is a miss; any other non-2xx, an oversized or non-JSON body is an error.
+// Lookup asks the CRM: the first customer of LookupAll.
 func (s *httpSource) Lookup(ctx context.Context, q Query) (*call.Customer, error) {
+	all, err := s.LookupAll(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// LookupAll asks the CRM. 404, 204, an empty array/object or records without
+// id and name are a miss; any other non-2xx, an oversized or non-JSON body is
+// an error. Several records (see records) are several customers.
+func (s *httpSource) LookupAll(ctx context.Context, q Query) ([]*call.Customer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url(q), nil)
 	if err != nil {
 		return nil, fmt.Errorf("crm/http: %w", err)
@@ -192,7 +217,7 @@ func (s *httpSource) Lookup(ctx context.Context, q Query) (*call.Customer, error
 	return s.decode(body)
 }
 
-func (s *httpSource) decode(body []byte) (*call.Customer, error) {
+func (s *httpSource) decode(body []byte) ([]*call.Customer, error) {
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.UseNumber()
 	var v any
@@ -202,31 +227,95 @@ func (s *httpSource) decode(body []byte) (*call.Customer, error) {
 	if dec.More() {
 		return nil, errors.New("crm/http: body is not one JSON value")
 	}
-	if arr, ok := v.([]any); ok { // a list of results: the first one
-		if len(arr) == 0 {
-			return nil, ErrNotFound
+	var out []*call.Customer
+	var err error
+	for _, r := range s.records(v) {
+		switch r.v.(type) {
+		case nil:
+			continue
+		case map[string]any:
+		default:
+			if s.defaults {
+				err = errors.New("crm/http: body is not a JSON object")
+				continue
+			}
 		}
-		v = arr[0]
+		if c, ok := s.mapCustomer(r); ok {
+			out = append(out, c)
+			if len(out) >= call.MaxCandidates {
+				break
+			}
+		}
 	}
-	switch v.(type) {
-	case nil:
+	if len(out) == 0 {
+		if err != nil {
+			return nil, err
+		}
 		return nil, ErrNotFound
-	case map[string]any:
-	default:
-		if s.defaults {
-			return nil, errors.New("crm/http: body is not a JSON object")
-		}
 	}
-	return s.mapCustomer(v)
+	return out, nil
 }
 
-func (s *httpSource) mapCustomer(v any) (*call.Customer, error) {
+// record is one customer's place in an answer: the value the paths start
+// from, and, for a record inside an array the paths index (data.0.name),
+// which path segment (at) stands for the record's index (i).
+type record struct {
+	v  any
+	at int // -1: the paths are used as configured
+	i  string
+}
+
+// records finds the customers of an answer: each element of a top-level
+// array; else, when the id (or name) path indexes an array with element 0
+// (data.0.id) and that array holds several, each of its elements, every path
+// through that array read at the element's index; else the answer itself.
+func (s *httpSource) records(v any) []record {
+	if arr, ok := v.([]any); ok {
+		out := make([]record, 0, min(len(arr), 4*call.MaxCandidates))
+		for _, x := range arr[:min(len(arr), 4*call.MaxCandidates)] {
+			out = append(out, record{v: x, at: -1})
+		}
+		return out
+	}
+	p := s.fields["id"]
+	if p == nil {
+		p = s.fields["name"]
+	}
+	for k, seg := range p {
+		if seg != "0" {
+			continue
+		}
+		arr, ok := p[:k].get(v)
+		if a, isArr := arr.([]any); ok && isArr && len(a) > 1 {
+			out := make([]record, 0, min(len(a), 4*call.MaxCandidates))
+			for i := range min(len(a), 4*call.MaxCandidates) {
+				out = append(out, record{v: v, at: k, i: strconv.Itoa(i)})
+			}
+			return out
+		}
+		break
+	}
+	return []record{{v: v, at: -1}}
+}
+
+// get reads path p of record r.
+func (r record) get(p path) (any, bool) {
+	if r.at >= 0 && len(p) > r.at && p[r.at] == "0" {
+		q := slices.Clone(p)
+		q[r.at] = r.i
+		p = q
+	}
+	return p.get(r.v)
+}
+
+func (s *httpSource) mapCustomer(r record) (*call.Customer, bool) {
+	v := r.v
 	get := func(f string) any {
 		p, ok := s.fields[f]
 		if !ok {
 			return nil
 		}
-		x, _ := p.get(v)
+		x, _ := r.get(p)
 		return x
 	}
 	c := &call.Customer{
@@ -247,12 +336,12 @@ func (s *httpSource) mapCustomer(v any) (*call.Customer, error) {
 		}
 	}
 	if c.ID == "" && c.Name == "" {
-		return nil, ErrNotFound
+		return nil, false
 	}
 	c.Extra = map[string]any{}
 	if len(s.extra) > 0 {
 		for name, p := range s.extra {
-			if x, ok := p.get(v); ok {
+			if x, ok := r.get(p); ok {
 				if x, ok := scalar(x); ok {
 					c.Extra[name] = x
 				}
@@ -261,7 +350,7 @@ func (s *httpSource) mapCustomer(v any) (*call.Customer, error) {
 	} else if m, ok := v.(map[string]any); ok && s.defaults {
 		// Unmapped top-level scalars are kept for pops.
 		for k, x := range m {
-			if _, core := s.fields[k]; core || len(c.Extra) >= maxExtra {
+			if _, core := s.fields[k]; core || len(c.Extra) >= maxExtra || s.isList(k) {
 				continue
 			}
 			if x, ok := scalar(x); ok {
@@ -272,5 +361,65 @@ func (s *httpSource) mapCustomer(v any) (*call.Customer, error) {
 	if len(c.Extra) == 0 {
 		c.Extra = nil
 	}
-	return c, nil
+	c.Lists = s.mapLists(r)
+	return c, true
+}
+
+// isList reports whether a top-level key is the array of a configured list.
+func (s *httpSource) isList(k string) bool {
+	for _, p := range s.lists {
+		if len(p) == 1 && p[0] == k {
+			return true
+		}
+	}
+	return false
+}
+
+// mapLists reads the configured lists of record r: each an array of
+// objects, items beyond MaxListItems ignored, each item's scalar fields as
+// they are or as list_fields maps them (bounded later by capCustomer). A
+// list the answer lacks is absent; one that is not an array is empty.
+func (s *httpSource) mapLists(r record) map[string][]map[string]any {
+	if len(s.lists) == 0 {
+		return nil
+	}
+	out := make(map[string][]map[string]any, len(s.lists))
+	for name, p := range s.lists {
+		x, ok := r.get(p)
+		if !ok || x == nil {
+			continue
+		}
+		arr, _ := x.([]any)
+		items := make([]map[string]any, 0, min(len(arr), MaxListItems))
+		for _, el := range arr {
+			if len(items) >= MaxListItems {
+				break
+			}
+			obj, ok := el.(map[string]any)
+			if !ok {
+				continue
+			}
+			item := map[string]any{}
+			if fm := s.listMap[name]; len(fm) > 0 {
+				for f, fp := range fm {
+					if y, ok := fp.get(obj); ok {
+						if y, ok := scalar(y); ok {
+							item[f] = y
+						}
+					}
+				}
+			} else {
+				for k, y := range obj {
+					if y, ok := scalar(y); ok {
+						item[k] = y
+					}
+				}
+			}
+			if len(item) > 0 {
+				items = append(items, item)
+			}
+		}
+		out[name] = items
+	}
+	return out
 }

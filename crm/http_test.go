@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/callpop/callpop/call"
 )
 
 func newHTTP(t *testing.T, sc SourceConfig) *httpSource {
@@ -71,7 +73,7 @@ func TestHTTPSourceResponses(t *testing.T) {
 		{name: "max_body lowered", status: 200, body: `{"id":"1","name":"0123456789"}`, sc: SourceConfig{MaxBody: 16}, wantErr: true},
 		{name: "junk field types dropped", status: 200, body: `{"id":"1","name":{"first":"x"},"tier":["vip"],"language":null}`, want: "",
 			check: func(t *testing.T, s *httpSource, body string) {
-				c, err := s.decode([]byte(body))
+				c, err := decodeFirst(s, []byte(body))
 				if err != nil || c.Name != "" || c.Tier != "" || c.Language != "" || c.ID != "1" {
 					t.Fatalf("junk types: %+v, %v", c, err)
 				}
@@ -85,7 +87,7 @@ func TestHTTPSourceResponses(t *testing.T) {
 			},
 			want: "Mapped Name",
 			check: func(t *testing.T, s *httpSource, body string) {
-				c, _ := s.decode([]byte(body))
+				c, _ := decodeFirst(s, []byte(body))
 				if c.ID != "77" || c.Tier != "gold" || c.Language != "de" || c.URL != "https://crm/x" || len(c.Phones) != 2 {
 					t.Fatalf("mapping: %+v", c)
 				}
@@ -290,4 +292,13 @@ func TestHTTPSourceTLS(t *testing.T) {
 	if c, err := trusted.Lookup(context.Background(), q("+1")); err != nil || c.Name != "Over TLS" {
 		t.Fatalf("trusted CA: %+v, %v", c, err)
 	}
+}
+
+// decodeFirst is what Lookup answers for body: the first customer.
+func decodeFirst(s *httpSource, body []byte) (*call.Customer, error) {
+	all, err := s.decode(body)
+	if err != nil {
+		return nil, err
+	}
+	return all[0], nil
 }

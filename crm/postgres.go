@@ -4,19 +4,24 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/callpop/callpop/call"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// pgSource runs a parameterised query ($1 = E.164) against PostgreSQL. The
-// first row's columns id, name, tier, language, url (and phones, a text array
-// or text) fill the customer; other columns go to Extra.
+// pgSource runs a parameterised query ($1 = E.164) against PostgreSQL. Each
+// row's columns id, name, tier, language, url (and phones, a text array or
+// text) fill a customer (several rows: several customers); other columns go
+// to Extra. On a hit the list queries ($1 = the customer's id) fill Lists.
 type pgSource struct {
 	name  string
 	query string
+	lists map[string]string // list name → query, $1 = the customer's id
 	pool  *pgxpool.Pool
 	log   *slog.Logger
 }
@@ -46,43 +51,133 @@ func newPGSource(ctx context.Context, sc SourceConfig, log *slog.Logger) (*pgSou
 	if err != nil {
 		return nil, fmt.Errorf("crm/postgres: pool: %w", err)
 	}
-	return &pgSource{name: sc.Name, query: sc.Query, pool: pool, log: log.With("source", sc.Name)}, nil
+	return &pgSource{name: sc.Name, query: sc.Query, lists: sc.Lists, pool: pool, log: log.With("source", sc.Name)}, nil
 }
 
 func (s *pgSource) Name() string { return s.name }
 
-// Lookup runs the query; no row is a miss.
+// Lookup runs the query: the first customer of LookupAll.
 func (s *pgSource) Lookup(ctx context.Context, q Query) (*call.Customer, error) {
+	all, err := s.LookupAll(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// LookupAll runs the query: each row (at most call.MaxCandidates) is a
+// customer; no row, or rows without id and name, is a miss. On a hit the
+// list queries run for every customer with an id, in one round trip, within
+// the same ctx (the source's timeout).
+func (s *pgSource) LookupAll(ctx context.Context, q Query) ([]*call.Customer, error) {
 	rows, err := s.pool.Query(ctx, s.query, q.E164)
 	if err != nil {
 		return nil, fmt.Errorf("crm/postgres: query: %w", err)
 	}
 	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("crm/postgres: query: %w", err)
+	var out []*call.Customer
+	for len(out) < call.MaxCandidates && rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, fmt.Errorf("crm/postgres: row: %w", err)
 		}
-		return nil, ErrNotFound
-	}
-	vals, err := rows.Values()
-	if err != nil {
-		return nil, fmt.Errorf("crm/postgres: row: %w", err)
-	}
-	c := &call.Customer{}
-	for i, fd := range rows.FieldDescriptions() {
-		if i >= len(vals) || vals[i] == nil {
-			continue
+		c := &call.Customer{}
+		for i, fd := range rows.FieldDescriptions() {
+			if i >= len(vals) || vals[i] == nil {
+				continue
+			}
+			setPGColumn(c, strings.ToLower(fd.Name), vals[i])
 		}
-		setPGColumn(c, strings.ToLower(fd.Name), vals[i])
+		if c.ID != "" || c.Name != "" {
+			out = append(out, c)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("crm/postgres: rows: %w", err)
 	}
-	if c.ID == "" && c.Name == "" {
+	if len(out) == 0 {
 		return nil, ErrNotFound
 	}
-	return c, nil
+	if err := s.readLists(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readLists runs every list query for every customer with an id, queued in
+// one batch (one round trip); each list keeps its first MaxListItems rows,
+// their columns as item fields.
+func (s *pgSource) readLists(ctx context.Context, custs []*call.Customer) error {
+	if len(s.lists) == 0 {
+		return nil
+	}
+	names := slices.Sorted(maps.Keys(s.lists))
+	b := &pgx.Batch{}
+	type slot struct {
+		c    *call.Customer
+		name string
+	}
+	var slots []slot
+	for _, c := range custs {
+		if c.ID == "" {
+			continue
+		}
+		for _, name := range names {
+			b.Queue(s.lists[name], c.ID)
+			slots = append(slots, slot{c, name})
+		}
+	}
+	if len(slots) == 0 {
+		return nil
+	}
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	for _, sl := range slots {
+		items, err := pgListRows(br)
+		if err != nil {
+			return fmt.Errorf("crm/postgres: list %s: %w", sl.name, err)
+		}
+		if sl.c.Lists == nil {
+			sl.c.Lists = map[string][]map[string]any{}
+		}
+		sl.c.Lists[sl.name] = items
+	}
+	return br.Close()
+}
+
+// pgListRows reads one list query's rows from a batch.
+func pgListRows(br pgx.BatchResults) ([]map[string]any, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []map[string]any{}
+	for rows.Next() {
+		if len(items) >= MaxListItems {
+			continue // read to the end: the batch goes on after it
+		}
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		item := map[string]any{}
+		for i, fd := range rows.FieldDescriptions() {
+			if i >= len(vals) || vals[i] == nil {
+				continue
+			}
+			if x, ok := scalar(vals[i]); ok {
+				item[strings.ToLower(fd.Name)] = x
+			} else if t := pgText(vals[i]); t != "" {
+				item[strings.ToLower(fd.Name)] = t
+			}
+		}
+		if len(item) > 0 {
+			items = append(items, item)
+		}
+	}
+	return items, rows.Err()
 }
 
 // setPGColumn sets the customer field a column (lower-cased name, non-nil

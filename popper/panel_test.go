@@ -259,7 +259,7 @@ func TestPanelVIPFollowsRouter(t *testing.T) {
 	}
 	badges := func(callID string) string {
 		t.Helper()
-		return br.eval(`[...document.querySelectorAll('.card[data-call="` + callID + `"] .badge')].map(b => b.dataset.badge + "=" + b.textContent).join(",") +
+		return br.eval(`[...document.querySelectorAll('.card[data-call="` + callID + `"] .badges .badge')].map(b => b.dataset.badge + "=" + b.textContent).join(",") +
 			(document.querySelector('.card[data-call="` + callID + `"]').classList.contains("vip") ? " (vip card)" : "")`)
 	}
 

@@ -61,8 +61,9 @@ type pending struct {
 	prof    *profile
 	region  string // the region national numbers are read in
 	number  callerid.Number
-	blocked bool           // on a block list
-	cust    *call.Customer // the CRM's record (cleaned once applyRules began); nil on no hit
+	blocked bool             // on a block list
+	cust    *call.Customer   // the CRM's record (cleaned once applyRules began); nil on no hit
+	cands   []*call.Customer // several matches: every candidate, as the CRM gave them
 }
 
 // decideNow runs the steps up to the wait: when there is nothing to wait

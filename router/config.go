@@ -124,16 +124,16 @@ func DefaultConfig() Config {
 
 // DefaultRules is the default rule set (also in config.example.yaml): fraud
 // suspects to the fraud desk at the lowest priority, VIPs first to senior
-// agents, known customers to their language's queue, unknown callers to a
-// general queue.
+// agents, known customers (one match, or the best of several) to their
+// language's queue, unknown callers to a general queue.
 func DefaultRules() []Rule {
 	return []Rule{
 		{Name: "fraud-desk", When: `"fraud_suspect" in flags`, Then: Then{Priority: 0, Queue: "fraud-desk"}, Stop: true},
 		{Name: "vip-first", When: `"vip" in flags`, Then: Then{Priority: 10, Queue: "vip", Skill: "senior"}, Stop: true},
-		{Name: "language-queue", When: `match == "hit" && lower(customer.language) in ["nl", "de", "fr", "es"]`,
+		{Name: "language-queue", When: `match in ["hit", "multiple"] && lower(customer.language) in ["nl", "de", "fr", "es"]`,
 			Then: Then{Priority: 5, Queue: `="support-" + lower(customer.language)`}, Stop: true},
-		{Name: "known-customer", When: `match == "hit"`, Then: Then{Priority: 5, Queue: "support"}, Stop: true},
-		{Name: "unknown-caller", When: `match != "hit"`, Then: Then{Priority: 1, Queue: "general"}},
+		{Name: "known-customer", When: `match in ["hit", "multiple"]`, Then: Then{Priority: 5, Queue: "support"}, Stop: true},
+		{Name: "unknown-caller", When: `match not in ["hit", "multiple"]`, Then: Then{Priority: 1, Queue: "general"}},
 	}
 }
 

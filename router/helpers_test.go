@@ -26,14 +26,14 @@ import (
 type fakeCRM struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
-	records  map[string]map[string]any
+	records  map[string]any // a record, or a list of them (several customers on one number)
 	delay    time.Duration
 	requests atomic.Int64
 }
 
 func newFakeCRM(t testing.TB) *fakeCRM {
 	t.Helper()
-	f := &fakeCRM{records: map[string]map[string]any{}}
+	f := &fakeCRM{records: map[string]any{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.requests.Add(1)
 		f.mu.Lock()
@@ -62,6 +62,13 @@ func (f *fakeCRM) add(e164 string, rec map[string]any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.records[e164] = rec
+}
+
+// addAll makes several customers own e164 (the CRM answers a JSON array).
+func (f *fakeCRM) addAll(e164 string, recs ...map[string]any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.records[e164] = recs
 }
 
 func (f *fakeCRM) setDelay(d time.Duration) {
@@ -113,7 +120,7 @@ func newTestEnv(t testing.TB, cfg Config, rdb redis.UniversalClient, budget time
 	fake.standardRecords()
 	ccfg := crm.DefaultConfig()
 	ccfg.Sources = []crm.SourceConfig{{Name: "main", Kind: "http", URL: fake.srv.URL + "/customers?phone={e164}",
-		Extra: map[string]string{"region": "region"}}}
+		Extra: map[string]string{"region": "region"}, Lists: map[string]string{"tickets": "tickets", "history": "history"}}}
 	cache := crm.DefaultCacheConfig()
 	cache.KeySecret = "router-test-key-secret-0123456789" // Redis needs one of its own
 	c, err := crm.New(ccfg, cache, rdb, log)

@@ -103,7 +103,7 @@ var routeFields = map[string]string{
 	"customer_id": "CALLPOP_CUSTOMER_ID", "id": "CALLPOP_CUSTOMER_ID", "name": "CALLPOP_NAME",
 	"tier": "CALLPOP_TIER", "lang": "CALLPOP_LANG", "language": "CALLPOP_LANG",
 	"priority": "CALLPOP_PRIORITY", "queue": "CALLPOP_QUEUE", "skill": "CALLPOP_SKILL",
-	"flags": "CALLPOP_FLAGS", "pop_url": "CALLPOP_POP_URL",
+	"flags": "CALLPOP_FLAGS", "pop_url": "CALLPOP_POP_URL", "candidates": "CALLPOP_CANDIDATES", // set on match multiple only
 	"queue_prio": "QUEUE_PRIO", "cc_base_score": "cc_base_score", "profile": "profile", "cached": "cached",
 	"caller_name": "CALLERID(name)", "info_url": "CALLPOP_INFO_URL", // with popper.softphone configured
 }

@@ -17,6 +17,7 @@ type decisionJSON struct {
 	Source     call.Source       `json:"source"`
 	Privacy    bool              `json:"privacy"`
 	Customer   *customerJSON     `json:"customer"`
+	Candidates []call.Candidate  `json:"candidates,omitempty"` // match multiple: every customer owning the number, best (customer) first
 	Priority   int               `json:"priority"`
 	QueuePrio  int               `json:"queue_prio"`
 	BaseScore  int               `json:"cc_base_score"`
@@ -37,12 +38,13 @@ type decisionJSON struct {
 }
 
 type customerJSON struct {
-	ID       string         `json:"id"`
-	Name     string         `json:"name"`
-	Tier     string         `json:"tier"`
-	Language string         `json:"language"`
-	URL      string         `json:"url"`
-	Extra    map[string]any `json:"extra,omitempty"`
+	ID       string                      `json:"id"`
+	Name     string                      `json:"name"`
+	Tier     string                      `json:"tier"`
+	Language string                      `json:"language"`
+	URL      string                      `json:"url"`
+	Extra    map[string]any              `json:"extra,omitempty"`
+	Lists    map[string][]map[string]any `json:"lists,omitempty"`
 }
 
 // DecisionJSON is the JSON shape of `callpop lookup` and /v1/lookup: match,
@@ -70,7 +72,11 @@ func decisionToJSON(d call.Decision, trace []RuleTrace) *decisionJSON {
 	}
 	if c := d.Customer; c != nil {
 		out.Customer = &customerJSON{ID: call.CleanValue(c.ID), Name: call.CleanValue(c.Name), Tier: call.CleanValue(c.Tier),
-			Language: call.CleanValue(c.Language), URL: call.CleanURL(c.URL), Extra: c.Extra}
+			Language: call.CleanValue(c.Language), URL: call.CleanURL(c.URL), Extra: c.Extra, Lists: c.Lists}
+	}
+	for _, c := range d.Candidates {
+		out.Candidates = append(out.Candidates, call.Candidate{ID: call.CleanValue(c.ID), Name: call.CleanValue(c.Name),
+			Tier: call.CleanValue(c.Tier), URL: call.CleanURL(c.URL)})
 	}
 	for _, v := range d.Vars() {
 		out.Vars[v.Name] = v.Value

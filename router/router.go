@@ -374,6 +374,9 @@ func lookupDeadline(deadline time.Time) time.Time {
 // takeAnswer sets p.d.Match and p.d.Cached, and p.cust, from the CRM's answer.
 func (r *Router) takeAnswer(p *pending, res crm.Result, err error, timedOut bool) {
 	switch {
+	case err == nil && len(res.Candidates) > 1:
+		p.d.Match, p.d.Cached, p.cands = call.MatchMultiple, res.Cached, res.Candidates
+		p.cust = bestCandidate(p.st, res.Candidates)
 	case err == nil && res.Customer != nil:
 		p.d.Match, p.d.Cached, p.cust = call.MatchHit, res.Cached, res.Customer
 	case err == nil:
@@ -393,11 +396,15 @@ func (r *Router) takeAnswer(p *pending, res crm.Result, err error, timedOut bool
 // found and fills the rest of p.d; with p.trace set it records the rules.
 func (r *Router) applyRules(ctx context.Context, p *pending) {
 	var prep *preparedCustomer
+	raw := p.cust
 	if p.cust != nil {
 		// Rules, flags and outputs all see the cleaned record.
 		prep = r.prepare(p.cust)
 		p.cust = prep.cust
 		p.d.Customer = p.cust
+	}
+	if len(p.cands) > 1 && prep != nil {
+		p.d.Candidates = candidates(raw, prep.cust, p.cands, r.prepare)
 	}
 	env := envPool.Get().(*Env)
 	defer func() { *env = Env{}; envPool.Put(env) }()
@@ -447,6 +454,12 @@ func (r *Router) fillEnv(env *Env, p *pending, prep *preparedCustomer) {
 			env.Geo = r.deps.Numbers.Geo(p.number)
 		}
 	}
+	if len(d.Candidates) > 0 {
+		env.Candidates = make([]CandidateEnv, len(d.Candidates))
+		for i, c := range d.Candidates {
+			env.Candidates[i] = CandidateEnv(c)
+		}
+	}
 	if prep != nil {
 		env.Customer, env.Record = prep.env, prep.record
 	} else {
@@ -492,6 +505,73 @@ func tierPriority(st *state, cust *call.Customer) int {
 		return p
 	}
 	return st.cfg.Priority.Default
+}
+
+// bestCandidate is the customer a multiple match decides for: the highest
+// tier priority (router.tier_priority), then the most recent (recency),
+// then the source's order.
+func bestCandidate(st *state, cands []*call.Customer) *call.Customer {
+	best, bestPrio, bestAt := cands[0], tierPriority(st, cands[0]), recency(cands[0])
+	for _, c := range cands[1:] {
+		prio, at := tierPriority(st, c), recency(c)
+		if prio > bestPrio || (prio == bestPrio && at.After(bestAt)) {
+			best, bestPrio, bestAt = c, prio, at
+		}
+	}
+	return best
+}
+
+// recencyFields are the customer fields that date a record, besides its
+// lists' items' "at".
+var recencyFields = [...]string{"last_contact", "last_seen", "updated_at", "updated", "last_interaction"}
+
+// recency is when a customer was last active, as far as the record says:
+// the newest of recencyFields and of its list items' "at" (RFC 3339, or a
+// date); zero when nothing dates it.
+func recency(c *call.Customer) time.Time {
+	var newest time.Time
+	take := func(v any) {
+		s, ok := v.(string)
+		if !ok {
+			return
+		}
+		for _, layout := range [...]string{time.RFC3339Nano, "2006-01-02 15:04:05", time.DateOnly} {
+			if t, err := time.Parse(layout, strings.TrimSpace(s)); err == nil {
+				if t.After(newest) {
+					newest = t
+				}
+				return
+			}
+		}
+	}
+	for _, f := range recencyFields {
+		take(c.Extra[f])
+	}
+	for _, items := range c.Lists {
+		for _, it := range items {
+			take(it["at"])
+		}
+	}
+	return newest
+}
+
+// candidates lists a multiple match for the decision: the best (raw, as
+// the CRM gave it; clean, cleaned) first, then the others in the source's
+// order, each cleaned, at most call.MaxCandidates.
+func candidates(raw, clean *call.Customer, cands []*call.Customer, prepare func(*call.Customer) *preparedCustomer) []call.Candidate {
+	out := make([]call.Candidate, 0, min(len(cands), call.MaxCandidates))
+	add := func(c *call.Customer) {
+		if len(out) < call.MaxCandidates {
+			out = append(out, call.Candidate{ID: c.ID, Name: c.Name, Tier: c.Tier, URL: c.URL})
+		}
+	}
+	add(clean)
+	for _, c := range cands {
+		if c != raw {
+			add(prepare(c).cust)
+		}
+	}
+	return out
 }
 
 // popURL is the page an agent opens: the customer's, or for a caller the
@@ -576,6 +656,27 @@ func sanitizeCustomer(c *call.Customer) *call.Customer {
 				v = call.CleanValue(s)
 			}
 			out.Extra[call.CleanToken(k)] = v
+		}
+	}
+	if len(c.Lists) > 0 {
+		out.Lists = make(map[string][]map[string]any, len(c.Lists))
+		for name, items := range c.Lists {
+			clean := make([]map[string]any, len(items))
+			for i, it := range items {
+				ci := make(map[string]any, len(it))
+				for k, v := range it {
+					if s, ok := v.(string); ok {
+						if k == "url" || strings.HasSuffix(k, "_url") {
+							v = call.CleanURL(s)
+						} else {
+							v = call.CleanValue(s)
+						}
+					}
+					ci[call.CleanToken(k)] = v
+				}
+				clean[i] = ci
+			}
+			out.Lists[call.CleanToken(name)] = clean
 		}
 	}
 	return out

@@ -26,7 +26,8 @@ import (
 type Env struct {
 	Customer    CustomerEnv    `expr:"customer"`     // the CRM record (empty on a miss)
 	Record      map[string]any `expr:"record"`       // every customer field by name, extra ones included; empty on a miss
-	Match       string         `expr:"match"`        // hit, miss, anonymous, invalid, timeout, error
+	Match       string         `expr:"match"`        // hit, multiple, miss, anonymous, invalid, timeout, error
+	Candidates  []CandidateEnv `expr:"candidates"`   // match multiple: every customer owning the number, best (customer) first
 	E164        string         `expr:"e164"`         // the number looked up
 	Source      string         `expr:"source"`       // cli or ani
 	CountryCode int            `expr:"country_code"` // 31, 1, 44 … (0 when unknown)
@@ -59,14 +60,27 @@ type CustomerEnv struct {
 	URL      string         `expr:"url"`
 	Phones   []string       `expr:"phones"`
 	Extra    map[string]any `expr:"extra"`
+	// Lists are the record's named lists: len(customer.lists.tickets) > 2.
+	Lists map[string][]map[string]any `expr:"lists"`
+}
+
+// CandidateEnv is one candidate of a multiple match as rules see it.
+type CandidateEnv struct {
+	ID   string `expr:"id"`
+	Name string `expr:"name"`
+	Tier string `expr:"tier"`
+	URL  string `expr:"url"`
 }
 
 // noRecord is the record rules see on a miss; nothing writes to it.
 var noRecord = map[string]any{}
 
+// noLists are the lists rules see of a record without any; nothing writes to it.
+var noLists = map[string][]map[string]any{}
+
 func customerEnv(c *call.Customer) (CustomerEnv, map[string]any) {
 	if c == nil {
-		return CustomerEnv{}, noRecord
+		return CustomerEnv{Lists: noLists}, noRecord
 	}
 	rec := make(map[string]any, len(c.Extra)+6)
 	for k, v := range c.Extra {
@@ -78,7 +92,11 @@ func customerEnv(c *call.Customer) (CustomerEnv, map[string]any) {
 	if extra == nil {
 		extra = map[string]any{}
 	}
-	return CustomerEnv{Found: true, ID: c.ID, Name: c.Name, Tier: c.Tier, Language: c.Language, URL: c.URL, Phones: c.Phones, Extra: extra}, rec
+	lists := c.Lists
+	if lists == nil {
+		lists = noLists
+	}
+	return CustomerEnv{Found: true, ID: c.ID, Name: c.Name, Tier: c.Tier, Language: c.Language, URL: c.URL, Phones: c.Phones, Extra: extra, Lists: lists}, rec
 }
 
 var weekdays = [...]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}

@@ -245,7 +245,7 @@ func TestLookupQuiet(t *testing.T) {
 	if logs != "" {
 		t.Errorf("stderr of a plain lookup: %q, want nothing", logs)
 	}
-	if !strings.Contains(out, `"match == \"hit\" && lower(customer.language)`) || strings.Contains(out, `\u00`) {
+	if !strings.Contains(out, `"match in [\"hit\", \"multiple\"] && lower(customer.language)`) || strings.Contains(out, `\u00`) {
 		t.Errorf("explain JSON is HTML-escaped or lacks the rule:\n%s", out)
 	}
 	if _, logs := run("--verbose", "+14155550111"); !strings.Contains(logs, infoLine) {
