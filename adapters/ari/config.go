@@ -20,7 +20,10 @@ type Config struct {
 	Username     string `mapstructure:"username"`      // ARI user (ari.conf)
 	Password     string `mapstructure:"password"`      // ARI password; prefer password_file or the env override
 	PasswordFile string `mapstructure:"password_file"` // file holding the ARI password
-	App          string `mapstructure:"app"`           // Stasis application name; distinct per replica
+	// PasswordEnvName overrides PasswordEnv: an entry of pbxes reads
+	// CALLPOP_PBXES_<NAME>_PASSWORD. Not a configuration key.
+	PasswordEnvName string `mapstructure:"-"`
+	App             string `mapstructure:"app"` // Stasis application name; distinct per replica
 
 	ApplyReserve      time.Duration `mapstructure:"apply_reserve"`       // budget kept back for setting variables and continuing
 	CallerVarsTimeout time.Duration `mapstructure:"caller_vars_timeout"` // bound on reading CALLERID(ani) and CALLERID(num-pres)
@@ -134,5 +137,14 @@ func (c *Config) Validate() error {
 
 // password resolves the password: env override, then password_file, then password.
 func (c *Config) password() (string, error) {
-	return secret.Resolve(PasswordEnv, c.PasswordFile, c.Password, "pbx.asterisk.password")
+	return secret.Resolve(c.passwordEnv(), c.PasswordFile, c.Password, "pbx.asterisk.password")
+}
+
+// passwordEnv is the variable that overrides the password: PasswordEnvName
+// when set (an entry of pbxes), else PasswordEnv.
+func (c *Config) passwordEnv() string {
+	if c.PasswordEnvName != "" {
+		return c.PasswordEnvName
+	}
+	return PasswordEnv
 }
