@@ -27,6 +27,7 @@ type Pop struct {
 	Flags    []string   `json:"flags"`
 	Links    []Link     `json:"links"`
 	Cause    string     `json:"cause,omitempty"` // why the pop was retracted or ended
+	PBX      string     `json:"pbx,omitempty"`   // the PBX the agent's leg is on (pbxes[].name), else the one the call entered on
 	At       time.Time  `json:"at"`
 }
 
@@ -102,6 +103,7 @@ type popBase struct {
 	queue    string
 	flags    []string
 	popURL   string // the router's CALLPOP_POP_URL: CRM record, or the new-customer form on a miss
+	pbx      string // the PBX the call entered on
 }
 
 func newPopBase(e call.Enriched) popBase {
@@ -114,6 +116,7 @@ func newPopBase(e call.Enriched) popBase {
 		queue:    d.Queue,
 		flags:    append([]string(nil), d.Flags...),
 		popURL:   safeURL(d.PopURL),
+		pbx:      call.CleanToken(e.PBX),
 	}
 	if b.callID == "" {
 		b.callID = d.CallID
