@@ -1,6 +1,7 @@
 package esl
 
 import (
+	"cmp"
 	"strings"
 	"time"
 
@@ -18,14 +19,17 @@ type headerGetter interface {
 // Caller-Privacy-Hide-Number: true or SIP "Privacy: id" say they must not be shown.
 func callFrom(h headerGetter, received time.Time) call.Call {
 	c := call.Call{
-		ID:       h.Get("Unique-ID"),
-		PBX:      "freeswitch",
-		CLI:      h.Get("Caller-Caller-ID-Number"),
-		CLIName:  h.Get("Caller-Caller-ID-Name"),
-		ANI:      h.Get("Caller-ANI"),
-		DNIS:     h.Get("Caller-Destination-Number"),
-		Profile:  h.Get("variable_callpop_profile"),
-		Received: received,
+		ID:      h.Get("Unique-ID"),
+		PBX:     "freeswitch",
+		CLI:     h.Get("Caller-Caller-ID-Number"),
+		CLIName: h.Get("Caller-Caller-ID-Name"),
+		ANI:     h.Get("Caller-ANI"),
+		DNIS:    h.Get("Caller-Destination-Number"),
+		Profile: h.Get("variable_callpop_profile"),
+		// a trunk leg from another PBX: callpop_call_id set by the dialplan,
+		// or the SIP header FreeSWITCH turns into a variable itself
+		Inherited: cmp.Or(h.Get("variable_callpop_call_id"), h.Get("variable_sip_h_X-Callpop-Call-Id")),
+		Received:  received,
 	}
 	if strings.EqualFold(h.Get("Caller-Privacy-Hide-Number"), "true") {
 		c.Privacy = true

@@ -24,6 +24,7 @@ type streamedPop struct {
 	Match    string         `json:"match"`
 	Number   string         `json:"number"`
 	Customer map[string]any `json:"customer"`
+	PBX      string         `json:"pbx"`
 }
 
 // openPops opens agent's pop stream on a running callpop (token from the

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -146,5 +147,29 @@ func TestPBXesErrors(t *testing.T) {
 				t.Fatalf("does not name both: %v", err)
 			}
 		})
+	}
+}
+
+// /readyz reports every PBX by name, and is ready while every required
+// one is: a PBX with required: false down is reported, not a 503.
+func TestReadinessPerPBX(t *testing.T) {
+	var astUp atomic.Bool
+	astUp.Store(true)
+	rd := &readiness{}
+	rd.addPBX("pbx ast-a", "ast-a", true, func() (bool, string) {
+		if astUp.Load() {
+			return true, ""
+		}
+		return false, "reconnecting: connection refused"
+	})
+	rd.addPBX("pbx fs-b", "fs-b", false, func() (bool, string) { return false, "event socket 127.0.0.1:8021 not connected" })
+	st := rd.status()
+	if !st.Ready || st.Pbxes["ast-a"] != "ready" || st.Pbxes["fs-b"] != "event socket 127.0.0.1:8021 not connected" {
+		t.Fatalf("optional PBX down: %+v", st)
+	}
+	astUp.Store(false)
+	st = rd.status()
+	if st.Ready || st.Pbxes["ast-a"] != "reconnecting: connection refused" || len(st.Reasons) != 1 || st.Reasons[0] != "pbx ast-a: reconnecting: connection refused" {
+		t.Fatalf("required PBX down: %+v", st)
 	}
 }
