@@ -18,8 +18,8 @@ import (
 	"github.com/callpop/callpop/popper"
 )
 
-// counterSum adds up the samples of a counter family whose labels include
-// match, from the process's registry (callpop run runs in this process).
+// counterSum adds up the samples of a counter (or gauge) family whose
+// labels include match, from the process's registry (callpop run runs in this process).
 func counterSum(t *testing.T, name string, match map[string]string) float64 {
 	t.Helper()
 	mfs, err := prometheus.DefaultGatherer.Gather()
@@ -42,7 +42,7 @@ func counterSum(t *testing.T, name string, match map[string]string) float64 {
 					continue metrics
 				}
 			}
-			sum += m.GetCounter().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return sum
@@ -222,6 +222,9 @@ func TestRunTwoPBXs(t *testing.T) {
 	st := waitPBXes(t, tp.base, false, map[string]string{"fs-b": "ready"})
 	if st.Pbxes["ast-a"] == "ready" {
 		t.Fatalf("ast-a down, /readyz %+v", st)
+	}
+	if a, f := counterSum(t, "callpop_pbx_ready", map[string]string{"pbx": "ast-a"}), counterSum(t, "callpop_pbx_ready", map[string]string{"pbx": "fs-b"}); a != 0 || f != 1 {
+		t.Fatalf("callpop_pbx_ready: ast-a %v, fs-b %v", a, f)
 	}
 	const calls = 20
 	for i := range calls {

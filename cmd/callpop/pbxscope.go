@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -166,4 +167,41 @@ func (f pbxFollower) FollowReady(e call.Enriched) <-chan struct{} {
 		close(all)
 	}()
 	return all
+}
+
+// pbxReady is callpop_pbx_ready: each PBX's readiness as /readyz reports it,
+// read at scrape time from the running sidecar's checks.
+var pbxReady = func() *pbxReadyCollector {
+	c := &pbxReadyCollector{desc: prometheus.NewDesc("callpop_pbx_ready",
+		"1 while the PBX's adapter is connected and receiving calls, by PBX (pbxes[].name, or the kind of the single pbx section).",
+		[]string{"pbx"}, nil)}
+	prometheus.MustRegister(c)
+	return c
+}()
+
+type pbxReadyCollector struct {
+	desc *prometheus.Desc
+	rd   atomic.Pointer[readiness]
+}
+
+func (c *pbxReadyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *pbxReadyCollector) Collect(ch chan<- prometheus.Metric) {
+	rd := c.rd.Load()
+	if rd == nil {
+		return
+	}
+	rd.mu.Lock()
+	checks := append([]readyCheck(nil), rd.checks...)
+	rd.mu.Unlock()
+	for _, chk := range checks {
+		if chk.pbx == "" {
+			continue
+		}
+		v := 0.0
+		if ok, _ := chk.ready(); ok {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, chk.pbx)
+	}
 }

@@ -173,6 +173,7 @@ func (s *sidecar) build() error {
 		}
 		s.rd.addPBX(name, pa.entry.Name, pa.entry.IsRequired(), pa.adapter.Ready)
 	}
+	pbxReady.rd.Store(s.rd)
 	return nil
 }
 
