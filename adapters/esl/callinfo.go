@@ -1,7 +1,6 @@
 package esl
 
 import (
-	"cmp"
 	"strings"
 	"time"
 
@@ -26,9 +25,10 @@ func callFrom(h headerGetter, received time.Time) call.Call {
 		ANI:     h.Get("Caller-ANI"),
 		DNIS:    h.Get("Caller-Destination-Number"),
 		Profile: h.Get("variable_callpop_profile"),
-		// a trunk leg from another PBX: callpop_call_id set by the dialplan,
-		// or the SIP header FreeSWITCH turns into a variable itself
-		Inherited: cmp.Or(h.Get("variable_callpop_call_id"), h.Get("variable_sip_h_X-Callpop-Call-Id")),
+		// a trunk leg from another PBX: callpop_call_id, which the dialplan of
+		// the trunk's context alone sets from the X-Callpop-Call-Id header
+		// (never read from SIP directly: any peer could send the header)
+		Inherited: h.Get("variable_callpop_call_id"),
 		Received:  received,
 	}
 	if strings.EqualFold(h.Get("Caller-Privacy-Hide-Number"), "true") {

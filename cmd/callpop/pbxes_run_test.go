@@ -288,7 +288,8 @@ func TestRunTwoPBXsSameChannelID(t *testing.T) {
 }
 
 // A call transferred from ast-a to fs-b over a trunk that carries its call
-// id (X-Callpop-Call-Id, which FreeSWITCH makes variable_sip_h_X-Callpop-Call-Id):
+// id (X-Callpop-Call-Id, which the trunk's dialplan context sets as
+// callpop_call_id; FreeSWITCH also keeps it as sip_h_X-Callpop-Call-Id):
 // fs-b's channel gets the first decision (the caller's record although the
 // trunk presents another number), the CRM is asked once, and the pops
 // follow the call to the agent on fs-b.
@@ -313,7 +314,7 @@ func TestRunTransferAcrossPBXs(t *testing.T) {
 	// The agent transfers the call to site B: the trunk's INVITE carries
 	// the call id; the trunk presents site A's own number.
 	uuid := tp.eslCall(t, eslsim.Caller{Number: "+14155550777", DNIS: "2000",
-		Vars: map[string]string{"sip_h_X-Callpop-Call-Id": callID}})
+		Vars: map[string]string{"sip_h_X-Callpop-Call-Id": callID, "callpop_call_id": callID}})
 	v := tp.esl.Vars(uuid)
 	if v["callpop_call_id"] != callID || v["callpop_e164"] != "+14155550123" || v["callpop_name"] != "Caller 0123" || v["callpop_match"] != "hit" {
 		t.Fatalf("fs-b channel of the transferred call: %v", v)
@@ -332,5 +333,13 @@ func TestRunTransferAcrossPBXs(t *testing.T) {
 		if p.CallID != callID || p.PBX != "fs-b" || p.State != st || p.Customer["name"] != "Caller 0123" {
 			t.Fatalf("fs-b pop %+v, want %s of the transferred call", p, st)
 		}
+	}
+	// A call from any SIP peer with the header alone (no trunk context
+	// copying it into callpop_call_id) is a call of its own: looked up, not
+	// given another call's record.
+	u := tp.eslCall(t, eslsim.Caller{Number: "+14155550188", DNIS: "2000",
+		Vars: map[string]string{"sip_h_X-Callpop-Call-Id": callID}})
+	if v := tp.esl.Vars(u); v["callpop_call_id"] != "fs-b/"+u || v["callpop_e164"] != "+14155550188" {
+		t.Fatalf("a bare X-Callpop-Call-Id header was honoured: %v", v)
 	}
 }
