@@ -21,7 +21,7 @@ var pbxCallsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 
 // Bounds of the decisions kept for calls that may pass to another PBX.
 const (
-	sharedDecisions   = 50000
+	sharedDecisions   = 20000
 	sharedDecisionTTL = 4 * time.Hour
 )
 
