@@ -12,19 +12,19 @@ import (
 // Call is what an adapter knows about a new inbound channel when it asks for a
 // decision. Values are raw, as the PBX gave them; nothing here is trusted.
 type Call struct {
-	ID      string // the PBX's channel id (Asterisk channel id, FreeSWITCH Unique-ID)
-	PBX     string // "asterisk", "freeswitch", "http", "agi", "cli"
-	CLI     string // caller ID number (CLI)
-	CLIName string // caller ID name
-	ANI     string // ANI, when the PBX has one
-	DNIS    string // the dialled number (DNIS)
-	Privacy bool   // the PBX says the number must not be shown (presentation restricted)
-	Profile string // a profile named by the dialplan (e.g. Stasis(callpop,vip-line)); empty = by DNIS
+	ID       string    // the PBX's channel id (Asterisk channel id, FreeSWITCH Unique-ID)
+	PBX      string    // "asterisk", "freeswitch", "http", "agi", "cli"
+	CLI      string    // caller ID number (CLI)
+	CLIName  string    // caller ID name
+	ANI      string    // ANI, when the PBX has one
+	DNIS     string    // the dialled number (DNIS)
+	Privacy  bool      // the PBX says the number must not be shown (presentation restricted)
+	Profile  string    // a profile named by the dialplan (e.g. Stasis(callpop,vip-line)); empty = by DNIS
+	Received time.Time // when the event was read; the deadline budget counts from here
 	// Inherited is a callpop call id the channel carries already: CALLPOP_CALL_ID
 	// set from the X-Callpop-Call-Id header of a trunk from another PBX (or a
 	// channel that re-enters). Raw, as the PBX gave it; "" = none.
 	Inherited string
-	Received  time.Time // when the event was read; the deadline budget counts from here
 }
 
 // LogValue masks personal data in logs.

@@ -20,10 +20,7 @@ type Config struct {
 	Username     string `mapstructure:"username"`      // ARI user (ari.conf)
 	Password     string `mapstructure:"password"`      // ARI password; prefer password_file or the env override
 	PasswordFile string `mapstructure:"password_file"` // file holding the ARI password
-	// PasswordEnvName overrides PasswordEnv: an entry of pbxes reads
-	// CALLPOP_PBXES_<NAME>_PASSWORD. Not a configuration key.
-	PasswordEnvName string `mapstructure:"-"`
-	App             string `mapstructure:"app"` // Stasis application name; distinct per replica
+	App          string `mapstructure:"app"`           // Stasis application name; distinct per replica
 
 	ApplyReserve      time.Duration `mapstructure:"apply_reserve"`       // budget kept back for setting variables and continuing
 	CallerVarsTimeout time.Duration `mapstructure:"caller_vars_timeout"` // bound on reading CALLERID(ani) and CALLERID(num-pres)
@@ -41,6 +38,10 @@ type Config struct {
 	FollowLegs bool          `mapstructure:"follow_legs"` // subscribe to enriched channels and report agent legs
 	LegTTL     time.Duration `mapstructure:"leg_ttl"`     // forget a followed call after this long
 	MaxFollow  int           `mapstructure:"max_follow"`  // bound on calls followed at once
+
+	// PasswordEnvName overrides PasswordEnv: an entry of pbxes reads
+	// CALLPOP_PBXES_<NAME>_PASSWORD. Not a configuration key.
+	PasswordEnvName string `mapstructure:"-"`
 }
 
 // ContinueConfig is where a channel goes on after Stasis; all empty = the next priority.

@@ -18,18 +18,18 @@ type headerGetter interface {
 // Caller-Privacy-Hide-Number: true or SIP "Privacy: id" say they must not be shown.
 func callFrom(h headerGetter, received time.Time) call.Call {
 	c := call.Call{
-		ID:      h.Get("Unique-ID"),
-		PBX:     "freeswitch",
-		CLI:     h.Get("Caller-Caller-ID-Number"),
-		CLIName: h.Get("Caller-Caller-ID-Name"),
-		ANI:     h.Get("Caller-ANI"),
-		DNIS:    h.Get("Caller-Destination-Number"),
-		Profile: h.Get("variable_callpop_profile"),
+		ID:       h.Get("Unique-ID"),
+		PBX:      "freeswitch",
+		CLI:      h.Get("Caller-Caller-ID-Number"),
+		CLIName:  h.Get("Caller-Caller-ID-Name"),
+		ANI:      h.Get("Caller-ANI"),
+		DNIS:     h.Get("Caller-Destination-Number"),
+		Profile:  h.Get("variable_callpop_profile"),
+		Received: received,
 		// a trunk leg from another PBX: callpop_call_id, which the dialplan of
 		// the trunk's context alone sets from the X-Callpop-Call-Id header
 		// (never read from SIP directly: any peer could send the header)
 		Inherited: h.Get("variable_callpop_call_id"),
-		Received:  received,
 	}
 	if strings.EqualFold(h.Get("Caller-Privacy-Hide-Number"), "true") {
 		c.Privacy = true
