@@ -21,6 +21,10 @@ type Call struct {
 	Privacy  bool      // the PBX says the number must not be shown (presentation restricted)
 	Profile  string    // a profile named by the dialplan (e.g. Stasis(callpop,vip-line)); empty = by DNIS
 	Received time.Time // when the event was read; the deadline budget counts from here
+	// Inherited is a callpop call id the channel carries already: CALLPOP_CALL_ID
+	// set from the X-Callpop-Call-Id header of a trunk from another PBX (or a
+	// channel that re-enters). Raw, as the PBX gave it; "" = none.
+	Inherited string
 }
 
 // LogValue masks personal data in logs.

@@ -19,6 +19,7 @@ type Enriched struct {
 	CallID   string // callpop's call id (inherited by agent legs as CALLPOP_CALL_ID)
 	Call     Call
 	Decision Decision
+	PBX      string // the name of the PBX the call entered on (pbxes[].name, or the kind); "" = not known
 }
 
 // LegEvent is one step of an agent leg of an enriched call.
@@ -30,6 +31,7 @@ type LegEvent struct {
 	State         LegState
 	Cause         string // PBX cause, for logs: "CANCEL", "NOANSWER", "LOSE_RACE", ...
 	At            time.Time
+	PBX           string // the name of the PBX the leg is on; "" = not known
 }
 
 // CallEnd is reported when the caller's channel is gone.

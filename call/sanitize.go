@@ -113,6 +113,24 @@ func CleanToken(s string) string {
 	return b.String()
 }
 
+// CleanCallID is CleanToken for a callpop call id, which may also hold
+// one `/` between the name of the PBX and its channel id ("ast-a/1712345.67",
+// pbxes): the PBX name and the token after it, each cleaned.
+func CleanCallID(s string) string {
+	name, id, ok := strings.Cut(s, "/")
+	if !ok {
+		return CleanToken(s)
+	}
+	name, id = CleanToken(name), CleanToken(strings.ReplaceAll(id, "/", ""))
+	switch {
+	case name == "":
+		return id
+	case id == "":
+		return name
+	}
+	return name + "/" + id
+}
+
 func isToken(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]

@@ -38,6 +38,7 @@ type correlator struct {
 type callState struct {
 	base       popBase
 	channel    string
+	aliases    []string // further channels of the call (on another PBX, after a transfer over a trunk)
 	agents     map[string]*agentState
 	legAgent   map[string]string // leg id → agent
 	legs       []string
@@ -50,6 +51,7 @@ type agentState struct {
 	state     string                   // "", ringing, answered, retracted, ended
 	delivered bool                     // the agent holds an open pop (ringing or answered)
 	legs      map[string]call.LegState // leg key → last state
+	pbx       string                   // the PBX of the agent's latest leg
 }
 
 type pending struct {
@@ -91,8 +93,18 @@ func (c *correlator) Enriched(e call.Enriched, now time.Time) {
 	if id == "" {
 		return
 	}
-	if _, ok := c.calls[id]; ok {
-		return // reported twice: keep the first
+	if cs, ok := c.calls[id]; ok {
+		// Reported twice: keep the first decision. A second channel (the
+		// call passed to another PBX over a trunk, carrying its call id)
+		// becomes another name of the call.
+		if ch := e.Call.ID; ch != "" && ch != cs.channel {
+			if _, taken := c.byChannel[ch]; !taken {
+				c.byChannel[ch] = id
+				cs.aliases = append(cs.aliases, ch)
+				c.replay(ch, now)
+			}
+		}
+		return
 	}
 	c.evict()
 	cs := &callState{base: base, channel: e.Call.ID, agents: make(map[string]*agentState), legAgent: make(map[string]string), last: now}
@@ -102,17 +114,22 @@ func (c *correlator) Enriched(e call.Enriched, now time.Time) {
 		c.byChannel[cs.channel] = id
 	}
 	for _, key := range []string{id, cs.channel} {
-		p, ok := c.pending[key]
-		if !ok || key == "" {
-			continue
-		}
-		delete(c.pending, key)
-		for _, l := range p.legs {
-			c.Leg(l, now)
-		}
-		if p.end != nil {
-			c.End(*p.end, now)
-		}
+		c.replay(key, now)
+	}
+}
+
+// replay applies the events parked under key (a call id or a channel).
+func (c *correlator) replay(key string, now time.Time) {
+	p, ok := c.pending[key]
+	if !ok || key == "" {
+		return
+	}
+	delete(c.pending, key)
+	for _, l := range p.legs {
+		c.Leg(l, now)
+	}
+	if p.end != nil {
+		c.End(*p.end, now)
 	}
 }
 
@@ -222,6 +239,9 @@ func (c *correlator) Leg(e call.LegEvent, now time.Time) {
 		return
 	}
 	as := cs.agentState(agent)
+	if e.PBX != "" {
+		as.pbx = call.CleanToken(e.PBX)
+	}
 	move, ok := legTable[legCase{as.legs[legKey], e.State}]
 	if !ok {
 		return
@@ -379,6 +399,10 @@ func (c *correlator) End(e call.CallEnd, now time.Time) {
 
 func (c *correlator) send(cs *callState, agent, state, cause string, at time.Time) {
 	b := &cs.base
+	pbx := b.pbx
+	if as := cs.agents[agent]; as != nil && as.pbx != "" {
+		pbx = as.pbx
+	}
 	p := Pop{
 		ID:          c.ids.next(at),
 		CallID:      b.callID,
@@ -396,6 +420,7 @@ func (c *correlator) send(cs *callState, agent, state, cause string, at time.Tim
 		Links:       b.links(c.cfg.Links, agent),
 		Actions:     actionButtons(c.cfg.Actions),
 		Cause:       cause,
+		PBX:         pbx,
 		At:          at,
 	}
 	c.emit(p)
@@ -443,8 +468,10 @@ func (c *correlator) evict() {
 
 func (c *correlator) forget(id string, cs *callState) {
 	delete(c.calls, id)
-	if cs.channel != "" && c.byChannel[cs.channel] == id {
-		delete(c.byChannel, cs.channel)
+	for _, ch := range append([]string{cs.channel}, cs.aliases...) {
+		if ch != "" && c.byChannel[ch] == id {
+			delete(c.byChannel, ch)
+		}
 	}
 	for _, l := range cs.legs {
 		if c.byLeg[l] == id {

@@ -37,6 +37,7 @@ type Pop struct {
 	Links       []Link    `json:"links"`
 	Actions     []Action  `json:"actions,omitempty"` // the one-click actions (popper.actions) the panel offers
 	Cause       string    `json:"cause,omitempty"`   // why the pop was retracted or ended
+	PBX         string    `json:"pbx,omitempty"`     // the PBX the agent's leg is on (pbxes[].name), else the one the call entered on
 	At          time.Time `json:"at"`
 }
 
@@ -139,6 +140,7 @@ type popBase struct {
 	queue      string
 	flags      []string
 	popURL     string // the router's CALLPOP_POP_URL: CRM record, or the new-customer form on a miss
+	pbx        string // the PBX the call entered on
 }
 
 func newPopBase(e call.Enriched) popBase {
@@ -151,6 +153,7 @@ func newPopBase(e call.Enriched) popBase {
 		queue:    d.Queue,
 		flags:    append([]string(nil), d.Flags...),
 		popURL:   safeURL(d.PopURL),
+		pbx:      call.CleanToken(e.PBX),
 	}
 	if b.callID == "" {
 		b.callID = d.CallID

@@ -18,7 +18,7 @@ func channelVars(callID string, d call.Decision) []call.Var {
 	vars := d.Vars()
 	vars = append(vars,
 		call.Var{Name: "QUEUE_PRIO", Value: strconv.Itoa(max(d.QueuePrio, 0))},
-		call.Var{Name: "__CALLPOP_CALL_ID", Value: call.CleanToken(callID)},
+		call.Var{Name: "__CALLPOP_CALL_ID", Value: call.CleanCallID(callID)},
 	)
 	if d.CallerName != "" {
 		if n := call.CleanValue(d.CallerName); n != "" {

@@ -19,10 +19,15 @@ type stasisChannel struct {
 	ID, Name, CLI, CLIName, DNIS string
 	Args                         []string
 	carried                      callerID // the caller-ID functions channelvars carried
+	inherited                    string   // CALLPOP_CALL_ID as channelvars carried it
 }
 
 // callerVars takes CALLERID(ani) and CALLERID(num-pres) from a snapshot's channelvars.
-func (sc *stasisChannel) callerVars(vars map[string]string) { sc.carried.take(vars) }
+// It also keeps the call id the channel carries (CALLPOP_CALL_ID).
+func (sc *stasisChannel) callerVars(vars map[string]string) {
+	sc.carried.take(vars)
+	sc.inherited = vars["CALLPOP_CALL_ID"]
+}
 
 // callRun is one channel's trip through callpop. There is one path whatever
 // channelvars carried: a goroutine reads the caller-ID functions that are
@@ -240,6 +245,7 @@ func (r *callRun) end(d call.Decision, fired bool) {
 func (r *callRun) newCall() call.Call {
 	c := call.Call{
 		ID: r.ch.ID, PBX: "asterisk", CLI: r.ch.CLI, CLIName: r.ch.CLIName, DNIS: r.ch.DNIS, Received: r.received,
+		Inherited: r.ch.inherited,
 	}
 	if len(r.ch.Args) > 0 {
 		c.Profile = strings.TrimSpace(r.ch.Args[0])

@@ -38,6 +38,10 @@ type Config struct {
 	FollowLegs bool          `mapstructure:"follow_legs"` // subscribe to enriched channels and report agent legs
 	LegTTL     time.Duration `mapstructure:"leg_ttl"`     // forget a followed call after this long
 	MaxFollow  int           `mapstructure:"max_follow"`  // bound on calls followed at once
+
+	// PasswordEnvName overrides PasswordEnv: an entry of pbxes reads
+	// CALLPOP_PBXES_<NAME>_PASSWORD. Not a configuration key.
+	PasswordEnvName string `mapstructure:"-"`
 }
 
 // ContinueConfig is where a channel goes on after Stasis; all empty = the next priority.
@@ -134,5 +138,14 @@ func (c *Config) Validate() error {
 
 // password resolves the password: env override, then password_file, then password.
 func (c *Config) password() (string, error) {
-	return secret.Resolve(PasswordEnv, c.PasswordFile, c.Password, "pbx.asterisk.password")
+	return secret.Resolve(c.passwordEnv(), c.PasswordFile, c.Password, "pbx.asterisk.password")
+}
+
+// passwordEnv is the variable that overrides the password: PasswordEnvName
+// when set (an entry of pbxes), else PasswordEnv.
+func (c *Config) passwordEnv() string {
+	if c.PasswordEnvName != "" {
+		return c.PasswordEnvName
+	}
+	return PasswordEnv
 }

@@ -26,6 +26,10 @@ func callFrom(h headerGetter, received time.Time) call.Call {
 		DNIS:     h.Get("Caller-Destination-Number"),
 		Profile:  h.Get("variable_callpop_profile"),
 		Received: received,
+		// a trunk leg from another PBX: callpop_call_id, which the dialplan of
+		// the trunk's context alone sets from the X-Callpop-Call-Id header
+		// (never read from SIP directly: any peer could send the header)
+		Inherited: h.Get("variable_callpop_call_id"),
 	}
 	if strings.EqualFold(h.Get("Caller-Privacy-Hide-Number"), "true") {
 		c.Privacy = true

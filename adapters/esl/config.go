@@ -37,6 +37,9 @@ type Config struct {
 	Password string `mapstructure:"password"`
 	// PasswordFile holds the password.
 	PasswordFile string `mapstructure:"password_file"`
+	// PasswordEnvName overrides PasswordEnv: an entry of pbxes reads
+	// CALLPOP_PBXES_<NAME>_PASSWORD. Not a configuration key.
+	PasswordEnvName string `mapstructure:"-"`
 	// AllowDefaultPassword permits "ClueCon" (lab set-ups only).
 	AllowDefaultPassword bool `mapstructure:"allow_default_password"`
 	// Events opens an event connection to Address in outbound mode for agent-leg
@@ -156,9 +159,9 @@ func (c *Config) checkPassword(bad func(key, why string, a ...any)) error {
 		return err
 	case pw == "":
 		if c.Mode == "outbound" {
-			bad("password", "required for the event connection (set password_file or %s), or set pbx.freeswitch.events: false (no agent-leg pops)", PasswordEnv)
+			bad("password", "required for the event connection (set password_file or %s), or set pbx.freeswitch.events: false (no agent-leg pops)", c.passwordEnv())
 		} else {
-			bad("password", "required (set password_file or %s)", PasswordEnv)
+			bad("password", "required (set password_file or %s)", c.passwordEnv())
 		}
 	case pw == DefaultPassword && !c.AllowDefaultPassword:
 		bad("password", "is FreeSWITCH's default %q; change it in event_socket.conf.xml or set allow_default_password: true", DefaultPassword)
@@ -170,7 +173,7 @@ func (c *Config) checkPassword(bad func(key, why string, a ...any)) error {
 
 // password resolves the password: env, then file, then the key.
 func (c *Config) password() (string, error) {
-	return secret.Resolve(PasswordEnv, c.PasswordFile, c.Password, "pbx.freeswitch.password")
+	return secret.Resolve(c.passwordEnv(), c.PasswordFile, c.Password, "pbx.freeswitch.password")
 }
 
 func isToken(s string) bool {
@@ -187,4 +190,13 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// passwordEnv is the variable that overrides the password: PasswordEnvName
+// when set (an entry of pbxes), else PasswordEnv.
+func (c *Config) passwordEnv() string {
+	if c.PasswordEnvName != "" {
+		return c.PasswordEnvName
+	}
+	return PasswordEnv
 }

@@ -25,7 +25,7 @@ func (a *Adapter) Follow(e call.Enriched) {
 	if callID == "" {
 		callID = e.Call.ID
 	}
-	if !a.legs.enriched(e.Call.ID, call.CleanToken(callID)) {
+	if !a.legs.enriched(e.Call.ID, call.CleanCallID(callID)) {
 		dialplanFollowTotal.WithLabelValues("full").Inc()
 		return
 	}

@@ -29,6 +29,7 @@ type legTracker struct {
 
 	mu      sync.Mutex
 	callers map[string]string // caller uuid → call id
+	byID    map[string]string // call id → caller uuid, where they differ
 	seen    map[string]time.Time
 	legs    map[string]*agentLeg
 	orphans map[string]string // unlinked outbound leg → endpoint
@@ -43,7 +44,7 @@ type agentLeg struct {
 const maxTracked = 50000
 
 func newLegTracker(sink call.LegSink, log *slog.Logger) *legTracker {
-	return &legTracker{sink: sink, log: log, callers: map[string]string{}, seen: map[string]time.Time{}, legs: map[string]*agentLeg{}, orphans: map[string]string{}}
+	return &legTracker{sink: sink, log: log, callers: map[string]string{}, byID: map[string]string{}, seen: map[string]time.Time{}, legs: map[string]*agentLeg{}, orphans: map[string]string{}}
 }
 
 // prune forgets callers and legs older than maxAge whose hang-up was never
@@ -55,7 +56,7 @@ func (t *legTracker) prune(maxAge time.Duration) {
 	cut := time.Now().Add(-maxAge)
 	for id, at := range t.seen {
 		if at.Before(cut) {
-			delete(t.callers, id)
+			t.forgetCaller(id)
 			delete(t.seen, id)
 		}
 	}
@@ -77,8 +78,19 @@ func (t *legTracker) enriched(caller, callID string) bool {
 		return false
 	}
 	t.callers[caller] = callID
+	if callID != caller {
+		t.byID[callID] = caller
+	}
 	t.seen[caller] = time.Now()
 	return true
+}
+
+// forgetCaller stops tracking a caller channel. Caller holds t.mu.
+func (t *legTracker) forgetCaller(caller string) {
+	if id, ok := t.callers[caller]; ok && t.byID[id] == caller {
+		delete(t.byID, id)
+	}
+	delete(t.callers, caller)
 }
 
 func endpointOf(ev *eslwire.Event) string {
@@ -131,7 +143,7 @@ func (l *agentLeg) event(leg string, st call.LegState, cause string, at time.Tim
 // or ended once answered). Caller holds t.mu.
 func (t *legTracker) hangup(ev *eslwire.Event, id string, now time.Time) (out []call.LegEvent, ended *call.CallEnd) {
 	if callID, ok := t.callers[id]; ok {
-		delete(t.callers, id)
+		t.forgetCaller(id)
 		delete(t.seen, id)
 		ended = &call.CallEnd{CallID: callID, CallerChannel: id, At: now}
 	}
@@ -219,7 +231,12 @@ func (t *legTracker) outboundStep(ev *eslwire.Event, name, id string, now time.T
 
 // link finds the enriched caller an outbound leg belongs to. Caller holds t.mu.
 func (t *legTracker) link(ev *eslwire.Event) (caller, callID string) {
-	if cid := call.CleanToken(ev.Get("variable_callpop_call_id")); cid != "" {
+	if cid := call.CleanCallID(ev.Get("variable_callpop_call_id")); cid != "" {
+		if caller, ok := t.byID[cid]; ok {
+			// a call id that is not the caller's uuid (pbxes: "fs-b/<uuid>",
+			// or a call passed over a trunk from another PBX)
+			return caller, cid
+		}
 		// exported by callpop (or cc_export_vars): the caller's uuid is the call id
 		if _, ok := t.callers[cid]; !ok && len(t.callers) < maxTracked {
 			t.callers[cid] = cid

@@ -44,6 +44,7 @@ type Config struct {
 	Cache   crm.CacheConfig `mapstructure:"cache"`
 	Router  router.Config   `mapstructure:"router"`
 	PBX     PBXConfig       `mapstructure:"pbx"`
+	PBXes   []PBXEntry      `mapstructure:"pbxes"`
 	Popper  popper.Config   `mapstructure:"popper"`
 	Log     LogConfig       `mapstructure:"log"`
 }
@@ -261,6 +262,7 @@ func unknownEnv(environ []string, file []byte) []string {
 			strings.HasPrefix(name, "CALLPOP_CRM_") && strings.HasSuffix(name, "_DSN") || // crm: a source's DSN
 			strings.HasPrefix(name, "CALLPOP_POPPER_WEBHOOKS_") || // popper: a webhook's secret
 			apiauth.IsKeyEnv(name) || // api: a key's value
+			isPBXesEnv(name) || // pbxes: an entry's password
 			bytes.Contains(file, []byte(name)) {
 			continue
 		}
@@ -364,6 +366,7 @@ func decodeHooks() mapstructure.DecodeHookFunc {
 	return mapstructure.ComposeDecodeHookFunc(
 		durationHook,
 		jsonStringHook,
+		pbxEntryHook,
 		listHook,
 		mapstructure.TextUnmarshallerHookFunc(),
 	)
@@ -528,17 +531,7 @@ func (c *Config) Validate() error {
 	add(c.Router.Validate())
 	add(c.Router.CheckSources(c.sourceNames()))
 	add(checkReserve("router.answer_reserve", c.Router.AnswerReserve, c.Call.Budget))
-	switch c.PBX.Kind {
-	case "", PBXNone:
-	case PBXAsterisk:
-		add(c.PBX.Asterisk.Validate())
-		add(checkReserve("pbx.asterisk.apply_reserve", c.PBX.Asterisk.ApplyReserve, c.Call.Budget))
-	case PBXFreeSWITCH:
-		add(c.PBX.FreeSWITCH.Validate())
-		add(checkReserve("pbx.freeswitch.apply_reserve", c.PBX.FreeSWITCH.ApplyReserve, c.Call.Budget))
-	default:
-		add(fmt.Errorf("pbx.kind: must be none, asterisk or freeswitch, got %q", c.PBX.Kind))
-	}
+	add(c.validatePBXes())
 	add(c.Popper.Validate())
 	switch strings.ToLower(c.Log.Level) {
 	case "", "debug", "info", "warn", "warning", "error":

@@ -55,7 +55,7 @@ The agent panel and the HTTP API are served on --listen. Ctrl-C stops it.`,
 			return runDemo(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().StringVar(&o.PBX, "pbx", PBXAsterisk, "simulated PBX: asterisk or freeswitch")
+	cmd.Flags().StringVar(&o.PBX, "pbx", PBXAsterisk, "simulated PBX: asterisk, freeswitch, or both side by side (asterisk,freeswitch)")
 	cmd.Flags().DurationVar(&o.Duration, "duration", 0, "stop after this long (0 = until Ctrl-C)")
 	cmd.Flags().Float64Var(&o.Rate, "rate", 3, "calls per second")
 	cmd.Flags().StringVar(&o.Listen, "listen", "127.0.0.1:8080", "HTTP listener for the API and the agent panel (\"\" = none)")
@@ -69,19 +69,26 @@ var demoKnown = []string{"+31201234567", "+14155550123", "+442079460018", "+3314
 // runDemo runs the simulator, the pipeline and the adapter until ctx ends
 // or the duration passes, printing a line per call to out.
 func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
-	if o.PBX != PBXAsterisk && o.PBX != PBXFreeSWITCH {
-		return fmt.Errorf("demo: --pbx %q is not supported (asterisk, freeswitch)", o.PBX)
+	kinds, err := demoPBXs(o.PBX)
+	if err != nil {
+		return err
 	}
 	if o.Rate <= 0 || math.IsInf(o.Rate, 0) || math.IsNaN(o.Rate) {
 		return errors.New("demo: --rate must be positive")
 	}
+	if len(kinds) > 1 {
+		fmt.Fprintf(out, "callpop demo: starting callpop with the sample CRM, the in-process cache and the default rules, "+
+			"and a simulated Asterisk (ARI) beside a simulated FreeSWITCH (Event Socket), offering %g calls a second between them\n", o.Rate)
+		return runDemoBoth(ctx, o, out, errOut)
+	}
+	o.PBX = kinds[0]
 	pbxName := map[string]string{PBXAsterisk: "Asterisk (ARI)", PBXFreeSWITCH: "FreeSWITCH (Event Socket)"}[o.PBX]
 	fmt.Fprintf(out, "callpop demo: starting callpop with the sample CRM, the in-process cache and the default rules, "+
 		"and a simulated %s offering %g calls a second\n", pbxName, o.Rate)
 	if o.PBX == PBXFreeSWITCH {
 		return runDemoFreeSWITCH(ctx, o, out, errOut)
 	}
-	ctx, d, err := newDemo(ctx, o, out, errOut, func(ag string) string { return "PJSIP/" + ag + "-*" })
+	ctx, d, err := newDemo(ctx, o, out, errOut, ariAgentEndpoint)
 	if err != nil {
 		return err
 	}
@@ -152,16 +159,22 @@ type demo struct {
 	srv       *http.Server // nil without --listen
 }
 
-// newDemo builds the demo's pipeline (agents' endpoints named by endpoint)
-// and returns ctx ended after --duration; close releases both.
-func newDemo(ctx context.Context, o demoOptions, out, errOut io.Writer, endpoint func(agent string) string) (context.Context, *demo, error) {
+// ariAgentEndpoint and eslAgentEndpoint are the endpoints of agents
+// 1001–1003 on the simulated Asterisk and FreeSWITCH.
+func ariAgentEndpoint(ag string) string { return "PJSIP/" + ag + "-*" }
+func eslAgentEndpoint(ag string) string { return "user/" + ag }
+
+// newDemo builds the demo's pipeline (agents' endpoints named by endpoint,
+// one or more per agent) and returns ctx ended after --duration; close
+// releases both.
+func newDemo(ctx context.Context, o demoOptions, out, errOut io.Writer, endpoint ...func(agent string) string) (context.Context, *demo, error) {
 	d := &demo{o: o, out: out, lines: make(chan string, 256), endRun: func() {}}
 	if o.Duration > 0 {
 		ctx, d.endRun = context.WithTimeout(ctx, o.Duration)
 	}
 	d.log = newLogger(LogConfig{Level: "warn", Format: "text", MaskPersonalData: true}, errOut)
 	var err error
-	if d.cfg, d.p, err = newDemoPipeline(d.log, endpoint); err != nil {
+	if d.cfg, d.p, err = newDemoPipeline(d.log, endpoint...); err != nil {
 		d.endRun()
 		return ctx, nil, err
 	}
@@ -197,10 +210,15 @@ func (d *demo) stop() {
 // serveAPI serves the HTTP API and the agent panel on --listen, if given;
 // it returns the base URL and agent 1002's panel URL ("" without --listen).
 func (d *demo) serveAPI(ready func() (bool, string)) (base, panel string, err error) {
+	return d.serveAPIChecks(func(rd *readiness) { rd.add("pbx", ready) })
+}
+
+// serveAPIChecks is serveAPI with /readyz's checks added by checks.
+func (d *demo) serveAPIChecks(checks func(rd *readiness)) (base, panel string, err error) {
 	if d.o.Listen == "" {
 		return "", "", nil
 	}
-	d.srv, base, panel, err = serveDemoAPI(d.o.Listen, d.cfg, d.p, ready, d.parts, &d.wg, d.log)
+	d.srv, base, panel, err = serveDemoAPI(d.o.Listen, d.cfg, d.p, checks, d.parts, &d.wg, d.log)
 	return base, panel, err
 }
 
@@ -357,12 +375,16 @@ func randomHex(n int) string {
 
 // newDemoPipeline is the demo's pipeline: embedded defaults, a fresh token
 // secret, and agents 1001–1003 on the endpoints endpoint names.
-func newDemoPipeline(log *slog.Logger, endpoint func(agent string) string) (Config, *pipeline, error) {
+func newDemoPipeline(log *slog.Logger, endpoints ...func(agent string) string) (Config, *pipeline, error) {
 	cfg := DefaultConfig()
 	cfg.Popper.TokenSecret = randomHex(16)
 	cfg.Popper.Supervisors = []string{"1002"} // the panel URL printed also opens /stats
 	for _, ag := range []string{"1001", "1002", "1003"} {
-		cfg.Popper.Agents = append(cfg.Popper.Agents, popper.AgentConfig{Agent: ag, Endpoints: []string{endpoint(ag)}})
+		ac := popper.AgentConfig{Agent: ag}
+		for _, endpoint := range endpoints {
+			ac.Endpoints = append(ac.Endpoints, endpoint(ag))
+		}
+		cfg.Popper.Agents = append(cfg.Popper.Agents, ac)
 	}
 	p, err := newPipeline(cfg, log, pipelineOptions{Popper: true})
 	if err != nil {
@@ -373,7 +395,7 @@ func newDemoPipeline(log *slog.Logger, endpoint func(agent string) string) (Conf
 
 // serveDemoAPI serves the HTTP API and the agent panel on listen until the
 // server is shut down; it returns the base URL and agent 1002's panel URL.
-func serveDemoAPI(listen string, cfg Config, p *pipeline, ready func() (bool, string), streams context.Context, wg *sync.WaitGroup, log *slog.Logger) (*http.Server, string, string, error) {
+func serveDemoAPI(listen string, cfg Config, p *pipeline, checks func(rd *readiness), streams context.Context, wg *sync.WaitGroup, log *slog.Logger) (*http.Server, string, string, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, "", "", fmt.Errorf("demo: --listen: %w", err)
@@ -384,7 +406,7 @@ func serveDemoAPI(listen string, cfg Config, p *pipeline, ready func() (bool, st
 		return nil, "", "", fmt.Errorf("demo: %w", err)
 	}
 	rd := &readiness{}
-	rd.add("pbx", ready)
+	checks(rd)
 	srv := newHTTPServer(newHandler(p, rd, streams), log)
 	wg.Go(func() { _ = srv.Serve(ln) })
 	base := "http://" + ln.Addr().String()

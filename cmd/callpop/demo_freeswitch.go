@@ -21,7 +21,7 @@ const simFreeSWITCHMode = "outbound"
 // plus a simulated event socket for agent-leg pops, the real pipeline and the
 // ESL adapter.
 func runDemoFreeSWITCH(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
-	ctx, d, err := newDemo(ctx, o, out, errOut, func(ag string) string { return "user/" + ag })
+	ctx, d, err := newDemo(ctx, o, out, errOut, eslAgentEndpoint)
 	if err != nil {
 		return err
 	}
@@ -69,6 +69,7 @@ var demoSocketCallers = []eslsim.Caller{
 // how long each was held until its exit.
 type demoSocketCalls struct {
 	d      *demo
+	rate   float64 // calls a second; 0 = --rate
 	sim    *eslsim.Outbound
 	events *eslsim.Inbound
 	calls  sync.WaitGroup
@@ -81,7 +82,11 @@ type demoSocketCalls struct {
 // offer offers --rate calls a second until ctx ends, each on a goroutine of
 // its own that rings the agents after the call when --agents is set.
 func (sc *demoSocketCalls) offer(ctx context.Context) {
-	tick := time.NewTicker(time.Duration(float64(time.Second) / sc.d.o.Rate))
+	rate := sc.rate
+	if rate <= 0 {
+		rate = sc.d.o.Rate
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
 	for i := 0; ; i++ {
 		select {

@@ -24,6 +24,7 @@ type streamedPop struct {
 	Match    string         `json:"match"`
 	Number   string         `json:"number"`
 	Customer map[string]any `json:"customer"`
+	PBX      string         `json:"pbx"`
 }
 
 // openPops opens agent's pop stream on a running callpop (token from the
@@ -34,6 +35,12 @@ func openPops(t *testing.T, base, secret, agent string) <-chan streamedPop {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return openPopsToken(t, base, agent, tok)
+}
+
+// openPopsToken opens agent's pop stream with token tok and returns its pops.
+func openPopsToken(t *testing.T, base, agent, tok string) <-chan streamedPop {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/agents/"+agent+"/pops?token="+tok, nil)
 	resp, err := http.DefaultClient.Do(req)

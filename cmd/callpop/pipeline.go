@@ -108,57 +108,68 @@ func (p *pipeline) sink() call.LegSink {
 	return p.popper
 }
 
-// adapter builds the PBX adapter pbx.kind names; nil for none.
-func (p *pipeline) adapter() (adapters.Adapter, error) {
-	switch p.cfg.PBX.Kind {
-	case "", PBXNone:
-		return nil, nil
-	case PBXAsterisk:
-		a, err := ari.New(p.cfg.PBX.Asterisk, p.adapterDeps())
-		if err != nil {
-			return nil, fmt.Errorf("pbx.asterisk: %w", err)
-		}
-		p.followDialplan(a)
-		return a, nil
-	case PBXFreeSWITCH:
-		a, err := esl.New(p.cfg.PBX.FreeSWITCH, p.adapterDeps())
-		if err != nil {
-			return nil, fmt.Errorf("pbx.freeswitch: %w", err)
-		}
-		p.followDialplan(a)
-		return a, nil
+// pbxAdapter is one PBX's adapter, as the pipeline built it.
+type pbxAdapter struct {
+	entry   PBXEntry
+	adapter adapters.Adapter
+	scope   *pbxScope
+}
+
+// adapters builds an adapter for every PBX of pbx or pbxes (none with
+// pbx.kind none). Each gets the same decider and popper through a scope of
+// its own that names its calls after it; each runs, reconnects and
+// reconciles on its own. Calls decided for the dialplan are followed by
+// them (followDialplan).
+func (p *pipeline) adapters() ([]pbxAdapter, error) {
+	list, legacy := p.cfg.pbxList()
+	var shared *decisionStore
+	if len(list) > 1 {
+		shared = newDecisionStore()
 	}
-	return nil, fmt.Errorf("pbx.kind: unknown %q", p.cfg.PBX.Kind)
+	out := make([]pbxAdapter, 0, len(list))
+	for i, e := range list {
+		key := "pbx"
+		if !legacy {
+			key = fmt.Sprintf("pbxes[%d]", i)
+		}
+		log := p.log.With("pbx", e.Name)
+		scope := &pbxScope{name: e.Name, namespaced: !legacy, decider: p.decider, sink: p.sink(), shared: shared, log: log}
+		deps := adapters.Deps{Decider: scope, Sink: scope, Logger: log, Budget: p.cfg.Call.Budget}
+		var a adapters.Adapter
+		var err error
+		switch e.Kind {
+		case PBXAsterisk:
+			a, err = ari.New(e.Asterisk, deps)
+			key += ".asterisk"
+		case PBXFreeSWITCH:
+			a, err = esl.New(e.FreeSWITCH, deps)
+			key += ".freeswitch"
+		default:
+			return nil, fmt.Errorf("%s.kind: unknown %q", key, e.Kind)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		out = append(out, pbxAdapter{entry: e, adapter: a, scope: scope})
+	}
+	p.followDialplan(out)
+	return out, nil
 }
 
 // followDialplan makes FastAGI sessions and /v1/route requests that carry
 // the call's id register the call with the popper, as an adapter's call,
-// and has the adapter follow its agent legs, so ring → pop works whichever
+// and has the adapters follow its agent legs, so ring → pop works whichever
 // way the call came in. Neither step blocks; the router holds the call's
-// answer, within its budget, until the adapter's following has taken hold.
-func (p *pipeline) followDialplan(a call.Follower) {
-	if p.popper == nil {
-		return // nothing to pop to (lookup, cache forget)
+// answer, within its budget, until the adapters' following has taken hold.
+func (p *pipeline) followDialplan(list []pbxAdapter) {
+	if p.popper == nil || len(list) == 0 {
+		return // nothing to pop to (lookup, cache forget), or no adapter to follow with
 	}
-	p.router.SetFollower(dialplanFollower{sink: p.popper, adapter: a})
-}
-
-// dialplanFollower registers a dialplan call with the popper, then has the
-// adapter follow it.
-type dialplanFollower struct {
-	sink    call.LegSink
-	adapter call.Follower
-}
-
-func (f dialplanFollower) Follow(e call.Enriched) { f.FollowReady(e) }
-
-func (f dialplanFollower) FollowReady(e call.Enriched) <-chan struct{} {
-	f.sink.CallEnriched(e)
-	if rf, ok := f.adapter.(call.ReadyFollower); ok {
-		return rf.FollowReady(e)
+	sink := call.LegSink(p.popper)
+	if len(list) == 1 {
+		sink = list[0].scope // the pop names the one PBX
 	}
-	f.adapter.Follow(e)
-	return call.ReadyNow()
+	p.router.SetFollower(pbxFollower{sink: sink, adapters: list})
 }
 
 // Close releases the CRM sources and the Redis client.

@@ -9,13 +9,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/callpop/callpop/adapters"
 )
 
 // stopTimeout bounds how long a stop (SIGINT, a failed part) waits for the
@@ -80,7 +79,7 @@ type sidecar struct {
 	notify *systemdNotifier
 
 	p          *pipeline
-	adapter    adapters.Adapter // nil with pbx.kind none
+	pbxes      []pbxAdapter // none with pbx.kind none
 	rd         *readiness
 	ln         net.Listener
 	srv        *http.Server
@@ -146,7 +145,7 @@ func (s *sidecar) checkConfig() error {
 	case sample != "":
 		s.mlog.Warn(sample)
 	}
-	s.mlog.Info("starting", "version", versionString(), "config", s.lc.Path, "pbx", s.cfg.PBX.Kind, "budget", s.cfg.Call.Budget.String())
+	s.mlog.Info("starting", "version", versionString(), "config", s.lc.Path, "pbx", s.pbxNames(), "budget", s.cfg.Call.Budget.String())
 	buildInfo.WithLabelValues(version, revision(), goVersion()).Set(1)
 	return nil
 }
@@ -158,17 +157,23 @@ func (s *sidecar) build() error {
 	if err != nil {
 		return err
 	}
-	adapter, err := p.adapter()
+	list, err := p.adapters()
 	if err != nil {
 		_ = p.Close()
 		return err
 	}
-	s.p, s.adapter = p, adapter
+	s.p, s.pbxes = p, list
 	s.streams, s.endStreams = context.WithCancel(context.Background())
 	s.rd = &readiness{}
-	if adapter != nil {
-		s.rd.add("pbx", adapter.Ready)
+	_, legacy := s.cfg.pbxList()
+	for _, pa := range list {
+		name := "pbx" // the single pbx section: the check as before pbxes
+		if !legacy {
+			name = "pbx " + pa.entry.Name
+		}
+		s.rd.addPBX(name, pa.entry.Name, pa.entry.IsRequired(), pa.adapter.Ready)
 	}
+	pbxReady.rd.Store(s.rd)
 	return nil
 }
 
@@ -194,8 +199,8 @@ func (s *sidecar) partList() []sidecarPart {
 		{"popper", s.p.popper.Run},
 		{"fastagi", s.p.router.ServeFastAGI},
 	}
-	if s.adapter != nil {
-		parts = append(parts, sidecarPart{"pbx " + s.cfg.PBX.Kind, s.adapter.Run})
+	for _, pa := range s.pbxes {
+		parts = append(parts, sidecarPart{"pbx " + pa.entry.Name, pa.adapter.Run})
 	}
 	if s.lc.Path != "" {
 		w := &configWatcher{path: s.lc.Path, current: s.cfg, pipeline: s.p, level: s.level, log: s.mlog}
@@ -335,4 +340,18 @@ func (s *sidecar) stopOnSIGINT(deadline context.Context, cancel context.CancelFu
 			return
 		}
 	}
+}
+
+// pbxNames lists the PBXs configured, for the start-up line: "none", or
+// the names (the kind for the single pbx section).
+func (s *sidecar) pbxNames() string {
+	list, _ := s.cfg.pbxList()
+	if len(list) == 0 {
+		return PBXNone
+	}
+	names := make([]string, len(list))
+	for i, e := range list {
+		names[i] = e.Name
+	}
+	return strings.Join(names, ",")
 }

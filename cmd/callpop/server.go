@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -42,13 +43,24 @@ type readiness struct {
 type readyCheck struct {
 	name  string
 	ready func() (bool, string)
+	pbx   string // a PBX's check: its name in "pbxes"
+	// optional: a PBX with required: false; reported, never makes /readyz 503
+	optional bool
 }
 
 // add registers a check; ready returns whether calls may come and why not.
 func (r *readiness) add(name string, ready func() (bool, string)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.checks = append(r.checks, readyCheck{name, ready})
+	r.checks = append(r.checks, readyCheck{name: name, ready: ready})
+}
+
+// addPBX registers a PBX's check: reported under "pbxes" by the PBX's
+// name, and only a required PBX makes /readyz not ready.
+func (r *readiness) addPBX(name, pbx string, required bool, ready func() (bool, string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks = append(r.checks, readyCheck{name: name, ready: ready, pbx: pbx, optional: !required})
 }
 
 // checkJSON is one check in the /readyz body.
@@ -63,6 +75,8 @@ type readyJSON struct {
 	Ready   bool        `json:"ready"`
 	Reasons []string    `json:"reasons"`
 	Checks  []checkJSON `json:"checks"`
+	// Pbxes is each PBX's state by name: "ready", or why not ("reconnecting: …").
+	Pbxes map[string]string `json:"pbxes,omitempty"`
 }
 
 func (r *readiness) status() readyJSON {
@@ -77,7 +91,16 @@ func (r *readiness) status() readyJSON {
 	for _, c := range checks {
 		ok, why := c.ready()
 		out.Checks = append(out.Checks, checkJSON{Name: c.name, Ready: ok, Reason: why})
-		if !ok {
+		if c.pbx != "" {
+			if out.Pbxes == nil {
+				out.Pbxes = map[string]string{}
+			}
+			out.Pbxes[c.pbx] = cmp.Or(why, "not ready")
+			if ok {
+				out.Pbxes[c.pbx] = "ready"
+			}
+		}
+		if !ok && !c.optional {
 			out.Ready = false
 			if why == "" {
 				why = "not ready"

@@ -87,7 +87,7 @@ func Vars(d call.Decision, callID string, text func(string) string, extend func(
 		exports = append(exports, "sip_h_Call-Info")
 	}
 	// a token may still be an ARRAY:: value: stripped like text
-	if id := stripPrefixes(call.CleanToken(callID)); id != "" {
+	if id := stripPrefixes(call.CleanCallID(callID)); id != "" {
 		out = append(out, call.Var{Name: "callpop_call_id", Value: id})
 		for _, l := range ExportLists {
 			out = append(out, call.Var{Name: l, Value: extend(l, exports)})

@@ -26,6 +26,9 @@ type CallSpec struct {
 	Kind     string        // free label for demos and stats ("known", "junk", ...)
 	Silent   bool          // the StasisStart is lost (never sent): only a reconcile can find the channel
 	HangupIn time.Duration // the caller hangs up this long after StasisStart, if still in Stasis
+	// Vars are channel variables set before Stasis (a trunk leg's
+	// CALLPOP_CALL_ID, from the X-Callpop-Call-Id header).
+	Vars map[string]string
 
 	// Agent legs after continue, like Queue(ringall): every agent rings, the
 	// one at Answer answers (Answer < 0: nobody), the others are cancelled.
@@ -99,6 +102,9 @@ func (s *Server) OfferCall(spec CallSpec) string {
 		appData: strings.Join(append([]string{spec.App}, spec.Args...), ","),
 		created: now, vars: map[string]string{}, subs: map[string]bool{}, inherit: map[string]bool{},
 		args: spec.Args, spec: spec,
+	}
+	for k, v := range spec.Vars {
+		ch.vars[k] = v
 	}
 	s.stats.offered.Add(1)
 

@@ -43,6 +43,12 @@ func (s *sim) RingAgents(ctx context.Context, callerUUID string, r Ring) {
 		caller.UUID = callerUUID
 		caller.headers = withHeader(caller.headers, "Unique-ID", callerUUID)
 	}
+	// the agent legs inherit the caller's exported callpop_call_id, as
+	// export_vars makes FreeSWITCH do; the caller's uuid when callpop set none
+	callID := callerUUID
+	if v := caller.Vars["callpop_call_id"]; v != "" {
+		callID = v
+	}
 	var legs []leg
 	for _, ag := range r.Agents {
 		ch := s.newChannel(Caller{Number: ag, DNIS: ag})
@@ -51,11 +57,11 @@ func (s *sim) RingAgents(ctx context.Context, callerUUID string, r Ring) {
 		vars := map[string]string{"dialed_user": ag, "dialed_domain": "127.0.0.1"}
 		if r.Queue == "" {
 			ch.headers = append(ch.headers, eslwire.Header{Name: "Other-Type", Value: "originator"}, eslwire.Header{Name: "Other-Leg-Unique-ID", Value: callerUUID})
-			vars["callpop_call_id"], vars["originating_leg_uuid"], vars["callpop_agent"] = callerUUID, callerUUID, ag
+			vars["callpop_call_id"], vars["originating_leg_uuid"], vars["callpop_agent"] = callID, callerUUID, ag
 		} else {
 			vars["cc_agent"], vars["cc_member_session_uuid"], vars["cc_queue"] = ag+"@default", callerUUID, r.Queue
 			if r.ExportCallID {
-				vars["callpop_call_id"] = callerUUID
+				vars["callpop_call_id"] = callID
 			}
 			s.ccInfo("agent-offering", r.Queue, callerUUID, ag, "")
 		}
