@@ -15,22 +15,34 @@ import (
 
 const budget = 300 * time.Millisecond
 
+// redisRoom is cache.redis.timeout for tests that need a Redis hit to be a
+// hit on a loaded machine.
+const redisRoom = 2 * time.Second
+
 // TestBudgetSlowCRM: a CRM that sleeps 2 s → the look-up gives up at the
-// caller's deadline (budget + 20 ms), and the late answer still fills the cache.
+// caller's deadline, not before and without waiting for the CRM, and the late
+// answer still fills the cache.
 func TestBudgetSlowCRM(t *testing.T) {
-	_, rdb := startRedis(t)
+	const crmDelay = 2 * time.Second
+	rs := testredis.Start(t)
+	rdb := openTestRedisTimeout(t, redisRoom, rs.Addr)
 	srv := newCRMServer(t, testCustomers)
-	srv.delay.Store(int64(2 * time.Second))
+	srv.delay.Store(int64(crmDelay))
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
 	cfg.Timeout = 3 * time.Second
-	c := newTestCRM(t, cfg, testCacheConfig(), rdb)
-	_, err, took := lookupWithin(t, c, q("+14155550123"), budget)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("slow CRM: err %v, want context.DeadlineExceeded", err)
+	cc := testCacheConfig()
+	cc.Redis.Timeout = redisRoom
+	c := newTestCRM(t, cfg, cc, rdb)
+	r, err, took := lookupWithin(t, c, q("+14155550123"), budget)
+	if !errors.Is(err, context.DeadlineExceeded) || r.Customer != nil {
+		t.Fatalf("slow CRM: %+v, err %v, want context.DeadlineExceeded", r, err)
 	}
-	if took > budget+20*time.Millisecond {
-		t.Fatalf("slow CRM: answered after %s, budget %s + 20ms", took, budget)
+	// It ended at the deadline (budget after the call began), not before, and
+	// did not wait for the CRM's answer. (No bound nearer the budget: a loaded
+	// machine breaks it.)
+	if took < budget || took >= crmDelay {
+		t.Fatalf("slow CRM: gave up after %s, budget %s, the CRM answers after %s", took, budget, crmDelay)
 	}
 	waitFor(t, 5*time.Second, "the late CRM answer to fill the cache", func() bool {
 		r, err, _ := lookupWithin(t, c, q("+14155550123"), budget)
@@ -41,35 +53,38 @@ func TestBudgetSlowCRM(t *testing.T) {
 	}
 	// The same holds in Redis: another instance sees the late answer.
 	settle(t, c)
-	other := newTestCRM(t, cfg, testCacheConfig(), rdb)
-	if r, err, _ := lookupWithin(t, other, q("+14155550123"), budget); err != nil || !r.Cached {
+	other := newTestCRM(t, cfg, cc, rdb)
+	if r, err, _ := lookupWithin(t, other, q("+14155550123"), roomy); err != nil || !r.Cached || customerName(r.Customer) != "Jane Doe" {
 		t.Fatalf("other instance: %+v, %v", r, err)
+	}
+	if n := srv.calls.Load(); n != 1 {
+		t.Fatalf("CRM asked %d times, want 1 (the other instance read Redis)", n)
 	}
 }
 
-// TestRedisOutage: Redis stopped mid-test → look-ups still answered within
-// budget from the CRM; Redis back → used again.
+// TestRedisOutage: Redis stopped mid-test → look-ups still answered from
+// the CRM; Redis back → used again. (A stopped Redis refuses at once; how long
+// a hung one may hold a look-up is TestRedisHung's.)
 func TestRedisOutage(t *testing.T) {
-	rs, rdb := startRedis(t)
+	rs := testredis.Start(t)
+	rdb := openTestRedisTimeout(t, redisRoom, rs.Addr)
 	srv := newCRMServer(t, testCustomers)
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{{Name: "main", Kind: "http", URL: srv.URL + "/customers?phone={e164}"}}
 	cc := testCacheConfig()
+	cc.Redis.Timeout = redisRoom
 	cc.LocalSize = 0 // every look-up goes to Redis
 	cc.Redis.Breaker = BreakerConfig{Failures: 3, Cooldown: 200 * time.Millisecond}
 	c := newTestCRM(t, cfg, cc, rdb)
 	ctx := context.Background()
-	if r, err, _ := lookupWithin(t, c, q("+14155550123"), budget); err != nil || customerName(r.Customer) != "Jane Doe" {
+	if r, err, _ := lookupWithin(t, c, q("+14155550123"), roomy); err != nil || customerName(r.Customer) != "Jane Doe" {
 		t.Fatalf("before outage: %+v, %v", r, err)
 	}
 	rs.Stop()
 	for i := 0; i < 10; i++ {
-		r, err, took := lookupWithin(t, c, q("+14155550123"), budget)
-		if err != nil || customerName(r.Customer) != "Jane Doe" || r.Cached {
+		r, err, _ := lookupWithin(t, c, q("+14155550123"), roomy)
+		if err != nil || customerName(r.Customer) != "Jane Doe" || r.Cached || r.Source != "main" {
 			t.Fatalf("outage lookup %d: %+v, %v (want from the CRM)", i, r, err)
-		}
-		if took > budget {
-			t.Fatalf("outage lookup %d took %s, budget %s", i, took, budget)
 		}
 	}
 	if n := srv.calls.Load(); n < 10 {
@@ -82,7 +97,7 @@ func TestRedisOutage(t *testing.T) {
 		return err == nil && n > 0
 	})
 	before := srv.calls.Load()
-	if r, err, _ := lookupWithin(t, c, q("+31201234567"), budget); err != nil || !r.Cached {
+	if r, err, _ := lookupWithin(t, c, q("+31201234567"), roomy); err != nil || !r.Cached {
 		t.Fatalf("after restart: %+v, %v (want from redis)", r, err)
 	}
 	if srv.calls.Load() != before {
@@ -90,8 +105,9 @@ func TestRedisOutage(t *testing.T) {
 	}
 }
 
-// TestRedisUnreachableFromStart: an address nobody listens on costs a call no
-// more than its budget.
+// TestRedisUnreachableFromStart: with an address nobody listens on, every
+// look-up is answered from the CRM (the refused connection costs nothing to
+// wait for; a hung Redis is TestRedisHung's).
 func TestRedisUnreachableFromStart(t *testing.T) {
 	rs := testredis.Start(t)
 	addr := rs.Addr
@@ -104,19 +120,19 @@ func TestRedisUnreachableFromStart(t *testing.T) {
 	cc.LocalSize = 0
 	c := newTestCRM(t, cfg, cc, rdb)
 	for i := 0; i < 5; i++ {
-		r, err, took := lookupWithin(t, c, q("+14155550123"), budget)
-		if err != nil || customerName(r.Customer) != "Jane Doe" || took > budget {
-			t.Fatalf("lookup %d: %+v, %v in %s", i, r, err, took)
+		r, err, took := lookupWithin(t, c, q("+14155550123"), roomy)
+		if err != nil || customerName(r.Customer) != "Jane Doe" || r.Cached || r.Source != "main" {
+			t.Fatalf("lookup %d: %+v, %v in %s (want from the CRM)", i, r, err, took)
 		}
 	}
 }
 
 // TestRedisCluster: a 3-master cluster serves the cache through the same
 // config (several addresses); with one master killed, look-ups are still
-// answered within budget.
+// answered, those of its numbers from the CRM.
 func TestRedisCluster(t *testing.T) {
 	cl := testredis.StartCluster(t, 3)
-	rdb := openTestRedis(t, cl.Addrs...)
+	rdb := openTestRedisTimeout(t, redisRoom, cl.Addrs...)
 	srv := newCRMServer(t, nil)
 	srv.customers = map[string]map[string]any{}
 	var numbers []string
@@ -128,6 +144,7 @@ func TestRedisCluster(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
 	cc := testCacheConfig()
+	cc.Redis.Timeout = redisRoom
 	cc.LocalSize = 0
 	c := newTestCRM(t, cfg, cc, rdb)
 	ctx := context.Background()
@@ -158,7 +175,7 @@ func TestRedisCluster(t *testing.T) {
 	}
 	before := srv.calls.Load()
 	for _, n := range numbers {
-		if r, err, _ := lookupWithin(t, c, q(n), budget); err != nil || !r.Cached {
+		if r, err, _ := lookupWithin(t, c, q(n), roomy); err != nil || !r.Cached {
 			t.Fatalf("%s from the cluster: %+v, %v", n, r, err)
 		}
 	}
@@ -167,16 +184,16 @@ func TestRedisCluster(t *testing.T) {
 	}
 	cl.Nodes[0].Stop()
 	var fromCRM atomic.Int64
-	for _, n := range numbers {
+	for i, n := range numbers {
 		b := srv.calls.Load()
-		r, err, took := lookupWithin(t, c, q(n), budget)
-		if err != nil || r.Customer == nil {
+		r, err, _ := lookupWithin(t, c, q(n), roomy)
+		if err != nil || customerName(r.Customer) != "Customer "+fmt.Sprint(i) {
 			t.Fatalf("%s with a master down: %+v, %v", n, r, err)
 		}
-		if took > budget {
-			t.Fatalf("%s with a master down took %s", n, took)
-		}
 		if srv.calls.Load() != b {
+			if r.Cached || r.Source != "main" {
+				t.Fatalf("%s: the CRM was asked but the answer says %+v", n, r)
+			}
 			fromCRM.Add(1)
 		}
 	}
@@ -214,7 +231,7 @@ func TestSourceBreaker(t *testing.T) {
 	}
 	healthy.Store(true)
 	time.Sleep(350 * time.Millisecond)
-	if r, err, _ := lookupWithin(t, c, q("+14155559999"), budget); err != nil || r.Customer == nil {
+	if r, err, _ := lookupWithin(t, c, q("+14155559999"), roomy); err != nil || r.Customer == nil {
 		t.Fatalf("after cool-down: %+v, %v", r, err)
 	}
 }
@@ -259,8 +276,9 @@ func TestSourceOrder(t *testing.T) {
 }
 
 func TestCloseStopsBackgroundWork(t *testing.T) {
+	const crmDelay = 5 * time.Second
 	srv := newCRMServer(t, testCustomers)
-	srv.delay.Store(int64(5 * time.Second))
+	srv.delay.Store(int64(crmDelay))
 	cfg := DefaultConfig()
 	cfg.Sources = []SourceConfig{httpSourceConfig("main", srv.URL)}
 	cfg.Timeout = 10 * time.Second
@@ -273,7 +291,8 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	// Close did not wait for the fetch: the CRM answers after crmDelay.
+	if d := time.Since(start); d >= crmDelay {
 		t.Fatalf("Close waited %s for a detached fetch", d)
 	}
 	if _, err := c.Lookup(context.Background(), q("+31201234567")); err == nil {
@@ -281,8 +300,11 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 	}
 }
 
-// TestRedisHung: a Redis that accepts but never answers (SIGSTOP) costs a
-// look-up at most cache.redis.timeout; answers come from the CRM within budget.
+// TestRedisHung: a Redis that accepts but never answers (SIGSTOP) holds a
+// look-up no longer than cache.redis.timeout (100 ms), not until the caller's
+// deadline: answers come from the CRM. The caller's deadline is roomy (10 s,
+// far from the Redis timeout) so a loaded machine cannot fail the test, and a
+// look-up that waited on Redis until it would end with an error.
 func TestRedisHung(t *testing.T) {
 	rs, rdb := startRedis(t)
 	srv := newCRMServer(t, testCustomers)
@@ -291,16 +313,16 @@ func TestRedisHung(t *testing.T) {
 	cc := testCacheConfig()
 	cc.LocalSize = 0
 	c := newTestCRM(t, cfg, cc, rdb)
-	if _, err, _ := lookupWithin(t, c, q("+14155550123"), budget); err != nil {
+	if _, err, _ := lookupWithin(t, c, q("+14155550123"), roomy); err != nil {
 		t.Fatal(err)
 	}
 	settle(t, c)
 	rs.Pause()
 	defer rs.Resume()
 	for i := 0; i < 8; i++ {
-		r, err, took := lookupWithin(t, c, q("+14155550123"), budget)
-		if err != nil || customerName(r.Customer) != "Jane Doe" || took > budget {
-			t.Fatalf("lookup %d with Redis hung: %+v, %v in %s", i, r, err, took)
+		r, err, took := lookupWithin(t, c, q("+14155550123"), roomy)
+		if err != nil || customerName(r.Customer) != "Jane Doe" || r.Cached || r.Source != "main" {
+			t.Fatalf("lookup %d with Redis hung: %+v, %v in %s (want from the CRM)", i, r, err, took)
 		}
 	}
 }

@@ -80,8 +80,11 @@ func TestRedisDownDeliversLocally(t *testing.T) {
 	start := time.Now()
 	enrich(a.p, "c1", hitDecision())
 	ring(a.p, "c1", "1001")
-	if time.Since(start) > 100*time.Millisecond {
-		t.Fatal("reports blocked on a dead Redis")
+	// Reports hand pops to the publisher without waiting: one that waited
+	// for the dead Redis to come back would be held for good. (No bound near
+	// the milliseconds this takes: a loaded machine breaks it.)
+	if d := time.Since(start); d >= 5*time.Second {
+		t.Fatalf("reports blocked on a dead Redis for %v", d)
 	}
 	if m := s.next(t, 10*time.Second); !strings.Contains(m.Data, `"call_id":"c1"`) {
 		t.Fatalf("got %s", m.Data)

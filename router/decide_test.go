@@ -436,15 +436,21 @@ func TestBlockListRedis(t *testing.T) {
 	if d := te.router.Decide(context.Background(), call.Call{CLI: "0201234567"}); !slices.Contains(d.Flags, "fraud_suspect") {
 		t.Fatalf("shared block list: flags %v", d.Flags)
 	}
-	// Redis down: decisions still come within budget, without the flag.
+	// Redis down: decisions still come, with the CRM's answer and without
+	// the flag, and do not wait out the budget (2 s) for the block list: the
+	// dead Redis answers at once. (No bound nearer: the decision always ends
+	// by its budget, and a loaded machine breaks "budget + a margin".)
 	srv.Stop()
 	start := time.Now()
 	d = te.router.Decide(context.Background(), call.Call{CLI: "+14155550123"})
-	if took := time.Since(start); took > testBudget+50*time.Millisecond {
-		t.Fatalf("with Redis down the decision took %v", took)
+	if took := time.Since(start); took >= testBudget {
+		t.Fatalf("with Redis down the decision took %v: it waited out the budget %v", took, testBudget)
 	}
-	if d.Match != call.MatchHit {
+	if d.Match != call.MatchHit || d.Customer == nil {
 		t.Fatalf("with Redis down: match %q (%s)", d.Match, d.Err)
+	}
+	if slices.Contains(d.Flags, "fraud_suspect") {
+		t.Fatalf("with Redis down: flags %v (the block list cannot be read)", d.Flags)
 	}
 }
 

@@ -218,11 +218,11 @@ func pipelineHTTP(t testing.TB, url string, budget time.Duration) call.Decider {
 // budget, through the real crm + router: every channel is continued by its
 // budget (plus the test margin) with CALLPOP_MATCH=timeout.
 func TestHangingCRMThroughRealPipeline(t *testing.T) {
-	const budget = 300 * time.Millisecond
+	const budget, crmDelay = 300 * time.Millisecond, 5 * time.Second
 	crmSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
-		case <-time.After(time.Second):
+		case <-time.After(crmDelay):
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"id":"late","name":"Too Late"}`))
@@ -234,10 +234,9 @@ func TestHangingCRMThroughRealPipeline(t *testing.T) {
 	}
 	defer sim.Close()
 	run(t, sim, pipelineHTTP(t, crmSrv.URL, budget), budget, &sink{})
-	margin := 20 * time.Millisecond
-	if ari.RaceEnabled || ari.Overloaded() {
-		margin = time.Second // see budgetMargin in helpers_test.go
-		t.Logf("race detector or overloaded box: margin %v", margin)
+	margin := ari.BudgetMargin(t) // far past the budget, short of the CRM's answer
+	if budget+margin >= crmDelay {
+		t.Fatalf("budget %v + margin %v does not tell the budget from the CRM's %v", budget, margin, crmDelay)
 	}
 	var ids []string
 	for i := 0; i < 10; i++ {

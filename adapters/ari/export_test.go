@@ -1,7 +1,4 @@
 package ari
 
 // For the external (ari_test) tests.
-var (
-	RaceEnabled = raceEnabled
-	Overloaded  = overloaded
-)
+var BudgetMargin = budgetMargin
