@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/callpop/callpop/internal/webhdr"
 )
 
 //go:embed web
@@ -41,26 +43,12 @@ func (p *Popper) Handler() http.Handler {
 	mux.HandleFunc("GET /agent/{$}", p.servePage) // the file server would send the template raw
 	mux.HandleFunc("POST /agent", p.signIn)
 	mux.HandleFunc("POST /agent/signout", p.signOut)
-	mux.Handle("GET /agent/", securityHeaders(files))
+	mux.Handle("GET /agent/", webhdr.Wrap(files))
 	mux.HandleFunc("GET /v1/agents/{agent}/pops", p.serveStream)
 	mux.HandleFunc("OPTIONS /v1/agents/{agent}/pops", p.servePreflight)
 	mux.HandleFunc("POST /v1/pops/{id}/choice", p.serveChoice)
 	mux.HandleFunc("POST /v1/pops/{id}/actions/{name}", p.serveAction)
 	return mux
-}
-
-func securityHeaders(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		setSecurityHeaders(w.Header())
-		h.ServeHTTP(w, r)
-	})
-}
-
-func setSecurityHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Frame-Options", "DENY")
 }
 
 // cookieName is the agent's session cookie: the token itself (it keeps its
@@ -127,7 +115,7 @@ func (p *Popper) exchange(w http.ResponseWriter, r *http.Request, token string) 
 		Name: cookieName, Value: token, Path: "/", Expires: exp, MaxAge: max(1, int(time.Until(exp).Seconds())),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
-	setSecurityHeaders(w.Header())
+	webhdr.Set(w.Header())
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, "/agent", http.StatusSeeOther)
 }
@@ -152,7 +140,7 @@ func (p *Popper) renderPage(w http.ResponseWriter, status int, d pageData) {
 		http.Error(w, "panel unavailable", http.StatusInternalServerError)
 		return
 	}
-	setSecurityHeaders(w.Header())
+	webhdr.Set(w.Header())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

@@ -62,16 +62,7 @@ func (h *hub) Deliver(p Pop) bool {
 		ah.backlog = ah.backlog[:len(ah.backlog)-1]
 	}
 	ah.backlog = append(ah.backlog, p)
-	shared := &p
-	for s := range ah.subs {
-		select {
-		case s.ch <- shared:
-		default:
-			delete(ah.subs, s)
-			s.drop()
-			streamDropsTotal.Inc()
-		}
-	}
+	ah.fanOut(&p)
 	return len(ah.subs) > 0
 }
 
@@ -125,16 +116,7 @@ func (h *hub) Backfill(pops []Pop) {
 		if cmpPopID(p.ID, newest[ah]) <= 0 {
 			continue
 		}
-		shared := &p
-		for s := range ah.subs {
-			select {
-			case s.ch <- shared:
-			default:
-				delete(ah.subs, s)
-				s.drop()
-				streamDropsTotal.Inc()
-			}
-		}
+		ah.fanOut(&p)
 	}
 	for ah := range newest {
 		ah.last = time.Now()
@@ -197,6 +179,21 @@ func (h *hub) Sweep(now time.Time) {
 	for a, ah := range h.agents {
 		if len(ah.subs) == 0 && now.Sub(ah.last) > 24*time.Hour {
 			delete(h.agents, a)
+		}
+	}
+}
+
+// fanOut hands p to each of the agent's streams without blocking; a stream
+// whose buffer is full is dropped (its browser reconnects and replays).
+// The hub's lock is held.
+func (ah *agentHub) fanOut(p *Pop) {
+	for s := range ah.subs {
+		select {
+		case s.ch <- p:
+		default:
+			delete(ah.subs, s)
+			s.drop()
+			streamDropsTotal.Inc()
 		}
 	}
 }

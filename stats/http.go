@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"net/http"
 	"time"
+
+	"github.com/callpop/callpop/internal/webhdr"
 )
 
 //go:embed web
@@ -34,11 +36,11 @@ func (s *Stats) Handler(a Access, pbx PBXFunc) http.Handler {
 	static, _ := fs.Sub(webFiles, "web")
 	files := http.StripPrefix("/stats/", http.FileServerFS(static))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		setSecurityHeaders(w.Header())
+		webhdr.Set(w.Header())
 		w.Header().Set("Cache-Control", "no-store")
 		http.ServeFileFS(w, r, static, "index.html")
 	})
-	mux.Handle("GET /stats/{file}", securityHeaders(files))
+	mux.Handle("GET /stats/{file}", webhdr.Wrap(files))
 	mux.Handle("GET /v1/stats", a.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
@@ -101,18 +103,4 @@ func (s *Stats) serveStream(w http.ResponseWriter, r *http.Request, pbx PBXFunc)
 		next = s.ticked()
 		snap = s.Snapshot(pbx)
 	}
-}
-
-func securityHeaders(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		setSecurityHeaders(w.Header())
-		h.ServeHTTP(w, r)
-	})
-}
-
-func setSecurityHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Frame-Options", "DENY")
 }
