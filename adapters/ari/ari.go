@@ -120,8 +120,10 @@ func (a *Adapter) Ready() (bool, string) {
 
 func (a *Adapter) setReady(ok bool, reason string) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.ready, a.reason = ok, reason
-	a.mu.Unlock()
+	// under the lock: the gauge is never behind Ready, nor left by a
+	// concurrent setReady at the other value
 	if ok {
 		a.m.connected.Set(1)
 	} else {
