@@ -32,6 +32,10 @@ type Deps struct {
 	Sink    call.LegSink  // nil means call.NopSink
 	Logger  *slog.Logger  // nil means slog.Default()
 	Budget  time.Duration // the call's deadline budget, from the moment its event is read
+	// PBX names the PBX in the adapter's metrics (their pbx label): a pbxes
+	// entry's name. Empty means the adapter's kind ("asterisk",
+	// "freeswitch"), the name of the single pbx section.
+	PBX string
 }
 
 // WithDefaults fills the zero fields of d.

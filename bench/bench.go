@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -30,19 +31,74 @@ type collector struct {
 	mu                               sync.Mutex
 	matches                          map[string]int
 	first, last                      time.Time
+	byPBX                            map[string]*collector // with several simulators: each one's calls (under mu)
 }
 
 func newCollector(budget time.Duration) *collector {
 	return &collector{budget: budget, matches: map[string]int{}}
 }
 
-// offer offers one call through t and files its outcome.
+// latencyClass is which of a collector's series a call's latency goes in
+// besides all: none (bare client, lost calls), warm, cold, no look-up.
+type latencyClass int
+
+const (
+	classNone latencyClass = iota
+	classWarm
+	classCold
+	classNoLookup
+)
+
+// offer offers one call through t and files its outcome, also under its
+// simulator's name when t is several (Outcome.PBX).
 func (col *collector) offer(ctx context.Context, t Target, rec *recorder, c Caller) {
 	col.offered.Add(1)
 	cctx, cancel := context.WithTimeout(ctx, col.budget+5*time.Second)
 	o, err := t.Offer(cctx, c, dnis)
 	cancel()
-	if err != nil || o.Released.IsZero() {
+	lost := err != nil || o.Released.IsZero()
+	match, class := "bare", classNone
+	if rec != nil && !lost {
+		v, ok := rec.take(o.CallID)
+		match = string(v.match)
+		switch {
+		case !ok:
+			match, class = "undecided", classNoLookup
+		case v.match == call.MatchAnonymous || v.match == call.MatchInvalid:
+			class = classNoLookup
+		case v.cached:
+			class = classWarm
+		default:
+			class = classCold
+		}
+	}
+	col.file(o, match, class, lost)
+	if o.PBX != "" {
+		sub := col.sub(o.PBX)
+		sub.offered.Add(1)
+		sub.file(o, match, class, lost)
+	}
+}
+
+// sub is the collector of the simulator named pbx.
+func (col *collector) sub(pbx string) *collector {
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if col.byPBX == nil {
+		col.byPBX = map[string]*collector{}
+	}
+	s, ok := col.byPBX[pbx]
+	if !ok {
+		s = newCollector(col.budget)
+		col.byPBX[pbx] = s
+	}
+	return s
+}
+
+// file counts one call, counted offered already: lost, or released at
+// o.Released with its match, its latency in all and in its class's series.
+func (col *collector) file(o Outcome, match string, class latencyClass, lost bool) {
+	if lost {
 		col.lost.Add(1)
 		col.misses.Add(1)
 		return
@@ -53,21 +109,13 @@ func (col *collector) offer(ctx context.Context, t Target, rec *recorder, c Call
 		col.misses.Add(1)
 	}
 	col.all.add(lat)
-	match := "bare"
-	if rec != nil {
-		v, ok := rec.take(o.CallID)
-		match = string(v.match)
-		switch {
-		case !ok:
-			match = "undecided"
-			col.nolookup.add(lat)
-		case v.match == call.MatchAnonymous || v.match == call.MatchInvalid:
-			col.nolookup.add(lat)
-		case v.cached:
-			col.warm.add(lat)
-		default:
-			col.cold.add(lat)
-		}
+	switch class {
+	case classWarm:
+		col.warm.add(lat)
+	case classCold:
+		col.cold.add(lat)
+	case classNoLookup:
+		col.nolookup.add(lat)
 	}
 	col.mu.Lock()
 	col.matches[match]++
@@ -100,6 +148,15 @@ func (col *collector) merge(o *collector) {
 	defer col.mu.Unlock()
 	for k, v := range o.matches {
 		col.matches[k] += v
+	}
+	for k, s := range o.byPBX {
+		if col.byPBX == nil {
+			col.byPBX = map[string]*collector{}
+		}
+		if col.byPBX[k] == nil {
+			col.byPBX[k] = newCollector(col.budget)
+		}
+		col.byPBX[k].merge(s)
 	}
 }
 
@@ -248,8 +305,26 @@ type Report struct {
 	ReadyInProcessMs float64  `json:"ready_in_process_ms,omitempty"`
 	Steps            []Step   `json:"steps,omitempty"`
 	Notes            []string `json:"notes,omitempty"`
+	// PBXes are the load phase's figures of each simulator, in --pbx order,
+	// when there are several (--pbx asterisk,freeswitch-outbound): the
+	// calls went to each in turn; the figures above are all of them.
+	PBXes []PBXReport `json:"pbxes,omitempty"`
 
 	dists map[string][]time.Duration // for the plot
+}
+
+// PBXReport is one simulator's share of the load phase.
+type PBXReport struct {
+	Name           string         `json:"name"` // its --pbx name
+	CallsOffered   int64          `json:"calls_offered"`
+	CallsCompleted int64          `json:"calls_completed"`
+	BudgetMisses   int64          `json:"budget_misses"`
+	Lost           int64          `json:"lost"`
+	Matches        map[string]int `json:"matches"`
+	Warm           Latency        `json:"warm"`
+	Cold           Latency        `json:"cold"`
+	NoLookup       Latency        `json:"no_lookup"`
+	All            Latency        `json:"all"`
 }
 
 // Run runs the whole bench: ready, load (fixed or ramp), bare client, burst,
@@ -520,6 +595,30 @@ func (r *benchRun) reportLoad() {
 		rep.dists[l.name] = sorted
 		*l.into = summarize(sorted, l.s.n)
 	}
+	final.mu.Lock()
+	byPBX := maps.Clone(final.byPBX)
+	final.mu.Unlock()
+	for _, name := range pbxList(r.o.PBX) {
+		if c, ok := byPBX[name]; ok {
+			rep.PBXes = append(rep.PBXes, c.pbxReport(name))
+		}
+	}
+}
+
+// pbxReport is col's figures as one PBX's share of the load.
+func (col *collector) pbxReport(name string) PBXReport {
+	x := PBXReport{Name: name, CallsOffered: col.offered.Load(), CallsCompleted: col.completed.Load(),
+		BudgetMisses: col.misses.Load(), Lost: col.lost.Load()}
+	col.mu.Lock()
+	x.Matches = maps.Clone(col.matches)
+	col.mu.Unlock()
+	for _, l := range []struct {
+		s    *series
+		into *Latency
+	}{{&col.warm, &x.Warm}, {&col.cold, &x.Cold}, {&col.nolookup, &x.NoLookup}, {&col.all, &x.All}} {
+		*l.into = summarize(l.s.sorted(), l.s.n)
+	}
+	return x
 }
 
 // burstPhase is the singleflight burst.
@@ -597,7 +696,11 @@ func (r *benchRun) inFlight() {
 		return
 	}
 	var err error
-	if len(o.SidecarCommand) > 0 && o.PBX != PBXDirect {
+	several := len(pbxList(o.PBX)) > 1
+	if several && len(o.SidecarCommand) > 0 {
+		rep.Notes = append(rep.Notes, "in flight: in this process, not a sidecar child (a child runs one PBX)")
+	}
+	if len(o.SidecarCommand) > 0 && o.PBX != PBXDirect && !several {
 		r.note("in flight: holding %d calls in a sidecar child process", o.InFlight)
 		var readyMs float64
 		rep.InFlight, rep.PeakRSSMiB, readyMs, err = holdInFlightChild(r.runCtx, o, r.stub, r.pc, r.log, r.note)

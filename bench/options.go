@@ -92,8 +92,8 @@ func (o *Options) Validate() error {
 			}
 		}
 	}
-	if _, ok := targetFactories[o.PBX]; !ok {
-		errs = append(errs, fmt.Errorf("--pbx: %q is not one of %v", o.PBX, PBXNames()))
+	if err := checkPBX(o.PBX); err != nil {
+		errs = append(errs, err)
 	}
 	if o.Duration <= 0 || o.Duration > time.Hour {
 		errs = append(errs, errors.New("--duration: must be between 0 and 1h"))

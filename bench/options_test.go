@@ -34,3 +34,10 @@ func TestValidateRedis(t *testing.T) {
 		"": true, "127.0.0.1:6379": true, "[::1]:6379": true, "a:7000,b:7001,c:7002": true,
 		"localhost": false, "a:7000,": false, "a:7000,,b:7001": false, "a:": false})
 }
+
+// --pbx names one simulator, or several distinct ones (not direct) to run at once.
+func TestValidatePBX(t *testing.T) {
+	checkValidate(t, "--pbx", func(o *Options, v string) { o.PBX = v }, map[string]bool{
+		PBXAsterisk: true, PBXDirect: true, "asterisk,freeswitch-outbound": true, "freeswitch-inbound,asterisk,freeswitch-outbound": true,
+		"asterisk,asterisk": false, "asterisk,direct": false, "asterisk,": false, "asterisk,pbx9": false, "": false})
+}

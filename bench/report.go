@@ -42,6 +42,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p("")
 	r.tableLatencies(p)
 	p("")
+	r.tablePBXes(p)
 	r.tableOverheads(p)
 	r.tableSteps(p)
 	r.tableTail(p)
@@ -123,6 +124,19 @@ func (r *Report) tableLatencies(p linef) {
 	}{{"warm (cache hit)", r.Warm}, {"cold (CRM)", r.Cold}, {"no look-up (anonymous, invalid)", r.NoLookup}, {"all calls", r.All}, {fmt.Sprintf("bare client, %d calls/s", r.BareRate), r.Bare}} {
 		p("%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f", row.name, row.l.Count, row.l.P50, row.l.P90, row.l.P99, row.l.P999, row.l.Max)
 	}
+}
+
+// tablePBXes prints each simulator's share of the load when there are
+// several (--pbx a,b); nothing with one.
+func (r *Report) tablePBXes(p linef) {
+	if len(r.PBXes) == 0 {
+		return
+	}
+	p("each PBX (the figures above are all of them)	offered	completed	budget misses	lost	all p50	all p99	warm p99")
+	for _, x := range r.PBXes {
+		p("%s	%d	%d	%d	%d	%.3f	%.3f	%.3f", x.Name, x.CallsOffered, x.CallsCompleted, x.BudgetMisses, x.Lost, x.All.P50, x.All.P99, x.Warm.P99)
+	}
+	p("")
 }
 
 // tableOverheads prints the overhead ratios without a target and the PBX

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,5 +83,47 @@ func TestReportGolden(t *testing.T) {
 	}
 	if !bytes.Equal(out.Bytes(), want) {
 		t.Errorf("report output differs from %s:\n%s", golden, out.String())
+	}
+}
+
+// A report of several simulators (--pbx a,b) adds a block with each one's
+// figures after the latency table; the rest of the table is unchanged.
+func TestReportPBXes(t *testing.T) {
+	one := goldenReports()["fixed"]
+	both := goldenReports()["fixed"]
+	both.PBX = "asterisk,freeswitch-outbound"
+	both.PBXes = []PBXReport{
+		{Name: "asterisk", CallsOffered: 500, CallsCompleted: 499, BudgetMisses: 1, Lost: 1, All: Latency{P50: 2, P99: 6}, Warm: Latency{P99: 1.5}},
+		{Name: "freeswitch-outbound", CallsOffered: 500, CallsCompleted: 499, All: Latency{P50: 1.75, P99: 5.5}, Warm: Latency{P99: 1.25}},
+	}
+	var a, b bytes.Buffer
+	if err := one.WriteTable(&a); err != nil {
+		t.Fatal(err)
+	}
+	if err := both.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	got := b.String()
+	for _, want := range []string{
+		"each PBX (the figures above are all of them)  offered  completed  budget misses  lost  all p50  all p99  warm p99\n",
+		"asterisk                                      500      499        1              1     2.000    6.000    1.500\n",
+		"freeswitch-outbound                           500      499        0              0     1.750    5.500    1.250\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	// without the block (and with the one heading's --pbx), the single-PBX table
+	var rest []string
+	for _, l := range strings.Split(got, "\n") {
+		if strings.HasPrefix(l, "each PBX") || strings.HasPrefix(l, "asterisk ") || strings.HasPrefix(l, "freeswitch-outbound ") {
+			continue
+		}
+		rest = append(rest, l)
+	}
+	stripped := strings.Replace(strings.Join(rest, "\n"), "--pbx asterisk,freeswitch-outbound", "--pbx asterisk", 1)
+	stripped = strings.Replace(stripped, "\n\n\n", "\n\n", 1) // the block's own blank line
+	if stripped != a.String() {
+		t.Errorf("the rest of the table changed:\n%s\nwant\n%s", stripped, a.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ type Outcome struct {
 	Sent     time.Time // the event was written to callpop
 	LastVar  time.Time // the last variable was acknowledged (zero when unknown)
 	Released time.Time // continue / exit / transfer reached the simulator
+	PBX      string    // which simulator of several (--pbx a,b); "" with one
 }
 
 // Target is one PBX set-up the bench drives: a simulator and, on it, either
@@ -109,6 +111,9 @@ func newTarget(name string, bare bool, tc targetConfig) (Target, error) {
 }
 
 func newTargetMode(name string, m mode, tc targetConfig) (Target, error) {
+	if strings.Contains(name, ",") {
+		return newMultiTarget(name, m, tc)
+	}
 	f, ok := targetFactories[name]
 	if !ok {
 		return nil, fmt.Errorf("bench: --pbx %q: not one of %v", name, PBXNames())

@@ -76,7 +76,7 @@ type PBX struct {
 	Kind       string  `json:"kind"` // asterisk, freeswitch or none
 	Connected  bool    `json:"connected"`
 	Reason     string  `json:"reason,omitempty"`
-	Reconnects float64 `json:"reconnects"` // callpop_ari_reconnects_total + callpop_esl_reconnects_total
+	Reconnects float64 `json:"reconnects"` // callpop_ari_reconnects_total + callpop_esl_reconnects_total, all pbx
 }
 
 // PBXFunc says what PBX callpop serves and whether it is connected.

@@ -67,8 +67,8 @@ type sample struct {
 type gauges struct {
 	breakers     map[string]float64
 	streams      float64
-	ariConnected float64
-	ariSeen      bool // the ARI adapter's gauge exists (an Asterisk adapter ran)
+	ariConnected float64 // the least of callpop_ari_connected's series (one per Asterisk)
+	ariSeen      bool    // the ARI adapter's gauge exists (an Asterisk adapter ran)
 }
 
 // Stats samples the registry and serves the page and snapshots.
@@ -190,8 +190,10 @@ func (s *Stats) read() (sample, error) {
 				smp.gauges.breakers[label(m, "breaker")] = m.GetGauge().GetValue()
 			case famStreams:
 				smp.gauges.streams = m.GetGauge().GetValue()
-			case famARIConn:
-				smp.gauges.ariConnected = m.GetGauge().GetValue()
+			case famARIConn: // one series per Asterisk (pbx label): connected while all are
+				if v := m.GetGauge().GetValue(); !smp.gauges.ariSeen || v < smp.gauges.ariConnected {
+					smp.gauges.ariConnected = v
+				}
 				smp.gauges.ariSeen = true
 			}
 		}

@@ -29,7 +29,7 @@ type registry struct {
 	breaker   *prometheus.GaugeVec
 	pops      *prometheus.CounterVec
 	streams   prometheus.Gauge
-	ariMiss   prometheus.Counter
+	ariMiss   *prometheus.CounterVec
 	eslCalls  *prometheus.CounterVec
 }
 
@@ -42,8 +42,8 @@ func newRegistry() *registry {
 	r.breaker = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: famBreaker, Help: "h"}, []string{"breaker"})
 	r.pops = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famPops, Help: "h"}, []string{"state"})
 	r.streams = prometheus.NewGauge(prometheus.GaugeOpts{Name: famStreams, Help: "h"})
-	r.ariMiss = prometheus.NewCounter(prometheus.CounterOpts{Name: famARIMiss, Help: "h"})
-	r.eslCalls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famESLCalls, Help: "h"}, []string{"mode", "outcome"})
+	r.ariMiss = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famARIMiss, Help: "h"}, []string{"pbx"})
+	r.eslCalls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famESLCalls, Help: "h"}, []string{"pbx", "mode", "outcome"})
 	r.reg.MustRegister(r.decisions, r.cache, r.source, r.breaker, r.pops, r.streams, r.ariMiss, r.eslCalls)
 	return r
 }
@@ -81,9 +81,11 @@ func TestSnapshotReadsTheRegistry(t *testing.T) {
 	r.pops.WithLabelValues("ringing").Add(4)
 	r.pops.WithLabelValues("answered").Add(1)
 	r.streams.Set(3)
-	r.ariMiss.Inc()
-	r.eslCalls.WithLabelValues("outbound", "late").Add(2)
-	r.eslCalls.WithLabelValues("outbound", "released").Add(7)
+	r.ariMiss.WithLabelValues("ast-a").Inc() // the adapters' metrics carry a pbx label: summed
+	r.ariMiss.WithLabelValues("ast-b")
+	r.eslCalls.WithLabelValues("fs-a", "outbound", "late").Add(1)
+	r.eslCalls.WithLabelValues("fs-b", "outbound", "late").Add(1)
+	r.eslCalls.WithLabelValues("fs-a", "outbound", "released").Add(7)
 
 	snap := s.Fresh(func() PBX { return PBX{Kind: "asterisk", Connected: true} })
 	if got := snap.Totals.Decisions["hit"]; got != testutil.ToFloat64(r.decisions.WithLabelValues("hit")) || got != 106 {

@@ -94,7 +94,7 @@ func (r *callRun) subscribe(ctx context.Context) bool {
 	if err == nil {
 		return true
 	}
-	metricRESTErrors.WithLabelValues("subscribe").Inc()
+	r.a.m.restErrors.WithLabelValues("subscribe").Inc()
 	if a.log.Enabled(ctx, slog.LevelDebug) {
 		a.log.Debug("subscribe failed; agent legs of this call are not followed", "chan", r.ch.ID, "err", err)
 	}
@@ -110,7 +110,7 @@ func (r *callRun) setDecision(ctx context.Context, abort context.CancelFunc, cha
 	r.setting.Lock()
 	defer r.setting.Unlock()
 	if r.closed || r.continued.Load() {
-		metricApplied.WithLabelValues("late").Inc()
+		r.a.m.applied.WithLabelValues("late").Inc()
 		return
 	}
 	if r.gone.Load() || len(vars) == 0 {
@@ -127,9 +127,9 @@ func (r *callRun) setDecision(ctx context.Context, abort context.CancelFunc, cha
 		whole = r.setEach(ctx, abort, chanID, vars)
 	}
 	if whole {
-		metricApplied.WithLabelValues("whole").Inc()
+		r.a.m.applied.WithLabelValues("whole").Inc()
 	} else {
-		metricApplied.WithLabelValues("none").Inc()
+		r.a.m.applied.WithLabelValues("none").Inc()
 	}
 }
 
@@ -201,10 +201,10 @@ func (r *callRun) restErr(op string, err error, abort context.CancelFunc) {
 		return
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		metricRESTErrors.WithLabelValues(op + "_timeout").Inc()
+		r.a.m.restErrors.WithLabelValues(op + "_timeout").Inc()
 		return
 	}
-	metricRESTErrors.WithLabelValues(op).Inc()
+	r.a.m.restErrors.WithLabelValues(op).Inc()
 	r.a.log.Warn("ARI request failed", "op", op, "chan", r.ch.ID, "err", err)
 }
 
@@ -231,14 +231,14 @@ func (r *callRun) continueOnce(by string) {
 	now := time.Now()
 	switch {
 	case err == nil:
-		metricContinueSeconds.Observe(now.Sub(r.received).Seconds())
+		r.a.m.continueSeconds.Observe(now.Sub(r.received).Seconds())
 		if now.After(r.deadline) {
-			metricBudgetMiss.Inc()
+			r.a.m.budgetMiss.Inc()
 		}
 	case errors.Is(err, ErrGone):
 		r.gone.Store(true)
 	default:
-		metricRESTErrors.WithLabelValues("continue").Inc()
+		r.a.m.restErrors.WithLabelValues("continue").Inc()
 		a.log.Error("continue failed; reconciling soon to take the channel over again", "chan", r.ch.ID, "err", err)
 		a.askRecheck()
 	}

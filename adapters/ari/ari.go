@@ -33,6 +33,7 @@ type Adapter struct {
 	wsURL  string
 	auth   string
 	follow *followState
+	m      *metrics // this PBX's series (pbx label)
 
 	dialplan dialplanFollow // calls decided outside Stasis whose channels are followed (follow.go)
 
@@ -87,11 +88,12 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 	ws.Path += "/ari/events"
 	ws.RawQuery = url.Values{"app": {cfg.App}, "subscribeAll": {"false"}}.Encode()
 	log := deps.Logger.With("component", "adapters/ari", "app", cfg.App)
-	a := &Adapter{recheck: make(chan struct{}, 1),
+	m := newMetrics(deps.PBX)
+	a := &Adapter{recheck: make(chan struct{}, 1), m: m,
 		cfg: cfg, deps: deps, log: log, refusedWarn: loglimit.Limiter{Every: refusedLogEvery},
 		rest:   newRESTClient(cfg.URL, cfg.Username, pass, cfg.MaxConnections),
 		wsURL:  ws.String(),
-		follow: newFollowState(cfg.MaxFollow, cfg.LegTTL, deps.Sink, log),
+		follow: newFollowState(cfg.MaxFollow, cfg.LegTTL, deps.Sink, log, m),
 		reason: "not connected yet",
 	}
 	a.rest.finish = cfg.RequestTimeout
@@ -118,12 +120,14 @@ func (a *Adapter) Ready() (bool, string) {
 
 func (a *Adapter) setReady(ok bool, reason string) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.ready, a.reason = ok, reason
-	a.mu.Unlock()
+	// under the lock: the gauge is never behind Ready, nor left by a
+	// concurrent setReady at the other value
 	if ok {
-		metricConnected.Set(1)
+		a.m.connected.Set(1)
 	} else {
-		metricConnected.Set(0)
+		a.m.connected.Set(0)
 	}
 }
 
@@ -148,7 +152,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 			break
 		}
 		if attempt > 0 {
-			metricReconnects.Inc()
+			a.m.reconnects.Inc()
 		}
 		connected, err := a.session(ctx)
 		if ctx.Err() != nil {
@@ -387,7 +391,7 @@ func (a *Adapter) replacedBy() {
 	if a.replaced.Swap(true) {
 		return
 	}
-	metricReplaced.Inc()
+	a.m.replaced.Inc()
 	reason := fmt.Sprintf("ARI application %q replaced by another connection: each callpop instance needs its own pbx.asterisk.app", a.cfg.App)
 	a.setReady(false, reason)
 	a.log.Error("ARI APPLICATION REPLACED: this instance no longer receives calls", "reason", reason)
@@ -458,7 +462,7 @@ func (a *Adapter) reconcile(ctx context.Context) (int, error) {
 			n++
 		}
 	}
-	metricReconciled.Add(float64(n))
+	a.m.reconciled.Add(float64(n))
 	return n, nil
 }
 
@@ -479,7 +483,7 @@ func stasisArgs(appData string) []string {
 // sessionRefused reports a connection Asterisk closed unanswered: counted
 // every time, logged at most once per refusedLogEvery with the count since.
 func (a *Adapter) sessionRefused(method, path string, err error) {
-	metricSessionsRefused.Inc()
+	a.m.sessionsRefused.Inc()
 	n, ok := a.refusedWarn.Allow()
 	if !ok {
 		return

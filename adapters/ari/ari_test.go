@@ -213,13 +213,13 @@ func TestCallerHangsUpDuringLookup(t *testing.T) {
 		return call.Decision{Match: call.MatchHit, Priority: 3}
 	})
 	h := start(t, sim, dec, testBudget, nil)
-	before := counter(metricGone)
+	before := counter(testM.gone)
 	var ids []string
 	for i := 0; i < 10; i++ {
 		ids = append(ids, sim.OfferCall(arisim.CallSpec{CLI: "0201234567", HangupIn: 20 * time.Millisecond}))
 	}
 	waitSettled(t, sim, ids, 3*time.Second)
-	waitFor(t, 2*time.Second, "gone counted", func() bool { return counter(metricGone)-before >= 10 })
+	waitFor(t, 2*time.Second, "gone counted", func() bool { return counter(testM.gone)-before >= 10 })
 	time.Sleep(50 * time.Millisecond)
 	for _, id := range ids {
 		r, _ := sim.Record(id)
@@ -230,7 +230,7 @@ func TestCallerHangsUpDuringLookup(t *testing.T) {
 	if n := h.logs.count("WARN") + h.logs.count("ERROR"); n != 0 {
 		t.Errorf("%d warn/error log lines for normal hang-ups: %v", n, h.logs.lines)
 	}
-	if got := counter(metricGone) - before; got != 10 {
+	if got := counter(testM.gone) - before; got != 10 {
 		t.Errorf("gone counted %v times, want 10", got)
 	}
 	if n := h.a.Following(); n != 0 {
@@ -250,7 +250,7 @@ func TestReconnectMidBurstNoneStranded(t *testing.T) {
 		return call.Decision{Match: call.MatchMiss, Priority: 1}
 	})
 	h := start(t, sim, dec, testBudget, nil)
-	reconBefore := counter(metricReconciled)
+	reconBefore := counter(testM.reconciled)
 	mix := arisim.Mix([]string{"+31201234567"}, "")
 	ids := make([]string, 0, 200)
 	for i := 0; i < 200; i++ {
@@ -303,7 +303,7 @@ func TestReconnectMidBurstNoneStranded(t *testing.T) {
 		t.Errorf("continued %d: no call after the reconnect was handled", continued)
 	}
 	t.Logf("continued %d, failed-over %d, reconciled %v, connections %d", continued, failed,
-		counter(metricReconciled)-reconBefore, st.Connections)
+		counter(testM.reconciled)-reconBefore, st.Connections)
 }
 
 // A restart of callpop: channels already waiting in the app (their

@@ -96,7 +96,7 @@ func (h *heldDecider) release() int {
 func outcomes() map[string]float64 {
 	m := map[string]float64{}
 	for _, o := range []string{"handler", "watchdog", "gone", "none", "shed", "handler_reconciled", "watchdog_reconciled"} {
-		m[o] = counter(metricCalls.WithLabelValues(o))
+		m[o] = counter(testM.calls.WithLabelValues(o))
 	}
 	return m
 }
@@ -148,10 +148,10 @@ func settledAsync(t *testing.T, h *harness, cc *continueCounter, ids []string, g
 			t.Errorf("%s continued %d times", id, n)
 		}
 	}
-	if d := counter(metricGone) - goneBefore; d != 0 {
+	if d := counter(testM.gone) - goneBefore; d != 0 {
 		t.Errorf("%v calls counted gone (a second continue meets 409)", d)
 	}
-	if d := counter(metricRESTErrors.WithLabelValues("continue")) - contErrBefore; d != 0 {
+	if d := counter(testM.restErrors.WithLabelValues("continue")) - contErrBefore; d != 0 {
 		t.Errorf("%v continues failed", d)
 	}
 }
@@ -163,7 +163,7 @@ func TestAsyncHeldThenReleased(t *testing.T) {
 	sim := newSim(t, arisim.Options{ChannelVars: callerVars, OnContinue: cc.hook})
 	dec := &heldDecider{d: call.Decision{Match: call.MatchHit, Priority: 5, QueuePrio: 5, Queue: "vip"}}
 	h := start(t, sim, dec, time.Minute, nil)
-	before, gone0, cerr0 := outcomes(), counter(metricGone), counter(metricRESTErrors.WithLabelValues("continue"))
+	before, gone0, cerr0 := outcomes(), counter(testM.gone), counter(testM.restErrors.WithLabelValues("continue"))
 	const n = 200
 	g0 := runtime.NumGoroutine()
 	var ids []string
@@ -221,7 +221,7 @@ func TestAsyncSynchronousAnswers(t *testing.T) {
 			cc := &continueCounter{}
 			sim := newSim(t, arisim.Options{ChannelVars: callerVars, OnContinue: cc.hook})
 			h := start(t, sim, tt.dec, testBudget, nil)
-			before, gone0, cerr0 := outcomes(), counter(metricGone), counter(metricRESTErrors.WithLabelValues("continue"))
+			before, gone0, cerr0 := outcomes(), counter(testM.gone), counter(testM.restErrors.WithLabelValues("continue"))
 			var ids []string
 			for i := range 10 {
 				ids = append(ids, sim.OfferCall(arisim.CallSpec{CLI: fmt.Sprintf("+3120%07d", i)}))
@@ -248,7 +248,7 @@ func TestAsyncDecisionNeverComes(t *testing.T) {
 	sim := newSim(t, arisim.Options{ChannelVars: callerVars, OnContinue: cc.hook})
 	dec := &heldDecider{ignoreDeadline: true, d: call.Decision{Match: call.MatchHit, Queue: "late"}}
 	h := start(t, sim, dec, budget, nil)
-	before, gone0, cerr0 := outcomes(), counter(metricGone), counter(metricRESTErrors.WithLabelValues("continue"))
+	before, gone0, cerr0 := outcomes(), counter(testM.gone), counter(testM.restErrors.WithLabelValues("continue"))
 	margin := budgetMargin(t)
 	var ids []string
 	for i := range 10 {
@@ -320,7 +320,7 @@ func TestAsyncAnswerRacesWatchdog(t *testing.T) {
 	sim := newSim(t, arisim.Options{ChannelVars: callerVars, OnContinue: cc.hook})
 	dec := &heldDecider{d: call.Decision{Match: call.MatchHit}}
 	h := start(t, sim, dec, budget, func(c *Config) { c.ApplyReserve = 0 })
-	before, gone0, cerr0 := outcomes(), counter(metricGone), counter(metricRESTErrors.WithLabelValues("continue"))
+	before, gone0, cerr0 := outcomes(), counter(testM.gone), counter(testM.restErrors.WithLabelValues("continue"))
 	var ids []string
 	for round := range 10 {
 		for i := range 10 {
@@ -358,7 +358,7 @@ func TestAsyncDeciderOnGETPath(t *testing.T) {
 			sim := newSim(t, arisim.Options{OnContinue: cc.hook})
 			dec := &heldDecider{syncAnswer: true, d: call.Decision{Match: call.MatchHit, Queue: "gold"}}
 			h := start(t, sim, dec, testBudget, nil)
-			before, gone0, cerr0 := outcomes(), counter(metricGone), counter(metricRESTErrors.WithLabelValues("continue"))
+			before, gone0, cerr0 := outcomes(), counter(testM.gone), counter(testM.restErrors.WithLabelValues("continue"))
 			var ids []string
 			for range 5 {
 				ids = append(ids, sim.OfferCall(tt.spec))

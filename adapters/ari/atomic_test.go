@@ -180,7 +180,7 @@ func TestUnreadCallerVarsNeverAnonymous(t *testing.T) {
 			sim := newSim(t, tt.opts)
 			start(t, sim, anonDecider{}, 500*time.Millisecond, nil)
 			sim.FailNext("get", tt.fail)
-			watchdog := metricCalls.WithLabelValues("watchdog")
+			watchdog := testM.calls.WithLabelValues("watchdog")
 			before := counter(watchdog)
 			id := sim.OfferCall(arisim.CallSpec{CLI: "anonymous", ANI: "+14155550123", NumPres: "prohib"})
 			waitSettled(t, sim, []string{id}, 10*time.Second)
@@ -225,14 +225,14 @@ func TestMaxConnectionsHonoured(t *testing.T) {
 // unanswered: callpop counts it and says so in the log, not as silent EOFs.
 func TestSessionLimitRefusalCounted(t *testing.T) {
 	sim := newSim(t, arisim.Options{SessionLimit: 3, SetDelay: 20 * time.Millisecond})
-	before := counter(metricSessionsRefused)
+	before := counter(testM.sessionsRefused)
 	h := start(t, sim, &fixedDecider{d: knownCaller}, testBudget, func(c *Config) { c.MaxConnections = 32 })
 	var ids []string
 	for range 40 {
 		ids = append(ids, sim.OfferCall(arisim.CallSpec{CLI: "+14155550123"}))
 	}
 	waitFor(t, 20*time.Second, "refusals", func() bool { return sim.Stats().Refused > 0 })
-	waitFor(t, 20*time.Second, "refusals counted", func() bool { return counter(metricSessionsRefused) > before })
+	waitFor(t, 20*time.Second, "refusals counted", func() bool { return counter(testM.sessionsRefused) > before })
 	waitFor(t, 5*time.Second, "a log line", func() bool { return h.logs.contains("sessionlimit") })
 	if st := sim.Stats(); st.PeakSessions > 3 {
 		t.Errorf("simulator held %d sessions past its limit of 3", st.PeakSessions)

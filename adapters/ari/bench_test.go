@@ -64,7 +64,7 @@ func BenchmarkDecodeMix(b *testing.B) {
 // tracker of a followed call.
 func BenchmarkDispatchLegs(b *testing.B) {
 	lines := benchLines(b, "callpop-queue-ringall.self-channel-subscription.events.jsonl")
-	a := &Adapter{cfg: DefaultConfig(), log: discard(), follow: newFollowState(1000, time.Hour, call.NopSink{}, discard())}
+	a := &Adapter{cfg: DefaultConfig(), log: discard(), m: testM, follow: newFollowState(1000, time.Hour, call.NopSink{}, discard(), testM)}
 	b.ReportAllocs()
 	for b.Loop() {
 		a.follow.add("1795312348.37306", "1795312348.37306")

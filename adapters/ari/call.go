@@ -127,7 +127,7 @@ func (a *Adapter) claim(r *callRun) bool {
 func (r *callRun) shed() {
 	defer r.leave()
 	r.release("shed")
-	metricCalls.WithLabelValues("shed").Inc()
+	r.a.m.calls.WithLabelValues("shed").Inc()
 }
 
 // leave ends the call's bookkeeping: its inflight entry, its max_calls
@@ -155,7 +155,7 @@ func (r *callRun) ask(ctx context.Context) {
 	a := r.a
 	defer func() {
 		if p := recover(); p != nil {
-			metricPanics.Inc()
+			r.a.m.panics.Inc()
 			a.log.Error("panic asking for a decision; the call goes on undecided", "chan", r.ch.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			r.onAnswer(call.Decision{Match: call.MatchError, Err: "internal error"})
 		}
@@ -226,7 +226,7 @@ func (r *callRun) end(d call.Decision, fired bool) {
 	}()
 	defer func() {
 		if p := recover(); p != nil {
-			metricPanics.Inc()
+			r.a.m.panics.Inc()
 			a.log.Error("panic handling call; continuing it", "chan", r.ch.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			r.release("handler")
 		}
@@ -236,7 +236,7 @@ func (r *callRun) end(d call.Decision, fired bool) {
 	id := r.callerID()
 	full := withCallerID(c, id)
 	if d.Match == call.MatchAnonymous && !id.known() && !addsNothing(c, full) {
-		d = unread(d)
+		d = r.unread(d)
 	}
 	r.deliver(full, d)
 }
@@ -271,12 +271,12 @@ func (r *callRun) deliver(c call.Call, d call.Decision) {
 	}
 	if r.gone.Load() {
 		outcome = "gone"
-		metricGone.Inc()
+		r.a.m.gone.Inc()
 	}
 	if r.reconciled {
 		outcome += "_reconciled"
 	}
-	metricCalls.WithLabelValues(outcome).Inc()
+	r.a.m.calls.WithLabelValues(outcome).Inc()
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
 		if r.gone.Load() {
 			a.log.Debug("caller hung up during the look-up", "chan", r.ch.ID)

@@ -94,7 +94,7 @@ func (r *callRun) readCallerID(ctx context.Context) callerID {
 		case v = <-second:
 			second = nil
 		case <-bound.Done():
-			metricRESTErrors.WithLabelValues("get_callerid_timeout").Inc()
+			r.a.m.restErrors.WithLabelValues("get_callerid_timeout").Inc()
 			return id
 		}
 		switch {
@@ -104,9 +104,9 @@ func (r *callRun) readCallerID(ctx context.Context) callerID {
 			r.gone.Store(true)
 			return id
 		case errors.Is(v.err, context.DeadlineExceeded) || errors.Is(v.err, context.Canceled):
-			metricRESTErrors.WithLabelValues("get_callerid_timeout").Inc()
+			r.a.m.restErrors.WithLabelValues("get_callerid_timeout").Inc()
 		default:
-			metricRESTErrors.WithLabelValues("get_callerid").Inc()
+			r.a.m.restErrors.WithLabelValues("get_callerid").Inc()
 		}
 	}
 	return id
@@ -141,8 +141,8 @@ func (a *Adapter) readVars(ctx context.Context, chanID string, names ...string) 
 // presentation (their read did not answer in time) into what it is: the
 // call was not identified in time. A known customer calling withheld must
 // not be told apart from a caller who withheld everything by a slow read.
-func unread(d call.Decision) call.Decision {
-	metricCallerVarsUnread.Inc()
+func (r *callRun) unread(d call.Decision) call.Decision {
+	r.a.m.callerVarsUnread.Inc()
 	d.Match = call.MatchTimeout
 	d.Err = "caller-ID variables not read in time"
 	return d

@@ -163,19 +163,19 @@ func scanType(raw []byte) (string, bool) {
 func (a *Adapter) dispatch(raw []byte, read time.Time) {
 	defer func() {
 		if r := recover(); r != nil {
-			metricPanics.Inc()
+			a.m.panics.Inc()
 			a.log.Error("panic handling ARI event", "panic", fmt.Sprint(r))
 		}
 	}()
-	metricEvents.Inc()
+	a.m.events.Inc()
 	ev, unknown, err := decodeEvent(raw)
 	switch {
 	case err != nil:
-		metricBadEvents.Inc()
+		a.m.badEvents.Inc()
 		a.log.Debug("undecodable ARI event skipped", "err", err)
 		return
 	case unknown:
-		metricUnknownEvents.Inc()
+		a.m.unknownEvents.Inc()
 		return
 	case ev == nil:
 		return

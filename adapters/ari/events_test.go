@@ -117,13 +117,13 @@ func TestDecodeRecordedEvents(t *testing.T) {
 func TestUnknownEventNoReconnect(t *testing.T) {
 	sim := newSim(t, arisim.Options{})
 	start(t, sim, &fixedDecider{d: call.Decision{Match: call.MatchMiss}}, testBudget, nil)
-	before := counter(metricUnknownEvents)
+	before := counter(testM.unknownEvents)
 	sim.Inject(sim.App(), []byte(`{"type":"ApplicationRegistered","timestamp":"2026-11-22T01:44:50.561+0000","application":"callpop","asterisk_id":"02:fc:00:00:00:01"}`))
 	sim.Inject(sim.App(), []byte(`{"type":"ChannelToneDetected","timestamp":"2026-11-22T01:44:50.561+0000","channel":{"id":"x"},"application":"callpop"}`))
 	sim.Inject(sim.App(), []byte(`{"type":"ChannelTransfer","application":"callpop"}`))
 	id := sim.OfferCall(arisim.CallSpec{CLI: "0201234567"})
 	waitSettled(t, sim, []string{id}, 3*time.Second)
-	if got := counter(metricUnknownEvents) - before; got != 3 {
+	if got := counter(testM.unknownEvents) - before; got != 3 {
 		t.Errorf("unknown counted %v, want 3", got)
 	}
 	if c := sim.Stats().Connections; c != 1 {
@@ -136,14 +136,14 @@ func TestUnknownEventNoReconnect(t *testing.T) {
 func TestApplicationReplaced(t *testing.T) {
 	sim := newSim(t, arisim.Options{})
 	h := start(t, sim, &fixedDecider{d: call.Decision{Match: call.MatchMiss}}, testBudget, nil)
-	before := counter(metricReplaced)
+	before := counter(testM.replaced)
 	dialRaw(t, sim, sim.App())
 	waitFor(t, 3*time.Second, "unready", func() bool { ok, _ := h.a.Ready(); return !ok })
 	_, reason := h.a.Ready()
 	if !strings.Contains(reason, "replaced") {
 		t.Errorf("reason %q", reason)
 	}
-	if got := counter(metricReplaced) - before; got != 1 {
+	if got := counter(testM.replaced) - before; got != 1 {
 		t.Errorf("replaced metric +%v", got)
 	}
 	time.Sleep(300 * time.Millisecond)

@@ -24,11 +24,11 @@ var (
 	metricDialplanFollow = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "callpop_ari_dialplan_follow_total",
 		Help: "Calls decided over FastAGI or /v1/route that the adapter was asked to follow, by result: subscribed, gone (the channel hung up first), failed, busy (queue full), full (max_follow), stopped, disabled (follow_legs off), invalid (not a channel id).",
-	}, []string{"result"})
-	metricDialplanQueued = promauto.NewGauge(prometheus.GaugeOpts{
+	}, []string{"pbx", "result"})
+	metricDialplanQueued = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "callpop_ari_dialplan_follow_queued",
 		Help: "Channel subscriptions for dialplan calls waiting or in flight.",
-	})
+	}, pbxLabel)
 )
 
 // dialplanFollow subscribes the app to channels of calls decided outside
@@ -68,7 +68,7 @@ func (a *Adapter) startFollowing(ctx context.Context) (stop func()) {
 			a.follow.drop(it.chanID)
 			close(it.ready)
 		}
-		metricDialplanQueued.Set(0)
+		a.m.dialplanQueued.Set(0)
 	}
 }
 
@@ -95,10 +95,10 @@ func (a *Adapter) FollowReady(e call.Enriched) <-chan struct{} {
 	}
 	switch {
 	case !a.cfg.FollowLegs:
-		metricDialplanFollow.WithLabelValues("disabled").Inc()
+		a.m.dialplanFollow.WithLabelValues("disabled").Inc()
 		return call.ReadyNow()
 	case chanID == "" || call.CleanToken(chanID) != chanID:
-		metricDialplanFollow.WithLabelValues("invalid").Inc()
+		a.m.dialplanFollow.WithLabelValues("invalid").Inc()
 		return call.ReadyNow()
 	case a.follow.following(chanID):
 		return call.ReadyNow() // followed already (it went through Stasis too)
@@ -108,19 +108,19 @@ func (a *Adapter) FollowReady(e call.Enriched) <-chan struct{} {
 	defer d.mu.Unlock()
 	switch {
 	case d.ctx == nil:
-		metricDialplanFollow.WithLabelValues("stopped").Inc()
+		a.m.dialplanFollow.WithLabelValues("stopped").Inc()
 		return call.ReadyNow()
 	case len(d.queue) >= followQueue:
-		metricDialplanFollow.WithLabelValues("busy").Inc()
+		a.m.dialplanFollow.WithLabelValues("busy").Inc()
 		return call.ReadyNow()
 	case !a.follow.add(chanID, callID):
 		// Taken before the subscription, so its first Dial finds the call.
-		metricDialplanFollow.WithLabelValues("full").Inc()
+		a.m.dialplanFollow.WithLabelValues("full").Inc()
 		return call.ReadyNow()
 	}
 	it := followItem{chanID: chanID, ready: make(chan struct{})}
 	d.queue = append(d.queue, it)
-	metricDialplanQueued.Inc()
+	a.m.dialplanQueued.Inc()
 	if d.workers < followWorkers {
 		d.workers++
 		d.wg.Add(1)
@@ -145,7 +145,7 @@ func (a *Adapter) followWorker(ctx context.Context) {
 		d.mu.Unlock()
 		a.subscribeDialplan(ctx, it.chanID) // recovers its own panics
 		close(it.ready)
-		metricDialplanQueued.Dec()
+		a.m.dialplanQueued.Dec()
 	}
 }
 
@@ -154,7 +154,7 @@ func (a *Adapter) followWorker(ctx context.Context) {
 func (a *Adapter) subscribeDialplan(ctx context.Context, chanID string) {
 	defer func() {
 		if r := recover(); r != nil {
-			metricPanics.Inc()
+			a.m.panics.Inc()
 			a.log.Error("panic following a dialplan call", "chan", chanID, "panic", r)
 		}
 	}()
@@ -164,13 +164,13 @@ func (a *Adapter) subscribeDialplan(ctx context.Context, chanID string) {
 	var se *StatusError
 	switch {
 	case err == nil:
-		metricDialplanFollow.WithLabelValues("subscribed").Inc()
+		a.m.dialplanFollow.WithLabelValues("subscribed").Inc()
 	case errors.As(err, &se) && se.Code == http.StatusUnprocessableEntity:
 		// "Event source does not exist": the caller hung up already.
-		metricDialplanFollow.WithLabelValues("gone").Inc()
+		a.m.dialplanFollow.WithLabelValues("gone").Inc()
 		a.follow.callerGone(chanID, a.follow.now(), true)
 	default:
-		metricDialplanFollow.WithLabelValues("failed").Inc()
+		a.m.dialplanFollow.WithLabelValues("failed").Inc()
 		a.follow.drop(chanID)
 		a.log.Debug("subscribing to a dialplan call failed; its agent legs are not followed", "chan", chanID, "err", err)
 	}

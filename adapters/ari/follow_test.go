@@ -61,24 +61,24 @@ func TestFollowDialplanEdges(t *testing.T) {
 	h := start(t, sim, &fixedDecider{d: call.Decision{Match: call.MatchHit}}, testBudget, nil)
 	id := sim.NewDialplanChannel(arisim.CallSpec{CLI: "0201234567"})
 	sim.Hangup(id)
-	gone := counter(metricDialplanFollow.WithLabelValues("gone"))
+	gone := counter(testM.dialplanFollow.WithLabelValues("gone"))
 	h.a.Follow(dialplanCall(id))
 	waitFor(t, 5*time.Second, "ended", func() bool { _, _, ended := h.sink.snapshot(); return len(ended) == 1 })
-	if d := counter(metricDialplanFollow.WithLabelValues("gone")) - gone; d != 1 || h.a.Following() != 0 {
+	if d := counter(testM.dialplanFollow.WithLabelValues("gone")) - gone; d != 1 || h.a.Following() != 0 {
 		t.Fatalf("gone counted %v, following %d", d, h.a.Following())
 	}
 
-	bad := counter(metricDialplanFollow.WithLabelValues("invalid"))
+	bad := counter(testM.dialplanFollow.WithLabelValues("invalid"))
 	h.a.Follow(dialplanCall("a/b?eventSource=x"))
-	if counter(metricDialplanFollow.WithLabelValues("invalid")) != bad+1 || h.a.Following() != 0 {
+	if counter(testM.dialplanFollow.WithLabelValues("invalid")) != bad+1 || h.a.Following() != 0 {
 		t.Fatal("a channel id that is not a token was followed")
 	}
 
 	off := start(t, newSim(t, arisim.Options{}), &fixedDecider{}, testBudget, func(c *Config) { c.FollowLegs = false })
 	id = off.sim.NewDialplanChannel(arisim.CallSpec{CLI: "0201234567"})
-	disabled := counter(metricDialplanFollow.WithLabelValues("disabled"))
+	disabled := counter(testM.dialplanFollow.WithLabelValues("disabled"))
 	off.a.Follow(dialplanCall(id))
-	if off.a.Following() != 0 || counter(metricDialplanFollow.WithLabelValues("disabled")) != disabled+1 {
+	if off.a.Following() != 0 || counter(testM.dialplanFollow.WithLabelValues("disabled")) != disabled+1 {
 		t.Fatal("followed with follow_legs off")
 	}
 }
@@ -97,14 +97,14 @@ func TestFollowDialplanFlood(t *testing.T) {
 	}
 	release := sim.HoldSubscriptions()
 	defer release()
-	busy := counter(metricDialplanFollow.WithLabelValues("busy"))
-	subscribed := counter(metricDialplanFollow.WithLabelValues("subscribed"))
+	busy := counter(testM.dialplanFollow.WithLabelValues("busy"))
+	subscribed := counter(testM.dialplanFollow.WithLabelValues("subscribed"))
 	before := runtime.NumGoroutine()
 	for _, id := range ids {
 		h.a.Follow(dialplanCall(id))
 	}
 	waitFor(t, 10*time.Second, "the workers' requests held", func() bool { return sim.HeldSubscriptions() == followWorkers })
-	refused := int(counter(metricDialplanFollow.WithLabelValues("busy")) - busy)
+	refused := int(counter(testM.dialplanFollow.WithLabelValues("busy")) - busy)
 	taken := n - refused
 	if taken < followQueue || taken > followQueue+followWorkers {
 		t.Fatalf("%d calls taken of %d, want between %d and %d", taken, n, followQueue, followQueue+followWorkers)
@@ -122,7 +122,7 @@ func TestFollowDialplanFlood(t *testing.T) {
 	}
 	release()
 	waitFor(t, 30*time.Second, "all taken calls subscribed", func() bool {
-		return int(counter(metricDialplanFollow.WithLabelValues("subscribed"))-subscribed) == taken
+		return int(counter(testM.dialplanFollow.WithLabelValues("subscribed"))-subscribed) == taken
 	})
 	n2 := 0
 	for _, id := range ids {

@@ -32,8 +32,8 @@ func FuzzDecodeEvent(f *testing.F) {
 		if err != nil && (ev != nil || unknown) {
 			t.Fatalf("error with a result: %v %v", ev, unknown)
 		}
-		a := &Adapter{cfg: DefaultConfig(), log: discard(),
-			follow: newFollowState(100, time.Hour, call.NopSink{}, discard())}
+		a := &Adapter{cfg: DefaultConfig(), log: discard(), m: testM,
+			follow: newFollowState(100, time.Hour, call.NopSink{}, discard(), testM)}
 		a.cfg.App = "never-matches-\x00"
 		a.deps.Budget = time.Second
 		a.dispatch(raw, time.Now())

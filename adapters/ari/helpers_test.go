@@ -234,3 +234,7 @@ func (b *logBuf) contains(s string) bool {
 	}
 	return false
 }
+
+// testM is the series of adapters built without a PBX name (pbx="asterisk"),
+// as the tests of this package build them.
+var testM = newMetrics("")

@@ -24,6 +24,7 @@ type followState struct {
 	ttl     time.Duration
 	sink    call.LegSink
 	log     *slog.Logger
+	m       *metrics
 	now     func() time.Time
 	// expired is told about calls the sweep forgot while their channel may
 	// still live (Asterisk drops a channel subscription itself only when
@@ -50,10 +51,10 @@ type legState struct {
 	state    call.LegState
 }
 
-func newFollowState(max int, ttl time.Duration, sink call.LegSink, log *slog.Logger) *followState {
+func newFollowState(max int, ttl time.Duration, sink call.LegSink, log *slog.Logger, m *metrics) *followState {
 	return &followState{
 		calls: map[string]*followed{}, byCall: map[string]string{}, aliases: map[string]aliasEntry{},
-		max: max, ttl: ttl, sink: sink, log: log, now: time.Now,
+		max: max, ttl: ttl, sink: sink, log: log, m: m, now: time.Now,
 	}
 }
 
@@ -65,7 +66,7 @@ func (f *followState) add(callerChan, callID string) bool {
 		return true
 	}
 	if len(f.calls) >= f.max {
-		metricFollowFull.Inc()
+		f.m.followFull.Inc()
 		return false
 	}
 	f.calls[callerChan] = &followed{callID: callID, caller: callerChan, legs: map[string]*legState{}, since: f.now()}
@@ -78,7 +79,7 @@ func (f *followState) room() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.calls) >= f.max {
-		metricFollowFull.Inc()
+		f.m.followFull.Inc()
 		return false
 	}
 	return true
@@ -192,7 +193,7 @@ func (f *followState) event(fc *followed, legID string, l *legState, cause strin
 
 func (f *followState) emit(evs []call.LegEvent) {
 	for _, e := range evs {
-		metricLegs.WithLabelValues(string(e.State)).Inc()
+		f.m.legs.WithLabelValues(string(e.State)).Inc()
 		f.sink.AgentLeg(e)
 	}
 }

@@ -27,6 +27,7 @@ type conn struct {
 	nc  net.Conn
 	r   *eslwire.Reader
 	log *slog.Logger
+	m   *metrics // frames read, by kind, under the adapter's pbx label
 
 	wmu sync.Mutex // serialises writes and the order of pending
 
@@ -44,8 +45,8 @@ type waiter struct {
 	sent time.Time
 }
 
-func newConn(nc net.Conn, log *slog.Logger) *conn {
-	return &conn{nc: nc, r: eslwire.NewReader(nc), log: log, jobs: map[string]chan string{}, done: make(chan struct{})}
+func newConn(nc net.Conn, log *slog.Logger, m *metrics) *conn {
+	return &conn{nc: nc, r: eslwire.NewReader(nc), log: log, m: m, jobs: map[string]chan string{}, done: make(chan struct{})}
 }
 
 // start runs the read loop; onEvent is called for each plain event, in order.
@@ -72,7 +73,7 @@ func (c *conn) dispatch(f *eslwire.Frame) {
 		c.mu.Lock()
 		if len(c.pending) == 0 {
 			c.mu.Unlock()
-			framesTotal.WithLabelValues("unexpected_reply").Inc()
+			c.m.frames.WithLabelValues("unexpected_reply").Inc()
 			return
 		}
 		w := c.pending[0]
@@ -82,7 +83,7 @@ func (c *conn) dispatch(f *eslwire.Frame) {
 	case eslwire.TypeEventPlain:
 		ev, err := eslwire.ParseEvent(f.Body)
 		if err != nil {
-			framesTotal.WithLabelValues("bad_event").Inc()
+			c.m.frames.WithLabelValues("bad_event").Inc()
 			return
 		}
 		if ev.Name() == "BACKGROUND_JOB" {
@@ -96,26 +97,26 @@ func (c *conn) dispatch(f *eslwire.Frame) {
 				return
 			}
 		}
-		framesTotal.WithLabelValues("event").Inc()
+		c.m.frames.WithLabelValues("event").Inc()
 		if c.onEvent != nil {
 			c.onEvent(ev)
 		}
 	case eslwire.TypeDisconnect:
-		framesTotal.WithLabelValues("disconnect").Inc()
+		c.m.frames.WithLabelValues("disconnect").Inc()
 		if strings.EqualFold(f.Headers.Get("Content-Disposition"), "linger") {
 			return
 		}
 		// FreeSWITCH closes the socket next; the read loop sees EOF.
 	case eslwire.TypeAuthRequest:
-		framesTotal.WithLabelValues("auth_request").Inc()
+		c.m.frames.WithLabelValues("auth_request").Inc()
 	case eslwire.TypeRude:
 		// FreeSWITCH's ACL refused this host; it closes the socket next
-		framesTotal.WithLabelValues("rude_rejection").Inc()
+		c.m.frames.WithLabelValues("rude_rejection").Inc()
 		c.log.Warn("event socket refused this host (apply-inbound-acl in event_socket.conf.xml)", "reply", call.CleanValue(string(f.Body)))
 	default:
 		// log/data, text/rude-rejection, JSON or XML events: counted and
 		// skipped, never the end of the loop (eslgo's receive loop dies here).
-		framesTotal.WithLabelValues("other").Inc()
+		c.m.frames.WithLabelValues("other").Inc()
 		c.log.Debug("skipped frame", "content_type", eslwire.Decode(ct))
 	}
 }

@@ -30,6 +30,7 @@ type Adapter struct {
 	log      *slog.Logger
 	password string
 	legs     *legTracker
+	m        *metrics // this PBX's series (pbx label)
 	slots    chan struct{}
 	dropWarn loglimit.Limiter // rule variables left out of uuid_setvar_multi
 
@@ -57,7 +58,7 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 		return nil, fmt.Errorf("pbx.freeswitch.apply_reserve: must be below call.budget (%v)", deps.Budget)
 	}
 	a := &Adapter{
-		cfg: cfg, deps: deps,
+		cfg: cfg, deps: deps, m: newMetrics(deps.PBX),
 		log:      deps.Logger.With("component", "adapters/esl", "mode", cfg.Mode),
 		slots:    make(chan struct{}, cfg.MaxCalls),
 		curReady: make(chan struct{}),
@@ -66,7 +67,7 @@ func New(cfg Config, deps adapters.Deps) (*Adapter, error) {
 		recent:   map[string]time.Time{},
 		unsure:   map[string]time.Time{},
 	}
-	a.legs = newLegTracker(deps.Sink, a.log)
+	a.legs = newLegTracker(deps.Sink, a.log, a.m)
 	if cfg.needsSocket() {
 		pw, err := cfg.password()
 		if err != nil {
@@ -170,7 +171,7 @@ func (a *Adapter) serveOutbound(ctx context.Context, ln net.Listener) error {
 		default:
 			// overloaded: let the dialplan go on at once. A bare close would
 			// leave the call parked for good (see resumeCommand).
-			callsTotal.WithLabelValues("outbound", "overload").Inc()
+			a.m.calls.WithLabelValues("outbound", "overload").Inc()
 			_ = nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 			_, _ = nc.Write([]byte(resumeCommand + "\n\n"))
 			_ = nc.Close()
@@ -203,7 +204,7 @@ func (a *Adapter) serveOutbound(ctx context.Context, ln net.Listener) error {
 
 func (a *Adapter) recoverPanic() {
 	if r := recover(); r != nil {
-		panicsTotal.Inc()
+		a.m.panics.Inc()
 		a.log.Error("panic in call handler", "panic", fmt.Sprint(r))
 	}
 }
@@ -225,7 +226,7 @@ func (h frameHeaders) Get(name string) string { return eslwire.Decode(h.Headers.
 // call's slot and gives it back when the call ends, so max_calls counts the
 // calls waiting for their decision too.
 func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.Time, release func()) (handedOff bool) {
-	cn := newConn(nc, a.log)
+	cn := newConn(nc, a.log, a.m)
 	cn.start(nil)
 	hard := time.AfterFunc(time.Until(accepted.Add(a.deps.Budget)), cn.Close)
 	defer func() {
@@ -238,14 +239,14 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 	f, err := cn.connect(cctx)
 	cancel()
 	if err != nil {
-		callsTotal.WithLabelValues("outbound", "error").Inc()
+		a.m.calls.WithLabelValues("outbound", "error").Inc()
 		a.log.Warn("connect failed", "err", err)
 		return
 	}
 	received := accepted
 	c := callFrom(frameHeaders{f.Headers}, received)
 	if !validUUID(c.ID) {
-		callsTotal.WithLabelValues("outbound", "error").Inc()
+		a.m.calls.WithLabelValues("outbound", "error").Inc()
 		a.log.Warn("connect reply without a usable Unique-ID")
 		xctx, cancel := context.WithTimeout(ctx, a.deps.Budget)
 		defer cancel()
@@ -258,7 +259,7 @@ func (a *Adapter) outboundCall(ctx context.Context, nc net.Conn, accepted time.T
 		xctx, cancel := context.WithDeadline(ctx, received.Add(a.deps.Budget))
 		defer cancel()
 		_, _ = cn.command(xctx, "exit", nil, nil)
-		callsTotal.WithLabelValues("outbound", "skipped").Inc()
+		a.m.calls.WithLabelValues("outbound", "skipped").Inc()
 		return
 	}
 	// The connect reply (every channel variable) is not needed while the
@@ -312,8 +313,8 @@ func (a *Adapter) setVarsAndExit(ctx context.Context, cn *conn, c call.Call, d c
 	if _, err := cn.command(actx, "exit", nil, nil); err != nil && outcome == "released" {
 		outcome = "late"
 	}
-	callsTotal.WithLabelValues("outbound", outcome).Inc()
-	callSeconds.WithLabelValues("outbound").Observe(time.Since(received).Seconds())
+	a.m.calls.WithLabelValues("outbound", outcome).Inc()
+	a.m.callSeconds.WithLabelValues("outbound").Observe(time.Since(received).Seconds())
 }
 
 // applyAndReport sets the call's variables with run (api or bgapi); once they
@@ -345,7 +346,7 @@ var errDead = errors.New("adapters/esl: no such channel (caller hung up)")
 func (a *Adapter) apply(ctx context.Context, run func(context.Context, string) (string, error), c call.Call, d call.Decision, chanVar func(string) string) error {
 	vars, dropped := fsvars.FitExtras(variables(c, d, func(n string) string { return chanVar("variable_" + n) }), fsvars.SetvarMultiMax)
 	if dropped > 0 {
-		varsDropped.Add(float64(dropped))
+		a.m.varsDropped.Add(float64(dropped))
 		if n, ok := a.dropWarn.Allow(); ok {
 			a.log.Warn("rules set more variables than one uuid_setvar_multi takes; the last extra ones are left out",
 				"dropped", dropped, "max", fsvars.SetvarMultiMax, "suppressed", n)
@@ -421,7 +422,7 @@ func (a *Adapter) supervise(ctx context.Context) {
 			continue
 		}
 		backoff = a.cfg.ReconnectMin
-		reconnectsTotal.Inc()
+		a.m.reconnects.Inc()
 		a.setConn(cn)
 		a.connected.Store(true)
 		a.log.Info("event socket connected", "address", a.cfg.Address)
@@ -498,7 +499,7 @@ func (a *Adapter) dial(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adapters/esl: dial: %w", err)
 	}
-	cn := newConn(nc, a.log)
+	cn := newConn(nc, a.log, a.m)
 	cn.start(func(ev *eslwire.Event) { a.onEvent(ctx, ev) })
 	if err := cn.auth(dctx, a.password); err != nil {
 		cn.Close()
@@ -614,7 +615,7 @@ func (a *Adapter) startParked(ctx context.Context, c call.Call, chanVar func(str
 		go func() { // ends with the transfer
 			defer a.recoverPanic()
 			defer leave()
-			callsTotal.WithLabelValues("inbound", "overload").Inc()
+			a.m.calls.WithLabelValues("inbound", "overload").Inc()
 			a.transfer(ctx, c)
 		}()
 		return
@@ -645,8 +646,8 @@ func (a *Adapter) inboundCall(ctx context.Context, c call.Call, d call.Decision,
 	if outcome == "released" && time.Since(c.Received) > a.deps.Budget {
 		outcome = "late"
 	}
-	callsTotal.WithLabelValues("inbound", outcome).Inc()
-	callSeconds.WithLabelValues("inbound").Observe(time.Since(c.Received).Seconds())
+	a.m.calls.WithLabelValues("inbound", outcome).Inc()
+	a.m.callSeconds.WithLabelValues("inbound").Observe(time.Since(c.Received).Seconds())
 }
 
 // transfer releases a parked call to the configured destination. It is not
@@ -787,7 +788,7 @@ func (a *Adapter) reconcileOnce(ctx context.Context, cn *conn) (waiting int) {
 		}
 		hs, _, _ := eslwire.ParseHeaderBlock([]byte(dump))
 		h := frameHeaders{hs}
-		reconciledTotal.Inc()
+		a.m.reconciled.Inc()
 		a.startParked(ctx, callFrom(h, time.Now()), h.Get)
 	}
 	return waiting

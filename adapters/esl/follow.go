@@ -10,7 +10,7 @@ import (
 var dialplanFollowTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 	Name: "callpop_esl_dialplan_follow_total",
 	Help: "Calls decided over /v1/route whose agent legs the event connection follows, by result: followed, disabled (no event connection: pbx.freeswitch.events off in outbound mode), full (tracking bound reached).",
-}, []string{"result"})
+}, []string{"pbx", "result"})
 
 // Follow registers a call decided for the dialplan (GET /v1/route with
 // call_id=${uuid}) on the event connection, which already sees every
@@ -18,7 +18,7 @@ var dialplanFollowTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 // correlated as an enriched call's, and its hang-up ends it. It never blocks.
 func (a *Adapter) Follow(e call.Enriched) {
 	if !a.cfg.needsSocket() {
-		dialplanFollowTotal.WithLabelValues("disabled").Inc()
+		a.m.dialplanFollow.WithLabelValues("disabled").Inc()
 		return
 	}
 	callID := e.CallID
@@ -26,10 +26,10 @@ func (a *Adapter) Follow(e call.Enriched) {
 		callID = e.Call.ID
 	}
 	if !a.legs.enriched(e.Call.ID, call.CleanCallID(callID)) {
-		dialplanFollowTotal.WithLabelValues("full").Inc()
+		a.m.dialplanFollow.WithLabelValues("full").Inc()
 		return
 	}
-	dialplanFollowTotal.WithLabelValues("followed").Inc()
+	a.m.dialplanFollow.WithLabelValues("followed").Inc()
 }
 
 // FollowReady is Follow; the event connection needs no subscription, so

@@ -169,3 +169,7 @@ func callFromCaller() call.Call {
 // roomyBudget is the budget of tests that check what is set, not when: a
 // loaded 2-core box under -race must not turn them into timeouts.
 const roomyBudget = 3 * time.Second
+
+// testM is the series of adapters built without a PBX name
+// (pbx="freeswitch"), as the tests of this package build them.
+var testM = newMetrics("")

@@ -26,6 +26,7 @@ var legEvents = []string{"CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS
 type legTracker struct {
 	sink call.LegSink
 	log  *slog.Logger
+	m    *metrics // leg events, under the adapter's pbx label
 
 	mu      sync.Mutex
 	callers map[string]string // caller uuid → call id
@@ -43,8 +44,8 @@ type agentLeg struct {
 
 const maxTracked = 50000
 
-func newLegTracker(sink call.LegSink, log *slog.Logger) *legTracker {
-	return &legTracker{sink: sink, log: log, callers: map[string]string{}, byID: map[string]string{}, seen: map[string]time.Time{}, legs: map[string]*agentLeg{}, orphans: map[string]string{}}
+func newLegTracker(sink call.LegSink, log *slog.Logger, m *metrics) *legTracker {
+	return &legTracker{sink: sink, log: log, m: m, callers: map[string]string{}, byID: map[string]string{}, seen: map[string]time.Time{}, legs: map[string]*agentLeg{}, orphans: map[string]string{}}
 }
 
 // prune forgets callers and legs older than maxAge whose hang-up was never
@@ -126,7 +127,7 @@ func (t *legTracker) observe(ev *eslwire.Event) {
 	}
 	t.mu.Unlock()
 	for _, e := range out {
-		legEventsTotal.WithLabelValues(string(e.State)).Inc()
+		t.m.legEvents.WithLabelValues(string(e.State)).Inc()
 		t.sink.AgentLeg(e)
 	}
 	if ended != nil {

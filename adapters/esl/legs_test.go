@@ -146,7 +146,7 @@ func TestAgentLegsReplay(t *testing.T) {
 	for _, name := range agentCaptures {
 		t.Run(name, func(t *testing.T) {
 			sink := &recSink{}
-			tr := newLegTracker(sink, quietLog())
+			tr := newLegTracker(sink, quietLog(), testM)
 			a := idx.Captures[name].ALeg
 			if name == "callcenter-ringall-without-cc_export_vars" {
 				tr.enriched(a, a) // no callpop_call_id reaches these legs: callpop knows the caller it enriched
@@ -245,7 +245,7 @@ func checkSimulatedRing(t *testing.T, a *Adapter, sim *eslsim.Inbound, sink *rec
 }
 
 func TestLegTrackerPrune(t *testing.T) {
-	tr := newLegTracker(&recSink{}, quietLog())
+	tr := newLegTracker(&recSink{}, quietLog(), testM)
 	tr.enriched("old-caller", "old-caller")
 	tr.prune(time.Hour)
 	if len(tr.callers) != 1 {

@@ -170,7 +170,7 @@ func TestLateReplyDoesNotShift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cn := newConn(nc, quietLog())
+	cn := newConn(nc, quietLog(), testM)
 	cn.start(nil)
 	defer cn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -224,7 +224,7 @@ func TestUnknownContentTypesKeepTheLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cn := newConn(nc, quietLog())
+	cn := newConn(nc, quietLog(), testM)
 	cn.start(nil)
 	defer cn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -387,7 +387,7 @@ func TestInboundParkRate(t *testing.T) {
 func counterValue(t testing.TB, labels ...string) float64 {
 	t.Helper()
 	var m dto.Metric
-	if err := callsTotal.WithLabelValues(labels...).Write(&m); err != nil {
+	if err := testM.calls.WithLabelValues(labels...).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
@@ -452,7 +452,7 @@ func TestRudeRejection(t *testing.T) {
 	}
 	defer sim.Close()
 	var before dto.Metric
-	_ = framesTotal.WithLabelValues("rude_rejection").Write(&before)
+	_ = testM.frames.WithLabelValues("rude_rejection").Write(&before)
 	a := startAdapter(t, inboundConfig(sim.Addr()), adapters.Deps{Decider: numbersDecider(t, customers)})
 	waitFor(t, 5*time.Second, "two connection attempts", func() bool { return sim.Stats().Connections >= 2 })
 	if ok, _ := a.Ready(); ok {
@@ -460,7 +460,7 @@ func TestRudeRejection(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "rejection counted", func() bool {
 		var m dto.Metric
-		_ = framesTotal.WithLabelValues("rude_rejection").Write(&m)
+		_ = testM.frames.WithLabelValues("rude_rejection").Write(&m)
 		return m.GetCounter().GetValue() > before.GetCounter().GetValue()
 	})
 }

@@ -126,7 +126,7 @@ func TestOutboundManyRuleVariables(t *testing.T) {
 	dec := call.DeciderFunc(func(context.Context, call.Call) call.Decision {
 		return call.Decision{CallID: "cp-1", Match: call.MatchHit, E164: "+31201234567", Priority: 7, BaseScore: 420, Extra: extra}
 	})
-	before := testutil.ToFloat64(varsDropped)
+	before := testutil.ToFloat64(testM.varsDropped)
 	a := startAdapter(t, outboundConfig(), adapters.Deps{Decider: dec, Budget: 2 * time.Second})
 	sim := eslsim.NewOutbound(waitAddr(t, a), eslsim.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -146,7 +146,7 @@ func TestOutboundManyRuleVariables(t *testing.T) {
 			t.Errorf("%s = %q: pairs ran together", n, v)
 		}
 	}
-	if got := testutil.ToFloat64(varsDropped) - before; got < 1 {
+	if got := testutil.ToFloat64(testM.varsDropped) - before; got < 1 {
 		t.Errorf("dropped variables counted: %v", got)
 	}
 }

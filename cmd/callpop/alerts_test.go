@@ -89,6 +89,15 @@ func TestAlertRules(t *testing.T) {
 					t.Errorf("%s: metric %s is not one callpop declares", r.Alert, m)
 				}
 			}
+			// The adapters' metrics are per PBX (pbx label): a rule that
+			// aggregated it away would hide one Asterisk down behind another.
+			if strings.Contains(r.Expr, "callpop_ari_") || strings.Contains(r.Expr, "callpop_esl_") {
+				for _, by := range regexp.MustCompile(`\bby\s*\(([^)]*)\)`).FindAllStringSubmatch(r.Expr, -1) {
+					if !regexp.MustCompile(`\bpbx\b`).MatchString(by[1]) {
+						t.Errorf("%s: groups the adapters' metrics by (%s), without pbx", r.Alert, by[1])
+					}
+				}
+			}
 			if !strings.Contains(string(ops), r.Alert) {
 				t.Errorf("docs/operations.md does not explain %s", r.Alert)
 			}

@@ -70,7 +70,7 @@ prints a table (--json FILE or - for JSON, --plot FILE.svg for the latency distr
 func (b *benchFlags) define(cmd *cobra.Command) {
 	o, f := &b.o, cmd.Flags()
 	f.StringVar(&o.PBX, "pbx", o.PBX, "PBX simulator: "+strings.Join(bench.PBXNames(), "|")+"|"+PBXFreeSWITCH+
-		" ("+PBXFreeSWITCH+" = "+benchFreeSWITCH+", as callpop demo runs it)")
+		" ("+PBXFreeSWITCH+" = "+benchFreeSWITCH+", as callpop demo runs it); several comma-separated (asterisk,freeswitch) run at once on one pipeline, the calls offered to each in turn, the report per PBX and for all")
 	f.DurationVar(&o.Duration, "duration", o.Duration, "length of the load phase (the ramp included)")
 	f.IntVar(&o.Rate, "rate", o.Rate, "calls per second; 0 = ramp to saturation")
 	f.IntVar(&o.MaxInFlight, "max-inflight", o.MaxInFlight, "calls the load generator keeps open at most")
@@ -123,11 +123,15 @@ func (b *benchFlags) prepare(cmd *cobra.Command, args []string) error {
 	if err := level.UnmarshalText([]byte(b.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	if b.o.PBX == PBXFreeSWITCH {
-		b.o.PBX = benchFreeSWITCH
-		fmt.Fprintf(cmd.ErrOrStderr(), "bench: --pbx %s is FreeSWITCH in Event Socket %s mode (--pbx %s), as callpop demo runs it\n",
-			PBXFreeSWITCH, simFreeSWITCHMode, benchFreeSWITCH)
+	list := strings.Split(b.o.PBX, ",")
+	for i, name := range list {
+		if name == PBXFreeSWITCH {
+			list[i] = benchFreeSWITCH
+			fmt.Fprintf(cmd.ErrOrStderr(), "bench: --pbx %s is FreeSWITCH in Event Socket %s mode (--pbx %s), as callpop demo runs it\n",
+				PBXFreeSWITCH, simFreeSWITCHMode, benchFreeSWITCH)
+		}
 	}
+	b.o.PBX = strings.Join(list, ",")
 	b.o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})).With("component", "bench")
 	return nil
 }

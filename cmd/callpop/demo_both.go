@@ -42,7 +42,7 @@ func runDemoBoth(ctx context.Context, o demoOptions, out, errOut io.Writer) erro
 	deps := func(name string) adapters.Deps {
 		base := d.adapterDeps()
 		sc := &pbxScope{name: name, namespaced: true, decider: base.Decider, sink: base.Sink, shared: shared, log: d.log.With("pbx", name)}
-		return adapters.Deps{Decider: sc, Sink: sc, Logger: sc.log, Budget: base.Budget}
+		return adapters.Deps{Decider: sc, Sink: sc, Logger: sc.log, Budget: base.Budget, PBX: name}
 	}
 
 	simPass := randomHex(12)

@@ -215,9 +215,11 @@ func TestRunTwoPBXs(t *testing.T) {
 	}
 
 	// ast-a goes away: /readyz says which (required: not ready), fs-b goes on.
-	late := func() float64 { return counterSum(t, "callpop_esl_calls_total", map[string]string{"outcome": "late"}) }
+	late := func() float64 {
+		return counterSum(t, "callpop_esl_calls_total", map[string]string{"pbx": "fs-b", "outcome": "late"})
+	}
 	lateBefore := late()
-	released := counterSum(t, "callpop_esl_calls_total", map[string]string{"outcome": "released"})
+	released := counterSum(t, "callpop_esl_calls_total", map[string]string{"pbx": "fs-b", "outcome": "released"})
 	_ = tp.ari.Close()
 	st := waitPBXes(t, tp.base, false, map[string]string{"fs-b": "ready"})
 	if st.Pbxes["ast-a"] == "ready" {
@@ -225,6 +227,9 @@ func TestRunTwoPBXs(t *testing.T) {
 	}
 	if a, f := counterSum(t, "callpop_pbx_ready", map[string]string{"pbx": "ast-a"}), counterSum(t, "callpop_pbx_ready", map[string]string{"pbx": "fs-b"}); a != 0 || f != 1 {
 		t.Fatalf("callpop_pbx_ready: ast-a %v, fs-b %v", a, f)
+	}
+	if c := counterSum(t, "callpop_ari_connected", map[string]string{"pbx": "ast-a"}); c != 0 {
+		t.Fatalf("callpop_ari_connected{pbx=\"ast-a\"} %v with ast-a down", c)
 	}
 	const calls = 20
 	for i := range calls {
@@ -236,7 +241,7 @@ func TestRunTwoPBXs(t *testing.T) {
 	// the adapter counts a call just after the simulator saw it released
 	var got float64
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if got = counterSum(t, "callpop_esl_calls_total", map[string]string{"outcome": "released"}) - released; got >= calls {
+		if got = counterSum(t, "callpop_esl_calls_total", map[string]string{"pbx": "fs-b", "outcome": "released"}) - released; got >= calls {
 			break
 		}
 	}

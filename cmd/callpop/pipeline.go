@@ -134,7 +134,7 @@ func (p *pipeline) adapters() ([]pbxAdapter, error) {
 		}
 		log := p.log.With("pbx", e.Name)
 		scope := &pbxScope{name: e.Name, namespaced: !legacy, decider: p.decider, sink: p.sink(), shared: shared, log: log}
-		deps := adapters.Deps{Decider: scope, Sink: scope, Logger: log, Budget: p.cfg.Call.Budget}
+		deps := adapters.Deps{Decider: scope, Sink: scope, Logger: log, Budget: p.cfg.Call.Budget, PBX: e.Name}
 		var a adapters.Adapter
 		var err error
 		switch e.Kind {
