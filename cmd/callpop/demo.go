@@ -22,7 +22,9 @@ import (
 
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/adapters/ari"
+	"github.com/callpop/callpop/adapters/esl"
 	"github.com/callpop/callpop/adapters/pbxsim/arisim"
+	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/popper"
 )
@@ -93,18 +95,11 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 		return err
 	}
 	defer d.close()
-	simPass := randomHex(12)
-	sim, err := arisim.New(arisim.Options{Username: "callpop", Password: simPass, App: "callpop", Logger: d.log})
+	sim, adapter, err := d.asteriskSim(d.adapterDeps())
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	defer sim.Close()
-	acfg := d.cfg.PBX.Asterisk
-	acfg.URL, acfg.Username, acfg.Password, acfg.App = sim.URL(), "callpop", simPass, "callpop"
-	adapter, err := ari.New(acfg, d.adapterDeps())
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
 	d.start(adapter.Run)
 	defer d.stop()
 	base, panel, err := d.serveAPI(adapter.Ready)
@@ -411,4 +406,41 @@ func serveDemoAPI(listen string, cfg Config, p *pipeline, checks func(rd *readin
 	wg.Go(func() { _ = srv.Serve(ln) })
 	base := "http://" + ln.Addr().String()
 	return srv, base, base + "/agent?token=" + tok, nil
+}
+
+// asteriskSim starts the ARI simulator with a random password and an ARI
+// adapter on it with deps; the caller closes the simulator.
+func (d *demo) asteriskSim(deps adapters.Deps) (*arisim.Server, *ari.Adapter, error) {
+	pass := randomHex(12)
+	sim, err := arisim.New(arisim.Options{Username: "callpop", Password: pass, App: "callpop", Logger: d.log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo: %w", err)
+	}
+	acfg := d.cfg.PBX.Asterisk
+	acfg.URL, acfg.Username, acfg.Password, acfg.App = sim.URL(), "callpop", pass, "callpop"
+	adapter, err := ari.New(acfg, deps)
+	if err != nil {
+		sim.Close()
+		return nil, nil, fmt.Errorf("demo: %w", err)
+	}
+	return sim, adapter, nil
+}
+
+// freeswitchSim starts the simulated event socket (agent legs) with a
+// random password and an ESL adapter in the demo's mode pointed at it, with
+// deps; the caller closes the event socket.
+func (d *demo) freeswitchSim(deps adapters.Deps) (*eslsim.Inbound, *esl.Adapter, error) {
+	pass := randomHex(12)
+	events, err := eslsim.NewInbound(eslsim.Options{Password: pass})
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo: %w", err)
+	}
+	fcfg := d.cfg.PBX.FreeSWITCH
+	fcfg.Mode, fcfg.Listen, fcfg.Events, fcfg.Address, fcfg.Password = simFreeSWITCHMode, "127.0.0.1:0", true, events.Addr(), pass
+	adapter, err := esl.New(fcfg, deps)
+	if err != nil {
+		events.Close()
+		return nil, nil, fmt.Errorf("demo: %w", err)
+	}
+	return events, adapter, nil
 }

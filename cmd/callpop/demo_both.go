@@ -9,9 +9,6 @@ import (
 	"sync"
 
 	"github.com/callpop/callpop/adapters"
-	"github.com/callpop/callpop/adapters/ari"
-	"github.com/callpop/callpop/adapters/esl"
-	"github.com/callpop/callpop/adapters/pbxsim/arisim"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 )
 
@@ -45,31 +42,16 @@ func runDemoBoth(ctx context.Context, o demoOptions, out, errOut io.Writer) erro
 		return adapters.Deps{Decider: sc, Sink: sc, Logger: sc.log, Budget: base.Budget, PBX: name}
 	}
 
-	simPass := randomHex(12)
-	sim, err := arisim.New(arisim.Options{Username: "callpop", Password: simPass, App: "callpop", Logger: d.log})
+	sim, ast, err := d.asteriskSim(deps(PBXAsterisk))
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	defer sim.Close()
-	acfg := d.cfg.PBX.Asterisk
-	acfg.URL, acfg.Username, acfg.Password, acfg.App = sim.URL(), "callpop", simPass, "callpop"
-	ast, err := ari.New(acfg, deps(PBXAsterisk))
+	events, fs, err := d.freeswitchSim(deps(PBXFreeSWITCH))
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-
-	eslPass := randomHex(12)
-	events, err := eslsim.NewInbound(eslsim.Options{Password: eslPass})
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	defer events.Close()
-	fcfg := d.cfg.PBX.FreeSWITCH
-	fcfg.Mode, fcfg.Listen, fcfg.Events, fcfg.Address, fcfg.Password = simFreeSWITCHMode, "127.0.0.1:0", true, events.Addr(), eslPass
-	fs, err := esl.New(fcfg, deps(PBXFreeSWITCH))
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
 
 	d.start(func(ctx context.Context) error { // each adapter on its own
 		var wg sync.WaitGroup

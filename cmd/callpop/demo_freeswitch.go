@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/callpop/callpop/adapters/esl"
 	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 )
 
@@ -26,18 +25,11 @@ func runDemoFreeSWITCH(ctx context.Context, o demoOptions, out, errOut io.Writer
 		return err
 	}
 	defer d.close()
-	eslPass := randomHex(12)
-	events, err := eslsim.NewInbound(eslsim.Options{Password: eslPass})
+	events, adapter, err := d.freeswitchSim(d.adapterDeps())
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
 	defer events.Close()
-	fcfg := d.cfg.PBX.FreeSWITCH
-	fcfg.Mode, fcfg.Listen, fcfg.Events, fcfg.Address, fcfg.Password = simFreeSWITCHMode, "127.0.0.1:0", true, events.Addr(), eslPass
-	adapter, err := esl.New(fcfg, d.adapterDeps())
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
 	d.start(adapter.Run)
 	defer d.stop()
 	if !d.waitFor(ctx, func() bool { return adapter.Addr() != "" }) {
