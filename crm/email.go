@@ -57,11 +57,18 @@ func canEmail(s Source) bool {
 // flights and breakers as a number, asking only the sources that can look up
 // by e-mail. It is Lookup with Query{Email: email}.
 func (c *CRM) LookupEmail(ctx context.Context, email string) (Result, error) {
+	if email == "" {
+		return Result{}, ErrInvalidEmail
+	}
 	return c.Lookup(ctx, Query{Email: email})
 }
 
 // LookupEmailAsync is LookupEmail without holding the caller's goroutine, as LookupAsync.
 func (c *CRM) LookupEmailAsync(ctx context.Context, email string, done func(Result, error)) {
+	if email == "" {
+		done(Result{}, ErrInvalidEmail)
+		return
+	}
 	c.LookupAsync(ctx, Query{Email: email}, done)
 }
 
