@@ -363,3 +363,27 @@ func TestQueryLogValueMasksEmail(t *testing.T) {
 		t.Fatalf("log value %q", v)
 	}
 }
+
+// TestLookupEmailBreaker: e-mail look-ups go through the source's breaker
+// as numbers do; a failure is an error (not a miss) and is not cached.
+func TestLookupEmailBreaker(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.Sources = []SourceConfig{{Name: "mail", Kind: "http", URL: srv.URL + "/c?p={e164}", URLByEmail: srv.URL + "/c?email={email}"}}
+	cfg.Breaker = BreakerConfig{Failures: 3, Cooldown: time.Hour}
+	c := newTestCRM(t, cfg, testCacheConfig(), nil)
+	for i := range 6 {
+		r, err := c.LookupEmail(context.Background(), "jane"+string(rune('a'+i))+"@example.com")
+		if err == nil || errors.Is(err, ErrNotFound) || r.Customer != nil {
+			t.Fatalf("look-up %d against a failing CRM: %+v, %v", i, r, err)
+		}
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("CRM asked %d times, want 3 (then the breaker opens)", n)
+	}
+}
