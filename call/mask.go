@@ -43,3 +43,20 @@ func MaskName(s string) string {
 	}
 	return strings.Join(words, " ")
 }
+
+// MaskEmail keeps the local part's first letter and the domain: "jane@example.com"
+// → "j***@example.com". A value without an @ is masked whole.
+func MaskEmail(s string) string {
+	if s == "" {
+		return ""
+	}
+	if unmasked.Load() {
+		return CleanValue(s)
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at <= 0 || !utf8.ValidString(s) {
+		return "***"
+	}
+	r, _ := utf8.DecodeRuneInString(s)
+	return CleanValue(string(r)) + "***@" + CleanToken(s[at+1:])
+}

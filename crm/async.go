@@ -2,7 +2,6 @@ package crm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync/atomic"
@@ -73,14 +72,15 @@ func (c *CRM) LookupAsyncBy(ctx context.Context, deadline time.Time, q Query, do
 // itself at deadline (zero: ctx's alone) or ctx's end; without, the caller
 // ends it (c.expire) when it stops waiting.
 func (c *CRM) lookup(ctx context.Context, deadline time.Time, q Query, done func(Result, error), timed bool) (r Result, w *waiter, err error) {
-	if q.E164 == "" {
-		return Result{}, nil, errors.New("crm: query without e164")
-	}
-	srcs, field, err := c.pick(q.Sources)
+	id, q, err := lookupKey(q)
 	if err != nil {
 		return Result{}, nil, err
 	}
-	k := localKey{q.E164, field}
+	srcs, field, err := c.pick(q.Sources, q.Email != "")
+	if err != nil {
+		return Result{}, nil, err
+	}
+	k := localKey{id, field}
 	if r, ok := c.fromLocal(k, q, srcs); ok {
 		countLookup(r)
 		return r, nil, nil

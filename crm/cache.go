@@ -67,7 +67,8 @@ type cache struct {
 	macs    sync.Pool // of *keyHasher: HMACs keyed with key
 }
 
-// localKey names an in-process entry: the number and the source set. The
+// localKey names an in-process entry: the key (the E.164, or emailKeyPrefix
+// and the e-mail address) and the source set. The
 // in-process tier needs no HMAC (its keys never leave the process), so a hit
 // costs no hashing and no key string.
 type localKey struct{ e164, field string }

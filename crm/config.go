@@ -48,12 +48,15 @@ type SourceConfig struct {
 	Timeout time.Duration `mapstructure:"timeout"` // 0 = crm.timeout
 
 	// http
-	URL     string            `mapstructure:"url"`      // template with {e164} {national} {digits}
-	Headers map[string]string `mapstructure:"headers"`  // values may hold ${ENV}
-	Fields  map[string]string `mapstructure:"fields"`   // id|name|tier|language|url|phones → dotted path
-	Extra   map[string]string `mapstructure:"extra"`    // extra field name → dotted path
-	MaxBody int64             `mapstructure:"max_body"` // bytes; 0 = 1 MiB
-	CAFile  string            `mapstructure:"ca_file"`  // extra trusted CA (PEM) for a private CRM; verification stays on
+	URL string `mapstructure:"url"` // template with {e164} {national} {digits}
+	// URLByEmail (optional) finds customers by e-mail: a template with
+	// {email} (the normalised address, escaped for where it stands).
+	URLByEmail string            `mapstructure:"url_by_email"`
+	Headers    map[string]string `mapstructure:"headers"`  // values may hold ${ENV}
+	Fields     map[string]string `mapstructure:"fields"`   // id|name|tier|language|url|phones → dotted path
+	Extra      map[string]string `mapstructure:"extra"`    // extra field name → dotted path
+	MaxBody    int64             `mapstructure:"max_body"` // bytes; 0 = 1 MiB
+	CAFile     string            `mapstructure:"ca_file"`  // extra trusted CA (PEM) for a private CRM; verification stays on
 
 	// MaxConns caps the connections to the source (http: per host; postgres:
 	// the pool). Look-ups beyond it wait for a connection within their
@@ -75,6 +78,9 @@ type SourceConfig struct {
 	DSN     string `mapstructure:"dsn"`      // may hold ${ENV}; or dsn_file, or env CALLPOP_CRM_<NAME>_DSN
 	DSNFile string `mapstructure:"dsn_file"` // file holding the DSN
 	Query   string `mapstructure:"query"`    // $1 = E.164; columns id,name,tier,language,url (+ extra)
+	// QueryByEmail (optional) finds customers by e-mail: $1 = the normalised
+	// address; the same columns as query.
+	QueryByEmail string `mapstructure:"query_by_email"`
 
 	// csv
 	Path   string `mapstructure:"path"`   // CSV file; reloaded when it changes
@@ -184,6 +190,12 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.max_conns: must not be negative (0 = the default)", k))
 		}
 		errs = append(errs, s.validateLists(k)...)
+		if s.URLByEmail != "" && s.Kind != "http" {
+			errs = append(errs, fmt.Errorf("%s.url_by_email: only for kind http", k))
+		}
+		if s.QueryByEmail != "" && s.Kind != "postgres" {
+			errs = append(errs, fmt.Errorf("%s.query_by_email: only for kind postgres", k))
+		}
 		switch s.Kind {
 		case "http":
 			errs = append(errs, s.validateHTTP(k)...)
@@ -196,6 +208,9 @@ func (c *Config) Validate() error {
 			}
 			if !strings.Contains(s.Query, "$1") {
 				errs = append(errs, fmt.Errorf("%s.query: must use $1 (the E.164 number)", k))
+			}
+			if s.QueryByEmail != "" && !strings.Contains(s.QueryByEmail, "$1") {
+				errs = append(errs, fmt.Errorf("%s.query_by_email: must use $1 (the e-mail address)", k))
 			}
 		case "csv":
 			if s.Path == "" {
@@ -257,6 +272,19 @@ func (s *SourceConfig) validateHTTP(k string) []error {
 		errs = append(errs, fmt.Errorf("%s.url: has no host", k))
 	case !strings.Contains(s.URL, "{e164}") && !strings.Contains(s.URL, "{national}") && !strings.Contains(s.URL, "{digits}"):
 		errs = append(errs, fmt.Errorf("%s.url: must hold {e164}, {national} or {digits}", k))
+	}
+	if s.URLByEmail != "" {
+		u, err := url.Parse(strings.ReplaceAll(s.URLByEmail, "{email}", "x"))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s.url_by_email: %v", k, err))
+		case u.Scheme != "https" && u.Scheme != "http":
+			errs = append(errs, fmt.Errorf("%s.url_by_email: must be https or http", k))
+		case u.Host == "":
+			errs = append(errs, fmt.Errorf("%s.url_by_email: has no host", k))
+		case !strings.Contains(s.URLByEmail, "{email}"):
+			errs = append(errs, fmt.Errorf("%s.url_by_email: must hold {email}", k))
+		}
 	}
 	if s.MaxBody < 0 {
 		errs = append(errs, fmt.Errorf("%s.max_body: must not be negative", k))

@@ -25,14 +25,20 @@ var ErrNotFound = errors.New("crm: not found")
 // errClosed is returned by look-ups after Close.
 var errClosed = errors.New("crm: closed")
 
-// Query is one look-up: the number's variants and, optionally, which sources to ask.
+// Query is one look-up: the number's variants, or an e-mail address (Email
+// set, E164 empty: only the sources that can look up by e-mail are asked),
+// and, optionally, which sources to ask.
 type Query struct {
 	E164, National, Digits string
+	Email                  string   // look up by e-mail instead; normalised by the CRM (NormalizeEmail)
 	Sources                []string // source names to use, in configured order; nil or empty = all
 }
 
-// LogValue masks the number in logs.
+// LogValue masks the number and the e-mail address in logs.
 func (q Query) LogValue() slog.Value {
+	if q.Email != "" {
+		return slog.GroupValue(slog.String("email", call.MaskEmail(q.Email)), slog.Any("sources", q.Sources))
+	}
 	return slog.GroupValue(slog.String("e164", call.MaskNumber(q.E164)), slog.Any("sources", q.Sources))
 }
 
@@ -84,7 +90,7 @@ type source struct {
 // source in order; one goroutine at a time owns it.
 type flight struct {
 	key     localKey
-	h       string // the number's HMAC (Redis key, Forget)
+	h       string // the key's HMAC (Redis key, Forget)
 	q       Query
 	srcs    []*source
 	next    int       // index in srcs of the source to ask
@@ -377,14 +383,15 @@ var lookupWaits = sync.Pool{New: func() any {
 // entry, an expired one, no in-process tier, an unknown source): then call
 // Lookup. A stale entry is served and refreshed in the background, as Lookup does.
 func (c *CRM) LookupLocal(q Query) (r Result, ok bool) {
-	if q.E164 == "" {
-		return Result{}, false
-	}
-	srcs, field, err := c.pick(q.Sources)
+	id, q, err := lookupKey(q)
 	if err != nil {
 		return Result{}, false
 	}
-	if r, ok = c.fromLocal(localKey{q.E164, field}, q, srcs); ok {
+	srcs, field, err := c.pick(q.Sources, q.Email != "")
+	if err != nil {
+		return Result{}, false
+	}
+	if r, ok = c.fromLocal(localKey{id, field}, q, srcs); ok {
 		countLookup(r)
 	} // a miss is counted by the Lookup that follows
 	return r, ok
@@ -400,9 +407,10 @@ func countLookup(r Result) {
 }
 
 // pick resolves the query's source names to configured sources in configured
-// order, and the cache field naming that set ("*" = all).
-func (c *CRM) pick(names []string) ([]*source, string, error) {
-	if len(names) == 0 {
+// order, and the cache field naming that set ("*" = all). With email, only
+// the sources that can look up by e-mail are kept.
+func (c *CRM) pick(names []string, email bool) ([]*source, string, error) {
+	if len(names) == 0 && !email {
 		return c.sources, "*", nil
 	}
 	want := make([]bool, len(c.sources))
@@ -416,7 +424,7 @@ func (c *CRM) pick(names []string) ([]*source, string, error) {
 	var srcs []*source
 	var fieldNames []string
 	for i, s := range c.sources {
-		if want[i] {
+		if (want[i] || len(names) == 0) && (!email || canEmail(s.Source)) {
 			srcs = append(srcs, s)
 			fieldNames = append(fieldNames, s.Name())
 		}
@@ -521,7 +529,7 @@ func (c *CRM) join(k localKey, q Query, srcs []*source, refresh bool, w *waiter)
 		return nil
 	}
 	f := &flight{key: k, h: c.cache.hashKey(k.e164), srcs: srcs, started: time.Now(), refresh: refresh,
-		q: Query{E164: q.E164, National: q.National, Digits: q.Digits}}
+		q: Query{E164: q.E164, National: q.National, Digits: q.Digits, Email: q.Email}}
 	if w != nil {
 		f.waiters = append(f.waiters, w)
 	}

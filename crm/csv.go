@@ -50,6 +50,7 @@ type csvSource struct {
 	embedded map[string][]byte // the embedded sample's lists
 	index    atomic.Pointer[map[string][]*call.Customer]
 	count    atomic.Int64
+	emails   atomic.Bool // the file has an email column: e-mail look-ups are answered
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	mu       sync.Mutex // serialises reloads
@@ -79,7 +80,7 @@ func newSampleSource(region string, log *slog.Logger) (*csvSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx, n, _, err := s.parse(bytes.NewReader(sampleCSV))
+	idx, n, _, emails, err := s.parse(bytes.NewReader(sampleCSV))
 	if err != nil {
 		return nil, fmt.Errorf("crm/csv: embedded sample: %w", err)
 	}
@@ -87,7 +88,7 @@ func newSampleSource(region string, log *slog.Logger) (*csvSource, error) {
 	if err := s.attachLists(idx); err != nil {
 		return nil, fmt.Errorf("crm/csv: embedded sample: %w", err)
 	}
-	s.swap(idx, n)
+	s.swap(idx, n, emails)
 	return s, nil
 }
 
@@ -115,20 +116,34 @@ func (s *csvSource) Name() string { return s.name }
 // Len is the number of customers loaded.
 func (s *csvSource) Len() int { return int(s.count.Load()) }
 
-// Lookup finds the customer owning q.E164 (the file's first, when several do).
+// Emails reports whether the file has an email column.
+func (s *csvSource) Emails() bool { return s.emails.Load() }
+
+// Lookup finds the customer owning q.E164, or with e-mail address q.Email
+// (the file's first, when several do).
 func (s *csvSource) Lookup(ctx context.Context, q Query) (*call.Customer, error) {
-	if cs := (*s.index.Load())[q.E164]; len(cs) > 0 {
+	if cs := (*s.index.Load())[csvKey(q)]; len(cs) > 0 {
 		return cs[0], nil
 	}
 	return nil, ErrNotFound
 }
 
-// LookupAll finds every customer owning q.E164, in the file's order.
+// LookupAll finds every customer owning q.E164, or with e-mail address
+// q.Email, in the file's order.
 func (s *csvSource) LookupAll(ctx context.Context, q Query) ([]*call.Customer, error) {
-	if cs := (*s.index.Load())[q.E164]; len(cs) > 0 {
+	if cs := (*s.index.Load())[csvKey(q)]; len(cs) > 0 {
 		return cs, nil
 	}
 	return nil, ErrNotFound
+}
+
+// csvKey is q's key in the index: the E.164, or emailKeyPrefix and the
+// address (never a number's key).
+func csvKey(q Query) string {
+	if q.Email != "" {
+		return emailKeyPrefix + q.Email
+	}
+	return q.E164
 }
 
 // Close stops watching the file.
@@ -140,8 +155,9 @@ func (s *csvSource) Close() error {
 	return nil
 }
 
-func (s *csvSource) swap(idx map[string][]*call.Customer, customers int) {
+func (s *csvSource) swap(idx map[string][]*call.Customer, customers int, emails bool) {
 	s.index.Store(&idx)
+	s.emails.Store(emails)
 	s.count.Store(int64(customers))
 }
 
@@ -154,14 +170,14 @@ func (s *csvSource) reload() error {
 	}
 	defer f.Close()
 	s.lastMod, s.lastSize = s.stamp()
-	idx, n, warnings, err := s.parse(f)
+	idx, n, warnings, emails, err := s.parse(f)
 	if err != nil {
 		return fmt.Errorf("crm/csv: %s: %w", s.path, err)
 	}
 	if err := s.attachLists(idx); err != nil {
 		return fmt.Errorf("crm/csv: %w", err)
 	}
-	s.swap(idx, n)
+	s.swap(idx, n, emails)
 	s.log.Info("crm csv loaded", "path", s.path, "customers", s.Len(), "numbers", len(idx), "skipped", warnings)
 	return nil
 }
@@ -365,19 +381,23 @@ func readListCSV(r io.Reader) (map[string][]map[string]any, error) {
 // parse reads the CSV: a header row naming id,name,tier,language,url,phones
 // (any order, case-insensitive); other columns become Extra. Numbers that do
 // not parse are skipped and counted.
-func (s *csvSource) parse(r io.Reader) (idx map[string][]*call.Customer, customers, skipped int, err error) {
+// The index holds every number (E.164) and, when the file has an email
+// column, every valid address (emailKeyPrefix + the normalised address; an
+// invalid one is skipped); emails reports that column.
+func (s *csvSource) parse(r io.Reader) (idx map[string][]*call.Customer, customers, skipped int, emails bool, err error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
 	cr.ReuseRecord = false
 	header, err := cr.Read()
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("header: %w", err)
+		return nil, 0, 0, false, fmt.Errorf("header: %w", err)
 	}
 	h, err := readCSVHeader(header)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, 0, false, err
 	}
+	_, emails = h.col["email"]
 	idx = map[string][]*call.Customer{}
 	for line := 2; ; line++ {
 		rec, err := cr.Read()
@@ -385,7 +405,7 @@ func (s *csvSource) parse(r io.Reader) (idx map[string][]*call.Customer, custome
 			break
 		}
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("line %d: %w", line, err)
+			return nil, 0, 0, false, fmt.Errorf("line %d: %w", line, err)
 		}
 		c := h.customer(rec)
 		if c == nil {
@@ -396,7 +416,15 @@ func (s *csvSource) parse(r io.Reader) (idx map[string][]*call.Customer, custome
 		c.Phones = nums
 		c = capCustomer(c)
 		customers++
-		for _, n := range c.Phones {
+		keys := c.Phones
+		if cell := h.cell(rec, "email"); cell != "" {
+			if e, err := NormalizeEmail(cell); err == nil {
+				keys = append(slices.Clip(keys), emailKeyPrefix+e)
+			} else {
+				skipped++
+			}
+		}
+		for _, n := range keys {
 			// Several customers may own a number (a switchboard, a family
 			// line): all are kept, in file order; a row repeating an id
 			// already there adds nothing.
@@ -406,7 +434,7 @@ func (s *csvSource) parse(r io.Reader) (idx map[string][]*call.Customer, custome
 			idx[n] = append(idx[n], c)
 		}
 	}
-	return idx, customers, skipped, nil
+	return idx, customers, skipped, emails, nil
 }
 
 // csvHeader is a CSV file's header: its column names (lower-cased, trimmed,

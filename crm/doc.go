@@ -21,8 +21,16 @@
 // background request refreshes them; misses live cache.miss_ttl; errors are not
 // cached. Each source and Redis sit behind a circuit breaker (sony/gobreaker).
 //
-// Redis keys are cache.key_prefix + hex HMAC-SHA256(cache.key_secret, E.164):
-// no key holds a number. Each key is a hash whose fields are the source sets
+// A look-up by e-mail (Query.Email; LookupEmail, LookupEmailAsync) is the
+// same look-up with another key kind: the address normalised (NormalizeEmail:
+// trimmed, domain lower-cased, local part kept; ErrInvalidEmail otherwise),
+// keyed as "mailto:" + address (never a number's key), asking only the
+// sources with an e-mail way (EmailSource: url_by_email, query_by_email, a
+// CSV email column). Caching, flights, breakers and several matches work as
+// for a number.
+//
+// Redis keys are cache.key_prefix + hex HMAC-SHA256(cache.key_secret, E.164 or the e-mail key):
+// no key holds a number or an address. Each key is a hash whose fields are the source sets
 // asked ("*" = all sources, else the names joined by ","), so Forget deletes
 // every variant of a number with one DEL. Values are versioned JSON
 // ({"v":2,...}); an unreadable value or another version is a miss.

@@ -3,6 +3,7 @@ package crm
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -49,13 +50,14 @@ func FuzzCSVParse(f *testing.F) {
 	f.Add(SampleCSV())
 	f.Add([]byte("id,name,phones\n\"C1\",\"x\",\"+1 415 555 0123;;|\"\n"))
 	f.Add([]byte("phones\n\"unterminated\n"))
+	f.Add([]byte("id,name,phones,email\nC1,N,+14155550123, Jane@Example.COM \nC2,M,,not an address\n"))
 	f.Add([]byte("\ufeffID,NAME,PHONES,extra\nC1,N,0201234567 +31 6 12345678,x,y,z\n"))
 	s, err := newCSV("f", "", "NL", quietLog())
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		idx, n, _, err := s.parse(bytes.NewReader(data))
+		idx, n, _, _, err := s.parse(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
@@ -63,6 +65,12 @@ func FuzzCSVParse(f *testing.F) {
 			t.Fatalf("count %d with %d numbers", n, len(idx))
 		}
 		for num, c := range idx {
+			if e, ok := strings.CutPrefix(num, emailKeyPrefix); ok {
+				if n, err := NormalizeEmail(e); err != nil || n != e || c == nil {
+					t.Fatalf("indexed %q → %+v (%v)", num, c, err)
+				}
+				continue
+			}
 			if len(num) < 3 || num[0] != '+' || c == nil {
 				t.Fatalf("indexed %q → %+v", num, c)
 			}

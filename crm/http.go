@@ -23,7 +23,9 @@ import (
 type httpSource struct {
 	name     string
 	tmpl     string
-	queryAt  int // index of '?' in tmpl, -1 when none: placeholders after it are query-escaped
+	queryAt  int    // index of '?' in tmpl, -1 when none: placeholders after it are query-escaped
+	etmpl    string // url_by_email; "" = no e-mail look-ups
+	equeryAt int    // index of '?' in etmpl
 	headers  http.Header
 	fields   map[string]path
 	extra    map[string]path
@@ -39,16 +41,18 @@ var customerFields = []string{"id", "name", "tier", "language", "url", "phones"}
 
 func newHTTPSource(sc SourceConfig, log *slog.Logger) (*httpSource, error) {
 	s := &httpSource{
-		name:    sc.Name,
-		tmpl:    sc.URL,
-		queryAt: strings.IndexByte(sc.URL, '?'),
-		headers: http.Header{},
-		fields:  map[string]path{},
-		extra:   map[string]path{},
-		lists:   map[string]path{},
-		listMap: map[string]map[string]path{},
-		maxBody: sc.MaxBody,
-		log:     log.With("source", sc.Name),
+		name:     sc.Name,
+		tmpl:     sc.URL,
+		queryAt:  strings.IndexByte(sc.URL, '?'),
+		etmpl:    sc.URLByEmail,
+		equeryAt: strings.IndexByte(sc.URLByEmail, '?'),
+		headers:  http.Header{},
+		fields:   map[string]path{},
+		extra:    map[string]path{},
+		lists:    map[string]path{},
+		listMap:  map[string]map[string]path{},
+		maxBody:  sc.MaxBody,
+		log:      log.With("source", sc.Name),
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBody
@@ -142,17 +146,28 @@ func httpClient(sc SourceConfig) (*http.Client, error) {
 
 func (s *httpSource) Name() string { return s.name }
 
-// url fills the template; each placeholder is escaped for where it stands.
+// Emails reports whether url_by_email is set.
+func (s *httpSource) Emails() bool { return s.etmpl != "" }
+
+// url fills the template (url_by_email for an e-mail query); each
+// placeholder is escaped for where it stands.
 func (s *httpSource) url(q Query) string {
-	vals := map[string]string{"{e164}": q.E164, "{national}": q.National, "{digits}": q.Digits}
+	if q.Email != "" {
+		return fillURL(s.etmpl, s.equeryAt, map[string]string{"{email}": q.Email})
+	}
+	return fillURL(s.tmpl, s.queryAt, map[string]string{"{e164}": q.E164, "{national}": q.National, "{digits}": q.Digits})
+}
+
+// fillURL replaces t's placeholders by vals' values, query-escaped after
+// queryAt (the '?', -1 when none), path-escaped before.
+func fillURL(t string, queryAt int, vals map[string]string) string {
 	var b strings.Builder
-	t := s.tmpl
 	for i := 0; i < len(t); {
 		if t[i] == '{' {
 			matched := false
 			for ph, v := range vals {
 				if strings.HasPrefix(t[i:], ph) {
-					if s.queryAt >= 0 && i > s.queryAt {
+					if queryAt >= 0 && i > queryAt {
 						b.WriteString(url.QueryEscape(v))
 					} else {
 						b.WriteString(url.PathEscape(v))
@@ -185,6 +200,9 @@ func (s *httpSource) Lookup(ctx context.Context, q Query) (*call.Customer, error
 // id and name are a miss; any other non-2xx, an oversized or non-JSON body is
 // an error. Several records (see records) are several customers.
 func (s *httpSource) LookupAll(ctx context.Context, q Query) ([]*call.Customer, error) {
+	if q.Email != "" && s.etmpl == "" {
+		return nil, ErrNotFound
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url(q), nil)
 	if err != nil {
 		return nil, fmt.Errorf("crm/http: %w", err)

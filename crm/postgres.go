@@ -19,11 +19,12 @@ import (
 // text) fill a customer (several rows: several customers); other columns go
 // to Extra. On a hit the list queries ($1 = the customer's id) fill Lists.
 type pgSource struct {
-	name  string
-	query string
-	lists map[string]string // list name → query, $1 = the customer's id
-	pool  *pgxpool.Pool
-	log   *slog.Logger
+	name   string
+	query  string
+	equery string            // query_by_email; "" = no e-mail look-ups
+	lists  map[string]string // list name → query, $1 = the customer's id
+	pool   *pgxpool.Pool
+	log    *slog.Logger
 }
 
 func newPGSource(ctx context.Context, sc SourceConfig, log *slog.Logger) (*pgSource, error) {
@@ -51,10 +52,13 @@ func newPGSource(ctx context.Context, sc SourceConfig, log *slog.Logger) (*pgSou
 	if err != nil {
 		return nil, fmt.Errorf("crm/postgres: pool: %w", err)
 	}
-	return &pgSource{name: sc.Name, query: sc.Query, lists: sc.Lists, pool: pool, log: log.With("source", sc.Name)}, nil
+	return &pgSource{name: sc.Name, query: sc.Query, equery: sc.QueryByEmail, lists: sc.Lists, pool: pool, log: log.With("source", sc.Name)}, nil
 }
 
 func (s *pgSource) Name() string { return s.name }
+
+// Emails reports whether query_by_email is set.
+func (s *pgSource) Emails() bool { return s.equery != "" }
 
 // Lookup runs the query: the first customer of LookupAll.
 func (s *pgSource) Lookup(ctx context.Context, q Query) (*call.Customer, error) {
@@ -70,7 +74,14 @@ func (s *pgSource) Lookup(ctx context.Context, q Query) (*call.Customer, error) 
 // list queries run for every customer with an id, in one round trip, within
 // the same ctx (the source's timeout).
 func (s *pgSource) LookupAll(ctx context.Context, q Query) ([]*call.Customer, error) {
-	rows, err := s.pool.Query(ctx, s.query, q.E164)
+	query, arg := s.query, q.E164
+	if q.Email != "" {
+		if s.equery == "" {
+			return nil, ErrNotFound
+		}
+		query, arg = s.equery, q.Email
+	}
+	rows, err := s.pool.Query(ctx, query, arg)
 	if err != nil {
 		return nil, fmt.Errorf("crm/postgres: query: %w", err)
 	}
