@@ -27,24 +27,24 @@ var updateScreenshots = flag.Bool("update-screenshots", false, "write the panel 
 // cardShot saves the card of callID as name: into docs/ under
 // -update-screenshots, else into the test's artifacts.
 func (b *browser) cardShot(callID, name string) {
-	b.t.Helper()
-	sctx, scancel := context.WithTimeout(b.ctx, 20*time.Second)
+	b.T.Helper()
+	sctx, scancel := context.WithTimeout(b.Ctx, 20*time.Second)
 	defer scancel()
 	// Still, so the ringing animation does not move the shadow between runs.
 	_, _ = chromedp.Run(sctx, chromedp.Evaluate[bool](`(() => { document.querySelectorAll(".card").forEach(c => c.style.animation = "none"); return true })()`))
 	png, err := chromedp.Run(sctx, chromedp.Screenshot(chromedp.CSS(`.card[data-call="`+callID+`"]`)))
 	if err != nil {
-		b.t.Fatalf("screenshot %s: %v", name, err)
+		b.T.Fatalf("screenshot %s: %v", name, err)
 	}
-	dir := artifactDir(b.t)
+	dir := artifactDir(b.T)
 	if *updateScreenshots {
 		dir = filepath.Join("..", "docs")
 	}
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, png, 0o644); err != nil {
-		b.t.Fatal(err)
+		b.T.Fatal(err)
 	}
-	b.t.Logf("screenshot: %s (%d bytes)", p, len(png))
+	b.T.Logf("screenshot: %s (%d bytes)", p, len(png))
 }
 
 // The card in a real headless Chromium: the customer's lists as a short

@@ -3,8 +3,6 @@ package popper
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -13,24 +11,10 @@ import (
 
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/internal/testbrowser"
 	"github.com/callpop/callpop/internal/testrouter"
 	"github.com/callpop/callpop/router"
 )
-
-// chromium finds Debian's chromium; without it the test skips, except
-// under CI=true (CI installs it), where it fails.
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not installed (apt-get install -y chromium)")
-	}
-	t.Skip("chromium not installed; apt-get update && apt-get install -y chromium")
-	return ""
-}
 
 // artifactDir is where screenshots go: $CALLPOP_ARTIFACTS or a temp dir.
 func artifactDir(t *testing.T) string {
@@ -42,82 +26,30 @@ func artifactDir(t *testing.T) string {
 	return t.TempDir()
 }
 
-// browser is a real headless Chromium driven over the DevTools protocol.
-type browser struct {
-	t   *testing.T
-	ctx context.Context
-}
+// browser is a real headless Chromium (internal/testbrowser) with the
+// panel tests' window and timeouts.
+type browser struct{ *testbrowser.Browser }
 
-func newBrowser(t *testing.T) *browser {
-	bin := chromium(t)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("no-default-browser-check", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1100, 1000))
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancel)
-	// The first Run starts the browser; it must not carry the timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return &browser{t: t, ctx: ctx}
-}
+func newBrowser(t *testing.T) *browser { return &browser{testbrowser.New(t, 1100, 1000)} }
 
 func (b *browser) step(name string, acts ...chromedp.Action[chromedp.Void]) {
-	b.t.Helper()
-	sctx, scancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer scancel()
-	if err := chromedp.Do(sctx, acts...); err != nil {
-		b.t.Fatalf("%s: %v", name, err)
-	}
+	b.T.Helper()
+	b.Step(name, acts...)
 }
 
 func (b *browser) eval(js string) string {
-	b.t.Helper()
-	sctx, scancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer scancel()
-	s, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
-	if err != nil {
-		b.t.Fatalf("eval %s: %v", js, err)
-	}
-	return s
+	b.T.Helper()
+	return b.Eval(js)
 }
 
-// wait polls js until it is true; a navigation under way (a form posted,
-// a redirect) ends a poll, or makes it throw on a half-built page, and it
-// then starts again on the new page.
 func (b *browser) wait(name, js string) {
-	b.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sctx, scancel := context.WithTimeout(b.ctx, 20*time.Second)
-		err := chromedp.Do(sctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(20*time.Second)))
-		scancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || b.ctx.Err() != nil {
-			b.t.Fatalf("%s: %v", name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	b.T.Helper()
+	b.Wait(name, js, 30*time.Second)
 }
 
 func (b *browser) shot(name string) {
-	b.t.Helper()
-	sctx, scancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer scancel()
-	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		b.t.Fatalf("screenshot: %v", err)
-	}
-	p := filepath.Join(artifactDir(b.t), name)
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		b.t.Fatal(err)
-	}
-	b.t.Logf("screenshot: %s", p)
+	b.T.Helper()
+	b.Screenshot(artifactDir(b.T), name)
 }
 
 // The panel in a real headless Chromium: a ring makes the card appear with

@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,23 +13,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/callpop/callpop/internal/apiauth"
+	"github.com/callpop/callpop/internal/testbrowser"
 	"github.com/callpop/callpop/stats"
 )
-
-// chromium finds Debian's chromium; without it the test skips, except
-// under CI=true, where it fails.
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not installed (apt-get install -y chromium)")
-	}
-	t.Skip("chromium not installed; apt-get update && apt-get install -y chromium")
-	return ""
-}
 
 // The stats page in a real headless Chromium while `callpop demo` runs:
 // agent 1002 (a supervisor in the demo) signs in with the panel URL the
@@ -41,7 +25,7 @@ func chromium(t *testing.T) string {
 // (`CALLPOP_ARTIFACTS=$PWD/docs go test ./cmd/callpop -run TestStatsPageInChromium`
 // makes docs/stats.png).
 func TestStatsPageInChromium(t *testing.T) {
-	bin := chromium(t)
+	testbrowser.Find(t) // skips before anything starts when Chromium is absent
 	var out, errOut syncBuf
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	demoDone := make(chan error, 1)
@@ -69,7 +53,7 @@ func TestStatsPageInChromium(t *testing.T) {
 		t.Errorf("the demo does not print the stats page:\n%s", out.String())
 	}
 
-	bctx, step, eval, wait := statsBrowser(t, bin)
+	b, step, eval, wait := statsBrowser(t)
 	step("sign in as 1002", chromedp.Navigate(panel))
 	step("open the stats", chromedp.Navigate(base+"/stats"))
 	wait("live", `document.getElementById("status").classList.contains("live")`)
@@ -101,71 +85,28 @@ func TestStatsPageInChromium(t *testing.T) {
 	if dir := os.Getenv("CALLPOP_ARTIFACTS"); dir != "" {
 		// a chart worth showing: a quarter of a minute of calls
 		wait("15 s of calls", `[...document.querySelectorAll("#w-minute .chart rect")].filter(r => Number(r.getAttribute("height")) > 0).length >= 15`)
-		sctx, scancel := context.WithTimeout(bctx, 20*time.Second)
-		defer scancel()
-		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, "stats.png")
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", p)
+		b.Screenshot(dir, "stats.png")
 	}
 }
 
-// statsBrowser starts a headless Chromium for the test and returns its
-// context and its step, eval and wait helpers.
-func statsBrowser(t *testing.T, bin string) (bctx context.Context, step func(string, ...chromedp.Action[chromedp.Void]), eval func(string) string, wait func(string, string)) {
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("no-default-browser-check", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1600, 1000))
-	t.Cleanup(cancelAlloc)
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelBrowser)
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	step = func(name string, acts ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, scancel := context.WithTimeout(bctx, 30*time.Second)
-		defer scancel()
-		if err := chromedp.Do(sctx, acts...); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	eval = func(js string) string {
-		t.Helper()
-		sctx, scancel := context.WithTimeout(bctx, 10*time.Second)
-		defer scancel()
-		s, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("eval %s: %v", js, err)
-		}
-		return s
+// statsBrowser starts a headless Chromium for the test and returns it with
+// its step, eval and wait (a minute; a failure says the page's status).
+func statsBrowser(t *testing.T) (b *testbrowser.Browser, step func(string, ...chromedp.Action[chromedp.Void]), eval func(string) string, wait func(string, string)) {
+	b = testbrowser.New(t, 1600, 1000)
+	b.Hint = func() string {
+		return "status " + strconv.Quote(b.Eval(`document.getElementById("status").textContent`))
 	}
 	wait = func(name, js string) {
 		t.Helper()
-		sctx, scancel := context.WithTimeout(bctx, 60*time.Second)
-		defer scancel()
-		if err := chromedp.Do(sctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(60*time.Second))); err != nil {
-			t.Fatalf("%s: %v (status %q)", name, err, eval(`document.getElementById("status").textContent`))
-		}
+		b.Wait(name, js, 60*time.Second)
 	}
-
-	return bctx, step, eval, wait
+	return b, b.Step, b.Eval, wait
 }
 
 // A wall screen with an API key: /stats#key=<key> streams with the key in
 // the Authorization header; a key without the scope stats is told why.
 func TestStatsPageWithKeyInChromium(t *testing.T) {
-	bin := chromium(t)
+	testbrowser.Find(t) // skips before anything starts when Chromium is absent
 	const statsKey, metricsKey, routeKey = "wall-key-0123456789abcdef", "prom-key-0123456789abcdef", "pbx-key-0123456789abcdef"
 	t.Setenv(apiauth.EnvName("wall"), statsKey)
 	t.Setenv(apiauth.EnvName("prom"), metricsKey)
@@ -186,7 +127,7 @@ func TestStatsPageWithKeyInChromium(t *testing.T) {
 			t.Fatalf("/v1/route: %d", resp.StatusCode)
 		}
 	}
-	_, step, eval, wait := statsBrowser(t, bin)
+	_, step, eval, wait := statsBrowser(t)
 	step("wrong scope", chromedp.Navigate(srv.URL+"/stats#key="+metricsKey))
 	wait("refused", `document.getElementById("status").textContent.includes("refused (403)")`)
 	step("open with the key", chromedp.Navigate(srv.URL+"/stats#key="+statsKey))
