@@ -25,6 +25,13 @@ type Call struct {
 	// set from the X-Callpop-Call-Id header of a trunk from another PBX (or a
 	// channel that re-enters). Raw, as the PBX gave it; "" = none.
 	Inherited string
+	// Channel is how the contact came in: "" (a voice call), or one of the
+	// Channel* values (chat, email, sms, social, callback). The rules see it
+	// as channel.
+	Channel string
+	// Email is the contact's e-mail address, raw (POST /v1/contacts); the
+	// router looks the customer up by it when it has one.
+	Email string
 }
 
 // LogValue masks personal data in logs.
@@ -36,6 +43,8 @@ func (c Call) LogValue() slog.Value {
 		slog.String("ani", MaskNumber(c.ANI)),
 		slog.String("dnis", c.DNIS),
 		slog.Bool("privacy", c.Privacy),
+		slog.String("channel", c.Channel),
+		slog.String("email", MaskEmail(c.Email)),
 	)
 }
 
