@@ -32,6 +32,9 @@ type Call struct {
 	// Email is the contact's e-mail address, raw (POST /v1/contacts); the
 	// router looks the customer up by it when it has one.
 	Email string
+	// Subject is a contact's subject or a web callback's note, raw: shown to
+	// the agent on the pop (escaped there), never set on a channel.
+	Subject string
 }
 
 // LogValue masks personal data in logs.
