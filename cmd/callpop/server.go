@@ -124,6 +124,11 @@ func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handle
 	// a refused format=multiset request must not hand its error text to multiset
 	mux.Handle("/v1/route", router.MultisetSafe(p.auth.Require(apiauth.ScopeRoute, rh)))
 	mux.Handle("/v1/cache/", p.router.Audited("cache", p.auth.Require(apiauth.ScopeCache, rh)))
+	if p.callbacks != nil {
+		cb := p.auth.Require(apiauth.ScopeCallbacks, p.callbacks.Handler())
+		mux.Handle("/v1/callbacks", cb)
+		mux.Handle("/v1/callbacks/", cb)
+	}
 	if p.popper != nil {
 		ph := p.popper.Handler()
 		mux.Handle("GET /{$}", ph) // exactly "/": a redirect to the panel
