@@ -155,6 +155,10 @@ func (a *Adapter) originate(ctx context.Context, o call.Originate) (call.Origina
 		if errors.As(err, &se) {
 			return call.OriginateResult{}, fmt.Errorf("adapters/ari: originate refused: %w", se)
 		}
+		// No answer (a timeout, a dropped connection): Asterisk may have
+		// created the channel all the same; the id is ours, so hang up
+		// whatever rings under it rather than leave it unfollowed.
+		a.hangupOrigin(o.ID)
 		return call.OriginateResult{}, fmt.Errorf("adapters/ari: originate: %w", err)
 	}
 	var ch struct {
