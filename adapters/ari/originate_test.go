@@ -154,9 +154,8 @@ func TestOriginateNotAnswered(t *testing.T) {
 		_, _, ended := h.sink.snapshot()
 		return len(ended) == 5
 	})
-	if n := h.a.Following(); n != 0 {
-		t.Errorf("%d calls still followed", n)
-	}
+	// Forgotten at their ChannelDestroyed (the end came with the hang-up request).
+	waitFor(t, 10*time.Second, "every attempt forgotten", func() bool { return h.a.Following() == 0 })
 }
 
 // ctx ends while the customer's phone still rings: the channel is hung up
@@ -295,4 +294,58 @@ func TestOriginateSanitisedAsIncoming(t *testing.T) {
 			t.Errorf("%s = %q is not sanitised", k, v)
 		}
 	}
+}
+
+// A customer who answers before the subscription reaches Asterisk: the
+// ChannelStateChange went to nobody; the read after the subscription
+// tells the channel is up.
+func TestOriginateAnsweredBeforeSubscription(t *testing.T) {
+	sim := callbackSim(t)
+	h := start(t, sim, &fixedDecider{}, testBudget, nil)
+	sim.ScriptOutcomes(cbNumber, arisim.Outcome{Answer: true, Ring: -1})
+	release := sim.HoldSubscriptions()
+	defer release()
+	done := make(chan call.OriginateResult, 1)
+	go func() { done <- originate(t, h.a, callback("cb-u", call.Decision{Match: call.MatchMiss})) }()
+	waitFor(t, 10*time.Second, "subscription held, channel answered", func() bool {
+		if sim.HeldSubscriptions() != 1 {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		body, err := h.a.rest.doWith(h.a.rest.ctl, ctx, http.MethodGet, "/channels/cb-u", "", nil, true)
+		return err == nil && strings.Contains(string(body), `"state":"Up"`)
+	})
+	release()
+	select {
+	case res := <-done:
+		if res.Outcome != call.OutcomeConnected {
+			t.Errorf("result %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Originate did not return")
+	}
+	sim.Hangup("cb-u")
+}
+
+// The simulator as callpop demo runs it (no dialplan, no script): the
+// customer answers after a short ring and the callback queues to the demo
+// agents, one of whom gets the pop.
+func TestOriginateDemoDefaults(t *testing.T) {
+	sim := newSim(t, arisim.Options{})
+	h := start(t, sim, &fixedDecider{}, testBudget, nil)
+	res := originate(t, h.a, callback("cb-demo", call.Decision{Match: call.MatchHit, QueuePrio: 2}))
+	if res.Outcome != call.OutcomeConnected {
+		t.Fatalf("result %+v", res)
+	}
+	waitFor(t, 10*time.Second, "an agent answered", func() bool {
+		_, legs, _ := h.sink.snapshot()
+		for _, l := range legs {
+			if l.State == call.LegAnswered && l.CallID == "cb-demo" && strings.HasPrefix(l.Endpoint, "PJSIP/100") {
+				return true
+			}
+		}
+		return false
+	})
+	sim.Hangup("cb-demo")
 }
