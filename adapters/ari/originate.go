@@ -212,7 +212,8 @@ func (a *Adapter) originate(ctx context.Context, o call.Originate) (call.Origina
 			return w.res, nil
 		default:
 		}
-		return call.OriginateResult{Outcome: call.OutcomeFailed, Cause: "not followed: " + call.CleanValueN(err.Error(), 96), Channel: o.ID}, nil
+		// Not the number's fault: no_answer leaves a retry possible.
+		return call.OriginateResult{Outcome: call.OutcomeNoAnswer, Cause: "not followed: " + call.CleanValueN(err.Error(), 96), Channel: o.ID}, nil
 	}
 	// An event sent before the subscription is lost: ask for the state.
 	snapCtx, stopSnap := context.WithCancel(ctx)

@@ -349,3 +349,22 @@ func TestOriginateDemoDefaults(t *testing.T) {
 	})
 	sim.Hangup("cb-demo")
 }
+
+// A subscription Asterisk refuses (500) leaves the outcome unseeable: the
+// channel is hung up at once, not left ringing unfollowed.
+func TestOriginateSubscriptionFails(t *testing.T) {
+	sim := callbackSim(t)
+	h := start(t, sim, &fixedDecider{}, testBudget, nil)
+	sim.ScriptOutcomes(cbNumber, arisim.Outcome{}) // would ring for 30 s
+	sim.FailNext("subscribe", 1)
+	res := originate(t, h.a, callback("cb-s", call.Decision{Match: call.MatchMiss}))
+	if res.Outcome != call.OutcomeNoAnswer || !strings.HasPrefix(res.Cause, "not followed") {
+		t.Errorf("result %+v", res)
+	}
+	if got := status(t, sim, "/channels/cb-s"); got != http.StatusNotFound {
+		t.Errorf("the channel is still there: GET %d", got)
+	}
+	if n := h.a.Following(); n != 0 {
+		t.Errorf("%d calls still followed", n)
+	}
+}
