@@ -368,3 +368,31 @@ func TestOriginateSubscriptionFails(t *testing.T) {
 		t.Errorf("%d calls still followed", n)
 	}
 }
+
+// callerId is `"name" <number>`, the name sanitised without its quotes
+// and angle brackets, the number digits + * # only.
+func TestOriginCallerID(t *testing.T) {
+	for _, c := range []struct{ name, number, want string }{
+		{"Acme Support", "+31201234567", `"Acme Support" <+31201234567>`},
+		{"", "+31 (0)20-123 4567", "+310201234567"},
+		{`Evil" <+1999> ${SHELL(id)}` + "\n", "+3120\n;x", `"Evil +1999 SHELL(id)" <+3120>`},
+		{"Name only", "", `"Name only" <>`},
+		{"", "", ""},
+	} {
+		if got := originCallerID(c.name, c.number); got != c.want {
+			t.Errorf("originCallerID(%q, %q) = %q, want %q", c.name, c.number, got, c.want)
+		}
+	}
+}
+
+// Dial strings an admin configures are accepted as they are.
+func TestCheckOriginateAccepts(t *testing.T) {
+	for _, ep := range []string{"PJSIP/+442079460018@trunk", "PJSIP/trunk/sip:+442079460018@192.0.2.1;transport=tcp",
+		"SIP/trunk/+442079460018", "DAHDI/g1/0044207946", "IAX2/provider/442079460018", "Local/+4420@outbound"} {
+		o := callback("cb-ok", call.Decision{})
+		o.Endpoint = ep
+		if err := checkOriginate(o); err != nil {
+			t.Errorf("%s: %v", ep, err)
+		}
+	}
+}
