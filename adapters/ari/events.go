@@ -199,6 +199,9 @@ func (a *Adapter) dispatch(raw []byte, read time.Time) {
 	case *ariv5.ApplicationReplaced:
 		a.replacedBy()
 	case *ariv5.Dial:
+		if e.Caller.ID == "" && e.Peer.ID != "" {
+			a.originDial(e.Peer.ID, e.Dialstatus)
+		}
 		a.follow.dial(e)
 	case *ariv5.ChannelHangupRequest:
 		a.follow.callerGone(e.Channel.ID, time.Time(e.Timestamp), false)

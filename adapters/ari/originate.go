@@ -35,6 +35,9 @@ type originWait struct {
 	once sync.Once
 	done chan struct{}
 	res  call.OriginateResult // set before done is closed
+
+	mu         sync.Mutex
+	dialStatus string // the originate's own Dial event's last dialstatus (BUSY, NOANSWER…)
 }
 
 func (w *originWait) finish(res call.OriginateResult) {
@@ -54,11 +57,53 @@ func (a *Adapter) originState(chanID, state string) {
 	}
 }
 
-// originEnded is a ChannelDestroyed: before Up, its cause says why.
-func (a *Adapter) originEnded(chanID string, cause int, causeTxt string) {
-	if w, ok := a.origins.Load(chanID); ok {
-		w.(*originWait).finish(call.OriginateResult{Outcome: outcomeOfCause(cause), Cause: causeText(cause, causeTxt), Channel: chanID})
+// originDial is the originate's own Dial event (no caller, the new channel
+// as peer): its dialstatus is kept for originEnded.
+func (a *Adapter) originDial(chanID, status string) {
+	if status == "" {
+		return
 	}
+	if w, ok := a.origins.Load(chanID); ok {
+		ow := w.(*originWait)
+		ow.mu.Lock()
+		ow.dialStatus = status
+		ow.mu.Unlock()
+	}
+}
+
+// originEnded is a ChannelDestroyed: before Up, its cause says why — or
+// the originate's Dial status, when it said more: a busy reached through
+// a Local channel ends with Dial BUSY and cause 0 (seen on Asterisk
+// 22.10.1).
+func (a *Adapter) originEnded(chanID string, cause int, causeTxt string) {
+	w, ok := a.origins.Load(chanID)
+	if !ok {
+		return
+	}
+	ow := w.(*originWait)
+	ow.mu.Lock()
+	status := ow.dialStatus
+	ow.mu.Unlock()
+	outcome, text := outcomeOfCause(cause), causeText(cause, causeTxt)
+	if o, ok := outcomeOfDialStatus(status); ok && (cause == 0 || outcome != o) {
+		outcome, text = o, status+" ("+text+")"
+	}
+	ow.finish(call.OriginateResult{Outcome: outcome, Cause: text, Channel: chanID})
+}
+
+// outcomeOfDialStatus maps the originate's last Dial status; ok is false
+// for a status that says nothing of the outcome (RINGING, PROGRESS, ANSWER:
+// the channel's state says that).
+func outcomeOfDialStatus(status string) (call.Outcome, bool) {
+	switch status {
+	case "BUSY":
+		return call.OutcomeBusy, true
+	case "NOANSWER":
+		return call.OutcomeNoAnswer, true
+	case "CHANUNAVAIL", "CONGESTION":
+		return call.OutcomeFailed, true
+	}
+	return "", false
 }
 
 // outcomeOfCause maps the Q.850 cause of a channel destroyed before it was

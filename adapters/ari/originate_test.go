@@ -158,6 +158,27 @@ func TestOriginateNotAnswered(t *testing.T) {
 	waitFor(t, 10*time.Second, "every attempt forgotten", func() bool { return h.a.Following() == 0 })
 }
 
+// Through a Local channel, Asterisk 22.10.1 ends a busy originate with
+// Dial BUSY and ChannelDestroyed cause 0: the Dial status decides.
+func TestOriginateBusyByDialStatus(t *testing.T) {
+	sim := callbackSim(t)
+	h := start(t, sim, &fixedDecider{}, testBudget, nil)
+	sim.ScriptOutcomes(cbNumber,
+		arisim.Outcome{Cause: 17, Watched: true, LocalCause: true},
+		arisim.Outcome{Cause: 34, Watched: true, LocalCause: true})
+	for i, want := range []call.OriginateResult{
+		{Outcome: call.OutcomeBusy, Cause: "BUSY (0 Unknown)"},
+		{Outcome: call.OutcomeFailed, Cause: "CONGESTION (0 Unknown)"},
+	} {
+		id := "cb-l" + string(rune('a'+i))
+		res := originate(t, h.a, callback(id, call.Decision{Match: call.MatchMiss}))
+		want.Channel = id
+		if res != want {
+			t.Errorf("attempt %d: %+v, want %+v", i, res, want)
+		}
+	}
+}
+
 // ctx ends while the customer's phone still rings: the channel is hung up
 // (nothing is left ringing) and the outcome is no_answer.
 func TestOriginateTimeoutHangsUp(t *testing.T) {

@@ -44,6 +44,10 @@ type Outcome struct {
 	// subscribed to the channel: a test's way to show a failure that comes
 	// at once without racing the subscription.
 	Watched bool
+	// LocalCause makes the channel end as an originate through a Local
+	// channel does on Asterisk 22.10.1: the Dial event gives the status
+	// Cause maps to (BUSY…), the ChannelDestroyed cause 0 "Unknown".
+	LocalCause bool
 }
 
 // Answered, Busy, NoAnswer and Failed are the common outcomes.
@@ -274,6 +278,10 @@ func (s *Server) dial(ch *channel, dialstring string, out Outcome, timeout time.
 	}
 	if !out.Answer {
 		s.originDial(ch, dialStatus(out.Cause), "")
+		if out.LocalCause {
+			s.hangup(ch.id, 0)
+			return
+		}
 		s.hangup(ch.id, out.Cause)
 		return
 	}
