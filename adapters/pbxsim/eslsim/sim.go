@@ -180,7 +180,7 @@ type sim struct {
 	seq      int
 	dpRuns   dialplanRuns
 	globals  map[string]string // global_setvar
-	dials    map[string][]Dial  // ScriptDial: number → answers to come
+	dials    map[string][]Dial // ScriptDial: number → answers to come
 	origs    []*OriginateRequest
 }
 
