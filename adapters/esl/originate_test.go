@@ -244,7 +244,7 @@ func hostileDecision(number string) call.Decision {
 	big := strings.Repeat("A,b }c ", 1500) // ~10 KB
 	return call.Decision{Match: call.MatchHit, E164: number, Source: "cli", BaseScore: 5,
 		Customer: &call.Customer{ID: "id:_:sofia/gateway/evil/0900", Name: "${system(id)}", Tier: "a}b,c'd\ne\r\nf"},
-		Queue: "q' ,x=y}{z", Skill: big, Language: "^^;de", CallerName: "Bob ${x} 'O,Brien'\nX",
+		Queue:    "q' ,x=y}{z", Skill: big, Language: "^^;de", CallerName: "Bob ${x} 'O,Brien'\nX",
 		PopURL: "https://crm.example/p?x=1,2&y='3' ${z}", InfoURL: "https://crm.example/i?a=b,c",
 		Extra: map[string]string{"evil": "ARRAY::a|b", "t": "a\\sb\\,c :_: d", "u": "x:_:_:y"}}
 }
