@@ -48,6 +48,7 @@ type Adapter struct {
 
 	listening atomic.Bool
 	connected atomic.Bool
+	origN     atomic.Int32 // len(origs): events skip the lock while no callback is being placed
 }
 
 // New checks cfg and returns an adapter; Run starts it.

@@ -276,6 +276,7 @@ func (a *Adapter) addOriginate(w *origWait) bool {
 		return false
 	}
 	a.origs[w.id], a.origJobs[w.job] = w, w
+	a.origN.Add(1)
 	return true
 }
 
@@ -284,12 +285,16 @@ func (a *Adapter) dropOriginate(w *origWait) {
 	defer a.mu.Unlock()
 	delete(a.origs, w.id)
 	delete(a.origJobs, w.job)
+	a.origN.Add(-1)
 }
 
 // originateEvent hands an originate's events to its waiter: the job's
 // result arriving on another connection than the one it was sent on, the
 // channel's answer and hang-up. On the read goroutine: never blocks.
 func (a *Adapter) originateEvent(ev *eslwire.Event) {
+	if a.origN.Load() == 0 {
+		return
+	}
 	a.mu.Lock()
 	if len(a.origs) == 0 {
 		a.mu.Unlock()
