@@ -85,14 +85,31 @@ func (a *Adapter) Originate(ctx context.Context, o call.Originate) (res call.Ori
 		"number", call.MaskNumber(o.Number), "extension", o.Extension, "context", o.Context)
 
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.CommandTimeout)
-	err = cn.bgapiStart(sctx, cmd, w.job, w.result)
+	sent, err := cn.bgapiStart(sctx, cmd, w.job, w.result)
 	cancel()
-	if err != nil {
+	if err != nil && !sent {
 		a.abandon(o.ID)
 		return call.OriginateResult{}, fmt.Errorf("adapters/esl: originate: %w", err)
 	}
 	defer cn.forgetJob(w.job)
+	// sent but not confirmed (the reply overdue, the connection gone): it
+	// may run; the channel tells
+	res, err = a.awaitOriginate(ctx, cn, o, d, w, err != nil)
+	if err != nil { // FreeSWITCH did not run originate (-USAGE, not loaded…)
+		a.abandon(o.ID)
+		return call.OriginateResult{}, err
+	}
+	if res.Outcome != call.OutcomeConnected {
+		// a channel never created sends no hang-up: the call ends here (once:
+		// whichever of this and the hang-up event comes first)
+		a.abandon(o.ID)
+	}
+	return res, nil
+}
 
+// awaitOriginate waits for the outcome of a sent originate; unsure: its
+// command reply was lost, so the channel is looked at at once.
+func (a *Adapter) awaitOriginate(ctx context.Context, cn *conn, o call.Originate, d call.Decision, w *origWait, unsure bool) (call.OriginateResult, error) {
 	lost := false
 	for {
 		var answered <-chan struct{}
@@ -100,26 +117,31 @@ func (a *Adapter) Originate(ctx context.Context, o call.Originate) (res call.Ori
 		if lost { // the job's result may be gone: the channel's events decide
 			answered, ended = w.answered, w.ended
 		}
+		var gone <-chan struct{} = cn.done
+		if unsure {
+			closed := make(chan struct{})
+			close(closed)
+			gone, unsure = closed, false
+		}
 		select {
 		case body := <-w.result:
-			res, err = jobOutcome(body)
+			res, err := jobOutcome(body)
 			if err != nil {
-				a.abandon(o.ID)
 				return call.OriginateResult{}, err
 			}
 			a.setCallInfo(ctx, o, d, res)
 			return res, nil
 		case <-answered:
-			res = call.OriginateResult{Outcome: call.OutcomeConnected, Channel: o.ID}
+			res := call.OriginateResult{Outcome: call.OutcomeConnected, Channel: o.ID}
 			a.setCallInfo(ctx, o, d, res)
 			return res, nil
 		case cause := <-ended:
 			return causeOutcome(cause), nil
 		case <-ctx.Done():
 			return a.cancelOriginate(cn, w), nil
-		case <-cn.done:
+		case <-gone:
 			lost = true
-			a.log.Warn("event connection lost while a callback was being placed; checking its channel", "call", o.ID)
+			a.log.Warn("callback placed but its result may be lost (event connection down or reply overdue); checking its channel", "call", o.ID)
 			next, r, ok := a.afterLoss(ctx, w)
 			if ok {
 				if r.Outcome == call.OutcomeConnected {
@@ -488,7 +510,7 @@ func BraceValue(v string) string {
 // backslashes, `$` (expansion), `^` `&` `!` `~` and control characters.
 func checkEndpoint(ep string) error {
 	if ep == "" || len(ep) > 512 || strings.EqualFold(ep, "undef") || strings.Contains(ep, ":_:") || !strings.Contains(ep, "/") {
-		return fmt.Errorf("adapters/esl: originate: endpoint %q: want a dial string such as sofia/gateway/<gateway>/<number>", call.CleanValue(ep))
+		return errors.New("adapters/esl: originate: endpoint: want one dial string such as sofia/gateway/<gateway>/<number>")
 	}
 	for i := 0; i < len(ep); i++ {
 		c := ep[i]
@@ -496,7 +518,7 @@ func checkEndpoint(ep string) error {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case strings.IndexByte("/@.:_-+%=;#*", c) >= 0:
 		default:
-			return fmt.Errorf("adapters/esl: originate: endpoint %q: %q cannot be carried in originate's dial string", call.CleanValue(ep), string(c))
+			return fmt.Errorf("adapters/esl: originate: endpoint: %q cannot be carried in originate's dial string", string(c))
 		}
 	}
 	return nil
