@@ -290,7 +290,6 @@ func (s *sim) newDeviceChannel(id, endpoint, number string, vars []Var) *channel
 	}
 	ch := s.newChannel(Caller{Number: get("origination_caller_id_number", "0000000000"),
 		Name: get("origination_caller_id_name", "FreeSWITCH"), DNIS: number})
-	old := ch.UUID
 	ch.UUID = id
 	ch.Parked = false
 	for _, h := range []string{"Unique-ID", "Channel-Call-UUID", "Caller-Unique-ID"} {
@@ -305,7 +304,6 @@ func (s *sim) newDeviceChannel(id, endpoint, number string, vars []Var) *channel
 	ch.headers = withHeader(ch.headers, "Answer-State", "ringing")
 	ch.headers = withHeader(ch.headers, "Channel-Call-State", "RINGING")
 	ch.headers = withHeader(ch.headers, "Channel-State", "CS_ROUTING")
-	_ = old
 	ch.setVar("uuid", id)
 	ch.setVar("call_uuid", id)
 	ch.setVar("channel_name", endpoint)
