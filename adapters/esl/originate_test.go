@@ -453,3 +453,63 @@ func TestJobOutcome(t *testing.T) {
 		}
 	}
 }
+
+// The event connection down while the attempt ends, and back only after:
+// the job's result went to nobody. An answered channel is found answered
+// (connected); a channel gone with nothing heard of it is no_answer with
+// cause OUTCOME_UNKNOWN, and its call ends for the LegSink.
+func TestOriginateResultLostInGap(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		dial  eslsim.Dial
+		want  call.Outcome
+		cause string
+	}{
+		{"answered", eslsim.Dial{RingFor: time.Second}, call.OutcomeConnected, ""},
+		{"gone", eslsim.Dial{Cause: "USER_BUSY", RingFor: time.Second}, call.OutcomeNoAnswer, OutcomeUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim, err := eslsim.NewInbound(eslsim.Options{Password: testPassword, Dialplan: callbackDialplan,
+				AgentRing: eslsim.Ring{Answer: -1, RingFor: 20 * time.Second}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(sim.Close)
+			cfg := inboundConfig(sim.Addr())
+			sink := &recSink{}
+			a := startAdapter(t, cfg, adapters.Deps{Sink: sink, Budget: roomyBudget,
+				Decider: call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision { return call.Decision{} })})
+			waitFor(t, 10*time.Second, "event connection", func() bool { return a.connected.Load() })
+			o := testOriginate("+442079460025")
+			sim.ScriptDial(o.Number, tc.dial)
+			type out struct {
+				res call.OriginateResult
+				err error
+			}
+			done := make(chan out, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				res, err := a.Originate(ctx, o)
+				done <- out{res, err}
+			}()
+			waitFor(t, 10*time.Second, "ringing", func() bool { _, ok := sim.Channel(o.ID); return ok })
+			sim.DropConnectionsFor(3 * time.Second) // the ring ends during the cut
+			waitFor(t, 10*time.Second, "the originate's end", func() bool {
+				r := sim.Originates()
+				return len(r) == 1 && r[0].Result != ""
+			})
+			got := <-done
+			if got.err != nil || got.res.Outcome != tc.want || got.res.Cause != tc.cause {
+				t.Fatalf("%+v %v", got.res, got.err)
+			}
+			if tc.want != call.OutcomeConnected {
+				sink.mu.Lock()
+				defer sink.mu.Unlock()
+				if len(sink.ended) != 1 || sink.ended[0].CallID != o.ID {
+					t.Errorf("ended %+v", sink.ended)
+				}
+			}
+		})
+	}
+}

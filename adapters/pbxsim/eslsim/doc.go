@@ -18,6 +18,7 @@
 // answer -ERR No such channel! / -ERR invalid session id.
 //
 // Inbound: NewInbound, OfferCall / OfferRecorded / ParkCalls / ParkWithoutEvent,
+// DropConnectionsFor (a cut during which new connections are closed),
 // RingAgents (agent legs of a ring-all bridge), Hangup, DropConnections,
 // Shutdown, EmitRaw; `originate {…}loopback/<exten>/<context>` runs the -b
 // leg through an XML dialplan subset (Options.Dialplan, dialplan.go);
