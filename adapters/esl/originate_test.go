@@ -513,3 +513,37 @@ func TestOriginateResultLostInGap(t *testing.T) {
 		})
 	}
 }
+
+// A dialplan that bridges the callback to agents (ring-all): the agent legs,
+// linked by originating_leg_uuid and the exported callpop_call_id, pop for it.
+func TestOriginateBridgeAgents(t *testing.T) {
+	r := newOriginateRig(t, eslsim.Options{Dialplan: `<include><context name="callbacks">
+  <extension name="cb"><condition field="destination_number" expression="^callback$">
+    <action application="bridge" data="{leg_timeout=20}user/1001@example,user/1003@example"/>
+  </condition></extension>
+</context></include>`, AgentRing: eslsim.Ring{Answer: 1, RingFor: 30 * time.Millisecond, TalkFor: 50 * time.Millisecond}}, call.Decision{})
+	o := testOriginate("+442079460026")
+	res, err := r.a.Originate(context.Background(), o)
+	if err != nil || res.Outcome != call.OutcomeConnected {
+		t.Fatalf("%+v %v", res, err)
+	}
+	waitFor(t, 10*time.Second, "agent legs", func() bool {
+		r.sink.mu.Lock()
+		defer r.sink.mu.Unlock()
+		return len(r.sink.ended) == 1 && len(r.sink.legs) == 5
+	})
+	r.sink.mu.Lock()
+	defer r.sink.mu.Unlock()
+	count := map[string]int{}
+	for _, l := range r.sink.legs {
+		if l.CallID != o.ID {
+			t.Errorf("leg %+v", l)
+		}
+		count[l.Endpoint+" "+string(l.State)]++
+	}
+	for _, k := range []string{"user/1001 ringing", "user/1003 ringing", "user/1003 answered", "user/1001 stopped", "user/1003 ended"} {
+		if count[k] != 1 {
+			t.Errorf("%s: %d (all %v)", k, count[k], count)
+		}
+	}
+}

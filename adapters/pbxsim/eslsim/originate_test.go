@@ -159,3 +159,28 @@ func TestOriginateDeviceEdges(t *testing.T) {
 		t.Error("NO_ANSWER before the originate timeout")
 	}
 }
+
+// With no dialplan (callpop demo), an answered originate is queued to the
+// agents: their legs ring with cc_member_session_uuid and the exported call id.
+func TestOriginateDemoQueue(t *testing.T) {
+	_, c := originateClient(t, Options{RingTime: 10 * time.Millisecond, Agents: []string{"1001", "1002"},
+		AgentRing: Ring{RingFor: 10 * time.Millisecond, TalkFor: 10 * time.Millisecond}})
+	id := NewUUID()
+	if got := c.api("originate {origination_uuid=" + id + ",callpop_call_id=" + id + ",cc_export_vars=callpop_call_id}sofia/gateway/t/+4412 callback XML callbacks"); got != "+OK "+id+"\n" {
+		t.Fatalf("originate %q", got)
+	}
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		ev := c.event("CHANNEL_CREATE")
+		if ev.Get("Unique-ID") == id {
+			continue
+		}
+		if ev.Get("variable_cc_member_session_uuid") != id || ev.Get("variable_callpop_call_id") != id || ev.Get("Call-Direction") != "outbound" {
+			t.Fatalf("agent leg %q %q", ev.Get("variable_cc_member_session_uuid"), ev.Get("variable_callpop_call_id"))
+		}
+		seen[ev.Get("variable_dialed_user")] = true
+	}
+	if !seen["1001"] || !seen["1002"] {
+		t.Errorf("agents %v", seen)
+	}
+}
