@@ -42,6 +42,7 @@ type Adapter struct {
 	multi atomic.Bool
 
 	inflight  sync.Map     // channel id → *callRun: calls being handled
+	origins   sync.Map     // channel id → *originWait: callbacks waiting for their outcome
 	enriching atomic.Int64 // calls being enriched (bounded by max_calls)
 
 	mu       sync.Mutex

@@ -48,7 +48,7 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 		return nil, false, fmt.Errorf("adapters/ari: event without type")
 	}
 	switch typ {
-	case "StasisStart", "ChannelHangupRequest", "ChannelDestroyed":
+	case "StasisStart", "ChannelHangupRequest", "ChannelDestroyed", "ChannelStateChange":
 		return decodeChannelEvent(typ, raw)
 	case "Dial":
 		ev = &ariv5.Dial{}
@@ -77,7 +77,7 @@ func decodeEvent(raw []byte) (ev ariv5.Event, unknown bool, err error) {
 }
 
 // leanEvent is what callpop reads of a StasisStart, ChannelHangupRequest,
-// ChannelDestroyed or ChannelVarset: one pass over the JSON, where the library's ChannelData
+// ChannelDestroyed, ChannelStateChange or ChannelVarset: one pass over the JSON, where the library's ChannelData
 // decodes its channel twice and keeps every field.
 type leanEvent struct {
 	Type        string         `json:"type"`
@@ -86,9 +86,12 @@ type leanEvent struct {
 	Args        []string       `json:"args"`
 	Variable    string         `json:"variable"` // ChannelVarset
 	Value       string         `json:"value"`
+	Cause       int            `json:"cause"` // ChannelDestroyed
+	CauseTxt    string         `json:"cause_txt"`
 	Channel     struct {
 		ID          string             `json:"id"`
 		Name        string             `json:"name"`
+		State       string             `json:"state"`
 		Caller      *ariv5.CallerID    `json:"caller"`
 		Dialplan    *ariv5.DialplanCEP `json:"dialplan"`
 		ChannelVars map[string]string  `json:"channelvars"`
@@ -103,7 +106,7 @@ func decodeChannelEvent(typ string, raw []byte) (ariv5.Event, bool, error) {
 		return nil, false, fmt.Errorf("adapters/ari: %s: %w", typ, err)
 	}
 	ed := ariv5.EventData{Type: l.Type, Application: l.Application, Timestamp: l.Timestamp}
-	ch := ariv5.ChannelData{ID: l.Channel.ID, Name: l.Channel.Name, Caller: l.Channel.Caller,
+	ch := ariv5.ChannelData{ID: l.Channel.ID, Name: l.Channel.Name, State: l.Channel.State, Caller: l.Channel.Caller,
 		Dialplan: l.Channel.Dialplan, ChannelVars: l.Channel.ChannelVars}
 	switch typ {
 	case "StasisStart":
@@ -112,8 +115,10 @@ func decodeChannelEvent(typ string, raw []byte) (ariv5.Event, bool, error) {
 		return &ariv5.ChannelHangupRequest{EventData: ed, Channel: ch}, false, nil
 	case "ChannelVarset":
 		return &ariv5.ChannelVarset{EventData: ed, Variable: l.Variable, Value: l.Value, Channel: ch}, false, nil
+	case "ChannelStateChange":
+		return &ariv5.ChannelStateChange{EventData: ed, Channel: ch}, false, nil
 	default:
-		return &ariv5.ChannelDestroyed{EventData: ed, Channel: ch}, false, nil
+		return &ariv5.ChannelDestroyed{EventData: ed, Cause: l.Cause, CauseTxt: l.CauseTxt, Channel: ch}, false, nil
 	}
 }
 
@@ -194,11 +199,17 @@ func (a *Adapter) dispatch(raw []byte, read time.Time) {
 	case *ariv5.ApplicationReplaced:
 		a.replacedBy()
 	case *ariv5.Dial:
+		if e.Caller.ID == "" && e.Peer.ID != "" {
+			a.originDial(e.Peer.ID, e.Dialstatus)
+		}
 		a.follow.dial(e)
 	case *ariv5.ChannelHangupRequest:
 		a.follow.callerGone(e.Channel.ID, time.Time(e.Timestamp), false)
 	case *ariv5.ChannelDestroyed:
+		a.originEnded(e.Channel.ID, e.Cause, e.CauseTxt)
 		a.follow.callerGone(e.Channel.ID, time.Time(e.Timestamp), true)
+	case *ariv5.ChannelStateChange:
+		a.originState(e.Channel.ID, e.Channel.State)
 	case *ariv5.ChannelVarset:
 		a.follow.varset(e)
 	case *ariv5.BridgeBlindTransfer:

@@ -75,6 +75,10 @@ var (
 		Name: "callpop_ari_caller_vars_unread_total",
 		Help: "Calls that would have been called anonymous without their CALLERID(ani)/CALLERID(num-pres), unread in time: decided timeout instead.",
 	}, pbxLabel)
+	metricOriginate = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_ari_originate_total",
+		Help: "Callbacks originated (POST /channels into the dialplan), by outcome: connected, busy, no_answer, failed, or error (Asterisk could not be asked or refused the request).",
+	}, []string{"pbx", "outcome"})
 	metricFollowFull = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "callpop_ari_follow_full_total",
 		Help: "Enriched calls not followed because pbx.asterisk.max_follow was reached.",
@@ -112,6 +116,7 @@ type metrics struct {
 	followFull       prometheus.Counter
 	dialplanFollow   *prometheus.CounterVec // by result
 	dialplanQueued   prometheus.Gauge
+	originate        *prometheus.CounterVec // by outcome
 }
 
 // newMetrics returns the series of the PBX named pbx ("" is defaultPBX).
@@ -141,5 +146,6 @@ func newMetrics(pbx string) *metrics {
 		followFull:       metricFollowFull.With(l),
 		dialplanFollow:   metricDialplanFollow.MustCurryWith(l),
 		dialplanQueued:   metricDialplanQueued.With(l),
+		originate:        metricOriginate.MustCurryWith(l),
 	}
 }

@@ -270,6 +270,34 @@ func (c *conn) bgapi(ctx context.Context, cmd string) (string, error) {
 	}
 }
 
+// bgapiStart sends `bgapi cmd` with Job-UUID job and waits for the command
+// reply only: the job's result goes to res (buffered) when it comes on this
+// connection. The job stays registered until forgetJob. sent reports
+// whether FreeSWITCH may run the command: false when it was not written or
+// was refused (-ERR), true with an error when its reply did not come.
+func (c *conn) bgapiStart(ctx context.Context, cmd, job string, res chan string) (sent bool, err error) {
+	w, err := c.send("bgapi "+cmd, []eslwire.Header{{Name: "Job-UUID", Value: job}}, nil, job, res)
+	if err != nil {
+		return false, err
+	}
+	f, err := c.wait(ctx, w)
+	if err != nil {
+		return true, err
+	}
+	if t := f.ReplyText(); !strings.HasPrefix(t, "+OK") {
+		c.forgetJob(job)
+		return false, fmt.Errorf("adapters/esl: bgapi: %s", call.CleanValue(t))
+	}
+	return true, nil
+}
+
+// forgetJob drops a job's result channel.
+func (c *conn) forgetJob(job string) {
+	c.mu.Lock()
+	delete(c.jobs, job)
+	c.mu.Unlock()
+}
+
 // readAuth waits for auth/request and authenticates.
 func (c *conn) auth(ctx context.Context, password string) error {
 	f, err := c.command(ctx, "auth "+password, nil, nil)

@@ -18,6 +18,11 @@
 // Agent-leg life (ringing/answered/stopped/ended) for enriched calls comes from
 // the event connection (legs.go) and goes to the LegSink.
 //
+// Callbacks: Originate (originate.go, call.Originator) places a call with
+// `bgapi originate {vars}<endpoint> <ext> XML <context>` on the event
+// connection, the decision's variables escaped for originate's {…} list
+// (BraceValue), and reads the outcome from the job's result.
+//
 // The wire is eslwire (a fuzzed frame reader/writer), not eslgo v1.5.1's Conn,
 // whose design loses calls in ways a wrapper cannot fix: replies are matched
 // to commands only by order, so a client-side timeout shifts every later reply

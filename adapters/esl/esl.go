@@ -43,9 +43,12 @@ type Adapter struct {
 	recent    map[string]time.Time // inbound calls released lately (reconcile must not redo them)
 	unsure    map[string]time.Time // transfers sent whose outcome was lost with the connection
 	lastPrune time.Time
+	origs     map[string]*origWait // callbacks being originated, by channel id (originate.go)
+	origJobs  map[string]*origWait // the same, by Job-UUID
 
 	listening atomic.Bool
 	connected atomic.Bool
+	origN     atomic.Int32 // len(origs): events skip the lock while no callback is being placed
 }
 
 // New checks cfg and returns an adapter; Run starts it.
@@ -575,6 +578,7 @@ func (a *Adapter) onEvent(ctx context.Context, ev *eslwire.Event) {
 	defer a.recoverPanic()
 	received := time.Now()
 	a.legs.observe(ev)
+	a.originateEvent(ev)
 	if a.cfg.Mode != "inbound" || ev.Name() != "CHANNEL_PARK" {
 		return
 	}

@@ -86,6 +86,18 @@ func (t *legTracker) enriched(caller, callID string) bool {
 	return true
 }
 
+// forget stops tracking a caller channel; false when it was not tracked.
+func (t *legTracker) forget(caller string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.callers[caller]; !ok {
+		return false
+	}
+	t.forgetCaller(caller)
+	delete(t.seen, caller)
+	return true
+}
+
 // forgetCaller stops tracking a caller channel. Caller holds t.mu.
 func (t *legTracker) forgetCaller(caller string) {
 	if id, ok := t.callers[caller]; ok && t.byID[id] == caller {
@@ -194,6 +206,9 @@ func (t *legTracker) bridge(ev *eslwire.Event, id string, now time.Time) []call.
 func (t *legTracker) outboundStep(ev *eslwire.Event, name, id string, now time.Time) []call.LegEvent {
 	if ev.Get("Call-Direction") != "outbound" {
 		return nil
+	}
+	if _, caller := t.callers[id]; caller {
+		return nil // an enriched call of its own: an originated callback's customer leg
 	}
 	l, known := t.legs[id]
 	if !known {

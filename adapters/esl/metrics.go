@@ -35,6 +35,10 @@ var (
 		Name: "callpop_esl_panics_total",
 		Help: "Panics recovered at an event-loop boundary.",
 	}, []string{"pbx"})
+	originateTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_esl_originate_total",
+		Help: "Callbacks originated (bgapi originate), by outcome: connected, busy, no_answer, failed, error (not placed: no event connection, refused, bad request).",
+	}, []string{"pbx", "outcome"})
 	legEventsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "callpop_esl_leg_events_total",
 		Help: "Agent-leg events reported to the popper, by state.",
@@ -57,6 +61,7 @@ type metrics struct {
 	panics         prometheus.Counter
 	legEvents      *prometheus.CounterVec // by state
 	dialplanFollow *prometheus.CounterVec // by result
+	originate      *prometheus.CounterVec // by outcome
 }
 
 // newMetrics returns the series of the PBX named pbx ("" is defaultPBX).
@@ -75,5 +80,6 @@ func newMetrics(pbx string) *metrics {
 		panics:         panicsTotal.With(l),
 		legEvents:      legEventsTotal.MustCurryWith(l),
 		dialplanFollow: dialplanFollowTotal.MustCurryWith(l),
+		originate:      originateTotal.MustCurryWith(l),
 	}
 }

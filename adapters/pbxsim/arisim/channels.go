@@ -60,6 +60,7 @@ type channel struct {
 	destroyed             bool
 	gone                  chan struct{}       // dialplan channels: closed at the hang-up
 	resume                chan ContinueTarget // dialplan channels in Stasis: the continue's target
+	watched               chan struct{}       // an originate's Outcome.Watched: closed at the first subscription
 }
 
 func (ch *channel) json() channelJSON {
@@ -157,7 +158,11 @@ func (s *Server) specDefaults(spec *CallSpec) (id, name string) {
 }
 
 // Hangup hangs up channel id as the caller would.
-func (s *Server) Hangup(id string) {
+func (s *Server) Hangup(id string) { s.hangup(id, 16) }
+
+// hangup ends channel id with a hang-up cause (Q.850): ChannelHangupRequest,
+// StasisEnd when in Stasis, ChannelDestroyed with the cause and its text.
+func (s *Server) hangup(id string, cause int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.channels[id]
@@ -171,7 +176,7 @@ func (s *Server) Hangup(id string) {
 	now := time.Now()
 	j := ch.json()
 	s.emitLocked(ch, func(app string) []byte {
-		return mustJSON(hangupRequestJSON{Cause: 16, Type: "ChannelHangupRequest", Timestamp: stamp(now),
+		return mustJSON(hangupRequestJSON{Cause: cause, Type: "ChannelHangupRequest", Timestamp: stamp(now),
 			Channel: j, AsteriskID: asteriskID, Application: app})
 	})
 	if ch.stasisApp != "" {
@@ -190,8 +195,8 @@ func (s *Server) Hangup(id string) {
 	s.indexLocked(ch)
 	j = ch.json()
 	s.emitLocked(ch, func(app string) []byte {
-		return mustJSON(destroyedJSON{Type: "ChannelDestroyed", Timestamp: stamp(now), Cause: 16,
-			CauseTxt: "Normal Clearing", Channel: j, AsteriskID: asteriskID, Application: app})
+		return mustJSON(destroyedJSON{Type: "ChannelDestroyed", Timestamp: stamp(now), Cause: cause,
+			CauseTxt: causeText(cause), Channel: j, AsteriskID: asteriskID, Application: app})
 	})
 	delete(s.channels, id)
 }
@@ -436,11 +441,22 @@ func (s *Server) continueChannel(w http.ResponseWriter, r *http.Request, id stri
 func (s *Server) runAgents(id string) {
 	s.mu.Lock()
 	ch := s.channels[id]
-	if ch == nil {
+	var spec CallSpec
+	if ch != nil {
+		spec = ch.spec
+	}
+	s.mu.Unlock()
+	s.ringAgents(id, Queue{Agents: spec.Agents, Answer: spec.Answer, RingFor: spec.RingFor, TalkFor: spec.TalkFor})
+}
+
+// ringAgents plays q's agent legs for channel id, as runAgents describes.
+func (s *Server) ringAgents(id string, spec Queue) {
+	s.mu.Lock()
+	ch := s.channels[id]
+	if ch == nil || len(spec.Agents) == 0 {
 		s.mu.Unlock()
 		return
 	}
-	spec := ch.spec
 	type leg struct{ peer *channel }
 	legs := make([]leg, len(spec.Agents))
 	now := time.Now()
@@ -469,6 +485,10 @@ func (s *Server) runAgents(id string) {
 	}
 	s.after(20*time.Millisecond, func() {
 		s.mu.Lock()
+		if ch.hungUp { // the caller left while the legs were offered
+			s.mu.Unlock()
+			return
+		}
 		for i, l := range legs {
 			l.peer.state = "Ringing"
 			s.dialLocked(ch, l.peer, "RINGING", "")
@@ -477,6 +497,10 @@ func (s *Server) runAgents(id string) {
 		s.mu.Unlock()
 		s.after(ringFor, func() {
 			s.mu.Lock()
+			if ch.hungUp {
+				s.mu.Unlock()
+				return
+			}
 			for i, l := range legs {
 				if i == spec.Answer {
 					l.peer.state = "Up"
@@ -616,6 +640,10 @@ func (s *Server) subscription(w http.ResponseWriter, appName, source string, add
 		chans = append(chans, ch)
 	}
 	for _, ch := range chans {
+		if add && ch.watched != nil {
+			close(ch.watched)
+			ch.watched = nil
+		}
 		if add {
 			ch.subs[appName] = true
 		} else {

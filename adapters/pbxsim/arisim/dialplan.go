@@ -15,7 +15,8 @@ import (
 // The dialplan part: an extensions.conf subset (Options.Dialplan) that
 // channels originated over ARI (POST /channels with a Local/<exten>@<context>
 // endpoint) run, as chan_local's ;2 half does. The applications are the ones
-// `callpop bench` documents: Set, NoOp, Stasis, AGI, Hangup; the functions
+// `callpop bench` documents: Set, NoOp, Stasis, AGI, Hangup, and Queue(name)
+// (its agents ring as Options.Queues says, until the caller is gone); the functions
 // STRFTIME (%s and %[n]q), CURL, URIENCODE, CALLERID(...), and ${UNIQUEID},
 // ${EPOCH}. An unknown application hangs the channel up, as pbx.c does.
 
@@ -96,7 +97,7 @@ func (s *Server) originate(w http.ResponseWriter, r *http.Request, q url.Values)
 			var str string
 			if k == "variables" {
 				if json.Unmarshal(v, &vars) != nil {
-					writeMsg(w, http.StatusBadRequest, "The 'variables' field must be an object of strings")
+					writeMsg(w, http.StatusBadRequest, "Only string values in the 'variables' object allowed")
 					return
 				}
 			} else if json.Unmarshal(v, &str) == nil {
@@ -104,20 +105,32 @@ func (s *Server) originate(w http.ResponseWriter, r *http.Request, q url.Values)
 			}
 		}
 	}
+	// Checked in ari_channels_handle_originate_with_id's order.
+	if len(p.Get("channelId")) > maxUniqueID || len(p.Get("otherChannelId")) > maxUniqueID {
+		writeMsg(w, http.StatusBadRequest, fmt.Sprintf("Uniqueid length exceeds maximum of %d", maxUniqueID))
+		return
+	}
 	endpoint := p.Get("endpoint")
 	if endpoint == "" {
 		writeMsg(w, http.StatusBadRequest, "Endpoint must be specified")
+		return
+	}
+	if tech, dev, _ := strings.Cut(endpoint, "/"); tech == "" || dev == "" {
+		writeMsg(w, http.StatusBadRequest, "Invalid endpoint specified")
 		return
 	}
 	if p.Get("app") == "" && p.Get("extension") == "" {
 		writeMsg(w, http.StatusBadRequest, "Application or extension must be specified")
 		return
 	}
-	dest, ok := strings.CutPrefix(endpoint, "Local/")
+	if !strings.HasPrefix(endpoint, "Local/") {
+		s.dialOut(w, p, vars, endpoint)
+		return
+	}
+	dest := strings.TrimPrefix(endpoint, "Local/")
 	exten, dctx, hasCtx := strings.Cut(strings.TrimSuffix(dest, "/n"), "@")
-	if !ok || !hasCtx || exten == "" || dctx == "" {
-		// The simulator dials no device: only Local channels into its dialplan.
-		writeMsg(w, http.StatusBadRequest, "Invalid endpoint: the simulator originates Local/<exten>@<context> only")
+	if !hasCtx || exten == "" || dctx == "" {
+		writeMsg(w, http.StatusBadRequest, "Invalid endpoint: a Local channel is Local/<exten>@<context>")
 		return
 	}
 	num, name := parseCallerID(p.Get("callerId"))
@@ -181,8 +194,9 @@ func (s *Server) addRecordLocked(id string, spec CallSpec) *Record {
 	return rec
 }
 
-// hangupChannel is DELETE /ari/channels/{id}: 204, or 404.
-func (s *Server) hangupChannel(w http.ResponseWriter, id string) {
+// hangupChannel is DELETE /ari/channels/{id}[?reason=|reason_code=]: 204,
+// 404, or 400 for a reason Asterisk does not know.
+func (s *Server) hangupChannel(w http.ResponseWriter, id string, q url.Values) {
 	s.mu.Lock()
 	ch := s.channels[id]
 	s.mu.Unlock()
@@ -190,9 +204,33 @@ func (s *Server) hangupChannel(w http.ResponseWriter, id string) {
 		writeMsg(w, http.StatusNotFound, "Channel not found")
 		return
 	}
-	s.Hangup(id)
+	cause := 16
+	reason, code := q.Get("reason"), q.Get("reason_code")
+	switch {
+	case reason != "" && code != "":
+		writeMsg(w, http.StatusBadRequest, "The reason and reason_code can't both be specified")
+		return
+	case code != "":
+		n, err := strconv.Atoi(code)
+		if err != nil {
+			writeMsg(w, http.StatusBadRequest, "Invalid reason for hangup reason code provided")
+			return
+		}
+		cause = n
+	case reason != "":
+		c, ok := hangupReasons[reason]
+		if !ok {
+			writeMsg(w, http.StatusBadRequest, "Invalid reason for hangup reason provided")
+			return
+		}
+		cause = c
+	}
+	s.hangup(id, cause)
 	writeNoContent(w)
 }
+
+// maxUniqueID is AST_MAX_PUBLIC_UNIQUEID: the longest channel id accepted.
+const maxUniqueID = 149
 
 // runDialplan runs exten@ctx on ch until it hangs up, falls off the end,
 // or a continue sends it elsewhere.
@@ -218,6 +256,10 @@ func (s *Server) runDialplan(ch *channel, ctx, exten string) {
 			ch.setDialplanVar(strings.TrimSpace(name), val)
 			s.mu.Unlock()
 		case "hangup":
+			return
+		case "queue":
+			name, _, _ := strings.Cut(data, ",")
+			s.queue(ch, strings.TrimSpace(name))
 			return
 		case "agi":
 			u, err := url.Parse(data)

@@ -27,7 +27,7 @@ func TestOriginateRunsDialplan(t *testing.T) {
 	for _, c := range []struct{ path, body, want string }{
 		{"/ari/channels?app=report", "", "Endpoint must be specified"},
 		{"/ari/channels?endpoint=Local/s@bench", "", "Application or extension must be specified"},
-		{"/ari/channels?endpoint=PJSIP/1000&app=report", "", "Invalid endpoint"},
+		{"/ari/channels?endpoint=PJSIP&app=report", "", "Invalid endpoint specified"},
 	} {
 		if got := do(t, s, "POST", c.path, c.body, http.StatusBadRequest); !strings.Contains(got, c.want) {
 			t.Errorf("%s: %s, want %q", c.path, got, c.want)

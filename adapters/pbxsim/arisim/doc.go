@@ -5,7 +5,9 @@
 // older one), channel variables (204/400/404/409 with Asterisk's bodies),
 // continue (204, then StasisEnd asynchronously), application subscriptions,
 // GET /channels and /applications/{app}, POST /channels (a Local channel
-// whose ;2 half runs an extensions.conf subset, Options.Dialplan) and DELETE
-// /channels/{id}; it offers calls at a rate, plays
+// whose ;2 half runs an extensions.conf subset, Options.Dialplan; or a
+// device, a customer's phone whose answer is scripted per number with
+// ScriptOutcomes and whose answered channel runs the dialplan, see
+// originate.go) and DELETE /channels/{id}; it offers calls at a rate, plays
 // agent legs (Dial RINGING/ANSWER/CANCEL) and records what callpop did.
 package arisim

@@ -59,8 +59,20 @@ type Options struct {
 	// default is 100).
 	SessionLimit int
 	// Dialplan is an extensions.conf subset (see dialplan.go) that channels
-	// originated to Local/<exten>@<context> run; "" = none (they hang up).
+	// originated to Local/<exten>@<context> run, and originated channels to
+	// a device once answered (originate.go); "" = none (Local ones hang up;
+	// answered ones queue to DefaultQueue's agents).
 	Dialplan string
+	// RingTime is how long a dialled number rings before its scripted
+	// outcome (ScriptOutcomes); default 1.5 s.
+	RingTime time.Duration
+	// DialDelay is the time from an originate to the dialled side's first
+	// answer (ringing, or a failure "at once"): a trunk's round trip.
+	// Default 20 ms; negative = none.
+	DialDelay time.Duration
+	// Queues are the agents Queue(name) in the dialplan rings; a name not
+	// here rings DefaultQueue.
+	Queues map[string]Queue
 }
 
 // Server is a running ARI simulator: real HTTP and WebSocket on a loopback port.
@@ -87,6 +99,10 @@ type Server struct {
 	appIndex map[string]*appIndex
 
 	faults map[string]int // op → requests left to fail with 500
+
+	scripts   map[string][]Outcome // dialled number or endpoint → outcomes to come
+	origs     []OriginateRequest
+	queueTurn atomic.Int64 // DefaultQueue's answering agent, in turn
 
 	multiVars bool // the version serves /channels/{id}/variables
 	dialplan  dialplan
@@ -154,6 +170,12 @@ func New(opts Options) (*Server, error) {
 	if opts.Version == "" {
 		opts.Version = DefaultVersion
 	}
+	if opts.RingTime <= 0 {
+		opts.RingTime = 1500 * time.Millisecond
+	}
+	if opts.DialDelay == 0 {
+		opts.DialDelay = 20 * time.Millisecond
+	}
 	if opts.EventBuf <= 0 {
 		opts.EventBuf = 1 << 16
 	}
@@ -177,7 +199,7 @@ func New(opts Options) (*Server, error) {
 		cancel:   cancel,
 		epoch:    time.Now().Unix(),
 		channels: map[string]*channel{}, apps: map[string]*app{}, appIndex: map[string]*appIndex{},
-		conns: map[*wsConn]struct{}{}, records: map[string]*Record{}, faults: map[string]int{},
+		conns: map[*wsConn]struct{}{}, records: map[string]*Record{}, faults: map[string]int{}, scripts: map[string][]Outcome{},
 		timers: map[*time.Timer]struct{}{}, multiVars: hasMultiVars(opts.Version), dialplan: dp,
 	}
 	s.sessions = &sessionListener{Listener: ln, limit: opts.SessionLimit, refused: &s.stats.refused, accepted: &s.stats.accepted}
@@ -256,7 +278,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 1 && parts[0] == "channels" && r.Method == http.MethodPost:
 		s.originate(w, r, q)
 	case len(parts) == 2 && parts[0] == "channels" && r.Method == http.MethodDelete:
-		s.hangupChannel(w, parts[1])
+		s.hangupChannel(w, parts[1], q)
 	case len(parts) == 2 && parts[0] == "channels" && r.Method == http.MethodGet:
 		s.getChannel(w, parts[1])
 	case len(parts) == 3 && parts[0] == "channels" && parts[2] == "variable":

@@ -155,6 +155,18 @@ type dialJSON struct {
 	Application string      `json:"application"`
 }
 
+// originDialJSON is the Dial of an originate's own channel: no caller.
+type originDialJSON struct {
+	Type        string      `json:"type"`
+	Timestamp   string      `json:"timestamp"`
+	Dialstatus  string      `json:"dialstatus"`
+	Forward     string      `json:"forward"`
+	Dialstring  string      `json:"dialstring"`
+	Peer        channelJSON `json:"peer"`
+	AsteriskID  string      `json:"asterisk_id"`
+	Application string      `json:"application"`
+}
+
 type appReplacedJSON struct {
 	Type        string `json:"type"`
 	Timestamp   string `json:"timestamp"`

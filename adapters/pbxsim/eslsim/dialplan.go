@@ -201,6 +201,9 @@ func (s *sim) runFSDialplan(ctx context.Context, ch *channel, actions []fsAction
 			s.cidlookup(ctx, ch, data)
 		case "event":
 			s.fireEvent(ch, data)
+		case "bridge", "callcenter":
+			s.ringFromDialplan(ch, a.app, data)
+			return
 		case "hangup":
 			return
 		}

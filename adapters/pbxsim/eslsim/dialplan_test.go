@@ -28,7 +28,7 @@ const testFSDialplan = `<include>
 // app fires a CUSTOM event to its subscribers; other endpoints and unknown
 // extensions fail as FreeSWITCH answers them.
 func TestOriginateLoopbackDialplan(t *testing.T) {
-	in, err := NewInbound(Options{Password: "pw", Dialplan: testFSDialplan})
+	in, err := NewInbound(Options{Password: "pw", Dialplan: testFSDialplan, RingTime: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +41,12 @@ func TestOriginateLoopbackDialplan(t *testing.T) {
 	if got := c.next().ReplyText(); !strings.HasPrefix(got, "+OK") {
 		t.Fatalf("event: %q", got)
 	}
-	if got := c.api("originate sofia/gateway/x/1000 &park()"); got != "-ERR CHAN_NOT_IMPLEMENTED\n" {
+	if got := c.api("originate sofia/gateway/x/1000 &park()"); !strings.HasPrefix(got, "+OK ") {
 		t.Errorf("sofia originate: %q", got)
+	} else if parked := in.Parked(); len(parked) != 1 || parked[0] != strings.TrimSpace(got[4:]) {
+		t.Errorf("the answered leg is not parked: %v", parked)
+	} else {
+		in.Hangup(parked[0])
 	}
 	if got := c.api("originate loopback/nope/bench &park()"); got != "-ERR NO_ROUTE_DESTINATION\n" {
 		t.Errorf("no extension: %q", got)

@@ -18,9 +18,15 @@
 // answer -ERR No such channel! / -ERR invalid session id.
 //
 // Inbound: NewInbound, OfferCall / OfferRecorded / ParkCalls / ParkWithoutEvent,
+// DropConnectionsFor (a cut during which new connections are closed),
 // RingAgents (agent legs of a ring-all bridge), Hangup, DropConnections,
 // Shutdown, EmitRaw; `originate {…}loopback/<exten>/<context>` runs the -b
-// leg through an XML dialplan subset (Options.Dialplan, dialplan.go). Outbound: NewOutbound(target).Call / CallRecorded / Load
+// leg through an XML dialplan subset (Options.Dialplan, dialplan.go);
+// `originate {…}<device> <exten> XML <context>` of any other endpoint parses
+// its argument as FreeSWITCH does (fsparse.go), rings the device
+// (Options.RingTime) and answers or fails as ScriptDial says, an answered
+// leg going into the dialplan, whose bridge and callcenter apps ring agents
+// (originate.go); Originates records every request as parsed. Outbound: NewOutbound(target).Call / CallRecorded / Load
 // dial callpop's listener per call. Both: Channel, Vars, Released,
 // WaitReleased, Parked, Stats.
 package eslsim

@@ -19,6 +19,8 @@ type Inbound struct {
 	ln     net.Listener
 	wg     sync.WaitGroup
 	closed chan struct{}
+	// refuseUntil: connections accepted before it are closed at once (DropConnectionsFor)
+	refuseUntil time.Time
 }
 
 // NewInbound starts a simulator listening on a free 127.0.0.1 port.
@@ -51,6 +53,11 @@ func (in *Inbound) accept() {
 		}
 		ss := &session{s: in.sim, nc: nc}
 		in.mu.Lock()
+		if time.Now().Before(in.refuseUntil) {
+			in.mu.Unlock()
+			_ = nc.Close()
+			continue
+		}
 		in.sessions[ss] = struct{}{}
 		in.stats.Connections++
 		in.mu.Unlock()
@@ -94,6 +101,16 @@ func (in *Inbound) DropConnections() {
 	for _, s := range ss {
 		s.close()
 	}
+}
+
+// DropConnectionsFor drops every client socket, as DropConnections does, and
+// closes new ones at once for d: a network cut that lasts, during which the
+// calls go on and their events reach nobody.
+func (in *Inbound) DropConnectionsFor(d time.Duration) {
+	in.mu.Lock()
+	in.refuseUntil = time.Now().Add(d)
+	in.mu.Unlock()
+	in.DropConnections()
 }
 
 // Shutdown sends what FreeSWITCH sends on SIGTERM: SHUTDOWN, then a

@@ -437,6 +437,9 @@ var profileFields = map[string]string{
 
 // api runs one api command and returns its reply body.
 func (s *sim) api(cmd, args string) string {
+	if cmd == "originate" {
+		return s.originateCmd(args) // rings without holding s.mu
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dead := func() string { s.stats.DeadUUID++; return "-ERR No such channel!\n" }
@@ -511,12 +514,20 @@ func (s *sim) api(cmd, args string) string {
 		s.release(ch, "transfer")
 		return "+OK\n"
 	case "uuid_kill":
-		ch := live(strings.TrimSpace(args))
+		a := strings.Fields(args)
+		if len(a) == 0 {
+			return "-USAGE: <uuid> [cause]\n"
+		}
+		ch := live(a[0])
 		if ch == nil {
 			return dead()
 		}
+		cause := "NORMAL_CLEARING"
+		if len(a) > 1 {
+			cause = strings.ToUpper(a[1])
+		}
 		s.mu.Unlock()
-		s.hangup(ch.UUID, "NORMAL_CLEARING")
+		s.hangup(ch.UUID, cause)
 		s.mu.Lock()
 		return "+OK\n"
 	case "uuid_dump":
@@ -530,8 +541,6 @@ func (s *sim) api(cmd, args string) string {
 			return s.showChannelsJSON()
 		}
 		return "-USAGE: show channels as json\n"
-	case "originate":
-		return s.originate(args)
 	case "global_setvar":
 		return s.globalSetvar(args)
 	case "global_getvar":

@@ -62,6 +62,16 @@ type Options struct {
 	// CIDLookupURL is cidlookup.conf.xml's url param, which the cidlookup
 	// app of a dialplan GETs; "" = none (every look-up answers UNKNOWN).
 	CIDLookupURL string
+	// RingTime is how long an originated device rings before it answers
+	// (or fails, ScriptDial) unless scripted otherwise; 0 = 1.5 s.
+	RingTime time.Duration
+	// Agents are the agents a dialplan's callcenter app (and, with no
+	// Dialplan, an answered originate) rings; nil = 1001, 1002, 1003.
+	Agents []string
+	// AgentRing is how the agent legs of the dialplan's bridge and
+	// callcenter apps go (RingAgents: Answer, RingFor (0 = 1 s), TalkFor
+	// (0 = 10 s)); its Agents and Queue come from the app.
+	AgentRing Ring
 }
 
 func (o Options) withDefaults() Options {
@@ -82,6 +92,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ParkDelay < 0 {
 		o.ParkDelay = 0
+	}
+	if o.RingTime <= 0 {
+		o.RingTime = 1500 * time.Millisecond
 	}
 	return o
 }
@@ -133,6 +146,8 @@ type channel struct {
 	offered  time.Time // outbound: when the connect reply was written
 	connect  time.Time // outbound: when connect arrived (the socket app then parks)
 	done     chan struct{}
+	// hangupCause is why the channel ended (uuid_kill's cause, the scripted one)
+	hangupCause string
 }
 
 // Stats counts what the simulator saw.
@@ -165,6 +180,8 @@ type sim struct {
 	seq      int
 	dpRuns   dialplanRuns
 	globals  map[string]string // global_setvar
+	dials    map[string][]Dial // ScriptDial: number → answers to come
+	origs    []*OriginateRequest
 }
 
 func newSim(opts Options) *sim {
@@ -459,6 +476,7 @@ func (s *sim) hangup(id, cause string) bool {
 		return false
 	}
 	ch.Dead = true
+	ch.hangupCause = cause
 	s.release(ch, "hangup")
 	body := s.eventBody(ch, "CHANNEL_HANGUP_COMPLETE", eslwire.Header{Name: "Hangup-Cause", Value: cause})
 	s.broadcast("CHANNEL_HANGUP_COMPLETE", "", body, nil)
