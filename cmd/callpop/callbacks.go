@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/callbacks"
 	"github.com/callpop/callpop/crm"
@@ -123,4 +125,36 @@ func (p *pipeline) newCallbacks(list []pbxAdapter, shared bool) (*callbacks.Serv
 	}
 	p.callbacks = svc
 	return svc, nil
+}
+
+// demoCallbackRegions are the regions of the sample customers' numbers
+// (demoKnown): the demo calls back no one else.
+var demoCallbackRegions = []string{"NL", "US", "GB", "FR", "DE"}
+
+// startCallbacks turns callbacks on for a demo on the simulated PBX of
+// kind, dialling through adapter (a trunk the simulator plays), with the
+// requests in the process (the demo has no Redis). Call it after start and
+// before serveAPI, which mounts /v1/callbacks.
+func (d *demo) startCallbacks(kind string, adapter any) error {
+	cb := &d.p.cfg.Callbacks
+	cb.Enabled = true
+	cb.AllowedRegions = demoCallbackRegions
+	cb.RetryAfter = 20 * time.Second
+	cb.CallerID = callbacks.CallerIDConfig{Number: "+442079460000", Name: "callpop demo"}
+	cb.Asterisk.Endpoint = "PJSIP/{number}@trunk"
+	cb.FreeSWITCH.Endpoint = "sofia/gateway/trunk/{number}"
+	d.p.cfg.PBX.Kind = kind
+	aa, _ := adapter.(adapters.Adapter)
+	svc, err := d.p.newCallbacks([]pbxAdapter{{entry: PBXEntry{Name: kind, PBXConfig: PBXConfig{Kind: kind}}, adapter: aa}}, false)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	d.wg.Go(func() { _ = svc.Run(d.parts) })
+	return nil
+}
+
+// printCallbackTry is the demo's line showing a callback request.
+func printCallbackTry(out io.Writer, base string) {
+	fmt.Fprintf(out, "  a web callback (the simulated trunk answers, agents 1001–1003 ring): curl -X POST '%s/v1/callbacks' "+
+		"-H 'Content-Type: application/json' -d '{\"number\":\"+442079460018\",\"name\":\"Liam\",\"note\":\"about my order\"}'\n", base)
 }

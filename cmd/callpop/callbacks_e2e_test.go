@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -252,5 +254,48 @@ func TestRunCallbackSurvivesRestart(t *testing.T) {
 	waitCallback(t, base, id, "connected")
 	if n := len(sim.Originates()); n != 1 {
 		t.Errorf("%d originates, want 1", n)
+	}
+}
+
+// `callpop demo` takes the callback its output shows (the curl line) and
+// dials it on the simulated PBX.
+func TestDemoCallback(t *testing.T) {
+	for _, kind := range []string{PBXAsterisk, PBXFreeSWITCH} {
+		t.Run(kind, func(t *testing.T) {
+			var out, errOut syncBuf
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				done <- runDemo(ctx, demoOptions{PBX: kind, Duration: 30 * time.Second, Rate: 1, Listen: "127.0.0.1:0", Agents: true}, &out, &errOut)
+			}()
+			curl := regexp.MustCompile(`curl -X POST '(http://127\.0\.0\.1:\d+)/v1/callbacks'`)
+			var base string
+			for deadline := time.Now().Add(20 * time.Second); base == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if m := curl.FindStringSubmatch(out.String()); m != nil {
+					base = m[1]
+				}
+			}
+			if base == "" {
+				cancel()
+				<-done
+				t.Fatalf("no callback line in the demo's output:\n%s", out.String())
+			}
+			code, m := postCallback(t, base, map[string]string{"number": "+442079460018", "name": "Liam", "note": "about my order"})
+			if code != http.StatusCreated {
+				t.Fatalf("POST: %d %v", code, m)
+			}
+			waitCallback(t, base, m["id"].(string), "connected")
+			if code, m := postCallback(t, base, map[string]string{"number": "+3225551234"}); code != 400 || m["field"] != "number" {
+				t.Errorf("a Belgian number in the demo: %d %v", code, m)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(errOut.String(), "level=ERROR") {
+				t.Errorf("errors logged:\n%s", errOut.String())
+			}
+		})
 	}
 }

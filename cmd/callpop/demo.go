@@ -102,6 +102,9 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	defer sim.Close()
 	d.start(adapter.Run)
 	defer d.stop()
+	if err := d.startCallbacks(PBXAsterisk, adapter); err != nil {
+		return err
+	}
 	base, panel, err := d.serveAPI(adapter.Ready)
 	if err != nil {
 		return err
@@ -111,6 +114,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
 		fmt.Fprintf(out, "  live stats (1002 is a supervisor; open the panel first): %s/stats\n", base)
 		fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
+		printCallbackTry(out, base)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s\n", sim.URL())
 	}
