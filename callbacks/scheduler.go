@@ -15,6 +15,7 @@ const (
 	originMargin = 15 * time.Second // an originate may outlast ring_timeout by this (answer, the PBX's reply)
 	storeTimeout = 5 * time.Second  // one store operation
 	gaugeEvery   = 5 * time.Second
+	stuckRetry   = 250 * time.Millisecond // a due request another instance holds is looked at again after this
 )
 
 // Run dials the requests when they are due, until ctx ends. On ctx's end
@@ -44,14 +45,19 @@ func (s *Service) Run(ctx context.Context) error {
 		wait := maxIdle
 		if now.Before(blockedUntil) {
 			wait = min(blockedUntil.Sub(now), maxIdle)
-		} else if until, err := s.sweep(ctx, now); err != nil {
+		} else if until, busy, err := s.sweep(ctx, now); err != nil {
 			s.storeWarn.Warn(s.log, "callbacks: store unavailable; requests wait", "err", err)
 		} else if !until.IsZero() {
 			blockedUntil = until
 			wait = min(until.Sub(now), maxIdle)
-		} else if next, ok, err := s.nextDue(ctx); err == nil && ok {
-			if d := next.Sub(s.deps.Now()); d < wait {
-				wait = max(d, 10*time.Millisecond)
+		} else if !busy { // busy: an attempt ending wakes the loop
+			if next, ok, err := s.nextDue(ctx); err == nil && ok {
+				d := next.Sub(s.deps.Now())
+				if d <= 0 {
+					// due but not ours to take (another instance's lease): look again soon, not at once
+					d = stuckRetry
+				}
+				wait = min(wait, max(d, 10*time.Millisecond))
 			}
 		}
 		timer.Reset(wait)
@@ -73,36 +79,36 @@ func (s *Service) updateGauge(ctx context.Context) {
 }
 
 // sweep starts an attempt for each due request it can lease, as many as
-// the instance's in-flight bound allows. It returns, when the global rate
-// is used up, the end of the rate's window.
-func (s *Service) sweep(ctx context.Context, now time.Time) (time.Time, error) {
+// the instance's in-flight bound allows (busy: it allowed no more). It
+// returns, when the global rate is used up, the end of the rate's window.
+func (s *Service) sweep(ctx context.Context, now time.Time) (until time.Time, busy bool, err error) {
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	ids, err := s.store.due(sctx, now, dueBatch)
 	cancel()
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, false, err
 	}
 	for _, id := range ids {
 		if ctx.Err() != nil {
-			return time.Time{}, nil
+			return time.Time{}, false, nil
 		}
 		select {
 		case s.sem <- struct{}{}:
 		default:
-			return time.Time{}, nil // busy: the rest wait for a free slot
+			return time.Time{}, true, nil // the rest wait for a free slot
 		}
 		until, started, err := s.take(ctx, id)
 		if !started {
 			<-s.sem
 		}
 		if err != nil {
-			return time.Time{}, err
+			return time.Time{}, false, err
 		}
 		if !until.IsZero() {
-			return until, nil
+			return until, false, nil
 		}
 	}
-	return time.Time{}, nil
+	return time.Time{}, false, nil
 }
 
 // take leases request id and deals with it: an attempt (started: it runs
@@ -198,7 +204,7 @@ func (s *Service) attempt(ctx context.Context, r Record) {
 	lost := s.keepLease(leaseCtx, r.ID)
 
 	callID := "cb-" + r.ID + "-" + strconv.Itoa(r.Attempt)
-	c := s.callFor(r.Number, r.Name, r.Note, callID, s.deps.Now())
+	c := s.callFor(r.Number, r.Name, r.Note, callID)
 	dctx, dcancel := context.WithTimeout(attemptCtx, s.deps.Budget)
 	d := s.deps.Decider.Decide(dctx, c) // fail-open: a timeout decision still dials
 	dcancel()

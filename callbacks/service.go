@@ -307,7 +307,7 @@ func (s *Service) Submit(ctx context.Context, req Request) (st Status, created b
 	// Decide as for an incoming call: it warms the CRM cache for the dial
 	// and checks the decision path takes it. Nothing of it is answered.
 	dctx, cancel := context.WithTimeout(ctx, s.deps.Budget)
-	d := s.deps.Check.Decide(dctx, s.callFor(v.number.E164, v.name, v.note, "", now))
+	d := s.deps.Check.Decide(dctx, s.callFor(v.number.E164, v.name, v.note, ""))
 	cancel()
 	sched := s.schedule(v.when)
 	rec, err := s.store.upsert(ctx, nk, func(cur *Record) (*Record, error) {
@@ -391,9 +391,10 @@ func (s *Service) Cancel(ctx context.Context, id string) (Status, bool, error) {
 	return statusOf(r), true, nil
 }
 
-// callFor is the call a decision is made for.
-func (s *Service) callFor(number, name, note, id string, now time.Time) call.Call {
-	return call.Call{ID: id, PBX: s.deps.PBX, Channel: call.ChannelCallback, CLI: number, CLIName: name, Subject: note, Received: now}
+// callFor is the call a decision is made for. Received is the real clock's
+// now: the decision's budget counts from it.
+func (s *Service) callFor(number, name, note, id string) call.Call {
+	return call.Call{ID: id, PBX: s.deps.PBX, Channel: call.ChannelCallback, CLI: number, CLIName: name, Subject: note, Received: time.Now()}
 }
 
 func (s *Service) poke() {
