@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -45,9 +46,13 @@ func TestCallbacksConfig(t *testing.T) {
 	if e, err := cfg.callbacksPBX(); err != nil || e.Name != "fs-b" {
 		t.Errorf("dialling PBX %q, %v", e.Name, err)
 	}
-	// run keeps the requests in Redis only
+	// run keeps the requests in Redis only; check-config says so
 	p := &pipeline{cfg: cfg}
 	if _, err := p.newCallbacks(nil, true); !errors.Is(err, errCallbacksNoRedis) {
 		t.Errorf("run without Redis: %v", err)
+	}
+	out, _, err := execute(t, context.Background(), "check-config", "--config", writeConfig(t, runConfig+good))
+	if err != nil || !strings.Contains(out, "warning: callbacks.enabled: needs cache.redis") || !strings.Contains(out, "OK") {
+		t.Errorf("check-config: %v\n%s", err, out)
 	}
 }
