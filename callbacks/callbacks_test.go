@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/testredis"
 )
 
 // stores runs f on the Redis store and on the in-process one.
@@ -36,6 +38,8 @@ func TestSubmitRefusesBadRequests(t *testing.T) {
 	}{
 		{"premium rate", Request{Number: "09098790999"}, 400, "number", "premium-rate"},
 		{"premium rate E.164", Request{Number: "+449098790999"}, 400, "number", "premium-rate"},
+		{"shared cost", Request{Number: "+33810123456"}, 400, "number", "shared-cost"},
+		{"shared cost (ES)", Request{Number: "+34 901 23 45 67"}, 400, "number", "shared-cost"},
 		{"region not allowed", Request{Number: "+14155550123"}, 400, "number", "region US"},
 		{"region not allowed (BE)", Request{Number: "+3225551234"}, 400, "number", "region BE"},
 		{"invalid", Request{Number: "12ab34"}, 400, "number", "not a valid phone number"},
@@ -178,11 +182,15 @@ func TestAttemptsExhaustedFail(t *testing.T) {
 	stores(t, func(t *testing.T, rdb redis.UniversalClient) {
 		rec := newRecorder(always(call.OutcomeNoAnswer))
 		s := newService(t, testConfig(), rdb, rec)
+		noAnswers := testutil.ToFloat64(attemptsTotal.WithLabelValues("no_answer"))
 		run(t, s)
 		st := submit(t, s, Request{Number: "+442079460018"})
 		done := waitState(t, s, st.ID, StateFailed)
 		if done.Attempts != 3 || done.LastOutcome != "no_answer" || rec.count(st.ID) != 3 {
 			t.Errorf("status %+v after %d originates", done, rec.count(st.ID))
+		}
+		if n := testutil.ToFloat64(attemptsTotal.WithLabelValues("no_answer")) - noAnswers; n != 3 {
+			t.Errorf("callpop_callbacks_attempts_total{outcome=\"no_answer\"} rose by %g, want 3", n)
 		}
 		// over: a new request for the number is a new one
 		st2 := submit(t, s, Request{Number: "+442079460018"})
@@ -308,6 +316,23 @@ func TestInstanceDiesMidDial(t *testing.T) {
 	}
 	if calls := rec.snapshot(); calls[0].ID != "cb-"+st.ID+"-2" {
 		t.Errorf("the live instance dialled %s, want attempt 2", calls[0].ID)
+	}
+}
+
+// On a Redis Cluster: the keys share a hash tag, so the transactions work.
+func TestOnRedisCluster(t *testing.T) {
+	c := testredis.StartCluster(t, 3)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs})
+	t.Cleanup(func() { _ = rdb.Close() })
+	rec := newRecorder(busyThenConnected)
+	s := newService(t, testConfig(), rdb, rec)
+	run(t, s)
+	st := submit(t, s, Request{Number: "+442079460018"})
+	if again := submit(t, s, Request{Number: "+442079460018", Note: "updated"}); again.ID != st.ID {
+		t.Errorf("update on the cluster made request %s, want %s", again.ID, st.ID)
+	}
+	if done := waitState(t, s, st.ID, StateConnected); done.Attempts != 2 {
+		t.Errorf("status %+v", done)
 	}
 }
 
