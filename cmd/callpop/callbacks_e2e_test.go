@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -297,5 +298,49 @@ func TestDemoCallback(t *testing.T) {
 				t.Errorf("errors logged:\n%s", errOut.String())
 			}
 		})
+	}
+}
+
+// Two callpop instances on one Redis: every request is dialled once, by
+// one of them, whatever both schedulers see due at the same moment.
+func TestRunCallbacksTwoInstances(t *testing.T) {
+	rs := testredis.Start(t)
+	t.Setenv("CALLPOP_PBX_ASTERISK_PASSWORD", "test-ari-secret")
+	t.Setenv("CALLPOP_CACHE_KEY_SECRET", "test-cache-key-secret-0123456789")
+	var sims []*arisim.Server
+	var bases []string
+	for range 2 {
+		sim, err := arisim.New(arisim.Options{Username: "callpop", Password: "test-ari-secret", App: "callpop-test", RingTime: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sim.Close()
+		base, _, stop := startRun(t, writeConfig(t, asteriskRunConfig(sim.URL())+callbacksConfig(rs.Addr, "  asterisk: {endpoint: \"PJSIP/{number}@trunk\"}\n")))
+		defer func() { _ = stop() }()
+		waitPBXReady(t, base)
+		sims, bases = append(sims, sim), append(bases, base)
+	}
+	var ids []string
+	for i := range 20 {
+		code, m := postCallback(t, bases[i%2], map[string]string{"number": fmt.Sprintf("+44207946%04d", i)})
+		if code != http.StatusCreated {
+			t.Fatalf("POST %d: %d %v", i, code, m)
+		}
+		ids = append(ids, m["id"].(string))
+	}
+	for i, id := range ids {
+		waitCallback(t, bases[(i+1)%2], id, "connected") // read through the other instance
+	}
+	dialled := map[string]int{}
+	for i, sim := range sims {
+		for _, o := range sim.Originates() {
+			dialled[o.ID]++
+		}
+		t.Logf("instance %d dialled %d", i, len(sim.Originates()))
+	}
+	for _, id := range ids {
+		if n := dialled["cb-"+id+"-1"]; n != 1 || len(dialled) != len(ids) {
+			t.Errorf("request %s dialled %d times (%d attempts in all for %d requests)", id, n, len(dialled), len(ids))
+		}
 	}
 }
