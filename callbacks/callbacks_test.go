@@ -489,3 +489,25 @@ func TestHoursMoveTheRequest(t *testing.T) {
 		t.Errorf("dialled %+v", calls)
 	}
 }
+
+// Redis gone: the request is refused with a 503, nothing half-stored; back,
+// it is taken.
+func TestStoreDown(t *testing.T) {
+	srv := testredis.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
+		WriteTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := newService(t, testConfig(), rdb, newRecorder(nil))
+	h := httptest.NewServer(s.Handler())
+	defer h.Close()
+	srv.Stop()
+	code, m, _ := post(t, h, Request{Number: "+442079460018"})
+	if code != http.StatusServiceUnavailable || strings.Contains(fmt.Sprint(m), srv.Addr) {
+		t.Fatalf("Redis down: %d %v", code, m)
+	}
+	srv.Restart()
+	waitFor(t, "Redis back", func() bool { return rdb.Ping(context.Background()).Err() == nil })
+	if code, m, _ := post(t, h, Request{Number: "+442079460018"}); code != http.StatusCreated {
+		t.Fatalf("Redis back: %d %v", code, m)
+	}
+}

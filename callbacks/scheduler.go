@@ -164,19 +164,20 @@ func (s *Service) take(ctx context.Context, id string) (until time.Time, started
 	}
 	// The global rate, across instances: over it, the request goes back
 	// as it was and the sweep waits for the next window.
+	// A store failure here puts it back too (not dialled, not counted).
 	n, err := s.store.count(sctx, "rate:"+windowName(now, time.Minute), 2*time.Minute)
-	if err == nil && n > int64(s.cfg.MaxPerMinute) {
-		_, err = s.store.update(sctx, id, func(r *Record) error {
+	if err != nil || n > int64(s.cfg.MaxPerMinute) {
+		_, uerr := s.store.update(sctx, id, func(r *Record) error {
 			if r.State != StateDialing || r.Attempt != attempt {
 				return errNoChange
 			}
 			r.State, r.Attempt, r.NextAt = StatePending, 0, now
 			return nil
 		})
-		return windowEnd(now, time.Minute), false, err
-	}
-	if err != nil {
-		return time.Time{}, false, err
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		return windowEnd(now, time.Minute), false, uerr
 	}
 	s.inFlight.Add(1)
 	go func() {

@@ -286,6 +286,8 @@ func (s *Service) numberKey(e164 string) string {
 // incoming call, and stores it, or updates the number's pending request.
 // created says a new request was made.
 func (s *Service) Submit(ctx context.Context, req Request) (st Status, created bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout+s.deps.Budget)
+	defer cancel()
 	now := s.deps.Now()
 	v, err := s.validate(req, now)
 	if err != nil {
@@ -345,6 +347,8 @@ func (s *Service) Get(ctx context.Context, id string) (Status, bool, error) {
 	if !validID(id) {
 		return Status{}, false, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	r, err := s.store.get(ctx, id)
 	if err != nil || r == nil {
 		return Status{}, false, err
@@ -363,6 +367,8 @@ func (s *Service) Cancel(ctx context.Context, id string) (Status, bool, error) {
 	if !validID(id) {
 		return Status{}, false, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	var terminal bool
 	r, err := s.store.update(ctx, id, func(r *Record) error {
 		terminal = false
