@@ -324,6 +324,10 @@ func (r *Router) identify(ctx context.Context, p *pending) (deadline time.Time, 
 	pick := r.deps.Numbers.Pick(p.c.CLI, p.c.ANI, p.c.Privacy, p.region)
 	p.number = pick.Number
 	p.d = call.Decision{CallID: p.c.ID, Profile: p.prof.Name, Privacy: pick.Privacy || p.c.Privacy}
+	if pick.Status == call.MatchAnonymous && slices.Contains(call.ContactChannels, p.c.Channel) {
+		// A chat or a mail without a number did not withhold one.
+		p.d.Privacy = p.c.Privacy
+	}
 	if p.c.Email != "" {
 		// An address that is not one is not looked up (the endpoints refuse
 		// it with a 400 before it gets here).
