@@ -213,7 +213,8 @@ func (r *Router) handleContact(w http.ResponseWriter, req *http.Request) {
 	if cr.Agent != "" {
 		// The pop must not depend on the platform's connection staying open.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), max(r.deps.Budget, time.Second))
-		err := pops.OfferContact(ctx, call.Enriched{CallID: c.ID, Call: c, Decision: d, PBX: c.PBX}, cr.Agent)
+		// No PBX: a contact's pop names none.
+		err := pops.OfferContact(ctx, call.Enriched{CallID: c.ID, Call: c, Decision: d}, cr.Agent)
 		cancel()
 		if err != nil {
 			r.log.Warn("contact pop failed", "contact", c.ID, "agent", cr.Agent, "err", err)

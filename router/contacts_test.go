@@ -548,7 +548,7 @@ func TestContactAgentAndEnd(t *testing.T) {
 	o := env.pops.last(t)
 	c := o.e.Call
 	if o.agent != "agent.7@team" || o.e.CallID != id || c.ID != id || c.Channel != "email" || c.Email != "anna@example.nl" ||
-		c.CLIName != "Anna" || c.Subject != "Invoice" || c.DNIS != "+31 20 555 0000" || c.PBX != "http" || o.e.Decision.Customer.ID != "C-1002" {
+		c.CLIName != "Anna" || c.Subject != "Invoice" || c.DNIS != "+31 20 555 0000" || c.PBX != "http" || o.e.PBX != "" || o.e.Decision.Customer.ID != "C-1002" {
 		t.Fatalf("offered %+v", o)
 	}
 	if code, out, text := env.post(t, "/v1/contacts/"+id+"/end", contactsKey, ""); code != http.StatusOK || out["ended"] != true || out["id"] != id {
