@@ -104,7 +104,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func newContactEnv(t *testing.T, crmCfg crm.Config, cfg Config, budget time.Duration) *contactEnv {
+func newContactEnv(t testing.TB, crmCfg crm.Config, cfg Config, budget time.Duration) *contactEnv {
 	t.Helper()
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -126,8 +126,8 @@ func newContactEnv(t *testing.T, crmCfg crm.Config, cfg Config, budget time.Dura
 	pops := &recordingPops{}
 	r.SetContactPops(pops)
 	auth, err := apiauth.New(apiauth.Config{Keys: []apiauth.KeyConfig{
-		{Name: "chat-platform", Scopes: []string{apiauth.ScopeContacts}, KeyFile: writeKey(t, contactsKey)},
-		{Name: "ops", Scopes: []string{apiauth.ScopeLookup}, KeyFile: writeKey(t, opsKey)},
+		{Name: "chat-platform", Scopes: []string{apiauth.ScopeContacts}, KeyFile: keyFile(t, contactsKey)},
+		{Name: "ops", Scopes: []string{apiauth.ScopeLookup}, KeyFile: keyFile(t, opsKey)},
 	}}, apiauth.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +139,16 @@ func newContactEnv(t *testing.T, crmCfg crm.Config, cfg Config, budget time.Dura
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &contactEnv{srv: srv, router: r, pops: pops, logs: logs}
+}
+
+// keyFile writes an API key to a file of the test's.
+func keyFile(t testing.TB, key string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(f, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // post sends body (a string, or a value encoded as JSON) to path with key.
@@ -182,7 +192,7 @@ type contactCRM struct {
 	queries []string
 }
 
-func newContactCRM(t *testing.T) *contactCRM {
+func newContactCRM(t testing.TB) *contactCRM {
 	t.Helper()
 	byPhone := map[string]map[string]any{
 		"+31201234567": {"id": "C-1001", "name": "Jan de Vries", "tier": "gold", "url": "https://crm.example/c/1001"},
@@ -657,4 +667,40 @@ func TestDecisionsByChannel(t *testing.T) {
 func counterValue(t *testing.T, c prometheus.Collector) float64 {
 	t.Helper()
 	return testutil.ToFloat64(c)
+}
+
+// fuzzClient bounds each fuzzed request: a hang is a failure.
+var fuzzClient = &http.Client{Timeout: 10 * time.Second}
+
+// FuzzContactRequest: whatever the body, POST /v1/contacts answers 200 or a
+// 4xx naming the problem, never a 5xx, and its answer carries no ${, no
+// control character and no more than a short piece of the input.
+func FuzzContactRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"channel":"chat","from":{"phone":"+31201234567","email":"anna@example.nl","name":"Anna"},"to":"+31205550000","subject":"x","agent":"1001"}`,
+		`{"channel":"email","from":{"email":"${x}@example.nl"}}`,
+		`{"channel":"sms","from":{"phone":"${SHELL(id)}\r\nHANGUP"},"subject":"\u2028\u0000"}`,
+		`{"channel":"social","from":{"name":"\"}]}`, `{"channel":"chat","agent":"../../x"}`, `{"channel":1}`, `null`, `{}`, "\xff\xfe",
+	} {
+		f.Add(seed)
+	}
+	env := newContactEnv(f, httpContactSources(newContactCRM(f)), testConfig(), testBudget)
+	f.Fuzz(func(t *testing.T, body string) {
+		req, _ := http.NewRequest(http.MethodPost, env.srv.URL+"/v1/contacts", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+contactsKey)
+		resp, err := fuzzClient.Do(req)
+		if err != nil {
+			t.Fatalf("%q: %v", body, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 500 && !(resp.StatusCode == 503 && strings.Contains(string(b), "agent:")) {
+			t.Fatalf("%q: %d %s", body, resp.StatusCode, b)
+		}
+		text := strings.TrimSuffix(string(b), "\n")
+		if strings.Contains(text, "${") || strings.ContainsAny(text, "\r\n\x00") {
+			t.Fatalf("%q: answer %q", body, b)
+		}
+	})
 }
