@@ -124,6 +124,8 @@ func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handle
 	// a refused format=multiset request must not hand its error text to multiset
 	mux.Handle("/v1/route", router.MultisetSafe(p.auth.Require(apiauth.ScopeRoute, rh)))
 	mux.Handle("/v1/cache/", p.router.Audited("cache", p.auth.Require(apiauth.ScopeCache, rh)))
+	mux.Handle("/v1/contacts", p.router.Audited("contacts", p.auth.Require(apiauth.ScopeContacts, rh)))
+	mux.Handle("/v1/contacts/", p.router.Audited("contacts", p.auth.Require(apiauth.ScopeContacts, rh)))
 	if p.popper != nil {
 		ph := p.popper.Handler()
 		mux.Handle("GET /{$}", ph) // exactly "/": a redirect to the panel
