@@ -97,7 +97,8 @@ const (
 	MatchError     Match = "error"
 )
 
-// Source says which number was used for the look-up; it is CALLPOP_SOURCE.
+// Source says what the look-up used (the CLI, the ANI or the e-mail
+// address); it is CALLPOP_SOURCE.
 type Source string
 
 // The values of CALLPOP_SOURCE.
@@ -105,6 +106,10 @@ const (
 	SourceNone Source = ""
 	SourceCLI  Source = "cli"
 	SourceANI  Source = "ani"
+	// SourceEmail: the customer was looked up by the contact's e-mail
+	// address (Call.Email), there being no usable number or the number
+	// being unknown to the CRM.
+	SourceEmail Source = "email"
 )
 
 // Decision is the outcome of one call's pipeline: who is calling and where the

@@ -101,7 +101,8 @@ type WebhookConfig struct {
 	URL        string `mapstructure:"url"`
 	Secret     string `mapstructure:"secret"`
 	SecretFile string `mapstructure:"secret_file"`
-	// Events are the pop states sent: ringing, answered, retracted, ended.
+	// Events are the pop states sent: ringing, answered, retracted, ended,
+	// chosen, offered (a contact popped to its agent).
 	Events      []string      `mapstructure:"events"`
 	Timeout     time.Duration `mapstructure:"timeout"`
 	MaxAttempts int           `mapstructure:"max_attempts"`
@@ -111,6 +112,10 @@ type WebhookConfig struct {
 
 // Pop states, the `state` of a pop.
 const (
+	// StateOffered is a contact's pop (POST /v1/contacts with an agent):
+	// the chat platform gave the agent the conversation; it stays open until
+	// POST /v1/contacts/{id}/end (ended) or ContactTTL.
+	StateOffered   = "offered"
 	StateRinging   = "ringing"
 	StateAnswered  = "answered"
 	StateRetracted = "retracted"
@@ -321,9 +326,9 @@ func (c *Config) checkWebhooks(bad badFunc) {
 		}
 		for j, e := range w.Events {
 			switch e {
-			case StateRinging, StateAnswered, StateRetracted, StateEnded, StateChosen:
+			case StateRinging, StateAnswered, StateRetracted, StateEnded, StateChosen, StateOffered:
 			default:
-				bad(fmt.Sprintf("%s.events[%d]", key, j), "must be ringing, answered, retracted, ended or chosen, not %q", e)
+				bad(fmt.Sprintf("%s.events[%d]", key, j), "must be ringing, answered, retracted, ended, chosen or offered, not %q", e)
 			}
 		}
 		if w.Timeout < 0 || w.Timeout > time.Minute {

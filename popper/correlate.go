@@ -3,6 +3,7 @@ package popper
 import (
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/callpop/callpop/call"
@@ -74,16 +75,21 @@ func newCorrelator(cfg Config, emit func(Pop)) *correlator {
 }
 
 // idGen hands out increasing event ids that are also roughly comparable
-// between instances: microseconds since the epoch, bumped when equal.
-type idGen struct{ last int64 }
+// between instances: microseconds since the epoch, bumped when equal. The
+// correlator and the contacts' pops share one; it is safe for concurrent use.
+type idGen struct{ last atomic.Int64 }
 
 func (g *idGen) next(now time.Time) string {
-	n := now.UnixMicro()
-	if n <= g.last {
-		n = g.last + 1
+	for {
+		last := g.last.Load()
+		n := now.UnixMicro()
+		if n <= last {
+			n = last + 1
+		}
+		if g.last.CompareAndSwap(last, n) {
+			return strconv.FormatInt(n, 10)
+		}
 	}
-	g.last = n
-	return strconv.FormatInt(n, 10)
 }
 
 // Enriched starts tracking a call.
@@ -408,6 +414,9 @@ func (c *correlator) send(cs *callState, agent, state, cause string, at time.Tim
 		CallID:      b.callID,
 		Agent:       agent,
 		State:       state,
+		Channel:     b.channel,
+		Subject:     b.subject,
+		Email:       b.email,
 		Match:       b.match,
 		Customer:    b.customer,
 		Candidates:  b.candidates,

@@ -7,6 +7,8 @@
 // streams (http.go, hub.go) — through Redis Pub/Sub when configured, so any
 // instance can serve an agent. Agents authenticate with signed tokens
 // (token.go); the panel is embedded (web/). Decorate adds the softphone
-// caller name and link to the router's decision (softphone.go).
+// caller name and link to the router's decision (softphone.go). A contact
+// (POST /v1/contacts with an agent) is popped at once as offered and ended
+// on request (contacts.go), kept in Redis or in-process meanwhile.
 // docs/popper.md is the operator's guide.
 package popper

@@ -128,12 +128,12 @@ func TestStreamPopBodyAndReplay(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	want := []string{"agent", "at", "call_id", "customer", "flags", "id", "links", "match", "number", "priority", "queue", "state"}
+	want := []string{"agent", "at", "call_id", "channel", "customer", "flags", "id", "links", "match", "number", "priority", "queue", "state"}
 	if !reflect.DeepEqual(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
 	}
 	cust := body["customer"].(map[string]any)
-	if body["call_id"] != "c1" || body["agent"] != "1001" || body["state"] != "ringing" || body["match"] != "hit" ||
+	if body["call_id"] != "c1" || body["agent"] != "1001" || body["state"] != "ringing" || body["channel"] != "voice" || body["match"] != "hit" ||
 		body["number"] != "+31201234567" || body["queue"] != "sales" || body["priority"] != 5.0 || m.ID != body["id"] ||
 		cust["name"] != "Jan de Vries" || cust["tier"] != "gold" || cust["language"] != "nl" || cust["id"] != "CRM-4711" || cust["email"] != "jan@example.nl" {
 		t.Errorf("body %s", m.Data)

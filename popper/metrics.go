@@ -8,7 +8,7 @@ import (
 var (
 	eventsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "callpop_popper_events_total",
-		Help: "Reports from the adapters, by kind (enriched, leg, end).",
+		Help: "Reports from the adapters, by kind (enriched, leg, end), and contacts offered and ended (contact, contact_end; POST /v1/contacts).",
 	}, []string{"kind"})
 	eventsDroppedTotal = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "callpop_popper_events_dropped_total",

@@ -218,4 +218,34 @@ func TestPanelCardInChromium(t *testing.T) {
 	if got := texts(`.card[data-call="x1"] .tl-text`); got != evil {
 		t.Errorf("ticket text %q", got)
 	}
+
+	// 6. A chat contact: its channel and subject on the card; a hostile
+	// subject and name stay text. Its end takes the card off "Now".
+	cd := hitDecision()
+	cd.CallID = "ct-chat1"
+	if err := in.p.OfferContact(context.Background(), call.Enriched{CallID: "ct-chat1", PBX: "http", Decision: cd, Call: call.Call{ID: "ct-chat1",
+		Channel: call.ChannelChat, CLI: "+31201234567", Email: "jan@example.nl", Subject: "Where is my order 4711? It was due on Friday."}}, "1001"); err != nil {
+		t.Fatal(err)
+	}
+	br.wait("chat card", card("ct-chat1")+` !== null`)
+	if got := br.eval(card("ct-chat1") + `.querySelector('.badge[data-badge="channel"]').textContent + "|" + ` + card("ct-chat1") + `.querySelector(".subject-text").textContent + "|" + ` + card("ct-chat1") + `.querySelector(".state").textContent + "|" + ` + card("ct-chat1") + `.querySelector(".number").textContent + "|" + ` + card("ct-chat1") + `.dataset.channel`); got != "Chat|Where is my order 4711? It was due on Friday.|Assigned to you|+31201234567 · jan@example.nl|chat" {
+		t.Errorf("chat card %q", got)
+	}
+	br.cardShot("ct-chat1", "panel-contact.png")
+	const evilSubject = `<img src=x onerror="document.title='pwned'"> ${system(id)} <script>document.title='pwned'</script>`
+	if err := in.p.OfferContact(context.Background(), call.Enriched{CallID: "ct-evil", PBX: "http", Decision: call.Decision{Match: call.MatchMiss},
+		Call: call.Call{ID: "ct-evil", Channel: call.ChannelEmail, CLIName: evil, Subject: evilSubject}}, "1001"); err != nil {
+		t.Fatal(err)
+	}
+	br.wait("evil contact", card("ct-evil")+` !== null`)
+	if got := br.eval(`String(document.querySelectorAll('.card img, .card script').length) + document.title`); got != "0callpop · agent" {
+		t.Errorf("hostile subject became markup: %s", got)
+	}
+	if got := texts(`.card[data-call="ct-evil"] .subject-text`) + "|" + texts(`.card[data-call="ct-evil"] .badge[data-badge="channel"]`); got != `<img src=x onerror=document.title='pwned'> system(id) <script>document.title='pwned'</script>|E-mail` {
+		t.Errorf("hostile subject %q", got)
+	}
+	if ok, err := in.p.EndContact(context.Background(), "ct-chat1"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	br.wait("chat ended", card("ct-chat1")+` === null && document.querySelector('.recent-item[data-call="ct-chat1"] .r-state').textContent === "Chat · Ended"`)
 }

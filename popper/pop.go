@@ -14,10 +14,18 @@ import (
 // Pop is one step of one call as one agent sees it: the JSON body of an SSE
 // event and of a webhook POST.
 type Pop struct {
-	ID       string     `json:"id"` // event id, also the SSE id
-	CallID   string     `json:"call_id"`
-	Agent    string     `json:"agent"`
-	State    string     `json:"state"` // ringing, answered, retracted, ended
+	ID     string `json:"id"` // event id, also the SSE id
+	CallID string `json:"call_id"`
+	Agent  string `json:"agent"`
+	State  string `json:"state"` // ringing, answered, retracted, ended; offered (a contact)
+	// Channel is how the contact came in: voice (a call), chat, email, sms,
+	// social (POST /v1/contacts) or callback (a web callback).
+	Channel string `json:"channel"`
+	// Subject is a contact's subject or a web callback's note, cleaned
+	// (call.CleanValueN, at most MaxSubject runes); "" = none.
+	Subject string `json:"subject,omitempty"`
+	// Email is the contact's e-mail address (cleaned); omitted for a call.
+	Email    string     `json:"email,omitempty"`
 	Match    call.Match `json:"match"`
 	Customer *Customer  `json:"customer,omitempty"`
 	// Candidates are the customers sharing the number when Match is
@@ -141,6 +149,27 @@ type popBase struct {
 	flags      []string
 	popURL     string // the router's CALLPOP_POP_URL: CRM record, or the new-customer form on a miss
 	pbx        string // the PBX the call entered on
+	channel    string // voice, chat, email, sms, social, callback
+	subject    string // cleaned
+	email      string // cleaned
+}
+
+// MaxSubject bounds a pop's subject, in runes.
+const MaxSubject = 4096
+
+// knownChannels are the channels a pop names; a Call carrying any other
+// (never expected) pops as "other".
+var knownChannels = map[string]bool{
+	call.ChannelVoice: true, call.ChannelChat: true, call.ChannelEmail: true,
+	call.ChannelSMS: true, call.ChannelSocial: true, call.ChannelCallback: true,
+}
+
+// popChannel is c's channel as a pop names it.
+func popChannel(c call.Call) string {
+	if ch := call.ChannelOf(c); knownChannels[ch] {
+		return ch
+	}
+	return "other"
 }
 
 func newPopBase(e call.Enriched) popBase {
@@ -154,6 +183,8 @@ func newPopBase(e call.Enriched) popBase {
 		flags:    append([]string(nil), d.Flags...),
 		popURL:   safeURL(d.PopURL),
 		pbx:      call.CleanToken(e.PBX),
+		channel:  popChannel(e.Call),
+		subject:  call.CleanValueN(e.Call.Subject, MaxSubject),
 	}
 	if b.callID == "" {
 		b.callID = d.CallID
@@ -168,6 +199,7 @@ func newPopBase(e call.Enriched) popBase {
 	if !b.privacy {
 		b.number = d.E164
 		b.network = call.NetworkName(e.Call.CLIName)
+		b.email = call.CleanValueN(strings.TrimSpace(e.Call.Email), 254)
 	}
 	for _, c := range d.Candidates {
 		if len(b.candidates) == call.MaxCandidates {

@@ -41,6 +41,7 @@ type Popper struct {
 	choices     choices
 	pubQ        chan envelope
 	corr        *correlator
+	contacts    contacts // offered contacts kept in this instance (POST /v1/contacts)
 
 	groups *groupSubs
 	mode   atomic.Pointer[redisFeatures] // nil until detected
@@ -214,6 +215,7 @@ func (p *Popper) correlate(ctx context.Context) {
 		case now := <-sweep.C:
 			p.corr.Sweep(now)
 			p.hub.Sweep(now)
+			p.contacts.Sweep(now)
 		case r := <-p.in:
 			received = r.received
 			p.apply(r)

@@ -40,7 +40,7 @@ func (r *Router) decideAsync(ctx context.Context, c call.Call, trace *[]RuleTrac
 	// to hold); the shared block list's Redis call needs the context.
 	lctx := ctx
 	key := h.st.cfg.Flags.BlockListRedisKey
-	if key == "" || r.deps.Redis == nil {
+	if key == "" || r.deps.Redis == nil || h.byEmail { // an e-mail address is on no block list
 		h.arms.Store(1)
 	} else {
 		h.arms.Store(2)
@@ -62,6 +62,8 @@ type pending struct {
 	region  string // the region national numbers are read in
 	number  callerid.Number
 	blocked bool             // on a block list
+	email   string           // the contact's e-mail address, normalised; "" = none (or not valid)
+	byEmail bool             // the look-up under way (or done) is by e-mail
 	cust    *call.Customer   // the CRM's record (cleaned once applyRules began); nil on no hit
 	cands   []*call.Customer // several matches: every candidate, as the CRM gave them
 }
@@ -99,6 +101,14 @@ func (r *Router) decideNow(ctx context.Context, p *pending, done func(call.Decis
 			return q, deadline, true
 		}
 		r.takeAnswer(p, res, nil, false)
+	}
+	if wantEmail(p, lookup) {
+		q = emailQuery(p)
+		res, ok := r.deps.CRM.LookupLocal(q)
+		if !ok {
+			return q, deadline, true
+		}
+		r.takeEmailAnswer(p, res, nil, false)
 	}
 	r.applyRules(ctx, p)
 	r.stamp(p, nil)
@@ -145,7 +155,9 @@ func (h *held) blockListed(b, ok bool) {
 }
 
 // armDone ends one part of the look-up; the last one applies the rules and
-// delivers the decision.
+// delivers the decision — or, when the number missed and the contact has an
+// e-mail address, starts the look-up by e-mail (the same held struct, the
+// same deadline) and waits for that.
 func (h *held) armDone() {
 	if h.arms.Add(-1) != 0 {
 		return
@@ -153,17 +165,37 @@ func (h *held) armDone() {
 	if h.cancel != nil {
 		h.cancel()
 	}
+	if q, chain := h.settle(); chain {
+		// Outside h.mu: the CRM may answer before LookupAsyncBy returns.
+		h.r.deps.CRM.LookupAsyncBy(h.ctx, h.until, q, h.looked)
+	}
+}
+
+// settle takes the look-up's answer: it delivers the decision, or returns
+// the e-mail query to chain (chain true, the answers reset for it).
+func (h *held) settle() (q crm.Query, chain bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.delivered.Load() { // a panic ended the decision already
-		return
+		return q, false
 	}
-	if h.redisBlocked {
-		h.blocked = true
+	if h.byEmail {
+		h.r.takeEmailAnswer(&h.pending, h.res, h.err, h.timedOut)
+	} else {
+		if h.redisBlocked {
+			h.blocked = true
+		}
+		h.r.takeAnswer(&h.pending, h.res, h.err, h.timedOut)
+		if wantEmail(&h.pending, true) {
+			q = emailQuery(&h.pending)
+			h.res, h.err, h.timedOut, h.cancel = crm.Result{}, nil, false, nil
+			h.arms.Store(1)
+			return q, true
+		}
 	}
-	h.r.takeAnswer(&h.pending, h.res, h.err, h.timedOut)
 	h.r.applyRules(h.ctx, &h.pending)
 	h.deliver(nil)
+	return q, false
 }
 
 // deliver stamps the decision (x: a recovered panic) and calls done, once.

@@ -2,8 +2,9 @@
 // rules) and serves the endpoints dialplans call.
 //
 // One decision path (async.go: decideAsync) serves every caller — the PBX
-// adapters, GET /v1/route and /v1/lookup (http.go), FastAGI (fastagi.go) and
-// `callpop lookup`. DecideAsync calls back; Decide (router.go) waits for the
+// adapters, GET /v1/route and /v1/lookup (http.go), FastAGI (fastagi.go),
+// POST /v1/contacts (contacts.go: a chat, e-mail, SMS or social contact,
+// popped to its agent through ContactPops) and `callpop lookup`. DecideAsync calls back; Decide (router.go) waits for the
 // callback. Its steps, in this order:
 //
 //  1. deadline: the ctx's, else call.budget from Call.Received;
@@ -12,7 +13,10 @@
 //  4. look up: crm.LookupLocal, else crm.LookupAsyncBy with the profile's
 //     sources, and the shared Redis block list in parallel; a waiting call is
 //     a held struct, no goroutine; deadline → timeout, failure → error
-//     (takeAnswer);
+//     (takeAnswer). A call with an e-mail address (a contact) and no usable
+//     number, or whose number missed, is then looked up by the address, in
+//     the same held struct by the same deadline (takeEmailAnswer: source
+//     email);
 //  5. flags: vip, fraud_suspect (blocklist.go), region_mismatch, ani_verified;
 //  6. rules: expr-lang programs compiled once per load against Env
 //     (rules.go), evaluated in order even when the budget is spent;

@@ -21,13 +21,16 @@ import (
 // maxParamLen bounds every query parameter of the dialplan endpoints.
 const maxParamLen = 256
 
-// Handler serves GET /v1/lookup, GET /v1/route and DELETE /v1/cache/{number}.
+// Handler serves GET /v1/lookup, GET /v1/route, DELETE /v1/cache/{number},
+// POST /v1/contacts and POST /v1/contacts/{id}/end.
 // Bad input is a 400 with a message; it never answers 500.
 func (r *Router) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/lookup", r.guard("lookup", r.handleLookup))
 	mux.HandleFunc("GET /v1/route", r.guard("route", r.handleRoute))
 	mux.HandleFunc("DELETE /v1/cache/{number}", r.guard("cache", r.handleForget))
+	mux.HandleFunc("POST /v1/contacts", r.guard("contacts", r.handleContact))
+	mux.HandleFunc("POST /v1/contacts/{id}/end", r.guard("contacts", r.handleContactEnd))
 	return MultisetSafe(mux)
 }
 
@@ -70,10 +73,14 @@ func (r *Router) Audited(endpoint string, h http.Handler) http.Handler {
 					number = q.Get("ani")
 				}
 			}
-			r.log.LogAttrs(ctx, slog.LevelInfo, "audit",
-				slog.String("endpoint", endpoint), slog.String("method", req.Method),
+			attrs := []slog.Attr{slog.String("endpoint", endpoint), slog.String("method", req.Method),
 				slog.String("key", principal()), slog.String("number", call.MaskNumber(number)),
-				slog.Int("status", sw.code), slog.String("match", sw.Header().Get("X-Callpop-Match")))
+				slog.Int("status", sw.code), slog.String("match", sw.Header().Get("X-Callpop-Match"))}
+			if endpoint == "contacts" {
+				// The contact's id (callpop's own, random): never the sender's number or address.
+				attrs = append(attrs, slog.String("contact", sw.Header().Get(headerContactID)))
+			}
+			r.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 		}()
 		h.ServeHTTP(sw, req.WithContext(ctx))
 	})

@@ -44,6 +44,10 @@ var (
 		Name: "callpop_router_fastagi_ani_total",
 		Help: "FastAGI sessions by where the ANI came from: get (GET VARIABLE CALLERID(ani)), script (ani= in the AGI URL), refused (ani= malformed, oversized or hostile; decided without the ANI).",
 	}, []string{"source"})
+	byChannel = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "callpop_decisions_by_channel_total",
+		Help: "Routing decisions, by the contact's channel (voice, chat, email, sms, social, callback; other for none of these).",
+	}, []string{"channel"})
 	httpRequests = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "callpop_router_http_requests_total",
 		Help: "Dialplan HTTP requests, by endpoint and status code.",
@@ -65,4 +69,28 @@ func countDecision(m call.Match) {
 		return
 	}
 	decisions.WithLabelValues(string(m)).Inc()
+}
+
+// Channels are the values of callpop_decisions_by_channel_total's channel
+// label, besides "other" (a channel none of these: never expected).
+var Channels = []string{call.ChannelVoice, call.ChannelChat, call.ChannelEmail, call.ChannelSMS, call.ChannelSocial, call.ChannelCallback}
+
+// channelCounters are the by-channel counter's children, resolved once (so
+// the series exist, at 0, from the start).
+var channelCounters = func() map[string]prometheus.Counter {
+	m := map[string]prometheus.Counter{}
+	for _, ch := range Channels {
+		m[ch] = byChannel.WithLabelValues(ch)
+	}
+	return m
+}()
+
+// countChannel counts one decision under its channel; the label stays
+// bounded whatever a Call carries.
+func countChannel(ch string) {
+	if c, ok := channelCounters[ch]; ok {
+		c.Inc()
+		return
+	}
+	byChannel.WithLabelValues("other").Inc()
 }

@@ -57,6 +57,8 @@ type Router struct {
 
 	endpoint atomic.Pointer[call.Decider]  // what /v1/route, /v1/lookup and FastAGI decide with; nil = the router
 	follower atomic.Pointer[call.Follower] // told of FastAGI and /v1/route calls that carry a call id; nil = nobody
+
+	contactPops atomic.Pointer[ContactPops] // pops a contact to its agent (POST /v1/contacts); nil = nobody
 }
 
 // SetEndpointDecider makes /v1/route, /v1/lookup and FastAGI decide through
@@ -322,6 +324,15 @@ func (r *Router) identify(ctx context.Context, p *pending) (deadline time.Time, 
 	pick := r.deps.Numbers.Pick(p.c.CLI, p.c.ANI, p.c.Privacy, p.region)
 	p.number = pick.Number
 	p.d = call.Decision{CallID: p.c.ID, Profile: p.prof.Name, Privacy: pick.Privacy || p.c.Privacy}
+	if pick.Status == call.MatchAnonymous && slices.Contains(call.ContactChannels, p.c.Channel) {
+		// A chat or a mail without a number did not withhold one.
+		p.d.Privacy = p.c.Privacy
+	}
+	if p.c.Email != "" {
+		// An address that is not one is not looked up (the endpoints refuse
+		// it with a 400 before it gets here).
+		p.email, _ = crm.NormalizeEmail(p.c.Email)
+	}
 	switch pick.Status {
 	case call.MatchAnonymous:
 		p.d.Match = call.MatchAnonymous
@@ -348,6 +359,7 @@ func (r *Router) stamp(p *pending, x any) {
 	}
 	p.d.Elapsed = time.Since(p.start)
 	countDecision(p.d.Match)
+	countChannel(call.ChannelOf(p.c))
 	decideSeconds.Observe(p.d.Elapsed.Seconds())
 }
 
@@ -355,6 +367,33 @@ func lookupQuery(n *callerid.Number, prof *profile) crm.Query {
 	return crm.Query{
 		E164: n.E164, National: n.National,
 		Digits: n.Digits, Sources: prof.Sources,
+	}
+}
+
+// wantEmail reports whether p is to be looked up by its e-mail address
+// now: it has a valid one, and no number to look up (anonymous, invalid)
+// or its number missed. A look-up by e-mail happens once.
+func wantEmail(p *pending, numberLooked bool) bool {
+	if p.email == "" || p.byEmail {
+		return false
+	}
+	return !numberLooked || p.d.Match == call.MatchMiss
+}
+
+// emailQuery starts p's look-up by e-mail: the profile's sources (those of
+// them that can look up by e-mail).
+func emailQuery(p *pending) crm.Query {
+	p.byEmail = true
+	return crm.Query{Email: p.email, Sources: p.prof.Sources}
+}
+
+// takeEmailAnswer is takeAnswer for the look-up by e-mail: a customer found
+// makes the source email; so does any outcome of a contact without a number.
+func (r *Router) takeEmailAnswer(p *pending, res crm.Result, err error, timedOut bool) {
+	p.d.Err = "" // an invalid number's reason no longer says why the match is what it is
+	r.takeAnswer(p, res, err, timedOut)
+	if p.d.Match != call.MatchMiss || p.d.E164 == "" {
+		p.d.Source = call.SourceEmail
 	}
 }
 
@@ -446,7 +485,7 @@ func (r *Router) fillEnv(env *Env, p *pending, prep *preparedCustomer) {
 	*env = Env{
 		Match: string(d.Match), E164: d.E164, Source: string(d.Source),
 		DNIS: p.c.DNIS, Profile: p.prof.Name, Flags: r.builtinFlags(p), ANI: p.c.ANI, CLI: p.c.CLI, CLIName: p.c.CLIName,
-		Privacy: d.Privacy, Cached: d.Cached,
+		Privacy: d.Privacy, Cached: d.Cached, Channel: call.ChannelOf(p.c),
 	}
 	if d.E164 != "" {
 		env.CountryCode, env.Region, env.NumberType = p.number.CountryCode, p.number.Region, p.number.Type

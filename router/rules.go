@@ -29,7 +29,7 @@ type Env struct {
 	Match       string         `expr:"match"`        // hit, multiple, miss, anonymous, invalid, timeout, error
 	Candidates  []CandidateEnv `expr:"candidates"`   // match multiple: every customer owning the number, best (customer) first
 	E164        string         `expr:"e164"`         // the number looked up
-	Source      string         `expr:"source"`       // cli or ani
+	Source      string         `expr:"source"`       // cli, ani or email (what the look-up used)
 	CountryCode int            `expr:"country_code"` // 31, 1, 44 … (0 when unknown)
 	Region      string         `expr:"region"`       // the number's region: "NL", "US" …
 	NumberType  string         `expr:"number_type"`  // mobile, fixed_line, fixed_line_or_mobile, toll_free, premium_rate, voip, unknown …
@@ -48,6 +48,7 @@ type Env struct {
 	CLIName     string         `expr:"cli_name"`     // caller ID name as the PBX gave it
 	Privacy     bool           `expr:"privacy"`      // the caller asked for privacy
 	Cached      bool           `expr:"cached"`       // the record came from the cache
+	Channel     string         `expr:"channel"`      // voice for a call; chat, email, sms, social (POST /v1/contacts) or callback
 }
 
 // CustomerEnv is the customer record as rules see it.

@@ -2,8 +2,10 @@ package stats
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/callpop/callpop/call"
 )
@@ -14,7 +16,8 @@ const RecentCalls = 20
 // Row is one of the last calls: never the whole number.
 type Row struct {
 	At       time.Time `json:"at"`
-	Number   string    `json:"number"` // masked; "withheld" when the caller asked for privacy
+	Number   string    `json:"number"`  // masked; "withheld" when the caller asked for privacy; a contact without one: its e-mail address, masked
+	Channel  string    `json:"channel"` // voice, chat, email, sms, social, callback
 	Match    string    `json:"match"`
 	Queue    string    `json:"queue,omitempty"`
 	Priority int       `json:"priority"`
@@ -95,8 +98,11 @@ func (s *Stats) record(c call.Call, dec call.Decision, start time.Time) {
 	if number == "" {
 		number = c.CLI
 	}
-	row := Row{At: time.Now(), Number: Mask(number), Match: call.CleanToken(string(dec.Match)),
+	row := Row{At: time.Now(), Number: Mask(number), Channel: call.CleanToken(call.ChannelOf(c)), Match: call.CleanToken(string(dec.Match)),
 		Queue: call.CleanValue(dec.Queue), Priority: dec.Priority, MS: float64(el.Microseconds()) / 1000}
+	if number == "" && c.Email != "" {
+		row.Number = MaskEmail(c.Email)
+	}
 	if dec.Privacy || c.Privacy {
 		row.Number = "withheld"
 	}
@@ -124,4 +130,21 @@ func Mask(s string) string {
 	tail := min(4, show/2)
 	head := min(5, show-tail)
 	return s[:head] + "***" + s[n-tail:]
+}
+
+// MaskEmail keeps an address's first character and its domain whatever
+// log.mask_personal_data says: "jane@example.com" → "j***@example.com"; a
+// value that is no address is hidden whole.
+func MaskEmail(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at <= 0 || !utf8.ValidString(s) {
+		return "***"
+	}
+	r, _ := utf8.DecodeRuneInString(s)
+	first := call.CleanToken(string(r)) // "" when not a plain character
+	domain := call.CleanToken(s[at+1:])
+	if len(domain) > 64 {
+		domain = domain[:64]
+	}
+	return first + "***@" + domain
 }

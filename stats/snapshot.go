@@ -29,8 +29,11 @@ type Totals struct {
 	CacheReads   float64            `json:"cache_reads"`
 	BudgetMisses float64            `json:"budget_misses"`
 	Pops         map[string]float64 `json:"pops"` // callpop_popper_pops_total by state
-	PopsSent     float64            `json:"pops_sent"`
-	Reconnects   float64            `json:"reconnects"`
+	// Channels are callpop_decisions_by_channel_total by channel (voice,
+	// chat, email, sms, social, callback).
+	Channels   map[string]float64 `json:"channels"`
+	PopsSent   float64            `json:"pops_sent"`
+	Reconnects float64            `json:"reconnects"`
 }
 
 // Window is one rolling window: the last minute or the last hour.
@@ -39,11 +42,14 @@ type Window struct {
 	Calls          float64          `json:"calls"`
 	CallsPerSecond float64          `json:"calls_per_second"`
 	Matches        map[string]Share `json:"matches"`
-	CacheHitRatio  *float64         `json:"cache_hit_ratio"` // null: no cache read
-	CRM            []Latency        `json:"crm_latency"`
-	BudgetMisses   float64          `json:"budget_misses"`
-	PopsSent       float64          `json:"pops_sent"`
-	Reconnects     float64          `json:"reconnects"`
+	// Channels are the window's decisions by channel (voice, chat, email,
+	// sms, social, callback), from callpop_decisions_by_channel_total.
+	Channels      map[string]float64 `json:"channels"`
+	CacheHitRatio *float64           `json:"cache_hit_ratio"` // null: no cache read
+	CRM           []Latency          `json:"crm_latency"`
+	BudgetMisses  float64            `json:"budget_misses"`
+	PopsSent      float64            `json:"pops_sent"`
+	Reconnects    float64            `json:"reconnects"`
 	// Chart is calls per step, oldest first: per second over the minute,
 	// per minute over the hour.
 	Chart     []float64 `json:"chart"`
@@ -139,7 +145,10 @@ func breakerName(v float64) string {
 }
 
 func totals(v view) Totals {
-	t := Totals{Decisions: map[string]float64{}, Pops: map[string]float64{}}
+	t := Totals{Decisions: map[string]float64{}, Pops: map[string]float64{}, Channels: map[string]float64{}}
+	for _, ch := range Channels {
+		t.Channels[ch] = v.get("ch|" + ch)
+	}
 	for _, m := range Matches {
 		t.Decisions[m] = v.get("d|" + m)
 	}
@@ -150,6 +159,9 @@ func totals(v view) Totals {
 		}
 		if m, ok := strings.CutPrefix(k, "d|"); ok && i < len(v.smp.vals) {
 			t.Decisions[m] = v.smp.vals[i] // a match the page does not know yet still counts
+		}
+		if ch, ok := strings.CutPrefix(k, "ch|"); ok && i < len(v.smp.vals) {
+			t.Channels[ch] = v.smp.vals[i]
 		}
 	}
 	t.PopsSent = v.sum("p|")
@@ -173,7 +185,7 @@ func cacheFigures(v view) (hits, reads float64) {
 
 // window is what happened between then and now.
 func window(now, then view) Window {
-	w := Window{Seconds: now.smp.at.Sub(then.smp.at).Seconds(), Matches: map[string]Share{}}
+	w := Window{Seconds: now.smp.at.Sub(then.smp.at).Seconds(), Matches: map[string]Share{}, Channels: map[string]float64{}}
 	d := func(k string) float64 { return math.Max(0, now.get(k)-then.get(k)) }
 	ds := func(p string) float64 { return math.Max(0, now.sum(p)-then.sum(p)) }
 	w.Calls = ds("d|")
@@ -187,6 +199,14 @@ func window(now, then view) Window {
 	}
 	for _, m := range Matches {
 		w.Matches[m] = Share{Count: d("d|" + m)}
+	}
+	for i, k := range now.keys {
+		if ch, ok := strings.CutPrefix(k, "ch|"); ok && i < len(now.smp.vals) {
+			w.Channels[ch] = d(k)
+		}
+	}
+	for _, ch := range Channels {
+		w.Channels[ch] = d("ch|" + ch)
 	}
 	for m, sh := range w.Matches {
 		if w.Calls > 0 {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/callpop/callpop/call"
 )
 
 // MaxSamples bounds the samples kept: one an hour at one a second.
@@ -30,9 +32,14 @@ const maxSeries = 4096
 // Matches are the decision outcomes the page shows, in its order.
 var Matches = []string{"hit", "miss", "multiple", "anonymous", "invalid", "timeout", "error"}
 
+// Channels are the channels the page counts decisions by, in its order
+// (callpop_decisions_by_channel_total's label; "other" only when counted).
+var Channels = []string{call.ChannelVoice, call.ChannelChat, call.ChannelEmail, call.ChannelSMS, call.ChannelSocial, call.ChannelCallback}
+
 // The metric families read. Keep in step with the packages that define them.
 const (
 	famDecisions   = "callpop_router_decisions_total"
+	famChannels    = "callpop_decisions_by_channel_total"
 	famCache       = "callpop_cache_requests_total"
 	famSource      = "callpop_crm_source_seconds"
 	famBreaker     = "callpop_crm_breaker_state"
@@ -165,6 +172,8 @@ func (s *Stats) read() (sample, error) {
 			switch name {
 			case famDecisions:
 				vals["d|"+label(m, "match")] += m.GetCounter().GetValue()
+			case famChannels:
+				vals["ch|"+label(m, "channel")] += m.GetCounter().GetValue()
 			case famCache:
 				vals["c|"+label(m, "tier")+"|"+label(m, "result")] += m.GetCounter().GetValue()
 			case famSource:

@@ -24,6 +24,7 @@ import (
 type registry struct {
 	reg       *prometheus.Registry
 	decisions *prometheus.CounterVec
+	channels  *prometheus.CounterVec
 	cache     *prometheus.CounterVec
 	source    *prometheus.HistogramVec
 	breaker   *prometheus.GaugeVec
@@ -36,6 +37,7 @@ type registry struct {
 func newRegistry() *registry {
 	r := &registry{reg: prometheus.NewRegistry()}
 	r.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famDecisions, Help: "h"}, []string{"match"})
+	r.channels = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famChannels, Help: "h"}, []string{"channel"})
 	r.cache = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famCache, Help: "h"}, []string{"tier", "result"})
 	r.source = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: famSource, Help: "h",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .2, .3, .5, 1, 2, 5}}, []string{"source", "result"})
@@ -44,7 +46,7 @@ func newRegistry() *registry {
 	r.streams = prometheus.NewGauge(prometheus.GaugeOpts{Name: famStreams, Help: "h"})
 	r.ariMiss = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famARIMiss, Help: "h"}, []string{"pbx"})
 	r.eslCalls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: famESLCalls, Help: "h"}, []string{"pbx", "mode", "outcome"})
-	r.reg.MustRegister(r.decisions, r.cache, r.source, r.breaker, r.pops, r.streams, r.ariMiss, r.eslCalls)
+	r.reg.MustRegister(r.decisions, r.channels, r.cache, r.source, r.breaker, r.pops, r.streams, r.ariMiss, r.eslCalls)
 	return r
 }
 
@@ -66,6 +68,9 @@ func TestSnapshotReadsTheRegistry(t *testing.T) {
 	r.decisions.WithLabelValues("hit").Add(6)
 	r.decisions.WithLabelValues("miss").Add(3)
 	r.decisions.WithLabelValues("timeout").Inc()
+	r.channels.WithLabelValues("voice").Add(7)
+	r.channels.WithLabelValues("chat").Add(2)
+	r.channels.WithLabelValues("callback").Add(1)
 	r.cache.WithLabelValues("local", "hit").Add(5)
 	r.cache.WithLabelValues("local", "stale").Add(1)
 	r.cache.WithLabelValues("local", "miss").Add(4)
@@ -101,6 +106,16 @@ func TestSnapshotReadsTheRegistry(t *testing.T) {
 	for _, k := range Matches {
 		if _, ok := m.Matches[k]; !ok {
 			t.Errorf("match %s missing", k)
+		}
+	}
+	// per channel, every channel named (0 when none)
+	if m.Channels["voice"] != 7 || m.Channels["chat"] != 2 || m.Channels["callback"] != 1 || len(m.Channels) != len(Channels) ||
+		snap.Totals.Channels["chat"] != 2 || snap.Hour.Channels["voice"] != 7 {
+		t.Errorf("channels %v, totals %v", m.Channels, snap.Totals.Channels)
+	}
+	for _, ch := range Channels {
+		if _, ok := m.Channels[ch]; !ok {
+			t.Errorf("channel %s missing", ch)
 		}
 	}
 	// hits: local 5 + stale 1 + redis 2 = 8 of 10 local reads
@@ -264,9 +279,25 @@ func TestDecorateListsLastCalls(t *testing.T) {
 	if rows[RecentCalls-1].Queue != "qg" { // 25 calls + 1: the oldest kept is the 7th
 		t.Errorf("oldest row %+v", rows[RecentCalls-1])
 	}
+	if rows[1].Channel != "voice" {
+		t.Errorf("a call's channel %q", rows[1].Channel)
+	}
 	b, _ := json.Marshal(rows)
 	if strings.Contains(string(b), "31201234567") || strings.Contains(string(b), "31209999999") {
 		t.Fatalf("a whole number in %s", b)
+	}
+	// A contact shows its channel; without a number, its address masked.
+	cd := s.Decorate(call.DeciderFunc(func(context.Context, call.Call) call.Decision { return call.Decision{Match: call.MatchHit} }))
+	cd.Decide(context.Background(), call.Call{Channel: call.ChannelChat, Email: "jane.doe@example.com"})
+	cd.Decide(context.Background(), call.Call{Channel: call.ChannelCallback, CLI: "+31201234567"})
+	rows = s.calls.list()
+	if rows[1].Channel != "chat" || rows[1].Number != "j***@example.com" || rows[0].Channel != "callback" || rows[0].Number != Mask("+31201234567") {
+		t.Errorf("contact rows %+v", rows[:2])
+	}
+	for in, want := range map[string]string{"x@y.z": "x***@y.z", "nobody": "***", "@x": "***", "\n@evil${x}": "***@evilx"} {
+		if got := MaskEmail(in); got != want {
+			t.Errorf("MaskEmail(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

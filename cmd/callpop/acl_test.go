@@ -157,6 +157,33 @@ func runAsACLUser(t *testing.T, acl []any, addrs string, nodes []string) {
 	case <-time.After(15 * time.Second):
 		t.Errorf("no pop published as the ACL user reached the stream\n%s", logs.String())
 	}
+	// A contact offered by the other instance (HSET, PEXPIRE in a script)
+	// is ended through this one (HGET, DEL in a script).
+	const contactID = "ct-aclAAAAAAAAAAAAAAAAAAA"
+	if err := other.OfferContact(ctx, call.Enriched{CallID: contactID, Call: call.Call{ID: contactID, PBX: "http", Channel: call.ChannelChat},
+		Decision: call.Decision{CallID: contactID, Match: call.MatchAnonymous}}, "1001"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{popper.StateOffered, popper.StateEnded} {
+		if want == popper.StateEnded {
+			resp, err := http.Post(base+"/v1/contacts/"+contactID+"/end", "application/json", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("contact end: %d\n%s", resp.StatusCode, logs.String())
+			}
+		}
+		select {
+		case p := <-pops:
+			if p.CallID != contactID || p.State != want || p.Channel != "chat" {
+				t.Errorf("contact pop: %+v, want %s", p, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("no %s contact pop reached the stream\n%s", want, logs.String())
+		}
+	}
 	ocancel()
 	<-odone
 	if err := stop(); err != nil {

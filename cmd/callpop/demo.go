@@ -114,6 +114,8 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
 		fmt.Fprintf(out, "  live stats (1002 is a supervisor; open the panel first): %s/stats\n", base)
 		fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
+		fmt.Fprintf(out, "  a chat for agent 1002: curl -X POST %s/v1/contacts -H 'Content-Type: application/json' -d '%s'\n", base, demoContact)
+		fmt.Fprintf(out, "  (end it: curl -X POST %s/v1/contacts/<id>/end)\n", base)
 		printCallbackTry(out, base)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s\n", sim.URL())
@@ -126,6 +128,10 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	return d.offerAndPrint(ctx, func(ctx context.Context) { sim.Generate(ctx, o.Rate, 0, mix) },
 		func() { printDemoSummary(out, sim, d.cfg.Call.Budget) })
 }
+
+// demoContact is the chat the demo suggests posting to /v1/contacts: a
+// known customer, popped to agent 1002 (the panel URL the demo prints).
+const demoContact = `{"channel":"chat","from":{"phone":"+31201234567","name":"Anna"},"subject":"Where is my December delivery?","agent":"1002"}`
 
 // demoMix is the simulated Asterisk's mix of callers, each rung to agents
 // 1001–1003 in turn when agents is set.

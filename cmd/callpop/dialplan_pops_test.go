@@ -25,6 +25,7 @@ type streamedPop struct {
 	Number   string         `json:"number"`
 	Customer map[string]any `json:"customer"`
 	PBX      string         `json:"pbx"`
+	Channel  string         `json:"channel"`
 }
 
 // openPops opens agent's pop stream on a running callpop (token from the

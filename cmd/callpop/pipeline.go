@@ -94,6 +94,7 @@ func newPipeline(cfg Config, log *slog.Logger, opts pipelineOptions) (_ *pipelin
 		// a dialplan asking /v1/route or FastAGI gets the same softphone
 		// caller name and info URL as a channel the adapter enriched
 		p.router.SetEndpointDecider(p.decider)
+		p.router.SetContactPops(p.popper) // POST /v1/contacts with an agent pops the contact to it
 	}
 	return p, nil
 }

@@ -124,8 +124,11 @@ func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handle
 	// a refused format=multiset request must not hand its error text to multiset
 	mux.Handle("/v1/route", router.MultisetSafe(p.auth.Require(apiauth.ScopeRoute, rh)))
 	mux.Handle("/v1/cache/", p.router.Audited("cache", p.auth.Require(apiauth.ScopeCache, rh)))
+	mux.Handle("/v1/contacts", p.router.Audited("contacts", p.auth.Require(apiauth.ScopeContacts, rh)))
+	mux.Handle("/v1/contacts/", p.router.Audited("contacts", p.auth.Require(apiauth.ScopeContacts, rh)))
 	if p.callbacks != nil {
-		cb := p.auth.Require(apiauth.ScopeCallbacks, p.callbacks.Handler())
+		// audited: which key asked callpop to dial (never the number)
+		cb := p.router.Audited("callbacks", p.auth.Require(apiauth.ScopeCallbacks, p.callbacks.Handler()))
 		mux.Handle("/v1/callbacks", cb)
 		mux.Handle("/v1/callbacks/", cb)
 	}

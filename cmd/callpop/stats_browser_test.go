@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"regexp"
@@ -70,6 +71,36 @@ func TestStatsPageInChromium(t *testing.T) {
 	wait("chart drawn", `[...document.querySelectorAll("#w-minute .chart rect")].some(r => Number(r.getAttribute("height")) > 0)`)
 	wait("shares", `document.querySelector('#w-minute .share.hit .pct').textContent !== "0 %"`)
 	wait("crm latency", `document.querySelectorAll("#w-hour .crm tbody tr").length >= 1`)
+	// Contacts count by channel beside the calls (voice).
+	for _, body := range []string{demoContact, `{"channel":"email","from":{"email":"anna@example.nl"},"subject":"Invoice"}`} {
+		resp, err := http.Post(base+"/v1/contacts", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ct struct{ ID, Channel, Match string }
+		err = json.NewDecoder(resp.Body).Decode(&ct)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || ct.ID == "" || ct.Match == "" {
+			t.Fatalf("/v1/contacts: %d %+v %v", resp.StatusCode, ct, err)
+		}
+		if ct.Channel == "chat" { // the demo's chat pops to agent 1002: end it
+			resp, err := http.Post(base+"/v1/contacts/"+ct.ID+"/end", "application/json", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("end: %d", resp.StatusCode)
+			}
+		}
+	}
+	chanCount := func(ch string) string {
+		return `Number(document.querySelector('#w-minute .chan[data-channel="` + ch + `"] .count').textContent)`
+	}
+	wait("contacts by channel", chanCount("chat")+` >= 1 && `+chanCount("email")+` >= 1 && `+chanCount("voice")+` >= 5 && `+chanCount("sms")+` === 0`)
+	if got := eval(`[...document.querySelectorAll("#w-hour .chan .name")].map(e => e.textContent).join("|")`); got != "voice|chat|e-mail|SMS|social|callback" {
+		t.Errorf("channels %q", got)
+	}
 	if cps := eval(`document.querySelector('#w-minute [data-f="cps"]').textContent`); cps == "–" || cps == "0.00" {
 		t.Errorf("calls/s %q", cps)
 	}

@@ -29,16 +29,15 @@ import (
 	"github.com/callpop/callpop/internal/secret"
 )
 
-// The scopes a key may hold. Contacts and callbacks guard endpoints still to
-// come; they are accepted so that configs can name them already.
+// The scopes a key may hold.
 const (
 	ScopeRoute     = "route"     // GET /v1/route (it returns the decision, the customer's record included)
 	ScopeLookup    = "lookup"    // GET /v1/lookup
 	ScopeCache     = "cache"     // DELETE /v1/cache/{number}
 	ScopeMetrics   = "metrics"   // /metrics
 	ScopeStats     = "stats"     // GET /v1/stats, /v1/stats/stream (the live stats; stats package)
-	ScopeContacts  = "contacts"  // reserved
-	ScopeCallbacks = "callbacks" // reserved
+	ScopeContacts  = "contacts"  // POST /v1/contacts, POST /v1/contacts/{id}/end
+	ScopeCallbacks = "callbacks" // POST /v1/callbacks, GET and DELETE /v1/callbacks/{id} (it makes callpop dial)
 )
 
 // refusals counts requests turned away, by scope and why: a key rotated

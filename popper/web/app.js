@@ -10,8 +10,10 @@
   };
   var STATE_TEXT = {
     ringing: "Ringing", answered: "On call",
-    retracted: "Answered by a colleague", ended: "Ended"
+    retracted: "Answered by a colleague", ended: "Ended", offered: "Assigned to you"
   };
+  // The channel a contact came in by (a call's is voice: no badge).
+  var CHANNEL_TEXT = { chat: "Chat", email: "E-mail", sms: "SMS", social: "Social", callback: "Callback", other: "Other channel" };
   var FIXED = { id: 1, name: 1, tier: 1, language: 1, url: 1, open_tickets: 1, recent_interactions: 1, topics: 1, lists: 1 };
   var LIST_TITLES = { history: "History", tickets: "Tickets", orders: "Orders" };
   var WHEN_KEYS = ["at", "date", "created", "updated", "time"];
@@ -119,9 +121,9 @@
   function handle(p) {
     if (!p || !p.call_id || seen[p.id]) return;
     seen[p.id] = 1;
-    if (p.state === "ringing" || p.state === "answered") {
+    if (p.state === "ringing" || p.state === "answered" || p.state === "offered") {
       live[p.call_id] = p;
-      if (p.state === "ringing") notify(p);
+      if (p.state === "ringing" || p.state === "offered") notify(p);
     } else {
       delete live[p.call_id];
     }
@@ -137,6 +139,14 @@
     var u = ui[p.call_id];
     if (u && u.chosen && u.chosen.name) return u.chosen.name;
     if (p.customer && p.customer.name) return p.customer.name;
+    if (isContact(p)) {
+      // A chat, mail, SMS or message: the name and address the sender gave.
+      if (p.network_name) return p.network_name;
+      if (p.email) return p.email;
+      if (p.number) return p.number;
+      if (p.match === "timeout" || p.match === "error") return "Contact (CRM unavailable)";
+      return "Anonymous contact";
+    }
     if (p.match === "anonymous") return "Withheld number";
     // The name the network gave ("Unknown caller" only when there is none);
     // the server never sends it for a caller who asked for privacy.
@@ -144,6 +154,15 @@
     if (p.match === "miss") return "Unknown caller";
     if (p.match === "timeout" || p.match === "error") return "Caller (CRM unavailable)";
     return "Caller";
+  }
+
+  // isContact: a pop of POST /v1/contacts (not a call, not a callback).
+  function isContact(p) {
+    return !!p.channel && p.channel !== "voice" && p.channel !== "callback";
+  }
+
+  function channelText(p) {
+    return p.channel && p.channel !== "voice" ? (CHANNEL_TEXT[p.channel] || CHANNEL_TEXT.other) : "";
   }
 
   // post asks callpop to do something for a pop; the session cookie goes
@@ -382,17 +401,28 @@
     var name = displayName(p);
     n.querySelector(".pop-name").textContent = name;
     n.querySelector(".avatar").textContent = ((p.customer || p.network_name) && name ? name.trim().charAt(0) : "?").toUpperCase();
-    n.querySelector(".number").textContent = p.number ? p.number : (p.privacy ? "Number withheld" : "");
+    n.dataset.channel = p.channel || "voice";
+    var reach = [p.number, p.email].filter(Boolean).join(" · ");
+    n.querySelector(".number").textContent = reach ? reach : (p.privacy ? "Number withheld" : "");
+    if (p.subject) {
+      var subj = n.querySelector(".subject");
+      subj.querySelector(".subject-label").textContent = p.channel === "callback" ? "Note" : "Subject";
+      subj.querySelector(".subject-text").textContent = p.subject;
+      subj.hidden = false;
+    }
     // The network's name beside the CRM's when they may differ (a miss
     // shows it as the name, a multiple match under the pick list's choice).
     var net = n.querySelector(".network");
     if (p.network_name && p.match !== "hit") {
-      net.textContent = (p.customer || (u && u.chosen) ? "Network name: " : "Name from the network (not in the CRM)") +
-        (p.customer || (u && u.chosen) ? p.network_name : "");
+      var known = p.customer || (u && u.chosen);
+      net.textContent = isContact(p) ? (known ? "Name given: " + p.network_name : "Name given (not in the CRM)") :
+        (known ? "Network name: " : "Name from the network (not in the CRM)") + (known ? p.network_name : "");
       net.hidden = false;
     }
 
     var badges = n.querySelector(".badges");
+    var ch = channelText(p);
+    if (ch) badges.appendChild(badge(ch, "channel", "channel"));
     if (isVIP(p)) badges.appendChild(badge("VIP", "vip", "vip"));
     if (c.tier) badges.appendChild(badge(c.tier, "tier", "tier"));
     if (c.language) badges.appendChild(badge(String(c.language).toUpperCase(), "lang", "language"));
@@ -401,7 +431,7 @@
       var b = FLAG_BADGES[f];
       badges.appendChild(b ? badge(b[0], b[1], f) : badge(f.replace(/_/g, " "), "plain", f));
     });
-    if (p.match === "miss") badges.appendChild(badge("New caller", "plain", "miss"));
+    if (p.match === "miss") badges.appendChild(badge(isContact(p) ? "New contact" : "New caller", "plain", "miss"));
     if (p.match === "multiple") badges.appendChild(badge("Shared number", "warn", "multiple"));
 
     var facts = n.querySelector(".facts");
@@ -464,7 +494,8 @@
       li.dataset.call = p.call_id;
       li.appendChild(el("span", "r-time", fmtTime(p.at)));
       li.appendChild(el("span", "r-name", displayName(p)));
-      li.appendChild(el("span", "r-state", STATE_TEXT[p.state] || p.state));
+      var ch = channelText(p);
+      li.appendChild(el("span", "r-state", (ch ? ch + " · " : "") + (STATE_TEXT[p.state] || p.state)));
       var first = (p.links || []).map(function (l) { return safeHref(l.url); }).filter(Boolean)[0];
       if (first) {
         var a = el("a", "r-link", "Open");
@@ -480,7 +511,8 @@
   function notify(p) {
     if (!("Notification" in window) || Notification.permission !== "granted" || !document.hidden) return;
     try {
-      var n = new Notification("Incoming call: " + displayName(p), {
+      var what = p.state === "offered" ? "New " + (channelText(p) || "contact").toLowerCase() + ": " : "Incoming call: ";
+      var n = new Notification(what + displayName(p), {
         body: [p.customer && p.customer.tier, p.queue].filter(Boolean).join(" · "), tag: p.call_id
       });
       n.onclick = function () { window.focus(); n.close(); };

@@ -6,6 +6,8 @@
 "use strict";
 
 const MATCHES = ["hit", "miss", "multiple", "anonymous", "invalid", "timeout", "error"];
+const CHANNELS = ["voice", "chat", "email", "sms", "social", "callback"];
+const CHANNEL_TEXT = { voice: "voice", chat: "chat", email: "e-mail", sms: "SMS", social: "social", callback: "callback" };
 const SVG = "http://www.w3.org/2000/svg";
 let updates = 0;
 
@@ -38,6 +40,14 @@ function buildWindows() {
       d.appendChild(el("div", "name", m));
       d.appendChild(el("div", "pct", "–"));
       shares.appendChild(d);
+    }
+    const chans = w.querySelector(".channels");
+    for (const c of CHANNELS) {
+      const d = el("div", "chan");
+      d.dataset.channel = c;
+      d.appendChild(el("div", "name", CHANNEL_TEXT[c]));
+      d.appendChild(el("div", "count", "–"));
+      chans.appendChild(d);
     }
   }
 }
@@ -72,6 +82,11 @@ function renderWindow(node, win) {
     const s = (win.matches || {})[d.dataset.match] || { count: 0, share: 0 };
     d.querySelector(".pct").textContent = fmt(s.share * 100, 0) + " %";
     d.title = `${d.dataset.match}: ${s.count}`;
+  }
+  for (const d of node.querySelectorAll(".chan")) {
+    const n = (win.channels || {})[d.dataset.channel] || 0;
+    d.querySelector(".count").textContent = fmt(n, 0);
+    d.title = `${d.dataset.channel}: ${n}`;
   }
   const tb = node.querySelector(".crm tbody");
   tb.replaceChildren();
@@ -112,6 +127,7 @@ function render(snap) {
     const tr = el("tr");
     tr.appendChild(el("td", "num", new Date(c.at).toLocaleTimeString()));
     tr.appendChild(el("td", "num", c.number));
+    tr.appendChild(el("td", "ch-" + (c.channel || "voice"), CHANNEL_TEXT[c.channel] || c.channel || "voice"));
     tr.appendChild(el("td", "m-" + c.match, c.match));
     tr.appendChild(el("td", "", c.queue || ""));
     tr.appendChild(el("td", "num", String(c.priority)));
