@@ -68,8 +68,9 @@ func waitCallback(t *testing.T, base, id, want string) map[string]any {
 	return nil
 }
 
-// expectCallbackPop waits for the ringing pop of call id on an agent's stream.
-func expectCallbackPop(t *testing.T, pops <-chan streamedPop, id, number string) {
+// expectCallbackPop waits for the ringing pop of call id on an agent's
+// stream: a callback's, with the request's note as its subject.
+func expectCallbackPop(t *testing.T, pops <-chan streamedPop, id, number, note string) {
 	t.Helper()
 	timeout := time.After(20 * time.Second)
 	for {
@@ -78,8 +79,9 @@ func expectCallbackPop(t *testing.T, pops <-chan streamedPop, id, number string)
 			if p.CallID != id {
 				continue
 			}
-			if p.State != popper.StateRinging || p.Number != number || p.Customer == nil || (p.Match != "hit" && p.Match != "multiple") {
-				t.Fatalf("pop %+v, want ringing for %s with the customer's record", p, number)
+			if p.State != popper.StateRinging || p.Number != number || p.Customer == nil || (p.Match != "hit" && p.Match != "multiple") ||
+				p.Channel != "callback" || p.Subject != note {
+				t.Fatalf("pop %+v, want a callback ringing for %s with the customer's record and the note %q", p, number, note)
 			}
 			return
 		case <-timeout:
@@ -123,7 +125,7 @@ func TestRunCallbackOnAsterisk(t *testing.T) {
 	if code, m := postCallback(t, base, map[string]string{"number": "+14155550123"}); code != 400 || !strings.Contains(m["error"].(string), "region US") {
 		t.Errorf("region not allowed: %d %v", code, m)
 	}
-	expectCallbackPop(t, pops, "cb-"+id+"-2", "+442079460018")
+	expectCallbackPop(t, pops, "cb-"+id+"-2", "+442079460018", "order 42")
 	st := waitCallback(t, base, id, "connected")
 	if st["attempts"] != 2.0 || st["last_outcome"] != "connected" {
 		t.Errorf("status %v", st)
@@ -187,12 +189,12 @@ pbx:
 	}
 
 	pops := openPops(t, base, popSecret, "1001")
-	code, m = postCallback(t, base, map[string]string{"number": "+442079460018", "name": hostile})
+	code, m = postCallback(t, base, map[string]string{"number": "+442079460018", "name": hostile, "note": "order 42\nplease"})
 	if code != http.StatusCreated {
 		t.Fatalf("POST: %d %v", code, m)
 	}
 	id := m["id"].(string)
-	expectCallbackPop(t, pops, "cb-"+id+"-1", "+442079460018")
+	expectCallbackPop(t, pops, "cb-"+id+"-1", "+442079460018", "order 42 please")
 	waitCallback(t, base, id, "connected")
 
 	origs := sim.Originates()
