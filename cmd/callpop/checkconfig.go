@@ -18,7 +18,8 @@ func newCheckConfigCmd() *cobra.Command {
 overrides) and check it whole: unknown keys, bad values (naming the environment variable
 when one set it) and rules that do not compile are all reported, one a line, naming the
 key. Exits non-zero on any problem. An empty crm.sources is a warning: lookup and demo
-use the embedded sample, but run refuses it unless crm.sample is true.`,
+use the embedded sample, but run refuses it unless crm.sample is true. So is
+callbacks.enabled without cache.redis, which run refuses.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
@@ -43,6 +44,9 @@ use the embedded sample, but run refuses it unless crm.sample is true.`,
 				}
 				if sample != "" {
 					fmt.Fprintf(out, "warning: %s\n", sample)
+				}
+				if lc.Callbacks.Enabled && len(lc.Cache.Redis.Addrs) == 0 {
+					fmt.Fprintf(out, "warning: %s\n", errCallbacksNoRedis)
 				}
 				for _, st := range router.CompileReport(lc.Router) {
 					status := "ok"

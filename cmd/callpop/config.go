@@ -24,6 +24,7 @@ import (
 
 	"github.com/callpop/callpop/adapters/ari"
 	"github.com/callpop/callpop/adapters/esl"
+	"github.com/callpop/callpop/callbacks"
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
 	"github.com/callpop/callpop/internal/apiauth"
@@ -35,18 +36,19 @@ import (
 // Config is the whole callpop.yaml: the process's own keys and each
 // package's section, in the order config.example.yaml lists them.
 type Config struct {
-	Listen  string          `mapstructure:"listen"`
-	TLS     tlsfiles.Config `mapstructure:"tls"`
-	API     apiauth.Config  `mapstructure:"api"`
-	Call    CallConfig      `mapstructure:"call"`
-	Numbers callerid.Config `mapstructure:"numbers"`
-	CRM     crm.Config      `mapstructure:"crm"`
-	Cache   crm.CacheConfig `mapstructure:"cache"`
-	Router  router.Config   `mapstructure:"router"`
-	PBX     PBXConfig       `mapstructure:"pbx"`
-	PBXes   []PBXEntry      `mapstructure:"pbxes"`
-	Popper  popper.Config   `mapstructure:"popper"`
-	Log     LogConfig       `mapstructure:"log"`
+	Listen    string           `mapstructure:"listen"`
+	TLS       tlsfiles.Config  `mapstructure:"tls"`
+	API       apiauth.Config   `mapstructure:"api"`
+	Call      CallConfig       `mapstructure:"call"`
+	Numbers   callerid.Config  `mapstructure:"numbers"`
+	CRM       crm.Config       `mapstructure:"crm"`
+	Cache     crm.CacheConfig  `mapstructure:"cache"`
+	Router    router.Config    `mapstructure:"router"`
+	PBX       PBXConfig        `mapstructure:"pbx"`
+	PBXes     []PBXEntry       `mapstructure:"pbxes"`
+	Popper    popper.Config    `mapstructure:"popper"`
+	Callbacks callbacks.Config `mapstructure:"callbacks"`
+	Log       LogConfig        `mapstructure:"log"`
 }
 
 // CallConfig is the `call` section.
@@ -115,8 +117,9 @@ func DefaultConfig() Config {
 			Asterisk:   ari.DefaultConfig(),
 			FreeSWITCH: esl.DefaultConfig(),
 		},
-		Popper: popper.DefaultConfig(),
-		Log:    LogConfig{Format: "json", MaskPersonalData: true}, // Level unset: info for run, warn for one-shot commands
+		Popper:    popper.DefaultConfig(),
+		Callbacks: callbacks.DefaultConfig(),
+		Log:       LogConfig{Format: "json", MaskPersonalData: true}, // Level unset: info for run, warn for one-shot commands
 	}
 }
 
@@ -533,6 +536,8 @@ func (c *Config) Validate() error {
 	add(checkReserve("router.answer_reserve", c.Router.AnswerReserve, c.Call.Budget))
 	add(c.validatePBXes())
 	add(c.Popper.Validate())
+	add(c.Callbacks.Validate())
+	add(c.validateCallbacks())
 	switch strings.ToLower(c.Log.Level) {
 	case "", "debug", "info", "warn", "warning", "error":
 	default:

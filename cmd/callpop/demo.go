@@ -102,6 +102,9 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	defer sim.Close()
 	d.start(adapter.Run)
 	defer d.stop()
+	if err := d.startCallbacks(PBXAsterisk, adapter); err != nil {
+		return err
+	}
 	base, panel, err := d.serveAPI(adapter.Ready)
 	if err != nil {
 		return err
@@ -113,6 +116,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 		fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
 		fmt.Fprintf(out, "  a chat for agent 1002: curl -X POST %s/v1/contacts -H 'Content-Type: application/json' -d '%s'\n", base, demoContact)
 		fmt.Fprintf(out, "  (end it: curl -X POST %s/v1/contacts/<id>/end)\n", base)
+		printCallbackTry(out, base)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s\n", sim.URL())
 	}

@@ -26,6 +26,7 @@ type streamedPop struct {
 	Customer map[string]any `json:"customer"`
 	PBX      string         `json:"pbx"`
 	Channel  string         `json:"channel"`
+	Subject  string         `json:"subject"`
 }
 
 // openPops opens agent's pop stream on a running callpop (token from the

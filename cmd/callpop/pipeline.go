@@ -11,6 +11,7 @@ import (
 	"github.com/callpop/callpop/adapters/ari"
 	"github.com/callpop/callpop/adapters/esl"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/callbacks"
 	"github.com/callpop/callpop/callerid"
 	"github.com/callpop/callpop/crm"
 	"github.com/callpop/callpop/internal/apiauth"
@@ -34,6 +35,9 @@ type pipeline struct {
 	decider call.Decider  // router, decorated by popper
 	auth    *apiauth.Auth // the HTTP API's keys; built with the popper (the serving commands)
 	stats   *stats.Stats  // the live stats; built with the popper
+	// callbacks takes web callback requests and dials them (newCallbacks);
+	// nil with callbacks.enabled false.
+	callbacks *callbacks.Service
 }
 
 // pipelineOptions say which optional parts to build.

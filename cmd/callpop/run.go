@@ -162,6 +162,10 @@ func (s *sidecar) build() error {
 		_ = p.Close()
 		return err
 	}
+	if _, err := p.newCallbacks(list, true); err != nil {
+		_ = p.Close()
+		return err
+	}
 	s.p, s.pbxes = p, list
 	s.streams, s.endStreams = context.WithCancel(context.Background())
 	s.rd = &readiness{}
@@ -201,6 +205,9 @@ func (s *sidecar) partList() []sidecarPart {
 	}
 	for _, pa := range s.pbxes {
 		parts = append(parts, sidecarPart{"pbx " + pa.entry.Name, pa.adapter.Run})
+	}
+	if s.p.callbacks != nil {
+		parts = append(parts, sidecarPart{"callbacks", s.p.callbacks.Run})
 	}
 	if s.lc.Path != "" {
 		w := &configWatcher{path: s.lc.Path, current: s.cfg, pipeline: s.p, level: s.level, log: s.mlog}

@@ -126,6 +126,12 @@ func newHandler(p *pipeline, rd *readiness, streams context.Context) http.Handle
 	mux.Handle("/v1/cache/", p.router.Audited("cache", p.auth.Require(apiauth.ScopeCache, rh)))
 	mux.Handle("/v1/contacts", p.router.Audited("contacts", p.auth.Require(apiauth.ScopeContacts, rh)))
 	mux.Handle("/v1/contacts/", p.router.Audited("contacts", p.auth.Require(apiauth.ScopeContacts, rh)))
+	if p.callbacks != nil {
+		// audited: which key asked callpop to dial (never the number)
+		cb := p.router.Audited("callbacks", p.auth.Require(apiauth.ScopeCallbacks, p.callbacks.Handler()))
+		mux.Handle("/v1/callbacks", cb)
+		mux.Handle("/v1/callbacks/", cb)
+	}
 	if p.popper != nil {
 		ph := p.popper.Handler()
 		mux.Handle("GET /{$}", ph) // exactly "/": a redirect to the panel

@@ -29,8 +29,7 @@ import (
 	"github.com/callpop/callpop/internal/secret"
 )
 
-// The scopes a key may hold. Callbacks guards an endpoint still to come; it
-// is accepted so that configs can name it already.
+// The scopes a key may hold.
 const (
 	ScopeRoute     = "route"     // GET /v1/route (it returns the decision, the customer's record included)
 	ScopeLookup    = "lookup"    // GET /v1/lookup
@@ -38,7 +37,7 @@ const (
 	ScopeMetrics   = "metrics"   // /metrics
 	ScopeStats     = "stats"     // GET /v1/stats, /v1/stats/stream (the live stats; stats package)
 	ScopeContacts  = "contacts"  // POST /v1/contacts, POST /v1/contacts/{id}/end
-	ScopeCallbacks = "callbacks" // reserved
+	ScopeCallbacks = "callbacks" // POST /v1/callbacks, GET and DELETE /v1/callbacks/{id} (it makes callpop dial)
 )
 
 // refusals counts requests turned away, by scope and why: a key rotated

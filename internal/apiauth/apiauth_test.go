@@ -252,7 +252,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, s := range []string{ScopeStats, ScopeContacts, ScopeCallbacks} {
 		if err := CheckScopes("k", []string{s}); err != nil {
-			t.Errorf("reserved scope %s refused: %v", s, err)
+			t.Errorf("scope %s refused: %v", s, err)
 		}
 	}
 }
