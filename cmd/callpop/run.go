@@ -27,9 +27,10 @@ func newRunCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "run",
 		Short: "Run the sidecar: HTTP endpoints, FastAGI, the PBX adapter and the popper",
-		Long: `Run the sidecar: the HTTP listener (/v1/lookup, /v1/route, /v1/cache, /agent,
-/v1/agents/{agent}/pops, /healthz, /readyz, /metrics), FastAGI when router.fastagi.listen
-is set, the PBX adapter pbx.kind names, and the popper.
+		Long: `Run the sidecar: the HTTP listener (/v1/lookup, /v1/route, /v1/cache, /v1/contacts,
+/v1/callbacks, /agent, /v1/agents/{agent}/pops, /stats, /v1/stats, /healthz, /readyz,
+/metrics), FastAGI when router.fastagi.listen is set, the PBX adapters (pbx or pbxes),
+the popper, and the callbacks' scheduler when callbacks.enabled is set.
 
 SIGTERM drains: /readyz turns 503 at once, calls are still taken for call.drain_delay
 (so load balancers see the 503 first), then work in flight gets up to

@@ -203,7 +203,7 @@ func TestExposureWarnings(t *testing.T) {
 	}
 	cfg.Listen = "0.0.0.0:8080"
 	w := strings.Join(exposureWarnings(cfg), "\n")
-	for _, want := range []string{"api.keys is empty", "/v1/route, /v1/lookup, DELETE /v1/cache, /v1/stats (to all but supervisors' panel tokens) and /metrics answer only loopback clients", "without TLS"} {
+	for _, want := range []string{"api.keys is empty", "/v1/route, /v1/lookup, DELETE /v1/cache, /v1/contacts, /v1/callbacks, /v1/stats (to all but supervisors' panel tokens) and /metrics answer only loopback clients", "without TLS"} {
 		if !strings.Contains(w, want) {
 			t.Errorf("warnings lack %q:\n%s", want, w)
 		}

@@ -199,7 +199,7 @@ func exposureWarnings(cfg Config) []string {
 	}
 	var out []string
 	if len(cfg.API.Keys) == 0 && cfg.TLS.ClientCAFile == "" {
-		refused := "/v1/route, /v1/lookup, DELETE /v1/cache, /v1/stats (to all but supervisors' panel tokens)"
+		refused := "/v1/route, /v1/lookup, DELETE /v1/cache, /v1/contacts, /v1/callbacks, /v1/stats (to all but supervisors' panel tokens)"
 		if !cfg.API.MetricsOpen {
 			refused += " and /metrics"
 		}
