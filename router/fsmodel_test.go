@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/callpop/callpop/adapters/pbxsim/eslsim"
 )
 
 // A model of what FreeSWITCH 1.10 does with the argument of its multiset
@@ -75,139 +77,10 @@ func fsMultiset(data string, vars map[string]string) (ops []fsOp, expanded []str
 	return ops, expanded, errs
 }
 
-// fsSeparate is switch_separate_string.
+// fsSeparate is switch_separate_string: the ESL simulator's model of it
+// (adapters/pbxsim/eslsim), which the originate path is tested against too.
 func fsSeparate(s string, delim byte, max int) []string {
-	if len(s) >= 4 && s[0] == '^' && s[1] == '^' {
-		delim, s = s[2], s[3:]
-	}
-	b := []byte(s)
-	var starts []int
-	inQuotes := false
-	if delim == ' ' {
-		const (
-			start = iota
-			skipInitial
-			findDelim
-			skipEnding
-		)
-		state := start
-		for i := 0; i < len(b) && len(starts) < max; {
-			switch state {
-			case start:
-				starts = append(starts, i)
-				state = skipInitial
-			case skipInitial:
-				if b[i] == ' ' {
-					i++
-				} else {
-					state = findDelim
-				}
-			case findDelim:
-				switch {
-				case b[i] == '\\':
-					i++
-				case b[i] == '\'':
-					inQuotes = !inQuotes
-				case b[i] == ' ' && !inQuotes:
-					b[i] = 0
-					state = skipEnding
-				}
-				i++
-			case skipEnding:
-				if b[i] == ' ' {
-					i++
-				} else {
-					state = start
-				}
-			}
-		}
-		delim = 0 // cleanup_separated_string(…, 0) for the blank form
-	} else {
-		findDelim := false
-		for i := 0; i < len(b) && len(starts) < max; {
-			if !findDelim {
-				starts = append(starts, i)
-				findDelim = true
-				continue
-			}
-			switch {
-			case b[i] == '\\':
-				i++
-			case b[i] == '\'' && (inQuotes || strings.IndexByte(s[i+1:], '\'') >= 0):
-				inQuotes = !inQuotes
-			case b[i] == delim && !inQuotes:
-				b[i] = 0
-				findDelim = false
-			}
-			i++
-		}
-	}
-	parts := make([]string, len(starts))
-	for k, st := range starts {
-		part := b[st:]
-		if end := strings.IndexByte(string(part), 0); end >= 0 {
-			part = part[:end]
-		}
-		parts[k] = fsCleanup(part, delim)
-	}
-	return parts
-}
-
-// fsCleanup is cleanup_separated_string.
-func fsCleanup(s []byte, delim byte) string {
-	p := 0
-	for p < len(s) && s[p] == ' ' {
-		p++
-	}
-	var dest []byte
-	end := -1
-	inQuotes := false
-	for ; p < len(s); p++ {
-		escaped := false
-		if s[p] == '\\' {
-			var e byte
-			if p+1 < len(s) {
-				e = s[p+1]
-			}
-			if e == '\'' || e == '"' || (delim != 0 && e == delim) || e == '\\' || fsUnescape(e) != e {
-				p++
-				dest = append(dest, fsUnescape(e))
-				end = len(dest)
-				escaped = true
-			}
-		}
-		if escaped {
-			continue
-		}
-		if s[p] == '\'' && (inQuotes || strings.IndexByte(string(s[p+1:]), '\'') >= 0) {
-			if inQuotes = !inQuotes; inQuotes {
-				end = len(dest)
-			}
-			continue
-		}
-		dest = append(dest, s[p])
-		if s[p] != ' ' || inQuotes {
-			end = len(dest)
-		}
-	}
-	if end >= 0 {
-		dest = dest[:end]
-	}
-	return string(dest)
-}
-
-func fsUnescape(c byte) byte {
-	switch c {
-	case 'n':
-		return '\n'
-	case 'r':
-		return '\r'
-	case 't':
-		return '\t'
-	case 's':
-		return ' '
-	}
-	return c
+	return eslsim.SeparateString(s, delim, max)
 }
 
 var fsRef = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}`)
