@@ -464,7 +464,7 @@ func originateVars(o call.Originate) []call.Var {
 	}
 	out := vars[:0]
 	for _, v := range vars {
-		if v.Value != "" && isVarName(v.Name) {
+		if v.Value != "" && fsvars.IsVarName(v.Name) {
 			out = append(out, v)
 		}
 	}
@@ -531,19 +531,6 @@ func isCallID(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func isVarName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 			return false
 		}
 	}

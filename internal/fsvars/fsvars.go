@@ -116,14 +116,16 @@ func AppendList(list string, add ...string) string {
 	var names []string
 	for _, n := range strings.Split(list, ",") {
 		n = strings.TrimSpace(n)
-		if isVarName(n) && !slices.Contains(add, n) {
+		if IsVarName(n) && !slices.Contains(add, n) {
 			names = append(names, n)
 		}
 	}
 	return strings.Join(append(names, add...), ",")
 }
 
-func isVarName(s string) bool {
+// IsVarName reports whether s is a channel variable name callpop writes:
+// at most 64 of [A-Za-z0-9_-].
+func IsVarName(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
 	}
