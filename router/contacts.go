@@ -188,17 +188,39 @@ func jsonError(err error) error {
 	return fmt.Errorf("body: %s", call.CleanValueN(err.Error(), 96))
 }
 
+// contactFail answers a refused contact request as POST /v1/callbacks
+// does: JSON {"error": what is wrong, "field": the field it is about},
+// field "body" for the body as a whole. msg is "field: what" (or "unknown
+// field <name> …"); it never holds more than a short, cleaned piece of the
+// input.
+func contactFail(w http.ResponseWriter, code int, msg string) {
+	field := "body"
+	if rest, ok := strings.CutPrefix(msg, "unknown field "); ok {
+		field, _, _ = strings.Cut(rest, " ")
+		field = strings.Trim(field, `"`)
+	} else if f, what, ok := strings.Cut(msg, ": "); ok && f != "" && !strings.Contains(f, " ") {
+		field, msg = f, what
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error string `json:"error"`
+		Field string `json:"field"`
+	}{msg, field})
+}
+
 // handleContact: POST /v1/contacts → the contact's decision as /v1/lookup
 // answers it, with its id; with agent, that agent's pop at once.
 func (r *Router) handleContact(w http.ResponseWriter, req *http.Request) {
 	cr, code, err := readContact(w, req)
 	if err != nil {
-		httpError(w, code, err.Error())
+		contactFail(w, code, err.Error())
 		return
 	}
 	pops := r.contactPopper()
 	if cr.Agent != "" && pops == nil {
-		httpError(w, http.StatusServiceUnavailable, "agent: this callpop pops to no agent (no popper); send the contact without agent")
+		contactFail(w, http.StatusServiceUnavailable, "agent: this callpop pops to no agent (no popper); send the contact without agent")
 		return
 	}
 	c := call.Call{
@@ -218,7 +240,7 @@ func (r *Router) handleContact(w http.ResponseWriter, req *http.Request) {
 		cancel()
 		if err != nil {
 			r.log.Warn("contact pop failed", "contact", c.ID, "agent", cr.Agent, "err", err)
-			httpError(w, http.StatusServiceUnavailable, "agent: the pop could not be offered: "+call.CleanValue(err.Error()))
+			contactFail(w, http.StatusServiceUnavailable, "agent: the pop could not be offered: "+call.CleanValue(err.Error()))
 			return
 		}
 		out.Agent = cr.Agent
@@ -231,7 +253,7 @@ func (r *Router) handleContactEnd(w http.ResponseWriter, req *http.Request) {
 	id := req.PathValue("id")
 	pops := r.contactPopper()
 	if !validContactID(id) || pops == nil {
-		httpError(w, http.StatusNotFound, "contact: no such contact")
+		contactFail(w, http.StatusNotFound, "id: no such contact")
 		return
 	}
 	w.Header().Set(headerContactID, id)
@@ -241,9 +263,9 @@ func (r *Router) handleContactEnd(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case err != nil:
 		r.log.Warn("contact end failed", "contact", id, "err", err)
-		httpError(w, http.StatusServiceUnavailable, "contact: could not be ended: "+call.CleanValue(err.Error()))
+		contactFail(w, http.StatusServiceUnavailable, "id: could not be ended: "+call.CleanValue(err.Error()))
 	case !ok:
-		httpError(w, http.StatusNotFound, "contact: no such contact (never offered to an agent, ended already, or expired)")
+		contactFail(w, http.StatusNotFound, "id: no such contact (never offered to an agent, ended already, or expired)")
 	default:
 		writeJSON(w, map[string]any{"id": id, "ended": true})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -473,7 +474,12 @@ func TestContactBadInput(t *testing.T) {
 		{`[1,2]`, 400, "must be a struct"},
 		{`{"channel":"chat","subject":"` + strings.Repeat("s", 17<<10) + `"}`, 413, "body: larger than 16384 bytes"},
 	} {
-		code, _, text := env.post(t, "/v1/contacts", contactsKey, tt.body)
+		code, out, raw := env.post(t, "/v1/contacts", contactsKey, tt.body)
+		// JSON {"error", "field"}: read back as "field: error".
+		text := fmt.Sprintf("%v: %v", out["field"], out["error"])
+		if out == nil {
+			text = "not JSON: " + raw
+		}
 		if code != tt.code || !strings.Contains(text, tt.want) {
 			t.Errorf("%.80s: %d %q, want %d %q", tt.body, code, text, tt.code, tt.want)
 		}
