@@ -69,11 +69,6 @@ type memoEntry struct {
 	err error
 }
 
-type profile struct {
-	dnis   DNISPatterns
-	region string
-}
-
 // Normalizer parses caller numbers with a default region and memoises results.
 // A number is accepted when phonenumbers.IsValidNumber holds for it: the
 // metadata knows the number's range (which includes reserved fictional ranges
@@ -83,7 +78,8 @@ type profile struct {
 type Normalizer struct {
 	region    string
 	anonymous map[string]bool
-	profiles  []profile
+	dnis      DNISMatcher // numbers.profiles[].dnis
+	regions   []string    // numbers.profiles[].region, by profile
 	memo      *lru.Cache[memoKey, memoEntry]
 	geo       *lru.Cache[string, string] // E.164 → Geo's answer
 	log       *slog.Logger
@@ -123,9 +119,12 @@ func New(cfg Config, log *slog.Logger) (*Normalizer, error) {
 	for _, a := range anon {
 		n.anonymous[strings.ToLower(strings.TrimSpace(a))] = true
 	}
-	for _, p := range cfg.Profiles {
-		n.profiles = append(n.profiles, profile{dnis: NewDNISPatterns(p.DNIS), region: strings.ToUpper(p.Region)})
+	lists := make([][]string, len(cfg.Profiles))
+	for i, p := range cfg.Profiles {
+		lists[i] = p.DNIS
+		n.regions = append(n.regions, strings.ToUpper(p.Region))
 	}
+	n.dnis = NewDNISMatcher(lists)
 	return n, nil
 }
 
@@ -196,19 +195,12 @@ func (n *Normalizer) Anonymous(raw string) bool {
 
 // RegionFor returns the region for a dialled number: numbers.profiles[].dnis →
 // region, else default_region. DNIS values are compared by their digits; a
-// profile entry ending in '*' matches by prefix.
+// profile entry ending in '*' matches by prefix. An exact entry wins over a
+// prefix, the longest prefix over a shorter one (DNISMatcher: the rule
+// router.profiles follows too).
 func (n *Normalizer) RegionFor(dnis string) string {
-	if len(n.profiles) == 0 || dnis == "" {
-		return n.region
-	}
-	d := Digits(dnis)
-	if d == "" {
-		return n.region
-	}
-	for _, p := range n.profiles {
-		if p.dnis.MatchExact(d) || p.dnis.MatchPrefix(d) {
-			return p.region
-		}
+	if i := n.dnis.Match(dnis); i >= 0 {
+		return n.regions[i]
 	}
 	return n.region
 }

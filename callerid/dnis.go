@@ -1,6 +1,10 @@
 package callerid
 
-import "strings"
+import (
+	"cmp"
+	"slices"
+	"strings"
+)
 
 // Digits keeps the ASCII digits of s: how dialled numbers (DNIS) and their
 // configured patterns are compared. It copies nothing when s is all digits.
@@ -21,38 +25,65 @@ func Digits(s string) string {
 	return b.String()
 }
 
-// DNISPatterns is a configured list of dialled numbers (numbers.profiles[].dnis,
-// router.profiles[].dnis): each compared by its digits; one ending in '*'
-// matches every number that begins with its digits.
-type DNISPatterns struct {
-	exact    map[string]bool
-	prefixes []string
+// DNISMatcher picks which of several configured lists of dialled numbers
+// (numbers.profiles[].dnis, router.profiles[].dnis; one list per profile, in
+// order) a dialled number belongs to. Entries are compared by their digits;
+// one ending in '*' matches every number that begins with its digits. The
+// rule, the same in both places:
+//
+//  1. an exact entry of any list wins over every prefix entry (a line's own
+//     number, "+442079460018", beats its range, "+44207946*", wherever
+//     each is listed);
+//  2. else the longest matching prefix wins ("+4420*" over "+44*"), as in
+//     a dial plan;
+//  3. on a tie (the same entry in two lists) the earlier list wins.
+type DNISMatcher struct {
+	exact    map[string]int // digits → the first list with that exact entry
+	prefixes []dnisPrefix   // longest first; the earlier list first on a tie
 }
 
-// NewDNISPatterns reads a configured list (validated: every entry has digits).
-func NewDNISPatterns(list []string) DNISPatterns {
-	p := DNISPatterns{exact: map[string]bool{}}
-	for _, d := range list {
-		if pre, ok := strings.CutSuffix(d, "*"); ok {
-			p.prefixes = append(p.prefixes, Digits(pre))
-		} else {
-			p.exact[Digits(d)] = true
-		}
-	}
-	return p
+type dnisPrefix struct {
+	digits string
+	list   int
 }
 
-// MatchExact reports whether digits (a DNIS's Digits) is one of the exact entries.
-func (p DNISPatterns) MatchExact(digits string) bool { return p.exact[digits] }
-
-// MatchPrefix reports whether digits begins with one of the '*' entries.
-func (p DNISPatterns) MatchPrefix(digits string) bool {
-	for _, pre := range p.prefixes {
-		if strings.HasPrefix(digits, pre) {
-			return true
+// NewDNISMatcher reads the configured lists (validated: every entry has digits).
+func NewDNISMatcher(lists [][]string) DNISMatcher {
+	m := DNISMatcher{exact: map[string]int{}}
+	for i, list := range lists {
+		for _, d := range list {
+			if pre, ok := strings.CutSuffix(d, "*"); ok {
+				m.prefixes = append(m.prefixes, dnisPrefix{digits: Digits(pre), list: i})
+			} else if _, dup := m.exact[Digits(d)]; !dup {
+				m.exact[Digits(d)] = i
+			}
 		}
 	}
-	return false
+	slices.SortStableFunc(m.prefixes, func(a, b dnisPrefix) int {
+		if c := cmp.Compare(len(b.digits), len(a.digits)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.list, b.list)
+	})
+	return m
+}
+
+// Match returns the index of the list dnis belongs to (compared by its
+// digits), or -1 when none.
+func (m DNISMatcher) Match(dnis string) int {
+	d := Digits(dnis)
+	if d == "" {
+		return -1
+	}
+	if i, ok := m.exact[d]; ok {
+		return i
+	}
+	for _, p := range m.prefixes {
+		if strings.HasPrefix(d, p.digits) {
+			return p.list
+		}
+	}
+	return -1
 }
 
 // ValidDNIS reports whether a configured entry is usable: it has digits.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/callerid"
 )
 
 // decideCase is one call through the standard test env and what it decides.
@@ -557,5 +558,54 @@ func TestDecideGeo(t *testing.T) {
 				t.Fatalf("match %q queue %q, want hit %q", d.Match, d.Queue, tt.want)
 			}
 		})
+	}
+}
+
+// router.profiles and numbers.profiles resolve a DNIS by the one rule
+// (callerid.DNISMatcher): an exact entry beats a prefix listed before it,
+// the longest prefix beats a shorter one listed before it, the earlier
+// profile wins a tie. The same lists in both sections pick the same
+// profile: the router's by name, the numbers section's by its region.
+func TestDNISProfileOrderSameInRouterAndNumbers(t *testing.T) {
+	lists := []struct {
+		name, region string
+		dnis         []string
+	}{
+		{"uk", "GB", []string{"+44*"}},
+		{"london", "IE", []string{"+44207946*"}},
+		{"line", "NL", []string{"+442079460018"}},
+		{"london-again", "FR", []string{"+44207946*", "+44 20 7946 0018"}},
+	}
+	cfg := testConfig()
+	ncfg := callerid.DefaultConfig()
+	ncfg.DefaultRegion = "US"
+	for _, l := range lists {
+		cfg.Profiles = append(cfg.Profiles, Profile{Name: l.name, DNIS: l.dnis, Region: l.region})
+		ncfg.Profiles = append(ncfg.Profiles, callerid.Profile{DNIS: l.dnis, Region: l.region})
+	}
+	te := newTestEnv(t, cfg, nil, testBudget)
+	numbers, err := callerid.New(ncfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dnis, want := range map[string]string{
+		"+442079460018":      "line", // exact, though two prefixes come first
+		"+44 (20) 7946-0018": "line",
+		"+442079460019":      "london", // the longer prefix; its twin in london-again comes later
+		"+441130000000":      "uk",
+		"0800123456":         "default",
+	} {
+		if d := te.router.Decide(context.Background(), call.Call{CLI: "0201234567", DNIS: dnis}); d.Profile != want {
+			t.Errorf("router: DNIS %q picks %q, want %q", dnis, d.Profile, want)
+		}
+		region := "US"
+		for _, l := range lists {
+			if l.name == want {
+				region = l.region
+			}
+		}
+		if got := numbers.RegionFor(dnis); got != region {
+			t.Errorf("numbers: DNIS %q reads in %q, want %q (profile %s)", dnis, got, region, want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callpop/callpop/adapters/pbxsim/arisim"
 	"github.com/callpop/callpop/call"
 )
 
@@ -173,118 +174,28 @@ func (a *asterisk) run(t testing.TB, addr string) agiSession {
 	}
 }
 
+// Asterisk's side of the parsing is the ARI simulator's model of res_agi,
+// main/app.c and MSet (adapters/pbxsim/arisim/agiparse.go): one copy, which
+// the simulator's AGI plays too.
+
 // asteriskAGIBuf is res_agi's command buffer: fgets reads at most one byte
 // less, so a longer line (with its newline) is cut in two commands.
-const asteriskAGIBuf = 8192
+const asteriskAGIBuf = arisim.AGIBufLen
 
-// appSeparateArgs splits buf as main/app.c's __ast_app_separate_args does
-// (AST_STANDARD_APP_ARGS / AST_NONSTANDARD_APP_ARGS): delim separates
-// arguments outside double quotes, ( ) and [ ] (counts that carry over from
-// one argument to the next; a closing one without an opening one is
-// ignored); with removeChars a quote is dropped and a backslash dropped with
-// the byte after it taken as it is. Only arraylen-1 arguments are parsed: the
-// arraylen-th is the rest, untouched. A delimiter at the very end adds an
-// empty argument.
-func appSeparateArgs(buf string, delim byte, removeChars bool, arraylen int) []string {
-	var out []string
-	paren, bracket, quote := 0, 0, false
-	scan, lastDelim := 0, -1
-	for scan < len(buf) && len(out) < arraylen-1 {
-		var arg []byte
-	arg:
-		for ; scan < len(buf); scan++ {
-			c := buf[scan]
-			switch {
-			case c == '(':
-				paren++
-			case c == ')':
-				if paren > 0 {
-					paren--
-				}
-			case c == '[':
-				bracket++
-			case c == ']':
-				if bracket > 0 {
-					bracket--
-				}
-			case c == '"' && delim != '"':
-				quote = !quote
-				if removeChars {
-					continue
-				}
-			case c == '\\':
-				if !removeChars {
-					arg = append(arg, c)
-				}
-				if scan+1 < len(buf) { // the next byte is taken as it is
-					scan++
-					arg = append(arg, buf[scan])
-				}
-				continue
-			case c == delim && paren == 0 && bracket == 0 && !quote:
-				lastDelim = scan
-				scan++
-				break arg
-			}
-			arg = append(arg, c)
-		}
-		out = append(out, string(arg))
-	}
-	if scan < len(buf) || scan > 0 && scan-1 == lastDelim {
-		out = append(out, buf[scan:])
-	}
-	return out
-}
+// appSeparateArgs is main/app.c's __ast_app_separate_args.
+var appSeparateArgs = arisim.AppSeparateArgs
 
-// asteriskMSet is what main/pbx_variables.c's pbx_builtin_setvar_multiple
-// sets for data: up to 99 comma-separated pairs, each split at its first
-// `=` (AST_DECLARE_APP_ARGS with two fields: only the name is parsed). A
-// pair without `=` is ignored (with a warning in Asterisk's log).
+// asteriskParseArgs is res_agi.c's parse_args.
+var asteriskParseArgs = arisim.AGIParseArgs
+
+// asteriskMSet is what the MSet application sets for data, and the pairs
+// it ignores (no `=`).
 func asteriskMSet(data string) (set []call.Var, ignored []string) {
-	for _, p := range appSeparateArgs(data, ',', true, 99) {
-		kv := appSeparateArgs(p, '=', true, 2)
-		if len(kv) != 2 {
-			ignored = append(ignored, p)
-			continue
-		}
-		set = append(set, call.Var{Name: kv[0], Value: kv[1]})
+	pairs, ignored := arisim.MSetPairs(data)
+	for _, p := range pairs {
+		set = append(set, call.Var{Name: p.Name, Value: p.Value})
 	}
 	return set, ignored
-}
-
-// asteriskParseArgs splits an AGI command line as res_agi.c's parse_args does:
-// white space separates arguments outside double quotes, a backslash escapes
-// the next character, quotes toggle quoting.
-func asteriskParseArgs(s string) []string {
-	var args []string
-	var cur []byte
-	inArg, quoted, escaped := false, false, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' && !escaped:
-			quoted = !quoted
-			if quoted && !inArg {
-				inArg = true
-			}
-		case (c == ' ' || c == '\t') && !quoted && !escaped:
-			if inArg {
-				args = append(args, string(cur))
-				cur, inArg = nil, false
-			}
-		case c == '\\' && !escaped:
-			escaped = true
-			continue
-		default:
-			inArg = true
-			cur = append(cur, c)
-		}
-		escaped = false
-	}
-	if inArg {
-		args = append(args, string(cur))
-	}
-	return args
 }
 
 func TestAsteriskParseArgs(t *testing.T) {

@@ -125,7 +125,8 @@ type state struct {
 	rules    []*compiledRule
 	sets     map[string][]*compiledRule
 	profiles []*profile
-	def      *profile // no profile matched
+	dnis     callerid.DNISMatcher // profiles[i].DNIS, matched to an index of profiles
+	def      *profile             // no profile matched
 
 	fastagiAllow netallow.List
 	vipTiers     map[string]bool
@@ -135,7 +136,6 @@ type state struct {
 
 type profile struct {
 	Profile
-	dnis  callerid.DNISPatterns
 	rules []*compiledRule
 }
 
@@ -224,18 +224,23 @@ func compile(cfg Config) (*state, error) {
 	for _, t := range cfg.Flags.VIPTiers {
 		st.vipTiers[strings.ToLower(strings.TrimSpace(t))] = true
 	}
-	for _, p := range cfg.Profiles {
-		cp := &profile{Profile: p, dnis: callerid.NewDNISPatterns(p.DNIS), rules: st.rules}
+	lists := make([][]string, len(cfg.Profiles))
+	for i, p := range cfg.Profiles {
+		lists[i] = p.DNIS
+		cp := &profile{Profile: p, rules: st.rules}
 		if p.RuleSet != "" {
 			cp.rules = st.sets[strings.ToLower(p.RuleSet)]
 		}
 		st.profiles = append(st.profiles, cp)
 	}
+	st.dnis = callerid.NewDNISMatcher(lists)
 	return st, nil
 }
 
 // profileFor picks the profile named by the call, else the one whose DNIS
-// matches (an exact entry of any profile before a prefix), else the default.
+// matches (callerid.DNISMatcher, as numbers.profiles: an exact entry of any
+// profile before a prefix, the longest prefix before a shorter one, the
+// earlier profile on a tie), else the default.
 func (st *state) profileFor(c *call.Call) *profile {
 	if c.Profile != "" {
 		for _, p := range st.profiles {
@@ -247,17 +252,8 @@ func (st *state) profileFor(c *call.Call) *profile {
 			return st.def
 		}
 	}
-	if d := callerid.Digits(c.DNIS); d != "" {
-		for _, p := range st.profiles {
-			if p.dnis.MatchExact(d) {
-				return p
-			}
-		}
-		for _, p := range st.profiles {
-			if p.dnis.MatchPrefix(d) {
-				return p
-			}
-		}
+	if i := st.dnis.Match(c.DNIS); i >= 0 {
+		return st.profiles[i]
 	}
 	return st.def
 }

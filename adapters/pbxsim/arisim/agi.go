@@ -21,6 +21,9 @@ func (s *Server) NewDialplanChannel(spec CallSpec) string {
 		context: spec.Context, exten: spec.DNIS, priority: 1, created: time.Now(),
 		vars: map[string]string{}, subs: map[string]bool{}, inherit: map[string]bool{}, spec: spec,
 	}
+	for k, v := range spec.Vars { // set earlier in the dialplan (e.g. AGIEXECFULL)
+		ch.vars[k] = v
+	}
 	s.mu.Lock()
 	s.channels[id] = ch
 	s.records[id] = &Record{ID: id, Spec: spec, Vars: map[string]string{}}
@@ -31,8 +34,9 @@ func (s *Server) NewDialplanChannel(spec CallSpec) string {
 // RunAGI plays `AGI(agi://addr/<script>)` on channel id as res_agi does: it
 // connects, sends the agi_* environment block, answers GET VARIABLE from
 // the channel (200 result=1 (value), or result=0 when unset) and stores SET
-// VARIABLE (a ChannelVarset to the apps subscribed to the channel, as for
-// any variable), until callpop ends the session. The dialplan then goes on
+// VARIABLE and EXEC MSet's pairs (a ChannelVarset each to the apps
+// subscribed to the channel, as for any variable), reading and parsing each
+// command as Asterisk 22 does (agiparse.go), until callpop ends the session. The dialplan then goes on
 // (RunAgents plays its Dial). It returns what was set, by the name used.
 func (s *Server) RunAGI(ctx context.Context, id, addr, script string) (map[string]string, error) {
 	s.mu.Lock()
@@ -65,35 +69,99 @@ func (s *Server) agiSession(ctx context.Context, ch *channel, addr, script strin
 	set := map[string]string{}
 	rd := bufio.NewReader(conn)
 	for {
-		line, err := rd.ReadString('\n')
+		line, err := readAGILine(rd)
 		if err != nil {
 			if ctx.Err() != nil {
 				return set, ctx.Err()
 			}
 			return set, nil // callpop ended the session: the dialplan goes on
 		}
-		args := agiArgs(strings.TrimRight(line, "\r\n"))
-		reply := "510 Invalid or unknown command"
-		switch {
-		case len(args) == 3 && args[0] == "GET" && args[1] == "VARIABLE":
-			s.mu.Lock()
-			v, found, _ := ch.read(args[2])
-			s.mu.Unlock()
-			reply = "200 result=0"
-			if found {
-				reply = "200 result=1 (" + v + ")"
-			}
-		case len(args) == 4 && args[0] == "SET" && args[1] == "VARIABLE":
-			s.mu.Lock()
-			s.setLocked(ch, args[2], args[3], true)
-			s.mu.Unlock()
-			set[args[2]] = args[3]
-			reply = "200 result=1"
+		s.mu.Lock()
+		if rec := s.records[ch.id]; rec != nil {
+			rec.AGI = append(rec.AGI, line)
 		}
+		s.mu.Unlock()
+		reply := s.agiCommand(ch, AGIParseArgs(strings.TrimSuffix(line, "\r")), set)
 		if _, err := conn.Write([]byte(reply + "\n")); err != nil {
 			return set, nil
 		}
 	}
+}
+
+// agiCommand runs one AGI command on ch as res_agi does and returns the
+// reply. Command words match in any case (find_command's strcasecmp). It
+// knows GET VARIABLE, SET VARIABLE and EXEC of the applications MSet, Set
+// and NoOp; EXEC of any other application answers 200 result=-2, as
+// Asterisk does for one it does not have, and any other command 510.
+// Variables set are added to set, by the name used.
+func (s *Server) agiCommand(ch *channel, args []string, set map[string]string) string {
+	is := func(i int, w string) bool { return len(args) > i && strings.EqualFold(args[i], w) }
+	switch {
+	case is(0, "GET") && is(1, "VARIABLE"):
+		if len(args) != 3 {
+			return agiUsage("GET VARIABLE <variablename>")
+		}
+		s.mu.Lock()
+		v, found, _ := ch.read(args[2])
+		s.mu.Unlock()
+		if found {
+			return "200 result=1 (" + v + ")"
+		}
+		return "200 result=0"
+	case is(0, "SET") && is(1, "VARIABLE"):
+		if len(args) != 4 {
+			return agiUsage("SET VARIABLE <variablename> <value>")
+		}
+		s.agiSet(ch, args[2], args[3], set)
+		return "200 result=1"
+	case is(0, "EXEC"):
+		if len(args) < 2 {
+			return agiUsage("EXEC <application> <options>")
+		}
+		// handle_exec: the application gets argv[2] ("" without one; any
+		// further word is ignored), with ${…} substituted only when the
+		// channel's AGIEXECFULL is true.
+		data := ""
+		if len(args) > 2 {
+			data = args[2]
+			s.mu.Lock()
+			full, _, _ := ch.read("AGIEXECFULL")
+			s.mu.Unlock()
+			if agiTrue(full) {
+				data = s.expand(ch, data)
+			}
+		}
+		switch strings.ToLower(args[1]) {
+		case "mset": // pbx_builtin_setvar_multiple
+			pairs, _ := MSetPairs(data) // a pair without = is ignored, with a warning in Asterisk's log
+			for _, p := range pairs {
+				s.agiSet(ch, p.Name, p.Value, set)
+			}
+			return "200 result=0"
+		case "set": // pbx_builtin_setvar: the name up to the first =, the value all the rest
+			if name, value, ok := strings.Cut(data, "="); ok {
+				s.agiSet(ch, name, value, set)
+			}
+			return "200 result=0"
+		case "noop":
+			return "200 result=0"
+		}
+		return "200 result=-2" // pbx_findapp found nothing
+	}
+	return "510 Invalid or unknown command"
+}
+
+// agiSet is pbx_builtin_setvar_helper on ch, as SET VARIABLE and MSet call it.
+func (s *Server) agiSet(ch *channel, name, value string, set map[string]string) {
+	s.mu.Lock()
+	s.setLocked(ch, name, value, true)
+	s.mu.Unlock()
+	set[name] = value
+}
+
+// agiUsage is res_agi's answer to a command with the wrong number of words.
+func agiUsage(usage string) string {
+	return "520-Invalid command syntax.  Proper usage follows:\n Usage: " + usage + "\n520 End of proper usage."
 }
 
 // RunAgents plays the agent legs of spec.Agents for channel id (the
@@ -147,38 +215,4 @@ func agiEnv(ch *channel, addr, script string) string {
 	kv("agi_threadid", "140234567890")
 	b.WriteString("\n")
 	return b.String()
-}
-
-// agiArgs splits a command line as res_agi's parse_args does: white space
-// separates arguments outside double quotes, a backslash escapes the next
-// character.
-func agiArgs(s string) []string {
-	var out []string
-	var cur strings.Builder
-	quoted, escaped, started := false, false, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case escaped:
-			cur.WriteByte(c)
-			escaped, started = false, true
-		case c == '\\':
-			escaped = true
-		case c == '"':
-			quoted, started = !quoted, true
-		case (c == ' ' || c == '\t') && !quoted:
-			if started {
-				out = append(out, cur.String())
-				cur.Reset()
-				started = false
-			}
-		default:
-			cur.WriteByte(c)
-			started = true
-		}
-	}
-	if started {
-		out = append(out, cur.String())
-	}
-	return out
 }

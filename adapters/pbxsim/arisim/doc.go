@@ -10,4 +10,7 @@
 // ScriptOutcomes and whose answered channel runs the dialplan, see
 // originate.go) and DELETE /channels/{id}; it offers calls at a rate, plays
 // agent legs (Dial RINGING/ANSWER/CANCEL) and records what callpop did.
+// Its AGI (RunAGI, a dialplan's AGI()) reads and runs commands as Asterisk
+// 22's res_agi does, EXEC MSet included (agiparse.go: one model of the
+// parsing, which callpop's router tests check their commands against).
 package arisim

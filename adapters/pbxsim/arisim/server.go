@@ -131,6 +131,7 @@ type Record struct {
 	SetOrder  []string          // the names in the order they were set
 	HungUp    bool              // the caller hung up while in Stasis
 	SetErrors int               // variable sets answered 404/409
+	AGI       []string          // the AGI commands read on the channel (RunAGI, a dialplan's AGI), as read
 }
 
 // ContinueTarget is the parameters a continue carried.
@@ -459,6 +460,7 @@ func (s *Server) Record(id string) (Record, bool) {
 	}
 	c := *r
 	c.SetOrder = slices.Clone(r.SetOrder)
+	c.AGI = slices.Clone(r.AGI)
 	c.Vars = make(map[string]string, len(r.Vars))
 	for k, v := range r.Vars {
 		c.Vars[k] = v
