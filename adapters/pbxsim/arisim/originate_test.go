@@ -204,7 +204,11 @@ func TestOriginateScriptOrder(t *testing.T) {
 		id := "cb-" + string(rune('a'+i))
 		do(t, s, "POST", "/ari/channels?endpoint=PJSIP/%2B4420@trunk&extension=cb&channelId="+id, "", http.StatusOK)
 		do(t, s, "POST", "/ari/applications/callpop/subscription?eventSource=channel:"+id, "", http.StatusOK)
-		if got := strings.Join(kinds(app.until(t, "ChannelDestroyed")), " "); got != want {
+		// The originate's first Dial (status "") goes out as the channel is
+		// made: an app whose subscription lands first sees it (as on a real
+		// Asterisk), one whose subscription lands after does not.
+		got := strings.TrimPrefix(strings.Join(kinds(app.until(t, "ChannelDestroyed")), " "), "Dial: ")
+		if got != want {
 			t.Errorf("attempt %d: %s, want %s", i, got, want)
 		}
 	}
