@@ -51,6 +51,11 @@ type restClient struct {
 	// keep-alive connection: a call's deadline or its caller hanging up
 	// would then cost a dial, and under load a dial per request.
 	finish time.Duration
+	// slots bounds the per-call requests under way to the per-call pool's
+	// connections (with finish > 0): a request waits for a slot with its
+	// call's context, and only a request holding one enters the Transport,
+	// which its call's context can then no longer cancel.
+	slots chan struct{}
 	// refused is told about a request whose new connection Asterisk closed
 	// unanswered (http.conf sessionlimit reached).
 	refused func(method, path string, err error)
@@ -91,8 +96,9 @@ func newTransport(maxConns int) *http.Transport {
 func newRESTClient(base, user, pass string, maxConnections int) *restClient {
 	perCall, control := PoolSizes(maxConnections)
 	r := &restClient{base: strings.TrimRight(base, "/") + "/ari",
-		hc:  &http.Client{Transport: newTransport(perCall)},
-		ctl: &http.Client{Transport: newTransport(control)},
+		hc:    &http.Client{Transport: newTransport(perCall)},
+		ctl:   &http.Client{Transport: newTransport(control)},
+		slots: make(chan struct{}, perCall),
 	}
 	if user != "" || pass != "" {
 		r.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
@@ -122,11 +128,12 @@ func (r *restClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 		u += "?" + query
 	}
 	if hc == r.hc && r.finish > 0 {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err) // too late to start
+		if err := r.takeSlot(ctx); err != nil {
+			return nil, fmt.Errorf("adapters/ari: %s %s: %w", method, path, err) // gave up waiting
 		}
+		defer func() { <-r.slots }()
 		var cancel context.CancelFunc
-		ctx, cancel = r.letFinish(ctx)
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), r.finish)
 		defer cancel()
 	}
 	var rd io.Reader
@@ -210,20 +217,29 @@ func closedUnanswered(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// letFinish returns a context for one request that ends with ctx while the
-// request waits for a connection, but once it holds one, only finish later.
-func (r *restClient) letFinish(ctx context.Context) (context.Context, context.CancelFunc) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.finish)
-	var onConn atomic.Bool
-	stop := context.AfterFunc(ctx, func() {
-		if !onConn.Load() {
-			cancel()
-		}
-	})
-	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { onConn.Store(true) },
-	})
-	return rctx, func() { stop(); cancel() }
+// takeSlot waits, at most as long as ctx, for one of the per-call pool's
+// connections to be free for a request, which then runs on for up to
+// finish whatever becomes of ctx. Waiting here rather than in the
+// Transport's own queue is what keeps a connection: a request cancelled
+// there just as a connection is handed to it is sent on that connection and
+// aborted in flight, and the connection closed (then re-dialled, while
+// Asterisk still counts the old session until it reads the close: one
+// session more than max_connections at once, with a few of those at once
+// on a loaded machine). A request never starts once ctx has ended.
+func (r *restClient) takeSlot(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err // too late to start
+	}
+	select {
+	case r.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := ctx.Err(); err != nil { // both were ready: ctx ended first or with it
+		<-r.slots
+		return err
+	}
+	return nil
 }
 
 // channelPath is /channels/<id>/<what>.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,4 +129,55 @@ func TestRequestInFlightKeepsConnection(t *testing.T) {
 	if n := accepted.Load(); n != 1 {
 		t.Errorf("%d connections accepted, want 1 (kept alive)", n)
 	}
+}
+
+// Calls whose deadlines pass while their requests queue for the per-call
+// pool never cost a connection: a request given up at the moment a
+// connection frees is not sent on it and aborted there (Go's Transport
+// closes a connection whose request is cancelled in flight, and Asterisk
+// counts the old session until it has read the close, so a close and a
+// re-dial held one session more than max_connections at once). Counted at
+// the server: one connection for the whole run, whatever the load.
+func TestGivenUpRequestsKeepConnections(t *testing.T) {
+	var accepted atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Millisecond)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			accepted.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	rc := newRESTClient(srv.URL, "", "", 3) // a per-call pool of one
+	rc.finish = 10 * time.Second
+	defer rc.close()
+	var wg sync.WaitGroup
+	var sent, gaveUp atomic.Int64
+	for i := range 200 {
+		wg.Go(func() {
+			// deadlines spread over the time the queue takes to drain, so
+			// many end just as the connection frees
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%40)*time.Millisecond)
+			defer cancel()
+			switch err := rc.setVar(ctx, "1.1", "X", "x"); {
+			case err == nil:
+				sent.Add(1)
+			case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+				gaveUp.Add(1)
+			default:
+				t.Errorf("setVar: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := rc.setVar(context.Background(), "1.2", "X", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("%d connections accepted, want 1 (%d requests answered, %d given up)", n, sent.Load(), gaveUp.Load())
+	}
+	t.Logf("%d requests answered, %d given up while queued", sent.Load(), gaveUp.Load())
 }

@@ -375,8 +375,21 @@ func TestOutboundEndBeforeParkNeedsResume(t *testing.T) {
 					_, _ = eslwire.NewReader(nc).ReadFrame() // the connect reply
 				}
 			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			// A released call ends Call by itself; a stuck one is parked for
+			// good, and Call ends once the handler's session end has left it
+			// stuck (not at a fixed deadline a loaded machine can beat the
+			// handler to: the simulator's own close at that deadline would
+			// then be what ended the session). 10 s bounds a wrong outcome.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			if tc.stuck {
+				go func() {
+					defer cancel()
+					for ctx.Err() == nil && out.Stats().Stuck == 0 {
+						time.Sleep(5 * time.Millisecond)
+					}
+				}()
+			}
 			res, err := out.Call(ctx, Caller{Number: "0201234567"})
 			if tc.stuck != (err != nil) || res.Stuck != tc.stuck || res.ReleasedBy != tc.by || out.Stats().Stuck != btoi(tc.stuck) {
 				t.Fatalf("stuck %v (err %v), released by %q, stats %d; want stuck %v, by %q", res.Stuck, err, res.ReleasedBy, out.Stats().Stuck, tc.stuck, tc.by)
