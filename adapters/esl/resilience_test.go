@@ -297,39 +297,6 @@ func TestAuthFailureNotReady(t *testing.T) {
 	}
 }
 
-// stallMeter measures how late a 1 ms timer fires while a test runs: the
-// scheduler stall of a loaded machine (6 engineers' builds on 2 cores, -race),
-// which no code in the adapter can beat. Bounds add it; on an idle box it is ~1 ms.
-type stallMeter struct {
-	mu    sync.Mutex
-	worst time.Duration
-}
-
-func newStallMeter(t *testing.T) *stallMeter {
-	m := &stallMeter{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			start := time.Now()
-			time.Sleep(time.Millisecond)
-			late := time.Since(start) - time.Millisecond
-			m.mu.Lock()
-			m.worst = max(m.worst, late)
-			m.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return m
-}
-
-func (m *stallMeter) max() time.Duration {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.worst
-}
-
 // A transfer that fails on a live connection (FreeSWITCH answered -ERR) is
 // retried by the periodic sweep: the call does not stay parked.
 func TestSweepRetriesFailedTransfer(t *testing.T) {
