@@ -71,10 +71,12 @@ func (a *Adapter) originDial(chanID, status string) {
 	}
 }
 
-// originEnded is a ChannelDestroyed: before Up, its cause says why — or
-// the originate's Dial status, when it said more: a busy reached through
-// a Local channel ends with Dial BUSY and cause 0 (seen on Asterisk
-// 22.10.1).
+// originEnded is a ChannelDestroyed: before Up, its cause says why — or,
+// when it carries none (0), the originate's last Dial status: a busy reached
+// through a Local channel ends with Dial BUSY and cause 0, a congestion
+// with Dial CONGESTION and cause 0 (seen on Asterisk 22.10.1). A cause
+// always wins over the status, which is coarser: an unallocated number
+// there ends with Dial NOANSWER and cause 1.
 func (a *Adapter) originEnded(chanID string, cause int, causeTxt string) {
 	w, ok := a.origins.Load(chanID)
 	if !ok {
@@ -85,7 +87,7 @@ func (a *Adapter) originEnded(chanID string, cause int, causeTxt string) {
 	status := ow.dialStatus
 	ow.mu.Unlock()
 	outcome, text := outcomeOfCause(cause), causeText(cause, causeTxt)
-	if o, ok := outcomeOfDialStatus(status); ok && (cause == 0 || outcome != o) {
+	if o, ok := outcomeOfDialStatus(status); ok && cause == 0 {
 		outcome, text = o, status+" ("+text+")"
 	}
 	ow.finish(call.OriginateResult{Outcome: outcome, Cause: text, Channel: chanID})

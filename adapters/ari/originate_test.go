@@ -159,16 +159,19 @@ func TestOriginateNotAnswered(t *testing.T) {
 }
 
 // Through a Local channel, Asterisk 22.10.1 ends a busy originate with
-// Dial BUSY and ChannelDestroyed cause 0: the Dial status decides.
+// Dial BUSY and ChannelDestroyed cause 0: the Dial status decides; a
+// cause, when there is one, wins over it.
 func TestOriginateBusyByDialStatus(t *testing.T) {
 	sim := callbackSim(t)
 	h := start(t, sim, &fixedDecider{}, testBudget, nil)
 	sim.ScriptOutcomes(cbNumber,
 		arisim.Outcome{Cause: 17, Watched: true, LocalCause: true},
-		arisim.Outcome{Cause: 34, Watched: true, LocalCause: true})
+		arisim.Outcome{Cause: 34, Watched: true, LocalCause: true},
+		arisim.Outcome{Cause: 1, Watched: true, DialStatus: "NOANSWER"}) // a cause wins over the coarser status
 	for i, want := range []call.OriginateResult{
 		{Outcome: call.OutcomeBusy, Cause: "BUSY (0 Unknown)"},
 		{Outcome: call.OutcomeFailed, Cause: "CONGESTION (0 Unknown)"},
+		{Outcome: call.OutcomeFailed, Cause: "1 Unallocated (unassigned) number"},
 	} {
 		id := "cb-l" + string(rune('a'+i))
 		res := originate(t, h.a, callback(id, call.Decision{Match: call.MatchMiss}))

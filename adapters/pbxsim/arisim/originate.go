@@ -48,6 +48,10 @@ type Outcome struct {
 	// channel does on Asterisk 22.10.1: the Dial event gives the status
 	// Cause maps to (BUSY…), the ChannelDestroyed cause 0 "Unknown".
 	LocalCause bool
+	// DialStatus, when set, is the originate's last Dial status instead of
+	// the one Cause maps to: through a Local channel Asterisk 22.10.1 ends
+	// an unallocated number (cause 1) with Dial NOANSWER.
+	DialStatus string
 }
 
 // Answered, Busy, NoAnswer and Failed are the common outcomes.
@@ -277,7 +281,11 @@ func (s *Server) dial(ch *channel, dialstring string, out Outcome, timeout time.
 		}
 	}
 	if !out.Answer {
-		s.originDial(ch, dialStatus(out.Cause), "")
+		status := dialStatus(out.Cause)
+		if out.DialStatus != "" {
+			status = out.DialStatus
+		}
+		s.originDial(ch, status, "")
 		if out.LocalCause {
 			s.hangup(ch.id, 0)
 			return
