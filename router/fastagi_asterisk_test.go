@@ -8,12 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/realpbx"
 )
 
 // TestMSetOnRealAsterisk checks the escaping of EXEC MSet against a real
@@ -39,18 +39,8 @@ import (
 // and callpop's own session (the hostile CRM record) leaves exactly its
 // decision on the channel.
 func TestMSetOnRealAsterisk(t *testing.T) {
-	base := os.Getenv("CALLPOP_TEST_ASTERISK_ARI")
-	if base == "" {
-		t.Skip("CALLPOP_TEST_ASTERISK_ARI not set: no real Asterisk to check against")
-	}
-	u, err := url.Parse(base)
-	if err != nil || u.Hostname() != "127.0.0.1" && u.Hostname() != "::1" && u.Hostname() != "localhost" {
-		t.Fatalf("CALLPOP_TEST_ASTERISK_ARI must be a loopback URL: %q", base)
-	}
-	user := os.Getenv("CALLPOP_TEST_ASTERISK_ARI_USER")
-	if user == "" {
-		user = "callpop-bench"
-	}
+	real := realpbx.ARI(t, "callpop-bench")
+	base, user := real.URL, real.User
 
 	te := newTestEnv(t, testConfig(), nil, testBudget)
 	route := startAGI(t, te.router)
@@ -65,7 +55,7 @@ func TestMSetOnRealAsterisk(t *testing.T) {
 	body, _ := json.Marshal(map[string]any{"variables": map[string]string{
 		"CALLPOP_AGICHECK": "agi://" + ln.Addr().String(), "CALLPOP_AGIROUTE": "agi://" + route}})
 	req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(base, "/")+"/ari/channels?"+q.Encode(), bytes.NewReader(body))
-	req.SetBasicAuth(user, os.Getenv("CALLPOP_PBX_ASTERISK_PASSWORD"))
+	req.SetBasicAuth(user, real.Password)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -7,13 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/realpbx"
 )
 
 // TestOriginateOnRealAsterisk checks Originate against a real Asterisk
@@ -49,21 +48,9 @@ import (
 // channel's dialplan must have read the decision's variables, set at
 // creation and sanitised (a CRM name with ${SHELL(id)} and a newline).
 func TestOriginateOnRealAsterisk(t *testing.T) {
-	base := os.Getenv("CALLPOP_TEST_ASTERISK_ARI")
-	if base == "" {
-		t.Skip("CALLPOP_TEST_ASTERISK_ARI not set: no real Asterisk to check against")
-	}
-	u, err := url.Parse(base)
-	if err != nil || u.Hostname() != "127.0.0.1" && u.Hostname() != "::1" && u.Hostname() != "localhost" {
-		t.Fatalf("CALLPOP_TEST_ASTERISK_ARI must be a loopback URL: %q", base)
-	}
+	real := realpbx.ARI(t, "callpop")
 	cfg := DefaultConfig()
-	cfg.URL = strings.TrimSuffix(base, "/")
-	cfg.Username = os.Getenv("CALLPOP_TEST_ASTERISK_ARI_USER")
-	if cfg.Username == "" {
-		cfg.Username = "callpop"
-	}
-	cfg.Password = os.Getenv("CALLPOP_PBX_ASTERISK_PASSWORD")
+	cfg.URL, cfg.Username, cfg.Password = real.URL, real.User, real.Password
 	cfg.App = "callpop-originate-check"
 	sink := &recSink{}
 	a, err := New(cfg, adapters.Deps{Decider: &fixedDecider{}, Sink: sink,

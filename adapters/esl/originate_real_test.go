@@ -2,14 +2,13 @@ package esl
 
 import (
 	"context"
-	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/callpop/callpop/adapters"
 	"github.com/callpop/callpop/call"
+	"github.com/callpop/callpop/internal/realpbx"
 )
 
 // TestOriginateOnRealFreeSWITCH checks Originate against a real FreeSWITCH
@@ -39,16 +38,9 @@ import (
 // holding ":_:" among them, stored whole (an enterprise originate would have
 // split the dial string, and the {…} list with it).
 func TestOriginateOnRealFreeSWITCH(t *testing.T) {
-	addr := os.Getenv("CALLPOP_TEST_FREESWITCH_ESL")
-	if addr == "" {
-		t.Skip("CALLPOP_TEST_FREESWITCH_ESL not set: no real FreeSWITCH to check against")
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host != "127.0.0.1" && host != "::1" && host != "localhost" {
-		t.Fatalf("CALLPOP_TEST_FREESWITCH_ESL must be a loopback address: %q", addr)
-	}
-	cfg := inboundConfig(addr)
-	cfg.Password = os.Getenv("CALLPOP_PBX_FREESWITCH_PASSWORD")
+	real := realpbx.ESL(t)
+	cfg := inboundConfig(real.Addr)
+	cfg.Password = real.Password
 	sink := &recSink{}
 	a := startAdapter(t, cfg, adapters.Deps{Sink: sink, Budget: roomyBudget,
 		Decider: call.DeciderFunc(func(ctx context.Context, c call.Call) call.Decision { return call.Decision{} })})
