@@ -113,10 +113,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s, API at %s\n", sim.URL(), base)
 		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
 		fmt.Fprintf(out, "  live stats (1002 is a supervisor; open the panel first): %s/stats\n", base)
-		fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
-		fmt.Fprintf(out, "  a chat for agent 1002: curl -X POST %s/v1/contacts -H 'Content-Type: application/json' -d '%s'\n", base, demoContact)
-		fmt.Fprintf(out, "  (end it: curl -X POST %s/v1/contacts/<id>/end)\n", base)
-		printCallbackTry(out, base)
+		printTryLines(out, base, true)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s\n", sim.URL())
 	}
@@ -453,4 +450,16 @@ func (d *demo) freeswitchSim(deps adapters.Deps) (*eslsim.Inbound, *esl.Adapter,
 		return nil, nil, fmt.Errorf("demo: %w", err)
 	}
 	return events, adapter, nil
+}
+
+// printTryLines are the demo's lines to paste: a look-up, a chat contact
+// for agent 1002 and its end, and (callbacks: the demo dials them) a web
+// callback.
+func printTryLines(out io.Writer, base string, callbacks bool) {
+	fmt.Fprintf(out, "  try: curl '%s/v1/lookup?number=%%2B31201234567'\n", base)
+	fmt.Fprintf(out, "  a chat for agent 1002: curl -X POST %s/v1/contacts -H 'Content-Type: application/json' -d '%s'\n", base, demoContact)
+	fmt.Fprintf(out, "  (end it: curl -X POST %s/v1/contacts/<id>/end)\n", base)
+	if callbacks {
+		printCallbackTry(out, base)
+	}
 }

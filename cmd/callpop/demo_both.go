@@ -75,6 +75,7 @@ func runDemoBoth(ctx context.Context, o demoOptions, out, errOut io.Writer) erro
 	fmt.Fprintf(out, "callpop demo: simulated Asterisk at %s, simulated FreeSWITCH (socket app → %s, event socket %s)\n", sim.URL(), fs.Addr(), events.Addr())
 	if base != "" {
 		fmt.Fprintf(out, "  API at %s; agent 1002's panel (pops from both PBXs): %s\n", base, panel)
+		printTryLines(out, base, false) // callbacks need callbacks.pbx to name the PBX that dials
 	}
 	sc := &demoSocketCalls{d: d, rate: o.Rate / 2, sim: eslsim.NewOutbound(fs.Addr(), eslsim.Options{}), events: events}
 	mix := demoMix(o.Agents)

@@ -46,7 +46,7 @@ func runDemoFreeSWITCH(ctx context.Context, o demoOptions, out, errOut io.Writer
 		fmt.Fprintf(out, "callpop demo: simulated FreeSWITCH (socket app → %s, event socket %s), API at %s\n", adapter.Addr(), events.Addr(), base)
 		fmt.Fprintf(out, "  agent 1002's panel: %s\n", panel)
 		fmt.Fprintf(out, "  live stats (1002 is a supervisor; open the panel first): %s/stats\n", base)
-		printCallbackTry(out, base)
+		printTryLines(out, base, true)
 	} else {
 		fmt.Fprintf(out, "callpop demo: simulated FreeSWITCH (socket app → %s)\n", adapter.Addr())
 	}
