@@ -219,9 +219,53 @@ func TestLookupEmbeddedSample(t *testing.T) {
 			t.Fatalf("want a hit on NL-7, got %s", out)
 		}
 	})
+	t.Run("a contact by e-mail", func(t *testing.T) {
+		csvPath := filepath.Join(t.TempDir(), "customers.csv")
+		body := "id,name,tier,language,url,phones,email\nNL-7,Piet Jansen,gold,nl,https://crm.example/c/NL-7,030 111 2233,Piet.Jansen@Example.NL\n"
+		if err := os.WriteFile(csvPath, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The local part is kept as written, the domain lower-cased. The
+		// rule sees the channel: only a chat gets queue "chat".
+		withRule := strings.Replace(testConfig, "router:\n", "router:\n  rules:\n    - {name: chats, when: 'channel == \"chat\"', then: {queue: chat}}\n", 1)
+		p := writeConfig(t, withRule+"numbers:\n  default_region: NL\ncrm:\n  sources:\n    - {name: main, kind: csv, path: "+csvPath+"}\n")
+		for _, tc := range []struct {
+			args         []string
+			match, queue string
+		}{
+			{[]string{"--channel", "chat", "--email", "Piet.Jansen@EXAMPLE.nl", ""}, "hit", "chat"},
+			{[]string{"--channel", "email", "--email", "Piet.Jansen@EXAMPLE.nl", "+31209999999"}, "hit", ""}, // the number misses: by e-mail
+			{[]string{"--email", "nobody@example.nl", ""}, "miss", ""},
+		} {
+			out, logs, err := execute(t, context.Background(), append([]string{"lookup", "--config", p, "--timeout", "5s", "--explain=false"}, tc.args...)...)
+			if err != nil {
+				t.Fatalf("%v: %v\n%s", tc.args, err, logs)
+			}
+			var got struct {
+				lookupJSON
+				Queue string `json:"queue"`
+			}
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Match != tc.match || got.Source != "email" || (tc.match == "hit") != (got.Customer != nil && got.Customer.ID == "NL-7") ||
+				tc.queue != "" && got.Queue != tc.queue || tc.queue == "" && got.Queue == "chat" {
+				t.Errorf("%v: %s", tc.args, out)
+			}
+			if strings.Contains(logs, "Piet.Jansen") {
+				t.Errorf("the address in clear in the logs:\n%s", logs)
+			}
+		}
+		for _, bad := range [][]string{{"--email", "not an address", ""}, {"--channel", "fax", "+31201234567"}} {
+			if _, _, err := execute(t, context.Background(), append([]string{"lookup", "--config", p}, bad...)...); err == nil ||
+				!strings.Contains(err.Error(), bad[0]+":") {
+				t.Errorf("%v: %v, want an error naming %s", bad, err, bad[0])
+			}
+		}
+	})
 	t.Run("needs one number", func(t *testing.T) {
 		_, _, err := execute(t, context.Background(), "lookup", "--config", cfg)
-		if err == nil || !strings.Contains(err.Error(), "\nUsage: callpop lookup [--dnis D] [--ani A] NUMBER") {
+		if err == nil || !strings.Contains(err.Error(), "\nUsage: callpop lookup [--dnis D] [--ani A] [--email E] [--channel C] NUMBER") {
 			t.Fatalf("want an error with the usage line without NUMBER, got %v", err)
 		}
 	})
