@@ -28,19 +28,7 @@ const testFSDialplan = `<include>
 // app fires a CUSTOM event to its subscribers; other endpoints and unknown
 // extensions fail as FreeSWITCH answers them.
 func TestOriginateLoopbackDialplan(t *testing.T) {
-	in, err := NewInbound(Options{Password: "pw", Dialplan: testFSDialplan, RingTime: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(in.Close)
-	c := dial(t, in.Addr())
-	c.next()
-	c.write("auth pw\n\n")
-	c.next()
-	c.write("event plain CUSTOM test::bench\n\n")
-	if got := c.next().ReplyText(); !strings.HasPrefix(got, "+OK") {
-		t.Fatalf("event: %q", got)
-	}
+	in, c := eventClient(t, Options{Dialplan: testFSDialplan, RingTime: 10 * time.Millisecond}, "CUSTOM test::bench")
 	if got := c.api("originate sofia/gateway/x/1000 &park()"); !strings.HasPrefix(got, "+OK ") {
 		t.Errorf("sofia originate: %q", got)
 	} else if parked := in.Parked(); len(parked) != 1 || parked[0] != strings.TrimSpace(got[4:]) {
@@ -115,17 +103,7 @@ func TestDialplanMultisetCurlCIDLookup(t *testing.T) {
 		_, _ = w.Write([]byte("^^|callpop_queue=sales|callpop_skill=en a b|gone="))
 	}))
 	defer srv.Close()
-	in, err := NewInbound(Options{Password: "pw", Dialplan: testFSMultisetDialplan, CIDLookupURL: "${cid_base}/name?number=${caller_id_number}&u=${uuid}"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(in.Close)
-	c := dial(t, in.Addr())
-	c.next()
-	c.write("auth pw\n\n")
-	c.next()
-	c.write("event plain CUSTOM test::bench\n\n")
-	c.next()
+	_, c := eventClient(t, Options{Dialplan: testFSMultisetDialplan, CIDLookupURL: "${cid_base}/name?number=${caller_id_number}&u=${uuid}"}, "CUSTOM test::bench")
 	// a value with "=" is a conditional set, refused here: cid_base is not "x"
 	for _, set := range []string{"cid_base=" + srv.URL, "cid_base=http://127.0.0.1:1/?a=x"} {
 		if r := c.api("global_setvar " + set); r != "+OK" {

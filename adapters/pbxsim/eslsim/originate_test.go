@@ -49,7 +49,9 @@ func TestCreateBrackets(t *testing.T) {
 	}
 }
 
-func originateClient(t *testing.T, opts Options) (*Inbound, *client) {
+// eventClient starts an inbound simulator (password "pw") and a client
+// authenticated and subscribed to events ("event plain <events>").
+func eventClient(t *testing.T, opts Options, events string) (*Inbound, *client) {
 	t.Helper()
 	opts.Password = "pw"
 	in, err := NewInbound(opts)
@@ -61,11 +63,16 @@ func originateClient(t *testing.T, opts Options) (*Inbound, *client) {
 	c.next()
 	c.write("auth pw\n\n")
 	c.next()
-	c.write("event plain CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE BACKGROUND_JOB\n\n")
+	c.write("event plain " + events + "\n\n")
 	if got := c.next().ReplyText(); !strings.HasPrefix(got, "+OK") {
 		t.Fatalf("event: %q", got)
 	}
 	return in, c
+}
+
+func originateClient(t *testing.T, opts Options) (*Inbound, *client) {
+	t.Helper()
+	return eventClient(t, opts, "CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE BACKGROUND_JOB")
 }
 
 // bgapi originate of a device: the command reply, the new channel's events
