@@ -1,14 +1,13 @@
 package callbacks
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/callpop/callpop/internal/jsonbody"
 )
 
 // Handler serves POST /v1/callbacks and GET and DELETE
@@ -31,32 +30,15 @@ func (s *Service) Handler() http.Handler {
 }
 
 func (s *Service) handleSubmit(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "application/json") {
-		writeError(w, &Error{Status: http.StatusUnsupportedMediaType, Msg: "the body must be JSON (Content-Type: application/json)"})
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			requestsTotal.WithLabelValues("invalid").Inc()
-			writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Msg: "the body is larger than 16 KiB"})
-			return
-		}
-		writeError(w, &Error{Status: http.StatusBadRequest, Msg: "could not read the body"})
-		return
-	}
 	var req Request
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		requestsTotal.WithLabelValues("invalid").Inc()
-		writeError(w, jsonError(err))
-		return
-	}
-	if dec.More() {
-		requestsTotal.WithLabelValues("invalid").Inc()
-		writeError(w, &Error{Status: http.StatusBadRequest, Msg: "one JSON object expected, more found"})
+	if e := jsonbody.Decode(w, r, maxBodyBytes, &req); e != nil {
+		if e.Status != http.StatusUnsupportedMediaType {
+			requestsTotal.WithLabelValues("invalid").Inc()
+		}
+		if strings.HasPrefix(e.Msg, "unknown field") {
+			e.Msg += " (number, name, when, queue, note)"
+		}
+		writeError(w, &Error{Status: e.Status, Field: e.Field, Msg: e.Msg})
 		return
 	}
 	st, created, err := s.Submit(r.Context(), req)
@@ -118,45 +100,11 @@ func (s *Service) httpError(err error) *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Msg: "callback requests are unavailable; try again later"}
 }
 
-// jsonError names what was wrong with the body.
-func jsonError(err error) *Error {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	msg := err.Error()
-	switch {
-	case errors.As(err, &te):
-		return &Error{Status: http.StatusBadRequest, Field: te.Field, Msg: "must be a " + te.Type.String()}
-	case errors.As(err, &se):
-		return &Error{Status: http.StatusBadRequest, Msg: "the body is not valid JSON"}
-	case strings.HasPrefix(msg, "json: unknown field "):
-		f, _ := strconv.Unquote(strings.TrimPrefix(msg, "json: unknown field "))
-		return &Error{Status: http.StatusBadRequest, Field: f, Msg: "unknown field (number, name, when, queue, note)"}
-	case errors.Is(err, io.EOF):
-		return &Error{Status: http.StatusBadRequest, Msg: "the body is empty: a JSON object expected"}
-	}
-	return &Error{Status: http.StatusBadRequest, Msg: "the body is not a valid JSON object"}
-}
-
-type errorJSON struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
-
 func writeError(w http.ResponseWriter, e *Error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
-	writeJSON(w, e.Status, errorJSON{Error: e.Msg, Field: e.Field})
+	jsonbody.WriteError(w, e.Status, e.Field, e.Msg)
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		code, b = http.StatusInternalServerError, []byte(`{"error":"encoding failed"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
-}
+func writeJSON(w http.ResponseWriter, code int, v any) { jsonbody.WriteJSON(w, code, v) }

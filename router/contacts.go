@@ -4,19 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/callpop/callpop/call"
 	"github.com/callpop/callpop/crm"
+	"github.com/callpop/callpop/internal/jsonbody"
 )
 
 // Bounds of a POST /v1/contacts request.
@@ -112,39 +108,23 @@ func validAgent(s string) bool {
 	return s != "" && call.CleanToken(s) == s
 }
 
-// readContact reads and checks a POST /v1/contacts body: strict JSON (no
-// unknown field, one object), the channel one of call.ContactChannels, the
-// e-mail address valid, every text bounded. The error names the field.
-func readContact(w http.ResponseWriter, req *http.Request) (contactRequest, int, error) {
+// readContact reads and checks a POST /v1/contacts body: strict JSON
+// (jsonbody: no unknown field, one object), the channel one of
+// call.ContactChannels, the e-mail address valid, every text bounded. The
+// error names the field.
+func readContact(w http.ResponseWriter, req *http.Request) (contactRequest, *jsonbody.Error) {
 	var cr contactRequest
-	if ct := req.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return cr, http.StatusUnsupportedMediaType, errors.New("body: send Content-Type: application/json")
+	if e := jsonbody.Decode(w, req, maxContactBody, &cr); e != nil {
+		if strings.HasPrefix(e.Msg, "unknown field") {
+			e.Msg += " (allowed: channel, from.phone, from.email, from.name, to, subject, agent)"
 		}
+		return cr, e
 	}
-	body := http.MaxBytesReader(w, req.Body, maxContactBody)
-	raw, err := io.ReadAll(body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return cr, http.StatusRequestEntityTooLarge, fmt.Errorf("body: larger than %d bytes", maxContactBody)
-		}
-		return cr, http.StatusBadRequest, errors.New("body: could not be read")
-	}
-	if !utf8.Valid(raw) {
-		return cr, http.StatusBadRequest, errors.New("body: not valid UTF-8")
-	}
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cr); err != nil {
-		return cr, http.StatusBadRequest, jsonError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return cr, http.StatusBadRequest, errors.New("body: one JSON object only")
+	bad := func(field, msg string) (contactRequest, *jsonbody.Error) {
+		return cr, &jsonbody.Error{Status: http.StatusBadRequest, Field: field, Msg: msg}
 	}
 	if !slices.Contains(call.ContactChannels, cr.Channel) {
-		return cr, http.StatusBadRequest, fmt.Errorf("channel: %q is not one of %s",
-			call.CleanValueN(cr.Channel, 32), strings.Join(call.ContactChannels, ", "))
+		return bad("channel", fmt.Sprintf("%q is not one of %s", call.CleanValueN(cr.Channel, 32), strings.Join(call.ContactChannels, ", ")))
 	}
 	for _, f := range []struct {
 		name, v string
@@ -155,72 +135,41 @@ func readContact(w http.ResponseWriter, req *http.Request) (contactRequest, int,
 		{"subject", cr.Subject, maxContactSubject}, {"agent", cr.Agent, maxContactField},
 	} {
 		if len(f.v) > f.max {
-			return cr, http.StatusBadRequest, fmt.Errorf("%s: longer than %d bytes", f.name, f.max)
+			return bad(f.name, fmt.Sprintf("longer than %d bytes", f.max))
 		}
 	}
 	if cr.From.Email != "" {
 		if _, err := crm.NormalizeEmail(cr.From.Email); err != nil {
-			return cr, http.StatusBadRequest, errors.New("from.email: not an e-mail address (local@domain, nothing else)")
+			return bad("from.email", "not an e-mail address (local@domain, nothing else)")
 		}
 	}
 	if cr.Agent != "" && !validAgent(cr.Agent) {
-		return cr, http.StatusBadRequest, errors.New("agent: must be letters, digits or + - _ . @ : (at most 64)")
+		return bad("agent", "must be letters, digits or + - _ . @ : (at most 64)")
 	}
-	return cr, 0, nil
-}
-
-// jsonError says what is wrong with a body, naming the field where it can;
-// never more than a short, cleaned piece of the input.
-func jsonError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		return fmt.Errorf("%s: must be a %s", call.CleanValueN(typeErr.Field, 32), typeErr.Type.Kind())
-	case errors.As(err, &syntaxErr):
-		return fmt.Errorf("body: not JSON (at byte %d)", syntaxErr.Offset)
-	case errors.Is(err, io.EOF):
-		return errors.New("body: empty (send a JSON object)")
-	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("unknown field %s (allowed: channel, from.phone, from.email, from.name, to, subject, agent)", call.CleanValueN(f, 40))
-	}
-	return fmt.Errorf("body: %s", call.CleanValueN(err.Error(), 96))
+	return cr, nil
 }
 
 // contactFail answers a refused contact request as POST /v1/callbacks
 // does: JSON {"error": what is wrong, "field": the field it is about},
-// field "body" for the body as a whole. msg is "field: what" (or "unknown
-// field <name> …"); it never holds more than a short, cleaned piece of the
-// input.
-func contactFail(w http.ResponseWriter, code int, msg string) {
-	field := "body"
-	if rest, ok := strings.CutPrefix(msg, "unknown field "); ok {
-		field, _, _ = strings.Cut(rest, " ")
-		field = strings.Trim(field, `"`)
-	} else if f, what, ok := strings.Cut(msg, ": "); ok && f != "" && !strings.Contains(f, " ") {
-		field, msg = f, what
+// field "body" for the body as a whole.
+func contactFail(w http.ResponseWriter, status int, field, msg string) {
+	if field == "" {
+		field = "body"
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(struct {
-		Error string `json:"error"`
-		Field string `json:"field"`
-	}{msg, field})
+	jsonbody.WriteError(w, status, field, msg)
 }
 
 // handleContact: POST /v1/contacts → the contact's decision as /v1/lookup
 // answers it, with its id; with agent, that agent's pop at once.
 func (r *Router) handleContact(w http.ResponseWriter, req *http.Request) {
-	cr, code, err := readContact(w, req)
-	if err != nil {
-		contactFail(w, code, err.Error())
+	cr, e := readContact(w, req)
+	if e != nil {
+		contactFail(w, e.Status, e.Field, e.Msg)
 		return
 	}
 	pops := r.contactPopper()
 	if cr.Agent != "" && pops == nil {
-		contactFail(w, http.StatusServiceUnavailable, "agent: this callpop pops to no agent (no popper); send the contact without agent")
+		contactFail(w, http.StatusServiceUnavailable, "agent", "this callpop pops to no agent (no popper); send the contact without agent")
 		return
 	}
 	c := call.Call{
@@ -240,7 +189,7 @@ func (r *Router) handleContact(w http.ResponseWriter, req *http.Request) {
 		cancel()
 		if err != nil {
 			r.log.Warn("contact pop failed", "contact", c.ID, "agent", cr.Agent, "err", err)
-			contactFail(w, http.StatusServiceUnavailable, "agent: the pop could not be offered: "+call.CleanValue(err.Error()))
+			contactFail(w, http.StatusServiceUnavailable, "agent", "the pop could not be offered: "+call.CleanValue(err.Error()))
 			return
 		}
 		out.Agent = cr.Agent
@@ -253,7 +202,7 @@ func (r *Router) handleContactEnd(w http.ResponseWriter, req *http.Request) {
 	id := req.PathValue("id")
 	pops := r.contactPopper()
 	if !validContactID(id) || pops == nil {
-		contactFail(w, http.StatusNotFound, "id: no such contact")
+		contactFail(w, http.StatusNotFound, "id", "no such contact")
 		return
 	}
 	w.Header().Set(headerContactID, id)
@@ -263,9 +212,9 @@ func (r *Router) handleContactEnd(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case err != nil:
 		r.log.Warn("contact end failed", "contact", id, "err", err)
-		contactFail(w, http.StatusServiceUnavailable, "id: could not be ended: "+call.CleanValue(err.Error()))
+		contactFail(w, http.StatusServiceUnavailable, "id", "could not be ended: "+call.CleanValue(err.Error()))
 	case !ok:
-		contactFail(w, http.StatusNotFound, "id: no such contact (never offered to an agent, ended already, or expired)")
+		contactFail(w, http.StatusNotFound, "id", "no such contact (never offered to an agent, ended already, or expired)")
 	default:
 		writeJSON(w, map[string]any{"id": id, "ended": true})
 	}
